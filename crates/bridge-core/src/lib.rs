@@ -10,7 +10,7 @@ pub mod diff;
 pub mod dotenv;
 pub mod envset;
 pub mod filter;
-mod hex;
+pub mod hex;
 pub mod parity;
 pub mod schema;
 pub mod secret;
