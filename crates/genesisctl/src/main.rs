@@ -1,1 +1,45 @@
-fn main() {}
+//! `genesisctl`: the one binary. Parses the command line, merges it with the environment and
+//! `bridge.toml` into a [`config::Config`], runs the command, and turns the outcome into the
+//! exit codes DESIGN.md pins: 0 ok, 1 drift or plan not applied, 2 usage/config/input error,
+//! 3 platform or network failure.
+
+// In a binary, `pub` marks what other modules use; nothing is exported beyond the crate.
+#![allow(unreachable_pub)]
+
+mod cli;
+mod commands;
+mod config;
+mod context;
+mod exit;
+mod present;
+mod shell;
+mod state;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::Cli;
+use crate::shell::Shell;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let shell = Shell::new(cli.global.output, cli.global.quiet);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            shell.error(format!("starting the async runtime: {e}"));
+            return ExitCode::from(exit::Code::Input as u8);
+        }
+    };
+    match runtime.block_on(commands::run(cli, &shell)) {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(failure) => {
+            shell.error(format!("{:#}", failure.error));
+            ExitCode::from(failure.code as u8)
+        }
+    }
+}

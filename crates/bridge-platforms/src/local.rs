@@ -1,0 +1,283 @@
+//! `local:PATH`: a `.env` file.
+//!
+//! Reading parses the file with Bridge's own dotenv parser (no interpolation from the host
+//! unless `--interpolate-env`). Applying edits the file in place — comments, blank lines and
+//! key order survive and only changed lines change — and replaces it atomically (a temporary
+//! file in the same directory, fsynced, then renamed over the original), keeping the file's
+//! permissions; a file that did not exist is created 0600, as befits a secrets file.
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bridge_core::EnvSet;
+use bridge_core::diff::{Change, ObservedSet, SyncPlan, observe_readable};
+use bridge_core::dotenv::{self, Edit, ParseOptions};
+
+use crate::{ApplyReport, Capabilities, Platform, PlatformError, PlatformSpec};
+
+/// The mode of a `.env` file Bridge creates.
+pub const NEW_FILE_MODE: u32 = 0o600;
+
+pub struct LocalFile {
+    spec: PlatformSpec,
+    path: PathBuf,
+    interpolate_env: bool,
+}
+
+impl LocalFile {
+    pub fn new(spec: PlatformSpec, interpolate_env: bool) -> Self {
+        let path = spec.path.clone().unwrap_or_else(|| PathBuf::from(".env"));
+        Self {
+            spec,
+            path,
+            interpolate_env,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file's text, or `None` when it does not exist.
+    fn read_text(&self) -> Result<Option<String>, PlatformError> {
+        match fs::read(&self.path) {
+            Ok(bytes) => String::from_utf8(bytes).map(Some).map_err(|e| {
+                let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+                let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
+                let line_start = valid
+                    .iter()
+                    .rposition(|b| *b == b'\n')
+                    .map_or(0, |i| i + 1);
+                let column = String::from_utf8_lossy(&valid[line_start..]).chars().count() + 1;
+                PlatformError::Parse {
+                    path: self.path.clone(),
+                    line,
+                    column,
+                    message: "the file is not valid UTF-8".into(),
+                }
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(PlatformError::io("reading", &self.path, e)),
+        }
+    }
+
+    fn parse(&self, text: &str) -> Result<EnvSet, PlatformError> {
+        let fallback = |name: &str| std::env::var(name).ok();
+        let options = self.parse_options(&fallback);
+        dotenv::parse(text, &options)
+            .map(|parsed| parsed.vars)
+            .map_err(|e| self.parse_error(e))
+    }
+
+    fn parse_options<'a>(
+        &self,
+        fallback: &'a dyn Fn(&str) -> Option<String>,
+    ) -> ParseOptions<'a> {
+        ParseOptions {
+            env_fallback: self.interpolate_env.then_some(fallback),
+        }
+    }
+
+    fn parse_error(&self, e: dotenv::ParseError) -> PlatformError {
+        PlatformError::Parse {
+            path: self.path.clone(),
+            line: e.line,
+            column: e.column,
+            message: e.message,
+        }
+    }
+}
+
+#[async_trait]
+impl Platform for LocalFile {
+    fn spec(&self) -> &PlatformSpec {
+        &self.spec
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            values_readable: true,
+            bulk_write: true,
+        }
+    }
+
+    async fn read(&self) -> Result<ObservedSet, PlatformError> {
+        // A target file that does not exist yet holds nothing; the sync will create it.
+        let text = self.read_text()?.unwrap_or_default();
+        Ok(observe_readable(&self.parse(&text)?))
+    }
+
+    async fn load(&self) -> Result<EnvSet, PlatformError> {
+        let text = self.read_text()?.ok_or_else(|| PlatformError::NotFound {
+            path: self.path.clone(),
+        })?;
+        self.parse(&text)
+    }
+
+    async fn apply(&self, plan: &SyncPlan) -> Result<ApplyReport, PlatformError> {
+        let edits: Vec<Edit<'_>> = plan
+            .writes()
+            .filter_map(|op| match (op.change, &op.after) {
+                (Change::Delete, _) => Some(Edit::Remove { key: &op.key }),
+                (_, Some(value)) => Some(Edit::Set {
+                    key: &op.key,
+                    value,
+                }),
+                (_, None) => None,
+            })
+            .collect();
+        if edits.is_empty() {
+            return Ok(ApplyReport::default());
+        }
+        let original = self.read_text()?;
+        let fallback = |name: &str| std::env::var(name).ok();
+        let options = self.parse_options(&fallback);
+        let edited = dotenv::apply_edits(original.as_deref().unwrap_or(""), &edits, &options)
+            .map_err(|e| self.parse_error(e))?;
+        write_atomically(&self.path, edited.as_bytes())?;
+        Ok(ApplyReport {
+            writes: edits.len(),
+        })
+    }
+}
+
+/// Replaces `path` with `contents` so that a reader sees the old file or the new one, never
+/// a mix, and a crash leaves at worst a stray temporary file (named after the target).
+pub fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), PlatformError> {
+    // Write through a symlink rather than replacing the link with a file.
+    let path = match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            fs::canonicalize(path).map_err(|e| PlatformError::io("resolving", path, e))?
+        }
+        _ => path.to_path_buf(),
+    };
+    let mode = match fs::metadata(&path) {
+        Ok(meta) => meta.permissions().mode() & 0o7777,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => NEW_FILE_MODE,
+        Err(e) => return Err(PlatformError::io("inspecting", &path, e)),
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "env".into());
+    let tmp = dir.join(format!(".{name}.bridge-{}.tmp", std::process::id()));
+
+    let result = (|| {
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)
+            .map_err(|e| PlatformError::io("creating", &tmp, e))?;
+        // The umask may have narrowed `mode`; set it exactly.
+        file.set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(|e| PlatformError::io("setting permissions on", &tmp, e))?;
+        file.write_all(contents)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| PlatformError::io("writing", &tmp, e))?;
+        fs::rename(&tmp, &path).map_err(|e| PlatformError::io("replacing", &path, e))?;
+        // Make the rename itself durable.
+        if let Ok(d) = fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use bridge_core::diff::{Deletions, DiffOptions, diff};
+
+    use super::*;
+
+    fn local(path: &Path) -> LocalFile {
+        LocalFile::new(PlatformSpec::local(path), false)
+    }
+
+    #[tokio::test]
+    async fn edits_in_place_and_keeps_comments_and_mode() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(".env");
+        fs::write(&path, "# app\nA=1\n\n# db\nB=2\nC=3\n").expect("write");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).expect("chmod");
+        let target = local(&path);
+        let source: EnvSet = [("A", "1"), ("B", "two"), ("D", "4")].into_iter().collect();
+        let options = DiffOptions {
+            deletions: Deletions::Allow,
+            ..DiffOptions::default()
+        };
+        let plan = diff(&source, &target.read().await.expect("read"), &options, None);
+        let report = target.apply(&plan).await.expect("apply");
+        assert_eq!(report.writes, 3);
+        assert_eq!(
+            fs::read_to_string(&path).expect("read back"),
+            "# app\nA=1\n\n# db\nB=two\nD=4\n"
+        );
+        let mode = fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640);
+        assert_eq!(target.load().await.expect("load"), source);
+        // No temporary file is left behind.
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[tokio::test]
+    async fn new_files_are_private_and_missing_sources_are_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("new.env");
+        let target = local(&path);
+        assert!(target.read().await.expect("read").is_empty());
+        assert!(matches!(
+            target.load().await,
+            Err(PlatformError::NotFound { .. })
+        ));
+        let source: EnvSet = [("TOKEN", "s3cr3t")].into_iter().collect();
+        let plan = diff(&source, &ObservedSet::new(), &DiffOptions::default(), None);
+        target.apply(&plan).await.expect("apply");
+        let mode = fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, NEW_FILE_MODE);
+        assert_eq!(target.load().await.expect("load"), source);
+    }
+
+    #[tokio::test]
+    async fn writes_through_symlinks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let real = dir.path().join("real.env");
+        let link = dir.path().join(".env");
+        fs::write(&real, "A=1\n").expect("write");
+        std::os::unix::fs::symlink(&real, &link).expect("symlink");
+        write_atomically(&link, b"A=2\n").expect("write");
+        assert!(
+            fs::symlink_metadata(&link)
+                .expect("meta")
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(fs::read_to_string(&real).expect("read"), "A=2\n");
+    }
+
+    #[tokio::test]
+    async fn malformed_and_non_utf8_files_name_line_and_column() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("bad.env");
+        fs::write(&path, b"A=1\nB=\xff\n").expect("write");
+        let err = local(&path).load().await.expect_err("not utf-8");
+        let text = err.to_string();
+        assert!(text.ends_with("bad.env:2:3: the file is not valid UTF-8"), "{text}");
+        assert!(err.is_input_error());
+    }
+}

@@ -1,0 +1,58 @@
+//! [`verify`]: read several places at once and line them up for parity.
+
+use bridge_core::diff::ObservedSet;
+use bridge_core::filter::KeyFilter;
+use bridge_core::parity::{ParityColumn, ParityMatrix};
+use bridge_core::{FingerprintKey, SecretClassifier};
+use bridge_platforms::PlatformError;
+use tokio::task::JoinSet;
+
+use crate::Target;
+
+/// Reads every place concurrently and builds the parity matrix. The first place is the
+/// reference that the others are judged against. Fails with the first place that could
+/// not be read (a parity report with a hole in it would claim more than it knows).
+pub async fn verify(
+    places: &[Target],
+    filter: &KeyFilter,
+    classifier: &SecretClassifier,
+    fingerprints: Option<&FingerprintKey>,
+) -> Result<ParityMatrix, (Target, PlatformError)> {
+    let mut tasks = JoinSet::new();
+    for (index, place) in places.iter().cloned().enumerate() {
+        tasks.spawn(async move {
+            let read = place.platform.read().await;
+            (index, place, read)
+        });
+    }
+    let mut observed: Vec<Option<ObservedSet>> = places.iter().map(|_| None).collect();
+    let mut first_error: Option<(usize, Target, PlatformError)> = None;
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((index, _, Ok(set))) => observed[index] = Some(set),
+            Ok((index, place, Err(e))) => {
+                if first_error.as_ref().is_none_or(|(i, _, _)| index < *i) {
+                    first_error = Some((index, place, e));
+                }
+            }
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+    if let Some((_, place, e)) = first_error {
+        return Err((place, e));
+    }
+    let columns: Vec<ParityColumn> = places
+        .iter()
+        .zip(observed)
+        .map(|(place, observed)| ParityColumn {
+            label: place.label.clone(),
+            observed: observed.unwrap_or_default(),
+        })
+        .collect();
+    Ok(ParityMatrix::build(
+        &columns,
+        filter,
+        classifier,
+        fingerprints,
+    ))
+}

@@ -1,0 +1,229 @@
+//! The command line, as clap sees it. Only shapes and help live here; `commands/` does the
+//! work, after `main.rs` has merged flags with the environment and `bridge.toml`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const ABOUT: &str = "Keep environment variables and secrets identical across Render, Netlify, \
+GitHub Actions and .env files: show drift, fix it, prove it.";
+
+const AFTER_HELP: &str = "\
+Platforms are named by spec: local[:PATH] (a .env file, default ./.env), process (this \
+process's environment), render, netlify[:context=production], github[:environment=prod]. \
+Prefix LABEL= to name one in reports: prod=local:.env.production.
+
+Exit codes: 0 ok or in parity; 1 drift found or plan not applied; 2 usage, config or input \
+error; 3 platform or network failure.
+
+Examples:
+  genesisctl env diff --from local:.env --target local:.env.production
+  genesisctl env sync --from local:.env --target local:.env.production --allow-deletions
+  genesisctl env verify --platforms local:.env,local:.env.production --report parity.json";
+
+#[derive(Debug, Parser)]
+#[command(name = "genesisctl", version, about = ABOUT, after_help = AFTER_HELP)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// State directory: fingerprint key, store, journals [env: BRIDGE_STATE_DIR] [default: .bridge]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Configuration file [env: BRIDGE_CONFIG] [default: ./bridge.toml if present]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Event store URL: sqlite://PATH or postgres://… [env: BRIDGE_STORE]
+    #[arg(long, global = true, value_name = "URL")]
+    pub store: Option<String>,
+
+    /// Event bus URL: nats://…; the store itself by default [env: BRIDGE_BUS]
+    #[arg(long, global = true, value_name = "URL")]
+    pub bus: Option<String>,
+
+    /// Output format: text for people, json for machines (nothing but JSON on stdout)
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+
+    /// Print less: no progress or status lines on stderr
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the state directory (0700) and the local fingerprint key
+    #[command(after_help = "Example:\n  genesisctl init\n  genesisctl --state-dir /var/lib/bridge init")]
+    Init,
+
+    /// Diff, sync, export, verify and check environment variables
+    #[command(subcommand)]
+    Env(EnvCommand),
+
+    /// Show the configuration and where each value came from
+    #[command(subcommand)]
+    Config(ConfigCommand),
+
+    /// Print a shell completion script
+    #[command(after_help = "Example:\n  genesisctl completions bash > /etc/bash_completion.d/genesisctl\n  genesisctl completions zsh > \"${fpath[1]}/_genesisctl\"")]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+
+    /// Run a command with a source's variables in its environment
+    #[command(after_help = "The command's exit code is passed through. Variables from the source override \
+those already in the environment.\n\nExample:\n  genesisctl run --from local:.env.production -- ./server --port 8080")]
+    Run {
+        /// Where the variables come from [default: sync.source]
+        #[arg(long, value_name = "SRC")]
+        from: Option<String>,
+
+        /// Let .env files reference variables of the process environment
+        #[arg(long)]
+        interpolate_env: bool,
+
+        /// The command and its arguments
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnvCommand {
+    /// Show what a sync would change (same as `env sync --dry-run`); exits 1 when there is drift
+    #[command(after_help = "Example:\n  genesisctl env diff --from local:.env --target local:.env.production\n  genesisctl env diff --target local:.env.staging --output json | jq '.targets[].summary'")]
+    Diff(SyncArgs),
+
+    /// Make the targets hold what the source holds
+    #[command(after_help = "Deletions happen only with --allow-deletions, and a sync that would delete more \
+than sync.max_delete_share of a target's keys (25% by default) is refused unless --force. A source \
+with no variables is refused unless --allow-empty-source.\n\nExamples:\n  genesisctl env sync --from local:.env --target local:.env.production\n  genesisctl env sync --target local:.env.ci --dry-run\n  eval \"$(genesisctl env sync --from local:.env --target process)\"")]
+    Sync {
+        #[command(flatten)]
+        args: SyncArgs,
+
+        /// Plan only: print the changes and write nothing (exit 1 when there are changes)
+        #[arg(long)]
+        dry_run: bool,
+
+        /// Delete even when the deletion guard would refuse
+        #[arg(long)]
+        force: bool,
+
+        /// Sync even when the source holds no variables
+        #[arg(long)]
+        allow_empty_source: bool,
+    },
+
+    /// Write a snapshot of a source as {provider, source, synced_at, variables}
+    #[command(after_help = "Secret values are written as \"<redacted:FINGERPRINT>\" unless --reveal.\n\nExample:\n  genesisctl env export --source local:.env --target github --out .env.sync.json")]
+    Export {
+        /// The place to snapshot [default: sync.source]
+        #[arg(long, value_name = "SRC")]
+        source: Option<String>,
+
+        /// The provider the snapshot is meant for (recorded as `provider`)
+        #[arg(long, value_name = "LABEL")]
+        target: Option<String>,
+
+        /// Write to FILE (atomically, 0600) instead of stdout
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+
+        /// Include secret values in clear
+        #[arg(long)]
+        reveal: bool,
+
+        /// Let .env files reference variables of the process environment
+        #[arg(long)]
+        interpolate_env: bool,
+    },
+
+    /// Check that every place holds the same keys and values; exits 1 on drift
+    #[command(after_help = "The first place is the reference the others are judged against.\n\nExample:\n  genesisctl env verify --platforms local:.env,local:.env.production --report parity.json --audit-md AUDIT.md")]
+    Verify {
+        /// The places to compare [default: sync.source and sync.targets]
+        #[arg(long, value_name = "SPEC,...")]
+        platforms: Option<String>,
+
+        /// Also write the parity report as JSON to FILE
+        #[arg(long, value_name = "FILE.json")]
+        report: Option<PathBuf>,
+
+        /// Also write an audit summary as Markdown to FILE
+        #[arg(long, value_name = "FILE.md")]
+        audit_md: Option<PathBuf>,
+
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+
+    /// Validate a source against the [schema] of bridge.toml; exits 1 on violations
+    #[command(after_help = "Example bridge.toml:\n  [schema]\n  min_keys = 3\n  [schema.keys.DATABASE_URL]\n  required = true\n  format = \"url\"   # url, int, bool, port, email, regex (+ pattern), enum (+ values)\n\nExample:\n  genesisctl env check --from local:.env.production")]
+    Check {
+        /// The place to check [default: sync.source]
+        #[arg(long, value_name = "SRC")]
+        from: Option<String>,
+
+        /// Let .env files reference variables of the process environment
+        #[arg(long)]
+        interpolate_env: bool,
+    },
+}
+
+/// What every sync-like command takes.
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// The canonical source [default: sync.source, else local:.env]
+    #[arg(long, value_name = "SRC")]
+    pub from: Option<String>,
+
+    /// Targets, comma-separated [default: sync.targets]
+    #[arg(long, value_name = "DST,...")]
+    pub target: Option<String>,
+
+    /// Delete target keys that the source lacks
+    #[arg(long)]
+    pub allow_deletions: bool,
+
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+}
+
+/// Which keys a command looks at.
+#[derive(Debug, Args)]
+pub struct ScopeArgs {
+    /// Only keys with these prefixes, comma-separated [env: ENVSYNC_INCLUDE_PREFIXES]
+    #[arg(long, value_name = "P,...")]
+    pub include_prefixes: Option<String>,
+
+    /// Never keys with these prefixes (wins over include) [env: ENVSYNC_EXCLUDE_PREFIXES]
+    #[arg(long, value_name = "P,...")]
+    pub exclude_prefixes: Option<String>,
+
+    /// Let .env files reference variables of the process environment
+    #[arg(long)]
+    pub interpolate_env: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Every setting, its value and where it came from (secrets redacted)
+    #[command(after_help = "Example:\n  genesisctl config show\n  ENVSYNC_MODE=enforce genesisctl config show --output json")]
+    Show,
+}

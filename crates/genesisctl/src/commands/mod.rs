@@ -1,0 +1,90 @@
+//! One file per command; [`run`] dispatches. Each command returns the exit [`Code`] of its
+//! outcome or a [`Failure`](crate::exit::Failure) that carries its own.
+
+mod check;
+mod completions;
+mod config_show;
+mod export;
+mod init;
+mod run_cmd;
+mod sync;
+mod verify;
+
+use crate::cli::{Cli, Command, ConfigCommand, EnvCommand};
+use crate::config::FlagValue;
+use crate::context::{Context, interpolate_flag, scope_flags};
+use crate::exit::CmdResult;
+use crate::shell::Shell;
+
+pub async fn run(cli: Cli, shell: &Shell) -> CmdResult {
+    if let Command::Completions { shell: target } = &cli.command {
+        return completions::run(*target);
+    }
+    let flags = command_flags(&cli.command);
+    let ctx = Context::load(shell, &cli.global, flags)?;
+    match cli.command {
+        Command::Init => init::run(&ctx),
+        Command::Config(ConfigCommand::Show) => config_show::run(&ctx),
+        Command::Env(EnvCommand::Diff(args)) => {
+            sync::run(&ctx, &args, sync::Options::diff()).await
+        }
+        Command::Env(EnvCommand::Sync {
+            args,
+            dry_run,
+            force,
+            allow_empty_source,
+        }) => {
+            let options = sync::Options {
+                dry_run,
+                force,
+                allow_empty_source,
+            };
+            sync::run(&ctx, &args, options).await
+        }
+        Command::Env(EnvCommand::Export {
+            source,
+            target,
+            out,
+            reveal,
+            ..
+        }) => export::run(&ctx, source.as_deref(), target, out, reveal).await,
+        Command::Env(EnvCommand::Verify {
+            platforms,
+            report,
+            audit_md,
+            ..
+        }) => verify::run(&ctx, platforms.as_deref(), report, audit_md).await,
+        Command::Env(EnvCommand::Check { from, .. }) => check::run(&ctx, from.as_deref()).await,
+        Command::Run { from, command, .. } => run_cmd::run(&ctx, from.as_deref(), &command).await,
+        Command::Completions { .. } => unreachable!("handled above"),
+    }
+}
+
+/// The command's flags that override configuration settings.
+fn command_flags(command: &Command) -> Vec<FlagValue> {
+    let interpolate = |on: bool| if on { vec![interpolate_flag()] } else { vec![] };
+    match command {
+        Command::Env(EnvCommand::Diff(args)) | Command::Env(EnvCommand::Sync { args, .. }) => {
+            let mut flags = scope_flags(&args.scope);
+            if args.allow_deletions {
+                flags.push(FlagValue {
+                    setting: "sync.allow_deletions",
+                    flag: "--allow-deletions",
+                    value: "true".into(),
+                });
+            }
+            flags
+        }
+        Command::Env(EnvCommand::Verify { scope, .. }) => scope_flags(scope),
+        Command::Env(EnvCommand::Export {
+            interpolate_env, ..
+        })
+        | Command::Env(EnvCommand::Check {
+            interpolate_env, ..
+        })
+        | Command::Run {
+            interpolate_env, ..
+        } => interpolate(*interpolate_env),
+        Command::Init | Command::Config(_) | Command::Completions { .. } => vec![],
+    }
+}

@@ -1,0 +1,38 @@
+//! `genesisctl run --from SRC -- COMMAND…`: run a command with a source's variables in its
+//! environment, as `doppler run` and `teller run` do; the command's exit code passes through.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::Command;
+
+use anyhow::anyhow;
+
+use crate::context::Context;
+use crate::exit::{CmdResult, Code, Failure};
+
+pub async fn run(ctx: &Context<'_>, from: Option<&str>, command: &[String]) -> CmdResult {
+    let spec = ctx.source_spec(from)?;
+    let vars = ctx
+        .open(&spec)?
+        .load()
+        .await
+        .map_err(|e| Failure::platform(e, format!("reading {spec}")))?;
+    let (program, args) = command
+        .split_first()
+        .ok_or_else(|| anyhow!("no command given after --"))?;
+    let mut child = Command::new(program);
+    child.args(args);
+    for (key, value) in &vars {
+        child.env(key, value.expose());
+    }
+    let status = child
+        .status()
+        .map_err(|e| anyhow!("running `{program}`: {e}"))?;
+    // The child's code is ours; a signal death maps to 128+N as shells do.
+    let code = status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(1);
+    std::process::exit(code);
+    #[allow(unreachable_code)]
+    Ok(Code::Ok)
+}

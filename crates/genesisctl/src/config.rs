@@ -1,0 +1,638 @@
+//! Configuration: defaults < `bridge.toml` < environment < flags, each value remembering
+//! where it came from (for `genesisctl config show` and for error messages).
+//!
+//! Every setting is one row of [`SETTINGS`]: its dotted name in `bridge.toml`, the
+//! environment variable that sets it (the seed's `ENVSYNC_*` names where they exist), its
+//! kind and default. Parsing is strict: an unknown key in `bridge.toml`, an unknown `ENVSYNC_*`
+//! variable or a bad value is an error that names it. [`Config`] is the typed result.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use bridge_core::schema::Schema;
+use bridge_platforms::PlatformSpec;
+
+/// Where a value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Default,
+    File(PathBuf),
+    Env(&'static str),
+    Flag(&'static str),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Default => f.write_str("default"),
+            Origin::File(path) => write!(f, "{}", path.display()),
+            Origin::Env(var) => write!(f, "env {var}"),
+            Origin::Flag(flag) => write!(f, "flag {flag}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Bool,
+    Text,
+    List,
+    /// A number in 0..=1.
+    Share,
+    Mode,
+    Schedule,
+    Spec,
+    Specs,
+    DiscoveryOrder,
+    Listen,
+}
+
+struct SettingDef {
+    name: &'static str,
+    env: Option<&'static str>,
+    kind: Kind,
+    default: &'static str,
+    help: &'static str,
+}
+
+const fn def(
+    name: &'static str,
+    env: Option<&'static str>,
+    kind: Kind,
+    default: &'static str,
+    help: &'static str,
+) -> SettingDef {
+    SettingDef {
+        name,
+        env,
+        kind,
+        default,
+        help,
+    }
+}
+
+/// Every setting Bridge reads. `bridge.toml` may hold any of them (plus a `[schema]` table).
+const SETTINGS: &[SettingDef] = &[
+    def("state_dir", Some("BRIDGE_STATE_DIR"), Kind::Text, ".bridge", "state directory (keys, store, journals)"),
+    def("store", Some("BRIDGE_STORE"), Kind::Text, "", "event store URL (sqlite://PATH or postgres://…); empty = sqlite in the state dir"),
+    def("bus", Some("BRIDGE_BUS"), Kind::Text, "", "event bus URL (nats://…); empty = the store itself"),
+    def("listen", Some("BRIDGE_LISTEN"), Kind::Listen, "127.0.0.1:8080", "address `genesisctl serve` listens on"),
+    def("sync.enabled", Some("ENVSYNC_ENABLED"), Kind::Bool, "true", "whether scheduled syncs run"),
+    def("sync.mode", Some("ENVSYNC_MODE"), Kind::Mode, "dry-run", "scheduled sync mode: dry-run or enforce"),
+    def("sync.schedule", Some("ENVSYNC_SCHEDULE"), Kind::Schedule, "@hourly", "@hourly, @daily or a cron expression"),
+    def("sync.source", Some("ENVSYNC_SOURCE"), Kind::Spec, "local:.env", "the canonical source (default --from)"),
+    def("sync.targets", Some("ENVSYNC_TARGETS"), Kind::Specs, "", "targets (default --target), comma-separated"),
+    def("sync.include_prefixes", Some("ENVSYNC_INCLUDE_PREFIXES"), Kind::List, "", "only keys with these prefixes (empty = all)"),
+    def("sync.exclude_prefixes", Some("ENVSYNC_EXCLUDE_PREFIXES"), Kind::List, "", "never keys with these prefixes (wins over include)"),
+    def("sync.allow_deletions", Some("ENVSYNC_ALLOW_DELETIONS"), Kind::Bool, "false", "delete target keys the source lacks"),
+    def("sync.max_delete_share", Some("ENVSYNC_MAX_DELETE_SHARE"), Kind::Share, "0.25", "largest share of a target's keys one sync may delete without --force"),
+    def("sync.interpolate_env", Some("ENVSYNC_INTERPOLATE_ENV"), Kind::Bool, "false", "let .env files reference the process environment"),
+    def("discovery.order", Some("ENVSYNC_DISCOVERY_ORDER"), Kind::DiscoveryOrder, "env,secret_files,vault,dashboard", "where platform tokens are looked for, in order"),
+    def("discovery.secret_filenames", Some("ENVSYNC_SECRET_FILENAMES"), Kind::List, "", "token files looked for in /etc/secrets and ./secrets"),
+    def("discovery.vault_token_keys", Some("ENVSYNC_VAULT_TOKEN_KEYS"), Kind::List, "", "keys asked of a Bridge server's vault"),
+    def("discovery.dashboard_token_urls", Some("ENVSYNC_DASHBOARD_TOKEN_URLS"), Kind::List, "", "dashboard URLs that hand out tokens"),
+    def("secrets.words", Some("BRIDGE_SECRET_WORDS"), Kind::List, "", "extra name words that mark a key secret (TOKEN, PASSWORD… are built in)"),
+    def("secrets.prefixes", Some("BRIDGE_SECRET_PREFIXES"), Kind::List, "", "key prefixes that mark a key secret"),
+    def("secrets.public", Some("BRIDGE_PUBLIC_KEYS"), Kind::List, "", "keys never treated as secret"),
+    def("genesis.mode", Some("GENESIS_MODE"), Kind::Text, "enabled", "Genesis bus mode"),
+    def("genesis.strict_policy", Some("GENESIS_STRICT_POLICY"), Kind::Bool, "false", "refuse events on unknown topics"),
+    def("render.service_id", Some("RENDER_SERVICE_ID"), Kind::Text, "", "the Render service to sync"),
+    def("render.api_url", Some("RENDER_API_URL"), Kind::Text, "https://api.render.com/v1", "Render API base URL"),
+    def("netlify.site_id", Some("NETLIFY_SITE_ID"), Kind::Text, "", "the Netlify site to sync"),
+    def("netlify.account_id", Some("NETLIFY_ACCOUNT_ID"), Kind::Text, "", "the Netlify account owning the site"),
+    def("netlify.api_url", Some("NETLIFY_API_URL"), Kind::Text, "https://api.netlify.com/api/v1", "Netlify API base URL"),
+    def("github.repository", Some("GITHUB_REPOSITORY"), Kind::Text, "", "owner/name of the GitHub repository"),
+    def("github.api_url", Some("GITHUB_API_URL"), Kind::Text, "https://api.github.com", "GitHub API base URL"),
+];
+
+/// `ENVSYNC_*` variables that are not settings but are read elsewhere.
+const OTHER_ENVSYNC_VARS: &[&str] = &[];
+
+/// Platform tokens: read from the environment only (never from `bridge.toml`), shown redacted.
+pub const TOKEN_VARS: &[&str] = &[
+    "RENDER_API_TOKEN",
+    "NETLIFY_API_TOKEN",
+    "NETLIFY_AUTH_TOKEN",
+    "GITHUB_TOKEN",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    DryRun,
+    Enforce,
+}
+
+/// The typed configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: Option<PathBuf>,
+    pub state_dir: PathBuf,
+    pub sync: SyncConfig,
+    pub secrets: SecretsConfig,
+    pub schema: Schema,
+    /// Every setting as shown by `config show`.
+    pub shown: Vec<ShownSetting>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    pub source: PlatformSpec,
+    pub targets: Vec<PlatformSpec>,
+    pub include_prefixes: Vec<String>,
+    pub exclude_prefixes: Vec<String>,
+    pub allow_deletions: bool,
+    pub max_delete_share: f64,
+    pub interpolate_env: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SecretsConfig {
+    pub words: Vec<String>,
+    pub prefixes: Vec<String>,
+    pub public: Vec<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ShownSetting {
+    pub name: String,
+    pub value: serde_json::Value,
+    pub origin: String,
+    pub env: Option<&'static str>,
+    pub help: &'static str,
+}
+
+/// A value given on the command line.
+pub struct FlagValue {
+    pub setting: &'static str,
+    pub flag: &'static str,
+    pub value: String,
+}
+
+/// Where each layer comes from; tests substitute the environment.
+pub struct Sources<'a> {
+    pub config_file: Option<&'a Path>,
+    /// Whether `config_file` was named explicitly (then it must exist).
+    pub config_explicit: bool,
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+    pub env_names: Vec<String>,
+    pub flags: Vec<FlagValue>,
+}
+
+/// A raw value and its origin, before typing.
+#[derive(Clone)]
+enum Raw {
+    Text(String),
+    Toml(toml::Value),
+}
+
+impl Config {
+    pub fn load(sources: Sources<'_>) -> Result<Config> {
+        let mut raw: BTreeMap<&'static str, (Raw, Origin)> = BTreeMap::new();
+        for d in SETTINGS {
+            raw.insert(d.name, (Raw::Text(d.default.into()), Origin::Default));
+        }
+
+        // bridge.toml
+        let mut schema = Schema::default();
+        let mut file_used = None;
+        if let Some(path) = sources.config_file {
+            match std::fs::read_to_string(path) {
+                Ok(text) => {
+                    let table: toml::Table = toml::from_str(&text)
+                        .map_err(|e| anyhow!("{}: {}", path.display(), e.message().trim()))
+                        .with_context(|| format!("{} is not valid TOML", path.display()))?;
+                    schema = read_file(path, table, &mut raw)?;
+                    file_used = Some(path.to_path_buf());
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !sources.config_explicit => {}
+                Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+            }
+        }
+
+        // Environment.
+        for name in &sources.env_names {
+            if name.starts_with("ENVSYNC_")
+                && !SETTINGS.iter().any(|d| d.env == Some(name.as_str()))
+                && !OTHER_ENVSYNC_VARS.contains(&name.as_str())
+            {
+                let known: Vec<_> = SETTINGS
+                    .iter()
+                    .filter_map(|d| d.env)
+                    .filter(|e| e.starts_with("ENVSYNC_"))
+                    .collect();
+                bail!(
+                    "unknown environment variable {name}; Bridge reads {}",
+                    known.join(", ")
+                );
+            }
+        }
+        for d in SETTINGS {
+            if let Some(var) = d.env
+                && let Some(value) = (sources.env)(var)
+            {
+                raw.insert(d.name, (Raw::Text(value), Origin::Env(var)));
+            }
+        }
+
+        // Flags.
+        for flag in sources.flags {
+            let d = SETTINGS
+                .iter()
+                .find(|d| d.name == flag.setting)
+                .ok_or_else(|| anyhow!("internal: flag {} maps to no setting", flag.flag))?;
+            raw.insert(d.name, (Raw::Text(flag.value), Origin::Flag(flag.flag)));
+        }
+
+        let mut typed: BTreeMap<&'static str, (Typed, Origin)> = BTreeMap::new();
+        for d in SETTINGS {
+            let (value, origin) = raw
+                .remove(d.name)
+                .ok_or_else(|| anyhow!("internal: no value for {}", d.name))?;
+            let parsed = parse_value(d, &value).map_err(|problem| {
+                let at = match &origin {
+                    Origin::Env(var) => format!("environment variable {var}"),
+                    Origin::Flag(flag) => format!("flag {flag}"),
+                    Origin::File(path) => format!("{}: {}", path.display(), d.name),
+                    Origin::Default => format!("default of {}", d.name),
+                };
+                anyhow!("{at}: {problem}")
+            })?;
+            typed.insert(d.name, (parsed, origin));
+        }
+        Self::from_typed(typed, file_used, schema, sources.env)
+    }
+
+    fn from_typed(
+        mut typed: BTreeMap<&'static str, (Typed, Origin)>,
+        file: Option<PathBuf>,
+        schema: Schema,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config> {
+        let mut shown: Vec<ShownSetting> = SETTINGS
+            .iter()
+            .filter_map(|d| {
+                let (value, origin) = typed.get(d.name)?;
+                Some(ShownSetting {
+                    name: d.name.into(),
+                    value: value.to_json(),
+                    origin: origin.to_string(),
+                    env: d.env,
+                    help: d.help,
+                })
+            })
+            .collect();
+        for var in TOKEN_VARS {
+            let set = env(var).is_some_and(|v| !v.is_empty());
+            shown.push(ShownSetting {
+                name: format!("token {var}"),
+                value: serde_json::Value::String(if set { "<redacted>" } else { "(not set)" }.into()),
+                origin: if set { format!("env {var}") } else { "—".into() },
+                env: Some(var),
+                help: "platform API token (environment only, never stored)",
+            });
+        }
+
+        let mut take = |name: &'static str| {
+            typed
+                .remove(name)
+                .ok_or_else(|| anyhow!("internal: setting {name} missing"))
+        };
+        let state_dir = PathBuf::from(take("state_dir")?.0.text()?);
+        let source = match take("sync.source")?.0 {
+            Typed::Spec(spec) => spec,
+            _ => bail!("internal: sync.source is not a spec"),
+        };
+        let targets = match take("sync.targets")?.0 {
+            Typed::Specs(specs) => specs,
+            _ => bail!("internal: sync.targets is not a spec list"),
+        };
+        let sync = SyncConfig {
+            source,
+            targets,
+            include_prefixes: take("sync.include_prefixes")?.0.list()?,
+            exclude_prefixes: take("sync.exclude_prefixes")?.0.list()?,
+            allow_deletions: take("sync.allow_deletions")?.0.bool()?,
+            max_delete_share: take("sync.max_delete_share")?.0.share()?,
+            interpolate_env: take("sync.interpolate_env")?.0.bool()?,
+        };
+        let secrets = SecretsConfig {
+            words: take("secrets.words")?.0.list()?,
+            prefixes: take("secrets.prefixes")?.0.list()?,
+            public: take("secrets.public")?.0.list()?,
+        };
+        Ok(Config {
+            file,
+            state_dir,
+            sync,
+            secrets,
+            schema,
+            shown,
+        })
+    }
+}
+
+/// Reads `bridge.toml`'s settings into `raw`, and returns its `[schema]`.
+fn read_file(
+    path: &Path,
+    table: toml::Table,
+    raw: &mut BTreeMap<&'static str, (Raw, Origin)>,
+) -> Result<Schema> {
+    let mut schema = Schema::default();
+    let mut flat: Vec<(String, toml::Value)> = Vec::new();
+    for (key, value) in table {
+        if key == "schema" {
+            schema = value
+                .try_into()
+                .map_err(|e: toml::de::Error| anyhow!("{}: [schema]: {}", path.display(), e.message().trim()))?;
+            continue;
+        }
+        match value {
+            toml::Value::Table(inner) if SETTINGS.iter().any(|d| d.name.starts_with(&format!("{key}."))) => {
+                for (k, v) in inner {
+                    flat.push((format!("{key}.{k}"), v));
+                }
+            }
+            other => flat.push((key, other)),
+        }
+    }
+    for (name, value) in flat {
+        let Some(d) = SETTINGS.iter().find(|d| d.name == name) else {
+            let section = name.split_once('.').map(|(s, _)| s);
+            let known: Vec<&str> = SETTINGS
+                .iter()
+                .filter(|d| d.name.split_once('.').map(|(s, _)| s) == section)
+                .map(|d| d.name)
+                .collect();
+            bail!(
+                "{}: unknown key `{name}`{}",
+                path.display(),
+                if known.is_empty() {
+                    String::from("; see `genesisctl config show` for the known keys")
+                } else {
+                    format!("; known keys here: {}", known.join(", "))
+                }
+            );
+        };
+        raw.insert(d.name, (Raw::Toml(value), Origin::File(path.to_path_buf())));
+    }
+    Ok(schema)
+}
+
+#[derive(Debug, Clone)]
+enum Typed {
+    Bool(bool),
+    Text(String),
+    List(Vec<String>),
+    Share(f64),
+    Mode(SyncMode),
+    Spec(PlatformSpec),
+    Specs(Vec<PlatformSpec>),
+}
+
+impl Typed {
+    fn bool(self) -> Result<bool> {
+        match self {
+            Typed::Bool(b) => Ok(b),
+            _ => bail!("internal: not a bool"),
+        }
+    }
+    fn text(self) -> Result<String> {
+        match self {
+            Typed::Text(t) => Ok(t),
+            _ => bail!("internal: not text"),
+        }
+    }
+    fn list(self) -> Result<Vec<String>> {
+        match self {
+            Typed::List(l) => Ok(l),
+            _ => bail!("internal: not a list"),
+        }
+    }
+    fn share(self) -> Result<f64> {
+        match self {
+            Typed::Share(s) => Ok(s),
+            _ => bail!("internal: not a share"),
+        }
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value;
+        match self {
+            Typed::Bool(b) => Value::Bool(*b),
+            Typed::Text(t) => Value::String(t.clone()),
+            Typed::List(l) => Value::from(l.clone()),
+            Typed::Share(s) => Value::from(*s),
+            Typed::Mode(SyncMode::DryRun) => Value::from("dry-run"),
+            Typed::Mode(SyncMode::Enforce) => Value::from("enforce"),
+            Typed::Spec(s) => Value::String(s.to_string()),
+            Typed::Specs(s) => Value::from(s.iter().map(|s| s.to_string()).collect::<Vec<_>>()),
+        }
+    }
+}
+
+/// Types one raw value; `Err` says what was expected (values are settings, never secrets).
+fn parse_value(d: &SettingDef, raw: &Raw) -> Result<Typed, String> {
+    let text = |expected: &str| -> Result<String, String> {
+        match raw {
+            Raw::Text(t) => Ok(t.trim().to_string()),
+            Raw::Toml(toml::Value::String(s)) => Ok(s.trim().to_string()),
+            Raw::Toml(other) => Err(format!("expected {expected}, got a {}", other.type_str())),
+        }
+    };
+    let list = || -> Result<Vec<String>, String> {
+        let items = match raw {
+            Raw::Toml(toml::Value::Array(items)) => items
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .map(|s| s.trim().to_string())
+                        .ok_or_else(|| format!("expected a list of strings, found a {}", v.type_str()))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            _ => text("a list (array, or comma-separated string)")?
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .collect(),
+        };
+        Ok(items.into_iter().filter(|s| !s.is_empty()).collect())
+    };
+    match d.kind {
+        Kind::Bool => {
+            let value = match raw {
+                Raw::Toml(toml::Value::Boolean(b)) => return Ok(Typed::Bool(*b)),
+                _ => text("true or false")?,
+            };
+            match value.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => Ok(Typed::Bool(true)),
+                "false" | "0" | "no" | "off" | "" => Ok(Typed::Bool(false)),
+                _ => Err(format!("expected true or false, got `{value}`")),
+            }
+        }
+        Kind::Text => Ok(Typed::Text(text("a string")?)),
+        Kind::List => Ok(Typed::List(list()?)),
+        Kind::Share => {
+            let n = match raw {
+                Raw::Toml(toml::Value::Float(f)) => *f,
+                Raw::Toml(toml::Value::Integer(i)) => *i as f64,
+                _ => {
+                    let t = text("a number between 0 and 1")?;
+                    t.parse::<f64>()
+                        .map_err(|_| format!("expected a number between 0 and 1, got `{t}`"))?
+                }
+            };
+            if (0.0..=1.0).contains(&n) {
+                Ok(Typed::Share(n))
+            } else {
+                Err(format!("expected a number between 0 and 1, got {n}"))
+            }
+        }
+        Kind::Mode => match text("dry-run or enforce")?.as_str() {
+            "dry-run" | "dry_run" | "dryrun" => Ok(Typed::Mode(SyncMode::DryRun)),
+            "enforce" => Ok(Typed::Mode(SyncMode::Enforce)),
+            other => Err(format!("expected dry-run or enforce, got `{other}`")),
+        },
+        Kind::Schedule => {
+            let t = text("@hourly, @daily or a cron expression")?;
+            let fields = t.split_whitespace().count();
+            let named = ["@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@annually", "@midnight"];
+            if named.contains(&t.as_str()) || (5..=6).contains(&fields) {
+                Ok(Typed::Text(t))
+            } else {
+                Err(format!(
+                    "expected @hourly, @daily or a 5-field cron expression (\"0 * * * *\"), got `{t}`"
+                ))
+            }
+        }
+        Kind::Spec => {
+            let t = text("a platform spec such as local:.env")?;
+            t.parse::<PlatformSpec>()
+                .map(Typed::Spec)
+                .map_err(|e| e.to_string())
+        }
+        Kind::Specs => list()?
+            .iter()
+            .map(|s| s.parse::<PlatformSpec>().map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Typed::Specs),
+        Kind::DiscoveryOrder => {
+            let items = list()?;
+            let known = ["env", "secret_files", "vault", "dashboard"];
+            if let Some(bad) = items.iter().find(|i| !known.contains(&i.as_str())) {
+                return Err(format!("unknown discovery source `{bad}`; expected some of {}", known.join(", ")));
+            }
+            Ok(Typed::List(items))
+        }
+        Kind::Listen => {
+            let t = text("host:port")?;
+            t.parse::<std::net::SocketAddr>()
+                .map(|_| Typed::Text(t.clone()))
+                .map_err(|_| format!("expected host:port such as 127.0.0.1:8080, got `{t}`"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(file: Option<&str>, env: &[(&str, &str)], flags: Vec<FlagValue>) -> Result<Config> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("bridge.toml");
+        if let Some(text) = file {
+            std::fs::write(&path, text)?;
+        }
+        let env_map: BTreeMap<String, String> =
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let lookup = |name: &str| env_map.get(name).cloned();
+        Config::load(Sources {
+            config_file: Some(&path),
+            config_explicit: false,
+            env: &lookup,
+            env_names: env_map.keys().cloned().collect(),
+            flags,
+        })
+    }
+
+    fn shown<'a>(c: &'a Config, name: &str) -> &'a ShownSetting {
+        c.shown.iter().find(|s| s.name == name).expect("setting shown")
+    }
+
+    #[test]
+    fn precedence_is_flags_env_file_default() -> Result<()> {
+        let file = "[sync]\nmode = \"enforce\"\nallow_deletions = true\nmax_delete_share = 0.5\n";
+        let c = load(Some(file), &[], vec![])?;
+        assert_eq!(shown(&c, "sync.mode").value, "enforce");
+        assert!(c.sync.allow_deletions);
+        assert!(shown(&c, "sync.mode").origin.ends_with("bridge.toml"));
+        assert_eq!(shown(&c, "sync.schedule").origin, "default");
+
+        let c = load(Some(file), &[("ENVSYNC_MODE", "dry-run")], vec![])?;
+        assert_eq!(shown(&c, "sync.mode").value, "dry-run");
+        assert_eq!(shown(&c, "sync.mode").origin, "env ENVSYNC_MODE");
+
+        let flag = FlagValue {
+            setting: "sync.allow_deletions",
+            flag: "--allow-deletions",
+            value: "false".into(),
+        };
+        let c = load(Some(file), &[("ENVSYNC_ALLOW_DELETIONS", "true")], vec![flag])?;
+        assert!(!c.sync.allow_deletions);
+        assert_eq!(shown(&c, "sync.allow_deletions").origin, "flag --allow-deletions");
+        Ok(())
+    }
+
+    #[test]
+    fn lists_and_specs_parse_from_env_and_file() -> Result<()> {
+        let c = load(
+            Some("[sync]\ninclude_prefixes = [\"APP_\", \"DB_\"]\ntargets = [\"local:prod.env\"]\n"),
+            &[("ENVSYNC_EXCLUDE_PREFIXES", "APP_INTERNAL_, ,X_")],
+            vec![],
+        )?;
+        assert_eq!(c.sync.include_prefixes, ["APP_", "DB_"]);
+        assert_eq!(c.sync.exclude_prefixes, ["APP_INTERNAL_", "X_"]);
+        assert_eq!(c.sync.targets[0].to_string(), "local:prod.env");
+        Ok(())
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_themselves() {
+        let err = |file: Option<&str>, env: &[(&str, &str)]| {
+            format!("{:#}", load(file, env, vec![]).expect_err("must fail"))
+        };
+        assert!(err(Some("[sync]\nmdoe = \"x\"\n"), &[]).contains("unknown key `sync.mdoe`"));
+        assert!(err(Some("colour = 1\n"), &[]).contains("unknown key `colour`"));
+        assert!(err(Some("[sync]\nmode = \"apply\"\n"), &[]).contains("sync.mode: expected dry-run or enforce"));
+        assert!(err(None, &[("ENVSYNC_MODE", "apply")]).contains("ENVSYNC_MODE: expected dry-run or enforce"));
+        assert!(err(None, &[("ENVSYNC_MAX_DELETE_SHARE", "2")]).contains("between 0 and 1"));
+        assert!(err(None, &[("ENVSYNC_TARGETS", "heroku")]).contains("unknown platform `heroku`"));
+        assert!(err(None, &[("ENVSYNC_TARGTES", "x")]).contains("unknown environment variable ENVSYNC_TARGTES"));
+        assert!(err(None, &[("ENVSYNC_DISCOVERY_ORDER", "env,ldap")]).contains("unknown discovery source `ldap`"));
+        assert!(err(Some("[sync\n"), &[]).contains("not valid TOML"));
+        assert!(err(Some("[schema]\nmin_key = 1\n"), &[]).contains("[schema]"));
+        assert!(err(Some("[sync]\nallow_deletions = \"perhaps\"\n"), &[]).contains("expected true or false"));
+    }
+
+    #[test]
+    fn tokens_are_shown_redacted() -> Result<()> {
+        let c = load(None, &[("GITHUB_TOKEN", "ghp_supersecret")], vec![])?;
+        let token = shown(&c, "token GITHUB_TOKEN");
+        assert_eq!(token.value, "<redacted>");
+        let all = serde_json::to_string(&c.shown)?;
+        assert!(!all.contains("supersecret"));
+        Ok(())
+    }
+
+    #[test]
+    fn schema_table_is_read() -> Result<()> {
+        let c = load(
+            Some("[schema]\nmin_keys = 2\n[schema.keys.PORT]\nformat = \"port\"\nrequired = true\n"),
+            &[],
+            vec![],
+        )?;
+        assert_eq!(c.schema.min_keys, Some(2));
+        assert!(c.schema.keys["PORT"].required);
+        Ok(())
+    }
+}

@@ -1,0 +1,207 @@
+//! [`Context`]: what every command needs — the shell, the merged configuration, the state
+//! directory — and the small conversions from configuration to domain types.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result, anyhow};
+use bridge_core::filter::KeyFilter;
+use bridge_core::{FingerprintKey, SecretClassifier};
+use bridge_platforms::process::Output;
+use bridge_platforms::spec::assign_labels;
+use bridge_platforms::{OpenContext, Platform, PlatformSpec};
+use bridge_sync::Target;
+
+use crate::cli::{GlobalArgs, ScopeArgs};
+use crate::config::{Config, FlagValue, Sources};
+use crate::exit::Failure;
+use crate::shell::Shell;
+use crate::state::{Created, StateDir};
+
+pub struct Context<'a> {
+    pub shell: &'a Shell,
+    pub config: Config,
+    pub state: StateDir,
+    pub open: OpenContext,
+}
+
+impl<'a> Context<'a> {
+    pub fn load(shell: &'a Shell, global: &GlobalArgs, mut flags: Vec<FlagValue>) -> Result<Self> {
+        let env = |name: &str| std::env::var(name).ok();
+        let env_names: Vec<String> = std::env::vars_os()
+            .filter_map(|(k, _)| k.into_string().ok())
+            .collect();
+        let (config_file, config_explicit) = match (&global.config, env("BRIDGE_CONFIG")) {
+            (Some(path), _) => (path.clone(), true),
+            (None, Some(path)) if !path.is_empty() => (PathBuf::from(path), true),
+            _ => (PathBuf::from("bridge.toml"), false),
+        };
+        if let Some(dir) = &global.state_dir {
+            flags.push(FlagValue {
+                setting: "state_dir",
+                flag: "--state-dir",
+                value: dir.display().to_string(),
+            });
+        }
+        if let Some(store) = &global.store {
+            flags.push(FlagValue {
+                setting: "store",
+                flag: "--store",
+                value: store.clone(),
+            });
+        }
+        if let Some(bus) = &global.bus {
+            flags.push(FlagValue {
+                setting: "bus",
+                flag: "--bus",
+                value: bus.clone(),
+            });
+        }
+        let config = Config::load(Sources {
+            config_file: Some(&config_file),
+            config_explicit,
+            env: &env,
+            env_names,
+            flags,
+        })?;
+        let state = StateDir::new(config.state_dir.clone());
+        let open = OpenContext {
+            interpolate_env: config.sync.interpolate_env,
+            // Only an applied sync to a `process` target writes here, and JSON mode refuses
+            // such targets, so stdout carries either JSON or export lines, never both.
+            process_output: Some(Output::new(std::io::stdout())),
+        };
+        Ok(Self {
+            shell,
+            config,
+            state,
+            open,
+        })
+    }
+
+    pub fn classifier(&self) -> SecretClassifier {
+        let s = &self.config.secrets;
+        SecretClassifier::new(s.words.clone(), s.prefixes.clone(), s.public.clone())
+    }
+
+    pub fn filter(&self) -> KeyFilter {
+        KeyFilter::new(
+            self.config.sync.include_prefixes.clone(),
+            self.config.sync.exclude_prefixes.clone(),
+        )
+    }
+
+    /// The fingerprint key, created on first use. Where the state directory cannot be
+    /// written (a read-only checkout), a key for this run only keeps the command working:
+    /// redacted values then differ from run to run, which the warning says.
+    pub fn fingerprint_key(&self) -> FingerprintKey {
+        match self.state.key() {
+            Ok((key, Created::Now)) => {
+                self.shell.status(
+                    "Created",
+                    format!(
+                        "fingerprint key in {} (run `genesisctl init` to choose where)",
+                        self.state.path().display()
+                    ),
+                );
+                key
+            }
+            Ok((key, Created::AlreadyThere)) => key,
+            Err(e) => {
+                self.shell.warn(format!(
+                    "{e:#}; using a one-off key, so fingerprints will not match other runs"
+                ));
+                let mut bytes = [0u8; FingerprintKey::LEN];
+                let _ = getrandom::fill(&mut bytes);
+                FingerprintKey::from_bytes(bytes)
+            }
+        }
+    }
+
+    pub fn open(&self, spec: &PlatformSpec) -> Result<Arc<dyn Platform>, Failure> {
+        bridge_platforms::open(spec, &self.open)
+            .map_err(|e| Failure::platform(e, format!("opening {spec}")))
+    }
+
+    /// Opens every spec, labelled for reports.
+    pub fn targets(&self, specs: &[PlatformSpec]) -> Result<Vec<Target>, Failure> {
+        let labels = assign_labels(specs).map_err(|e| anyhow!(e))?;
+        specs
+            .iter()
+            .zip(labels)
+            .map(|(spec, label)| {
+                Ok(Target {
+                    label,
+                    platform: self.open(spec)?,
+                })
+            })
+            .collect()
+    }
+
+    /// `--from`, else `sync.source`.
+    pub fn source_spec(&self, flag: Option<&str>) -> Result<PlatformSpec> {
+        match flag {
+            Some(text) => text
+                .parse()
+                .map_err(|e| anyhow!("--from: {e}"))
+                .context("choosing the source"),
+            None => Ok(self.config.sync.source.clone()),
+        }
+    }
+
+    /// `--target`, else `sync.targets`; at least one.
+    pub fn target_specs(&self, flag: Option<&str>) -> Result<Vec<PlatformSpec>> {
+        let specs = match flag {
+            Some(text) => PlatformSpec::parse_list(text).map_err(|e| anyhow!("--target: {e}"))?,
+            None => self.config.sync.targets.clone(),
+        };
+        if specs.is_empty() {
+            return Err(anyhow!(
+                "no target: pass --target (e.g. --target local:.env.production) or set \
+                 sync.targets in bridge.toml or ENVSYNC_TARGETS"
+            ));
+        }
+        Ok(specs)
+    }
+}
+
+/// The flags of [`ScopeArgs`] as configuration overrides.
+pub fn scope_flags(scope: &ScopeArgs) -> Vec<FlagValue> {
+    let mut flags = Vec::new();
+    if let Some(p) = &scope.include_prefixes {
+        flags.push(FlagValue {
+            setting: "sync.include_prefixes",
+            flag: "--include-prefixes",
+            value: p.clone(),
+        });
+    }
+    if let Some(p) = &scope.exclude_prefixes {
+        flags.push(FlagValue {
+            setting: "sync.exclude_prefixes",
+            flag: "--exclude-prefixes",
+            value: p.clone(),
+        });
+    }
+    if scope.interpolate_env {
+        flags.push(interpolate_flag());
+    }
+    flags
+}
+
+pub fn interpolate_flag() -> FlagValue {
+    FlagValue {
+        setting: "sync.interpolate_env",
+        flag: "--interpolate-env",
+        value: "true".into(),
+    }
+}
+
+/// The current time as RFC 3339 UTC to the second, as reports carry it.
+pub fn now_rfc3339() -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+    );
+    time::OffsetDateTime::now_utc()
+        .format(&format)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
+}

@@ -1,0 +1,380 @@
+//! How plans and parity look: the JSON shapes `--output json` prints and the text people read.
+//! Every value passes through [`Redactor`], so a secret appears only as `<redacted:FP>`.
+
+use std::fmt::Write as _;
+
+use bridge_core::diff::{Change, PlanOp, SyncPlan};
+use bridge_core::parity::{Cell, ParityMatrix, RowStatus};
+use bridge_core::{FingerprintKey, SecretClassifier, SecretValue};
+use bridge_sync::{SyncOutcome, TargetStatus};
+use serde::Serialize;
+
+use crate::shell::{BOLD, CYAN, DIM, GREEN, RED, YELLOW};
+
+/// Shows values: secrets as their fingerprint, others as (escaped, shortened) text.
+pub struct Redactor<'a> {
+    pub classifier: &'a SecretClassifier,
+    pub key: &'a FingerprintKey,
+}
+
+impl Redactor<'_> {
+    pub fn is_secret(&self, name: &str) -> bool {
+        self.classifier.is_secret(name)
+    }
+
+    /// The value for JSON and exports: in full unless secret.
+    pub fn full(&self, name: &str, value: &SecretValue) -> String {
+        if self.is_secret(name) {
+            self.key.fingerprint(value).redacted()
+        } else {
+            value.expose().to_string()
+        }
+    }
+
+    /// The value for a terminal line: escaped control characters, at most 60 characters.
+    pub fn short(&self, name: &str, value: &SecretValue) -> String {
+        if self.is_secret(name) {
+            return self.key.fingerprint(value).redacted();
+        }
+        const MAX: usize = 60;
+        let mut out = String::new();
+        for (i, c) in value.expose().chars().enumerate() {
+            if i == MAX {
+                out.push('…');
+                break;
+            }
+            match c {
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c if c.is_control() => {
+                    let _ = write!(out, "\\u{{{:x}}}", c as u32);
+                }
+                c => out.push(c),
+            }
+        }
+        if value.is_empty() {
+            out.push_str("\"\"");
+        }
+        out
+    }
+}
+
+#[derive(Serialize)]
+pub struct SyncReport {
+    pub source: String,
+    pub mode: &'static str,
+    pub source_keys: usize,
+    pub has_changes: bool,
+    pub targets: Vec<TargetReport>,
+}
+
+#[derive(Serialize)]
+pub struct TargetReport {
+    pub label: String,
+    pub target: String,
+    /// in_sync | planned | applied | refused | failed
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<bridge_core::diff::PlanSummary>,
+    pub changes: Vec<ChangeReport>,
+    pub retained: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub writes: Option<usize>,
+}
+
+#[derive(Serialize)]
+pub struct ChangeReport {
+    pub key: String,
+    pub op: Change,
+    pub secret: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<bridge_core::diff::UpdateReason>,
+}
+
+pub fn sync_report(outcome: &SyncOutcome, dry_run: bool, r: &Redactor<'_>) -> SyncReport {
+    let targets = outcome
+        .targets
+        .iter()
+        .map(|t| {
+            let (status, error, writes) = match &t.status {
+                TargetStatus::InSync => ("in_sync", None, None),
+                TargetStatus::Planned => ("planned", None, None),
+                TargetStatus::Applied { writes } => ("applied", None, Some(*writes)),
+                TargetStatus::Refused(e) => ("refused", Some(e.to_string()), None),
+                TargetStatus::Failed(e) => ("failed", Some(e.to_string()), None),
+            };
+            let changes = t
+                .plan
+                .iter()
+                .flat_map(|p| p.ops.iter())
+                .filter(|op| op.change != Change::Noop)
+                .map(|op| change_report(op, r))
+                .collect();
+            TargetReport {
+                label: t.label.clone(),
+                target: t.spec.to_string(),
+                status,
+                error,
+                summary: t.plan.as_ref().map(SyncPlan::summary),
+                changes,
+                retained: t.plan.as_ref().map(|p| p.retained.clone()).unwrap_or_default(),
+                writes,
+            }
+        })
+        .collect();
+    SyncReport {
+        source: outcome.source.to_string(),
+        mode: if dry_run { "dry-run" } else { "apply" },
+        source_keys: outcome.source_len,
+        has_changes: outcome.has_pending_changes(),
+        targets,
+    }
+}
+
+fn change_report(op: &PlanOp, r: &Redactor<'_>) -> ChangeReport {
+    let show = |v: &Option<SecretValue>| v.as_ref().map(|v| r.full(&op.key, v));
+    ChangeReport {
+        key: op.key.clone(),
+        op: op.change,
+        secret: r.is_secret(&op.key),
+        before: show(&op.before),
+        after: if op.change == Change::Delete {
+            None
+        } else {
+            show(&op.after)
+        },
+        reason: op.reason,
+    }
+}
+
+/// The text of a sync or diff, one block per target.
+pub fn sync_text(outcome: &SyncOutcome, r: &Redactor<'_>) -> String {
+    let mut out = String::new();
+    for t in &outcome.targets {
+        let _ = writeln!(
+            out,
+            "{BOLD}{}{BOLD:#} → {BOLD}{}{BOLD:#}",
+            outcome.source, t.spec
+        );
+        if let Some(plan) = &t.plan {
+            let width = plan
+                .ops
+                .iter()
+                .filter(|o| o.change != Change::Noop)
+                .map(|o| o.key.chars().count())
+                .max()
+                .unwrap_or(0);
+            for op in plan.ops.iter().filter(|o| o.change != Change::Noop) {
+                out.push_str(&op_line(op, width, r));
+            }
+            if !plan.retained.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "  {DIM}kept (only in target; --allow-deletions deletes them): {}{DIM:#}",
+                    plan.retained.join(", ")
+                );
+            }
+        }
+        let _ = writeln!(out, "  {}", status_line(t));
+    }
+    out
+}
+
+fn op_line(op: &PlanOp, width: usize, r: &Redactor<'_>) -> String {
+    let key = &op.key;
+    let show = |v: &Option<SecretValue>| v.as_ref().map(|v| r.short(key, v)).unwrap_or_default();
+    match op.change {
+        Change::Create => format!(
+            "  {GREEN}+ {key:<width$}{GREEN:#}  {}\n",
+            show(&op.after)
+        ),
+        Change::Update => {
+            let before = match &op.before {
+                Some(_) => show(&op.before),
+                None => "(write-only)".into(),
+            };
+            let why = match op.reason {
+                Some(bridge_core::diff::UpdateReason::ChangedOutOfBand) => "  (changed out of band)",
+                Some(bridge_core::diff::UpdateReason::Forced) => "  (unknown; written anyway)",
+                _ => "",
+            };
+            format!(
+                "  {YELLOW}~ {key:<width$}{YELLOW:#}  {before} → {}{why}\n",
+                show(&op.after)
+            )
+        }
+        Change::Delete => format!("  {RED}- {key:<width$}{RED:#}  {}\n", show(&op.before)),
+        Change::Unknown => format!(
+            "  {CYAN}? {key:<width$}{CYAN:#}  write-only, no fingerprint on record: cannot tell\n"
+        ),
+        Change::Noop => String::new(),
+    }
+}
+
+fn status_line(t: &bridge_sync::TargetOutcome) -> String {
+    let counts = |plan: &SyncPlan| {
+        let s = plan.summary();
+        let mut parts = Vec::new();
+        for (n, what) in [
+            (s.create, "create"),
+            (s.update, "update"),
+            (s.delete, "delete"),
+            (s.unknown, "unknown"),
+        ] {
+            if n > 0 {
+                parts.push(format!("{n} {what}"));
+            }
+        }
+        let changes = if parts.is_empty() {
+            "no changes".to_string()
+        } else {
+            parts.join(", ")
+        };
+        format!("{changes}; {} unchanged", s.noop)
+    };
+    match (&t.status, &t.plan) {
+        (TargetStatus::InSync, Some(plan)) => format!("{GREEN}in sync{GREEN:#} ({})", counts(plan)),
+        (TargetStatus::Planned, Some(plan)) => {
+            format!("{YELLOW}would change{YELLOW:#}: {} (dry run; nothing written)", counts(plan))
+        }
+        (TargetStatus::Applied { writes }, Some(plan)) => {
+            format!("{GREEN}applied{GREEN:#}: {} ({writes} writes)", counts(plan))
+        }
+        (TargetStatus::Refused(e), _) => format!("{RED}refused{RED:#}: {e}"),
+        (TargetStatus::Failed(e), _) => format!("{RED}failed{RED:#}: {e}"),
+        (_, None) => String::new(),
+    }
+}
+
+/// The parity matrix as text: the rows that drift or cannot be judged, then a summary.
+pub fn parity_text(m: &ParityMatrix) -> String {
+    let mut out = String::new();
+    let interesting: Vec<_> = m
+        .rows
+        .iter()
+        .filter(|r| r.status != RowStatus::InParity)
+        .collect();
+    let key_width = interesting
+        .iter()
+        .map(|r| r.key.chars().count())
+        .chain(["KEY".len()])
+        .max()
+        .unwrap_or(3);
+    let widths: Vec<usize> = m.labels.iter().map(|l| l.chars().count().max(7)).collect();
+    if !interesting.is_empty() {
+        let _ = write!(out, "{BOLD}{:<key_width$}{BOLD:#}", "KEY");
+        for (label, w) in m.labels.iter().zip(&widths) {
+            let _ = write!(out, "  {BOLD}{label:<w$}{BOLD:#}");
+        }
+        out.push('\n');
+        for row in &interesting {
+            let _ = write!(out, "{:<key_width$}", row.key);
+            for (cell, w) in row.cells.iter().zip(&widths) {
+                let (style, text) = match cell {
+                    Cell::Same => (GREEN, "ok"),
+                    Cell::Differs => (YELLOW, "differs"),
+                    Cell::Missing => (RED, "missing"),
+                    Cell::Unknown => (CYAN, "unknown"),
+                };
+                let _ = write!(out, "  {style}{text:<w$}{style:#}");
+            }
+            out.push('\n');
+        }
+        out.push('\n');
+    }
+    let drift = m.drift_count();
+    let unknown = m
+        .rows
+        .iter()
+        .filter(|r| r.status == RowStatus::Unknown)
+        .count();
+    let places: Vec<String> = m
+        .labels
+        .iter()
+        .zip(&m.counts)
+        .map(|(l, n)| format!("{l} {n}"))
+        .collect();
+    let verdict = if drift == 0 {
+        format!("{GREEN}in parity{GREEN:#}")
+    } else {
+        format!("{RED}drift{RED:#}")
+    };
+    let _ = writeln!(
+        out,
+        "{verdict}: {} keys across {} places ({}); {drift} drifted, {unknown} unknown",
+        m.rows.len(),
+        m.labels.len(),
+        places.join(", ")
+    );
+    out
+}
+
+/// The audit summary written by `env verify --audit-md`.
+pub fn audit_markdown(m: &ParityMatrix, report: &bridge_core::parity::ParityReport) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "# Environment parity audit\n");
+    let _ = writeln!(md, "- Verified at: {}", report.verified_at);
+    let _ = writeln!(md, "- Places: {}", m.labels.join(", "));
+    let _ = writeln!(md, "- Keys: {}", report.summary.total_keys);
+    let _ = writeln!(
+        md,
+        "- Result: {} ({} drifted, {} unknown)\n",
+        if report.has_drift { "**drift**" } else { "in parity" },
+        report.summary.drift_count,
+        report.summary.unknown_count
+    );
+    let _ = writeln!(md, "| Place | Keys | Missing |");
+    let _ = writeln!(md, "|---|---:|---:|");
+    for (label, count) in m.labels.iter().zip(&m.counts) {
+        let missing = report
+            .missing
+            .get(&format!("missing_in_{label}"))
+            .map_or(0, Vec::len);
+        let _ = writeln!(md, "| {label} | {count} | {missing} |");
+    }
+    let rows: Vec<_> = m
+        .rows
+        .iter()
+        .filter(|r| r.status != RowStatus::InParity)
+        .collect();
+    if !rows.is_empty() {
+        let _ = writeln!(md, "\n## Keys out of parity\n");
+        let _ = write!(md, "| Key |");
+        for l in &m.labels {
+            let _ = write!(md, " {l} |");
+        }
+        let _ = write!(md, "\n|---|");
+        for _ in &m.labels {
+            let _ = write!(md, "---|");
+        }
+        md.push('\n');
+        for row in rows {
+            let _ = write!(md, "| `{}` |", row.key);
+            for cell in &row.cells {
+                let _ = write!(
+                    md,
+                    " {} |",
+                    match cell {
+                        Cell::Same => "ok",
+                        Cell::Differs => "differs",
+                        Cell::Missing => "missing",
+                        Cell::Unknown => "unknown",
+                    }
+                );
+            }
+            md.push('\n');
+        }
+    }
+    let _ = writeln!(
+        md,
+        "\nValues are never written here; secret values are compared by keyed fingerprint."
+    );
+    md
+}

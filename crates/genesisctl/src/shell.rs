@@ -1,0 +1,92 @@
+//! The one place that prints. Text for people (colour only on a terminal, via anstream),
+//! JSON for machines (`--output json`: stdout carries nothing else), status and warnings on
+//! stderr (silenced by `--quiet`).
+
+use std::io::{self, Write};
+
+use anstyle::{AnsiColor, Style};
+use serde::Serialize;
+
+use crate::cli::OutputFormat;
+
+pub const GREEN: Style = Style::new().fg_color(Some(anstyle::Color::Ansi(AnsiColor::Green)));
+pub const RED: Style = Style::new().fg_color(Some(anstyle::Color::Ansi(AnsiColor::Red)));
+pub const YELLOW: Style = Style::new().fg_color(Some(anstyle::Color::Ansi(AnsiColor::Yellow)));
+pub const CYAN: Style = Style::new().fg_color(Some(anstyle::Color::Ansi(AnsiColor::Cyan)));
+pub const BOLD: Style = Style::new().bold();
+pub const DIM: Style = Style::new().dimmed();
+
+pub struct Shell {
+    format: OutputFormat,
+    quiet: bool,
+}
+
+impl Shell {
+    pub fn new(format: OutputFormat, quiet: bool) -> Self {
+        Self { format, quiet }
+    }
+
+    pub fn is_json(&self) -> bool {
+        self.format == OutputFormat::Json
+    }
+
+    /// Text for stdout; colour codes are stripped when stdout is not a terminal.
+    pub fn print(&self, text: &str) -> io::Result<()> {
+        let mut out = anstream::stdout().lock();
+        ignore_broken_pipe(out.write_all(text.as_bytes()).and_then(|()| out.flush()))
+    }
+
+    /// Text that would go to stdout when stdout is taken (by `export` lines); `--quiet`
+    /// silences it.
+    pub fn print_to_stderr(&self, text: &str) {
+        if !self.quiet {
+            let _ = anstream::stderr().write_all(text.as_bytes());
+        }
+    }
+
+    pub fn print_json(&self, value: &impl Serialize) -> io::Result<()> {
+        let mut text = serde_json::to_string_pretty(value).map_err(io::Error::other)?;
+        text.push('\n');
+        let mut out = io::stdout().lock();
+        ignore_broken_pipe(out.write_all(text.as_bytes()).and_then(|()| out.flush()))
+    }
+
+    /// A status line on stderr, cargo-style: a right-aligned coloured verb and a message.
+    pub fn status(&self, verb: &str, message: impl AsRef<str>) {
+        if self.quiet {
+            return;
+        }
+        let style = GREEN.bold();
+        let _ = writeln!(
+            anstream::stderr(),
+            "{style}{verb:>12}{style:#} {}",
+            message.as_ref()
+        );
+    }
+
+    pub fn warn(&self, message: impl AsRef<str>) {
+        let style = YELLOW.bold();
+        let _ = writeln!(
+            anstream::stderr(),
+            "{style}warning{style:#}: {}",
+            message.as_ref()
+        );
+    }
+
+    pub fn error(&self, message: impl AsRef<str>) {
+        let style = RED.bold();
+        let _ = writeln!(
+            anstream::stderr(),
+            "{style}error{style:#}: {}",
+            message.as_ref()
+        );
+    }
+}
+
+/// A closed pipe (`genesisctl … | head`) is the reader's choice, not our failure.
+fn ignore_broken_pipe(result: io::Result<()>) -> io::Result<()> {
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
