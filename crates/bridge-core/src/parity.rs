@@ -100,9 +100,14 @@ impl ParityMatrix {
         classifier: &SecretClassifier,
         fingerprints: Option<&FingerprintKey>,
     ) -> ParityRow {
-        let secret = classifier.is_secret(key);
         let observed: Vec<Option<&Observed>> =
             columns.iter().map(|c| c.observed.get(key)).collect();
+        // Secret if the name says so or any place's value carries a credential.
+        let secret = classifier.is_secret(key)
+            || observed.iter().flatten().any(|o| match o {
+                Observed::Value(v) => classifier.is_secret_entry(key, v),
+                Observed::WriteOnly(_) => true,
+            });
 
         // Compare by fingerprint where a key is available (that is what makes write-only
         // values comparable); otherwise compare readable values directly.

@@ -197,6 +197,13 @@ impl SecretClassifier {
         }
     }
 
+    /// Whether a value must be hidden: its key is secret, or the value itself carries a
+    /// credential (a URL with a password, as in `postgres://user:pass@host/db`), whatever
+    /// the key is called.
+    pub fn is_secret_entry(&self, key: &str, value: &SecretValue) -> bool {
+        self.is_secret(key) || (!self.public_keys.iter().any(|k| k == key) && url_has_password(value.expose()))
+    }
+
     pub fn is_secret(&self, key: &str) -> bool {
         if self.public_keys.iter().any(|k| k == key) {
             return false;
@@ -210,6 +217,18 @@ impl SecretClassifier {
             .filter(|word| !word.is_empty())
             .any(|word| self.words.iter().any(|w| w == word))
             || self.words.iter().any(|w| *w == upper)
+    }
+}
+
+/// `scheme://user:password@host…` with a non-empty password.
+fn url_has_password(value: &str) -> bool {
+    let Some((_, rest)) = value.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    match authority.rsplit_once('@') {
+        Some((userinfo, _)) => userinfo.split_once(':').is_some_and(|(_, pw)| !pw.is_empty()),
+        None => false,
     }
 }
 
@@ -276,6 +295,18 @@ mod tests {
         for public in ["MONKEY_COUNT", "LOG_LEVEL", "PORT", "KEYBOARD_LAYOUT", "NODE_ENV"] {
             assert!(!c.is_secret(public), "{public} should be public");
         }
+    }
+
+    #[test]
+    fn urls_with_passwords_are_secret_whatever_the_name() {
+        let c = SecretClassifier::default();
+        let secret = |k: &str, v: &str| c.is_secret_entry(k, &SecretValue::new(v));
+        assert!(secret("DATABASE_URL", "postgres://shop:pw@db:5432/x"));
+        assert!(secret("AMQP", "amqp://u:p@mq"));
+        assert!(!secret("DATABASE_URL", "postgres://db:5432/x"));
+        assert!(!secret("SENTRY_URL", "https://abc@o1.ingest.sentry.io/2"));
+        assert!(!secret("LINK", "https://example.com/a:b@c"));
+        assert!(secret("API_TOKEN", "plain"));
     }
 
     #[test]

@@ -238,7 +238,11 @@ pub fn assign_labels(specs: &[PlatformSpec]) -> Result<Vec<String>, SpecError> {
             if let Some(label) = &spec.label {
                 return label.clone();
             }
-            let same_kind = specs.iter().filter(|s| s.kind == spec.kind).count();
+            // Only unlabelled specs compete for the platform's name.
+            let same_kind = specs
+                .iter()
+                .filter(|s| s.kind == spec.kind && s.label.is_none())
+                .count();
             match (same_kind > 1, spec.kind) {
                 (true, PlatformKind::Local) => {
                     spec.file_label().unwrap_or_else(|| spec.default_label())
@@ -320,6 +324,8 @@ mod tests {
         );
         let single = PlatformSpec::parse_list("local:x.env,render").expect("list parses");
         assert_eq!(assign_labels(&single).expect("labels"), ["local", "render"]);
+        let labelled = PlatformSpec::parse_list("local:.env,prod=local:p.env").expect("list parses");
+        assert_eq!(assign_labels(&labelled).expect("labels"), ["local", "prod"]);
         let clash = PlatformSpec::parse_list("local:a/.env,local:b/.env").expect("list parses");
         assert!(assign_labels(&clash).is_err());
     }

@@ -21,6 +21,15 @@ pub struct Target {
     pub platform: Arc<dyn Platform>,
 }
 
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("label", &self.label)
+            .field("spec", &self.platform.spec().to_string())
+            .finish()
+    }
+}
+
 #[derive(Clone)]
 pub struct SyncOptions {
     pub mode: Mode,

@@ -12,4 +12,4 @@ pub use engine::{
     Mode, SyncError, SyncJob, SyncOptions, SyncOutcome, Target, TargetOutcome, TargetStatus,
     run,
 };
-pub use verify::verify;
+pub use verify::{VerifyError, verify};

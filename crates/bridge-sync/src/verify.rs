@@ -4,10 +4,20 @@ use bridge_core::diff::ObservedSet;
 use bridge_core::filter::KeyFilter;
 use bridge_core::parity::{ParityColumn, ParityMatrix};
 use bridge_core::{FingerprintKey, SecretClassifier};
-use bridge_platforms::PlatformError;
+use bridge_platforms::{PlatformError, PlatformSpec};
 use tokio::task::JoinSet;
 
 use crate::Target;
+
+/// A place that could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("reading {spec}: {source}")]
+pub struct VerifyError {
+    pub label: String,
+    pub spec: PlatformSpec,
+    #[source]
+    pub source: PlatformError,
+}
 
 /// Reads every place concurrently and builds the parity matrix. The first place is the
 /// reference that the others are judged against. Fails with the first place that could
@@ -17,7 +27,7 @@ pub async fn verify(
     filter: &KeyFilter,
     classifier: &SecretClassifier,
     fingerprints: Option<&FingerprintKey>,
-) -> Result<ParityMatrix, (Target, PlatformError)> {
+) -> Result<ParityMatrix, VerifyError> {
     let mut tasks = JoinSet::new();
     for (index, place) in places.iter().cloned().enumerate() {
         tasks.spawn(async move {
@@ -38,8 +48,12 @@ pub async fn verify(
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         }
     }
-    if let Some((_, place, e)) = first_error {
-        return Err((place, e));
+    if let Some((_, place, source)) = first_error {
+        return Err(VerifyError {
+            label: place.label,
+            spec: place.platform.spec().clone(),
+            source,
+        });
     }
     let columns: Vec<ParityColumn> = places
         .iter()

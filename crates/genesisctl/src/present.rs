@@ -24,7 +24,7 @@ impl Redactor<'_> {
 
     /// The value for JSON and exports: in full unless secret.
     pub fn full(&self, name: &str, value: &SecretValue) -> String {
-        if self.is_secret(name) {
+        if self.classifier.is_secret_entry(name, value) {
             self.key.fingerprint(value).redacted()
         } else {
             value.expose().to_string()
@@ -33,7 +33,7 @@ impl Redactor<'_> {
 
     /// The value for a terminal line: escaped control characters, at most 60 characters.
     pub fn short(&self, name: &str, value: &SecretValue) -> String {
-        if self.is_secret(name) {
+        if self.classifier.is_secret_entry(name, value) {
             return self.key.fingerprint(value).redacted();
         }
         const MAX: usize = 60;
@@ -143,7 +143,11 @@ fn change_report(op: &PlanOp, r: &Redactor<'_>) -> ChangeReport {
     ChangeReport {
         key: op.key.clone(),
         op: op.change,
-        secret: r.is_secret(&op.key),
+        secret: r.is_secret(&op.key)
+            || [&op.before, &op.after]
+                .into_iter()
+                .flatten()
+                .any(|v| r.classifier.is_secret_entry(&op.key, v)),
         before: show(&op.before),
         after: if op.change == Change::Delete {
             None

@@ -36,7 +36,7 @@ pub async fn run(
     let key = ctx.state.load_key().ok().flatten();
     let matrix = bridge_sync::verify(&places, &ctx.filter(), &ctx.classifier(), key.as_ref())
         .await
-        .map_err(|(place, e)| Failure::platform(e, format!("reading {}", place.platform.spec())))?;
+        .map_err(|e| Failure::platform(e.source, format!("reading {}", e.spec)))?;
     let report = matrix.report(now_rfc3339());
 
     if let Some(path) = &report_path {
