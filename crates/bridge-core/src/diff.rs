@@ -96,9 +96,10 @@ pub enum UpdateReason {
 pub struct PlanOp {
     pub key: String,
     pub change: Change,
-    /// The target's current value when readable.
+    /// The target's current value, for updates and deletes of readable values.
     pub before: Option<SecretValue>,
-    /// The value to write (creates and updates) or the equal value (noops).
+    /// The value to write, for creates, updates and unknowns. No-ops carry no values: most
+    /// keys of a large set are no-ops, and copying their values would dominate the diff.
     pub after: Option<SecretValue>,
     pub reason: Option<UpdateReason>,
 }
@@ -280,11 +281,15 @@ fn compare(
             }
         }
     };
+    let (before, after) = match change {
+        Change::Noop => (None, None),
+        _ => (readable(observed), Some(value.clone())),
+    };
     PlanOp {
         key: key.to_string(),
         change,
-        before: readable(observed),
-        after: Some(value.clone()),
+        before,
+        after,
         reason,
     }
 }

@@ -92,7 +92,8 @@ enum Check {
     Bool,
     Port,
     Email,
-    Regex(Regex),
+    /// The anchored regex, and the pattern as the user wrote it (for messages).
+    Regex(Regex, String),
     Enum(Vec<String>),
 }
 
@@ -145,7 +146,7 @@ impl Schema {
                             message: e.to_string(),
                         }
                     })?;
-                    Some(Check::Regex(regex))
+                    Some(Check::Regex(regex, pattern.to_string()))
                 }
                 Some(Format::Enum) => match &rule.values {
                     Some(values) if !values.is_empty() => Some(Check::Enum(values.clone())),
@@ -236,7 +237,7 @@ impl Check {
             Check::Bool => "bool",
             Check::Port => "port",
             Check::Email => "email",
-            Check::Regex(_) => "regex",
+            Check::Regex(..) => "regex",
             Check::Enum(_) => "enum",
         }
     }
@@ -252,7 +253,7 @@ impl Check {
             ),
             Check::Port => matches!(value.parse::<u32>(), Ok(1..=65535)),
             Check::Email => is_email(value),
-            Check::Regex(re) => re.is_match(value),
+            Check::Regex(re, _) => re.is_match(value),
             Check::Enum(values) => values.iter().any(|v| v == value),
         };
         if ok {
@@ -264,7 +265,7 @@ impl Check {
             Check::Bool => "a boolean (true/false, 1/0, yes/no, on/off)".into(),
             Check::Port => "a port number (1-65535)".into(),
             Check::Email => "an email address".into(),
-            Check::Regex(re) => format!("a match for /{}/", re.as_str()),
+            Check::Regex(_, pattern) => format!("a full match for /{pattern}/"),
             Check::Enum(values) => format!("one of {}", values.join(", ")),
         })
     }

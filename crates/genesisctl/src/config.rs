@@ -624,6 +624,18 @@ mod tests {
         Ok(())
     }
 
+    /// docs/configuration.md is where users look; it must list every setting.
+    #[test]
+    fn every_setting_is_documented() {
+        let doc = include_str!("../../../docs/configuration.md");
+        for d in SETTINGS {
+            assert!(doc.contains(&format!("`{}`", d.name)), "{} undocumented", d.name);
+            if let Some(env) = d.env {
+                assert!(doc.contains(&format!("`{env}`")), "{env} undocumented");
+            }
+        }
+    }
+
     #[test]
     fn schema_table_is_read() -> Result<()> {
         let c = load(

@@ -274,13 +274,18 @@ pub fn parity_text(m: &ParityMatrix) -> String {
     let widths: Vec<usize> = m.labels.iter().map(|l| l.chars().count().max(7)).collect();
     if !interesting.is_empty() {
         let _ = write!(out, "{BOLD}{:<key_width$}{BOLD:#}", "KEY");
-        for (label, w) in m.labels.iter().zip(&widths) {
+        let last = m.labels.len().saturating_sub(1);
+        for (i, (label, w)) in m.labels.iter().zip(&widths).enumerate() {
+            let w = if i == last { 0 } else { *w };
             let _ = write!(out, "  {BOLD}{label:<w$}{BOLD:#}");
         }
         out.push('\n');
         for row in &interesting {
             let _ = write!(out, "{:<key_width$}", row.key);
-            for (cell, w) in row.cells.iter().zip(&widths) {
+            let last = row.cells.len().saturating_sub(1);
+            for (i, (cell, w)) in row.cells.iter().zip(&widths).enumerate() {
+                // No padding after the last column: lines end where their text does.
+                let w = if i == last { 0 } else { *w };
                 let (style, text) = match cell {
                     Cell::Same => (GREEN, "ok"),
                     Cell::Differs => (YELLOW, "differs"),

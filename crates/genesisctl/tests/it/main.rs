@@ -1,0 +1,17 @@
+//! The real `genesisctl` binary, run in a fresh directory per test, with stdout, stderr and
+//! the exit code asserted. One test binary with a module per command (each extra binary
+//! would relink the whole graph).
+
+// A test binary exports nothing; `pub` marks what modules share.
+#![allow(unreachable_pub)]
+
+mod sandbox;
+
+mod check;
+mod config;
+mod errors;
+mod export;
+mod misc;
+mod secrets;
+mod sync;
+mod verify;
