@@ -213,7 +213,9 @@ pub fn diff(
         };
         match order {
             std::cmp::Ordering::Less => {
-                let Some((key, value)) = src.next() else { break };
+                let Some((key, value)) = src.next() else {
+                    break;
+                };
                 plan.ops.push(PlanOp {
                     key: key.clone(),
                     change: Change::Create,
@@ -223,7 +225,9 @@ pub fn diff(
                 });
             }
             std::cmp::Ordering::Greater => {
-                let Some((key, observed)) = dst.next() else { break };
+                let Some((key, observed)) = dst.next() else {
+                    break;
+                };
                 plan.target_len += 1;
                 match options.deletions {
                     Deletions::Allow => plan.ops.push(PlanOp {
@@ -411,7 +415,10 @@ mod tests {
         let plan = diff(&src, &dst, &options, None);
         assert_eq!(
             changes(&plan),
-            vec![("APP_A".into(), Change::Create), ("APP_B".into(), Change::Delete)]
+            vec![
+                ("APP_A".into(), Change::Create),
+                ("APP_B".into(), Change::Delete)
+            ]
         );
         assert_eq!(plan.target_len, 1);
     }

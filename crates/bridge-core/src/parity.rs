@@ -144,7 +144,10 @@ impl ParityMatrix {
                 (Some(_), Some(_)) => Cell::Differs,
             })
             .collect();
-        let status = if cells.iter().any(|c| matches!(c, Cell::Missing | Cell::Differs)) {
+        let status = if cells
+            .iter()
+            .any(|c| matches!(c, Cell::Missing | Cell::Differs))
+        {
             RowStatus::Drift
         } else if cells.contains(&Cell::Unknown) {
             RowStatus::Unknown

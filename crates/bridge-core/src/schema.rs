@@ -136,9 +136,10 @@ impl Schema {
                 Some(Format::Port) => Some(Check::Port),
                 Some(Format::Email) => Some(Check::Email),
                 Some(Format::Regex) => {
-                    let pattern = rule.pattern.as_deref().ok_or(SchemaError::MissingPattern {
-                        key: key.clone(),
-                    })?;
+                    let pattern = rule
+                        .pattern
+                        .as_deref()
+                        .ok_or(SchemaError::MissingPattern { key: key.clone() })?;
                     // Anchored: a format describes the whole value.
                     let regex = Regex::new(&format!("^(?:{pattern})$")).map_err(|e| {
                         SchemaError::BadPattern {
@@ -331,7 +332,11 @@ mod tests {
             ),
             (Format::Int, &["0", "-12", "42"], &["", "1.5", "x"]),
             (Format::Bool, &["true", "FALSE", "1", "off"], &["", "maybe"]),
-            (Format::Port, &["1", "8080", "65535"], &["0", "65536", "-1", "http"]),
+            (
+                Format::Port,
+                &["1", "8080", "65535"],
+                &["0", "65536", "-1", "http"],
+            ),
             (
                 Format::Email,
                 &["a@b.io", "ops+x@corp.example"],

@@ -201,7 +201,8 @@ impl SecretClassifier {
     /// credential (a URL with a password, as in `postgres://user:pass@host/db`), whatever
     /// the key is called.
     pub fn is_secret_entry(&self, key: &str, value: &SecretValue) -> bool {
-        self.is_secret(key) || (!self.public_keys.iter().any(|k| k == key) && url_has_password(value.expose()))
+        self.is_secret(key)
+            || (!self.public_keys.iter().any(|k| k == key) && url_has_password(value.expose()))
     }
 
     pub fn is_secret(&self, key: &str) -> bool {
@@ -216,7 +217,6 @@ impl SecretClassifier {
             .split(['_', '-', '.'])
             .filter(|word| !word.is_empty())
             .any(|word| self.words.iter().any(|w| w == word))
-            || self.words.iter().any(|w| *w == upper)
     }
 }
 
@@ -227,7 +227,9 @@ fn url_has_password(value: &str) -> bool {
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     match authority.rsplit_once('@') {
-        Some((userinfo, _)) => userinfo.split_once(':').is_some_and(|(_, pw)| !pw.is_empty()),
+        Some((userinfo, _)) => userinfo
+            .split_once(':')
+            .is_some_and(|(_, pw)| !pw.is_empty()),
         None => false,
     }
 }
@@ -260,7 +262,10 @@ mod tests {
         assert_ne!(k1.fingerprint(&a), k2.fingerprint(&a));
         let fp = k1.fingerprint(&a);
         assert_eq!(Fingerprint::from_hex(&fp.to_hex()), Some(fp));
-        assert_eq!(fp.redacted().len(), "<redacted:>".len() + Fingerprint::SHORT_HEX);
+        assert_eq!(
+            fp.redacted().len(),
+            "<redacted:>".len() + Fingerprint::SHORT_HEX
+        );
     }
 
     #[test]
@@ -292,7 +297,13 @@ mod tests {
         ] {
             assert!(c.is_secret(secret), "{secret} should be secret");
         }
-        for public in ["MONKEY_COUNT", "LOG_LEVEL", "PORT", "KEYBOARD_LAYOUT", "NODE_ENV"] {
+        for public in [
+            "MONKEY_COUNT",
+            "LOG_LEVEL",
+            "PORT",
+            "KEYBOARD_LAYOUT",
+            "NODE_ENV",
+        ] {
             assert!(!c.is_secret(public), "{public} should be public");
         }
     }

@@ -47,11 +47,11 @@ impl LocalFile {
             Ok(bytes) => String::from_utf8(bytes).map(Some).map_err(|e| {
                 let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
                 let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
-                let line_start = valid
-                    .iter()
-                    .rposition(|b| *b == b'\n')
-                    .map_or(0, |i| i + 1);
-                let column = String::from_utf8_lossy(&valid[line_start..]).chars().count() + 1;
+                let line_start = valid.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+                let column = String::from_utf8_lossy(&valid[line_start..])
+                    .chars()
+                    .count()
+                    + 1;
                 PlatformError::Parse {
                     path: self.path.clone(),
                     line,
@@ -72,10 +72,7 @@ impl LocalFile {
             .map_err(|e| self.parse_error(e))
     }
 
-    fn parse_options<'a>(
-        &self,
-        fallback: &'a dyn Fn(&str) -> Option<String>,
-    ) -> ParseOptions<'a> {
+    fn parse_options<'a>(&self, fallback: &'a dyn Fn(&str) -> Option<String>) -> ParseOptions<'a> {
         ParseOptions {
             env_fallback: self.interpolate_env.then_some(fallback),
         }
@@ -277,7 +274,10 @@ mod tests {
         fs::write(&path, b"A=1\nB=\xff\n").expect("write");
         let err = local(&path).load().await.expect_err("not utf-8");
         let text = err.to_string();
-        assert!(text.ends_with("bad.env:2:3: the file is not valid UTF-8"), "{text}");
+        assert!(
+            text.ends_with("bad.env:2:3: the file is not valid UTF-8"),
+            "{text}"
+        );
         assert!(err.is_input_error());
     }
 }

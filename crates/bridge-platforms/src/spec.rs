@@ -62,7 +62,9 @@ pub struct PlatformSpec {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
-    #[error("unknown platform `{name}` in `{spec}`; known platforms: local[:PATH], process, render, netlify, github")]
+    #[error(
+        "unknown platform `{name}` in `{spec}`; known platforms: local[:PATH], process, render, netlify, github"
+    )]
     UnknownPlatform { spec: String, name: String },
     #[error("`{spec}`: {name} takes no options")]
     NoOptions { spec: String, name: &'static str },
@@ -324,7 +326,8 @@ mod tests {
         );
         let single = PlatformSpec::parse_list("local:x.env,render").expect("list parses");
         assert_eq!(assign_labels(&single).expect("labels"), ["local", "render"]);
-        let labelled = PlatformSpec::parse_list("local:.env,prod=local:p.env").expect("list parses");
+        let labelled =
+            PlatformSpec::parse_list("local:.env,prod=local:p.env").expect("list parses");
         assert_eq!(assign_labels(&labelled).expect("labels"), ["local", "prod"]);
         let clash = PlatformSpec::parse_list("local:a/.env,local:b/.env").expect("list parses");
         assert!(assign_labels(&clash).is_err());

@@ -70,7 +70,9 @@ pub enum TargetStatus {
     InSync,
     /// Changes found; a dry run writes nothing.
     Planned,
-    Applied { writes: usize },
+    Applied {
+        writes: usize,
+    },
     /// The deletion guard stopped the plan before any write.
     Refused(DeletionRefused),
     Failed(PlatformError),
@@ -115,15 +117,23 @@ pub enum SyncError {
 
 pub async fn run(job: SyncJob) -> Result<SyncOutcome, SyncError> {
     let source_spec = job.source.spec().clone();
-    if let Some(t) = job.targets.iter().find(|t| same_place(t.platform.spec(), &source_spec)) {
+    if let Some(t) = job
+        .targets
+        .iter()
+        .find(|t| same_place(t.platform.spec(), &source_spec))
+    {
         return Err(SyncError::SourceIsTarget {
             spec: t.platform.spec().clone(),
         });
     }
-    let mut source: EnvSet = job.source.load().await.map_err(|source| SyncError::Source {
-        spec: source_spec.clone(),
-        source,
-    })?;
+    let mut source: EnvSet = job
+        .source
+        .load()
+        .await
+        .map_err(|source| SyncError::Source {
+            spec: source_spec.clone(),
+            source,
+        })?;
     source.retain(|k| job.options.diff.filter.allows(k));
     if source.is_empty() && !job.options.allow_empty_source {
         let scope = if job.options.diff.filter.is_everything() {

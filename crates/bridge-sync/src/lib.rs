@@ -9,7 +9,6 @@ mod engine;
 mod verify;
 
 pub use engine::{
-    Mode, SyncError, SyncJob, SyncOptions, SyncOutcome, Target, TargetOutcome, TargetStatus,
-    run,
+    Mode, SyncError, SyncJob, SyncOptions, SyncOutcome, Target, TargetOutcome, TargetStatus, run,
 };
 pub use verify::{VerifyError, verify};

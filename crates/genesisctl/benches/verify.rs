@@ -44,17 +44,29 @@ fn main() {
         .current_dir(dir.path())
         .output()
         .expect("runs");
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let median_verify = median_wall(bin, &verify, dir.path());
     let median_start = median_wall(bin, &["--version"], dir.path());
     println!("env verify over 3 x {KEYS}-key files (median of {RUNS} runs, process wall time)");
     println!("  genesisctl env verify   {:>7.2} ms", ms(median_verify));
-    println!("  genesisctl --version    {:>7.2} ms  (baseline: process start-up)", ms(median_start));
+    println!(
+        "  genesisctl --version    {:>7.2} ms  (baseline: process start-up)",
+        ms(median_start)
+    );
     println!(
         "  ratio verify/baseline: {:.2}; target < 15 ms: {}",
         median_verify.as_secs_f64() / median_start.as_secs_f64(),
-        if median_verify < Duration::from_millis(15) { "met" } else { "NOT MET" }
+        if median_verify < Duration::from_millis(15) {
+            "met"
+        } else {
+            "NOT MET"
+        }
     );
 }
 

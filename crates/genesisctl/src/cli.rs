@@ -67,7 +67,9 @@ pub enum OutputFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create the state directory (0700) and the local fingerprint key
-    #[command(after_help = "Example:\n  genesisctl init\n  genesisctl --state-dir /var/lib/bridge init")]
+    #[command(
+        after_help = "Example:\n  genesisctl init\n  genesisctl --state-dir /var/lib/bridge init"
+    )]
     Init,
 
     /// Diff, sync, export, verify and check environment variables
@@ -79,15 +81,19 @@ pub enum Command {
     Config(ConfigCommand),
 
     /// Print a shell completion script
-    #[command(after_help = "Example:\n  genesisctl completions bash > /etc/bash_completion.d/genesisctl\n  genesisctl completions zsh > \"${fpath[1]}/_genesisctl\"")]
+    #[command(
+        after_help = "Example:\n  genesisctl completions bash > /etc/bash_completion.d/genesisctl\n  genesisctl completions zsh > \"${fpath[1]}/_genesisctl\""
+    )]
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
 
     /// Run a command with a source's variables in its environment
-    #[command(after_help = "The command's exit code is passed through. Variables from the source override \
-those already in the environment.\n\nExample:\n  genesisctl run --from local:.env.production -- ./server --port 8080")]
+    #[command(
+        after_help = "The command's exit code is passed through. Variables from the source override \
+those already in the environment.\n\nExample:\n  genesisctl run --from local:.env.production -- ./server --port 8080"
+    )]
     Run {
         /// Where the variables come from [default: sync.source]
         #[arg(long, value_name = "SRC")]
@@ -106,13 +112,17 @@ those already in the environment.\n\nExample:\n  genesisctl run --from local:.en
 #[derive(Debug, Subcommand)]
 pub enum EnvCommand {
     /// Show what a sync would change (same as `env sync --dry-run`); exits 1 when there is drift
-    #[command(after_help = "Example:\n  genesisctl env diff --from local:.env --target local:.env.production\n  genesisctl env diff --target local:.env.staging --output json | jq '.targets[].summary'")]
+    #[command(
+        after_help = "Example:\n  genesisctl env diff --from local:.env --target local:.env.production\n  genesisctl env diff --target local:.env.staging --output json | jq '.targets[].summary'"
+    )]
     Diff(SyncArgs),
 
     /// Make the targets hold what the source holds
-    #[command(after_help = "Deletions happen only with --allow-deletions, and a sync that would delete more \
+    #[command(
+        after_help = "Deletions happen only with --allow-deletions, and a sync that would delete more \
 than sync.max_delete_share of a target's keys (25% by default) is refused unless --force. A source \
-with no variables is refused unless --allow-empty-source.\n\nExamples:\n  genesisctl env sync --from local:.env --target local:.env.production\n  genesisctl env sync --target local:.env.ci --dry-run\n  eval \"$(genesisctl env sync --from local:.env --target process)\"")]
+with no variables is refused unless --allow-empty-source.\n\nExamples:\n  genesisctl env sync --from local:.env --target local:.env.production\n  genesisctl env sync --target local:.env.ci --dry-run\n  eval \"$(genesisctl env sync --from local:.env --target process)\""
+    )]
     Sync {
         #[command(flatten)]
         args: SyncArgs,
@@ -131,7 +141,9 @@ with no variables is refused unless --allow-empty-source.\n\nExamples:\n  genesi
     },
 
     /// Write a snapshot of a source as {provider, source, synced_at, variables}
-    #[command(after_help = "Secret values are written as \"<redacted:FINGERPRINT>\" unless --reveal.\n\nExample:\n  genesisctl env export --source local:.env --target github --out .env.sync.json")]
+    #[command(
+        after_help = "Secret values are written as \"<redacted:FINGERPRINT>\" unless --reveal.\n\nExample:\n  genesisctl env export --source local:.env --target github --out .env.sync.json"
+    )]
     Export {
         /// The place to snapshot [default: sync.source]
         #[arg(long, value_name = "SRC")]
@@ -155,7 +167,9 @@ with no variables is refused unless --allow-empty-source.\n\nExamples:\n  genesi
     },
 
     /// Check that every place holds the same keys and values; exits 1 on drift
-    #[command(after_help = "The first place is the reference the others are judged against.\n\nExample:\n  genesisctl env verify --platforms local:.env,local:.env.production --report parity.json --audit-md AUDIT.md")]
+    #[command(
+        after_help = "The first place is the reference the others are judged against.\n\nExample:\n  genesisctl env verify --platforms local:.env,local:.env.production --report parity.json --audit-md AUDIT.md"
+    )]
     Verify {
         /// The places to compare [default: sync.source and sync.targets]
         #[arg(long, value_name = "SPEC,...")]
@@ -174,7 +188,9 @@ with no variables is refused unless --allow-empty-source.\n\nExamples:\n  genesi
     },
 
     /// Validate a source against the [schema] of bridge.toml; exits 1 on violations
-    #[command(after_help = "Example bridge.toml:\n  [schema]\n  min_keys = 3\n  [schema.keys.DATABASE_URL]\n  required = true\n  format = \"url\"   # url, int, bool, port, email, regex (+ pattern), enum (+ values)\n\nExample:\n  genesisctl env check --from local:.env.production")]
+    #[command(
+        after_help = "Example bridge.toml:\n  [schema]\n  min_keys = 3\n  [schema.keys.DATABASE_URL]\n  required = true\n  format = \"url\"   # url, int, bool, port, email, regex (+ pattern), enum (+ values)\n\nExample:\n  genesisctl env check --from local:.env.production"
+    )]
     Check {
         /// The place to check [default: sync.source]
         #[arg(long, value_name = "SRC")]
@@ -224,6 +240,8 @@ pub struct ScopeArgs {
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Every setting, its value and where it came from (secrets redacted)
-    #[command(after_help = "Example:\n  genesisctl config show\n  ENVSYNC_MODE=enforce genesisctl config show --output json")]
+    #[command(
+        after_help = "Example:\n  genesisctl config show\n  ENVSYNC_MODE=enforce genesisctl config show --output json"
+    )]
     Show,
 }

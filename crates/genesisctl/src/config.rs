@@ -75,36 +75,216 @@ const fn def(
 
 /// Every setting Bridge reads. `bridge.toml` may hold any of them (plus a `[schema]` table).
 const SETTINGS: &[SettingDef] = &[
-    def("state_dir", Some("BRIDGE_STATE_DIR"), Kind::Text, ".bridge", "state directory (keys, store, journals)"),
-    def("store", Some("BRIDGE_STORE"), Kind::Text, "", "event store URL (sqlite://PATH or postgres://…); empty = sqlite in the state dir"),
-    def("bus", Some("BRIDGE_BUS"), Kind::Text, "", "event bus URL (nats://…); empty = the store itself"),
-    def("listen", Some("BRIDGE_LISTEN"), Kind::Listen, "127.0.0.1:8080", "address `genesisctl serve` listens on"),
-    def("sync.enabled", Some("ENVSYNC_ENABLED"), Kind::Bool, "true", "whether scheduled syncs run"),
-    def("sync.mode", Some("ENVSYNC_MODE"), Kind::Mode, "dry-run", "scheduled sync mode: dry-run or enforce"),
-    def("sync.schedule", Some("ENVSYNC_SCHEDULE"), Kind::Schedule, "@hourly", "@hourly, @daily or a cron expression"),
-    def("sync.source", Some("ENVSYNC_SOURCE"), Kind::Spec, "local:.env", "the canonical source (default --from)"),
-    def("sync.targets", Some("ENVSYNC_TARGETS"), Kind::Specs, "", "targets (default --target), comma-separated"),
-    def("sync.include_prefixes", Some("ENVSYNC_INCLUDE_PREFIXES"), Kind::List, "", "only keys with these prefixes (empty = all)"),
-    def("sync.exclude_prefixes", Some("ENVSYNC_EXCLUDE_PREFIXES"), Kind::List, "", "never keys with these prefixes (wins over include)"),
-    def("sync.allow_deletions", Some("ENVSYNC_ALLOW_DELETIONS"), Kind::Bool, "false", "delete target keys the source lacks"),
-    def("sync.max_delete_share", Some("ENVSYNC_MAX_DELETE_SHARE"), Kind::Share, "0.25", "largest share of a target's keys one sync may delete without --force"),
-    def("sync.interpolate_env", Some("ENVSYNC_INTERPOLATE_ENV"), Kind::Bool, "false", "let .env files reference the process environment"),
-    def("discovery.order", Some("ENVSYNC_DISCOVERY_ORDER"), Kind::DiscoveryOrder, "env,secret_files,vault,dashboard", "where platform tokens are looked for, in order"),
-    def("discovery.secret_filenames", Some("ENVSYNC_SECRET_FILENAMES"), Kind::List, "", "token files looked for in /etc/secrets and ./secrets"),
-    def("discovery.vault_token_keys", Some("ENVSYNC_VAULT_TOKEN_KEYS"), Kind::List, "", "keys asked of a Bridge server's vault"),
-    def("discovery.dashboard_token_urls", Some("ENVSYNC_DASHBOARD_TOKEN_URLS"), Kind::List, "", "dashboard URLs that hand out tokens"),
-    def("secrets.words", Some("BRIDGE_SECRET_WORDS"), Kind::List, "", "extra name words that mark a key secret (TOKEN, PASSWORD… are built in)"),
-    def("secrets.prefixes", Some("BRIDGE_SECRET_PREFIXES"), Kind::List, "", "key prefixes that mark a key secret"),
-    def("secrets.public", Some("BRIDGE_PUBLIC_KEYS"), Kind::List, "", "keys never treated as secret"),
-    def("genesis.mode", Some("GENESIS_MODE"), Kind::Text, "enabled", "Genesis bus mode"),
-    def("genesis.strict_policy", Some("GENESIS_STRICT_POLICY"), Kind::Bool, "false", "refuse events on unknown topics"),
-    def("render.service_id", Some("RENDER_SERVICE_ID"), Kind::Text, "", "the Render service to sync"),
-    def("render.api_url", Some("RENDER_API_URL"), Kind::Text, "https://api.render.com/v1", "Render API base URL"),
-    def("netlify.site_id", Some("NETLIFY_SITE_ID"), Kind::Text, "", "the Netlify site to sync"),
-    def("netlify.account_id", Some("NETLIFY_ACCOUNT_ID"), Kind::Text, "", "the Netlify account owning the site"),
-    def("netlify.api_url", Some("NETLIFY_API_URL"), Kind::Text, "https://api.netlify.com/api/v1", "Netlify API base URL"),
-    def("github.repository", Some("GITHUB_REPOSITORY"), Kind::Text, "", "owner/name of the GitHub repository"),
-    def("github.api_url", Some("GITHUB_API_URL"), Kind::Text, "https://api.github.com", "GitHub API base URL"),
+    def(
+        "state_dir",
+        Some("BRIDGE_STATE_DIR"),
+        Kind::Text,
+        ".bridge",
+        "state directory (keys, store, journals)",
+    ),
+    def(
+        "store",
+        Some("BRIDGE_STORE"),
+        Kind::Text,
+        "",
+        "event store URL (sqlite://PATH or postgres://…); empty = sqlite in the state dir",
+    ),
+    def(
+        "bus",
+        Some("BRIDGE_BUS"),
+        Kind::Text,
+        "",
+        "event bus URL (nats://…); empty = the store itself",
+    ),
+    def(
+        "listen",
+        Some("BRIDGE_LISTEN"),
+        Kind::Listen,
+        "127.0.0.1:8080",
+        "address `genesisctl serve` listens on",
+    ),
+    def(
+        "sync.enabled",
+        Some("ENVSYNC_ENABLED"),
+        Kind::Bool,
+        "true",
+        "whether scheduled syncs run",
+    ),
+    def(
+        "sync.mode",
+        Some("ENVSYNC_MODE"),
+        Kind::Mode,
+        "dry-run",
+        "scheduled sync mode: dry-run or enforce",
+    ),
+    def(
+        "sync.schedule",
+        Some("ENVSYNC_SCHEDULE"),
+        Kind::Schedule,
+        "@hourly",
+        "@hourly, @daily or a cron expression",
+    ),
+    def(
+        "sync.source",
+        Some("ENVSYNC_SOURCE"),
+        Kind::Spec,
+        "local:.env",
+        "the canonical source (default --from)",
+    ),
+    def(
+        "sync.targets",
+        Some("ENVSYNC_TARGETS"),
+        Kind::Specs,
+        "",
+        "targets (default --target), comma-separated",
+    ),
+    def(
+        "sync.include_prefixes",
+        Some("ENVSYNC_INCLUDE_PREFIXES"),
+        Kind::List,
+        "",
+        "only keys with these prefixes (empty = all)",
+    ),
+    def(
+        "sync.exclude_prefixes",
+        Some("ENVSYNC_EXCLUDE_PREFIXES"),
+        Kind::List,
+        "",
+        "never keys with these prefixes (wins over include)",
+    ),
+    def(
+        "sync.allow_deletions",
+        Some("ENVSYNC_ALLOW_DELETIONS"),
+        Kind::Bool,
+        "false",
+        "delete target keys the source lacks",
+    ),
+    def(
+        "sync.max_delete_share",
+        Some("ENVSYNC_MAX_DELETE_SHARE"),
+        Kind::Share,
+        "0.25",
+        "largest share of a target's keys one sync may delete without --force",
+    ),
+    def(
+        "sync.interpolate_env",
+        Some("ENVSYNC_INTERPOLATE_ENV"),
+        Kind::Bool,
+        "false",
+        "let .env files reference the process environment",
+    ),
+    def(
+        "discovery.order",
+        Some("ENVSYNC_DISCOVERY_ORDER"),
+        Kind::DiscoveryOrder,
+        "env,secret_files,vault,dashboard",
+        "where platform tokens are looked for, in order",
+    ),
+    def(
+        "discovery.secret_filenames",
+        Some("ENVSYNC_SECRET_FILENAMES"),
+        Kind::List,
+        "",
+        "token files looked for in /etc/secrets and ./secrets",
+    ),
+    def(
+        "discovery.vault_token_keys",
+        Some("ENVSYNC_VAULT_TOKEN_KEYS"),
+        Kind::List,
+        "",
+        "keys asked of a Bridge server's vault",
+    ),
+    def(
+        "discovery.dashboard_token_urls",
+        Some("ENVSYNC_DASHBOARD_TOKEN_URLS"),
+        Kind::List,
+        "",
+        "dashboard URLs that hand out tokens",
+    ),
+    def(
+        "secrets.words",
+        Some("BRIDGE_SECRET_WORDS"),
+        Kind::List,
+        "",
+        "extra name words that mark a key secret (TOKEN, PASSWORD… are built in)",
+    ),
+    def(
+        "secrets.prefixes",
+        Some("BRIDGE_SECRET_PREFIXES"),
+        Kind::List,
+        "",
+        "key prefixes that mark a key secret",
+    ),
+    def(
+        "secrets.public",
+        Some("BRIDGE_PUBLIC_KEYS"),
+        Kind::List,
+        "",
+        "keys never treated as secret",
+    ),
+    def(
+        "genesis.mode",
+        Some("GENESIS_MODE"),
+        Kind::Text,
+        "enabled",
+        "Genesis bus mode",
+    ),
+    def(
+        "genesis.strict_policy",
+        Some("GENESIS_STRICT_POLICY"),
+        Kind::Bool,
+        "false",
+        "refuse events on unknown topics",
+    ),
+    def(
+        "render.service_id",
+        Some("RENDER_SERVICE_ID"),
+        Kind::Text,
+        "",
+        "the Render service to sync",
+    ),
+    def(
+        "render.api_url",
+        Some("RENDER_API_URL"),
+        Kind::Text,
+        "https://api.render.com/v1",
+        "Render API base URL",
+    ),
+    def(
+        "netlify.site_id",
+        Some("NETLIFY_SITE_ID"),
+        Kind::Text,
+        "",
+        "the Netlify site to sync",
+    ),
+    def(
+        "netlify.account_id",
+        Some("NETLIFY_ACCOUNT_ID"),
+        Kind::Text,
+        "",
+        "the Netlify account owning the site",
+    ),
+    def(
+        "netlify.api_url",
+        Some("NETLIFY_API_URL"),
+        Kind::Text,
+        "https://api.netlify.com/api/v1",
+        "Netlify API base URL",
+    ),
+    def(
+        "github.repository",
+        Some("GITHUB_REPOSITORY"),
+        Kind::Text,
+        "",
+        "owner/name of the GitHub repository",
+    ),
+    def(
+        "github.api_url",
+        Some("GITHUB_API_URL"),
+        Kind::Text,
+        "https://api.github.com",
+        "GitHub API base URL",
+    ),
 ];
 
 /// `ENVSYNC_*` variables that are not settings but are read elsewhere.
@@ -287,8 +467,14 @@ impl Config {
             let set = env(var).is_some_and(|v| !v.is_empty());
             shown.push(ShownSetting {
                 name: format!("token {var}"),
-                value: serde_json::Value::String(if set { "<redacted>" } else { "(not set)" }.into()),
-                origin: if set { format!("env {var}") } else { "—".into() },
+                value: serde_json::Value::String(
+                    if set { "<redacted>" } else { "(not set)" }.into(),
+                ),
+                origin: if set {
+                    format!("env {var}")
+                } else {
+                    "—".into()
+                },
                 env: Some(var),
                 help: "platform API token (environment only, never stored)",
             });
@@ -343,13 +529,17 @@ fn read_file(
     let mut flat: Vec<(String, toml::Value)> = Vec::new();
     for (key, value) in table {
         if key == "schema" {
-            schema = value
-                .try_into()
-                .map_err(|e: toml::de::Error| anyhow!("{}: [schema]: {}", path.display(), e.message().trim()))?;
+            schema = value.try_into().map_err(|e: toml::de::Error| {
+                anyhow!("{}: [schema]: {}", path.display(), e.message().trim())
+            })?;
             continue;
         }
         match value {
-            toml::Value::Table(inner) if SETTINGS.iter().any(|d| d.name.starts_with(&format!("{key}."))) => {
+            toml::Value::Table(inner)
+                if SETTINGS
+                    .iter()
+                    .any(|d| d.name.starts_with(&format!("{key}."))) =>
+            {
                 for (k, v) in inner {
                     flat.push((format!("{key}.{k}"), v));
                 }
@@ -446,9 +636,9 @@ fn parse_value(d: &SettingDef, raw: &Raw) -> Result<Typed, String> {
             Raw::Toml(toml::Value::Array(items)) => items
                 .iter()
                 .map(|v| {
-                    v.as_str()
-                        .map(|s| s.trim().to_string())
-                        .ok_or_else(|| format!("expected a list of strings, found a {}", v.type_str()))
+                    v.as_str().map(|s| s.trim().to_string()).ok_or_else(|| {
+                        format!("expected a list of strings, found a {}", v.type_str())
+                    })
                 })
                 .collect::<Result<Vec<_>, _>>()?,
             _ => text("a list (array, or comma-separated string)")?
@@ -496,7 +686,15 @@ fn parse_value(d: &SettingDef, raw: &Raw) -> Result<Typed, String> {
         Kind::Schedule => {
             let t = text("@hourly, @daily or a cron expression")?;
             let fields = t.split_whitespace().count();
-            let named = ["@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@annually", "@midnight"];
+            let named = [
+                "@hourly",
+                "@daily",
+                "@weekly",
+                "@monthly",
+                "@yearly",
+                "@annually",
+                "@midnight",
+            ];
             if named.contains(&t.as_str()) || (5..=6).contains(&fields) {
                 Ok(Typed::Text(t))
             } else {
@@ -520,7 +718,10 @@ fn parse_value(d: &SettingDef, raw: &Raw) -> Result<Typed, String> {
             let items = list()?;
             let known = ["env", "secret_files", "vault", "dashboard"];
             if let Some(bad) = items.iter().find(|i| !known.contains(&i.as_str())) {
-                return Err(format!("unknown discovery source `{bad}`; expected some of {}", known.join(", ")));
+                return Err(format!(
+                    "unknown discovery source `{bad}`; expected some of {}",
+                    known.join(", ")
+                ));
             }
             Ok(Typed::List(items))
         }
@@ -543,8 +744,10 @@ mod tests {
         if let Some(text) = file {
             std::fs::write(&path, text)?;
         }
-        let env_map: BTreeMap<String, String> =
-            env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env_map: BTreeMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let lookup = |name: &str| env_map.get(name).cloned();
         Config::load(Sources {
             config_file: Some(&path),
@@ -556,7 +759,10 @@ mod tests {
     }
 
     fn shown<'a>(c: &'a Config, name: &str) -> &'a ShownSetting {
-        c.shown.iter().find(|s| s.name == name).expect("setting shown")
+        c.shown
+            .iter()
+            .find(|s| s.name == name)
+            .expect("setting shown")
     }
 
     #[test]
@@ -577,16 +783,25 @@ mod tests {
             flag: "--allow-deletions",
             value: "false".into(),
         };
-        let c = load(Some(file), &[("ENVSYNC_ALLOW_DELETIONS", "true")], vec![flag])?;
+        let c = load(
+            Some(file),
+            &[("ENVSYNC_ALLOW_DELETIONS", "true")],
+            vec![flag],
+        )?;
         assert!(!c.sync.allow_deletions);
-        assert_eq!(shown(&c, "sync.allow_deletions").origin, "flag --allow-deletions");
+        assert_eq!(
+            shown(&c, "sync.allow_deletions").origin,
+            "flag --allow-deletions"
+        );
         Ok(())
     }
 
     #[test]
     fn lists_and_specs_parse_from_env_and_file() -> Result<()> {
         let c = load(
-            Some("[sync]\ninclude_prefixes = [\"APP_\", \"DB_\"]\ntargets = [\"local:prod.env\"]\n"),
+            Some(
+                "[sync]\ninclude_prefixes = [\"APP_\", \"DB_\"]\ntargets = [\"local:prod.env\"]\n",
+            ),
             &[("ENVSYNC_EXCLUDE_PREFIXES", "APP_INTERNAL_, ,X_")],
             vec![],
         )?;
@@ -603,15 +818,30 @@ mod tests {
         };
         assert!(err(Some("[sync]\nmdoe = \"x\"\n"), &[]).contains("unknown key `sync.mdoe`"));
         assert!(err(Some("colour = 1\n"), &[]).contains("unknown key `colour`"));
-        assert!(err(Some("[sync]\nmode = \"apply\"\n"), &[]).contains("sync.mode: expected dry-run or enforce"));
-        assert!(err(None, &[("ENVSYNC_MODE", "apply")]).contains("ENVSYNC_MODE: expected dry-run or enforce"));
+        assert!(
+            err(Some("[sync]\nmode = \"apply\"\n"), &[])
+                .contains("sync.mode: expected dry-run or enforce")
+        );
+        assert!(
+            err(None, &[("ENVSYNC_MODE", "apply")])
+                .contains("ENVSYNC_MODE: expected dry-run or enforce")
+        );
         assert!(err(None, &[("ENVSYNC_MAX_DELETE_SHARE", "2")]).contains("between 0 and 1"));
         assert!(err(None, &[("ENVSYNC_TARGETS", "heroku")]).contains("unknown platform `heroku`"));
-        assert!(err(None, &[("ENVSYNC_TARGTES", "x")]).contains("unknown environment variable ENVSYNC_TARGTES"));
-        assert!(err(None, &[("ENVSYNC_DISCOVERY_ORDER", "env,ldap")]).contains("unknown discovery source `ldap`"));
+        assert!(
+            err(None, &[("ENVSYNC_TARGTES", "x")])
+                .contains("unknown environment variable ENVSYNC_TARGTES")
+        );
+        assert!(
+            err(None, &[("ENVSYNC_DISCOVERY_ORDER", "env,ldap")])
+                .contains("unknown discovery source `ldap`")
+        );
         assert!(err(Some("[sync\n"), &[]).contains("not valid TOML"));
         assert!(err(Some("[schema]\nmin_key = 1\n"), &[]).contains("[schema]"));
-        assert!(err(Some("[sync]\nallow_deletions = \"perhaps\"\n"), &[]).contains("expected true or false"));
+        assert!(
+            err(Some("[sync]\nallow_deletions = \"perhaps\"\n"), &[])
+                .contains("expected true or false")
+        );
     }
 
     #[test]
@@ -629,7 +859,11 @@ mod tests {
     fn every_setting_is_documented() {
         let doc = include_str!("../../../docs/configuration.md");
         for d in SETTINGS {
-            assert!(doc.contains(&format!("`{}`", d.name)), "{} undocumented", d.name);
+            assert!(
+                doc.contains(&format!("`{}`", d.name)),
+                "{} undocumented",
+                d.name
+            );
             if let Some(env) = d.env {
                 assert!(doc.contains(&format!("`{env}`")), "{env} undocumented");
             }
@@ -639,7 +873,9 @@ mod tests {
     #[test]
     fn schema_table_is_read() -> Result<()> {
         let c = load(
-            Some("[schema]\nmin_keys = 2\n[schema.keys.PORT]\nformat = \"port\"\nrequired = true\n"),
+            Some(
+                "[schema]\nmin_keys = 2\n[schema.keys.PORT]\nformat = \"port\"\nrequired = true\n",
+            ),
             &[],
             vec![],
         )?;

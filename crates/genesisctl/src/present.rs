@@ -124,7 +124,11 @@ pub fn sync_report(outcome: &SyncOutcome, dry_run: bool, r: &Redactor<'_>) -> Sy
                 error,
                 summary: t.plan.as_ref().map(SyncPlan::summary),
                 changes,
-                retained: t.plan.as_ref().map(|p| p.retained.clone()).unwrap_or_default(),
+                retained: t
+                    .plan
+                    .as_ref()
+                    .map(|p| p.retained.clone())
+                    .unwrap_or_default(),
                 writes,
             }
         })
@@ -195,17 +199,16 @@ fn op_line(op: &PlanOp, width: usize, r: &Redactor<'_>) -> String {
     let key = &op.key;
     let show = |v: &Option<SecretValue>| v.as_ref().map(|v| r.short(key, v)).unwrap_or_default();
     match op.change {
-        Change::Create => format!(
-            "  {GREEN}+ {key:<width$}{GREEN:#}  {}\n",
-            show(&op.after)
-        ),
+        Change::Create => format!("  {GREEN}+ {key:<width$}{GREEN:#}  {}\n", show(&op.after)),
         Change::Update => {
             let before = match &op.before {
                 Some(_) => show(&op.before),
                 None => "(write-only)".into(),
             };
             let why = match op.reason {
-                Some(bridge_core::diff::UpdateReason::ChangedOutOfBand) => "  (changed out of band)",
+                Some(bridge_core::diff::UpdateReason::ChangedOutOfBand) => {
+                    "  (changed out of band)"
+                }
                 Some(bridge_core::diff::UpdateReason::Forced) => "  (unknown; written anyway)",
                 _ => "",
             };
@@ -246,10 +249,16 @@ fn status_line(t: &bridge_sync::TargetOutcome) -> String {
     match (&t.status, &t.plan) {
         (TargetStatus::InSync, Some(plan)) => format!("{GREEN}in sync{GREEN:#} ({})", counts(plan)),
         (TargetStatus::Planned, Some(plan)) => {
-            format!("{YELLOW}would change{YELLOW:#}: {} (dry run; nothing written)", counts(plan))
+            format!(
+                "{YELLOW}would change{YELLOW:#}: {} (dry run; nothing written)",
+                counts(plan)
+            )
         }
         (TargetStatus::Applied { writes }, Some(plan)) => {
-            format!("{GREEN}applied{GREEN:#}: {} ({writes} writes)", counts(plan))
+            format!(
+                "{GREEN}applied{GREEN:#}: {} ({writes} writes)",
+                counts(plan)
+            )
         }
         (TargetStatus::Refused(e), _) => format!("{RED}refused{RED:#}: {e}"),
         (TargetStatus::Failed(e), _) => format!("{RED}failed{RED:#}: {e}"),
@@ -335,7 +344,11 @@ pub fn audit_markdown(m: &ParityMatrix, report: &bridge_core::parity::ParityRepo
     let _ = writeln!(
         md,
         "- Result: {} ({} drifted, {} unknown)\n",
-        if report.has_drift { "**drift**" } else { "in parity" },
+        if report.has_drift {
+            "**drift**"
+        } else {
+            "in parity"
+        },
         report.summary.drift_count,
         report.summary.unknown_count
     );

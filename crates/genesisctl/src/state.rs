@@ -46,9 +46,7 @@ impl StateDir {
                     .recursive(true)
                     .mode(0o700)
                     .create(&self.path)
-                    .with_context(|| {
-                        format!("creating state directory {}", self.path.display())
-                    })?;
+                    .with_context(|| format!("creating state directory {}", self.path.display()))?;
                 // The umask may have narrowed the mode; the directory holds keys, so be exact.
                 fs::set_permissions(&self.path, fs::Permissions::from_mode(0o700))
                     .with_context(|| format!("setting permissions on {}", self.path.display()))?;
@@ -106,9 +104,9 @@ impl StateDir {
             Ok(()) => Ok((key, Created::Now)),
             // Another process created it first: use theirs, so both agree.
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                let key = self.load_key()?.with_context(|| {
-                    format!("{} vanished while being created", path.display())
-                })?;
+                let key = self
+                    .load_key()?
+                    .with_context(|| format!("{} vanished while being created", path.display()))?;
                 Ok((key, Created::AlreadyThere))
             }
             Err(e) => Err(e).with_context(|| format!("writing {}", path.display())),

@@ -1,5 +1,7 @@
 //! The engine end to end over real `.env` files: plans, applies, guards, isolation.
 
+#![allow(unreachable_pub)]
+
 use std::fs;
 use std::path::Path;
 
@@ -57,7 +59,10 @@ async fn dry_run_writes_nothing_and_apply_converges() {
         .expect("runs");
     assert!(outcome.has_pending_changes());
     assert!(matches!(outcome.targets[0].status, TargetStatus::Planned));
-    assert_eq!(fs::read_to_string(&a).expect("read"), "# keep me\nA=1\nB=old\n");
+    assert_eq!(
+        fs::read_to_string(&a).expect("read"),
+        "# keep me\nA=1\nB=old\n"
+    );
     assert!(!b.exists(), "a dry run creates nothing");
 
     let outcome = run(job(&src, &[&a, &b], options(Mode::Apply, Deletions::Keep)))
@@ -132,7 +137,10 @@ async fn the_deletion_guard_stops_a_mass_delete_before_any_write() {
     let outcome = run(job(&src, &[&a], options(Mode::Apply, Deletions::Allow)))
         .await
         .expect("runs");
-    assert!(matches!(outcome.targets[0].status, TargetStatus::Refused(_)));
+    assert!(matches!(
+        outcome.targets[0].status,
+        TargetStatus::Refused(_)
+    ));
     assert_eq!(fs::read_to_string(&a).expect("read"), original);
 }
 
@@ -144,9 +152,13 @@ async fn a_failing_target_does_not_stop_the_others() {
     let good = dir.path().join("good.env");
     fs::write(&src, "A=1\n").expect("write");
     fs::write(&broken, "A='unterminated\n").expect("write");
-    let outcome = run(job(&src, &[&broken, &good], options(Mode::Apply, Deletions::Keep)))
-        .await
-        .expect("runs");
+    let outcome = run(job(
+        &src,
+        &[&broken, &good],
+        options(Mode::Apply, Deletions::Keep),
+    ))
+    .await
+    .expect("runs");
     match &outcome.targets[0].status {
         TargetStatus::Failed(e) => assert!(e.to_string().contains("broken.env:1:3"), "{e}"),
         other => panic!("expected failure, got {other:?}"),
@@ -169,7 +181,10 @@ async fn filters_keep_out_of_scope_keys_untouched() {
     opts.guard = None;
     opts.diff.filter = KeyFilter::new(vec!["APP_".into()], vec![]);
     run(job(&src, &[&a], opts)).await.expect("runs");
-    assert_eq!(fs::read_to_string(&a).expect("read"), "UNRELATED=keep\nAPP_A=1\n");
+    assert_eq!(
+        fs::read_to_string(&a).expect("read"),
+        "UNRELATED=keep\nAPP_A=1\n"
+    );
 }
 
 #[tokio::test]
@@ -182,9 +197,14 @@ async fn verify_lines_up_every_place() {
     fs::write(&b, "X=1\nY=3\n").expect("write");
     fs::write(&c, "X=1\n").expect("write");
     let places = [place(&a, "a"), place(&b, "b"), place(&c, "c")];
-    let matrix = verify(&places, &KeyFilter::default(), &SecretClassifier::default(), None)
-        .await
-        .expect("verifies");
+    let matrix = verify(
+        &places,
+        &KeyFilter::default(),
+        &SecretClassifier::default(),
+        None,
+    )
+    .await
+    .expect("verifies");
     assert_eq!(matrix.rows.len(), 2);
     assert_eq!(matrix.rows[0].status, RowStatus::InParity);
     assert_eq!(matrix.rows[1].status, RowStatus::Drift);
@@ -203,10 +223,14 @@ async fn verify_lines_up_every_place() {
     assert_eq!(m.drift_count(), 2);
     // …but an unreadable one is an error naming it.
     fs::write(&c, "1BAD=x\n").expect("write");
-    let err = verify(&places, &KeyFilter::default(), &SecretClassifier::default(), None)
-        .await
-        .err()
-        .expect("fails");
+    let err = verify(
+        &places,
+        &KeyFilter::default(),
+        &SecretClassifier::default(),
+        None,
+    )
+    .await
+    .expect_err("fails");
     assert_eq!(err.label, "c");
     assert!(err.to_string().contains("c.env:1:1"), "{err}");
 }

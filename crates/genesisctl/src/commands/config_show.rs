@@ -25,7 +25,8 @@ pub fn run(ctx: &Context<'_>) -> CmdResult {
     let _ = writeln!(
         out,
         "{BOLD}config file{BOLD:#}: {}",
-        file.as_deref().unwrap_or("(none; defaults and environment only)")
+        file.as_deref()
+            .unwrap_or("(none; defaults and environment only)")
     );
     let width = cfg.shown.iter().map(|s| s.name.len()).max().unwrap_or(0);
     for s in &cfg.shown {

@@ -25,9 +25,7 @@ pub async fn run(cli: Cli, shell: &Shell) -> CmdResult {
     match cli.command {
         Command::Init => init::run(&ctx),
         Command::Config(ConfigCommand::Show) => config_show::run(&ctx),
-        Command::Env(EnvCommand::Diff(args)) => {
-            sync::run(&ctx, &args, sync::Options::diff()).await
-        }
+        Command::Env(EnvCommand::Diff(args)) => sync::run(&ctx, &args, sync::Options::diff()).await,
         Command::Env(EnvCommand::Sync {
             args,
             dry_run,

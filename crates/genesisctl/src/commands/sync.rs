@@ -70,7 +70,9 @@ pub async fn run(ctx: &Context<'_>, args: &SyncArgs, options: Options) -> CmdRes
         },
     };
     let outcome = bridge_sync::run(job).await.map_err(|e| match e {
-        SyncError::Source { source, spec } => Failure::platform(source, format!("reading the source {spec}")),
+        SyncError::Source { source, spec } => {
+            Failure::platform(source, format!("reading the source {spec}"))
+        }
         other => Failure::from(anyhow::Error::new(other)),
     })?;
 

@@ -50,9 +50,7 @@ pub async fn run(
             .map_err(|e| Failure::platform(e, format!("writing {}", path.display())))?;
     }
     if ctx.shell.is_json() {
-        ctx.shell
-            .print_json(&report)
-            .map_err(anyhow::Error::from)?;
+        ctx.shell.print_json(&report).map_err(anyhow::Error::from)?;
     } else {
         ctx.shell
             .print(&parity_text(&matrix))

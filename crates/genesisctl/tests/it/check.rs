@@ -25,7 +25,10 @@ pattern = "sk_(live|test)_[A-Za-z0-9]+"
 fn violations_are_listed_without_values_and_exit_1() {
     let s = Sandbox::new();
     s.file("bridge.toml", SCHEMA);
-    s.file(".env", "PORT=99999\nLOG_LEVEL=verbose\nSTRIPE_SECRET_KEY=pk_live_x\n");
+    s.file(
+        ".env",
+        "PORT=99999\nLOG_LEVEL=verbose\nSTRIPE_SECRET_KEY=pk_live_x\n",
+    );
     let r = s.run(&["env", "check"]);
     assert_eq!(r.code, 1, "{r:?}");
     insta::assert_snapshot!("check_violations", r.stdout);
@@ -41,10 +44,17 @@ fn violations_are_listed_without_values_and_exit_1() {
 fn a_conforming_source_passes() {
     let s = Sandbox::new();
     s.file("bridge.toml", SCHEMA);
-    s.file("prod.env", "DATABASE_URL=postgres://db/x\nPORT=8080\nLOG_LEVEL=info\nSTRIPE_SECRET_KEY=sk_test_abc\n");
+    s.file(
+        "prod.env",
+        "DATABASE_URL=postgres://db/x\nPORT=8080\nLOG_LEVEL=info\nSTRIPE_SECRET_KEY=sk_test_abc\n",
+    );
     let r = s.run(&["env", "check", "--from", "local:prod.env"]);
     assert_eq!(r.code, 0, "{r:?}");
-    assert!(r.stdout.contains("satisfies the schema (4 keys)"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("satisfies the schema (4 keys)"),
+        "{}",
+        r.stdout
+    );
 }
 
 #[test]
@@ -55,8 +65,16 @@ fn missing_or_broken_schema_is_a_config_error() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("add a [schema] table"), "{}", r.stderr);
 
-    s.file("bridge.toml", "[schema.keys.X]\nformat = \"regex\"\npattern = \"(\"\n");
+    s.file(
+        "bridge.toml",
+        "[schema.keys.X]\nformat = \"regex\"\npattern = \"(\"\n",
+    );
     let r = s.run(&["env", "check"]);
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("schema.keys.X: `pattern` is not a valid regex"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("schema.keys.X: `pattern` is not a valid regex"),
+        "{}",
+        r.stderr
+    );
 }

@@ -3,7 +3,10 @@ use crate::sandbox::Sandbox;
 #[test]
 fn show_names_the_origin_of_every_value() {
     let mut s = Sandbox::new();
-    s.file("bridge.toml", "[sync]\nmode = \"enforce\"\ntargets = [\"local:p.env\"]\n");
+    s.file(
+        "bridge.toml",
+        "[sync]\nmode = \"enforce\"\ntargets = [\"local:p.env\"]\n",
+    );
     s.env("ENVSYNC_SCHEDULE", "@daily");
     s.env("RENDER_API_TOKEN", "rnd_supersecret");
     let r = s.run(&["config", "show", "--allow-deletions"]);
@@ -21,7 +24,12 @@ fn show_names_the_origin_of_every_value() {
             .unwrap_or_else(|| panic!("no setting {name}"))
     };
     assert_eq!(setting("sync.mode")["value"], "enforce");
-    assert!(setting("sync.mode")["origin"].as_str().unwrap_or("").ends_with("bridge.toml"));
+    assert!(
+        setting("sync.mode")["origin"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with("bridge.toml")
+    );
     assert_eq!(setting("sync.schedule")["origin"], "env ENVSYNC_SCHEDULE");
     assert_eq!(setting("state_dir")["origin"], "flag --state-dir");
     assert_eq!(setting("sync.allow_deletions")["origin"], "default");

@@ -3,7 +3,14 @@ use crate::sandbox::{Sandbox, mode, with_examples};
 #[test]
 fn snapshot_has_the_seed_shape_with_secrets_redacted() {
     let s = with_examples();
-    let r = s.run(&["env", "export", "--source", "local:.env", "--target", "github"]);
+    let r = s.run(&[
+        "env",
+        "export",
+        "--source",
+        "local:.env",
+        "--target",
+        "github",
+    ]);
     assert_eq!(r.code, 0, "{r:?}");
     let json = r.json();
     assert_eq!(json["provider"], "github");
@@ -14,7 +21,10 @@ fn snapshot_has_the_seed_shape_with_secrets_redacted() {
     assert_eq!(vars["API_BASE"], "https://shop.example.com/api");
     for secret in ["STRIPE_SECRET_KEY", "SESSION_SECRET", "DATABASE_URL"] {
         let shown = vars[secret].as_str().unwrap_or("");
-        assert!(shown.starts_with("<redacted:") && shown.len() == 23, "{secret}: {shown}");
+        assert!(
+            shown.starts_with("<redacted:") && shown.len() == 23,
+            "{secret}: {shown}"
+        );
     }
     assert!(!r.stdout.contains("sk_live"));
     assert!(!r.stdout.contains("s3cr3t-db-pass"));

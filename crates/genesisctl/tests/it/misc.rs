@@ -27,7 +27,11 @@ fn run_passes_variables_and_exit_code() {
     assert_eq!(r.stdout, "hello, bridge user\n");
     let r = s.run(&["run", "--from", "local:missing.env", "--", "true"]);
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("missing.env: no such file"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("missing.env: no such file"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -60,7 +64,10 @@ fn every_command_has_help_with_an_example() {
         args.push("--help");
         let r = s.run(&args);
         assert_eq!(r.code, 0, "{args:?}");
-        assert!(r.stdout.contains("Example"), "no example in help of {args:?}");
+        assert!(
+            r.stdout.contains("Example"),
+            "no example in help of {args:?}"
+        );
     }
 }
 

@@ -27,7 +27,14 @@ fn no_command_prints_a_secret() {
         &["env", "diff", "--target", "local:t.env"],
         &["env", "diff", "--target", "local:t.env", "--output", "json"],
         &["env", "verify", "--platforms", "local:.env,local:t.env"],
-        &["env", "verify", "--platforms", "local:.env,local:t.env", "--output", "json"],
+        &[
+            "env",
+            "verify",
+            "--platforms",
+            "local:.env,local:t.env",
+            "--output",
+            "json",
+        ],
         &["env", "export"],
         &["config", "show"],
         &["env", "sync", "--target", "local:t.env", "--output", "json"],
@@ -36,7 +43,11 @@ fn no_command_prints_a_secret() {
     for args in runs {
         let r = s.run(args);
         for secret in SECRETS {
-            assert!(!r.all().contains(secret), "{args:?} printed {secret}:\n{}", r.all());
+            assert!(
+                !r.all().contains(secret),
+                "{args:?} printed {secret}:\n{}",
+                r.all()
+            );
         }
     }
     // The sync did write the values to the target, where they belong.
@@ -47,7 +58,14 @@ fn no_command_prints_a_secret() {
 fn report_files_hold_no_secret() {
     let s = sandbox();
     let r = s.run(&[
-        "env", "verify", "--platforms", "local:.env,local:t.env", "--report", "r.json", "--audit-md", "a.md",
+        "env",
+        "verify",
+        "--platforms",
+        "local:.env,local:t.env",
+        "--report",
+        "r.json",
+        "--audit-md",
+        "a.md",
     ]);
     assert_eq!(r.code, 1);
     for file in ["r.json", "a.md"] {

@@ -3,22 +3,46 @@ use crate::sandbox::{Sandbox, mode, with_examples};
 #[test]
 fn quick_start_diff_then_sync_then_nothing_left() {
     let s = with_examples();
-    let diff = s.run(&["env", "diff", "--from", "local:.env", "--target", "local:.env.production"]);
+    let diff = s.run(&[
+        "env",
+        "diff",
+        "--from",
+        "local:.env",
+        "--target",
+        "local:.env.production",
+    ]);
     assert_eq!(diff.code, 1, "{diff:?}");
     insta::assert_snapshot!("quick_start_diff", diff.stdout);
 
     let before = s.read(".env.production");
-    let sync = s.run(&["env", "sync", "--from", "local:.env", "--target", "local:.env.production"]);
+    let sync = s.run(&[
+        "env",
+        "sync",
+        "--from",
+        "local:.env",
+        "--target",
+        "local:.env.production",
+    ]);
     assert_eq!(sync.code, 0, "{sync:?}");
     insta::assert_snapshot!("quick_start_sync", sync.stdout);
     let after = s.read(".env.production");
     // Comments and blank lines survive; only changed lines change.
-    for line in before.lines().filter(|l| l.starts_with('#') || l.is_empty()) {
+    for line in before
+        .lines()
+        .filter(|l| l.starts_with('#') || l.is_empty())
+    {
         assert!(after.contains(line), "lost {line:?}");
     }
     insta::assert_snapshot!("quick_start_production_after", after);
 
-    let again = s.run(&["env", "diff", "--from", "local:.env", "--target", "local:.env.production"]);
+    let again = s.run(&[
+        "env",
+        "diff",
+        "--from",
+        "local:.env",
+        "--target",
+        "local:.env.production",
+    ]);
     assert_eq!(again.code, 0, "{again:?}");
     assert!(again.stdout.contains("in sync"), "{}", again.stdout);
 }
@@ -27,7 +51,14 @@ fn quick_start_diff_then_sync_then_nothing_left() {
 fn json_output_is_only_json_and_complete() {
     let s = with_examples();
     let r = s.run(&[
-        "env", "diff", "--from", "local:.env", "--target", "local:.env.production", "--output", "json",
+        "env",
+        "diff",
+        "--from",
+        "local:.env",
+        "--target",
+        "local:.env.production",
+        "--output",
+        "json",
     ]);
     assert_eq!(r.code, 1);
     let json = r.json();
@@ -42,7 +73,12 @@ fn json_output_is_only_json_and_complete() {
         .as_array()
         .expect("changes")
         .iter()
-        .map(|c| (c["key"].as_str().unwrap_or(""), c["op"].as_str().unwrap_or("")))
+        .map(|c| {
+            (
+                c["key"].as_str().unwrap_or(""),
+                c["op"].as_str().unwrap_or(""),
+            )
+        })
         .collect();
     assert_eq!(
         ops,
@@ -62,20 +98,46 @@ fn deletions_need_the_flag_and_pass_the_guard() {
     s.file(".env", "A=1\n");
     s.file("t.env", "A=1\nB=2\nC=3\nD=4\n");
     // Without --allow-deletions the extra keys stay.
-    let r = s.run(&["env", "sync", "--from", "local:.env", "--target", "local:t.env"]);
+    let r = s.run(&[
+        "env",
+        "sync",
+        "--from",
+        "local:.env",
+        "--target",
+        "local:t.env",
+    ]);
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(s.read("t.env"), "A=1\nB=2\nC=3\nD=4\n");
 
     // Deleting 3 of 4 keys is over the 25% guard: refused, nothing written, exit 1.
-    let r = s.run(&["env", "sync", "--from", "local:.env", "--target", "local:t.env", "--allow-deletions"]);
+    let r = s.run(&[
+        "env",
+        "sync",
+        "--from",
+        "local:.env",
+        "--target",
+        "local:t.env",
+        "--allow-deletions",
+    ]);
     assert_eq!(r.code, 1, "{r:?}");
-    assert!(r.stdout.contains("refusing to delete 3 of 4 keys"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("refusing to delete 3 of 4 keys"),
+        "{}",
+        r.stdout
+    );
     assert!(r.stdout.contains("--force"));
     assert_eq!(s.read("t.env"), "A=1\nB=2\nC=3\nD=4\n");
 
     // A higher limit from the environment, or --force, lets it through.
     let r = s.run(&[
-        "env", "sync", "--from", "local:.env", "--target", "local:t.env", "--allow-deletions", "--force",
+        "env",
+        "sync",
+        "--from",
+        "local:.env",
+        "--target",
+        "local:t.env",
+        "--allow-deletions",
+        "--force",
     ]);
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(s.read("t.env"), "A=1\n");
@@ -87,7 +149,13 @@ fn guard_share_comes_from_config() {
     s.file(".env", "A=1\n");
     s.file("t.env", "A=1\nB=2\n");
     s.env("ENVSYNC_MAX_DELETE_SHARE", "0.5");
-    let r = s.run(&["env", "sync", "--target", "local:t.env", "--allow-deletions"]);
+    let r = s.run(&[
+        "env",
+        "sync",
+        "--target",
+        "local:t.env",
+        "--allow-deletions",
+    ]);
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(s.read("t.env"), "A=1\n");
 }
@@ -97,7 +165,14 @@ fn empty_source_is_refused() {
     let s = Sandbox::new();
     s.file(".env", "# nothing here\n");
     s.file("t.env", "A=1\n");
-    let r = s.run(&["env", "sync", "--target", "local:t.env", "--allow-deletions", "--force"]);
+    let r = s.run(&[
+        "env",
+        "sync",
+        "--target",
+        "local:t.env",
+        "--allow-deletions",
+        "--force",
+    ]);
     assert_eq!(r.code, 2, "{r:?}");
     assert!(r.stderr.contains("holds no variables"), "{}", r.stderr);
     assert!(r.stderr.contains("--allow-empty-source"));
@@ -143,7 +218,10 @@ fn process_target_prints_export_lines_that_a_shell_can_eval() {
     assert!(r.stdout.starts_with("export "), "{}", r.stdout);
     // The summary went to stderr so that stdout stays evaluable.
     assert!(r.stderr.contains("applied"), "{}", r.stderr);
-    let script = format!("{}\nprintf '%s|%s|%s' \"$GREETING\" \"$MULTI\" \"$PLAIN\"", r.stdout);
+    let script = format!(
+        "{}\nprintf '%s|%s|%s' \"$GREETING\" \"$MULTI\" \"$PLAIN\"",
+        r.stdout
+    );
     let out = std::process::Command::new("sh")
         .arg("-c")
         .arg(script)
@@ -161,7 +239,14 @@ fn several_targets_are_reported_separately() {
     s.file(".env", "A=1\n");
     s.file("ok.env", "A=1\n");
     s.file("bad.env", "A=\"open\n");
-    let r = s.run(&["env", "sync", "--target", "local:ok.env,local:bad.env,local:new.env", "--output", "json"]);
+    let r = s.run(&[
+        "env",
+        "sync",
+        "--target",
+        "local:ok.env,local:bad.env,local:new.env",
+        "--output",
+        "json",
+    ]);
     // One target failed on bad input: exit 2, and the others still ran.
     assert_eq!(r.code, 2, "{r:?}");
     let json = r.json();
@@ -172,6 +257,11 @@ fn several_targets_are_reported_separately() {
         .map(|t| t["status"].as_str().unwrap_or("").to_string())
         .collect();
     assert_eq!(statuses, ["in_sync", "failed", "applied"]);
-    assert!(json["targets"][1]["error"].as_str().unwrap_or("").contains("bad.env:1:3"));
+    assert!(
+        json["targets"][1]["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("bad.env:1:3")
+    );
     assert_eq!(s.read("new.env"), "A=1\n");
 }

@@ -21,20 +21,29 @@ fn report_has_the_seed_shape_and_exit_1_on_drift() {
         assert!(report.get(field).is_some(), "missing {field}");
     }
     assert_eq!(report["has_drift"], true);
-    assert_eq!(report["missing_in_local"], serde_json::json!(["LEGACY_QUEUE_URL"]));
+    assert_eq!(
+        report["missing_in_local"],
+        serde_json::json!(["LEGACY_QUEUE_URL"])
+    );
     assert_eq!(
         report["missing_in_production"],
         serde_json::json!(["FEATURE_FLAGS", "SENTRY_DSN"])
     );
     assert_eq!(report["conflicts"]["LOG_LEVEL"]["local"], "info");
     assert_eq!(report["conflicts"]["LOG_LEVEL"]["production"], "debug");
-    assert_eq!(report["conflicts"]["STRIPE_SECRET_KEY"]["production"], "<secret>");
+    assert_eq!(
+        report["conflicts"]["STRIPE_SECRET_KEY"]["production"],
+        "<secret>"
+    );
     assert_eq!(report["summary"]["total_keys"], 12);
     assert_eq!(report["summary"]["local_count"], 11);
     assert_eq!(report["summary"]["production_count"], 10);
     assert_eq!(report["summary"]["drift_count"], 5);
     let audit = s.read("AUDIT.md");
-    assert!(audit.contains("| `STRIPE_SECRET_KEY` | ok | differs |"), "{audit}");
+    assert!(
+        audit.contains("| `STRIPE_SECRET_KEY` | ok | differs |"),
+        "{audit}"
+    );
     assert!(!audit.contains("sk_live"), "{audit}");
 }
 
@@ -44,11 +53,21 @@ fn parity_exits_0_and_json_is_the_report() {
     s.file("a.env", "X=1\nDB_PASSWORD=p\n");
     s.file("b.env", "DB_PASSWORD=p\nX=1\n");
     s.file("c.env", "export X=1\nDB_PASSWORD='p'\n");
-    let r = s.run(&["env", "verify", "--platforms", "local:a.env,local:b.env,local:c.env", "--output", "json"]);
+    let r = s.run(&[
+        "env",
+        "verify",
+        "--platforms",
+        "local:a.env,local:b.env,local:c.env",
+        "--output",
+        "json",
+    ]);
     assert_eq!(r.code, 0, "{r:?}");
     let json = r.json();
     assert_eq!(json["has_drift"], false);
-    assert_eq!(json["platforms"], serde_json::json!(["a_env", "b_env", "c_env"]));
+    assert_eq!(
+        json["platforms"],
+        serde_json::json!(["a_env", "b_env", "c_env"])
+    );
     assert_eq!(json["summary"]["drift_count"], 0);
 }
 
