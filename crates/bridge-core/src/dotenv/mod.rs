@@ -32,8 +32,8 @@
 //!
 //! Values travel as [`SecretValue`](crate::SecretValue), so `Debug` output never shows one,
 //! and messages name keys and point at `line:column` instead of quoting the text. The only
-//! text they repeat is the `$NAME` of an unresolvable reference and the character found
-//! after a closing quote, because the user needs those to find the problem.
+//! text they repeat is the name in an unresolvable `${NAME}` (braces make it plainly a
+//! reference); a bare `$name` is pointed at, not named, since it is as often part of a secret.
 
 mod edit;
 mod parse;
