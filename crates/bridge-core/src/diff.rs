@@ -137,8 +137,45 @@ pub struct SyncPlan {
     pub ops: Vec<PlanOp>,
     /// Keys only in the target, kept because deletions are not allowed.
     pub retained: Vec<String>,
+    /// Keys the plan would have written but must not: see [`SkipReason`].
+    pub skipped: Vec<SkippedKey>,
     /// How many keys in scope the target held before the plan.
     pub target_len: usize,
+}
+
+/// A key left alone although the diff found a change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SkippedKey {
+    pub key: String,
+    pub change: Change,
+    pub reason: SkipReason,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    /// Bridge did not create this key on the platform, so it does not delete it.
+    NotOwned,
+    /// The key is on the protect list.
+    Protected,
+}
+
+impl SyncPlan {
+    /// Moves the writes that `hold` refuses out of the plan and into `skipped`.
+    pub fn hold_back(&mut self, mut hold: impl FnMut(&PlanOp) -> Option<SkipReason>) {
+        let mut kept = Vec::with_capacity(self.ops.len());
+        for op in std::mem::take(&mut self.ops) {
+            match op.change.writes().then(|| hold(&op)).flatten() {
+                Some(reason) => self.skipped.push(SkippedKey {
+                    key: op.key,
+                    change: op.change,
+                    reason,
+                }),
+                None => kept.push(op),
+            }
+        }
+        self.ops = kept;
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -149,6 +186,7 @@ pub struct PlanSummary {
     pub noop: usize,
     pub unknown: usize,
     pub retained: usize,
+    pub skipped: usize,
 }
 
 impl PlanSummary {
@@ -161,6 +199,7 @@ impl SyncPlan {
     pub fn summary(&self) -> PlanSummary {
         let mut s = PlanSummary {
             retained: self.retained.len(),
+            skipped: self.skipped.len(),
             ..PlanSummary::default()
         };
         for op in &self.ops {

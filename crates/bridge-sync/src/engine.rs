@@ -1,11 +1,25 @@
-//! [`run`]: one sync from a source to its targets.
+//! [`run`]: one sync from a source to its targets, in the order DESIGN.md fixes:
+//! plan every target → journal the plan and the pre-images → apply op by op, each marked
+//! done as the platform confirms it → record what was written → verify.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
-use bridge_core::diff::{DeletionGuard, DeletionRefused, DiffOptions, SyncPlan, diff};
+use bridge_core::diff::{
+    Change, DeletionGuard, DeletionRefused, DiffOptions, Observed, ObservedSet, SkipReason,
+    SyncPlan, WriteOnlyState, diff,
+};
 use bridge_core::{EnvSet, FingerprintKey};
-use bridge_platforms::{Platform, PlatformError, PlatformSpec};
+use bridge_platforms::{
+    ApplyProgress, Platform, PlatformError, PlatformKind, PlatformSpec, RemoteSet, RemoteValue,
+    RuleViolation, WriteRequest,
+};
 use tokio::task::JoinSet;
+
+use crate::store::{
+    JournalId, JournalOp, JournalState, JournalTarget, PreImage, StateStore, StoreError,
+    WriteRecord,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -38,14 +52,19 @@ pub struct SyncOptions {
     pub guard: Option<DeletionGuard>,
     /// Proceed even when the source holds no key in scope.
     pub allow_empty_source: bool,
-    /// Judges write-only values.
-    pub fingerprints: Option<FingerprintKey>,
+    /// Judges write-only values and fingerprints what is written.
+    pub fingerprints: FingerprintKey,
+    /// Keys never written on any target.
+    pub protect: Vec<String>,
 }
 
 pub struct SyncJob {
     pub source: Arc<dyn Platform>,
     pub targets: Vec<Target>,
     pub options: SyncOptions,
+    /// Where fingerprints, ownership and journals live. Without one (tests, a read-only
+    /// checkout) nothing is journalled and write-only values stay unknown.
+    pub store: Option<Arc<StateStore>>,
 }
 
 pub struct SyncOutcome {
@@ -54,11 +73,14 @@ pub struct SyncOutcome {
     pub source_len: usize,
     /// One per target, in the order given.
     pub targets: Vec<TargetOutcome>,
+    /// The journal of this apply, if it wrote anything.
+    pub journal: Option<JournalId>,
 }
 
 pub struct TargetOutcome {
     pub label: String,
     pub spec: PlatformSpec,
+    pub identity: String,
     /// The plan, once the target could be read.
     pub plan: Option<SyncPlan>,
     pub status: TargetStatus,
@@ -70,11 +92,12 @@ pub enum TargetStatus {
     InSync,
     /// Changes found; a dry run writes nothing.
     Planned,
-    Applied {
-        writes: usize,
-    },
+    /// Written, and a fresh read agreed with the source.
+    Applied { writes: usize },
     /// The deletion guard stopped the plan before any write.
     Refused(DeletionRefused),
+    /// The platform's own rules would refuse some writes; nothing was written.
+    Rejected(Vec<RuleViolation>),
     Failed(PlatformError),
 }
 
@@ -82,9 +105,9 @@ impl SyncOutcome {
     /// Whether some target has changes that were not applied (dry run, refusal, failure).
     pub fn has_pending_changes(&self) -> bool {
         self.targets.iter().any(|t| {
-            matches!(
+            !matches!(
                 t.status,
-                TargetStatus::Planned | TargetStatus::Refused(_) | TargetStatus::Failed(_)
+                TargetStatus::InSync | TargetStatus::Applied { .. }
             )
         })
     }
@@ -97,7 +120,7 @@ impl SyncOutcome {
     }
 }
 
-/// Failures that stop the whole sync before any target is touched.
+/// Failures that stop the whole sync.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
     #[error("reading the source {spec}: {source}")]
@@ -113,27 +136,75 @@ pub enum SyncError {
     EmptySource { spec: PlatformSpec, scope: String },
     #[error("{spec} is both the source and a target")]
     SourceIsTarget { spec: PlatformSpec },
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+/// Turns what a platform holds into what the diff compares, using our write records for
+/// write-only values.
+pub fn observe(remote: &RemoteSet, records: &BTreeMap<String, WriteRecord>) -> ObservedSet {
+    remote
+        .iter()
+        .map(|(key, value)| {
+            let observed = match value {
+                RemoteValue::Readable(v) => Observed::Value(v.clone()),
+                RemoteValue::WriteOnly { updated_at } => {
+                    let record = records.get(key);
+                    Observed::WriteOnly(WriteOnlyState {
+                        recorded: record.map(|r| r.fingerprint),
+                        // A stamp other than the one our write left means someone else wrote.
+                        changed_since_record: match (record.and_then(|r| r.updated_at.as_ref()), updated_at) {
+                            (Some(ours), Some(now)) => ours != now,
+                            _ => false,
+                        },
+                    })
+                }
+            };
+            (key.clone(), observed)
+        })
+        .collect()
+}
+
+/// A platform whose keys are not all Bridge's own: deletions there are limited to keys
+/// Bridge wrote. A `.env` file or a shell belongs to the user running the sync.
+pub fn ownership_applies(kind: PlatformKind) -> bool {
+    !matches!(kind, PlatformKind::Local | PlatformKind::Process)
+}
+
+pub(crate) fn now_rfc3339() -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+    );
+    time::OffsetDateTime::now_utc()
+        .format(&format)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
+}
+
+/// What phase one found for a target.
+struct Planned {
+    target: Target,
+    identity: String,
+    remote: Option<RemoteSet>,
+    plan: Option<SyncPlan>,
+    status: TargetStatus,
 }
 
 pub async fn run(job: SyncJob) -> Result<SyncOutcome, SyncError> {
     let source_spec = job.source.spec().clone();
+    let source_identity = job.source.identity();
     if let Some(t) = job
         .targets
         .iter()
-        .find(|t| same_place(t.platform.spec(), &source_spec))
+        .find(|t| t.platform.identity() == source_identity || same_file(t.platform.spec(), &source_spec))
     {
         return Err(SyncError::SourceIsTarget {
             spec: t.platform.spec().clone(),
         });
     }
-    let mut source: EnvSet = job
-        .source
-        .load()
-        .await
-        .map_err(|source| SyncError::Source {
-            spec: source_spec.clone(),
-            source,
-        })?;
+    let mut source: EnvSet = job.source.load().await.map_err(|source| SyncError::Source {
+        spec: source_spec.clone(),
+        source,
+    })?;
     source.retain(|k| job.options.diff.filter.allows(k));
     if source.is_empty() && !job.options.allow_empty_source {
         let scope = if job.options.diff.filter.is_everything() {
@@ -148,79 +219,288 @@ pub async fn run(job: SyncJob) -> Result<SyncOutcome, SyncError> {
     }
     let source = Arc::new(source);
 
-    // Targets are independent: work them side by side, and let one failing target not stop
-    // the others.
+    // Phase one: plan every target side by side.
     let mut tasks = JoinSet::new();
     for (index, target) in job.targets.iter().cloned().enumerate() {
         let source = Arc::clone(&source);
         let options = job.options.clone();
-        tasks.spawn(async move { (index, sync_target(target, &source, &options).await) });
+        let store = job.store.clone();
+        tasks.spawn(async move { (index, plan_target(target, &source, &options, store.as_deref()).await) });
     }
-    let mut outcomes: Vec<Option<TargetOutcome>> = job.targets.iter().map(|_| None).collect();
+    let mut planned: Vec<Option<Planned>> = job.targets.iter().map(|_| None).collect();
     while let Some(joined) = tasks.join_next().await {
         match joined {
-            Ok((index, outcome)) => outcomes[index] = Some(outcome),
+            Ok((index, p)) => planned[index] = Some(p?),
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         }
     }
-    Ok(SyncOutcome {
-        source: source_spec,
-        source_len: source.len(),
-        targets: outcomes.into_iter().flatten().collect(),
-    })
+    let mut planned: Vec<Planned> = planned.into_iter().flatten().collect();
+
+    let to_apply: Vec<usize> = planned
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| matches!(p.status, TargetStatus::Planned))
+        .map(|(i, _)| i)
+        .collect();
+    if job.options.mode == Mode::DryRun || to_apply.is_empty() {
+        return Ok(outcome(source_spec, source.len(), planned, None));
+    }
+
+    // Phase two: journal every write and its pre-image before the first one.
+    let journal = match &job.store {
+        Some(store) => {
+            let mut entries = Vec::new();
+            for &i in &to_apply {
+                entries.push(journal_entry(&planned[i], store)?);
+            }
+            Some(store.begin(&source_spec.to_string(), &now_rfc3339(), &entries)?)
+        }
+        None => None,
+    };
+
+    // Phase three: apply side by side, each op marked done when confirmed.
+    let mut tasks = JoinSet::new();
+    for &i in &to_apply {
+        let p = &mut planned[i];
+        let plan = p.plan.clone().unwrap_or_default();
+        let remote = p.remote.clone().unwrap_or_default();
+        let target = p.target.clone();
+        let identity = p.identity.clone();
+        let store = job.store.clone();
+        let key = job.options.fingerprints.clone();
+        tasks.spawn(async move {
+            let status = apply_target(&target, &identity, &plan, &remote, store.as_deref(), journal, &key).await;
+            (i, status)
+        });
+    }
+    let mut all_ok = true;
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((i, status)) => {
+                let status = status?;
+                all_ok &= matches!(status, TargetStatus::Applied { .. });
+                planned[i].status = status;
+            }
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+    if let (Some(store), Some(id)) = (&job.store, journal) {
+        store.finish(id, if all_ok { JournalState::Done } else { JournalState::Failed })?;
+    }
+    Ok(outcome(source_spec, source.len(), planned, journal))
 }
 
-async fn sync_target(target: Target, source: &EnvSet, options: &SyncOptions) -> TargetOutcome {
-    let spec = target.platform.spec().clone();
-    let outcome = |plan, status| TargetOutcome {
-        label: target.label.clone(),
-        spec: spec.clone(),
+fn outcome(
+    source: PlatformSpec,
+    source_len: usize,
+    planned: Vec<Planned>,
+    journal: Option<JournalId>,
+) -> SyncOutcome {
+    SyncOutcome {
+        source,
+        source_len,
+        targets: planned
+            .into_iter()
+            .map(|p| TargetOutcome {
+                label: p.target.label.clone(),
+                spec: p.target.platform.spec().clone(),
+                identity: p.identity,
+                plan: p.plan,
+                status: p.status,
+            })
+            .collect(),
+        journal,
+    }
+}
+
+async fn plan_target(
+    target: Target,
+    source: &EnvSet,
+    options: &SyncOptions,
+    store: Option<&StateStore>,
+) -> Result<Planned, SyncError> {
+    let identity = target.platform.identity();
+    let planned = |remote, plan, status| Planned {
+        target: target.clone(),
+        identity: identity.clone(),
+        remote,
         plan,
         status,
     };
-    let observed = match target.platform.read().await {
-        Ok(observed) => observed,
-        Err(e) => return outcome(None, TargetStatus::Failed(e)),
+    let remote = match target.platform.read().await {
+        Ok(remote) => remote,
+        Err(e) => return Ok(planned(None, None, TargetStatus::Failed(e))),
     };
-    let plan = diff(
+    let records = match store {
+        Some(store) => store.records(&identity)?,
+        None => BTreeMap::new(),
+    };
+    let mut plan = diff(
         source,
-        &observed,
+        &observe(&remote, &records),
         &options.diff,
-        options.fingerprints.as_ref(),
+        Some(&options.fingerprints),
     );
+    let owned_only = ownership_applies(target.platform.spec().kind);
+    plan.hold_back(|op| {
+        if options.protect.iter().any(|p| p == &op.key) {
+            Some(SkipReason::Protected)
+        } else if owned_only && op.change == Change::Delete && !records.contains_key(&op.key) {
+            Some(SkipReason::NotOwned)
+        } else {
+            None
+        }
+    });
     if !plan.has_writes() {
-        return outcome(Some(plan), TargetStatus::InSync);
+        return Ok(planned(Some(remote), Some(plan), TargetStatus::InSync));
+    }
+    let violations = target.platform.check_rules(&plan);
+    if !violations.is_empty() {
+        return Ok(planned(Some(remote), Some(plan), TargetStatus::Rejected(violations)));
     }
     if let Some(guard) = &options.guard
         && let Err(refused) = guard.check(&plan)
     {
-        return outcome(Some(plan), TargetStatus::Refused(refused));
+        return Ok(planned(Some(remote), Some(plan), TargetStatus::Refused(refused)));
     }
-    if options.mode == Mode::DryRun {
-        return outcome(Some(plan), TargetStatus::Planned);
-    }
-    let status = match target.platform.apply(&plan).await {
-        Ok(report) => TargetStatus::Applied {
-            writes: report.writes,
-        },
-        Err(e) => TargetStatus::Failed(e),
-    };
-    outcome(Some(plan), status)
+    Ok(planned(Some(remote), Some(plan), TargetStatus::Planned))
 }
 
-fn same_place(a: &PlatformSpec, b: &PlatformSpec) -> bool {
-    if a.kind != b.kind || a.options != b.options {
-        return false;
+fn journal_entry(p: &Planned, store: &StateStore) -> Result<JournalTarget, SyncError> {
+    let remote = p.remote.as_ref();
+    let mut ops = Vec::new();
+    for op in p.plan.iter().flat_map(|plan| plan.writes()) {
+        let before = match remote.and_then(|r| r.get(&op.key)) {
+            None => PreImage::Absent,
+            Some(RemoteValue::Readable(v)) => PreImage::Value(v.clone()),
+            // Write-only: restorable only if the value there is the one we wrote.
+            Some(RemoteValue::WriteOnly { .. }) => match store.recorded_value(&p.identity, &op.key)? {
+                Some(v) if op.reason != Some(bridge_core::diff::UpdateReason::ChangedOutOfBand) => {
+                    PreImage::Value(v)
+                }
+                _ => PreImage::Unknown,
+            },
+        };
+        ops.push(JournalOp {
+            key: op.key.clone(),
+            change: op.change,
+            after: op.after.clone(),
+            before,
+            done: false,
+        });
     }
-    match (&a.path, &b.path) {
-        (Some(pa), Some(pb)) => {
+    Ok(JournalTarget {
+        identity: p.identity.clone(),
+        spec: p.target.platform.spec().to_string(),
+        label: p.target.label.clone(),
+        state: JournalState::Applying,
+        error: None,
+        ops,
+    })
+}
+
+/// Marks ops done in the journal as the platform confirms them, and remembers which.
+pub(crate) struct JournalProgress<'a> {
+    pub(crate) store: Option<&'a StateStore>,
+    pub(crate) journal: Option<JournalId>,
+    pub(crate) identity: &'a str,
+    pub(crate) done: Mutex<Vec<String>>,
+    pub(crate) error: Mutex<Option<StoreError>>,
+}
+
+impl ApplyProgress for JournalProgress<'_> {
+    fn applied(&self, keys: &[&str]) {
+        if let (Some(store), Some(id)) = (self.store, self.journal)
+            && let Err(e) = store.mark_done(id, self.identity, keys)
+        {
+            // The trait cannot fail; keep the first error for the caller to report.
+            let mut slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
+            slot.get_or_insert(e);
+        }
+        let mut done = self.done.lock().unwrap_or_else(|p| p.into_inner());
+        done.extend(keys.iter().map(|k| k.to_string()));
+    }
+}
+
+/// Applies `ops`, records what was written, and reports the outcome.
+pub(crate) async fn apply_ops(
+    target: &Target,
+    identity: &str,
+    ops: &[bridge_core::diff::PlanOp],
+    remote: &RemoteSet,
+    store: Option<&StateStore>,
+    journal: Option<JournalId>,
+    key: &FingerprintKey,
+) -> Result<Result<usize, PlatformError>, StoreError> {
+    let progress = JournalProgress {
+        store,
+        journal,
+        identity,
+        done: Mutex::new(Vec::new()),
+        error: Mutex::new(None),
+    };
+    let result = target
+        .platform
+        .apply(WriteRequest { ops, current: remote }, &progress)
+        .await;
+    if let Some(e) = progress.error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        return Err(e);
+    }
+    let done = progress.done.into_inner().unwrap_or_else(|p| p.into_inner());
+    let stamps = result.as_ref().map(|r| r.stamps.clone()).unwrap_or_default();
+    if let Some(store) = store {
+        let by_key: BTreeMap<&str, &bridge_core::diff::PlanOp> =
+            ops.iter().map(|op| (op.key.as_str(), op)).collect();
+        let mut written = Vec::new();
+        let mut deleted = Vec::new();
+        for k in &done {
+            let Some(op) = by_key.get(k.as_str()) else { continue };
+            match (&op.change, &op.after) {
+                (Change::Delete, _) => deleted.push(k.as_str()),
+                (_, Some(v)) => written.push((k.as_str(), key.fingerprint(v), v, stamps.get(k).map(String::as_str))),
+                _ => {}
+            }
+        }
+        store.record(identity, &written, &deleted, &now_rfc3339())?;
+    }
+    Ok(result.map(|r| r.writes))
+}
+
+async fn apply_target(
+    target: &Target,
+    identity: &str,
+    plan: &SyncPlan,
+    remote: &RemoteSet,
+    store: Option<&StateStore>,
+    journal: Option<JournalId>,
+    key: &FingerprintKey,
+) -> Result<TargetStatus, SyncError> {
+    let writes: Vec<_> = plan.writes().cloned().collect();
+    let result = apply_ops(target, identity, &writes, remote, store, journal, key).await?;
+    let status = match result {
+        Ok(writes) => TargetStatus::Applied { writes },
+        Err(e) => TargetStatus::Failed(e),
+    };
+    if let (Some(store), Some(id)) = (store, journal) {
+        let (state, error) = match &status {
+            TargetStatus::Applied { .. } => (JournalState::Done, None),
+            TargetStatus::Failed(e) => (JournalState::Failed, Some(e.to_string())),
+            _ => (JournalState::Failed, None),
+        };
+        store.finish_target(id, identity, state, error.as_deref())?;
+    }
+    Ok(status)
+}
+
+fn same_file(a: &PlatformSpec, b: &PlatformSpec) -> bool {
+    match (a.kind, b.kind, &a.path, &b.path) {
+        (PlatformKind::Local, PlatformKind::Local, Some(pa), Some(pb)) => {
             pa == pb
                 || matches!(
                     (std::fs::canonicalize(pa), std::fs::canonicalize(pb)),
                     (Ok(x), Ok(y)) if x == y
                 )
         }
-        (None, None) => true,
         _ => false,
     }
 }

@@ -1,6 +1,9 @@
 //! [`verify`]: read several places at once and line them up for parity.
 
 use bridge_core::diff::ObservedSet;
+
+use crate::engine::observe;
+use crate::store::StateStore;
 use bridge_core::filter::KeyFilter;
 use bridge_core::parity::{ParityColumn, ParityMatrix};
 use bridge_core::{FingerprintKey, SecretClassifier};
@@ -27,6 +30,7 @@ pub async fn verify(
     filter: &KeyFilter,
     classifier: &SecretClassifier,
     fingerprints: Option<&FingerprintKey>,
+    store: Option<&StateStore>,
 ) -> Result<ParityMatrix, VerifyError> {
     let mut tasks = JoinSet::new();
     for (index, place) in places.iter().cloned().enumerate() {
@@ -35,11 +39,11 @@ pub async fn verify(
             (index, place, read)
         });
     }
-    let mut observed: Vec<Option<ObservedSet>> = places.iter().map(|_| None).collect();
+    let mut remote: Vec<Option<bridge_platforms::RemoteSet>> = places.iter().map(|_| None).collect();
     let mut first_error: Option<(usize, Target, PlatformError)> = None;
     while let Some(joined) = tasks.join_next().await {
         match joined {
-            Ok((index, _, Ok(set))) => observed[index] = Some(set),
+            Ok((index, _, Ok(set))) => remote[index] = Some(set),
             Ok((index, place, Err(e))) => {
                 if first_error.as_ref().is_none_or(|(i, _, _)| index < *i) {
                     first_error = Some((index, place, e));
@@ -55,14 +59,25 @@ pub async fn verify(
             source,
         });
     }
-    let columns: Vec<ParityColumn> = places
-        .iter()
-        .zip(observed)
-        .map(|(place, observed)| ParityColumn {
+    let mut columns: Vec<ParityColumn> = Vec::with_capacity(places.len());
+    for (place, remote) in places.iter().zip(remote) {
+        let records = match store {
+            Some(store) => store.records(&place.platform.identity()).map_err(|e| VerifyError {
+                label: place.label.clone(),
+                spec: place.platform.spec().clone(),
+                source: PlatformError::Unsupported {
+                    platform: place.platform.spec().to_string(),
+                    what: e.to_string(),
+                },
+            })?,
+            None => Default::default(),
+        };
+        let observed: ObservedSet = observe(&remote.unwrap_or_default(), &records);
+        columns.push(ParityColumn {
             label: place.label.clone(),
-            observed: observed.unwrap_or_default(),
-        })
-        .collect();
+            observed,
+        });
+    }
     Ok(ParityMatrix::build(
         &columns,
         filter,

@@ -2,6 +2,9 @@
 
 #![allow(unreachable_pub)]
 
+mod fake;
+mod recovery;
+
 use std::fs;
 use std::path::Path;
 
@@ -29,7 +32,8 @@ fn options(mode: Mode, deletions: Deletions) -> SyncOptions {
         },
         guard: Some(DeletionGuard::default()),
         allow_empty_source: false,
-        fingerprints: Some(FingerprintKey::from_bytes([9; 32])),
+        fingerprints: FingerprintKey::from_bytes([9; 32]),
+        protect: Vec::new(),
     }
 }
 
@@ -42,6 +46,7 @@ fn job(source: &Path, targets: &[&Path], options: SyncOptions) -> SyncJob {
             .map(|(i, p)| place(p, &format!("t{i}")))
             .collect(),
         options,
+        store: None,
     }
 }
 
@@ -202,6 +207,7 @@ async fn verify_lines_up_every_place() {
         &KeyFilter::default(),
         &SecretClassifier::default(),
         None,
+        None,
     )
     .await
     .expect("verifies");
@@ -217,6 +223,7 @@ async fn verify_lines_up_every_place() {
         &KeyFilter::default(),
         &SecretClassifier::default(),
         None,
+        None,
     )
     .await
     .expect("verifies");
@@ -227,6 +234,7 @@ async fn verify_lines_up_every_place() {
         &places,
         &KeyFilter::default(),
         &SecretClassifier::default(),
+        None,
         None,
     )
     .await

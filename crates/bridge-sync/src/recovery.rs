@@ -1,0 +1,231 @@
+//! Finishing and undoing applies from their journals.
+//!
+//! [`resume`] takes the newest journal that did not finish and applies, per target, the ops
+//! not yet marked done — never one that was — against what the target holds now.
+//! [`rollback`] takes the newest journal that wrote to a target (or a given one) and
+//! restores every op that was done to its pre-image: a created key is deleted, an updated
+//! or deleted key gets its old value back. A write-only value Bridge never wrote cannot be
+//! restored; it is reported, not guessed.
+
+use bridge_core::FingerprintKey;
+use bridge_core::diff::{Change, PlanOp};
+use bridge_platforms::{PlatformError, RemoteValue};
+
+use crate::engine::apply_ops;
+use crate::store::{Journal, JournalId, JournalState, JournalTarget, PreImage, StateStore};
+use crate::{SyncError, Target};
+
+/// What a resume or rollback did.
+#[derive(Debug)]
+pub struct RecoveryOutcome {
+    pub journal: JournalId,
+    pub targets: Vec<RecoveryTarget>,
+}
+
+#[derive(Debug)]
+pub struct RecoveryTarget {
+    pub label: String,
+    pub spec: String,
+    /// Writes made now.
+    pub writes: usize,
+    /// Ops already done before (resume) — proof that nothing was repeated.
+    pub already_done: usize,
+    /// Keys whose earlier value cannot be restored (rollback of write-only values).
+    pub unrestorable: Vec<String>,
+    pub error: Option<PlatformError>,
+}
+
+impl RecoveryOutcome {
+    pub fn is_ok(&self) -> bool {
+        self.targets.iter().all(|t| t.error.is_none())
+    }
+}
+
+/// Finishes the newest unfinished journal, or says there is none (`Ok(None)`).
+pub async fn resume(
+    store: &StateStore,
+    open: &dyn Fn(&JournalTarget) -> Result<Target, PlatformError>,
+    key: &FingerprintKey,
+) -> Result<Option<RecoveryOutcome>, SyncError> {
+    let Some(journal) = store.latest_unfinished()? else {
+        return Ok(None);
+    };
+    let mut targets = Vec::new();
+    let mut all_ok = true;
+    for jt in &journal.targets {
+        let already_done = jt.ops.iter().filter(|o| o.done).count();
+        let mut report = RecoveryTarget {
+            label: jt.label.clone(),
+            spec: jt.spec.clone(),
+            writes: 0,
+            already_done,
+            unrestorable: Vec::new(),
+            error: None,
+        };
+        let pending: Vec<PlanOp> = jt
+            .ops
+            .iter()
+            .filter(|o| !o.done && o.change.writes())
+            .map(|o| PlanOp {
+                key: o.key.clone(),
+                change: o.change,
+                before: None,
+                after: o.after.clone(),
+                reason: None,
+            })
+            .collect();
+        if pending.is_empty() {
+            store.finish_target(journal.id, &jt.identity, JournalState::Done, None)?;
+            targets.push(report);
+            continue;
+        }
+        let result = match open(jt) {
+            Ok(target) => apply_pending(store, &journal, jt, &target, &pending, key).await?,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(writes) => {
+                report.writes = writes;
+                store.finish_target(journal.id, &jt.identity, JournalState::Done, None)?;
+            }
+            Err(e) => {
+                all_ok = false;
+                store.finish_target(journal.id, &jt.identity, JournalState::Failed, Some(&e.to_string()))?;
+                report.error = Some(e);
+            }
+        }
+        targets.push(report);
+    }
+    store.finish(
+        journal.id,
+        if all_ok {
+            JournalState::Done
+        } else {
+            JournalState::Failed
+        },
+    )?;
+    Ok(Some(RecoveryOutcome {
+        journal: journal.id,
+        targets,
+    }))
+}
+
+async fn apply_pending(
+    store: &StateStore,
+    journal: &Journal,
+    jt: &JournalTarget,
+    target: &Target,
+    ops: &[PlanOp],
+    key: &FingerprintKey,
+) -> Result<Result<usize, PlatformError>, SyncError> {
+    let current = match target.platform.read().await {
+        Ok(current) => current,
+        Err(e) => return Ok(Err(e)),
+    };
+    // A create whose key now exists (the write landed but the confirmation was lost) is
+    // an update; a delete whose key is gone is already done.
+    let ops: Vec<PlanOp> = ops
+        .iter()
+        .filter_map(|op| {
+            let exists = current.contains_key(&op.key);
+            match (op.change, exists) {
+                (Change::Delete, false) => None,
+                (Change::Create, true) => Some(PlanOp {
+                    change: Change::Update,
+                    ..op.clone()
+                }),
+                (Change::Update, false) => Some(PlanOp {
+                    change: Change::Create,
+                    ..op.clone()
+                }),
+                _ => Some(op.clone()),
+            }
+        })
+        .collect();
+    let skipped: Vec<&str> = jt
+        .ops
+        .iter()
+        .filter(|o| !o.done && o.change == Change::Delete && !current.contains_key(&o.key))
+        .map(|o| o.key.as_str())
+        .collect();
+    store.mark_done(journal.id, &jt.identity, &skipped)?;
+    Ok(apply_ops(target, &jt.identity, &ops, &current, Some(store), Some(journal.id), key).await?)
+}
+
+/// Restores `target` to the pre-image of journal `to` (default: the newest that wrote to it).
+pub async fn rollback(
+    store: &StateStore,
+    target: &Target,
+    to: Option<JournalId>,
+    key: &FingerprintKey,
+) -> Result<Option<RecoveryOutcome>, SyncError> {
+    let identity = target.platform.identity();
+    let journal = match to {
+        Some(id) => Some(store.journal(id)?),
+        None => store.latest_for_target(&identity)?,
+    };
+    let Some(journal) = journal else {
+        return Ok(None);
+    };
+    let Some(jt) = journal.targets.iter().find(|t| t.identity == identity) else {
+        return Ok(None);
+    };
+    let mut report = RecoveryTarget {
+        label: target.label.clone(),
+        spec: target.platform.spec().to_string(),
+        writes: 0,
+        already_done: jt.ops.iter().filter(|o| o.done).count(),
+        unrestorable: Vec::new(),
+        error: None,
+    };
+    let current = match target.platform.read().await {
+        Ok(c) => c,
+        Err(e) => {
+            report.error = Some(e);
+            return Ok(Some(RecoveryOutcome {
+                journal: journal.id,
+                targets: vec![report],
+            }));
+        }
+    };
+    let mut ops = Vec::new();
+    // Undo in reverse order, each op only if it was done.
+    for op in jt.ops.iter().rev().filter(|o| o.done) {
+        let now = current.get(&op.key);
+        let inverse = match (&op.before, now) {
+            (PreImage::Absent, Some(_)) => Some((Change::Delete, None)),
+            (PreImage::Absent, None) => None,
+            (PreImage::Value(v), Some(RemoteValue::Readable(cur))) if cur == v => None,
+            (PreImage::Value(v), Some(_)) => Some((Change::Update, Some(v.clone()))),
+            (PreImage::Value(v), None) => Some((Change::Create, Some(v.clone()))),
+            (PreImage::Unknown, _) => {
+                report.unrestorable.push(op.key.clone());
+                None
+            }
+        };
+        if let Some((change, after)) = inverse {
+            ops.push(PlanOp {
+                key: op.key.clone(),
+                change,
+                before: None,
+                after,
+                reason: None,
+            });
+        }
+    }
+    ops.sort_by(|a, b| a.key.cmp(&b.key));
+    match apply_ops(target, &identity, &ops, &current, Some(store), None, key).await? {
+        Ok(writes) => {
+            report.writes = writes;
+            store.finish_target(journal.id, &identity, JournalState::RolledBack, None)?;
+            if journal.targets.len() == 1 {
+                store.finish(journal.id, JournalState::RolledBack)?;
+            }
+        }
+        Err(e) => report.error = Some(e),
+    }
+    Ok(Some(RecoveryOutcome {
+        journal: journal.id,
+        targets: vec![report],
+    }))
+}

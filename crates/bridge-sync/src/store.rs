@@ -1,0 +1,614 @@
+//! The state store: one SQLite file (`.bridge/state.db`, WAL, synchronous=FULL) that keeps
+//!
+//! - **write records**: per target and key, the fingerprint of the value Bridge last wrote,
+//!   the platform's `updated_at` after that write, and the value itself, sealed. They make
+//!   write-only values comparable (drift from fingerprint and timestamp), define ownership
+//!   (Bridge deletes on a platform only keys it wrote there) and let a rollback restore
+//!   values the platform will not return;
+//! - **journals**: every apply is journalled before its first write: per target, the plan's
+//!   ops with the values to write and the pre-image to restore (both sealed), each op marked
+//!   done as soon as the platform confirms it. An interrupted apply leaves a journal that
+//!   `resume` finishes and `rollback` undoes.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use bridge_core::diff::Change;
+use bridge_core::{Fingerprint, SecretValue};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::sealing::{SealError, Sealer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state store {path}: {source}")]
+    Sqlite {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("state store: {0}")]
+    Seal(#[from] SealError),
+    #[error("state store: journal {0} does not exist")]
+    NoJournal(i64),
+    #[error("state store: {0}")]
+    Corrupt(String),
+}
+
+/// What Bridge last wrote to one key of one target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteRecord {
+    pub fingerprint: Fingerprint,
+    pub updated_at: Option<String>,
+}
+
+/// What a key held before an apply touched it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PreImage {
+    /// The key did not exist.
+    Absent,
+    /// Its value (read from the platform, or for write-only values our last write).
+    Value(SecretValue),
+    /// It existed, write-only, with a value Bridge never wrote: a rollback cannot restore it.
+    Unknown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct JournalId(pub i64);
+
+impl std::fmt::Display for JournalId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JournalState {
+    Applying,
+    Done,
+    Failed,
+    RolledBack,
+}
+
+impl JournalState {
+    fn as_str(self) -> &'static str {
+        match self {
+            JournalState::Applying => "applying",
+            JournalState::Done => "done",
+            JournalState::Failed => "failed",
+            JournalState::RolledBack => "rolled_back",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Self, StoreError> {
+        Ok(match text {
+            "applying" => JournalState::Applying,
+            "done" => JournalState::Done,
+            "failed" => JournalState::Failed,
+            "rolled_back" => JournalState::RolledBack,
+            other => return Err(StoreError::Corrupt(format!("unknown journal state {other}"))),
+        })
+    }
+}
+
+/// One op as journalled.
+#[derive(Debug, Clone)]
+pub struct JournalOp {
+    pub key: String,
+    pub change: Change,
+    pub after: Option<SecretValue>,
+    pub before: PreImage,
+    pub done: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct JournalTarget {
+    /// `Platform::identity()`.
+    pub identity: String,
+    /// The spec it was opened from, to open it again on resume.
+    pub spec: String,
+    pub label: String,
+    pub state: JournalState,
+    pub error: Option<String>,
+    pub ops: Vec<JournalOp>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Journal {
+    pub id: JournalId,
+    pub created_at: String,
+    pub source: String,
+    pub state: JournalState,
+    pub targets: Vec<JournalTarget>,
+}
+
+pub struct StateStore {
+    conn: Mutex<Connection>,
+    path: String,
+    sealer: Sealer,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS write_records (
+    target TEXT NOT NULL,
+    key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    updated_at TEXT,
+    sealed BLOB NOT NULL,
+    written_at TEXT NOT NULL,
+    PRIMARY KEY (target, key)
+);
+CREATE TABLE IF NOT EXISTS journals (
+    id INTEGER PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    source TEXT NOT NULL,
+    state TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS journal_targets (
+    journal_id INTEGER NOT NULL REFERENCES journals(id),
+    target TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    label TEXT NOT NULL,
+    state TEXT NOT NULL,
+    error TEXT,
+    PRIMARY KEY (journal_id, target)
+);
+CREATE TABLE IF NOT EXISTS journal_ops (
+    journal_id INTEGER NOT NULL,
+    target TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    change TEXT NOT NULL,
+    after BLOB,
+    before_kind TEXT NOT NULL,
+    before BLOB,
+    done INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (journal_id, target, seq)
+);
+CREATE INDEX IF NOT EXISTS journal_ops_key ON journal_ops (journal_id, target, key);
+";
+
+fn change_str(change: Change) -> &'static str {
+    change.as_str()
+}
+
+fn parse_change(text: &str) -> Result<Change, StoreError> {
+    Ok(match text {
+        "create" => Change::Create,
+        "update" => Change::Update,
+        "delete" => Change::Delete,
+        "noop" => Change::Noop,
+        "unknown" => Change::Unknown,
+        other => return Err(StoreError::Corrupt(format!("unknown op {other}"))),
+    })
+}
+
+impl StateStore {
+    pub fn open(path: &Path, sealer: Sealer) -> Result<Self, StoreError> {
+        let display = path.display().to_string();
+        let wrap = |source| StoreError::Sqlite {
+            path: display.clone(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(wrap)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(wrap)?;
+        // A journal entry must be on disk before the write it describes.
+        conn.pragma_update(None, "synchronous", "FULL").map_err(wrap)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(wrap)?;
+        conn.execute_batch(SCHEMA).map_err(wrap)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+            path: display,
+            sealer,
+        })
+    }
+
+    fn sql(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll
+        // back), so a poisoned lock is safe to take over.
+        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut conn)
+    }
+
+    /// Our last write to every key of `target`.
+    pub fn records(&self, target: &str) -> Result<BTreeMap<String, WriteRecord>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT key, fingerprint, updated_at FROM write_records WHERE target = ?1",
+                )
+                .map_err(|e| self.sql(e))?;
+            let rows = stmt
+                .query_map([target], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, Option<String>>(2)?,
+                    ))
+                })
+                .map_err(|e| self.sql(e))?;
+            let mut out = BTreeMap::new();
+            for row in rows {
+                let (key, fp, updated_at) = row.map_err(|e| self.sql(e))?;
+                let fingerprint = Fingerprint::from_hex(&fp)
+                    .ok_or_else(|| StoreError::Corrupt(format!("bad fingerprint for {key}")))?;
+                out.insert(
+                    key,
+                    WriteRecord {
+                        fingerprint,
+                        updated_at,
+                    },
+                );
+            }
+            Ok(out)
+        })
+    }
+
+    /// The value we last wrote to `key`, if any.
+    pub fn recorded_value(&self, target: &str, key: &str) -> Result<Option<SecretValue>, StoreError> {
+        let sealed: Option<Vec<u8>> = self.with(|conn| {
+            conn.query_row(
+                "SELECT sealed FROM write_records WHERE target = ?1 AND key = ?2",
+                params![target, key],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| self.sql(e))
+        })?;
+        sealed.map(|s| self.sealer.open(&s).map_err(StoreError::from)).transpose()
+    }
+
+    /// Records writes (fingerprint, sealed value, the platform's stamp) and forgets deleted keys.
+    pub fn record(
+        &self,
+        target: &str,
+        written: &[(&str, Fingerprint, &SecretValue, Option<&str>)],
+        deleted: &[&str],
+        now: &str,
+    ) -> Result<(), StoreError> {
+        let sealed: Vec<Vec<u8>> = written
+            .iter()
+            .map(|(_, _, v, _)| self.sealer.seal(v))
+            .collect::<Result<_, _>>()?;
+        self.with(|conn| {
+            let tx = conn.transaction().map_err(|e| self.sql(e))?;
+            {
+                let mut put = tx
+                    .prepare_cached(
+                        "INSERT INTO write_records (target, key, fingerprint, updated_at, sealed, written_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                         ON CONFLICT (target, key) DO UPDATE SET fingerprint = excluded.fingerprint,
+                           updated_at = excluded.updated_at, sealed = excluded.sealed,
+                           written_at = excluded.written_at",
+                    )
+                    .map_err(|e| self.sql(e))?;
+                for ((key, fp, _, updated_at), sealed) in written.iter().zip(&sealed) {
+                    put.execute(params![target, key, fp.to_hex(), updated_at, sealed, now])
+                        .map_err(|e| self.sql(e))?;
+                }
+                let mut del = tx
+                    .prepare_cached("DELETE FROM write_records WHERE target = ?1 AND key = ?2")
+                    .map_err(|e| self.sql(e))?;
+                for key in deleted {
+                    del.execute(params![target, key]).map_err(|e| self.sql(e))?;
+                }
+            }
+            tx.commit().map_err(|e| self.sql(e))
+        })
+    }
+
+    /// Journals an apply before its first write.
+    pub fn begin(
+        &self,
+        source: &str,
+        now: &str,
+        targets: &[JournalTarget],
+    ) -> Result<JournalId, StoreError> {
+        // Seal outside the lock: it is the slow part.
+        let mut sealed_targets = Vec::with_capacity(targets.len());
+        for t in targets {
+            let mut ops = Vec::with_capacity(t.ops.len());
+            for op in &t.ops {
+                let after = op.after.as_ref().map(|v| self.sealer.seal(v)).transpose()?;
+                let (kind, before) = match &op.before {
+                    PreImage::Absent => ("absent", None),
+                    PreImage::Value(v) => ("value", Some(self.sealer.seal(v)?)),
+                    PreImage::Unknown => ("unknown", None),
+                };
+                ops.push((op, after, kind, before));
+            }
+            sealed_targets.push((t, ops));
+        }
+        self.with(|conn| {
+            let tx = conn.transaction().map_err(|e| self.sql(e))?;
+            tx.execute(
+                "INSERT INTO journals (created_at, source, state) VALUES (?1, ?2, 'applying')",
+                params![now, source],
+            )
+            .map_err(|e| self.sql(e))?;
+            let id = tx.last_insert_rowid();
+            for (t, ops) in &sealed_targets {
+                tx.execute(
+                    "INSERT INTO journal_targets (journal_id, target, spec, label, state)
+                     VALUES (?1, ?2, ?3, ?4, 'applying')",
+                    params![id, t.identity, t.spec, t.label],
+                )
+                .map_err(|e| self.sql(e))?;
+                let mut insert = tx
+                    .prepare_cached(
+                        "INSERT INTO journal_ops (journal_id, target, seq, key, change, after, before_kind, before, done)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    )
+                    .map_err(|e| self.sql(e))?;
+                for (seq, (op, after, kind, before)) in ops.iter().enumerate() {
+                    insert
+                        .execute(params![
+                            id,
+                            t.identity,
+                            seq as i64,
+                            op.key,
+                            change_str(op.change),
+                            after,
+                            kind,
+                            before,
+                            op.done as i64
+                        ])
+                        .map_err(|e| self.sql(e))?;
+                }
+            }
+            tx.commit().map_err(|e| self.sql(e))?;
+            Ok(JournalId(id))
+        })
+    }
+
+    pub fn mark_done(&self, id: JournalId, target: &str, keys: &[&str]) -> Result<(), StoreError> {
+        self.with(|conn| {
+            let tx = conn.transaction().map_err(|e| self.sql(e))?;
+            {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "UPDATE journal_ops SET done = 1 WHERE journal_id = ?1 AND target = ?2 AND key = ?3",
+                    )
+                    .map_err(|e| self.sql(e))?;
+                for key in keys {
+                    stmt.execute(params![id.0, target, key])
+                        .map_err(|e| self.sql(e))?;
+                }
+            }
+            tx.commit().map_err(|e| self.sql(e))
+        })
+    }
+
+    pub fn finish_target(
+        &self,
+        id: JournalId,
+        target: &str,
+        state: JournalState,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.with(|conn| {
+            conn.execute(
+                "UPDATE journal_targets SET state = ?3, error = ?4 WHERE journal_id = ?1 AND target = ?2",
+                params![id.0, target, state.as_str(), error],
+            )
+            .map_err(|e| self.sql(e))?;
+            Ok(())
+        })
+    }
+
+    pub fn finish(&self, id: JournalId, state: JournalState) -> Result<(), StoreError> {
+        self.with(|conn| {
+            conn.execute(
+                "UPDATE journals SET state = ?2 WHERE id = ?1",
+                params![id.0, state.as_str()],
+            )
+            .map_err(|e| self.sql(e))?;
+            Ok(())
+        })
+    }
+
+    /// The newest journal that did not finish cleanly (applying or failed).
+    pub fn latest_unfinished(&self) -> Result<Option<Journal>, StoreError> {
+        let id: Option<i64> = self.with(|conn| {
+            conn.query_row(
+                "SELECT id FROM journals WHERE state IN ('applying', 'failed') ORDER BY id DESC LIMIT 1",
+                [],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| self.sql(e))
+        })?;
+        id.map(|id| self.journal(JournalId(id))).transpose()
+    }
+
+    /// The newest journal that wrote to `target` and was not rolled back.
+    pub fn latest_for_target(&self, target: &str) -> Result<Option<Journal>, StoreError> {
+        let id: Option<i64> = self.with(|conn| {
+            conn.query_row(
+                "SELECT j.id FROM journals j JOIN journal_targets t ON t.journal_id = j.id
+                 WHERE t.target = ?1 AND j.state != 'rolled_back' AND t.state != 'rolled_back'
+                 ORDER BY j.id DESC LIMIT 1",
+                [target],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| self.sql(e))
+        })?;
+        id.map(|id| self.journal(JournalId(id))).transpose()
+    }
+
+    pub fn journal(&self, id: JournalId) -> Result<Journal, StoreError> {
+        type OpRow = (String, String, String, Option<Vec<u8>>, String, Option<Vec<u8>>, i64);
+        let (head, targets, ops) = self.with(|conn| {
+            let head: Option<(String, String, String)> = conn
+                .query_row(
+                    "SELECT created_at, source, state FROM journals WHERE id = ?1",
+                    [id.0],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                )
+                .optional()
+                .map_err(|e| self.sql(e))?;
+            let head = head.ok_or(StoreError::NoJournal(id.0))?;
+            let mut stmt = conn
+                .prepare(
+                    "SELECT target, spec, label, state, error FROM journal_targets
+                     WHERE journal_id = ?1 ORDER BY rowid",
+                )
+                .map_err(|e| self.sql(e))?;
+            let targets: Vec<(String, String, String, String, Option<String>)> = stmt
+                .query_map([id.0], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+                })
+                .map_err(|e| self.sql(e))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| self.sql(e))?;
+            let mut stmt = conn
+                .prepare(
+                    "SELECT target, key, change, after, before_kind, before, done FROM journal_ops
+                     WHERE journal_id = ?1 ORDER BY target, seq",
+                )
+                .map_err(|e| self.sql(e))?;
+            let ops: Vec<OpRow> = stmt
+                .query_map([id.0], |row| {
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                        row.get(5)?,
+                        row.get(6)?,
+                    ))
+                })
+                .map_err(|e| self.sql(e))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| self.sql(e))?;
+            Ok((head, targets, ops))
+        })?;
+
+        let mut by_target: BTreeMap<String, Vec<JournalOp>> = BTreeMap::new();
+        for (target, key, change, after, before_kind, before, done) in ops {
+            let before = match (before_kind.as_str(), before) {
+                ("absent", _) => PreImage::Absent,
+                ("unknown", _) => PreImage::Unknown,
+                ("value", Some(b)) => PreImage::Value(self.sealer.open(&b)?),
+                (other, _) => {
+                    return Err(StoreError::Corrupt(format!("bad pre-image kind {other}")));
+                }
+            };
+            by_target.entry(target).or_default().push(JournalOp {
+                key,
+                change: parse_change(&change)?,
+                after: after.map(|a| self.sealer.open(&a)).transpose()?,
+                before,
+                done: done != 0,
+            });
+        }
+        let targets = targets
+            .into_iter()
+            .map(|(identity, spec, label, state, error)| {
+                Ok(JournalTarget {
+                    ops: by_target.remove(&identity).unwrap_or_default(),
+                    identity,
+                    spec,
+                    label,
+                    state: JournalState::parse(&state)?,
+                    error,
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(Journal {
+            id,
+            created_at: head.0,
+            source: head.1,
+            state: JournalState::parse(&head.2)?,
+            targets,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bridge_core::FingerprintKey;
+
+    fn store() -> (tempfile::TempDir, StateStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, sealer) = Sealer::generate();
+        let store = StateStore::open(&dir.path().join("state.db"), sealer).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn records_round_trip_and_deletions_forget() {
+        let (_dir, s) = store();
+        let key = FingerprintKey::from_bytes([1; 32]);
+        let v = SecretValue::new("v1");
+        s.record("gh", &[("A", key.fingerprint(&v), &v, Some("2026-01-01T00:00:00Z"))], &[], "now")
+            .unwrap();
+        let r = s.records("gh").unwrap();
+        assert_eq!(r["A"].fingerprint, key.fingerprint(&v));
+        assert_eq!(r["A"].updated_at.as_deref(), Some("2026-01-01T00:00:00Z"));
+        assert_eq!(s.recorded_value("gh", "A").unwrap(), Some(v));
+        s.record("gh", &[], &["A"], "now").unwrap();
+        assert!(s.records("gh").unwrap().is_empty());
+    }
+
+    #[test]
+    fn journals_keep_ops_values_and_progress() {
+        let (_dir, s) = store();
+        let op = |key: &str, change, after: Option<&str>, before| JournalOp {
+            key: key.into(),
+            change,
+            after: after.map(SecretValue::new),
+            before,
+            done: false,
+        };
+        let id = s
+            .begin(
+                "local:.env",
+                "t0",
+                &[JournalTarget {
+                    identity: "render:srv-1".into(),
+                    spec: "render".into(),
+                    label: "render".into(),
+                    state: JournalState::Applying,
+                    error: None,
+                    ops: vec![
+                        op("A", Change::Create, Some("1"), PreImage::Absent),
+                        op("B", Change::Update, Some("2"), PreImage::Value(SecretValue::new("old"))),
+                        op("C", Change::Delete, None, PreImage::Unknown),
+                    ],
+                }],
+            )
+            .unwrap();
+        s.mark_done(id, "render:srv-1", &["A", "C"]).unwrap();
+        let j = s.latest_unfinished().unwrap().unwrap();
+        assert_eq!(j.id, id);
+        let ops = &j.targets[0].ops;
+        assert_eq!(ops.iter().map(|o| o.done).collect::<Vec<_>>(), [true, false, true]);
+        assert_eq!(ops[1].after.as_ref().unwrap().expose(), "2");
+        assert_eq!(ops[1].before, PreImage::Value(SecretValue::new("old")));
+        s.finish(id, JournalState::Done).unwrap();
+        assert!(s.latest_unfinished().unwrap().is_none());
+        assert_eq!(s.latest_for_target("render:srv-1").unwrap().unwrap().id, id);
+        // The database holds no clear value.
+        let raw = std::fs::read(_dir.path().join("state.db")).unwrap_or_default();
+        let wal = std::fs::read(_dir.path().join("state.db-wal")).unwrap_or_default();
+        for bytes in [raw, wal] {
+            assert!(!bytes.windows(3).any(|w| w == b"old"));
+        }
+    }
+}
