@@ -1,0 +1,776 @@
+//! GitHub emulator: Actions secrets (sealed with libsodium boxes and unsealed
+//! here with the emulator's own X25519 keys) and Actions variables of
+//! repository `bridge/emulated`, at repository level and per environment.
+//!
+//! Choices for the points the reference leaves open:
+//! - Names follow the documented rules (`[A-Za-z0-9_]`, no leading digit, no
+//!   `GITHUB_` prefix) and are stored upper-cased, as GitHub does, so lookups
+//!   are case-insensitive.
+//! - Secret values are limited to 48 KiB (422 above that); the 100-secret
+//!   cap is not enforced so benchmarks can use large sets.
+//! - Creating a variable that exists answers 409.
+//! - Environments spring into existence on first use, including reads: an
+//!   unknown environment lists as empty instead of 404, and has its own key
+//!   pair (so a repository key id is rejected for an environment secret).
+//! - `User-Agent` is not required.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use crypto_box::SecretKey;
+use crypto_box::aead::OsRng;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::common::{Reject, Reply, lock, now_seconds, parse_json};
+use crate::layer::{Core, RouteKind, fault_controls, finish, route};
+use crate::platform::{GITHUB_DOCS, Platform};
+
+/// The emulated repository's owner.
+pub(crate) const OWNER: &str = "bridge";
+/// The emulated repository's name.
+pub(crate) const REPO: &str = "emulated";
+
+const SECRETS_PER_PAGE: (usize, usize) = (30, 100);
+const VARIABLES_PER_PAGE: (usize, usize) = (10, 30);
+const MAX_SECRET_BYTES: usize = 48 * 1024;
+/// Real key ids are long decimal strings; ours count up from this one.
+const FIRST_KEY_ID: u64 = 568_250_167_242_549_743;
+
+#[derive(Clone, Debug)]
+struct Secret {
+    plaintext: Vec<u8>,
+    created_at: String,
+    updated_at: String,
+}
+
+#[derive(Clone, Debug)]
+struct Variable {
+    value: String,
+    created_at: String,
+    updated_at: String,
+}
+
+struct Scope {
+    key_id: String,
+    key: SecretKey,
+    secrets: BTreeMap<String, Secret>,
+    variables: BTreeMap<String, Variable>,
+}
+
+impl std::fmt::Debug for Scope {
+    // The secret key must not end up in test logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scope")
+            .field("key_id", &self.key_id)
+            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .field("variables", &self.variables)
+            .finish()
+    }
+}
+
+#[derive(Debug)]
+struct GithubState {
+    repo: Scope,
+    envs: BTreeMap<String, Scope>,
+    next_key: u64,
+}
+
+impl GithubState {
+    fn new() -> Self {
+        Self {
+            repo: new_scope(FIRST_KEY_ID),
+            envs: BTreeMap::new(),
+            next_key: FIRST_KEY_ID + 1,
+        }
+    }
+
+    /// The scope of the repository (`None`) or of an environment, creating the
+    /// environment on first use.
+    fn scope(&mut self, env: Option<&str>) -> &mut Scope {
+        match env {
+            None => &mut self.repo,
+            Some(name) => {
+                if !self.envs.contains_key(name) {
+                    let scope = new_scope(self.next_key);
+                    self.next_key += 1;
+                    self.envs.insert(name.to_owned(), scope);
+                }
+                // Just inserted if it was missing, so the fallback never runs;
+                // it only avoids an unwrap.
+                self.envs.get_mut(name).unwrap_or(&mut self.repo)
+            }
+        }
+    }
+}
+
+fn new_scope(key_id: u64) -> Scope {
+    Scope {
+        key_id: key_id.to_string(),
+        key: SecretKey::generate(&mut OsRng),
+        secrets: BTreeMap::new(),
+        variables: BTreeMap::new(),
+    }
+}
+
+/// Test-side view of the GitHub emulator; also the axum state of its routes.
+#[derive(Clone, Debug)]
+pub struct GithubHandle {
+    core: Arc<Core>,
+    state: Arc<Mutex<GithubState>>,
+}
+
+fault_controls!(GithubHandle);
+
+impl GithubHandle {
+    /// API base URL, e.g. `http://127.0.0.1:P` (GitHub has no path prefix).
+    pub fn base_url(&self) -> String {
+        self.core.root_url.clone()
+    }
+
+    /// Decrypted plaintext of every secret of the repository (`None`) or an
+    /// environment. Non-UTF-8 plaintext is shown lossily.
+    pub fn secrets(&self, environment: Option<&str>) -> BTreeMap<String, String> {
+        let mut state = lock(&self.state);
+        state
+            .scope(environment)
+            .secrets
+            .iter()
+            .map(|(k, s)| {
+                (
+                    k.clone(),
+                    String::from_utf8_lossy(&s.plaintext).into_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// Every variable of the repository or an environment.
+    pub fn variables(&self, environment: Option<&str>) -> BTreeMap<String, String> {
+        let mut state = lock(&self.state);
+        state
+            .scope(environment)
+            .variables
+            .iter()
+            .map(|(k, v)| (k.clone(), v.value.clone()))
+            .collect()
+    }
+
+    /// Sets a secret out of band (as if changed in the UI): the name is
+    /// upper-cased and `updated_at` is stamped with the current second.
+    pub fn set_secret(&self, environment: Option<&str>, name: &str, plaintext: &str) {
+        let mut state = lock(&self.state);
+        upsert_secret(
+            state.scope(environment),
+            &name.to_ascii_uppercase(),
+            plaintext.as_bytes().to_vec(),
+        );
+    }
+
+    /// Sets a variable out of band.
+    pub fn set_variable(&self, environment: Option<&str>, name: &str, value: &str) {
+        let mut state = lock(&self.state);
+        let now = now_seconds();
+        let scope = state.scope(environment);
+        scope
+            .variables
+            .entry(name.to_ascii_uppercase())
+            .and_modify(|v| {
+                v.value = value.to_owned();
+                v.updated_at = now.clone();
+            })
+            .or_insert_with(|| Variable {
+                value: value.to_owned(),
+                created_at: now.clone(),
+                updated_at: now.clone(),
+            });
+    }
+
+    /// Removes a secret out of band.
+    pub fn remove_secret(&self, environment: Option<&str>, name: &str) {
+        let mut state = lock(&self.state);
+        state
+            .scope(environment)
+            .secrets
+            .remove(&name.to_ascii_uppercase());
+    }
+
+    /// Removes a variable out of band.
+    pub fn remove_variable(&self, environment: Option<&str>, name: &str) {
+        let mut state = lock(&self.state);
+        state
+            .scope(environment)
+            .variables
+            .remove(&name.to_ascii_uppercase());
+    }
+
+    /// `updated_at` of a secret, `YYYY-MM-DDTHH:MM:SSZ`.
+    pub fn secret_updated_at(&self, environment: Option<&str>, name: &str) -> Option<String> {
+        let mut state = lock(&self.state);
+        state
+            .scope(environment)
+            .secrets
+            .get(&name.to_ascii_uppercase())
+            .map(|s| s.updated_at.clone())
+    }
+
+    /// `(key_id, base64 public key)` of the repository or an environment, as
+    /// the public-key endpoint returns them.
+    pub fn public_key(&self, environment: Option<&str>) -> (String, String) {
+        let mut state = lock(&self.state);
+        let scope = state.scope(environment);
+        (
+            scope.key_id.clone(),
+            STANDARD.encode(scope.key.public_key().as_bytes()),
+        )
+    }
+}
+
+/// Returns whether the secret was created (as opposed to updated).
+fn upsert_secret(scope: &mut Scope, name: &str, plaintext: Vec<u8>) -> bool {
+    let now = now_seconds();
+    match scope.secrets.get_mut(name) {
+        Some(s) => {
+            s.plaintext = plaintext;
+            s.updated_at = now;
+            false
+        }
+        None => {
+            scope.secrets.insert(
+                name.to_owned(),
+                Secret {
+                    plaintext,
+                    created_at: now.clone(),
+                    updated_at: now,
+                },
+            );
+            true
+        }
+    }
+}
+
+pub(crate) fn router(core: Arc<Core>) -> (Router, GithubHandle) {
+    let handle = GithubHandle {
+        core: Arc::clone(&core),
+        state: Arc::new(Mutex::new(GithubState::new())),
+    };
+    let mut r: Router<GithubHandle> = Router::new();
+    // Both levels share handlers: they differ only in the optional
+    // `environment_name` path parameter.
+    for (public_key, secrets, secret, variables, variable) in [
+        (
+            "/repos/{owner}/{repo}/actions/secrets/public-key",
+            "/repos/{owner}/{repo}/actions/secrets",
+            "/repos/{owner}/{repo}/actions/secrets/{secret_name}",
+            "/repos/{owner}/{repo}/actions/variables",
+            "/repos/{owner}/{repo}/actions/variables/{name}",
+        ),
+        (
+            "/repos/{owner}/{repo}/environments/{environment_name}/secrets/public-key",
+            "/repos/{owner}/{repo}/environments/{environment_name}/secrets",
+            "/repos/{owner}/{repo}/environments/{environment_name}/secrets/{secret_name}",
+            "/repos/{owner}/{repo}/environments/{environment_name}/variables",
+            "/repos/{owner}/{repo}/environments/{environment_name}/variables/{name}",
+        ),
+    ] {
+        r = route(
+            r,
+            &core,
+            public_key,
+            RouteKind::Api,
+            get(public_key_handler),
+        );
+        r = route(r, &core, secrets, RouteKind::Api, get(list_secrets));
+        r = route(
+            r,
+            &core,
+            secret,
+            RouteKind::Api,
+            get(get_secret).put(put_secret).delete(delete_secret),
+        );
+        r = route(
+            r,
+            &core,
+            variables,
+            RouteKind::Api,
+            get(list_variables).post(create_variable),
+        );
+        r = route(
+            r,
+            &core,
+            variable,
+            RouteKind::Api,
+            get(get_variable)
+                .patch(update_variable)
+                .delete(delete_variable),
+        );
+    }
+    (finish(&core, r.with_state(handle.clone())), handle)
+}
+
+type Params = HashMap<String, String>;
+type QueryResult = Result<Query<HashMap<String, String>>, QueryRejection>;
+
+fn err(status: StatusCode, message: &str) -> Reject {
+    Platform::Github.error(status, message).into()
+}
+
+fn not_found() -> Reject {
+    err(StatusCode::NOT_FOUND, "Not Found")
+}
+
+fn bad_json(e: &str) -> Reject {
+    err(
+        StatusCode::BAD_REQUEST,
+        &format!("Problems parsing JSON: {e}"),
+    )
+}
+
+fn already_exists() -> Reject {
+    err(
+        StatusCode::CONFLICT,
+        "Already exists - Variable already exists",
+    )
+}
+
+/// GitHub's 422 `ValidationError` body.
+fn validation(resource: &str, field: &str, code: &str, message: &str) -> Reject {
+    let body = json!({
+        "message": "Validation Failed",
+        "errors": [{
+            "resource": resource,
+            "field": field,
+            "code": code,
+            "message": message,
+        }],
+        "documentation_url": GITHUB_DOCS,
+        "status": "422",
+    });
+    (StatusCode::UNPROCESSABLE_ENTITY, Json(body))
+        .into_response()
+        .into()
+}
+
+/// Checks owner/repo (case-insensitively, like GitHub) and returns the
+/// environment name, already URL-decoded by the router.
+fn target(p: &Params) -> Result<Option<String>, Reject> {
+    let owner_ok = p
+        .get("owner")
+        .is_some_and(|o| o.eq_ignore_ascii_case(OWNER));
+    let repo_ok = p.get("repo").is_some_and(|r| r.eq_ignore_ascii_case(REPO));
+    if !(owner_ok && repo_ok) {
+        return Err(not_found());
+    }
+    match p.get("environment_name") {
+        Some(e) if e.is_empty() => Err(not_found()),
+        other => Ok(other.cloned()),
+    }
+}
+
+/// The stored (upper-case) form of the name in path parameter `param`;
+/// lookups need no validation, a wrong name simply is not found.
+fn path_name(p: &Params, param: &str) -> String {
+    p.get(param)
+        .map(|n| n.to_ascii_uppercase())
+        .unwrap_or_default()
+}
+
+/// Validates a secret or variable name and returns its stored (upper-case)
+/// form.
+fn check_name(name: &str) -> Result<String, String> {
+    if name.is_empty() {
+        return Err("name must not be empty".into());
+    }
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err("name may only contain alphanumeric characters or underscores".into());
+    }
+    if name.as_bytes()[0].is_ascii_digit() {
+        return Err("name must not start with a number".into());
+    }
+    let upper = name.to_ascii_uppercase();
+    if upper.starts_with("GITHUB_") {
+        return Err("name must not start with the GITHUB_ prefix".into());
+    }
+    Ok(upper)
+}
+
+/// `page`/`per_page` of a list request.
+struct Paging {
+    page: usize,
+    per_page: usize,
+}
+
+impl Paging {
+    /// Out-of-range values fall back the way GitHub does: a missing or zero
+    /// `per_page` takes the default, a larger one is capped at the maximum.
+    fn from_query(q: &HashMap<String, String>, default: usize, max: usize) -> Self {
+        let per_page = q
+            .get("per_page")
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(default)
+            .min(max.max(default));
+        let page = q
+            .get("page")
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(1);
+        Self { page, per_page }
+    }
+
+    fn window<T: Clone>(&self, items: &[T]) -> Vec<T> {
+        items
+            .iter()
+            .skip((self.page - 1).saturating_mul(self.per_page))
+            .take(self.per_page)
+            .cloned()
+            .collect()
+    }
+
+    /// The `link` header value, or `None` when everything fits on one page.
+    fn link(&self, url: &str, total: usize) -> Option<String> {
+        let last = total.div_ceil(self.per_page).max(1);
+        if last <= 1 {
+            return None;
+        }
+        let at = |n: usize, rel: &str| {
+            format!("<{url}?per_page={}&page={n}>; rel=\"{rel}\"", self.per_page)
+        };
+        let mut parts = Vec::new();
+        if self.page > 1 {
+            parts.push(at((self.page - 1).min(last), "prev"));
+        }
+        if self.page < last {
+            parts.push(at(self.page + 1, "next"));
+            parts.push(at(last, "last"));
+        }
+        if self.page > 1 {
+            parts.push(at(1, "first"));
+        }
+        Some(parts.join(", "))
+    }
+}
+
+/// Shared body of both list endpoints.
+fn paged_list(
+    h: &GithubHandle,
+    uri: &Uri,
+    query: QueryResult,
+    (default, max): (usize, usize),
+    field: &str,
+    all: Vec<Value>,
+) -> Reply {
+    let Query(q) = query.map_err(|_| err(StatusCode::BAD_REQUEST, "invalid query string"))?;
+    let paging = Paging::from_query(&q, h.core.page_size().unwrap_or(default), max);
+    let url = format!("{}{}", h.core.root_url, uri.path());
+    let mut response =
+        Json(json!({ "total_count": all.len(), field: paging.window(&all) })).into_response();
+    if let Some(v) = paging
+        .link(&url, all.len())
+        .and_then(|l| HeaderValue::from_str(&l).ok())
+    {
+        response.headers_mut().insert(header::LINK, v);
+    }
+    Ok(response)
+}
+
+async fn public_key_handler(State(h): State<GithubHandle>, Path(p): Path<Params>) -> Reply {
+    let env = target(&p)?;
+    let (key_id, key) = h.public_key(env.as_deref());
+    Ok(Json(json!({ "key_id": key_id, "key": key })).into_response())
+}
+
+fn secret_meta(name: &str, s: &Secret) -> Value {
+    json!({ "name": name, "created_at": s.created_at, "updated_at": s.updated_at })
+}
+
+async fn list_secrets(
+    State(h): State<GithubHandle>,
+    Path(p): Path<Params>,
+    uri: Uri,
+    query: QueryResult,
+) -> Reply {
+    let env = target(&p)?;
+    let all: Vec<Value> = {
+        let mut state = lock(&h.state);
+        let scope = state.scope(env.as_deref());
+        scope
+            .secrets
+            .iter()
+            .map(|(n, s)| secret_meta(n, s))
+            .collect()
+    };
+    paged_list(&h, &uri, query, SECRETS_PER_PAGE, "secrets", all)
+}
+
+async fn get_secret(State(h): State<GithubHandle>, Path(p): Path<Params>) -> Reply {
+    let env = target(&p)?;
+    let name = path_name(&p, "secret_name");
+    let mut state = lock(&h.state);
+    let secret = state
+        .scope(env.as_deref())
+        .secrets
+        .get(&name)
+        .ok_or_else(not_found)?;
+    Ok(Json(secret_meta(&name, secret)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct SecretInput {
+    encrypted_value: Option<String>,
+    /// A string on api.github.com; some GHES versions use a number, which is
+    /// accepted too.
+    key_id: Option<Value>,
+}
+
+async fn put_secret(State(h): State<GithubHandle>, Path(p): Path<Params>, body: Bytes) -> Reply {
+    let env = target(&p)?;
+    let raw_name = p.get("secret_name").cloned().unwrap_or_default();
+    let name = check_name(&raw_name).map_err(|m| validation("Secret", "name", "invalid", &m))?;
+    let input: SecretInput = parse_json(&body).map_err(|e| bad_json(&e))?;
+    let encrypted = input.encrypted_value.ok_or_else(|| {
+        validation(
+            "Secret",
+            "encrypted_value",
+            "missing_field",
+            "encrypted_value is required",
+        )
+    })?;
+    let key_id = match input.key_id {
+        Some(Value::String(s)) => s,
+        Some(Value::Number(n)) => n.to_string(),
+        _ => {
+            return Err(validation(
+                "Secret",
+                "key_id",
+                "missing_field",
+                "key_id is required",
+            ));
+        }
+    };
+    let sealed = STANDARD.decode(encrypted.as_bytes()).map_err(|_| {
+        validation(
+            "Secret",
+            "encrypted_value",
+            "invalid",
+            "encrypted_value must be base64",
+        )
+    })?;
+    let mut state = lock(&h.state);
+    let scope = state.scope(env.as_deref());
+    if key_id != scope.key_id {
+        return Err(validation(
+            "Secret",
+            "key_id",
+            "invalid",
+            "key_id does not match the current public key",
+        ));
+    }
+    let plaintext = scope.key.unseal(&sealed).map_err(|_| {
+        validation(
+            "Secret",
+            "encrypted_value",
+            "invalid",
+            "encrypted_value could not be decrypted with the public key",
+        )
+    })?;
+    if plaintext.len() > MAX_SECRET_BYTES {
+        return Err(validation(
+            "Secret",
+            "encrypted_value",
+            "invalid",
+            "secret value exceeds 48 KB",
+        ));
+    }
+    if upsert_secret(scope, &name, plaintext) {
+        Ok((StatusCode::CREATED, Json(json!({}))).into_response())
+    } else {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    }
+}
+
+async fn delete_secret(State(h): State<GithubHandle>, Path(p): Path<Params>) -> Reply {
+    let env = target(&p)?;
+    let name = path_name(&p, "secret_name");
+    let mut state = lock(&h.state);
+    state
+        .scope(env.as_deref())
+        .secrets
+        .remove(&name)
+        .ok_or_else(not_found)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn variable_json(name: &str, v: &Variable) -> Value {
+    json!({ "name": name, "value": v.value, "created_at": v.created_at, "updated_at": v.updated_at })
+}
+
+async fn list_variables(
+    State(h): State<GithubHandle>,
+    Path(p): Path<Params>,
+    uri: Uri,
+    query: QueryResult,
+) -> Reply {
+    let env = target(&p)?;
+    let all: Vec<Value> = {
+        let mut state = lock(&h.state);
+        let scope = state.scope(env.as_deref());
+        scope
+            .variables
+            .iter()
+            .map(|(n, v)| variable_json(n, v))
+            .collect()
+    };
+    paged_list(&h, &uri, query, VARIABLES_PER_PAGE, "variables", all)
+}
+
+#[derive(Debug, Deserialize)]
+struct VariableInput {
+    name: Option<String>,
+    value: Option<String>,
+}
+
+async fn create_variable(
+    State(h): State<GithubHandle>,
+    Path(p): Path<Params>,
+    body: Bytes,
+) -> Reply {
+    let env = target(&p)?;
+    let input: VariableInput = parse_json(&body).map_err(|e| bad_json(&e))?;
+    let (Some(raw_name), Some(value)) = (input.name, input.value) else {
+        return Err(validation(
+            "Variable",
+            "name",
+            "missing_field",
+            "name and value are required",
+        ));
+    };
+    let name = check_name(&raw_name).map_err(|m| validation("Variable", "name", "invalid", &m))?;
+    let mut state = lock(&h.state);
+    let scope = state.scope(env.as_deref());
+    if scope.variables.contains_key(&name) {
+        return Err(already_exists());
+    }
+    let now = now_seconds();
+    scope.variables.insert(
+        name,
+        Variable {
+            value,
+            created_at: now.clone(),
+            updated_at: now,
+        },
+    );
+    Ok((StatusCode::CREATED, Json(json!({}))).into_response())
+}
+
+async fn get_variable(State(h): State<GithubHandle>, Path(p): Path<Params>) -> Reply {
+    let env = target(&p)?;
+    let name = path_name(&p, "name");
+    let mut state = lock(&h.state);
+    let var = state
+        .scope(env.as_deref())
+        .variables
+        .get(&name)
+        .ok_or_else(not_found)?;
+    Ok(Json(variable_json(&name, var)).into_response())
+}
+
+async fn update_variable(
+    State(h): State<GithubHandle>,
+    Path(p): Path<Params>,
+    body: Bytes,
+) -> Reply {
+    let env = target(&p)?;
+    let name = path_name(&p, "name");
+    let input: VariableInput = parse_json(&body).map_err(|e| bad_json(&e))?;
+    let new_name = match input.name.as_deref() {
+        None => name.clone(),
+        Some(n) => check_name(n).map_err(|m| validation("Variable", "name", "invalid", &m))?,
+    };
+    let mut state = lock(&h.state);
+    let scope = state.scope(env.as_deref());
+    let mut var = scope.variables.get(&name).cloned().ok_or_else(not_found)?;
+    if new_name != name && scope.variables.contains_key(&new_name) {
+        return Err(already_exists());
+    }
+    if let Some(v) = input.value {
+        var.value = v;
+    }
+    var.updated_at = now_seconds();
+    scope.variables.remove(&name);
+    scope.variables.insert(new_name, var);
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn delete_variable(State(h): State<GithubHandle>, Path(p): Path<Params>) -> Reply {
+    let env = target(&p)?;
+    let name = path_name(&p, "name");
+    let mut state = lock(&h.state);
+    state
+        .scope(env.as_deref())
+        .variables
+        .remove(&name)
+        .ok_or_else(not_found)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_rules() {
+        assert_eq!(check_name("api_key"), Ok("API_KEY".to_owned()));
+        assert!(check_name("_X").is_ok());
+        assert!(check_name("1X").is_err());
+        assert!(check_name("github_token").is_err());
+        assert!(check_name("GITHUB").is_ok());
+        assert!(check_name("A-B").is_err());
+        assert!(check_name("").is_err());
+    }
+
+    #[test]
+    fn link_header_pages() {
+        let p = Paging {
+            page: 1,
+            per_page: 2,
+        };
+        let link = p.link("http://h/x", 5).unwrap();
+        assert!(link.contains("page=2>; rel=\"next\""), "{link}");
+        assert!(link.contains("page=3>; rel=\"last\""), "{link}");
+        assert!(!link.contains("prev"));
+        let p = Paging {
+            page: 3,
+            per_page: 2,
+        };
+        let link = p.link("http://h/x", 5).unwrap();
+        assert!(link.contains("rel=\"prev\"") && link.contains("rel=\"first\""));
+        assert!(!link.contains("next"));
+        assert!(
+            Paging {
+                page: 1,
+                per_page: 30
+            }
+            .link("u", 30)
+            .is_none()
+        );
+    }
+
+    #[test]
+    fn environments_get_their_own_keys() {
+        let mut s = GithubState::new();
+        let repo_id = s.scope(None).key_id.clone();
+        let env_id = s.scope(Some("prod")).key_id.clone();
+        assert_ne!(repo_id, env_id);
+        assert_eq!(s.scope(Some("prod")).key_id, env_id);
+    }
+}
