@@ -1,40 +1,100 @@
 //! The places variables live, behind one [`Platform`] trait.
 //!
-//! A platform can be *read* (what it holds, as an [`ObservedSet`] in which write-only values
+//! A platform can be *read* (what it holds, as a [`RemoteSet`] in which write-only values
 //! stay opaque), *loaded* as a source (the clear values, for platforms that return them) and
-//! have a [`SyncPlan`] *applied*. One file per platform: `local.rs` (a `.env` file, edited in
+//! asked to *apply* plan ops. One file per platform: `local.rs` (a `.env` file, edited in
 //! place), `process.rs` (the current process environment; as a target it prints `export`
-//! lines). A [`PlatformSpec`] (`local:PATH`, `process`, `render`, `netlify:context=production`,
-//! `github:environment=prod`) names one; [`open`] builds the adapter for it.
+//! lines), and the HTTP platforms `render.rs`, `netlify.rs`, `github.rs` over one client
+//! (`http.rs`). A [`PlatformSpec`] names one; [`open`] builds the adapter for it.
 
 mod error;
+pub mod github;
+mod http;
 pub mod local;
+pub mod netlify;
 pub mod process;
+pub mod render;
+mod sealed;
 pub mod spec;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bridge_core::EnvSet;
-use bridge_core::diff::{ObservedSet, SyncPlan};
+use bridge_core::diff::{PlanOp, SyncPlan};
+use bridge_core::{EnvSet, SecretClassifier, SecretValue};
 
 pub use error::PlatformError;
+pub use http::HttpOptions;
 pub use spec::{PlatformKind, PlatformSpec};
 
-/// What a platform can do; the planner and reports adapt to it.
+/// What a platform holds for one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteValue {
+    /// The platform returns the value.
+    Readable(SecretValue),
+    /// The platform confirms the key exists but never returns its value (GitHub Actions
+    /// secrets, Netlify secret values). `updated_at` is the platform's own stamp, RFC 3339.
+    WriteOnly { updated_at: Option<String> },
+}
+
+/// Everything a platform holds, by key.
+pub type RemoteSet = BTreeMap<String, RemoteValue>;
+
+/// Wraps a readable set.
+pub fn readable(set: &EnvSet) -> RemoteSet {
+    set.iter()
+        .map(|(k, v)| (k.clone(), RemoteValue::Readable(v.clone())))
+        .collect()
+}
+
+/// What a platform can do; the engine and reports adapt to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Capabilities {
-    /// Values can be read back (false for GitHub Actions secrets).
+    /// Every value can be read back (false when some are write-only).
     pub values_readable: bool,
     /// Many keys can be written in one call.
     pub bulk_write: bool,
+    /// The platform asks for writes one at a time (GitHub's guidance for content creation).
+    pub serial_writes: bool,
 }
 
-/// What applying a plan did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// The ops to apply, with what the platform held when they were planned (a bulk "replace
+/// all" endpoint needs the keys outside the plan too).
+#[derive(Debug, Clone, Copy)]
+pub struct WriteRequest<'a> {
+    pub ops: &'a [PlanOp],
+    pub current: &'a RemoteSet,
+}
+
+/// Told about every op as soon as the platform has confirmed it, so that a journal can
+/// record progress and a resumed apply never repeats a write.
+pub trait ApplyProgress: Send + Sync {
+    fn applied(&self, keys: &[&str]);
+}
+
+/// Progress that nobody records.
+pub struct NoProgress;
+
+impl ApplyProgress for NoProgress {
+    fn applied(&self, _keys: &[&str]) {}
+}
+
+/// What applying did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ApplyReport {
     /// Keys created, updated or deleted.
     pub writes: usize,
+    /// For write-only values just written: the platform's `updated_at` after the write, so
+    /// that a later change made elsewhere can be told from ours.
+    pub stamps: BTreeMap<String, String>,
+}
+
+/// A plan op that the platform would refuse, found before any write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleViolation {
+    pub key: String,
+    pub rule: String,
 }
 
 #[async_trait]
@@ -43,28 +103,97 @@ pub trait Platform: Send + Sync {
 
     fn capabilities(&self) -> Capabilities;
 
+    /// The place this adapter writes to, stable across runs (a file's path, a service id):
+    /// the key under which the state store keeps fingerprints, ownership and journals.
+    fn identity(&self) -> String {
+        self.spec().to_string()
+    }
+
     /// What the platform holds now.
-    async fn read(&self) -> Result<ObservedSet, PlatformError>;
+    async fn read(&self) -> Result<RemoteSet, PlatformError>;
 
     /// The clear values, for use as a sync source.
-    async fn load(&self) -> Result<EnvSet, PlatformError>;
+    async fn load(&self) -> Result<EnvSet, PlatformError> {
+        let mut set = EnvSet::new();
+        for (key, value) in self.read().await? {
+            match value {
+                RemoteValue::Readable(v) => {
+                    set.insert(key, v);
+                }
+                RemoteValue::WriteOnly { .. } => {
+                    return Err(PlatformError::Unsupported {
+                        platform: self.spec().to_string(),
+                        what: format!(
+                            "the value of {key} cannot be read back, so this platform cannot be a source"
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(set)
+    }
 
-    /// Writes the plan's creates, updates and deletes.
-    async fn apply(&self, plan: &SyncPlan) -> Result<ApplyReport, PlatformError>;
+    /// The platform's own rules (names, sizes, empty values) that the plan would break.
+    fn check_rules(&self, _plan: &SyncPlan) -> Vec<RuleViolation> {
+        Vec::new()
+    }
+
+    /// Writes the ops, reporting each to `progress` once the platform has confirmed it.
+    async fn apply(
+        &self,
+        request: WriteRequest<'_>,
+        progress: &dyn ApplyProgress,
+    ) -> Result<ApplyReport, PlatformError>;
+}
+
+/// Where a remote platform is and who we are to it. Filled by the binary from configuration
+/// and the token discovery chain.
+#[derive(Clone, Default)]
+pub struct RemoteSettings {
+    pub api_url: String,
+    /// `RENDER_SERVICE_ID`, `NETLIFY_SITE_ID`, `GITHUB_REPOSITORY`.
+    pub target_id: Option<String>,
+    /// `NETLIFY_ACCOUNT_ID`.
+    pub account_id: Option<String>,
+    pub token: Option<SecretValue>,
+}
+
+impl std::fmt::Debug for RemoteSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteSettings")
+            .field("api_url", &self.api_url)
+            .field("target_id", &self.target_id)
+            .field("account_id", &self.account_id)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// Everything adapters need from their surroundings, gathered once by the caller.
-#[derive(Default, Clone)]
+#[derive(Clone, Default)]
 pub struct OpenContext {
-    /// Resolves `$VAR` references in `.env` files that are not defined in the file itself
-    /// (`--interpolate-env`); `None` keeps files independent of the host.
+    /// Lets `.env` files reference the process environment (`--interpolate-env`).
     pub interpolate_env: bool,
     /// Where a `process` target writes its `export` lines.
     pub process_output: Option<process::Output>,
+    pub render: RemoteSettings,
+    pub netlify: RemoteSettings,
+    pub github: RemoteSettings,
+    /// Decides which keys become GitHub Actions secrets rather than variables.
+    pub classifier: Option<Arc<SecretClassifier>>,
 }
 
 /// Builds the adapter for `spec`.
 pub fn open(spec: &PlatformSpec, ctx: &OpenContext) -> Result<Arc<dyn Platform>, PlatformError> {
+    open_with(spec, ctx, &HttpOptions::default())
+}
+
+/// [`open`] with explicit HTTP timeouts and retry bounds (tests shrink the waits).
+pub fn open_with(
+    spec: &PlatformSpec,
+    ctx: &OpenContext,
+    http: &HttpOptions,
+) -> Result<Arc<dyn Platform>, PlatformError> {
     match spec.kind {
         PlatformKind::Local => Ok(Arc::new(local::LocalFile::new(
             spec.clone(),
@@ -74,11 +203,45 @@ pub fn open(spec: &PlatformSpec, ctx: &OpenContext) -> Result<Arc<dyn Platform>,
             spec.clone(),
             ctx.process_output.clone(),
         ))),
-        PlatformKind::Render | PlatformKind::Netlify | PlatformKind::Github => {
-            Err(PlatformError::Unsupported {
-                platform: spec.to_string(),
-                what: "this build has no adapter for it yet; use local:PATH or process".into(),
-            })
-        }
+        PlatformKind::Render => Ok(Arc::new(render::Render::new(
+            spec.clone(),
+            &ctx.render,
+            http.clone(),
+        )?)),
+        PlatformKind::Netlify => Ok(Arc::new(netlify::Netlify::new(
+            spec.clone(),
+            &ctx.netlify,
+            ctx.classifier.clone(),
+            http.clone(),
+        )?)),
+        PlatformKind::Github => Ok(Arc::new(github::Github::new(
+            spec.clone(),
+            &ctx.github,
+            ctx.classifier.clone(),
+            http.clone(),
+        )?)),
     }
+}
+
+/// The token in `settings`, or the error naming `variable` and how to get one.
+pub(crate) fn required_token<'a>(
+    settings: &'a RemoteSettings,
+    platform: &str,
+    variable: &'static str,
+    hint: &str,
+) -> Result<&'a SecretValue, PlatformError> {
+    settings
+        .token
+        .as_ref()
+        .filter(|t| !t.expose().trim().is_empty())
+        .ok_or_else(|| PlatformError::MissingSetting {
+            platform: platform.to_string(),
+            variable,
+            hint: hint.to_string(),
+        })
+}
+
+/// The ops that write, in plan order.
+pub(crate) fn written_ops(ops: &[PlanOp]) -> Vec<&PlanOp> {
+    ops.iter().filter(|op| op.change.writes()).collect()
 }

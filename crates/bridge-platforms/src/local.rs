@@ -13,10 +13,13 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use bridge_core::EnvSet;
-use bridge_core::diff::{Change, ObservedSet, SyncPlan, observe_readable};
+use bridge_core::diff::Change;
 use bridge_core::dotenv::{self, Edit, ParseOptions};
 
-use crate::{ApplyReport, Capabilities, Platform, PlatformError, PlatformSpec};
+use crate::{
+    ApplyProgress, ApplyReport, Capabilities, Platform, PlatformError, PlatformSpec, RemoteSet,
+    WriteRequest, readable,
+};
 
 /// The mode of a `.env` file Bridge creates.
 pub const NEW_FILE_MODE: u32 = 0o600;
@@ -98,13 +101,21 @@ impl Platform for LocalFile {
         Capabilities {
             values_readable: true,
             bulk_write: true,
+            serial_writes: false,
         }
     }
 
-    async fn read(&self) -> Result<ObservedSet, PlatformError> {
+    /// The absolute path, so that records and journals follow the file wherever the command
+    /// runs from.
+    fn identity(&self) -> String {
+        let path = std::path::absolute(&self.path).unwrap_or_else(|_| self.path.clone());
+        format!("local:{}", path.display())
+    }
+
+    async fn read(&self) -> Result<RemoteSet, PlatformError> {
         // A target file that does not exist yet holds nothing; the sync will create it.
         let text = self.read_text()?.unwrap_or_default();
-        Ok(observe_readable(&self.parse(&text)?))
+        Ok(readable(&self.parse(&text)?))
     }
 
     async fn load(&self) -> Result<EnvSet, PlatformError> {
@@ -114,9 +125,15 @@ impl Platform for LocalFile {
         self.parse(&text)
     }
 
-    async fn apply(&self, plan: &SyncPlan) -> Result<ApplyReport, PlatformError> {
-        let edits: Vec<Edit<'_>> = plan
-            .writes()
+    async fn apply(
+        &self,
+        request: WriteRequest<'_>,
+        progress: &dyn ApplyProgress,
+    ) -> Result<ApplyReport, PlatformError> {
+        let edits: Vec<Edit<'_>> = request
+            .ops
+            .iter()
+            .filter(|op| op.change.writes())
             .filter_map(|op| match (op.change, &op.after) {
                 (Change::Delete, _) => Some(Edit::Remove { key: &op.key }),
                 (_, Some(value)) => Some(Edit::Set {
@@ -135,8 +152,17 @@ impl Platform for LocalFile {
         let edited = dotenv::apply_edits(original.as_deref().unwrap_or(""), &edits, &options)
             .map_err(|e| self.parse_error(e))?;
         write_atomically(&self.path, edited.as_bytes())?;
+        // One atomic rename makes every edit visible at once.
+        let keys: Vec<&str> = edits
+            .iter()
+            .map(|e| match e {
+                Edit::Set { key, .. } | Edit::Remove { key } => *key,
+            })
+            .collect();
+        progress.applied(&keys);
         Ok(ApplyReport {
             writes: edits.len(),
+            ..ApplyReport::default()
         })
     }
 }
@@ -194,9 +220,36 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), PlatformErro
 
 #[cfg(test)]
 mod tests {
-    use bridge_core::diff::{Deletions, DiffOptions, diff};
+    use bridge_core::EnvSet;
+    use bridge_core::diff::{Deletions, DiffOptions, ObservedSet, SyncPlan, diff};
 
     use super::*;
+    use crate::NoProgress;
+
+    fn observed(set: &RemoteSet) -> ObservedSet {
+        set.iter()
+            .map(|(k, v)| match v {
+                crate::RemoteValue::Readable(v) => {
+                    (k.clone(), bridge_core::diff::Observed::Value(v.clone()))
+                }
+                crate::RemoteValue::WriteOnly { .. } => unreachable!("local files are readable"),
+            })
+            .collect()
+    }
+
+    async fn apply(target: &LocalFile, plan: &SyncPlan) -> ApplyReport {
+        let current = target.read().await.expect("read");
+        target
+            .apply(
+                WriteRequest {
+                    ops: &plan.ops,
+                    current: &current,
+                },
+                &NoProgress,
+            )
+            .await
+            .expect("apply")
+    }
 
     fn local(path: &Path) -> LocalFile {
         LocalFile::new(PlatformSpec::local(path), false)
@@ -214,8 +267,13 @@ mod tests {
             deletions: Deletions::Allow,
             ..DiffOptions::default()
         };
-        let plan = diff(&source, &target.read().await.expect("read"), &options, None);
-        let report = target.apply(&plan).await.expect("apply");
+        let plan = diff(
+            &source,
+            &observed(&target.read().await.expect("read")),
+            &options,
+            None,
+        );
+        let report = apply(&target, &plan).await;
         assert_eq!(report.writes, 3);
         assert_eq!(
             fs::read_to_string(&path).expect("read back"),
@@ -244,7 +302,7 @@ mod tests {
         ));
         let source: EnvSet = [("TOKEN", "s3cr3t")].into_iter().collect();
         let plan = diff(&source, &ObservedSet::new(), &DiffOptions::default(), None);
-        target.apply(&plan).await.expect("apply");
+        apply(&target, &plan).await;
         let mode = fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
         assert_eq!(mode, NEW_FILE_MODE);
         assert_eq!(target.load().await.expect("load"), source);

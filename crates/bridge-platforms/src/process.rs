@@ -9,9 +9,12 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bridge_core::EnvSet;
-use bridge_core::diff::{Change, ObservedSet, SyncPlan, observe_readable};
+use bridge_core::diff::Change;
 
-use crate::{ApplyReport, Capabilities, Platform, PlatformError, PlatformSpec};
+use crate::{
+    ApplyProgress, ApplyReport, Capabilities, Platform, PlatformError, PlatformSpec, RemoteSet,
+    WriteRequest, readable,
+};
 
 /// Where a `process` target writes its shell lines (stdout in the CLI).
 #[derive(Clone)]
@@ -66,18 +69,23 @@ impl Platform for ProcessEnv {
         Capabilities {
             values_readable: true,
             bulk_write: true,
+            serial_writes: false,
         }
     }
 
-    async fn read(&self) -> Result<ObservedSet, PlatformError> {
-        Ok(observe_readable(&Self::current()))
+    async fn read(&self) -> Result<RemoteSet, PlatformError> {
+        Ok(readable(&Self::current()))
     }
 
     async fn load(&self) -> Result<EnvSet, PlatformError> {
         Ok(Self::current())
     }
 
-    async fn apply(&self, plan: &SyncPlan) -> Result<ApplyReport, PlatformError> {
+    async fn apply(
+        &self,
+        request: WriteRequest<'_>,
+        progress: &dyn ApplyProgress,
+    ) -> Result<ApplyReport, PlatformError> {
         let Some(output) = &self.output else {
             return Err(PlatformError::Unsupported {
                 platform: "process".into(),
@@ -86,7 +94,8 @@ impl Platform for ProcessEnv {
         };
         let mut script = String::new();
         let mut writes = 0;
-        for op in plan.writes() {
+        let mut keys = Vec::new();
+        for op in request.ops.iter().filter(|op| op.change.writes()) {
             match (op.change, &op.after) {
                 (Change::Delete, _) => script.push_str(&format!("unset {}\n", op.key)),
                 (_, Some(value)) => script.push_str(&format!(
@@ -97,6 +106,7 @@ impl Platform for ProcessEnv {
                 (_, None) => continue,
             }
             writes += 1;
+            keys.push(op.key.as_str());
         }
         let mut out = output.0.lock().map_err(|_| PlatformError::Write {
             platform: "process".into(),
@@ -108,7 +118,11 @@ impl Platform for ProcessEnv {
                 platform: "process".into(),
                 what: format!("printing export lines: {e}"),
             })?;
-        Ok(ApplyReport { writes })
+        progress.applied(&keys);
+        Ok(ApplyReport {
+            writes,
+            ..ApplyReport::default()
+        })
     }
 }
 

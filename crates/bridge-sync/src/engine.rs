@@ -9,7 +9,7 @@ use bridge_core::diff::{
     Change, DeletionGuard, DeletionRefused, DiffOptions, Observed, ObservedSet, SkipReason,
     SyncPlan, WriteOnlyState, diff,
 };
-use bridge_core::{EnvSet, FingerprintKey};
+use bridge_core::{EnvSet, Fingerprint, FingerprintKey, SecretValue};
 use bridge_platforms::{
     ApplyProgress, Platform, PlatformError, PlatformKind, PlatformSpec, RemoteSet, RemoteValue,
     RuleViolation, WriteRequest,
@@ -69,6 +69,8 @@ pub struct SyncJob {
 
 pub struct SyncOutcome {
     pub source: PlatformSpec,
+    /// A keyed digest of the source's keys and values in scope: equal digests, equal sources.
+    pub source_digest: Fingerprint,
     /// How many keys in scope the source held.
     pub source_len: usize,
     /// One per target, in the order given.
@@ -81,6 +83,9 @@ pub struct TargetOutcome {
     pub label: String,
     pub spec: PlatformSpec,
     pub identity: String,
+    /// A keyed digest of what the target held when planned (values, or stamps of
+    /// write-only values); a saved plan is applied only if it still matches.
+    pub state_digest: Option<Fingerprint>,
     /// The plan, once the target could be read.
     pub plan: Option<SyncPlan>,
     pub status: TargetStatus,
@@ -93,7 +98,15 @@ pub enum TargetStatus {
     /// Changes found; a dry run writes nothing.
     Planned,
     /// Written, and a fresh read agreed with the source.
-    Applied { writes: usize },
+    Applied {
+        writes: usize,
+    },
+    /// Written, but a fresh read still differs: someone else is writing too, or the
+    /// platform did not keep what it acknowledged.
+    Unverified {
+        writes: usize,
+        remaining: Vec<String>,
+    },
     /// The deletion guard stopped the plan before any write.
     Refused(DeletionRefused),
     /// The platform's own rules would refuse some writes; nothing was written.
@@ -153,7 +166,10 @@ pub fn observe(remote: &RemoteSet, records: &BTreeMap<String, WriteRecord>) -> O
                     Observed::WriteOnly(WriteOnlyState {
                         recorded: record.map(|r| r.fingerprint),
                         // A stamp other than the one our write left means someone else wrote.
-                        changed_since_record: match (record.and_then(|r| r.updated_at.as_ref()), updated_at) {
+                        changed_since_record: match (
+                            record.and_then(|r| r.updated_at.as_ref()),
+                            updated_at,
+                        ) {
                             (Some(ours), Some(now)) => ours != now,
                             _ => false,
                         },
@@ -172,18 +188,40 @@ pub fn ownership_applies(kind: PlatformKind) -> bool {
 }
 
 pub(crate) fn now_rfc3339() -> String {
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
-    );
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
     time::OffsetDateTime::now_utc()
         .format(&format)
         .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
+}
+
+/// A keyed digest of a set: the fingerprint of its sorted `key, fingerprint-or-stamp` lines.
+pub fn digest_remote(remote: &RemoteSet, key: &FingerprintKey) -> Fingerprint {
+    let mut text = String::new();
+    for (k, v) in remote {
+        let item = match v {
+            RemoteValue::Readable(v) => format!("v:{}", key.fingerprint(v).to_hex()),
+            RemoteValue::WriteOnly { updated_at } => {
+                format!("w:{}", updated_at.as_deref().unwrap_or("-"))
+            }
+        };
+        text.push_str(k);
+        text.push('\0');
+        text.push_str(&item);
+        text.push('\n');
+    }
+    key.fingerprint(&SecretValue::new(text))
+}
+
+pub fn digest_set(set: &EnvSet, key: &FingerprintKey) -> Fingerprint {
+    digest_remote(&bridge_platforms::readable(set), key)
 }
 
 /// What phase one found for a target.
 struct Planned {
     target: Target,
     identity: String,
+    state_digest: Option<Fingerprint>,
     remote: Option<RemoteSet>,
     plan: Option<SyncPlan>,
     status: TargetStatus,
@@ -192,19 +230,21 @@ struct Planned {
 pub async fn run(job: SyncJob) -> Result<SyncOutcome, SyncError> {
     let source_spec = job.source.spec().clone();
     let source_identity = job.source.identity();
-    if let Some(t) = job
-        .targets
-        .iter()
-        .find(|t| t.platform.identity() == source_identity || same_file(t.platform.spec(), &source_spec))
-    {
+    if let Some(t) = job.targets.iter().find(|t| {
+        t.platform.identity() == source_identity || same_file(t.platform.spec(), &source_spec)
+    }) {
         return Err(SyncError::SourceIsTarget {
             spec: t.platform.spec().clone(),
         });
     }
-    let mut source: EnvSet = job.source.load().await.map_err(|source| SyncError::Source {
-        spec: source_spec.clone(),
-        source,
-    })?;
+    let mut source: EnvSet = job
+        .source
+        .load()
+        .await
+        .map_err(|source| SyncError::Source {
+            spec: source_spec.clone(),
+            source,
+        })?;
     source.retain(|k| job.options.diff.filter.allows(k));
     if source.is_empty() && !job.options.allow_empty_source {
         let scope = if job.options.diff.filter.is_everything() {
@@ -217,6 +257,7 @@ pub async fn run(job: SyncJob) -> Result<SyncOutcome, SyncError> {
             scope,
         });
     }
+    let source_digest = digest_set(&source, &job.options.fingerprints);
     let source = Arc::new(source);
 
     // Phase one: plan every target side by side.
@@ -225,7 +266,12 @@ pub async fn run(job: SyncJob) -> Result<SyncOutcome, SyncError> {
         let source = Arc::clone(&source);
         let options = job.options.clone();
         let store = job.store.clone();
-        tasks.spawn(async move { (index, plan_target(target, &source, &options, store.as_deref()).await) });
+        tasks.spawn(async move {
+            (
+                index,
+                plan_target(target, &source, &options, store.as_deref()).await,
+            )
+        });
     }
     let mut planned: Vec<Option<Planned>> = job.targets.iter().map(|_| None).collect();
     while let Some(joined) = tasks.join_next().await {
@@ -243,7 +289,13 @@ pub async fn run(job: SyncJob) -> Result<SyncOutcome, SyncError> {
         .map(|(i, _)| i)
         .collect();
     if job.options.mode == Mode::DryRun || to_apply.is_empty() {
-        return Ok(outcome(source_spec, source.len(), planned, None));
+        return Ok(outcome(
+            source_spec,
+            source_digest,
+            source.len(),
+            planned,
+            None,
+        ));
     }
 
     // Phase two: journal every write and its pre-image before the first one.
@@ -267,9 +319,20 @@ pub async fn run(job: SyncJob) -> Result<SyncOutcome, SyncError> {
         let target = p.target.clone();
         let identity = p.identity.clone();
         let store = job.store.clone();
-        let key = job.options.fingerprints.clone();
+        let options = job.options.clone();
+        let source = Arc::clone(&source);
         tasks.spawn(async move {
-            let status = apply_target(&target, &identity, &plan, &remote, store.as_deref(), journal, &key).await;
+            let status = apply_target(
+                &target,
+                &identity,
+                &plan,
+                &remote,
+                store.as_deref(),
+                journal,
+                &options,
+                &source,
+            )
+            .await;
             (i, status)
         });
     }
@@ -285,19 +348,34 @@ pub async fn run(job: SyncJob) -> Result<SyncOutcome, SyncError> {
         }
     }
     if let (Some(store), Some(id)) = (&job.store, journal) {
-        store.finish(id, if all_ok { JournalState::Done } else { JournalState::Failed })?;
+        store.finish(
+            id,
+            if all_ok {
+                JournalState::Done
+            } else {
+                JournalState::Failed
+            },
+        )?;
     }
-    Ok(outcome(source_spec, source.len(), planned, journal))
+    Ok(outcome(
+        source_spec,
+        source_digest,
+        source.len(),
+        planned,
+        journal,
+    ))
 }
 
 fn outcome(
     source: PlatformSpec,
+    source_digest: Fingerprint,
     source_len: usize,
     planned: Vec<Planned>,
     journal: Option<JournalId>,
 ) -> SyncOutcome {
     SyncOutcome {
         source,
+        source_digest,
         source_len,
         targets: planned
             .into_iter()
@@ -305,6 +383,7 @@ fn outcome(
                 label: p.target.label.clone(),
                 spec: p.target.platform.spec().clone(),
                 identity: p.identity,
+                state_digest: p.state_digest,
                 plan: p.plan,
                 status: p.status,
             })
@@ -320,9 +399,12 @@ async fn plan_target(
     store: Option<&StateStore>,
 ) -> Result<Planned, SyncError> {
     let identity = target.platform.identity();
-    let planned = |remote, plan, status| Planned {
+    let planned = |remote: Option<RemoteSet>, plan, status| Planned {
         target: target.clone(),
         identity: identity.clone(),
+        state_digest: remote
+            .as_ref()
+            .map(|r| digest_remote(r, &options.fingerprints)),
         remote,
         plan,
         status,
@@ -341,7 +423,38 @@ async fn plan_target(
         &options.diff,
         Some(&options.fingerprints),
     );
-    let owned_only = ownership_applies(target.platform.spec().kind);
+    hold_back(&mut plan, options, &records, target.platform.spec().kind);
+    if !plan.has_writes() {
+        return Ok(planned(Some(remote), Some(plan), TargetStatus::InSync));
+    }
+    let violations = target.platform.check_rules(&plan);
+    if !violations.is_empty() {
+        return Ok(planned(
+            Some(remote),
+            Some(plan),
+            TargetStatus::Rejected(violations),
+        ));
+    }
+    if let Some(guard) = &options.guard
+        && let Err(refused) = guard.check(&plan)
+    {
+        return Ok(planned(
+            Some(remote),
+            Some(plan),
+            TargetStatus::Refused(refused),
+        ));
+    }
+    Ok(planned(Some(remote), Some(plan), TargetStatus::Planned))
+}
+
+/// Keeps protected keys, and on platforms keys Bridge did not create, out of the writes.
+fn hold_back(
+    plan: &mut SyncPlan,
+    options: &SyncOptions,
+    records: &BTreeMap<String, WriteRecord>,
+    kind: PlatformKind,
+) {
+    let owned_only = ownership_applies(kind);
     plan.hold_back(|op| {
         if options.protect.iter().any(|p| p == &op.key) {
             Some(SkipReason::Protected)
@@ -351,22 +464,9 @@ async fn plan_target(
             None
         }
     });
-    if !plan.has_writes() {
-        return Ok(planned(Some(remote), Some(plan), TargetStatus::InSync));
-    }
-    let violations = target.platform.check_rules(&plan);
-    if !violations.is_empty() {
-        return Ok(planned(Some(remote), Some(plan), TargetStatus::Rejected(violations)));
-    }
-    if let Some(guard) = &options.guard
-        && let Err(refused) = guard.check(&plan)
-    {
-        return Ok(planned(Some(remote), Some(plan), TargetStatus::Refused(refused)));
-    }
-    Ok(planned(Some(remote), Some(plan), TargetStatus::Planned))
 }
 
-fn journal_entry(p: &Planned, store: &StateStore) -> Result<JournalTarget, SyncError> {
+fn journal_entry(p: &Planned, store: &StateStore) -> Result<JournalTarget, StoreError> {
     let remote = p.remote.as_ref();
     let mut ops = Vec::new();
     for op in p.plan.iter().flat_map(|plan| plan.writes()) {
@@ -374,7 +474,9 @@ fn journal_entry(p: &Planned, store: &StateStore) -> Result<JournalTarget, SyncE
             None => PreImage::Absent,
             Some(RemoteValue::Readable(v)) => PreImage::Value(v.clone()),
             // Write-only: restorable only if the value there is the one we wrote.
-            Some(RemoteValue::WriteOnly { .. }) => match store.recorded_value(&p.identity, &op.key)? {
+            Some(RemoteValue::WriteOnly { .. }) => match store
+                .recorded_value(&p.identity, &op.key)?
+            {
                 Some(v) if op.reason != Some(bridge_core::diff::UpdateReason::ChangedOutOfBand) => {
                     PreImage::Value(v)
                 }
@@ -441,23 +543,47 @@ pub(crate) async fn apply_ops(
     };
     let result = target
         .platform
-        .apply(WriteRequest { ops, current: remote }, &progress)
+        .apply(
+            WriteRequest {
+                ops,
+                current: remote,
+            },
+            &progress,
+        )
         .await;
-    if let Some(e) = progress.error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+    if let Some(e) = progress
+        .error
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+    {
         return Err(e);
     }
-    let done = progress.done.into_inner().unwrap_or_else(|p| p.into_inner());
-    let stamps = result.as_ref().map(|r| r.stamps.clone()).unwrap_or_default();
+    let done = progress
+        .done
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner());
+    let stamps = result
+        .as_ref()
+        .map(|r| r.stamps.clone())
+        .unwrap_or_default();
     if let Some(store) = store {
         let by_key: BTreeMap<&str, &bridge_core::diff::PlanOp> =
             ops.iter().map(|op| (op.key.as_str(), op)).collect();
         let mut written = Vec::new();
         let mut deleted = Vec::new();
         for k in &done {
-            let Some(op) = by_key.get(k.as_str()) else { continue };
+            let Some(op) = by_key.get(k.as_str()) else {
+                continue;
+            };
             match (&op.change, &op.after) {
                 (Change::Delete, _) => deleted.push(k.as_str()),
-                (_, Some(v)) => written.push((k.as_str(), key.fingerprint(v), v, stamps.get(k).map(String::as_str))),
+                (_, Some(v)) => written.push((
+                    k.as_str(),
+                    key.fingerprint(v),
+                    v,
+                    stamps.get(k).map(String::as_str),
+                )),
                 _ => {}
             }
         }
@@ -466,6 +592,7 @@ pub(crate) async fn apply_ops(
     Ok(result.map(|r| r.writes))
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn apply_target(
     target: &Target,
     identity: &str,
@@ -473,23 +600,65 @@ async fn apply_target(
     remote: &RemoteSet,
     store: Option<&StateStore>,
     journal: Option<JournalId>,
-    key: &FingerprintKey,
+    options: &SyncOptions,
+    source: &EnvSet,
 ) -> Result<TargetStatus, SyncError> {
+    let key = &options.fingerprints;
     let writes: Vec<_> = plan.writes().cloned().collect();
     let result = apply_ops(target, identity, &writes, remote, store, journal, key).await?;
     let status = match result {
-        Ok(writes) => TargetStatus::Applied { writes },
+        Ok(writes) => verify_applied(target, identity, source, options, store, writes).await?,
         Err(e) => TargetStatus::Failed(e),
     };
     if let (Some(store), Some(id)) = (store, journal) {
         let (state, error) = match &status {
-            TargetStatus::Applied { .. } => (JournalState::Done, None),
+            TargetStatus::Applied { .. } | TargetStatus::Unverified { .. } => {
+                (JournalState::Done, None)
+            }
             TargetStatus::Failed(e) => (JournalState::Failed, Some(e.to_string())),
             _ => (JournalState::Failed, None),
         };
         store.finish_target(id, identity, state, error.as_deref())?;
     }
     Ok(status)
+}
+
+/// Reads the target again and diffs: an apply is done only when nothing is left to write.
+async fn verify_applied(
+    target: &Target,
+    identity: &str,
+    source: &EnvSet,
+    options: &SyncOptions,
+    store: Option<&StateStore>,
+    writes: usize,
+) -> Result<TargetStatus, SyncError> {
+    // A `process` target prints lines for the user's shell; this process's environment
+    // never changes, so there is nothing to read back.
+    if target.platform.spec().kind == PlatformKind::Process {
+        return Ok(TargetStatus::Applied { writes });
+    }
+    let remote = match target.platform.read().await {
+        Ok(remote) => remote,
+        Err(e) => return Ok(TargetStatus::Failed(e)),
+    };
+    let records = match store {
+        Some(store) => store.records(identity)?,
+        None => BTreeMap::new(),
+    };
+    let mut plan = diff(
+        source,
+        &observe(&remote, &records),
+        &options.diff,
+        Some(&options.fingerprints),
+    );
+    hold_back(&mut plan, options, &records, target.platform.spec().kind);
+    // Unknown write-only values were left alone on purpose; they are not a failure.
+    let remaining: Vec<String> = plan.writes().map(|op| op.key.clone()).collect();
+    Ok(if remaining.is_empty() {
+        TargetStatus::Applied { writes }
+    } else {
+        TargetStatus::Unverified { writes, remaining }
+    })
 }
 
 fn same_file(a: &PlatformSpec, b: &PlatformSpec) -> bool {

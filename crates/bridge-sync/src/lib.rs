@@ -15,7 +15,7 @@ mod verify;
 
 pub use engine::{
     Mode, SyncError, SyncJob, SyncOptions, SyncOutcome, Target, TargetOutcome, TargetStatus,
-    observe, ownership_applies, run,
+    digest_remote, digest_set, observe, ownership_applies, run,
 };
 pub use recovery::{RecoveryOutcome, RecoveryTarget, resume, rollback};
 pub use verify::{VerifyError, verify};

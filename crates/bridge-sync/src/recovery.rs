@@ -90,7 +90,12 @@ pub async fn resume(
             }
             Err(e) => {
                 all_ok = false;
-                store.finish_target(journal.id, &jt.identity, JournalState::Failed, Some(&e.to_string()))?;
+                store.finish_target(
+                    journal.id,
+                    &jt.identity,
+                    JournalState::Failed,
+                    Some(&e.to_string()),
+                )?;
                 report.error = Some(e);
             }
         }
@@ -149,7 +154,16 @@ async fn apply_pending(
         .map(|o| o.key.as_str())
         .collect();
     store.mark_done(journal.id, &jt.identity, &skipped)?;
-    Ok(apply_ops(target, &jt.identity, &ops, &current, Some(store), Some(journal.id), key).await?)
+    Ok(apply_ops(
+        target,
+        &jt.identity,
+        &ops,
+        &current,
+        Some(store),
+        Some(journal.id),
+        key,
+    )
+    .await?)
 }
 
 /// Restores `target` to the pre-image of journal `to` (default: the newest that wrote to it).

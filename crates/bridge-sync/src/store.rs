@@ -87,7 +87,11 @@ impl JournalState {
             "done" => JournalState::Done,
             "failed" => JournalState::Failed,
             "rolled_back" => JournalState::RolledBack,
-            other => return Err(StoreError::Corrupt(format!("unknown journal state {other}"))),
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "unknown journal state {other}"
+                )));
+            }
         })
     }
 }
@@ -192,9 +196,11 @@ impl StateStore {
             source,
         };
         let conn = Connection::open(path).map_err(wrap)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(wrap)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(wrap)?;
         // A journal entry must be on disk before the write it describes.
-        conn.pragma_update(None, "synchronous", "FULL").map_err(wrap)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(wrap)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(wrap)?;
         conn.execute_batch(SCHEMA).map_err(wrap)?;
@@ -257,7 +263,11 @@ impl StateStore {
     }
 
     /// The value we last wrote to `key`, if any.
-    pub fn recorded_value(&self, target: &str, key: &str) -> Result<Option<SecretValue>, StoreError> {
+    pub fn recorded_value(
+        &self,
+        target: &str,
+        key: &str,
+    ) -> Result<Option<SecretValue>, StoreError> {
         let sealed: Option<Vec<u8>> = self.with(|conn| {
             conn.query_row(
                 "SELECT sealed FROM write_records WHERE target = ?1 AND key = ?2",
@@ -267,7 +277,9 @@ impl StateStore {
             .optional()
             .map_err(|e| self.sql(e))
         })?;
-        sealed.map(|s| self.sealer.open(&s).map_err(StoreError::from)).transpose()
+        sealed
+            .map(|s| self.sealer.open(&s).map_err(StoreError::from))
+            .transpose()
     }
 
     /// Records writes (fingerprint, sealed value, the platform's stamp) and forgets deleted keys.
@@ -450,7 +462,15 @@ impl StateStore {
     }
 
     pub fn journal(&self, id: JournalId) -> Result<Journal, StoreError> {
-        type OpRow = (String, String, String, Option<Vec<u8>>, String, Option<Vec<u8>>, i64);
+        type OpRow = (
+            String,
+            String,
+            String,
+            Option<Vec<u8>>,
+            String,
+            Option<Vec<u8>>,
+            i64,
+        );
         let (head, targets, ops) = self.with(|conn| {
             let head: Option<(String, String, String)> = conn
                 .query_row(
@@ -469,7 +489,13 @@ impl StateStore {
                 .map_err(|e| self.sql(e))?;
             let targets: Vec<(String, String, String, String, Option<String>)> = stmt
                 .query_map([id.0], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                    ))
                 })
                 .map_err(|e| self.sql(e))?
                 .collect::<Result<_, _>>()
@@ -556,8 +582,13 @@ mod tests {
         let (_dir, s) = store();
         let key = FingerprintKey::from_bytes([1; 32]);
         let v = SecretValue::new("v1");
-        s.record("gh", &[("A", key.fingerprint(&v), &v, Some("2026-01-01T00:00:00Z"))], &[], "now")
-            .unwrap();
+        s.record(
+            "gh",
+            &[("A", key.fingerprint(&v), &v, Some("2026-01-01T00:00:00Z"))],
+            &[],
+            "now",
+        )
+        .unwrap();
         let r = s.records("gh").unwrap();
         assert_eq!(r["A"].fingerprint, key.fingerprint(&v));
         assert_eq!(r["A"].updated_at.as_deref(), Some("2026-01-01T00:00:00Z"));
@@ -588,7 +619,12 @@ mod tests {
                     error: None,
                     ops: vec![
                         op("A", Change::Create, Some("1"), PreImage::Absent),
-                        op("B", Change::Update, Some("2"), PreImage::Value(SecretValue::new("old"))),
+                        op(
+                            "B",
+                            Change::Update,
+                            Some("2"),
+                            PreImage::Value(SecretValue::new("old")),
+                        ),
                         op("C", Change::Delete, None, PreImage::Unknown),
                     ],
                 }],
@@ -598,7 +634,10 @@ mod tests {
         let j = s.latest_unfinished().unwrap().unwrap();
         assert_eq!(j.id, id);
         let ops = &j.targets[0].ops;
-        assert_eq!(ops.iter().map(|o| o.done).collect::<Vec<_>>(), [true, false, true]);
+        assert_eq!(
+            ops.iter().map(|o| o.done).collect::<Vec<_>>(),
+            [true, false, true]
+        );
         assert_eq!(ops[1].after.as_ref().unwrap().expose(), "2");
         assert_eq!(ops[1].before, PreImage::Value(SecretValue::new("old")));
         s.finish(id, JournalState::Done).unwrap();

@@ -39,7 +39,8 @@ pub async fn verify(
             (index, place, read)
         });
     }
-    let mut remote: Vec<Option<bridge_platforms::RemoteSet>> = places.iter().map(|_| None).collect();
+    let mut remote: Vec<Option<bridge_platforms::RemoteSet>> =
+        places.iter().map(|_| None).collect();
     let mut first_error: Option<(usize, Target, PlatformError)> = None;
     while let Some(joined) = tasks.join_next().await {
         match joined {
@@ -62,14 +63,16 @@ pub async fn verify(
     let mut columns: Vec<ParityColumn> = Vec::with_capacity(places.len());
     for (place, remote) in places.iter().zip(remote) {
         let records = match store {
-            Some(store) => store.records(&place.platform.identity()).map_err(|e| VerifyError {
-                label: place.label.clone(),
-                spec: place.platform.spec().clone(),
-                source: PlatformError::Unsupported {
-                    platform: place.platform.spec().to_string(),
-                    what: e.to_string(),
-                },
-            })?,
+            Some(store) => store
+                .records(&place.platform.identity())
+                .map_err(|e| VerifyError {
+                    label: place.label.clone(),
+                    spec: place.platform.spec().clone(),
+                    source: PlatformError::Unsupported {
+                        platform: place.platform.spec().to_string(),
+                        what: e.to_string(),
+                    },
+                })?,
             None => Default::default(),
         };
         let observed: ObservedSet = observe(&remote.unwrap_or_default(), &records);

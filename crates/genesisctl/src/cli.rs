@@ -80,6 +80,17 @@ pub enum Command {
     #[command(subcommand)]
     Config(ConfigCommand),
 
+    /// Check each remote platform: where its token comes from, and whether the API accepts it
+    #[command(subcommand)]
+    Platforms(PlatformsCommand),
+
+    /// Serve local emulators of the Render, Netlify and GitHub APIs
+    #[command(
+        after_help = "Prints one `export NAME=VALUE` line per variable a client needs, then `ready`, \
+then serves until interrupted.\n\nExample:\n  eval \"$(genesisctl emulate --port 7700 | sed '/^ready$/q')\"   # in one shell\n  genesisctl emulate --platforms github --latency 20ms --rate-limit 50/s --page-size 2"
+    )]
+    Emulate(EmulateArgs),
+
     /// Print a shell completion script
     #[command(
         after_help = "Example:\n  genesisctl completions bash > /etc/bash_completion.d/genesisctl\n  genesisctl completions zsh > \"${fpath[1]}/_genesisctl\""
@@ -138,6 +149,50 @@ with no variables is refused unless --allow-empty-source.\n\nExamples:\n  genesi
         /// Sync even when the source holds no variables
         #[arg(long)]
         allow_empty_source: bool,
+    },
+
+    /// Save a plan to apply later with `env apply`; exits 1 when it has changes
+    #[command(
+        after_help = "The plan file holds keys, operations and keyed fingerprints, never values. \
+`env apply` re-reads the source and the targets and refuses the plan if either changed since.\n\nExample:\n  genesisctl env plan --from local:.env --target render,github --out plan.json\n  genesisctl env apply plan.json"
+    )]
+    Plan {
+        #[command(flatten)]
+        args: SyncArgs,
+
+        /// Where to write the plan
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+
+    /// Apply a plan saved by `env plan`, exactly, or refuse if anything changed since
+    #[command(after_help = "Example:\n  genesisctl env apply plan.json")]
+    Apply {
+        /// The plan file
+        plan: PathBuf,
+
+        /// Delete even when the deletion guard would refuse
+        #[arg(long)]
+        force: bool,
+    },
+
+    /// Finish the last apply that was interrupted, without repeating a write
+    #[command(after_help = "Example:\n  genesisctl env resume")]
+    Resume,
+
+    /// Undo the last apply to a target (or the one given) from its journal
+    #[command(
+        after_help = "Values the platform never returned and Bridge never wrote cannot be restored; \
+they are listed.\n\nExample:\n  genesisctl env rollback --target render\n  genesisctl env rollback --target local:.env.production --to 12"
+    )]
+    Rollback {
+        /// The target to restore
+        #[arg(long, value_name = "DST")]
+        target: String,
+
+        /// The journal to undo [default: the newest that wrote to the target]
+        #[arg(long, value_name = "JOURNAL")]
+        to: Option<i64>,
     },
 
     /// Write a snapshot of a source as {provider, source, synced_at, variables}
@@ -235,6 +290,50 @@ pub struct ScopeArgs {
     /// Let .env files reference variables of the process environment
     #[arg(long)]
     pub interpolate_env: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlatformsCommand {
+    /// For each platform: which source supplied its token (never the token), and whether the API accepts it
+    #[command(
+        after_help = "Example:\n  genesisctl platforms doctor\n  genesisctl platforms doctor --platforms render --output json"
+    )]
+    Doctor {
+        /// The platforms to check [default: render,netlify,github]
+        #[arg(long, value_name = "SPEC,...")]
+        platforms: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct EmulateArgs {
+    /// Which emulators to start
+    #[arg(long, default_value = "render,netlify,github", value_name = "NAME,...")]
+    pub platforms: String,
+
+    /// First port (render; netlify and github take the next two); 0 picks free ports
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+
+    /// Delay before every answer, e.g. 20ms
+    #[arg(long, default_value = "0ms", value_name = "DURATION")]
+    pub latency: String,
+
+    /// Share of requests answered with an injected 503, 0 to 1
+    #[arg(long, default_value_t = 0.0, value_name = "RATE")]
+    pub error_rate: f64,
+
+    /// Requests per second before answering 429 with Retry-After, e.g. 50/s
+    #[arg(long, value_name = "N/s")]
+    pub rate_limit: Option<String>,
+
+    /// Page size of list endpoints (exercise pagination with 2)
+    #[arg(long, value_name = "N")]
+    pub page_size: Option<usize>,
+
+    /// Fail every write after the first N
+    #[arg(long, value_name = "N")]
+    pub fail_after_writes: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]

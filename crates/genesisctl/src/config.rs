@@ -202,6 +202,27 @@ const SETTINGS: &[SettingDef] = &[
         "dashboard URLs that hand out tokens",
     ),
     def(
+        "discovery.vault_url",
+        Some("BRIDGE_VAULT_URL"),
+        Kind::Text,
+        "",
+        "a Bridge server whose /vault/secret hands out tokens",
+    ),
+    def(
+        "discovery.secret_dirs",
+        Some("BRIDGE_SECRET_DIRS"),
+        Kind::List,
+        "/etc/secrets,./secrets",
+        "directories searched for token files",
+    ),
+    def(
+        "sync.protect",
+        Some("ENVSYNC_PROTECT"),
+        Kind::List,
+        "",
+        "keys a sync never writes or deletes on any target",
+    ),
+    def(
         "secrets.words",
         Some("BRIDGE_SECRET_WORDS"),
         Kind::List,
@@ -296,6 +317,7 @@ pub const TOKEN_VARS: &[&str] = &[
     "NETLIFY_API_TOKEN",
     "NETLIFY_AUTH_TOKEN",
     "GITHUB_TOKEN",
+    "BRIDGE_VAULT_TOKEN",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -311,6 +333,7 @@ pub struct Config {
     pub state_dir: PathBuf,
     pub sync: SyncConfig,
     pub secrets: SecretsConfig,
+    pub remote: RemoteConfig,
     pub schema: Schema,
     /// Every setting as shown by `config show`.
     pub shown: Vec<ShownSetting>,
@@ -325,6 +348,25 @@ pub struct SyncConfig {
     pub allow_deletions: bool,
     pub max_delete_share: f64,
     pub interpolate_env: bool,
+    pub protect: Vec<String>,
+}
+
+/// Where remote platforms are, and where their tokens may be found.
+#[derive(Debug, Clone, Default)]
+pub struct RemoteConfig {
+    pub render_api_url: String,
+    pub render_service_id: String,
+    pub netlify_api_url: String,
+    pub netlify_site_id: String,
+    pub netlify_account_id: String,
+    pub github_api_url: String,
+    pub github_repository: String,
+    pub discovery_order: Vec<String>,
+    pub secret_filenames: Vec<String>,
+    pub secret_dirs: Vec<String>,
+    pub vault_url: String,
+    pub vault_token_keys: Vec<String>,
+    pub dashboard_token_urls: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -502,6 +544,22 @@ impl Config {
             allow_deletions: take("sync.allow_deletions")?.0.bool()?,
             max_delete_share: take("sync.max_delete_share")?.0.share()?,
             interpolate_env: take("sync.interpolate_env")?.0.bool()?,
+            protect: take("sync.protect")?.0.list()?,
+        };
+        let remote = RemoteConfig {
+            render_api_url: take("render.api_url")?.0.text()?,
+            render_service_id: take("render.service_id")?.0.text()?,
+            netlify_api_url: take("netlify.api_url")?.0.text()?,
+            netlify_site_id: take("netlify.site_id")?.0.text()?,
+            netlify_account_id: take("netlify.account_id")?.0.text()?,
+            github_api_url: take("github.api_url")?.0.text()?,
+            github_repository: take("github.repository")?.0.text()?,
+            discovery_order: take("discovery.order")?.0.list()?,
+            secret_filenames: take("discovery.secret_filenames")?.0.list()?,
+            secret_dirs: take("discovery.secret_dirs")?.0.list()?,
+            vault_url: take("discovery.vault_url")?.0.text()?,
+            vault_token_keys: take("discovery.vault_token_keys")?.0.list()?,
+            dashboard_token_urls: take("discovery.dashboard_token_urls")?.0.list()?,
         };
         let secrets = SecretsConfig {
             words: take("secrets.words")?.0.list()?,
@@ -513,6 +571,7 @@ impl Config {
             state_dir,
             sync,
             secrets,
+            remote,
             schema,
             shown,
         })

@@ -1,5 +1,5 @@
 //! [`Context`]: what every command needs — the shell, the merged configuration, the state
-//! directory — and the small conversions from configuration to domain types.
+//! directory — and the conversions from configuration to domain types and open platforms.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,11 +9,12 @@ use bridge_core::filter::KeyFilter;
 use bridge_core::{FingerprintKey, SecretClassifier};
 use bridge_platforms::process::Output;
 use bridge_platforms::spec::assign_labels;
-use bridge_platforms::{OpenContext, Platform, PlatformSpec};
+use bridge_platforms::{OpenContext, PlatformKind, PlatformSpec, RemoteSettings};
 use bridge_sync::Target;
 
 use crate::cli::{GlobalArgs, ScopeArgs};
 use crate::config::{Config, FlagValue, Sources};
+use crate::discovery::{Discovery, discover};
 use crate::exit::Failure;
 use crate::shell::Shell;
 use crate::state::{Created, StateDir};
@@ -22,12 +23,14 @@ pub struct Context<'a> {
     pub shell: &'a Shell,
     pub config: Config,
     pub state: StateDir,
-    pub open: OpenContext,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
 }
 
 impl<'a> Context<'a> {
     pub fn load(shell: &'a Shell, global: &GlobalArgs, mut flags: Vec<FlagValue>) -> Result<Self> {
-        let env = |name: &str| std::env::var(name).ok();
         let env_names: Vec<String> = std::env::vars_os()
             .filter_map(|(k, _)| k.into_string().ok())
             .collect();
@@ -36,26 +39,22 @@ impl<'a> Context<'a> {
             (None, Some(path)) if !path.is_empty() => (PathBuf::from(path), true),
             _ => (PathBuf::from("bridge.toml"), false),
         };
-        if let Some(dir) = &global.state_dir {
-            flags.push(FlagValue {
-                setting: "state_dir",
-                flag: "--state-dir",
-                value: dir.display().to_string(),
-            });
-        }
-        if let Some(store) = &global.store {
-            flags.push(FlagValue {
-                setting: "store",
-                flag: "--store",
-                value: store.clone(),
-            });
-        }
-        if let Some(bus) = &global.bus {
-            flags.push(FlagValue {
-                setting: "bus",
-                flag: "--bus",
-                value: bus.clone(),
-            });
+        for (value, setting, flag) in [
+            (
+                global.state_dir.as_ref().map(|d| d.display().to_string()),
+                "state_dir",
+                "--state-dir",
+            ),
+            (global.store.clone(), "store", "--store"),
+            (global.bus.clone(), "bus", "--bus"),
+        ] {
+            if let Some(value) = value {
+                flags.push(FlagValue {
+                    setting,
+                    flag,
+                    value,
+                });
+            }
         }
         let config = Config::load(Sources {
             config_file: Some(&config_file),
@@ -65,17 +64,10 @@ impl<'a> Context<'a> {
             flags,
         })?;
         let state = StateDir::new(config.state_dir.clone());
-        let open = OpenContext {
-            interpolate_env: config.sync.interpolate_env,
-            // Only an applied sync to a `process` target writes here, and JSON mode refuses
-            // such targets, so stdout carries either JSON or export lines, never both.
-            process_output: Some(Output::new(std::io::stdout())),
-        };
         Ok(Self {
             shell,
             config,
             state,
-            open,
         })
     }
 
@@ -118,24 +110,78 @@ impl<'a> Context<'a> {
         }
     }
 
-    pub fn open(&self, spec: &PlatformSpec) -> Result<Arc<dyn Platform>, Failure> {
-        bridge_platforms::open(spec, &self.open)
-            .map_err(|e| Failure::platform(e, format!("opening {spec}")))
+    /// Settings and tokens for the remote platforms among `kinds`; the token discovery
+    /// chain runs only for those.
+    pub async fn open_context(&self, kinds: &[PlatformKind]) -> OpenContext {
+        let r = &self.config.remote;
+        let id = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        let mut ctx = OpenContext {
+            interpolate_env: self.config.sync.interpolate_env,
+            // Only an applied sync to a `process` target writes here, and JSON mode refuses
+            // such targets, so stdout carries either JSON or export lines, never both.
+            process_output: Some(Output::new(std::io::stdout())),
+            render: RemoteSettings {
+                api_url: r.render_api_url.clone(),
+                target_id: id(&r.render_service_id),
+                ..RemoteSettings::default()
+            },
+            netlify: RemoteSettings {
+                api_url: r.netlify_api_url.clone(),
+                target_id: id(&r.netlify_site_id),
+                account_id: id(&r.netlify_account_id),
+                ..RemoteSettings::default()
+            },
+            github: RemoteSettings {
+                api_url: r.github_api_url.clone(),
+                target_id: id(&r.github_repository),
+                ..RemoteSettings::default()
+            },
+            classifier: Some(Arc::new(self.classifier())),
+        };
+        for kind in [
+            PlatformKind::Render,
+            PlatformKind::Netlify,
+            PlatformKind::Github,
+        ] {
+            if !kinds.contains(&kind) {
+                continue;
+            }
+            let token = self.discover(kind).await.found.map(|d| d.token);
+            match kind {
+                PlatformKind::Render => ctx.render.token = token,
+                PlatformKind::Netlify => ctx.netlify.token = token,
+                PlatformKind::Github => ctx.github.token = token,
+                _ => {}
+            }
+        }
+        ctx
+    }
+
+    pub async fn discover(&self, kind: PlatformKind) -> Discovery {
+        discover(kind, &self.config.remote, &env).await
     }
 
     /// Opens every spec, labelled for reports.
-    pub fn targets(&self, specs: &[PlatformSpec]) -> Result<Vec<Target>, Failure> {
+    pub async fn places(&self, specs: &[PlatformSpec]) -> Result<Vec<Target>, Failure> {
         let labels = assign_labels(specs).map_err(|e| anyhow!(e))?;
+        let kinds: Vec<PlatformKind> = specs.iter().map(|s| s.kind).collect();
+        let open = self.open_context(&kinds).await;
         specs
             .iter()
             .zip(labels)
             .map(|(spec, label)| {
-                Ok(Target {
-                    label,
-                    platform: self.open(spec)?,
-                })
+                let platform = bridge_platforms::open(spec, &open)
+                    .map_err(|e| Failure::platform(e, format!("opening {spec}")))?;
+                Ok(Target { label, platform })
             })
             .collect()
+    }
+
+    pub async fn place(&self, spec: &PlatformSpec) -> Result<Target, Failure> {
+        let mut places = self.places(std::slice::from_ref(spec)).await?;
+        places
+            .pop()
+            .ok_or_else(|| Failure::from(anyhow!("internal: no place opened for {spec}")))
     }
 
     /// `--from`, else `sync.source`.

@@ -66,6 +66,9 @@ pub struct SyncReport {
     pub mode: &'static str,
     pub source_keys: usize,
     pub has_changes: bool,
+    /// The journal of the apply, for `env resume` / `env rollback --to`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal: Option<i64>,
     pub targets: Vec<TargetReport>,
 }
 
@@ -81,6 +84,7 @@ pub struct TargetReport {
     pub summary: Option<bridge_core::diff::PlanSummary>,
     pub changes: Vec<ChangeReport>,
     pub retained: Vec<String>,
+    pub skipped: Vec<bridge_core::diff::SkippedKey>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub writes: Option<usize>,
 }
@@ -107,7 +111,25 @@ pub fn sync_report(outcome: &SyncOutcome, dry_run: bool, r: &Redactor<'_>) -> Sy
                 TargetStatus::InSync => ("in_sync", None, None),
                 TargetStatus::Planned => ("planned", None, None),
                 TargetStatus::Applied { writes } => ("applied", None, Some(*writes)),
+                TargetStatus::Unverified { writes, remaining } => (
+                    "unverified",
+                    Some(format!(
+                        "written, but a fresh read still differs for: {}",
+                        remaining.join(", ")
+                    )),
+                    Some(*writes),
+                ),
                 TargetStatus::Refused(e) => ("refused", Some(e.to_string()), None),
+                TargetStatus::Rejected(v) => (
+                    "rejected",
+                    Some(
+                        v.iter()
+                            .map(|v| format!("{}: {}", v.key, v.rule))
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    ),
+                    None,
+                ),
                 TargetStatus::Failed(e) => ("failed", Some(e.to_string()), None),
             };
             let changes = t
@@ -129,6 +151,11 @@ pub fn sync_report(outcome: &SyncOutcome, dry_run: bool, r: &Redactor<'_>) -> Sy
                     .as_ref()
                     .map(|p| p.retained.clone())
                     .unwrap_or_default(),
+                skipped: t
+                    .plan
+                    .as_ref()
+                    .map(|p| p.skipped.clone())
+                    .unwrap_or_default(),
                 writes,
             }
         })
@@ -138,6 +165,7 @@ pub fn sync_report(outcome: &SyncOutcome, dry_run: bool, r: &Redactor<'_>) -> Sy
         mode: if dry_run { "dry-run" } else { "apply" },
         source_keys: outcome.source_len,
         has_changes: outcome.has_pending_changes(),
+        journal: outcome.journal.map(|j| j.0),
         targets,
     }
 }
@@ -181,6 +209,19 @@ pub fn sync_text(outcome: &SyncOutcome, r: &Redactor<'_>) -> String {
                 .unwrap_or(0);
             for op in plan.ops.iter().filter(|o| o.change != Change::Noop) {
                 out.push_str(&op_line(op, width, r));
+            }
+            for skipped in &plan.skipped {
+                let why = match skipped.reason {
+                    bridge_core::diff::SkipReason::NotOwned => {
+                        "not created by Bridge, so not deleted"
+                    }
+                    bridge_core::diff::SkipReason::Protected => "protected (sync.protect)",
+                };
+                let _ = writeln!(
+                    out,
+                    "  {DIM}= {}  {}: {why}{DIM:#}",
+                    skipped.key, skipped.change
+                );
             }
             if !plan.retained.is_empty() {
                 let _ = writeln!(
@@ -260,7 +301,22 @@ fn status_line(t: &bridge_sync::TargetOutcome) -> String {
                 counts(plan)
             )
         }
+        (TargetStatus::Unverified { writes, remaining }, _) => format!(
+            "{YELLOW}unverified{YELLOW:#}: {writes} writes, but a fresh read still differs for {} \
+             (another writer, or the platform did not keep them)",
+            remaining.join(", ")
+        ),
         (TargetStatus::Refused(e), _) => format!("{RED}refused{RED:#}: {e}"),
+        (TargetStatus::Rejected(violations), _) => {
+            let list: Vec<String> = violations
+                .iter()
+                .map(|v| format!("{}: {}", v.key, v.rule))
+                .collect();
+            format!(
+                "{RED}rejected{RED:#} before any write, the platform would refuse: {}",
+                list.join("; ")
+            )
+        }
         (TargetStatus::Failed(e), _) => format!("{RED}failed{RED:#}: {e}"),
         (_, None) => String::new(),
     }

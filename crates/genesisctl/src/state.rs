@@ -1,6 +1,9 @@
-//! The state directory (`--state-dir`, default `./.bridge`): created 0700, and holding the
-//! local fingerprint key (`fingerprint.key`, 0600) under which secret values are reduced to
-//! comparable fingerprints.
+//! The state directory (`--state-dir`, default `./.bridge`): created 0700, holding
+//!
+//! - `fingerprint.key` (0600): the HMAC key under which secret values become comparable
+//!   fingerprints;
+//! - `state.key` (0600): the X25519 key that seals values at rest in the store;
+//! - `state.db`: the state store (write records, ownership, journals).
 
 use std::fs;
 use std::io::{self, Write};
@@ -10,14 +13,18 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use bridge_core::FingerprintKey;
 use bridge_core::hex;
+use bridge_sync::sealing::Sealer;
+use bridge_sync::store::StateStore;
 
 pub const KEY_FILE: &str = "fingerprint.key";
+pub const STATE_KEY_FILE: &str = "state.key";
+pub const STORE_FILE: &str = "state.db";
 
 pub struct StateDir {
     path: PathBuf,
 }
 
-/// Whether [`StateDir::ensure`] made anything.
+/// Whether something was made just now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Created {
     Now,
@@ -56,58 +63,86 @@ impl StateDir {
         }
     }
 
-    fn key_path(&self) -> PathBuf {
-        self.path.join(KEY_FILE)
-    }
-
     /// The fingerprint key, if one exists.
     pub fn load_key(&self) -> Result<Option<FingerprintKey>> {
-        let path = self.key_path();
+        Ok(self
+            .load_secret(KEY_FILE, "a fingerprint key")?
+            .map(FingerprintKey::from_bytes))
+    }
+
+    /// The fingerprint key, created (with the directory) on first use.
+    pub fn key(&self) -> Result<(FingerprintKey, Created)> {
+        let (bytes, created) = self.secret(KEY_FILE, "a fingerprint key")?;
+        Ok((FingerprintKey::from_bytes(bytes), created))
+    }
+
+    /// The key that seals values in the state store, created on first use.
+    pub fn sealer(&self) -> Result<Sealer> {
+        let (bytes, _) = self.secret(STATE_KEY_FILE, "a state key")?;
+        Ok(Sealer::from_secret_bytes(bytes))
+    }
+
+    /// The state store (`state.db`), created on first use.
+    pub fn store(&self) -> Result<StateStore> {
+        let sealer = self.sealer()?;
+        let path = self.path.join(STORE_FILE);
+        StateStore::open(&path, sealer).with_context(|| format!("opening {}", path.display()))
+    }
+
+    /// The state store if it exists; commands that only read do not create one.
+    pub fn existing_store(&self) -> Result<Option<StateStore>> {
+        if !self.path.join(STORE_FILE).exists() {
+            return Ok(None);
+        }
+        self.store().map(Some)
+    }
+
+    fn load_secret(&self, name: &str, what: &str) -> Result<Option<[u8; 32]>> {
+        let path = self.path.join(name);
         let text = match fs::read_to_string(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
-        let key = hex::decode(text.trim())
-            .and_then(|bytes| FingerprintKey::from_slice(&bytes))
+        let bytes = hex::decode(text.trim())
+            .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
             .with_context(|| {
                 format!(
-                    "{} is not a fingerprint key (64 hex digits); restore it from backup, or \
-                     delete it to start new fingerprints (earlier ones will no longer match)",
+                    "{} is not {what} (64 hex digits); restore it from backup, or delete it to \
+                     start afresh (what was fingerprinted or sealed with it is then lost)",
                     path.display()
                 )
             })?;
-        Ok(Some(key))
+        Ok(Some(bytes))
     }
 
-    /// The fingerprint key, created (with the directory) on first use.
-    pub fn key(&self) -> Result<(FingerprintKey, Created)> {
-        if let Some(key) = self.load_key()? {
-            return Ok((key, Created::AlreadyThere));
+    /// A 32-byte secret in `name`, created (0600, with the directory) on first use.
+    fn secret(&self, name: &str, what: &str) -> Result<([u8; 32], Created)> {
+        if let Some(bytes) = self.load_secret(name, what)? {
+            return Ok((bytes, Created::AlreadyThere));
         }
         self.ensure()?;
-        let mut bytes = [0u8; FingerprintKey::LEN];
+        let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes)
             .map_err(|e| anyhow::anyhow!("no randomness for a new key: {e}"))?;
-        let key = FingerprintKey::from_bytes(bytes);
-        let path = self.key_path();
+        let path = self.path.join(name);
         let written = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(&path)
             .and_then(|mut f| {
-                f.write_all(format!("{}\n", hex::encode(key.as_bytes())).as_bytes())?;
+                f.write_all(format!("{}\n", hex::encode(&bytes)).as_bytes())?;
                 f.sync_all()
             });
         match written {
-            Ok(()) => Ok((key, Created::Now)),
+            Ok(()) => Ok((bytes, Created::Now)),
             // Another process created it first: use theirs, so both agree.
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                let key = self
-                    .load_key()?
+                let bytes = self
+                    .load_secret(name, what)?
                     .with_context(|| format!("{} vanished while being created", path.display()))?;
-                Ok((key, Created::AlreadyThere))
+                Ok((bytes, Created::AlreadyThere))
             }
             Err(e) => Err(e).with_context(|| format!("writing {}", path.display())),
         }
@@ -118,8 +153,12 @@ impl StateDir {
 mod tests {
     use super::*;
 
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
     #[test]
-    fn creates_private_dir_and_stable_key() -> Result<()> {
+    fn creates_private_dir_and_stable_keys() -> Result<()> {
         let tmp = tempfile::tempdir()?;
         let state = StateDir::new(tmp.path().join("nested/.bridge"));
         let (k1, created) = state.key()?;
@@ -127,9 +166,12 @@ mod tests {
         let (k2, again) = state.key()?;
         assert_eq!(again, Created::AlreadyThere);
         assert_eq!(k1.as_bytes(), k2.as_bytes());
-        let dir_mode = fs::metadata(state.path())?.permissions().mode() & 0o777;
-        let key_mode = fs::metadata(state.key_path())?.permissions().mode() & 0o777;
-        assert_eq!((dir_mode, key_mode), (0o700, 0o600));
+        let sealer = state.sealer()?;
+        let sealed = sealer.seal(&"x".into())?;
+        assert_eq!(state.sealer()?.open(&sealed)?.expose(), "x");
+        assert_eq!(mode(state.path()), 0o700);
+        assert_eq!(mode(&state.path().join(KEY_FILE)), 0o600);
+        assert_eq!(mode(&state.path().join(STATE_KEY_FILE)), 0o600);
         Ok(())
     }
 

@@ -44,7 +44,10 @@ impl FakePlatform {
 
     pub fn vars(&self) -> BTreeMap<String, String> {
         let s = self.state.lock().unwrap();
-        s.vars.iter().map(|(k, (v, _))| (k.clone(), v.clone())).collect()
+        s.vars
+            .iter()
+            .map(|(k, (v, _))| (k.clone(), v.clone()))
+            .collect()
     }
 
     pub fn writes(&self) -> u64 {
@@ -117,7 +120,8 @@ impl Platform for FakePlatform {
                         s.vars.remove(&op.key);
                     }
                     (_, Some(v)) => {
-                        s.vars.insert(op.key.clone(), (v.expose().to_string(), stamp));
+                        s.vars
+                            .insert(op.key.clone(), (v.expose().to_string(), stamp));
                         if self.write_only {
                             report.stamps.insert(op.key.clone(), stamp.to_string());
                         }

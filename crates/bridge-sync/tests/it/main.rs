@@ -1,6 +1,8 @@
 //! The engine end to end over real `.env` files: plans, applies, guards, isolation.
 
 #![allow(unreachable_pub)]
+// A test binary: a panic is how a test fails.
+#![allow(clippy::unwrap_used)]
 
 mod fake;
 mod recovery;

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use bridge_core::diff::{DeletionGuard, Deletions, DiffOptions};
 use bridge_core::FingerprintKey;
+use bridge_core::diff::{DeletionGuard, Deletions, DiffOptions};
 use bridge_platforms::{PlatformError, PlatformSpec};
 use bridge_sync::sealing::Sealer;
 use bridge_sync::store::StateStore;
@@ -68,7 +68,10 @@ impl Fixture {
 }
 
 fn expect(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 #[tokio::test]
@@ -90,14 +93,20 @@ async fn write_only_values_are_judged_from_records_and_stamps() {
     // Change the source: B is updated, judged by fingerprint.
     f.write_source("A=1\nB=3\n");
     let out = run(f.job(Deletions::Keep)).await.unwrap();
-    assert!(matches!(out.targets[0].status, TargetStatus::Applied { writes: 1 }));
+    assert!(matches!(
+        out.targets[0].status,
+        TargetStatus::Applied { writes: 1 }
+    ));
     assert_eq!(f.fake.vars()["B"], "3");
 
     // Someone changes B on the platform: its stamp moves, so it is drift, and it is healed.
     f.fake.set("B", "tampered");
     let out = run(f.job(Deletions::Keep)).await.unwrap();
     let op = &out.targets[0].plan.as_ref().unwrap().ops[1];
-    assert_eq!(op.reason, Some(bridge_core::diff::UpdateReason::ChangedOutOfBand));
+    assert_eq!(
+        op.reason,
+        Some(bridge_core::diff::UpdateReason::ChangedOutOfBand)
+    );
     assert_eq!(f.fake.vars()["B"], "3");
 }
 
@@ -122,7 +131,11 @@ async fn deletions_touch_only_owned_keys_and_never_protected_ones() {
     let out = run(f.job(Deletions::Allow)).await.unwrap();
     let plan = out.targets[0].plan.as_ref().unwrap();
     assert_eq!(plan.summary().delete, 1);
-    let reasons: Vec<_> = plan.skipped.iter().map(|s| (s.key.as_str(), s.reason)).collect();
+    let reasons: Vec<_> = plan
+        .skipped
+        .iter()
+        .map(|s| (s.key.as_str(), s.reason))
+        .collect();
     assert_eq!(
         reasons,
         [
@@ -147,10 +160,15 @@ async fn a_failure_after_k_writes_resumes_without_repeating_and_rolls_back_exact
     f.fake.fail_after(None);
 
     // Rollback restores exactly what was there before.
-    let back = rollback(&f.store, &f.target(), Some(journal), &FingerprintKey::from_bytes(KEY))
-        .await
-        .unwrap()
-        .expect("journal found");
+    let back = rollback(
+        &f.store,
+        &f.target(),
+        Some(journal),
+        &FingerprintKey::from_bytes(KEY),
+    )
+    .await
+    .unwrap()
+    .expect("journal found");
     assert!(back.is_ok(), "{back:?}");
     assert_eq!(f.fake.vars(), before);
 
@@ -159,7 +177,8 @@ async fn a_failure_after_k_writes_resumes_without_repeating_and_rolls_back_exact
     f.fake.fail_after(Some(writes_before + 2));
     run(f.job(Deletions::Keep)).await.unwrap();
     f.fake.fail_after(None);
-    let open = |_: &bridge_sync::store::JournalTarget| -> Result<Target, PlatformError> { Ok(f.target()) };
+    let open =
+        |_: &bridge_sync::store::JournalTarget| -> Result<Target, PlatformError> { Ok(f.target()) };
     let resumed = resume(&f.store, &open, &FingerprintKey::from_bytes(KEY))
         .await
         .unwrap()
@@ -169,10 +188,22 @@ async fn a_failure_after_k_writes_resumes_without_repeating_and_rolls_back_exact
     assert_eq!(f.fake.writes(), writes_before + 5, "no write repeated");
     assert_eq!(
         f.fake.vars(),
-        expect(&[("A", "1"), ("B", "2"), ("C", "3"), ("D", "4"), ("E", "5"), ("X", "untouched")])
+        expect(&[
+            ("A", "1"),
+            ("B", "2"),
+            ("C", "3"),
+            ("D", "4"),
+            ("E", "5"),
+            ("X", "untouched")
+        ])
     );
     // Nothing left to resume, and a repeat sync writes nothing.
-    assert!(resume(&f.store, &open, &FingerprintKey::from_bytes(KEY)).await.unwrap().is_none());
+    assert!(
+        resume(&f.store, &open, &FingerprintKey::from_bytes(KEY))
+            .await
+            .unwrap()
+            .is_none()
+    );
     let out = run(f.job(Deletions::Keep)).await.unwrap();
     assert!(matches!(out.targets[0].status, TargetStatus::InSync));
 }
@@ -184,10 +215,19 @@ async fn rollback_of_write_only_values_restores_what_bridge_wrote() {
     f.write_source("T=v2\n");
     run(f.job(Deletions::Keep)).await.unwrap();
     assert_eq!(f.fake.vars()["T"], "v2");
-    let back = rollback(&f.store, &f.target(), None, &FingerprintKey::from_bytes(KEY))
-        .await
-        .unwrap()
-        .expect("journal");
+    let back = rollback(
+        &f.store,
+        &f.target(),
+        None,
+        &FingerprintKey::from_bytes(KEY),
+    )
+    .await
+    .unwrap()
+    .expect("journal");
     assert!(back.targets[0].unrestorable.is_empty());
-    assert_eq!(f.fake.vars()["T"], "v1", "restored from the sealed record of our last write");
+    assert_eq!(
+        f.fake.vars()["T"],
+        "v1",
+        "restored from the sealed record of our last write"
+    );
 }

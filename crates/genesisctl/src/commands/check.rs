@@ -23,7 +23,9 @@ pub async fn run(ctx: &Context<'_>, from: Option<&str>) -> CmdResult {
     let compiled = schema.compile().map_err(|e| anyhow!("bridge.toml: {e}"))?;
     let spec = ctx.source_spec(from)?;
     let vars = ctx
-        .open(&spec)?
+        .place(&spec)
+        .await?
+        .platform
         .load()
         .await
         .map_err(|e| Failure::platform(e, format!("reading {spec}")))?;

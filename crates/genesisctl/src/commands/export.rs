@@ -30,7 +30,7 @@ pub async fn run(
     reveal: bool,
 ) -> CmdResult {
     let spec = ctx.source_spec(source)?;
-    let platform = ctx.open(&spec)?;
+    let platform = ctx.place(&spec).await?.platform;
     let mut vars = platform
         .load()
         .await

@@ -4,13 +4,17 @@
 mod check;
 mod completions;
 mod config_show;
+mod doctor;
+mod emulate;
 mod export;
 mod init;
+mod plan_file;
+mod recover;
 mod run_cmd;
 mod sync;
 mod verify;
 
-use crate::cli::{Cli, Command, ConfigCommand, EnvCommand};
+use crate::cli::{Cli, Command, ConfigCommand, EnvCommand, PlatformsCommand};
 use crate::config::FlagValue;
 use crate::context::{Context, interpolate_flag, scope_flags};
 use crate::exit::CmdResult;
@@ -19,6 +23,9 @@ use crate::shell::Shell;
 pub async fn run(cli: Cli, shell: &Shell) -> CmdResult {
     if let Command::Completions { shell: target } = &cli.command {
         return completions::run(*target);
+    }
+    if let Command::Emulate(args) = &cli.command {
+        return emulate::run(args, shell).await;
     }
     let flags = command_flags(&cli.command);
     let ctx = Context::load(shell, &cli.global, flags)?;
@@ -53,8 +60,19 @@ pub async fn run(cli: Cli, shell: &Shell) -> CmdResult {
             ..
         }) => verify::run(&ctx, platforms.as_deref(), report, audit_md).await,
         Command::Env(EnvCommand::Check { from, .. }) => check::run(&ctx, from.as_deref()).await,
+        Command::Env(EnvCommand::Plan { args, out }) => plan_file::plan(&ctx, &args, &out).await,
+        Command::Env(EnvCommand::Apply { plan, force }) => {
+            plan_file::apply(&ctx, &plan, force).await
+        }
+        Command::Env(EnvCommand::Resume) => recover::resume(&ctx).await,
+        Command::Env(EnvCommand::Rollback { target, to }) => {
+            recover::rollback(&ctx, &target, to).await
+        }
+        Command::Platforms(PlatformsCommand::Doctor { platforms }) => {
+            doctor::run(&ctx, platforms.as_deref()).await
+        }
         Command::Run { from, command, .. } => run_cmd::run(&ctx, from.as_deref(), &command).await,
-        Command::Completions { .. } => unreachable!("handled above"),
+        Command::Completions { .. } | Command::Emulate(_) => unreachable!("handled above"),
     }
 }
 
@@ -62,7 +80,9 @@ pub async fn run(cli: Cli, shell: &Shell) -> CmdResult {
 fn command_flags(command: &Command) -> Vec<FlagValue> {
     let interpolate = |on: bool| if on { vec![interpolate_flag()] } else { vec![] };
     match command {
-        Command::Env(EnvCommand::Diff(args)) | Command::Env(EnvCommand::Sync { args, .. }) => {
+        Command::Env(EnvCommand::Diff(args))
+        | Command::Env(EnvCommand::Sync { args, .. })
+        | Command::Env(EnvCommand::Plan { args, .. }) => {
             let mut flags = scope_flags(&args.scope);
             if args.allow_deletions {
                 flags.push(FlagValue {
@@ -83,6 +103,13 @@ fn command_flags(command: &Command) -> Vec<FlagValue> {
         | Command::Run {
             interpolate_env, ..
         } => interpolate(*interpolate_env),
-        Command::Init | Command::Config(_) | Command::Completions { .. } => vec![],
+        Command::Init
+        | Command::Config(_)
+        | Command::Completions { .. }
+        | Command::Emulate(_)
+        | Command::Platforms(_)
+        | Command::Env(EnvCommand::Apply { .. })
+        | Command::Env(EnvCommand::Resume)
+        | Command::Env(EnvCommand::Rollback { .. }) => vec![],
     }
 }

@@ -12,7 +12,9 @@ use crate::exit::{CmdResult, Code, Failure};
 pub async fn run(ctx: &Context<'_>, from: Option<&str>, command: &[String]) -> CmdResult {
     let spec = ctx.source_spec(from)?;
     let vars = ctx
-        .open(&spec)?
+        .place(&spec)
+        .await?
+        .platform
         .load()
         .await
         .map_err(|e| Failure::platform(e, format!("reading {spec}")))?;

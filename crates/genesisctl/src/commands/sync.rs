@@ -27,9 +27,42 @@ impl Options {
     }
 }
 
+/// Which keys a sync looks at and whether it may delete: from configuration and flags, or
+/// from a saved plan.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    pub include_prefixes: Vec<String>,
+    pub exclude_prefixes: Vec<String>,
+    pub allow_deletions: bool,
+}
+
+impl Scope {
+    pub fn from_config(ctx: &Context<'_>) -> Self {
+        let cfg = &ctx.config.sync;
+        Self {
+            include_prefixes: cfg.include_prefixes.clone(),
+            exclude_prefixes: cfg.exclude_prefixes.clone(),
+            allow_deletions: cfg.allow_deletions,
+        }
+    }
+}
+
 pub async fn run(ctx: &Context<'_>, args: &SyncArgs, options: Options) -> CmdResult {
     let source_spec = ctx.source_spec(args.from.as_deref())?;
     let target_specs = ctx.target_specs(args.target.as_deref())?;
+    let scope = Scope::from_config(ctx);
+    let outcome = execute(ctx, source_spec, target_specs, &scope, options).await?;
+    report(ctx, &outcome, options)
+}
+
+/// Runs a sync (or a dry run) and returns what happened, without printing.
+pub async fn execute(
+    ctx: &Context<'_>,
+    source_spec: bridge_platforms::PlatformSpec,
+    target_specs: Vec<bridge_platforms::PlatformSpec>,
+    scope: &Scope,
+    options: Options,
+) -> Result<bridge_sync::SyncOutcome, Failure> {
     let to_process = target_specs.iter().any(|s| s.kind == PlatformKind::Process);
     if to_process && ctx.shell.is_json() {
         return Err(anyhow!(
@@ -39,14 +72,21 @@ pub async fn run(ctx: &Context<'_>, args: &SyncArgs, options: Options) -> CmdRes
         .into());
     }
 
-    let source = ctx.open(&source_spec)?;
-    let targets = ctx.targets(&target_specs)?;
+    let source = ctx.place(&source_spec).await?.platform;
+    let targets = ctx.places(&target_specs).await?;
 
     let key = ctx.fingerprint_key();
+    // A dry run reads the records that judge write-only values but creates no store.
+    let store = if options.dry_run {
+        ctx.state.existing_store()?
+    } else {
+        Some(ctx.state.store()?)
+    };
     let cfg = &ctx.config.sync;
     let job = SyncJob {
         source,
         targets,
+        store: store.map(std::sync::Arc::new),
         options: SyncOptions {
             mode: if options.dry_run {
                 Mode::DryRun
@@ -54,8 +94,11 @@ pub async fn run(ctx: &Context<'_>, args: &SyncArgs, options: Options) -> CmdRes
                 Mode::Apply
             },
             diff: DiffOptions {
-                filter: ctx.filter(),
-                deletions: if cfg.allow_deletions {
+                filter: bridge_core::filter::KeyFilter::new(
+                    scope.include_prefixes.clone(),
+                    scope.exclude_prefixes.clone(),
+                ),
+                deletions: if scope.allow_deletions {
                     Deletions::Allow
                 } else {
                     Deletions::Keep
@@ -66,16 +109,29 @@ pub async fn run(ctx: &Context<'_>, args: &SyncArgs, options: Options) -> CmdRes
                 max_share: cfg.max_delete_share,
             }),
             allow_empty_source: options.allow_empty_source,
-            fingerprints: Some(key.clone()),
+            fingerprints: key.clone(),
+            protect: cfg.protect.clone(),
         },
     };
-    let outcome = bridge_sync::run(job).await.map_err(|e| match e {
+    bridge_sync::run(job).await.map_err(|e| match e {
         SyncError::Source { source, spec } => {
             Failure::platform(source, format!("reading the source {spec}"))
         }
         other => Failure::from(anyhow::Error::new(other)),
-    })?;
+    })
+}
 
+/// Prints an outcome and picks the exit code.
+pub fn report(
+    ctx: &Context<'_>,
+    outcome: &bridge_sync::SyncOutcome,
+    options: Options,
+) -> CmdResult {
+    let to_process = outcome
+        .targets
+        .iter()
+        .any(|t| t.spec.kind == PlatformKind::Process);
+    let key = ctx.fingerprint_key();
     let classifier = ctx.classifier();
     let redactor = Redactor {
         classifier: &classifier,
@@ -83,10 +139,10 @@ pub async fn run(ctx: &Context<'_>, args: &SyncArgs, options: Options) -> CmdRes
     };
     if ctx.shell.is_json() {
         ctx.shell
-            .print_json(&sync_report(&outcome, options.dry_run, &redactor))
+            .print_json(&sync_report(outcome, options.dry_run, &redactor))
             .map_err(anyhow::Error::from)?;
     } else {
-        let text = sync_text(&outcome, &redactor);
+        let text = sync_text(outcome, &redactor);
         if to_process {
             // stdout belongs to the export lines that the user evals.
             ctx.shell.print_to_stderr(&text);
@@ -99,7 +155,10 @@ pub async fn run(ctx: &Context<'_>, args: &SyncArgs, options: Options) -> CmdRes
     for t in &outcome.targets {
         let this = match &t.status {
             TargetStatus::InSync | TargetStatus::Applied { .. } => Code::Ok,
-            TargetStatus::Planned | TargetStatus::Refused(_) => Code::Drift,
+            TargetStatus::Planned | TargetStatus::Refused(_) | TargetStatus::Unverified { .. } => {
+                Code::Drift
+            }
+            TargetStatus::Rejected(_) => Code::Input,
             TargetStatus::Failed(e) => code_of(e),
         };
         code = code.max(this);

@@ -30,13 +30,20 @@ pub async fn run(
         )
         .into());
     }
-    let places = ctx.targets(&specs)?;
+    let places = ctx.places(&specs).await?;
     // Fingerprints are needed only to judge write-only values; comparing readable values
     // needs no key, so a plain verify leaves the state directory alone.
     let key = ctx.state.load_key().ok().flatten();
-    let matrix = bridge_sync::verify(&places, &ctx.filter(), &ctx.classifier(), key.as_ref())
-        .await
-        .map_err(|e| Failure::platform(e.source, format!("reading {}", e.spec)))?;
+    let store = ctx.state.existing_store()?;
+    let matrix = bridge_sync::verify(
+        &places,
+        &ctx.filter(),
+        &ctx.classifier(),
+        key.as_ref(),
+        store.as_ref(),
+    )
+    .await
+    .map_err(|e| Failure::platform(e.source, format!("reading {}", e.spec)))?;
     let report = matrix.report(now_rfc3339());
 
     if let Some(path) = &report_path {

@@ -128,7 +128,11 @@ fn unknown_platforms_and_options() {
         &["env", "sync", "--target", "local:.env"],
         "both the source and a target",
     );
-    fails(&s, &["env", "diff", "--target", "render"], "no adapter");
+    fails(
+        &s,
+        &["env", "diff", "--target", "render"],
+        "RENDER_API_TOKEN is not set",
+    );
 }
 
 #[test]

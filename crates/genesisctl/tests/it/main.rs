@@ -4,6 +4,8 @@
 
 // A test binary exports nothing; `pub` marks what modules share.
 #![allow(unreachable_pub)]
+// A test binary: a panic is how a test fails.
+#![allow(clippy::unwrap_used)]
 
 mod sandbox;
 
@@ -12,6 +14,7 @@ mod config;
 mod errors;
 mod export;
 mod misc;
+mod platforms;
 mod secrets;
 mod sync;
 mod verify;

@@ -1,0 +1,10 @@
+//! Integration tests of the HTTP adapters (`render`, `netlify`, `github`) against the
+//! in-memory emulators of `bridge-emulators`: the same conformance suite for every platform,
+//! call counts, pagination, rate limits, failures part-way, and error hygiene.
+
+mod conformance;
+mod errors;
+mod github;
+mod netlify;
+mod render;
+mod support;

@@ -1,0 +1,127 @@
+//! `genesisctl env resume` and `genesisctl env rollback`: finishing and undoing applies from
+//! their journals in the state store.
+
+use std::collections::BTreeMap;
+
+use anyhow::anyhow;
+use bridge_platforms::{PlatformError, PlatformSpec};
+use bridge_sync::store::{JournalId, JournalTarget};
+use bridge_sync::{RecoveryOutcome, Target};
+use serde_json::json;
+
+use crate::context::Context;
+use crate::exit::{CmdResult, Code, code_of};
+use crate::shell::{GREEN, RED, YELLOW};
+
+pub async fn resume(ctx: &Context<'_>) -> CmdResult {
+    let Some(store) = ctx.state.existing_store()? else {
+        return nothing(ctx, "no state store yet, so nothing to resume");
+    };
+    let Some(journal) = store.latest_unfinished().map_err(|e| anyhow!(e))? else {
+        return nothing(ctx, "every journalled apply finished; nothing to resume");
+    };
+    // Open every target of the journal up front (opening may need the network for tokens).
+    let mut opened: BTreeMap<String, Target> = BTreeMap::new();
+    for jt in &journal.targets {
+        let spec: PlatformSpec = jt
+            .spec
+            .parse()
+            .map_err(|e| anyhow!("journal {}: target {}: {e}", journal.id, jt.spec))?;
+        let mut place = ctx.place(&spec).await?;
+        place.label = jt.label.clone();
+        opened.insert(jt.spec.clone(), place);
+    }
+    let open = |jt: &JournalTarget| -> Result<Target, PlatformError> {
+        opened
+            .get(&jt.spec)
+            .cloned()
+            .ok_or_else(|| PlatformError::Unsupported {
+                platform: jt.spec.clone(),
+                what: "not opened".into(),
+            })
+    };
+    let key = ctx.fingerprint_key();
+    let outcome = bridge_sync::resume(&store, &open, &key)
+        .await
+        .map_err(|e| anyhow!(e))?;
+    match outcome {
+        Some(outcome) => show(ctx, "resume", &outcome),
+        None => nothing(ctx, "nothing to resume"),
+    }
+}
+
+pub async fn rollback(ctx: &Context<'_>, target: &str, to: Option<i64>) -> CmdResult {
+    let spec: PlatformSpec = target.parse().map_err(|e| anyhow!("--target: {e}"))?;
+    let Some(store) = ctx.state.existing_store()? else {
+        return nothing(ctx, "no state store yet, so nothing to roll back");
+    };
+    let place = ctx.place(&spec).await?;
+    let key = ctx.fingerprint_key();
+    let outcome = bridge_sync::rollback(&store, &place, to.map(JournalId), &key)
+        .await
+        .map_err(|e| anyhow!(e))?;
+    match outcome {
+        Some(outcome) => show(ctx, "rollback", &outcome),
+        None => Err(anyhow!("no journalled apply to {spec} to roll back").into()),
+    }
+}
+
+fn nothing(ctx: &Context<'_>, message: &str) -> CmdResult {
+    if ctx.shell.is_json() {
+        ctx.shell
+            .print_json(&json!({"journal": null, "message": message}))
+            .map_err(anyhow::Error::from)?;
+    } else {
+        ctx.shell.status("Nothing", message);
+    }
+    Ok(Code::Ok)
+}
+
+fn show(ctx: &Context<'_>, what: &str, outcome: &RecoveryOutcome) -> CmdResult {
+    let mut code = Code::Ok;
+    for t in &outcome.targets {
+        if let Some(e) = &t.error {
+            code = code.max(code_of(e));
+        } else if !t.unrestorable.is_empty() {
+            code = code.max(Code::Drift);
+        }
+    }
+    if ctx.shell.is_json() {
+        let targets: Vec<_> = outcome
+            .targets
+            .iter()
+            .map(|t| {
+                json!({
+                    "label": t.label,
+                    "target": t.spec,
+                    "writes": t.writes,
+                    "already_done": t.already_done,
+                    "unrestorable": t.unrestorable,
+                    "error": t.error.as_ref().map(|e| e.to_string()),
+                })
+            })
+            .collect();
+        ctx.shell
+            .print_json(&json!({"action": what, "journal": outcome.journal.0, "targets": targets}))
+            .map_err(anyhow::Error::from)?;
+        return Ok(code);
+    }
+    let mut text = String::new();
+    for t in &outcome.targets {
+        match &t.error {
+            Some(e) => text.push_str(&format!("{RED}failed{RED:#} {}: {e}\n", t.spec)),
+            None => text.push_str(&format!(
+                "{GREEN}{what}{GREEN:#} {} (journal {}): {} writes now, {} already done before\n",
+                t.spec, outcome.journal, t.writes, t.already_done
+            )),
+        }
+        if !t.unrestorable.is_empty() {
+            text.push_str(&format!(
+                "  {YELLOW}cannot restore{YELLOW:#} (write-only, never written by Bridge): {}\n",
+                t.unrestorable.join(", ")
+            ));
+        }
+    }
+    ctx.shell.print(&text).map_err(anyhow::Error::from)?;
+    Ok(code)
+}

@@ -1,0 +1,260 @@
+//! The token discovery chain: where a platform's API token comes from, in the order
+//! `discovery.order` gives (the seed's `env,secret_files,vault,dashboard`). It runs only for
+//! the platforms a command uses, so local-only commands never touch the network.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bridge_core::SecretValue;
+use bridge_platforms::PlatformKind;
+
+use crate::config::RemoteConfig;
+
+/// Where a token was found; shown by `platforms doctor` (never the token itself).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TokenSource {
+    Env { variable: String },
+    SecretFile { path: String },
+    Vault { url: String, key: String },
+    Dashboard { url: String },
+}
+
+impl std::fmt::Display for TokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenSource::Env { variable } => write!(f, "environment variable {variable}"),
+            TokenSource::SecretFile { path } => write!(f, "secret file {path}"),
+            TokenSource::Vault { url, key } => write!(f, "vault {url} (key {key})"),
+            TokenSource::Dashboard { url } => write!(f, "dashboard {url}"),
+        }
+    }
+}
+
+pub struct Discovered {
+    pub token: SecretValue,
+    pub source: TokenSource,
+}
+
+/// The outcome for one platform: the token (if any) and what was tried, for messages.
+pub struct Discovery {
+    pub found: Option<Discovered>,
+    pub tried: Vec<String>,
+}
+
+/// The variables that hold a platform's token, preferred first.
+pub fn token_vars(kind: PlatformKind) -> &'static [&'static str] {
+    match kind {
+        PlatformKind::Render => &["RENDER_API_TOKEN"],
+        PlatformKind::Netlify => &["NETLIFY_API_TOKEN", "NETLIFY_AUTH_TOKEN"],
+        PlatformKind::Github => &["GITHUB_TOKEN"],
+        PlatformKind::Local | PlatformKind::Process => &[],
+    }
+}
+
+pub async fn discover(
+    kind: PlatformKind,
+    cfg: &RemoteConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Discovery {
+    let vars = token_vars(kind);
+    let mut tried = Vec::new();
+    for step in &cfg.discovery_order {
+        let found = match step.as_str() {
+            "env" => from_env(vars, env, &mut tried),
+            "secret_files" => from_files(kind, vars, cfg, &mut tried),
+            "vault" => from_vault(vars, cfg, env, &mut tried).await,
+            "dashboard" => from_dashboard(vars, cfg, &mut tried).await,
+            _ => None,
+        };
+        if let Some(found) = found {
+            return Discovery {
+                found: Some(found),
+                tried,
+            };
+        }
+    }
+    Discovery { found: None, tried }
+}
+
+fn from_env(
+    vars: &[&str],
+    env: &dyn Fn(&str) -> Option<String>,
+    tried: &mut Vec<String>,
+) -> Option<Discovered> {
+    for var in vars {
+        tried.push(format!("env {var}"));
+        if let Some(value) = env(var).filter(|v| !v.trim().is_empty()) {
+            return Some(Discovered {
+                token: SecretValue::new(value.trim()),
+                source: TokenSource::Env {
+                    variable: var.to_string(),
+                },
+            });
+        }
+    }
+    None
+}
+
+fn from_files(
+    kind: PlatformKind,
+    vars: &[&str],
+    cfg: &RemoteConfig,
+    tried: &mut Vec<String>,
+) -> Option<Discovered> {
+    let mut names: Vec<String> = vars.iter().map(|v| v.to_string()).collect();
+    names.extend(
+        cfg.secret_filenames
+            .iter()
+            .filter(|n| n.starts_with(kind.name()))
+            .cloned(),
+    );
+    for dir in &cfg.secret_dirs {
+        for name in &names {
+            let path = PathBuf::from(dir).join(name);
+            tried.push(format!("file {}", path.display()));
+            if let Ok(text) = std::fs::read_to_string(&path)
+                && !text.trim().is_empty()
+            {
+                return Some(Discovered {
+                    token: SecretValue::new(text.trim()),
+                    source: TokenSource::SecretFile {
+                        path: path.display().to_string(),
+                    },
+                });
+            }
+        }
+    }
+    None
+}
+
+fn client() -> Option<reqwest::Client> {
+    crate::http_tls::install();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .user_agent(concat!("bridge-genesisctl/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .ok()
+}
+
+async fn from_vault(
+    vars: &[&str],
+    cfg: &RemoteConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+    tried: &mut Vec<String>,
+) -> Option<Discovered> {
+    if cfg.vault_url.is_empty() {
+        return None;
+    }
+    let client = client()?;
+    let bearer = env("BRIDGE_VAULT_TOKEN").unwrap_or_default();
+    for var in vars {
+        if !cfg.vault_token_keys.is_empty() && !cfg.vault_token_keys.iter().any(|k| k == var) {
+            continue;
+        }
+        let url = format!("{}/vault/secret", cfg.vault_url.trim_end_matches('/'));
+        tried.push(format!("vault {url} key {var}"));
+        let Ok(response) = client
+            .get(&url)
+            .query(&[("key", var)])
+            .bearer_auth(&bearer)
+            .send()
+            .await
+        else {
+            continue;
+        };
+        if !response.status().is_success() {
+            continue;
+        }
+        let Ok(body) = response.json::<serde_json::Value>().await else {
+            continue;
+        };
+        if let Some(value) = body
+            .get("value")
+            .and_then(|v| v.as_str())
+            .filter(|v| !v.is_empty())
+        {
+            return Some(Discovered {
+                token: SecretValue::new(value),
+                source: TokenSource::Vault {
+                    url,
+                    key: var.to_string(),
+                },
+            });
+        }
+    }
+    None
+}
+
+async fn from_dashboard(
+    vars: &[&str],
+    cfg: &RemoteConfig,
+    tried: &mut Vec<String>,
+) -> Option<Discovered> {
+    if cfg.dashboard_token_urls.is_empty() {
+        return None;
+    }
+    let client = client()?;
+    for url in &cfg.dashboard_token_urls {
+        tried.push(format!("dashboard {url}"));
+        let Ok(response) = client.get(url).send().await else {
+            continue;
+        };
+        let Ok(body) = response
+            .error_for_status()
+            .map(|r| r.json::<serde_json::Value>())
+        else {
+            continue;
+        };
+        let Ok(body) = body.await else { continue };
+        for var in vars {
+            if let Some(value) = body
+                .get(*var)
+                .and_then(|v| v.as_str())
+                .filter(|v| !v.is_empty())
+            {
+                return Some(Discovered {
+                    token: SecretValue::new(value),
+                    source: TokenSource::Dashboard { url: url.clone() },
+                });
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(dir: &std::path::Path) -> RemoteConfig {
+        RemoteConfig {
+            discovery_order: vec!["env".into(), "secret_files".into()],
+            secret_dirs: vec![dir.display().to_string()],
+            secret_filenames: vec!["render.token".into(), "github.token".into()],
+            ..RemoteConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn env_first_then_files_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("render.token"), "rnd_from_file\n").unwrap();
+        let none = |_: &str| None;
+        let d = discover(PlatformKind::Render, &cfg(dir.path()), &none).await;
+        let found = d.found.unwrap();
+        assert_eq!(found.token.expose(), "rnd_from_file");
+        assert!(matches!(found.source, TokenSource::SecretFile { .. }));
+
+        let env = |name: &str| (name == "RENDER_API_TOKEN").then(|| "rnd_env".to_string());
+        let d = discover(PlatformKind::Render, &cfg(dir.path()), &env).await;
+        assert_eq!(
+            d.found.unwrap().source.to_string(),
+            "environment variable RENDER_API_TOKEN"
+        );
+
+        let d = discover(PlatformKind::Netlify, &cfg(dir.path()), &none).await;
+        assert!(d.found.is_none());
+        assert!(d.tried.iter().any(|t| t.contains("NETLIFY_AUTH_TOKEN")));
+    }
+}

@@ -1,0 +1,325 @@
+//! The real binary against the Render, Netlify and GitHub emulators: the sync engine's whole
+//! path through the real HTTP clients.
+
+use std::collections::BTreeMap;
+
+use bridge_emulators::{EmulatorConfig, Emulators};
+
+use crate::sandbox::{Run, Sandbox};
+
+const SECRET_VALUES: &[&str] = &["sk_live_abc123", "db-pass-987", "whsec_555"];
+
+fn source_env() -> String {
+    "# canonical\nLOG_LEVEL=info\nPORT=8080\nPUBLIC_URL=https://shop.example.com\n\
+     STRIPE_SECRET_KEY=sk_live_abc123\nDB_PASSWORD=db-pass-987\nWEBHOOK_SECRET=whsec_555\n"
+        .to_string()
+}
+
+async fn emulators(config: EmulatorConfig) -> Emulators {
+    bridge_emulators::start(config)
+        .await
+        .expect("emulators start")
+}
+
+fn sandbox(emu: &Emulators) -> Sandbox {
+    let mut s = Sandbox::new();
+    s.file(".env", &source_env());
+    for (k, v) in emu.exports() {
+        s.env(&k, &v);
+    }
+    s
+}
+
+fn no_secret_in(run: &Run) {
+    for secret in SECRET_VALUES {
+        assert!(
+            !run.all().contains(secret),
+            "printed {secret}:\n{}",
+            run.all()
+        );
+    }
+}
+
+fn expected() -> BTreeMap<String, String> {
+    [
+        ("LOG_LEVEL", "info"),
+        ("PORT", "8080"),
+        ("PUBLIC_URL", "https://shop.example.com"),
+        ("STRIPE_SECRET_KEY", "sk_live_abc123"),
+        ("DB_PASSWORD", "db-pass-987"),
+        ("WEBHOOK_SECRET", "whsec_555"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+const ALL: &str = "render,netlify,github";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_sync_then_repeat_writes_nothing() {
+    let emu = emulators(EmulatorConfig {
+        page_size: Some(2),
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let s = sandbox(&emu);
+    let (render, netlify, github) = (
+        emu.render().unwrap(),
+        emu.netlify().unwrap(),
+        emu.github().unwrap(),
+    );
+
+    let diff = s.run(&["env", "diff", "--target", ALL]);
+    assert_eq!(diff.code, 1, "{diff:?}");
+    no_secret_in(&diff);
+    assert_eq!(
+        render.stats().writes + netlify.stats().writes + github.stats().writes,
+        0
+    );
+
+    let sync = s.run(&["env", "sync", "--target", ALL, "--output", "json"]);
+    assert_eq!(sync.code, 0, "{sync:?}");
+    no_secret_in(&sync);
+    let json = sync.json();
+    for t in json["targets"].as_array().unwrap() {
+        assert_eq!(t["status"], "applied", "{t}");
+    }
+    assert_eq!(render.vars(), expected());
+    assert_eq!(netlify.vars("production"), expected());
+    // GitHub: secrets as sealed boxes the emulator decrypts, the rest as variables.
+    let mut on_github = github.secrets(None);
+    on_github.extend(github.variables(None));
+    assert_eq!(on_github, expected());
+    assert!(github.secrets(None).contains_key("STRIPE_SECRET_KEY"));
+    assert!(github.variables(None).contains_key("LOG_LEVEL"));
+
+    // A repeat costs reads only: no write anywhere, and no public-key fetch on GitHub.
+    render.reset_stats();
+    netlify.reset_stats();
+    github.reset_stats();
+    let again = s.run(&["env", "sync", "--target", ALL, "--output", "json"]);
+    assert_eq!(again.code, 0, "{again:?}");
+    for t in again.json()["targets"].as_array().unwrap() {
+        assert_eq!(t["status"], "in_sync", "{t}");
+    }
+    assert_eq!(render.stats().writes, 0);
+    assert_eq!(netlify.stats().writes, 0);
+    assert_eq!(github.stats().writes, 0);
+    // Page size 2: render lists 6 keys in 3 pages (+1 empty page at most).
+    assert!(render.stats().requests <= 4, "{:?}", render.stats());
+    assert!(
+        !github
+            .stats()
+            .by_route
+            .keys()
+            .any(|r| r.contains("public-key")),
+        "{:?}",
+        github.stats()
+    );
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_on_every_platform_is_found_and_healed() {
+    let emu = emulators(EmulatorConfig::default()).await;
+    let s = sandbox(&emu);
+    assert_eq!(s.run(&["env", "sync", "--target", ALL]).code, 0);
+    let (render, netlify, github) = (
+        emu.render().unwrap(),
+        emu.netlify().unwrap(),
+        emu.github().unwrap(),
+    );
+
+    render.set_var("LOG_LEVEL", "debug");
+    netlify.remove_var("PORT");
+    // GitHub stamps `updated_at` to the second: a change in the same second as our own write
+    // would carry the same stamp and go unseen, so let the clock move on first.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    github.set_secret(None, "DB_PASSWORD", "changed-by-hand");
+
+    let verify = s.run(&[
+        "env",
+        "verify",
+        "--platforms",
+        "local:.env,render,netlify,github",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(verify.code, 1, "{verify:?}");
+    no_secret_in(&verify);
+    let report = verify.json();
+    assert_eq!(report["conflicts"]["LOG_LEVEL"]["render"], "debug");
+    assert_eq!(report["missing_in_netlify"], serde_json::json!(["PORT"]));
+    // The GitHub secret changed out of band: its stamp moved, so it is not "in parity".
+    assert_eq!(
+        report["unknown"]["DB_PASSWORD"],
+        serde_json::json!(["github"])
+    );
+
+    let diff = s.run(&["env", "diff", "--target", ALL, "--output", "json"]);
+    assert_eq!(diff.code, 1);
+    let changes = |label: &str| -> Vec<String> {
+        diff.json()["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["label"] == label)
+            .unwrap()["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}:{}",
+                    c["key"].as_str().unwrap(),
+                    c["op"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    assert_eq!(changes("render"), ["LOG_LEVEL:update"]);
+    assert_eq!(changes("netlify"), ["PORT:create"]);
+    assert_eq!(changes("github"), ["DB_PASSWORD:update"]);
+
+    assert_eq!(s.run(&["env", "sync", "--target", ALL]).code, 0);
+    assert_eq!(render.vars(), expected());
+    assert_eq!(netlify.vars("production"), expected());
+    assert_eq!(github.secrets(None)["DB_PASSWORD"], "db-pass-987");
+    assert_eq!(s.run(&["env", "diff", "--target", ALL]).code, 0);
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failure_after_k_writes_then_resume_and_rollback() {
+    let emu = emulators(EmulatorConfig::default()).await;
+    let s = sandbox(&emu);
+    let github = emu.github().unwrap();
+    github.set_variable(None, "LOG_LEVEL", "warn");
+    let before_vars = github.variables(None);
+
+    github.set_fail_after_writes(Some(2));
+    let r = s.run(&["env", "sync", "--target", "github", "--output", "json"]);
+    assert_eq!(r.code, 3, "a platform failure: {r:?}");
+    no_secret_in(&r);
+    assert_eq!(github.stats().writes, 2);
+
+    // Rollback restores exactly what was there.
+    github.set_fail_after_writes(None);
+    let back = s.run(&["env", "rollback", "--target", "github", "--output", "json"]);
+    assert_eq!(back.code, 0, "{back:?}");
+    assert_eq!(github.variables(None), before_vars);
+    assert!(
+        github.secrets(None).is_empty(),
+        "{:?}",
+        github.secrets(None).keys()
+    );
+
+    // Fail again after 2, then resume: the remaining writes happen once each.
+    github.reset_stats();
+    github.set_fail_after_writes(Some(2));
+    assert_eq!(s.run(&["env", "sync", "--target", "github"]).code, 3);
+    github.set_fail_after_writes(None);
+    let resumed = s.run(&["env", "resume", "--output", "json"]);
+    assert_eq!(resumed.code, 0, "{resumed:?}");
+    let json = resumed.json();
+    assert_eq!(json["targets"][0]["already_done"], 2);
+    // 6 keys in all, LOG_LEVEL an update: 6 writes, none repeated.
+    assert_eq!(github.stats().writes, 6, "{:?}", github.stats());
+    let mut on_github = github.secrets(None);
+    on_github.extend(github.variables(None));
+    assert_eq!(on_github, expected());
+    assert_eq!(s.run(&["env", "diff", "--target", "github"]).code, 0);
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_storms_are_ridden_out() {
+    let emu = emulators(EmulatorConfig {
+        rate_limit: Some(5),
+        page_size: Some(2),
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let s = sandbox(&emu);
+    let r = s.run(&["env", "sync", "--target", ALL, "--output", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let limited: u64 = [
+        emu.render().unwrap().stats(),
+        emu.netlify().unwrap().stats(),
+        emu.github().unwrap().stats(),
+    ]
+    .iter()
+    .map(|s| s.requests)
+    .sum();
+    assert!(limited > 0);
+    assert_eq!(emu.render().unwrap().vars(), expected());
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_settings_and_bad_tokens_say_what_to_fix() {
+    let emu = emulators(EmulatorConfig::default()).await;
+    let mut s = sandbox(&emu);
+    s.env("RENDER_API_TOKEN", "rnd_wrong");
+    let r = s.run(&["env", "diff", "--target", "render"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.all().contains("RENDER_API_TOKEN"), "{}", r.all());
+    assert!(!r.all().contains("rnd_wrong"));
+
+    let bare = Sandbox::new();
+    bare.file(".env", "A=1\n");
+    let r = bare.run(&["env", "diff", "--target", "github"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.all().contains("GITHUB_TOKEN"), "{}", r.all());
+
+    let doctor = s.run(&["platforms", "doctor", "--output", "json"]);
+    let json = doctor.json();
+    let by = |name: &str| {
+        json["platforms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["platform"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(by("render")["api"], "failed");
+    assert_eq!(by("netlify")["api"], "ok");
+    assert_eq!(
+        by("github")["token_source"],
+        "environment variable GITHUB_TOKEN"
+    );
+    assert!(!doctor.all().contains("ghp_emulator_token"));
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_files_apply_exactly_or_refuse_when_stale() {
+    let emu = emulators(EmulatorConfig::default()).await;
+    let s = sandbox(&emu);
+    let plan = s.run(&["env", "plan", "--target", "render", "--out", "plan.json"]);
+    assert_eq!(plan.code, 1, "{plan:?}");
+    let text = s.read("plan.json");
+    for secret in SECRET_VALUES {
+        assert!(!text.contains(secret), "plan file holds {secret}");
+    }
+    // Someone changes Render after the plan: the plan is refused.
+    emu.render().unwrap().set_var("EXTRA", "x");
+    let stale = s.run(&["env", "apply", "plan.json"]);
+    assert_eq!(stale.code, 1, "{stale:?}");
+    assert!(stale.stderr.contains("stale"), "{}", stale.stderr);
+    assert_eq!(emu.render().unwrap().stats().writes, 0);
+    // A fresh plan applies.
+    assert_eq!(
+        s.run(&["env", "plan", "--target", "render", "--out", "plan.json"])
+            .code,
+        1
+    );
+    let applied = s.run(&["env", "apply", "plan.json"]);
+    assert_eq!(applied.code, 0, "{applied:?}");
+    let mut want = expected();
+    want.insert("EXTRA".into(), "x".into());
+    assert_eq!(emu.render().unwrap().vars(), want);
+    emu.shutdown().await;
+}
