@@ -58,10 +58,15 @@ pub struct SyncOptions {
     pub protect: Vec<String>,
 }
 
+/// Told how far each target's apply has got (label, ops done, ops planned); the CLI draws a
+/// progress line from it.
+pub type ProgressObserver = Arc<dyn Fn(&str, usize, usize) + Send + Sync>;
+
 pub struct SyncJob {
     pub source: Arc<dyn Platform>,
     pub targets: Vec<Target>,
     pub options: SyncOptions,
+    pub observer: Option<ProgressObserver>,
     /// Where fingerprints, ownership and journals live. Without one (tests, a read-only
     /// checkout) nothing is journalled and write-only values stay unknown.
     pub store: Option<Arc<StateStore>>,
@@ -321,14 +326,18 @@ pub async fn run(job: SyncJob) -> Result<SyncOutcome, SyncError> {
         let store = job.store.clone();
         let options = job.options.clone();
         let source = Arc::clone(&source);
+        let observer = job.observer.clone();
         tasks.spawn(async move {
             let status = apply_target(
                 &target,
                 &identity,
                 &plan,
                 &remote,
-                store.as_deref(),
-                journal,
+                Sinks {
+                    store: store.as_deref(),
+                    journal,
+                    observer,
+                },
                 &options,
                 &source,
             )
@@ -501,10 +510,12 @@ fn journal_entry(p: &Planned, store: &StateStore) -> Result<JournalTarget, Store
     })
 }
 
-/// Marks ops done in the journal as the platform confirms them, and remembers which.
+/// Marks ops done in the journal as the platform confirms them, remembers which, and tells
+/// the observer.
 pub(crate) struct JournalProgress<'a> {
-    pub(crate) store: Option<&'a StateStore>,
-    pub(crate) journal: Option<JournalId>,
+    pub(crate) sinks: Sinks<'a>,
+    pub(crate) label: &'a str,
+    pub(crate) total: usize,
     pub(crate) identity: &'a str,
     pub(crate) done: Mutex<Vec<String>>,
     pub(crate) error: Mutex<Option<StoreError>>,
@@ -512,7 +523,7 @@ pub(crate) struct JournalProgress<'a> {
 
 impl ApplyProgress for JournalProgress<'_> {
     fn applied(&self, keys: &[&str]) {
-        if let (Some(store), Some(id)) = (self.store, self.journal)
+        if let (Some(store), Some(id)) = (self.sinks.store, self.sinks.journal)
             && let Err(e) = store.mark_done(id, self.identity, keys)
         {
             // The trait cannot fail; keep the first error for the caller to report.
@@ -521,6 +532,9 @@ impl ApplyProgress for JournalProgress<'_> {
         }
         let mut done = self.done.lock().unwrap_or_else(|p| p.into_inner());
         done.extend(keys.iter().map(|k| k.to_string()));
+        if let Some(observer) = &self.sinks.observer {
+            observer(self.label, done.len(), self.total);
+        }
     }
 }
 
@@ -530,13 +544,14 @@ pub(crate) async fn apply_ops(
     identity: &str,
     ops: &[bridge_core::diff::PlanOp],
     remote: &RemoteSet,
-    store: Option<&StateStore>,
-    journal: Option<JournalId>,
+    sinks: Sinks<'_>,
     key: &FingerprintKey,
 ) -> Result<Result<usize, PlatformError>, StoreError> {
+    let store = sinks.store;
     let progress = JournalProgress {
-        store,
-        journal,
+        sinks,
+        label: &target.label,
+        total: ops.iter().filter(|op| op.change.writes()).count(),
         identity,
         done: Mutex::new(Vec::new()),
         error: Mutex::new(None),
@@ -592,20 +607,27 @@ pub(crate) async fn apply_ops(
     Ok(result.map(|r| r.writes))
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Where an apply reports: the journal, and whoever watches progress.
+#[derive(Clone, Default)]
+pub(crate) struct Sinks<'a> {
+    pub(crate) store: Option<&'a StateStore>,
+    pub(crate) journal: Option<JournalId>,
+    pub(crate) observer: Option<ProgressObserver>,
+}
+
 async fn apply_target(
     target: &Target,
     identity: &str,
     plan: &SyncPlan,
     remote: &RemoteSet,
-    store: Option<&StateStore>,
-    journal: Option<JournalId>,
+    sinks: Sinks<'_>,
     options: &SyncOptions,
     source: &EnvSet,
 ) -> Result<TargetStatus, SyncError> {
     let key = &options.fingerprints;
+    let (store, journal) = (sinks.store, sinks.journal);
     let writes: Vec<_> = plan.writes().cloned().collect();
-    let result = apply_ops(target, identity, &writes, remote, store, journal, key).await?;
+    let result = apply_ops(target, identity, &writes, remote, sinks, key).await?;
     let status = match result {
         Ok(writes) => verify_applied(target, identity, source, options, store, writes).await?,
         Err(e) => TargetStatus::Failed(e),

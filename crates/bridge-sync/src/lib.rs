@@ -14,8 +14,8 @@ pub mod store;
 mod verify;
 
 pub use engine::{
-    Mode, SyncError, SyncJob, SyncOptions, SyncOutcome, Target, TargetOutcome, TargetStatus,
-    digest_remote, digest_set, observe, ownership_applies, run,
+    Mode, ProgressObserver, SyncError, SyncJob, SyncOptions, SyncOutcome, Target, TargetOutcome,
+    TargetStatus, digest_remote, digest_set, observe, ownership_applies, run,
 };
 pub use recovery::{RecoveryOutcome, RecoveryTarget, resume, rollback};
 pub use verify::{VerifyError, verify};

@@ -11,7 +11,7 @@ use bridge_core::FingerprintKey;
 use bridge_core::diff::{Change, PlanOp};
 use bridge_platforms::{PlatformError, RemoteValue};
 
-use crate::engine::apply_ops;
+use crate::engine::{Sinks, apply_ops};
 use crate::store::{Journal, JournalId, JournalState, JournalTarget, PreImage, StateStore};
 use crate::{SyncError, Target};
 
@@ -154,16 +154,12 @@ async fn apply_pending(
         .map(|o| o.key.as_str())
         .collect();
     store.mark_done(journal.id, &jt.identity, &skipped)?;
-    Ok(apply_ops(
-        target,
-        &jt.identity,
-        &ops,
-        &current,
-        Some(store),
-        Some(journal.id),
-        key,
-    )
-    .await?)
+    let sinks = Sinks {
+        store: Some(store),
+        journal: Some(journal.id),
+        observer: None,
+    };
+    Ok(apply_ops(target, &jt.identity, &ops, &current, sinks, key).await?)
 }
 
 /// Restores `target` to the pre-image of journal `to` (default: the newest that wrote to it).
@@ -228,7 +224,11 @@ pub async fn rollback(
         }
     }
     ops.sort_by(|a, b| a.key.cmp(&b.key));
-    match apply_ops(target, &identity, &ops, &current, Some(store), None, key).await? {
+    let sinks = Sinks {
+        store: Some(store),
+        ..Sinks::default()
+    };
+    match apply_ops(target, &identity, &ops, &current, sinks, key).await? {
         Ok(writes) => {
             report.writes = writes;
             store.finish_target(journal.id, &identity, JournalState::RolledBack, None)?;

@@ -2,7 +2,9 @@
 //! JSON for machines (`--output json`: stdout carries nothing else), status and warnings on
 //! stderr (silenced by `--quiet`).
 
-use std::io::{self, Write};
+use std::collections::BTreeMap;
+use std::io::{self, IsTerminal, Write};
+use std::sync::{Arc, Mutex};
 
 use anstyle::{AnsiColor, Style};
 use serde::Serialize;
@@ -24,6 +26,13 @@ pub struct Shell {
 impl Shell {
     pub fn new(format: OutputFormat, quiet: bool) -> Self {
         Self { format, quiet }
+    }
+
+    /// A progress line for long applies, drawn on stderr only when it is a terminal (and not
+    /// in quiet or JSON mode): `applying  github 412/1000  render 2/2`.
+    pub fn progress(&self) -> Option<Progress> {
+        let wanted = !self.quiet && !self.is_json() && io::stderr().is_terminal();
+        wanted.then(|| Progress(Arc::new(Mutex::new(BTreeMap::new()))))
     }
 
     pub fn is_json(&self) -> bool {
@@ -88,5 +97,32 @@ fn ignore_broken_pipe(result: io::Result<()>) -> io::Result<()> {
     match result {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
         other => other,
+    }
+}
+
+/// The state of the progress line: per target, ops done of ops planned.
+#[derive(Clone)]
+pub struct Progress(Arc<Mutex<BTreeMap<String, (usize, usize)>>>);
+
+impl Progress {
+    pub fn update(&self, label: &str, done: usize, total: usize) {
+        let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        state.insert(label.to_string(), (done, total));
+        let parts: Vec<String> = state
+            .iter()
+            .map(|(l, (d, t))| format!("{l} {d}/{t}"))
+            .collect();
+        let style = CYAN.bold();
+        let _ = write!(
+            io::stderr(),
+            "\r\x1b[2K{style}{:>12}{style:#} {}",
+            "Applying",
+            parts.join("  ")
+        );
+    }
+
+    /// Clears the line so the report starts on a clean one.
+    pub fn finish(&self) {
+        let _ = write!(io::stderr(), "\r\x1b[2K");
     }
 }

@@ -59,6 +59,7 @@ impl Fixture {
                 protect: vec!["PLATFORM_MANAGED".into()],
             },
             store: Some(self.store.clone()),
+            observer: None,
         }
     }
 

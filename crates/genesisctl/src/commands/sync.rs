@@ -83,7 +83,18 @@ pub async fn execute(
         Some(ctx.state.store()?)
     };
     let cfg = &ctx.config.sync;
+    let progress = if options.dry_run {
+        None
+    } else {
+        ctx.shell.progress()
+    };
+    let observer: Option<bridge_sync::ProgressObserver> = progress.clone().map(|p| {
+        std::sync::Arc::new(move |label: &str, done: usize, total: usize| {
+            p.update(label, done, total)
+        }) as bridge_sync::ProgressObserver
+    });
     let job = SyncJob {
+        observer,
         source,
         targets,
         store: store.map(std::sync::Arc::new),
@@ -113,7 +124,11 @@ pub async fn execute(
             protect: cfg.protect.clone(),
         },
     };
-    bridge_sync::run(job).await.map_err(|e| match e {
+    let outcome = bridge_sync::run(job).await;
+    if let Some(p) = &progress {
+        p.finish();
+    }
+    outcome.map_err(|e| match e {
         SyncError::Source { source, spec } => {
             Failure::platform(source, format!("reading the source {spec}"))
         }
