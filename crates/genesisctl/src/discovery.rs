@@ -236,6 +236,70 @@ mod tests {
         }
     }
 
+    /// A one-request HTTP server on loopback: answers `body` and hands back the request head.
+    fn serve_once(body: &'static str) -> (String, std::thread::JoinHandle<String>) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let handle = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap() == 1 {
+                head.push(byte[0]);
+            }
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            stream.write_all(reply.as_bytes()).unwrap();
+            String::from_utf8_lossy(&head).into_owned()
+        });
+        (url, handle)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn vault_and_dashboard_sources() {
+        let (url, server) = serve_once(r#"{"key":"RENDER_API_TOKEN","value":"rnd_from_vault"}"#);
+        let cfg = RemoteConfig {
+            discovery_order: vec!["env".into(), "vault".into()],
+            vault_url: url.clone(),
+            ..RemoteConfig::default()
+        };
+        let env = |name: &str| (name == "BRIDGE_VAULT_TOKEN").then(|| "vault-bearer".to_string());
+        let d = discover(PlatformKind::Render, &cfg, &env).await;
+        let found = d.found.unwrap();
+        assert_eq!(found.token.expose(), "rnd_from_vault");
+        assert_eq!(
+            found.source,
+            TokenSource::Vault {
+                url: format!("{url}/vault/secret"),
+                key: "RENDER_API_TOKEN".into()
+            }
+        );
+        let head = server.join().unwrap();
+        assert!(
+            head.starts_with("GET /vault/secret?key=RENDER_API_TOKEN "),
+            "{head}"
+        );
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("authorization: bearer vault-bearer"),
+            "{head}"
+        );
+
+        let (url, server) = serve_once(r#"{"GITHUB_TOKEN":"ghp_from_dashboard"}"#);
+        let cfg = RemoteConfig {
+            discovery_order: vec!["dashboard".into()],
+            dashboard_token_urls: vec![format!("{url}/tokens")],
+            ..RemoteConfig::default()
+        };
+        let none = |_: &str| None;
+        let d = discover(PlatformKind::Github, &cfg, &none).await;
+        assert_eq!(d.found.unwrap().token.expose(), "ghp_from_dashboard");
+        server.join().unwrap();
+    }
+
     #[tokio::test]
     async fn env_first_then_files_in_order() {
         let dir = tempfile::tempdir().unwrap();
