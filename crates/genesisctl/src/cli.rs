@@ -80,6 +80,14 @@ pub enum Command {
     #[command(subcommand)]
     Config(ConfigCommand),
 
+    /// The Genesis bus: publish, tail, stats, export
+    #[command(subcommand)]
+    Events(EventsCommand),
+
+    /// The Truth ledger: verify it, show entries, prove inclusion, export
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
+
     /// Check each remote platform: where its token comes from, and whether the API accepts it
     #[command(subcommand)]
     Platforms(PlatformsCommand),
@@ -290,6 +298,101 @@ pub struct ScopeArgs {
     /// Let .env files reference variables of the process environment
     #[arg(long)]
     pub interpolate_env: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Publish an event and print the envelope stored (with _genesis_seq and _genesis_timestamp)
+    #[command(
+        after_help = "Example:\n  genesisctl events publish deploy.render '{\"status\":\"live\"}'"
+    )]
+    Publish {
+        /// The topic, e.g. deploy.render
+        topic: String,
+        /// A JSON object
+        payload: String,
+        /// The role to publish as (the permission gate checks it)
+        #[arg(long = "as", default_value = "admiral", value_name = "ROLE")]
+        role: String,
+    },
+    /// Print events, oldest first; --follow keeps printing new ones
+    #[command(
+        after_help = "Topic patterns: `envsync.*` matches one segment, `deploy.>` one or more.\n\nExample:\n  genesisctl events tail --topic 'envsync.*' --follow --output json"
+    )]
+    Tail {
+        /// Only topics matching this pattern
+        #[arg(long, value_name = "PATTERN")]
+        topic: Option<String>,
+        /// Start after this sequence number [default: the last --limit events]
+        #[arg(long, value_name = "SEQ")]
+        since: Option<u64>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Keep printing events as they are published
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Events per topic and the rate over the last hour
+    #[command(after_help = "Example:\n  genesisctl events stats --output json")]
+    Stats,
+    /// Write every event (or those matching --topic) as JSON lines
+    #[command(
+        after_help = "Example:\n  genesisctl events export --topic 'deploy.>' --out deploys.jsonl"
+    )]
+    Export {
+        #[arg(long, value_name = "PATTERN")]
+        topic: Option<String>,
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Recompute every hash and check every signature; exits 1 naming the first bad entry
+    #[command(
+        after_help = "Example:\n  genesisctl ledger verify\n  genesisctl ledger verify --public-key .bridge/ledger.pub --output json"
+    )]
+    Verify {
+        /// The public key to check signatures with (hex or a file) [default: this state dir's]
+        #[arg(long, value_name = "KEY")]
+        public_key: Option<String>,
+    },
+    /// Print entries
+    #[command(after_help = "Example:\n  genesisctl ledger show --from 100 --limit 20")]
+    Show {
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+    },
+    /// Print an inclusion proof of an entry against a signed checkpoint (JSON)
+    #[command(
+        after_help = "Example:\n  genesisctl ledger proof 42 > proof.json\n  genesisctl ledger verify-proof proof.json --public-key \"$(genesisctl ledger public-key)\""
+    )]
+    Proof { index: u64 },
+    /// Check a proof offline, with only the ledger's public key
+    #[command(
+        after_help = "Example:\n  genesisctl ledger verify-proof proof.json --public-key 3b6a27bc…"
+    )]
+    VerifyProof {
+        file: PathBuf,
+        /// The ledger's public key (hex or a file)
+        #[arg(long, value_name = "KEY")]
+        public_key: String,
+    },
+    /// Write every entry as JSON lines (the exact bytes each leaf hash covers)
+    #[command(after_help = "Example:\n  genesisctl ledger export --out ledger.jsonl")]
+    Export {
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Sign a checkpoint of the current tree now
+    #[command(after_help = "Example:\n  genesisctl ledger checkpoint")]
+    Checkpoint,
+    /// Print the ledger's public key (hex), for offline verification
+    #[command(after_help = "Example:\n  genesisctl ledger public-key > ledger.pub")]
+    PublicKey,
 }
 
 #[derive(Debug, Subcommand)]

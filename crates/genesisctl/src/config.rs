@@ -331,6 +331,12 @@ pub enum SyncMode {
 pub struct Config {
     pub file: Option<PathBuf>,
     pub state_dir: PathBuf,
+    /// `--store`: empty means SQLite in the state directory.
+    pub store_url: String,
+    /// `--bus`: empty means the store itself.
+    pub bus_url: String,
+    /// `GENESIS_STRICT_POLICY`: refuse events on unknown topics.
+    pub strict_policy: bool,
     pub sync: SyncConfig,
     pub secrets: SecretsConfig,
     pub remote: RemoteConfig,
@@ -528,6 +534,9 @@ impl Config {
                 .ok_or_else(|| anyhow!("internal: setting {name} missing"))
         };
         let state_dir = PathBuf::from(take("state_dir")?.0.text()?);
+        let store_url = take("store")?.0.text()?;
+        let bus_url = take("bus")?.0.text()?;
+        let strict_policy = take("genesis.strict_policy")?.0.bool()?;
         let source = match take("sync.source")?.0 {
             Typed::Spec(spec) => spec,
             _ => bail!("internal: sync.source is not a spec"),
@@ -569,6 +578,9 @@ impl Config {
         Ok(Config {
             file,
             state_dir,
+            store_url,
+            bus_url,
+            strict_policy,
             sync,
             secrets,
             remote,

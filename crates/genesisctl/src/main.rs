@@ -12,6 +12,7 @@ mod config;
 mod context;
 mod discovery;
 mod exit;
+mod genesis;
 mod http_tls;
 mod present;
 mod shell;

@@ -19,6 +19,12 @@ use bridge_sync::store::StateStore;
 pub const KEY_FILE: &str = "fingerprint.key";
 pub const STATE_KEY_FILE: &str = "state.key";
 pub const STORE_FILE: &str = "state.db";
+pub const LEDGER_FILE: &str = "ledger.db";
+pub const LEDGER_KEY_FILE: &str = "ledger.key";
+/// The ledger's public key (hex), for anyone who verifies proofs offline.
+pub const LEDGER_PUB_FILE: &str = "ledger.pub";
+/// The identity of this log in its checkpoints.
+pub const LEDGER_ORIGIN: &str = "bridge.local/ledger";
 
 pub struct StateDir {
     path: PathBuf,
@@ -95,6 +101,30 @@ impl StateDir {
             return Ok(None);
         }
         self.store().map(Some)
+    }
+
+    /// The ledger's signing key, created on first use, with its public half beside it.
+    pub fn ledger_key(&self) -> Result<ed25519_dalek::SigningKey> {
+        let (bytes, _) = self.secret(LEDGER_KEY_FILE, "a ledger signing key")?;
+        let key = ed25519_dalek::SigningKey::from_bytes(&bytes);
+        let public = self.path.join(LEDGER_PUB_FILE);
+        if !public.exists() {
+            let text = format!("{}\n", hex::encode(key.verifying_key().as_bytes()));
+            fs::write(&public, text).with_context(|| format!("writing {}", public.display()))?;
+        }
+        Ok(key)
+    }
+
+    /// The Truth ledger (`ledger.db`), able to sign checkpoints; created on first use.
+    pub fn ledger(&self) -> Result<bridge_genesis::ledger::Ledger> {
+        let key = self.ledger_key()?;
+        let path = self.path.join(LEDGER_FILE);
+        bridge_genesis::ledger::Ledger::open(&path, LEDGER_ORIGIN, Some(key))
+            .with_context(|| format!("opening the ledger {}", path.display()))
+    }
+
+    pub fn ledger_path(&self) -> PathBuf {
+        self.path.join(LEDGER_FILE)
     }
 
     fn load_secret(&self, name: &str, what: &str) -> Result<Option<[u8; 32]>> {

@@ -6,15 +6,19 @@ mod completions;
 mod config_show;
 mod doctor;
 mod emulate;
+mod events;
 mod export;
 mod init;
+mod ledger;
 mod plan_file;
 mod recover;
 mod run_cmd;
 mod sync;
 mod verify;
 
-use crate::cli::{Cli, Command, ConfigCommand, EnvCommand, PlatformsCommand};
+use crate::cli::{
+    Cli, Command, ConfigCommand, EnvCommand, EventsCommand, LedgerCommand, PlatformsCommand,
+};
 use crate::config::FlagValue;
 use crate::context::{Context, interpolate_flag, scope_flags};
 use crate::exit::CmdResult;
@@ -68,6 +72,34 @@ pub async fn run(cli: Cli, shell: &Shell) -> CmdResult {
         Command::Env(EnvCommand::Rollback { target, to }) => {
             recover::rollback(&ctx, &target, to).await
         }
+        Command::Events(command) => Ok(match command {
+            EventsCommand::Publish {
+                topic,
+                payload,
+                role,
+            } => events::publish(&ctx, &topic, &payload, &role).await?,
+            EventsCommand::Tail {
+                topic,
+                since,
+                limit,
+                follow,
+            } => events::tail(&ctx, topic.as_deref(), since, limit, follow).await?,
+            EventsCommand::Stats => events::stats(&ctx).await?,
+            EventsCommand::Export { topic, out } => {
+                events::export(&ctx, topic.as_deref(), out.as_ref()).await?
+            }
+        }),
+        Command::Ledger(command) => Ok(match command {
+            LedgerCommand::Verify { public_key } => ledger::verify(&ctx, public_key.as_deref())?,
+            LedgerCommand::Show { from, limit } => ledger::show(&ctx, from, limit)?,
+            LedgerCommand::Proof { index } => ledger::proof(&ctx, index)?,
+            LedgerCommand::VerifyProof { file, public_key } => {
+                ledger::verify_proof(&ctx, &file, &public_key)?
+            }
+            LedgerCommand::Export { out } => ledger::export(&ctx, out.as_ref())?,
+            LedgerCommand::Checkpoint => ledger::checkpoint(&ctx)?,
+            LedgerCommand::PublicKey => ledger::public_key(&ctx)?,
+        }),
         Command::Platforms(PlatformsCommand::Doctor { platforms }) => {
             doctor::run(&ctx, platforms.as_deref()).await
         }
@@ -108,6 +140,8 @@ fn command_flags(command: &Command) -> Vec<FlagValue> {
         | Command::Completions { .. }
         | Command::Emulate(_)
         | Command::Platforms(_)
+        | Command::Ledger(_)
+        | Command::Events(_)
         | Command::Env(EnvCommand::Apply { .. })
         | Command::Env(EnvCommand::Resume)
         | Command::Env(EnvCommand::Rollback { .. }) => vec![],

@@ -128,12 +128,108 @@ pub async fn execute(
     if let Some(p) = &progress {
         p.finish();
     }
+    if let Ok(outcome) = &outcome
+        && !options.dry_run
+        && let Err(e) = publish_outcome(ctx, outcome, &key).await
+    {
+        // The writes happened; say loudly that their record did not.
+        ctx.shell.warn(format!(
+            "the sync was applied but not published or recorded in the ledger: {e:#}"
+        ));
+    }
     outcome.map_err(|e| match e {
         SyncError::Source { source, spec } => {
             Failure::platform(source, format!("reading the source {spec}"))
         }
         other => Failure::from(anyhow::Error::new(other)),
     })
+}
+
+/// Publishes what an applied sync did on the bus — `envsync.commit` per target written,
+/// `envsync.error` per target that failed or was refused, then `envsync.complete` — with keys,
+/// operations and fingerprints, never a value; then lets the ledger record them.
+async fn publish_outcome(
+    ctx: &Context<'_>,
+    outcome: &bridge_sync::SyncOutcome,
+    key: &bridge_core::FingerprintKey,
+) -> anyhow::Result<()> {
+    let bus = crate::genesis::open_bus(ctx)?;
+    let source = outcome.source.to_string();
+    let journal = outcome.journal.map(|j| j.0);
+    let (mut applied, mut failed) = (0, 0);
+    for t in &outcome.targets {
+        let changes: Vec<serde_json::Value> = t
+            .plan
+            .iter()
+            .flat_map(|p| p.writes())
+            .map(|op| {
+                serde_json::json!({
+                    "key": op.key,
+                    "op": op.change.as_str(),
+                    "fingerprint": op.after.as_ref().map(|v| key.fingerprint(v).to_hex()),
+                })
+            })
+            .collect();
+        let (topic, status, error) = match &t.status {
+            TargetStatus::InSync | TargetStatus::Planned => continue,
+            TargetStatus::Applied { .. } => ("envsync.commit", "applied", None),
+            TargetStatus::Unverified { remaining, .. } => (
+                "envsync.commit",
+                "unverified",
+                Some(format!(
+                    "still differs after writing: {}",
+                    remaining.join(", ")
+                )),
+            ),
+            TargetStatus::Refused(e) => ("envsync.error", "refused", Some(e.to_string())),
+            TargetStatus::Rejected(v) => (
+                "envsync.error",
+                "rejected",
+                Some(
+                    v.iter()
+                        .map(|v| format!("{}: {}", v.key, v.rule))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                ),
+            ),
+            TargetStatus::Failed(e) => ("envsync.error", "failed", Some(e.to_string())),
+        };
+        if topic == "envsync.commit" {
+            applied += 1;
+        } else {
+            failed += 1;
+        }
+        crate::genesis::publish(
+            &bus,
+            topic,
+            serde_json::json!({
+                "source": source,
+                "target": t.spec.to_string(),
+                "identity": t.identity,
+                "status": status,
+                "error": error,
+                "journal": journal,
+                "changes": changes,
+            }),
+        )
+        .await?;
+    }
+    if applied + failed > 0 {
+        crate::genesis::publish(
+            &bus,
+            "envsync.complete",
+            serde_json::json!({
+                "source": source,
+                "targets": outcome.targets.len(),
+                "applied": applied,
+                "failed": failed,
+                "journal": journal,
+            }),
+        )
+        .await?;
+    }
+    crate::genesis::record_in_ledger(ctx, &bus).await?;
+    Ok(())
 }
 
 /// Prints an outcome and picks the exit code.

@@ -1,0 +1,501 @@
+//! The embedded event store: one SQLite file in WAL mode with `synchronous=FULL`.
+//!
+//! Writes go through one thread that owns the write connection and commits in groups
+//! ([`writer`]); reads run on a small pool of read-only connections on tokio's blocking
+//! threads, so readers never wait for the writer (WAL). Opening the file checks it
+//! ([`IntegrityCheck`]) and refuses a damaged one with an error that says what is wrong.
+
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, params_from_iter};
+use time::OffsetDateTime;
+use tokio::sync::{broadcast, oneshot};
+
+pub use self::schema::IntegrityCheck;
+use self::schema::{open_reader, open_writer, sqlite_error};
+use self::writer::{Job, Writer, WriterCounters};
+use super::event::{Event, NewEvent, Payload, from_unix_micros, unix_micros};
+use super::store::{
+    BoxFuture, ConsumerState, EventStore, HistoryQuery, Order, StoreError, StoreStats,
+};
+use super::topic::TopicPattern;
+
+/// Idle read connections kept for reuse; more are opened on demand and closed after use.
+const IDLE_READERS: usize = 4;
+
+/// Tuning for [`SqliteStore::open_with`].
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// How many events the live broadcast holds for a slow receiver before it lags (a lagging
+    /// subscription catches up from the file, so this trades memory for reads).
+    pub live_capacity: usize,
+    /// The most events one group commit takes from the queue.
+    pub max_batch_events: usize,
+    /// The longest the writer holds a group commit open for callers that recent batches
+    /// suggest are about to arrive (it never waits more than a quarter of the last commit's
+    /// duration, and never when a single caller is publishing). `Duration::ZERO` commits
+    /// whatever is queued at once.
+    pub max_commit_delay: Duration,
+    pub integrity_check: IntegrityCheck,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self {
+            live_capacity: 4096,
+            max_batch_events: 4096,
+            max_commit_delay: Duration::from_millis(2),
+            integrity_check: IntegrityCheck::Log,
+        }
+    }
+}
+
+/// What the writer has done since the store was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Committed transactions (each one WAL fsync).
+    pub transactions: u64,
+    /// Jobs (appends, acks, consumer changes) committed.
+    pub jobs: u64,
+    /// Events appended.
+    pub events: u64,
+}
+
+/// The SQLite [`EventStore`]. Cheap to clone; the writer stops when the last clone is dropped.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    name: String,
+    path: PathBuf,
+    jobs: Option<mpsc::Sender<Job>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+    readers: Mutex<Vec<Connection>>,
+    live: broadcast::Sender<Arc<Event>>,
+    counters: Arc<WriterCounters>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Readers close first so that the writer's connection is the file's last: SQLite then
+        // checkpoints the WAL into the file and removes it. Closing the channel ends the
+        // writer's loop after its current batch; waiting for it means the file is closed
+        // (and can be reopened) once the store is gone.
+        if let Ok(mut idle) = self.readers.lock() {
+            idle.clear();
+        }
+        self.jobs.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in the file at `path`, with default options.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(path, SqliteOptions::default())
+    }
+
+    pub fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let name = format!("sqlite:{}", path.display());
+        let conn = open_writer(&path, &name, options.integrity_check)?;
+        let (live, _) = broadcast::channel(options.live_capacity.max(1));
+        let counters = Arc::new(WriterCounters::default());
+        let writer = Writer {
+            conn,
+            store: name.clone(),
+            live: live.clone(),
+            counters: counters.clone(),
+            max_batch_events: options.max_batch_events.max(1),
+            max_commit_delay: options.max_commit_delay,
+        };
+        let (jobs, queue) = mpsc::channel();
+        let handle = std::thread::Builder::new()
+            .name("genesis-writer".into())
+            .spawn(move || writer.run(queue))
+            .map_err(|e| StoreError::Io {
+                store: name.clone(),
+                op: "start the writer thread",
+                source: Arc::new(e),
+            })?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                name,
+                path,
+                jobs: Some(jobs),
+                writer: Some(handle),
+                readers: Mutex::new(Vec::new()),
+                live,
+                counters,
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    pub fn writer_stats(&self) -> WriterStats {
+        let c = &self.inner.counters;
+        WriterStats {
+            transactions: c.transactions.load(Ordering::Relaxed),
+            jobs: c.jobs.load(Ordering::Relaxed),
+            events: c.events.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Hands a job to the writer and waits for its answer.
+    fn submit<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Job,
+    ) -> BoxFuture<'_, Result<T, StoreError>> {
+        let (reply, answer) = oneshot::channel();
+        let sent = self
+            .inner
+            .jobs
+            .as_ref()
+            .is_some_and(|jobs| jobs.send(job(reply)).is_ok());
+        Box::pin(async move {
+            if !sent {
+                return Err(self.writer_stopped());
+            }
+            answer.await.map_err(|_| self.writer_stopped())?
+        })
+    }
+
+    fn writer_stopped(&self) -> StoreError {
+        StoreError::WriterStopped {
+            store: self.inner.name.clone(),
+        }
+    }
+
+    /// Runs `read` on a pooled read-only connection on a blocking thread.
+    fn read_with<T: Send + 'static>(
+        &self,
+        op: &'static str,
+        read: impl FnOnce(&Connection, &str) -> Result<T, StoreError> + Send + 'static,
+    ) -> BoxFuture<'_, Result<T, StoreError>> {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let conn = inner.take_reader()?;
+                let result = read(&conn, &inner.name);
+                inner.return_reader(conn);
+                result
+            })
+            .await
+            .map_err(|e| StoreError::Task {
+                store: self.inner.name.clone(),
+                op,
+                message: e.to_string(),
+            })?
+        })
+    }
+}
+
+impl Inner {
+    fn take_reader(&self) -> Result<Connection, StoreError> {
+        let pooled = self.readers.lock().ok().and_then(|mut idle| idle.pop());
+        match pooled {
+            Some(conn) => Ok(conn),
+            None => open_reader(&self.path, &self.name),
+        }
+    }
+
+    fn return_reader(&self, conn: Connection) {
+        if let Ok(mut idle) = self.readers.lock()
+            && idle.len() < IDLE_READERS
+        {
+            idle.push(conn);
+        }
+    }
+}
+
+impl EventStore for SqliteStore {
+    fn describe(&self) -> String {
+        self.inner.name.clone()
+    }
+
+    fn append(&self, events: Vec<NewEvent>) -> BoxFuture<'_, Result<Vec<Event>, StoreError>> {
+        self.submit(|reply| Job::Append {
+            events,
+            reply,
+            assigned: None,
+        })
+    }
+
+    fn read(&self, query: HistoryQuery) -> BoxFuture<'_, Result<Vec<Event>, StoreError>> {
+        self.read_with("read history", move |conn, store| {
+            read_events(conn, store, &query)
+        })
+    }
+
+    fn last_seq(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+        self.read_with("read last seq", |conn, store| {
+            conn.query_row(
+                "SELECT coalesce(max(seq), 0) FROM genesis_events",
+                [],
+                |row| row.get(0).map(from_sql),
+            )
+            .map_err(|e| sqlite_error(store, "read last seq", e))
+        })
+    }
+
+    fn stats(&self, recent_since: OffsetDateTime) -> BoxFuture<'_, Result<StoreStats, StoreError>> {
+        self.read_with("read stats", move |conn, store| {
+            read_stats(conn, recent_since).map_err(|e| sqlite_error(store, "read stats", e))
+        })
+    }
+
+    fn live(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.inner.live.subscribe()
+    }
+
+    fn open_consumer(
+        &self,
+        name: String,
+        pattern: TopicPattern,
+        start_after: u64,
+    ) -> BoxFuture<'_, Result<u64, StoreError>> {
+        self.submit(|reply| Job::OpenConsumer {
+            name,
+            pattern: pattern.as_str().to_owned(),
+            start_after,
+            reply,
+            result: None,
+        })
+    }
+
+    fn ack(&self, name: String, seq: u64) -> BoxFuture<'_, Result<u64, StoreError>> {
+        self.submit(|reply| Job::Ack {
+            name,
+            seq,
+            reply,
+            result: None,
+        })
+    }
+
+    fn delete_consumer(&self, name: String) -> BoxFuture<'_, Result<bool, StoreError>> {
+        self.submit(|reply| Job::DeleteConsumer {
+            name,
+            reply,
+            result: None,
+        })
+    }
+
+    fn consumers(&self) -> BoxFuture<'_, Result<Vec<ConsumerState>, StoreError>> {
+        self.read_with("list consumers", read_consumers)
+    }
+}
+
+/// The history query as SQL: bounds the index can use go into the statement; a wildcard
+/// pattern narrows to its literal prefix's range of the topic index and is finished here.
+fn read_events(conn: &Connection, store: &str, q: &HistoryQuery) -> Result<Vec<Event>, StoreError> {
+    let err = |e| sqlite_error(store, "read history", e);
+    let limit = q.effective_limit();
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let mut sql =
+        String::from("SELECT seq, topic, at_us, who, payload FROM genesis_events WHERE 1");
+    let mut args: Vec<SqlValue> = Vec::new();
+    let mut bound = |sql: &mut String, clause: &str, value: SqlValue| {
+        sql.push_str(clause);
+        args.push(value);
+    };
+    if let Some(after) = q.after_seq {
+        bound(&mut sql, " AND seq > ?", SqlValue::Integer(to_sql(after)));
+    }
+    if let Some(until) = q.until_seq {
+        bound(&mut sql, " AND seq <= ?", SqlValue::Integer(to_sql(until)));
+    }
+    if let Some(from) = q.from_time {
+        bound(
+            &mut sql,
+            " AND at_us >= ?",
+            SqlValue::Integer(unix_micros(from)),
+        );
+    }
+    if let Some(to) = q.to_time {
+        bound(
+            &mut sql,
+            " AND at_us < ?",
+            SqlValue::Integer(unix_micros(to)),
+        );
+    }
+    // Only a wildcard pattern is left to check row by row, and only then is SQL's LIMIT unusable.
+    let mut residual: Option<&TopicPattern> = None;
+    if let Some(pattern) = &q.pattern {
+        if let Some(topic) = pattern.as_literal() {
+            bound(&mut sql, " AND topic = ?", SqlValue::Text(topic.to_owned()));
+        } else {
+            let prefix = pattern.literal_prefix();
+            if !prefix.is_empty() {
+                // Every topic starting with "a.b." sorts in ["a.b.", "a.b/"): '/' follows '.'.
+                let mut upper = prefix.clone();
+                upper.pop();
+                upper.push('/');
+                bound(&mut sql, " AND topic >= ?", SqlValue::Text(prefix));
+                bound(&mut sql, " AND topic < ?", SqlValue::Text(upper));
+            }
+            // `>` alone matches every valid topic: nothing left to check.
+            if pattern.as_str() != ">" {
+                residual = Some(pattern);
+            }
+        }
+    }
+    sql.push_str(match q.order {
+        Order::Ascending => " ORDER BY seq ASC",
+        Order::Descending => " ORDER BY seq DESC",
+    });
+    if residual.is_none() {
+        sql.push_str(" LIMIT ?");
+        args.push(SqlValue::Integer(to_sql(limit as u64)));
+    }
+
+    let mut stmt = conn.prepare_cached(&sql).map_err(err)?;
+    let mut rows = stmt.query(params_from_iter(args)).map_err(err)?;
+    let mut events = Vec::new();
+    while events.len() < limit {
+        let Some(row) = rows.next().map_err(err)? else {
+            break;
+        };
+        let topic: String = row.get(1).map_err(err)?;
+        if residual.is_some_and(|p| !p.matches(&topic)) {
+            continue;
+        }
+        events.push(decode_event(
+            store,
+            row.get(0).map(from_sql).map_err(err)?,
+            topic,
+            row.get(2).map_err(err)?,
+            row.get(3).map_err(err)?,
+            &row.get::<_, String>(4).map_err(err)?,
+        )?);
+    }
+    Ok(events)
+}
+
+fn decode_event(
+    store: &str,
+    seq: u64,
+    topic: String,
+    at_us: i64,
+    who: String,
+    payload: &str,
+) -> Result<Event, StoreError> {
+    let corrupt = |what: String| StoreError::Corrupt {
+        store: store.to_owned(),
+        what,
+    };
+    let timestamp = from_unix_micros(at_us).ok_or_else(|| {
+        corrupt(format!(
+            "event {seq} has an impossible timestamp ({at_us} µs)"
+        ))
+    })?;
+    let payload: Payload = serde_json::from_str(payload).map_err(|e| {
+        corrupt(format!(
+            "event {seq} has a payload that is not a JSON object: {e}"
+        ))
+    })?;
+    Ok(Event {
+        seq,
+        topic,
+        timestamp,
+        who,
+        payload,
+    })
+}
+
+fn read_stats(conn: &Connection, recent_since: OffsetDateTime) -> rusqlite::Result<StoreStats> {
+    let mut stats = StoreStats::default();
+    let mut stmt = conn.prepare_cached("SELECT topic, events FROM genesis_topic_counts")?;
+    for row in stmt.query_map([], |row| {
+        Ok((row.get::<_, String>(0)?, from_sql(row.get(1)?)))
+    })? {
+        let (topic, n) = row?;
+        stats.total += n;
+        stats.by_topic.insert(topic, n);
+    }
+    stats.recent = conn
+        .prepare_cached("SELECT count(*) FROM genesis_events WHERE at_us >= ?1")?
+        .query_row([unix_micros(recent_since)], |row| row.get(0).map(from_sql))?;
+    Ok(stats)
+}
+
+fn read_consumers(conn: &Connection, store: &str) -> Result<Vec<ConsumerState>, StoreError> {
+    let err = |e| sqlite_error(store, "list consumers", e);
+    let topics: Vec<String> = conn
+        .prepare_cached("SELECT topic FROM genesis_topic_counts")
+        .map_err(err)?
+        .query_map([], |row| row.get(0))
+        .map_err(err)?
+        .collect::<Result<_, _>>()
+        .map_err(err)?;
+    let stored: Vec<(String, String, u64)> = conn
+        .prepare_cached("SELECT name, pattern, acked_seq FROM genesis_consumers ORDER BY name")
+        .map_err(err)?
+        .query_map([], |row| {
+            Ok((row.get(0)?, row.get(1)?, from_sql(row.get(2)?)))
+        })
+        .map_err(err)?
+        .collect::<Result<_, _>>()
+        .map_err(err)?;
+    let mut pending_in = conn
+        .prepare_cached("SELECT count(*) FROM genesis_events WHERE topic = ?1 AND seq > ?2")
+        .map_err(err)?;
+    let mut consumers = Vec::with_capacity(stored.len());
+    for (name, pattern, acked_seq) in stored {
+        let parsed = TopicPattern::parse(&pattern).map_err(|e| StoreError::Corrupt {
+            store: store.to_owned(),
+            what: format!("consumer {name:?} has an invalid pattern {pattern:?}: {e}"),
+        })?;
+        // Lag counted per matching topic on the topic index: work in proportion to what the
+        // consumer has left to read, not to the size of the log.
+        let mut pending = 0u64;
+        for topic in topics.iter().filter(|t| parsed.matches(t)) {
+            pending += pending_in
+                .query_row(rusqlite::params![topic, to_sql(acked_seq)], |row| {
+                    row.get(0).map(from_sql)
+                })
+                .map_err(err)?;
+        }
+        consumers.push(ConsumerState {
+            name,
+            pattern,
+            acked_seq,
+            pending,
+        });
+    }
+    Ok(consumers)
+}
+
+/// Sequence numbers and counts are `u64` in the API and `INTEGER` (i64) in SQLite; neither
+/// gets anywhere near the edge of the other's range.
+fn to_sql(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// See [`to_sql`]; a negative value (only a hand-edited file has one) reads as 0.
+fn from_sql(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}

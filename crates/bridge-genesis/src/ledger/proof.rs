@@ -1,0 +1,192 @@
+//! Portable inclusion proofs: a JSON document a CLI can print and anyone can check later with
+//! only the ledger's public key.
+//!
+//! ```json
+//! {"index":3,"tree_size":8,"leaf_hash":"<hex>","audit_path":["<hex>",...],"root":"<hex>",
+//!  "checkpoint":"<signed note>"}
+//! ```
+//!
+//! The size and root a verifier trusts come from the signed checkpoint, never from the
+//! unsigned fields next to it (they must merely agree), as Sigstore's clients are told too.
+
+use ed25519_dalek::VerifyingKey;
+use serde::{Deserialize, Serialize};
+
+use super::LedgerError;
+use super::checkpoint::{Checkpoint, verify_checkpoint};
+use super::merkle::{Hash, verify_inclusion};
+
+/// Proof that one leaf is in the tree of `tree_size` entries, with the checkpoint signing that
+/// tree's root (if the ledger had one at that size).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InclusionProof {
+    /// The leaf's index.
+    pub index: u64,
+    /// The size of the tree the proof is for.
+    pub tree_size: u64,
+    /// `SHA-256(0x00 || canonical entry)`; compare with [`LedgerEntry::leaf_hash`](super::LedgerEntry::leaf_hash).
+    #[serde(with = "hex_hash")]
+    pub leaf_hash: Hash,
+    /// Sibling hashes from the leaf up.
+    #[serde(with = "hex_hashes")]
+    pub audit_path: Vec<Hash>,
+    /// Root of the tree of `tree_size` entries.
+    #[serde(with = "hex_hash")]
+    pub root: Hash,
+    /// The signed note for `tree_size`, if one was stored.
+    pub checkpoint: Option<String>,
+}
+
+impl InclusionProof {
+    /// The proof as one line of JSON.
+    pub fn to_json(&self) -> String {
+        // Serialising plain integers, strings and string lists cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Checks the checkpoint signature, that it signs this size and root, and the audit path.
+    pub fn verify(&self, key: &VerifyingKey) -> Result<Checkpoint, LedgerError> {
+        let note = self
+            .checkpoint
+            .as_deref()
+            .ok_or_else(|| LedgerError::Proof("no signed checkpoint for this tree size".into()))?;
+        let cp = verify_checkpoint(note, key)?;
+        if cp.size != self.tree_size || cp.root != self.root {
+            return Err(LedgerError::Proof(
+                "the checkpoint signs a different tree size or root".into(),
+            ));
+        }
+        if !verify_inclusion(
+            &self.leaf_hash,
+            self.index,
+            cp.size,
+            &self.audit_path,
+            &cp.root,
+        ) {
+            return Err(LedgerError::Proof(
+                "the audit path does not lead to the signed root".into(),
+            ));
+        }
+        Ok(cp)
+    }
+}
+
+/// Parses a proof printed by [`InclusionProof::to_json`] and verifies it offline; returns the
+/// proof so the caller can compare `leaf_hash` with the entry it cares about. If one key signs
+/// several logs, also check the origin ([`InclusionProof::verify`] returns the checkpoint).
+pub fn verify_proof_json(json: &str, key: &VerifyingKey) -> Result<InclusionProof, LedgerError> {
+    let proof: InclusionProof = serde_json::from_str(json)
+        .map_err(|e| LedgerError::Proof(format!("not a proof document: {e}")))?;
+    proof.verify(key)?;
+    Ok(proof)
+}
+
+/// Lowercase hex.
+pub fn to_hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    s
+}
+
+/// Parses a 64-digit hex hash (either case).
+pub fn from_hex(s: &str) -> Option<Hash> {
+    fn nibble(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    }
+    let s = s.as_bytes();
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (o, pair) in out.iter_mut().zip(s.chunks_exact(2)) {
+        *o = nibble(pair[0])? << 4 | nibble(pair[1])?;
+    }
+    Some(out)
+}
+
+mod hex_hash {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
+
+    use super::{Hash, from_hex, to_hex};
+
+    pub(super) fn serialize<S: Serializer>(h: &Hash, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&to_hex(h))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Hash, D::Error> {
+        let s = String::deserialize(d)?;
+        from_hex(&s).ok_or_else(|| D::Error::custom("expected a 64-digit hex hash"))
+    }
+}
+
+mod hex_hashes {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error as _, ser::SerializeSeq as _};
+
+    use super::{Hash, from_hex, to_hex};
+
+    pub(super) fn serialize<S: Serializer>(v: &[Hash], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(v.len()))?;
+        for h in v {
+            seq.serialize_element(&to_hex(h))?;
+        }
+        seq.end()
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Hash>, D::Error> {
+        let v = Vec::<String>::deserialize(d)?;
+        v.iter()
+            .map(|s| from_hex(s).ok_or_else(|| D::Error::custom("expected a 64-digit hex hash")))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trips_and_rejects_junk() {
+        let h: Hash = core::array::from_fn(|i| (i * 8) as u8);
+        let s = to_hex(&h);
+        assert_eq!(s.len(), 64);
+        assert_eq!(from_hex(&s), Some(h));
+        assert_eq!(from_hex(&s.to_uppercase()), Some(h));
+        assert_eq!(from_hex(&s[..62]), None);
+        assert_eq!(from_hex(&format!("{}g", &s[..63])), None);
+        assert_eq!(from_hex(&format!("{s}00")), None);
+    }
+
+    #[test]
+    fn json_shape_is_stable() {
+        let p = InclusionProof {
+            index: 1,
+            tree_size: 2,
+            leaf_hash: [1; 32],
+            audit_path: vec![[2; 32]],
+            root: [3; 32],
+            checkpoint: None,
+        };
+        let v: serde_json::Value = serde_json::from_str(&p.to_json()).unwrap();
+        assert_eq!(v["index"], 1);
+        assert_eq!(v["tree_size"], 2);
+        assert_eq!(v["leaf_hash"], to_hex(&[1; 32]));
+        assert_eq!(v["audit_path"][0], to_hex(&[2; 32]));
+        assert_eq!(v["root"], to_hex(&[3; 32]));
+        assert!(v["checkpoint"].is_null());
+        let back: InclusionProof = serde_json::from_str(&p.to_json()).unwrap();
+        assert_eq!(back, p);
+        assert!(
+            serde_json::from_str::<InclusionProof>(&p.to_json().replace("}", ",\"x\":1}")).is_err()
+        );
+    }
+}

@@ -1,0 +1,757 @@
+//! The [`Ledger`] handle: SQLite storage, appends, reads, checkpoints and proofs.
+//!
+//! The tree's right edge (one hash per set bit of the size) lives in memory and is rebuilt
+//! from the stored leaf hashes on open, so an append hashes O(log n) nodes and reads nothing.
+//! Perfect subtrees of 256 leaves and more are also kept in memory (n/128 hashes, 250 KB per
+//! million entries), so a proof costs O(log n) cache lookups plus one read of at most 256
+//! leaf hashes, whatever the size of the log.
+
+use std::io::Write;
+use std::ops::Range;
+use std::path::Path;
+use std::time::Duration;
+
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
+use time::OffsetDateTime;
+
+use super::LedgerError;
+use super::checkpoint::{self, Checkpoint, valid_origin, verify_checkpoint};
+use super::merkle::{
+    EMPTY_ROOT, Frontier, Hash, NodeSource, consistency_path_in, inclusion_path_in, leaf_hash,
+    node_hash, root, split, verify_consistency,
+};
+use super::proof::InclusionProof;
+use super::record::{LedgerEntry, NewEntry, canonical_json, format_timestamp, write_entry};
+use super::verify::{self, ROW_COLUMNS, RawRow, VerifyReport};
+
+/// Subtrees of 2^CACHE_LEVEL leaves and larger are cached in memory.
+const CACHE_LEVEL: u32 = 8;
+/// Leaves per cached subtree at the lowest cached level: the most a proof reads from disk.
+const BLOCK: u64 = 1 << CACHE_LEVEL;
+
+// Table names carry a prefix because the ledger may share one SQLite file with the bus and
+// the other stores. STRICT makes SQLite refuse values of the wrong type.
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS ledger_meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS ledger_entries (
+    idx INTEGER PRIMARY KEY,
+    timestamp TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    seq INTEGER,
+    payload TEXT NOT NULL,
+    leaf_hash BLOB NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS ledger_checkpoints (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    size INTEGER NOT NULL,
+    root BLOB NOT NULL,
+    note TEXT NOT NULL,
+    created_at TEXT NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS ledger_checkpoints_by_size ON ledger_checkpoints (size);
+";
+
+/// A checkpoint as stored: its row id and when it was made, besides the signed content.
+///
+/// Returned as stored, not verified: check `checkpoint.note` with
+/// [`verify_checkpoint`](super::verify_checkpoint) before trusting it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    /// Row id, from 1; problems in a [`VerifyReport`] refer to checkpoints by it.
+    pub id: u64,
+    /// RFC 3339 UTC; not signed (C2SP checkpoints carry no time).
+    pub created_at: String,
+    /// The parsed note.
+    pub checkpoint: Checkpoint,
+}
+
+/// The tree as this handle knows it: the right edge plus the cache of large subtrees.
+#[derive(Debug, Default)]
+struct Tree {
+    frontier: Frontier,
+    /// `cache[l][j]` = hash of leaves `j * 2^(l + CACHE_LEVEL) .. (j + 1) * 2^(l + CACHE_LEVEL)`.
+    cache: Vec<Vec<Hash>>,
+}
+
+impl Tree {
+    fn size(&self) -> u64 {
+        self.frontier.size()
+    }
+
+    fn root(&self) -> Hash {
+        self.frontier.root()
+    }
+
+    fn push(&mut self, leaf: Hash) {
+        let cache = &mut self.cache;
+        self.frontier.push(leaf, |level, hash| {
+            if let Some(l) = level.checked_sub(CACHE_LEVEL) {
+                let l = l as usize;
+                if cache.len() <= l {
+                    cache.resize_with(l + 1, Vec::new);
+                }
+                // Subtrees of one level complete left to right, so this is index j.
+                cache[l].push(*hash);
+            }
+        });
+    }
+
+    fn cached(&self, level: u32, index: u64) -> Option<Hash> {
+        let l = level.checked_sub(CACHE_LEVEL)? as usize;
+        self.cache
+            .get(l)?
+            .get(usize::try_from(index).ok()?)
+            .copied()
+    }
+}
+
+/// A tamper-evident, append-only log of events in one SQLite file.
+///
+/// Not `Sync`: share it behind a mutex or give it to one task. Several handles (or processes)
+/// may append to one file; each picks up the others' entries at its next write.
+pub struct Ledger {
+    conn: Connection,
+    origin: String,
+    key: Option<SigningKey>,
+    tree: Tree,
+    /// Why the stored log cannot be extended, if it cannot (found at open or while writing).
+    damage: Option<String>,
+}
+
+impl std::fmt::Debug for Ledger {
+    // By hand, so that the signing key can never end up in a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("origin", &self.origin)
+            .field("len", &self.tree.size())
+            .field("can_sign", &self.key.is_some())
+            .field("damage", &self.damage)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ledger {
+    /// Opens (creating if needed) the ledger in the SQLite file at `path`.
+    ///
+    /// `origin` names the log in its checkpoints (e.g. `bridge.local/ledger`) and is recorded
+    /// in the file; opening it under another origin fails. Without `key` the ledger can append
+    /// and prove but not sign checkpoints. The key comes from the caller so this crate never
+    /// needs a source of randomness.
+    ///
+    /// A file whose entries have gaps or malformed hashes still opens (so it can be verified
+    /// and exported), but refuses appends, checkpoints and proofs.
+    pub fn open(
+        path: impl AsRef<Path>,
+        origin: &str,
+        key: Option<SigningKey>,
+    ) -> Result<Self, LedgerError> {
+        if !valid_origin(origin) {
+            return Err(LedgerError::InvalidOrigin(origin.to_owned()));
+        }
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        // WAL lets verifiers and proof readers run beside the writer; FULL makes a committed
+        // append survive a power cut, which is what an audit log promises.
+        conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(SCHEMA)?;
+        conn.execute(
+            "INSERT OR IGNORE INTO ledger_meta (key, value) VALUES ('origin', ?1)",
+            [origin],
+        )?;
+        let found: String = conn.query_row(
+            "SELECT value FROM ledger_meta WHERE key = 'origin'",
+            [],
+            |r| r.get(0),
+        )?;
+        if found != origin {
+            return Err(LedgerError::OriginMismatch {
+                expected: origin.to_owned(),
+                found,
+            });
+        }
+        let mut ledger = Ledger {
+            conn,
+            origin: origin.to_owned(),
+            key,
+            tree: Tree::default(),
+            damage: None,
+        };
+        match catch_up(&ledger.conn, &mut ledger.tree) {
+            Ok(()) => {}
+            Err(LedgerError::Damaged(why)) => ledger.damage = Some(why),
+            Err(e) => return Err(e),
+        }
+        Ok(ledger)
+    }
+
+    /// The log's origin.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The public key checkpoints are signed with, if this handle can sign.
+    pub fn verifying_key(&self) -> Option<VerifyingKey> {
+        self.key.as_ref().map(SigningKey::verifying_key)
+    }
+
+    /// Number of entries (of the intact prefix, if the file is damaged).
+    pub fn len(&self) -> u64 {
+        self.tree.size()
+    }
+
+    /// True when no entry has been appended.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Root of the current tree.
+    pub fn root(&self) -> Hash {
+        self.tree.root()
+    }
+
+    /// Why the file cannot be extended, if it cannot.
+    pub fn damage(&self) -> Option<&str> {
+        self.damage.as_deref()
+    }
+
+    /// Appends one entry in its own transaction; returns its index.
+    ///
+    /// Each call waits for an fsync; use [`append_batch`](Self::append_batch) for volume.
+    pub fn append(&mut self, entry: NewEntry) -> Result<u64, LedgerError> {
+        let indexes = self.append_batch(std::slice::from_ref(&entry))?;
+        indexes
+            .first()
+            .copied()
+            .ok_or_else(|| LedgerError::Damaged("an append of one entry returned no index".into()))
+    }
+
+    /// Appends entries in one transaction (all or none); returns their indexes.
+    pub fn append_batch(&mut self, entries: &[NewEntry]) -> Result<Vec<u64>, LedgerError> {
+        self.intact()?;
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Encode before taking the write lock, so the lock is held only for the inserts.
+        let mut encoded = Vec::with_capacity(entries.len());
+        for e in entries {
+            let seq = e.seq.map(|s| sql_int(s, "bus sequence")).transpose()?;
+            encoded.push((
+                format_timestamp(e.timestamp)?,
+                canonical_json(&e.payload),
+                seq,
+            ));
+        }
+        let result = append_rows(&mut self.conn, &mut self.tree, entries, &encoded);
+        self.note_damage(result)
+    }
+
+    /// The entry at `index`, if there is one.
+    pub fn entry(&self, index: u64) -> Result<Option<LedgerEntry>, LedgerError> {
+        let end = index.saturating_add(1);
+        Ok(self.entries(index..end)?.into_iter().next())
+    }
+
+    /// The stored entries with indexes in `range`, in order.
+    pub fn entries(&self, range: Range<u64>) -> Result<Vec<LedgerEntry>, LedgerError> {
+        let (start, end) = (sql_int(range.start, "index")?, sql_int_sat(range.end));
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT idx, timestamp, topic, seq, payload FROM ledger_entries
+             WHERE idx >= ?1 AND idx < ?2 ORDER BY idx",
+        )?;
+        let mut rows = stmt.query(params![start, end])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let index = u64::try_from(row.get::<_, i64>(0)?).unwrap_or_default();
+            let payload: String = row.get(4)?;
+            out.push(LedgerEntry {
+                index,
+                timestamp: row.get(1)?,
+                topic: row.get(2)?,
+                seq: row
+                    .get::<_, Option<i64>>(3)?
+                    .map(|s| u64::try_from(s).unwrap_or_default()),
+                payload: serde_json::from_str(&payload)
+                    .map_err(|_| LedgerError::Payload { index })?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Writes every entry as one line of canonical JSON (the exact bytes its leaf hashes, so
+    /// `SHA-256(0x00 || line)` is its leaf hash); returns the number written.
+    pub fn export_jsonl(&self, mut w: impl Write) -> Result<u64, LedgerError> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {ROW_COLUMNS} FROM ledger_entries ORDER BY idx"
+        ))?;
+        let mut rows = stmt.query([])?;
+        let mut buf = Vec::with_capacity(1024);
+        let mut n = 0;
+        while let Some(row) = rows.next()? {
+            let r = RawRow::read(row)?.map_err(|(index, why)| {
+                LedgerError::Damaged(format!(
+                    "entry {} cannot be exported: {why}",
+                    index.map_or_else(|| "?".to_owned(), |i| i.to_string())
+                ))
+            })?;
+            buf.clear();
+            write_entry(&mut buf, r.index, r.timestamp, r.topic, r.seq, r.payload);
+            buf.push(b'\n');
+            w.write_all(&buf)?;
+            n += 1;
+        }
+        w.flush()?;
+        Ok(n)
+    }
+
+    /// Signs a checkpoint of the current tree, after proving it extends the last one.
+    ///
+    /// Refuses ([`LedgerError::Refused`]) when the last stored checkpoint does not verify with
+    /// this ledger's key, when the log is shorter than it, when an entry appended since no
+    /// longer matches its leaf hash, or when the consistency proof from it to the current tree
+    /// fails: a log must never sign two views of history that disagree.
+    pub fn checkpoint(&mut self, now: OffsetDateTime) -> Result<StoredCheckpoint, LedgerError> {
+        self.intact()?;
+        let created_at = format_timestamp(now)?;
+        let Some(key) = self.key.as_ref() else {
+            return Err(LedgerError::NoSigningKey);
+        };
+        let result = sign_checkpoint(
+            &mut self.conn,
+            &mut self.tree,
+            &self.origin,
+            key,
+            &created_at,
+        );
+        self.note_damage(result)
+    }
+
+    /// The most recent checkpoint, as stored (not verified).
+    pub fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, LedgerError> {
+        last_checkpoint(&self.conn)
+    }
+
+    /// Every checkpoint, oldest first, as stored (not verified).
+    pub fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, LedgerError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, created_at, note FROM ledger_checkpoints ORDER BY id")?;
+        let rows = stmt.query_map([], checkpoint_row)?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(parse_stored(row?)?);
+        }
+        Ok(out)
+    }
+
+    /// The root of the tree of the first `size` entries.
+    pub fn root_at(&self, size: u64) -> Result<Hash, LedgerError> {
+        self.intact()?;
+        self.check_size(size)?;
+        if size == self.tree.size() {
+            return Ok(self.tree.root());
+        }
+        if size == 0 {
+            return Ok(EMPTY_ROOT);
+        }
+        StoredNodes::new(&self.conn, &self.tree).subtree(0, size)
+    }
+
+    /// Proof that entry `index` is in the tree of the first `size` entries, with the latest
+    /// checkpoint stored for exactly that size (if any) so it can be checked offline.
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<InclusionProof, LedgerError> {
+        self.intact()?;
+        self.check_size(size)?;
+        let mut src = StoredNodes::new(&self.conn, &self.tree);
+        let audit_path = inclusion_path_in(&mut src, index, size)?;
+        let leaf_hash = src.subtree(index, index + 1)?;
+        let root = if size == self.tree.size() {
+            self.tree.root()
+        } else {
+            src.subtree(0, size)?
+        };
+        let checkpoint = self
+            .conn
+            .prepare_cached(
+                "SELECT note FROM ledger_checkpoints WHERE size = ?1 ORDER BY id DESC LIMIT 1",
+            )?
+            .query_row([sql_int(size, "tree size")?], |r| r.get::<_, String>(0))
+            .optional()?;
+        Ok(InclusionProof {
+            index,
+            tree_size: size,
+            leaf_hash,
+            audit_path,
+            root,
+            checkpoint,
+        })
+    }
+
+    /// Proof that the tree of the first `m` entries is a prefix of the tree of the first `n`.
+    pub fn consistency_proof(&self, m: u64, n: u64) -> Result<Vec<Hash>, LedgerError> {
+        self.intact()?;
+        self.check_size(n)?;
+        consistency_path_in(&mut StoredNodes::new(&self.conn, &self.tree), m, n)
+    }
+
+    /// Recomputes everything from the stored rows; see [`VerifyReport`]. Corruption is a
+    /// finding, not an error; errors are left for conditions such as a locked database.
+    pub fn verify(&self, key: &VerifyingKey) -> Result<VerifyReport, LedgerError> {
+        verify::run(&self.conn, &self.origin, key)
+    }
+
+    fn intact(&self) -> Result<(), LedgerError> {
+        match &self.damage {
+            Some(why) => Err(LedgerError::Damaged(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn check_size(&self, size: u64) -> Result<(), LedgerError> {
+        if size > self.tree.size() {
+            return Err(LedgerError::OutOfRange {
+                what: "tree size",
+                value: size,
+                size: self.tree.size(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Remembers damage found while writing, so later calls refuse at once.
+    fn note_damage<T>(&mut self, result: Result<T, LedgerError>) -> Result<T, LedgerError> {
+        if let Err(LedgerError::Damaged(why)) = &result {
+            self.damage = Some(why.clone());
+        }
+        result
+    }
+}
+
+fn append_rows(
+    conn: &mut Connection,
+    tree: &mut Tree,
+    entries: &[NewEntry],
+    encoded: &[(String, Vec<u8>, Option<i64>)],
+) -> Result<Vec<u64>, LedgerError> {
+    // IMMEDIATE takes the write lock now, so the tail we catch up to cannot move under us.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    catch_up(&tx, tree)?;
+    let start = tree.size();
+    let mut hashes = Vec::with_capacity(entries.len());
+    let mut buf = Vec::with_capacity(512);
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO ledger_entries (idx, timestamp, topic, seq, payload, leaf_hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for (i, (e, (ts, payload, seq))) in entries.iter().zip(encoded).enumerate() {
+            let index = start + i as u64;
+            buf.clear();
+            write_entry(
+                &mut buf,
+                index,
+                ts.as_bytes(),
+                e.topic.as_bytes(),
+                e.seq,
+                payload,
+            );
+            let leaf = leaf_hash(&buf);
+            insert.execute(params![
+                sql_int(index, "index")?,
+                ts,
+                e.topic,
+                seq,
+                // The canonical encoder only emits UTF-8; bind it as text without a copy.
+                ToSqlOutput::Borrowed(ValueRef::Text(payload)),
+                &leaf[..],
+            ])?;
+            hashes.push(leaf);
+        }
+    }
+    tx.commit()?;
+    // Only now: a failed commit must leave the in-memory tree as it was.
+    for h in hashes {
+        tree.push(h);
+    }
+    Ok((start..start + entries.len() as u64).collect())
+}
+
+fn sign_checkpoint(
+    conn: &mut Connection,
+    tree: &mut Tree,
+    origin: &str,
+    key: &SigningKey,
+    created_at: &str,
+) -> Result<StoredCheckpoint, LedgerError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    catch_up(&tx, tree)?;
+    let n = tree.size();
+    let root_n = tree.root();
+    if let Some(last) = last_checkpoint(&tx)? {
+        let id = last.id;
+        let prev = verify_checkpoint(&last.checkpoint.note, &key.verifying_key())
+            .map_err(|e| LedgerError::Refused(format!("the last checkpoint (#{id}): {e}")))?;
+        if prev.origin != origin {
+            return Err(LedgerError::Refused(format!(
+                "the last checkpoint (#{id}) is for origin {:?}",
+                prev.origin
+            )));
+        }
+        let m = prev.size;
+        if m > n {
+            return Err(LedgerError::Refused(format!(
+                "the last checkpoint (#{id}) attests {m} entries but the ledger holds {n}"
+            )));
+        }
+        // Entries since the last checkpoint are what this signature newly vouches for: make
+        // sure each still matches the leaf hash the tree was built from.
+        check_rows(&tx, m, n)?;
+        let proof = consistency_path_in(&mut StoredNodes::new(&tx, tree), m, n)?;
+        if !verify_consistency(m, n, &prev.root, &root_n, &proof) {
+            return Err(LedgerError::Refused(format!(
+                "the ledger is not an extension of the last checkpoint (#{id}, size {m}): \
+                 history was rewritten"
+            )));
+        }
+    }
+    let cp = checkpoint::sign(origin, n, &root_n, key);
+    tx.execute(
+        "INSERT INTO ledger_checkpoints (size, root, note, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![sql_int(n, "tree size")?, &root_n[..], cp.note, created_at],
+    )?;
+    let id = u64::try_from(tx.last_insert_rowid()).unwrap_or_default();
+    tx.commit()?;
+    Ok(StoredCheckpoint {
+        id,
+        created_at: created_at.to_owned(),
+        checkpoint: cp,
+    })
+}
+
+/// Checks that rows `from..to` exist and match their stored leaf hashes.
+fn check_rows(conn: &Connection, from: u64, to: u64) -> Result<(), LedgerError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {ROW_COLUMNS} FROM ledger_entries WHERE idx >= ?1 AND idx < ?2 ORDER BY idx"
+    ))?;
+    let mut rows = stmt.query(params![sql_int(from, "index")?, sql_int(to, "index")?])?;
+    let mut buf = Vec::with_capacity(1024);
+    let mut expected = from;
+    while let Some(row) = rows.next()? {
+        let refuse = |why: &str| LedgerError::Refused(format!("entry {expected} {why}"));
+        let r = RawRow::read(row)?.map_err(|(_, why)| refuse(why))?;
+        if r.index != expected {
+            return Err(refuse("is missing"));
+        }
+        if r.recompute(&mut buf) != r.stored {
+            return Err(refuse("no longer matches its leaf hash"));
+        }
+        expected += 1;
+    }
+    if expected != to {
+        return Err(LedgerError::Refused(format!("entry {expected} is missing")));
+    }
+    Ok(())
+}
+
+/// Brings `tree` up to the stored tail: on open, and before each write in case another handle
+/// appended. Uses the stored leaf hashes (checked later by checkpoints and `verify`).
+fn catch_up(conn: &Connection, tree: &mut Tree) -> Result<(), LedgerError> {
+    let last: Option<i64> =
+        conn.query_row("SELECT max(idx) FROM ledger_entries", [], |r| r.get(0))?;
+    let stored = match last {
+        None => 0,
+        Some(i) => u64::try_from(i)
+            .map_err(|_| LedgerError::Damaged("an entry has a negative index".into()))?
+            .saturating_add(1),
+    };
+    if stored < tree.size() {
+        return Err(LedgerError::Damaged(format!(
+            "the file holds {stored} entries but {} were appended",
+            tree.size()
+        )));
+    }
+    if stored == tree.size() {
+        return Ok(());
+    }
+    let mut stmt = conn
+        .prepare_cached("SELECT idx, leaf_hash FROM ledger_entries WHERE idx >= ?1 ORDER BY idx")?;
+    let mut rows = stmt.query([sql_int(tree.size(), "index")?])?;
+    while let Some(row) = rows.next()? {
+        let idx = row.get::<_, i64>(0)?;
+        if u64::try_from(idx).ok() != Some(tree.size()) {
+            return Err(LedgerError::Damaged(format!(
+                "entry {} is missing",
+                tree.size()
+            )));
+        }
+        let leaf = match row.get_ref(1)? {
+            ValueRef::Blob(b) => Hash::try_from(b).ok(),
+            _ => None,
+        };
+        let Some(leaf) = leaf else {
+            return Err(LedgerError::Damaged(format!(
+                "entry {idx} has a malformed leaf hash"
+            )));
+        };
+        tree.push(leaf);
+    }
+    Ok(())
+}
+
+fn checkpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, String, String)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+}
+
+fn parse_stored(
+    (id, created_at, note): (i64, String, String),
+) -> Result<StoredCheckpoint, LedgerError> {
+    let id = u64::try_from(id).unwrap_or_default();
+    let (checkpoint, _, _) = checkpoint::parse(&note)
+        .map_err(|e| LedgerError::Damaged(format!("checkpoint #{id} cannot be read: {e}")))?;
+    Ok(StoredCheckpoint {
+        id,
+        created_at,
+        checkpoint,
+    })
+}
+
+fn last_checkpoint(conn: &Connection) -> Result<Option<StoredCheckpoint>, LedgerError> {
+    conn.prepare_cached(
+        "SELECT id, created_at, note FROM ledger_checkpoints ORDER BY id DESC LIMIT 1",
+    )?
+    .query_row([], checkpoint_row)
+    .optional()?
+    .map(parse_stored)
+    .transpose()
+}
+
+/// SQLite integers are signed; refuse what does not fit rather than wrap.
+fn sql_int(v: u64, what: &'static str) -> Result<i64, LedgerError> {
+    i64::try_from(v).map_err(|_| LedgerError::OutOfRange {
+        what,
+        value: v,
+        size: i64::MAX as u64,
+    })
+}
+
+fn sql_int_sat(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Node hashes from the cache, falling back to the stored leaf hashes of one 256-leaf block.
+struct StoredNodes<'a> {
+    conn: &'a Connection,
+    tree: &'a Tree,
+    /// The last block read: `(first index, leaf hashes)`; proofs revisit the same block.
+    block: Option<(u64, Vec<Hash>)>,
+}
+
+impl<'a> StoredNodes<'a> {
+    fn new(conn: &'a Connection, tree: &'a Tree) -> Self {
+        StoredNodes {
+            conn,
+            tree,
+            block: None,
+        }
+    }
+
+    fn read_leaves(&self, start: u64, end: u64) -> Result<Vec<Hash>, LedgerError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT idx, leaf_hash FROM ledger_entries WHERE idx >= ?1 AND idx < ?2 ORDER BY idx",
+        )?;
+        let mut rows = stmt.query(params![sql_int(start, "index")?, sql_int(end, "index")?])?;
+        let mut out = Vec::with_capacity((end - start) as usize);
+        while let Some(row) = rows.next()? {
+            let expected = start + out.len() as u64;
+            let leaf = match (row.get_ref(0)?, row.get_ref(1)?) {
+                (ValueRef::Integer(i), ValueRef::Blob(b))
+                    if u64::try_from(i).ok() == Some(expected) =>
+                {
+                    Hash::try_from(b).ok()
+                }
+                _ => None,
+            };
+            let leaf = leaf.ok_or_else(|| {
+                LedgerError::Damaged(format!("entry {expected} is missing or malformed"))
+            })?;
+            out.push(leaf);
+        }
+        if out.len() as u64 != end - start {
+            return Err(LedgerError::Damaged(format!(
+                "entry {} is missing",
+                start + out.len() as u64
+            )));
+        }
+        Ok(out)
+    }
+}
+
+impl NodeSource for StoredNodes<'_> {
+    fn subtree(&mut self, start: u64, end: u64) -> Result<Hash, LedgerError> {
+        let len = end - start;
+        if len.is_power_of_two() {
+            let level = len.trailing_zeros();
+            if let Some(h) = self.tree.cached(level, start >> level) {
+                return Ok(h);
+            }
+        }
+        if len > BLOCK {
+            let k = split(len);
+            let left = self.subtree(start, start + k)?;
+            let right = self.subtree(start + k, end)?;
+            return Ok(node_hash(&left, &right));
+        }
+        // A node of at most 256 leaves lies inside one aligned block (see NodeSource).
+        let first = start - start % BLOCK;
+        if end > first + BLOCK {
+            return Ok(root(&self.read_leaves(start, end)?));
+        }
+        if self.block.as_ref().map(|(s, _)| *s) != Some(first) {
+            let last = (first + BLOCK).min(self.tree.size());
+            self.block = Some((first, self.read_leaves(first, last)?));
+        }
+        let leaves = self
+            .block
+            .as_ref()
+            .map(|(_, v)| v.as_slice())
+            .unwrap_or_default();
+        let lo = (start - first) as usize;
+        let hi = (end - first) as usize;
+        match leaves.get(lo..hi) {
+            Some(slice) => Ok(root(slice)),
+            None => Err(LedgerError::OutOfRange {
+                what: "subtree end",
+                value: end,
+                size: self.tree.size(),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_holds_exactly_the_completed_large_subtrees() {
+        let leaves: Vec<Hash> = (0..1300u64).map(|i| leaf_hash(&i.to_le_bytes())).collect();
+        let mut t = Tree::default();
+        for l in &leaves {
+            t.push(*l);
+        }
+        assert_eq!(t.cache[0].len(), 1300 / 256);
+        assert_eq!(t.cache[1].len(), 1300 / 512);
+        assert_eq!(t.cache[2].len(), 1300 / 1024);
+        assert_eq!(t.cache.len(), 3);
+        assert_eq!(t.cached(8, 3), Some(root(&leaves[768..1024])));
+        assert_eq!(t.cached(10, 0), Some(root(&leaves[..1024])));
+        assert_eq!(t.cached(8, 5), None);
+        assert_eq!(t.cached(7, 0), None);
+        assert_eq!(t.root(), root(&leaves));
+    }
+}

@@ -1,0 +1,631 @@
+//! Full verification: recompute every leaf and every attested root from the stored rows and
+//! name the first thing that does not add up.
+//!
+//! What each kind of tampering looks like, and how it is caught:
+//! - a row edited in place (payload, topic, ...) without fixing its leaf hash: the recomputed
+//!   leaf differs from the stored one → [`Problem::Changed`] at that index;
+//! - two rows' contents swapped: the index is part of the leaf, so both rows mismatch; a second
+//!   pass (only run when something is wrong) finds where the original content went →
+//!   [`Problem::Reordered`];
+//! - a row deleted: a gap in the indexes, or fewer rows than a checkpoint attests →
+//!   [`Problem::Removed`];
+//! - a row rewritten *with* a recomputed leaf hash (or rows renumbered): every row looks fine on
+//!   its own, but the root rebuilt from the rows no longer matches a signed checkpoint →
+//!   [`Problem::RootMismatch`]. A root is one hash, so the culprit can only be narrowed to the
+//!   entries between the last matching checkpoint and this one; checkpoint often to narrow it;
+//! - a checkpoint whose signature was replaced or altered → [`Problem::BadSignature`];
+//! - a damaged file → [`Problem::Corrupt`]; the scan never skips what it cannot read.
+//!
+//! Entries after the last checkpoint are only as trustworthy as their rows: nothing signed
+//! covers them yet (see [`VerifyReport::attested_size`]).
+
+use std::fmt;
+use std::path::Path;
+
+use ed25519_dalek::VerifyingKey;
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OpenFlags, Row};
+
+use super::LedgerError;
+use super::checkpoint::{CheckpointError, verify_checkpoint};
+use super::merkle::{Frontier, Hash, leaf_hash};
+use super::record::write_entry;
+
+/// Entry-level problems kept in a report; a wholesale rewrite must not exhaust memory.
+const MAX_ENTRY_PROBLEMS: usize = 100;
+
+/// The reason given when a row's content and leaf hash disagree.
+const CHANGED: &str = "its content no longer matches its leaf hash";
+
+/// The row columns every scan reads, in this order.
+pub(crate) const ROW_COLUMNS: &str = "idx, timestamp, topic, seq, payload, leaf_hash";
+
+/// One thing found wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Problem {
+    /// The entry's stored content no longer matches its leaf hash (or a column is malformed).
+    Changed {
+        /// The entry.
+        index: u64,
+        /// What does not match.
+        reason: &'static str,
+    },
+    /// The content that belongs at `index` was found in the row of entry `found_at`.
+    Reordered {
+        /// The entry whose content moved.
+        index: u64,
+        /// Where it is now.
+        found_at: u64,
+    },
+    /// `missing` entries starting at `index` are gone.
+    Removed {
+        /// The first missing entry.
+        index: u64,
+        /// How many consecutive entries are missing.
+        missing: u64,
+    },
+    /// The root rebuilt from the stored entries differs from what a checkpoint signed, though
+    /// each row is self-consistent: some entry in `first_suspect..size` was rewritten together
+    /// with its leaf hash (checkpoints before `first_suspect` still match).
+    RootMismatch {
+        /// The checkpoint's id.
+        checkpoint: u64,
+        /// The size it attests.
+        size: u64,
+        /// The first entry not covered by an earlier matching checkpoint.
+        first_suspect: u64,
+    },
+    /// The checkpoint's signature does not verify with the ledger's key.
+    BadSignature {
+        /// The checkpoint's id.
+        checkpoint: u64,
+    },
+    /// The checkpoint is malformed, for another log, or disagrees with its own columns.
+    BadCheckpoint {
+        /// The checkpoint's id.
+        checkpoint: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// SQLite reported the file as corrupt or truncated; the scan stopped there.
+    Corrupt {
+        /// SQLite's message.
+        detail: String,
+    },
+}
+
+impl Problem {
+    /// The first entry this problem concerns, if it concerns entries.
+    pub fn entry(&self) -> Option<u64> {
+        match *self {
+            Problem::Changed { index, .. }
+            | Problem::Reordered { index, .. }
+            | Problem::Removed { index, .. } => Some(index),
+            Problem::RootMismatch { first_suspect, .. } => Some(first_suspect),
+            _ => None,
+        }
+    }
+
+    fn sort_key(&self) -> (u8, u64) {
+        match self {
+            Problem::Corrupt { .. } => (0, 0),
+            Problem::BadSignature { checkpoint } | Problem::BadCheckpoint { checkpoint, .. } => {
+                (2, *checkpoint)
+            }
+            p => (1, p.entry().unwrap_or_default()),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::Changed { index, reason } => write!(f, "entry {index} was changed: {reason}"),
+            Problem::Reordered { index, found_at } => write!(
+                f,
+                "entry {index} was reordered: its recorded content is now in entry {found_at}"
+            ),
+            Problem::Removed { index, missing: 1 } => write!(f, "entry {index} was removed"),
+            Problem::Removed { index, missing } => {
+                write!(f, "entries {index}..{} were removed", index + missing)
+            }
+            Problem::RootMismatch {
+                checkpoint,
+                size,
+                first_suspect,
+            } => write!(
+                f,
+                "checkpoint #{checkpoint} (size {size}) does not match the stored entries: an \
+                 entry in {first_suspect}..{size} was rewritten along with its leaf hash"
+            ),
+            Problem::BadSignature { checkpoint } => write!(
+                f,
+                "checkpoint #{checkpoint} has no signature that verifies with the ledger key"
+            ),
+            Problem::BadCheckpoint { checkpoint, reason } => {
+                write!(f, "checkpoint #{checkpoint} is invalid: {reason}")
+            }
+            Problem::Corrupt { detail } => {
+                write!(f, "the database file is corrupt or truncated: {detail}")
+            }
+        }
+    }
+}
+
+/// The outcome of [`Ledger::verify`](super::Ledger::verify) / [`verify_file`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Entry rows read.
+    pub entries: u64,
+    /// Checkpoints read.
+    pub checkpoints: u64,
+    /// The largest size attested by a checkpoint that verified and matched; entries at or past
+    /// it are covered by no signature yet.
+    pub attested_size: u64,
+    /// Root recomputed from the stored entries.
+    pub root: Hash,
+    /// What is wrong, most serious and earliest first: corruption, then entries by index, then
+    /// checkpoints by id. Empty when everything checks out.
+    pub problems: Vec<Problem>,
+    /// Entry-level problems beyond the first 100, counted but not listed.
+    pub omitted: u64,
+}
+
+impl VerifyReport {
+    /// True when nothing is wrong.
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    /// The problem to tell the user about first.
+    pub fn first(&self) -> Option<&Problem> {
+        self.problems.first()
+    }
+
+    /// The earliest entry index any problem points at (for a root mismatch, the first entry
+    /// that may be the altered one).
+    pub fn first_bad_entry(&self) -> Option<u64> {
+        self.problems.iter().filter_map(Problem::entry).min()
+    }
+}
+
+impl fmt::Display for VerifyReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.first() {
+            None => write!(
+                f,
+                "ok: {} entries, {} checkpoints, {} entries attested",
+                self.entries, self.checkpoints, self.attested_size
+            ),
+            Some(p) => {
+                let more = self.problems.len() as u64 - 1 + self.omitted;
+                write!(f, "ALTERED: {p}")?;
+                if more > 0 {
+                    write!(f, " (and {more} more problems)")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Verifies the ledger file at `path` without opening it for writing: the command-line
+/// verifier. `origin` is the log identity checkpoints must carry.
+///
+/// A file SQLite cannot read is reported as [`Problem::Corrupt`], not as an error; errors are
+/// kept for conditions that say nothing about the ledger (a missing file, a locked database).
+pub fn verify_file(
+    path: impl AsRef<Path>,
+    origin: &str,
+    key: &VerifyingKey,
+) -> Result<VerifyReport, LedgerError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    run(&conn, origin, key)
+}
+
+/// Runs the full verification over an open connection.
+pub(crate) fn run(
+    conn: &Connection,
+    origin: &str,
+    key: &VerifyingKey,
+) -> Result<VerifyReport, LedgerError> {
+    let mut v = Verifier::default();
+    match v.scan(conn, origin, key) {
+        Ok(()) => {}
+        Err(LedgerError::Corrupt(detail)) => v.problems.push(Problem::Corrupt { detail }),
+        Err(e) => return Err(e),
+    }
+    Ok(v.finish())
+}
+
+/// A checkpoint that verified: what the scan must reproduce.
+struct Attestation {
+    id: u64,
+    size: u64,
+    root: Hash,
+}
+
+/// Content of the first changed row, kept for the reorder search.
+struct Suspect {
+    index: u64,
+    timestamp: Vec<u8>,
+    topic: Vec<u8>,
+    seq: Option<u64>,
+    stored: Hash,
+}
+
+#[derive(Default)]
+struct Verifier {
+    entries: u64,
+    checkpoints: u64,
+    attested_size: u64,
+    root: Hash,
+    problems: Vec<Problem>,
+    entry_problems: usize,
+    omitted: u64,
+    suspect: Option<Suspect>,
+}
+
+impl Verifier {
+    fn scan(
+        &mut self,
+        conn: &Connection,
+        origin: &str,
+        key: &VerifyingKey,
+    ) -> Result<(), LedgerError> {
+        let attestations = self.load_checkpoints(conn, origin, key)?;
+        self.scan_entries(conn, &attestations)?;
+        if let Some(s) = self.suspect.take() {
+            self.find_reorder(conn, &s)?;
+        }
+        Ok(())
+    }
+
+    fn entry_problem(&mut self, p: Problem) {
+        if self.entry_problems < MAX_ENTRY_PROBLEMS {
+            self.entry_problems += 1;
+            self.problems.push(p);
+        } else {
+            self.omitted += 1;
+        }
+    }
+
+    fn load_checkpoints(
+        &mut self,
+        conn: &Connection,
+        origin: &str,
+        key: &VerifyingKey,
+    ) -> Result<Vec<Attestation>, LedgerError> {
+        let mut stmt =
+            conn.prepare("SELECT id, size, root, note FROM ledger_checkpoints ORDER BY id")?;
+        let mut rows = stmt.query([])?;
+        let mut out: Vec<Attestation> = Vec::new();
+        let mut largest = 0;
+        while let Some(row) = rows.next()? {
+            self.checkpoints += 1;
+            let id = match row.get_ref(0)? {
+                ValueRef::Integer(i) => i.max(0) as u64,
+                _ => 0,
+            };
+            let bad = |reason: &str| Problem::BadCheckpoint {
+                checkpoint: id,
+                reason: reason.to_owned(),
+            };
+            let ValueRef::Text(note) = row.get_ref(3)? else {
+                self.problems.push(bad("the note is not text"));
+                continue;
+            };
+            let Ok(note) = std::str::from_utf8(note) else {
+                self.problems.push(bad("the note is not UTF-8"));
+                continue;
+            };
+            let cp = match verify_checkpoint(note, key) {
+                Ok(cp) => cp,
+                Err(CheckpointError::BadSignature) => {
+                    self.problems.push(Problem::BadSignature { checkpoint: id });
+                    continue;
+                }
+                Err(e) => {
+                    self.problems.push(bad(&e.to_string()));
+                    continue;
+                }
+            };
+            if cp.origin != origin {
+                self.problems
+                    .push(bad(&format!("it is signed for origin {:?}", cp.origin)));
+                continue;
+            }
+            let size_col = match row.get_ref(1)? {
+                ValueRef::Integer(i) => u64::try_from(i).ok(),
+                _ => None,
+            };
+            let root_col = match row.get_ref(2)? {
+                ValueRef::Blob(b) => Some(b),
+                _ => None,
+            };
+            if size_col != Some(cp.size) || root_col != Some(&cp.root[..]) {
+                // The note is what is signed; the columns are an index. Still, a mismatch means
+                // someone edited the table.
+                self.problems
+                    .push(bad("its size/root columns disagree with its signed note"));
+            }
+            if cp.size < largest {
+                self.problems.push(bad(
+                    "it attests fewer entries than an earlier checkpoint (checkpoints reordered?)",
+                ));
+            }
+            largest = largest.max(cp.size);
+            out.push(Attestation {
+                id,
+                size: cp.size,
+                root: cp.root,
+            });
+        }
+        out.sort_by_key(|a| (a.size, a.id));
+        Ok(out)
+    }
+
+    fn scan_entries(
+        &mut self,
+        conn: &Connection,
+        attestations: &[Attestation],
+    ) -> Result<(), LedgerError> {
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {ROW_COLUMNS} FROM ledger_entries ORDER BY idx"
+        ))?;
+        let mut rows = stmt.query([])?;
+        let mut frontier = Frontier::default();
+        let mut buf = Vec::with_capacity(1024);
+        let mut next_att = 0;
+        let mut last_good = 0;
+        let mut mismatch_seen = false;
+        let mut expected: u64 = 0;
+        self.check_roots(
+            &frontier,
+            attestations,
+            &mut next_att,
+            &mut last_good,
+            &mut mismatch_seen,
+        );
+        while let Some(row) = rows.next()? {
+            self.entries += 1;
+            let (index, parsed) = match RawRow::read(row)? {
+                Ok(r) => (Some(r.index), Ok(r)),
+                Err((index, reason)) => (index, Err(reason)),
+            };
+            let index = match index {
+                Some(i) if i > expected => {
+                    self.entry_problem(Problem::Removed {
+                        index: expected,
+                        missing: i - expected,
+                    });
+                    i
+                }
+                Some(i) => i,
+                None => expected,
+            };
+            expected = index + 1;
+            let leaf = match parsed {
+                Err(reason) => {
+                    self.entry_problem(Problem::Changed { index, reason });
+                    // Keep the tree the right size; every root from here on is wrong anyway.
+                    [0; 32]
+                }
+                Ok(r) => {
+                    let leaf = r.recompute(&mut buf);
+                    if leaf != r.stored {
+                        self.entry_problem(Problem::Changed {
+                            index,
+                            reason: CHANGED,
+                        });
+                        if self.suspect.is_none() {
+                            self.suspect = Some(Suspect {
+                                index,
+                                timestamp: r.timestamp.to_vec(),
+                                topic: r.topic.to_vec(),
+                                seq: r.seq,
+                                stored: r.stored,
+                            });
+                        }
+                    }
+                    leaf
+                }
+            };
+            frontier.push(leaf, |_, _| {});
+            self.check_roots(
+                &frontier,
+                attestations,
+                &mut next_att,
+                &mut last_good,
+                &mut mismatch_seen,
+            );
+        }
+        self.root = frontier.root();
+        // Checkpoints beyond the last row: the tail was cut off.
+        if let (Some(_), Some(last)) = (attestations.get(next_att), attestations.last()) {
+            let have = frontier.size();
+            let want = last.size;
+            self.entry_problem(Problem::Removed {
+                index: have,
+                missing: want - have,
+            });
+        }
+        Ok(())
+    }
+
+    /// Compares the root of the tree so far with every checkpoint of exactly this size.
+    fn check_roots(
+        &mut self,
+        frontier: &Frontier,
+        attestations: &[Attestation],
+        next: &mut usize,
+        last_good: &mut u64,
+        mismatch_seen: &mut bool,
+    ) {
+        let size = frontier.size();
+        let mut root = None;
+        while let Some(a) = attestations.get(*next).filter(|a| a.size == size) {
+            *next += 1;
+            let r = *root.get_or_insert_with(|| frontier.root());
+            if r == a.root {
+                *last_good = size;
+                self.attested_size = self.attested_size.max(size);
+            } else if !*mismatch_seen {
+                // Later mismatches follow from the first one; listing them adds only noise.
+                *mismatch_seen = true;
+                self.entry_problem(Problem::RootMismatch {
+                    checkpoint: a.id,
+                    size,
+                    first_suspect: *last_good,
+                });
+            }
+        }
+    }
+
+    /// Second pass, run only when a row changed: was its content moved rather than edited?
+    fn find_reorder(&mut self, conn: &Connection, s: &Suspect) -> Result<(), LedgerError> {
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {ROW_COLUMNS} FROM ledger_entries ORDER BY idx"
+        ))?;
+        let mut rows = stmt.query([])?;
+        let mut buf = Vec::with_capacity(1024);
+        let mut found = None;
+        while let Some(row) = rows.next()? {
+            let Ok(r) = RawRow::read(row)? else { continue };
+            if r.index == s.index {
+                continue;
+            }
+            // Payloads swapped: the suspect's original payload sits in row r.
+            buf.clear();
+            write_entry(&mut buf, s.index, &s.timestamp, &s.topic, s.seq, r.payload);
+            if leaf_hash(&buf) == s.stored {
+                found = Some(r.index);
+                break;
+            }
+            // Whole rows swapped: row r holds the suspect's content and leaf hash.
+            buf.clear();
+            write_entry(&mut buf, s.index, r.timestamp, r.topic, r.seq, r.payload);
+            if leaf_hash(&buf) == r.stored {
+                found = Some(r.index);
+                break;
+            }
+        }
+        if let Some(found_at) = found {
+            for p in &mut self.problems {
+                if *p
+                    == (Problem::Changed {
+                        index: s.index,
+                        reason: CHANGED,
+                    })
+                {
+                    *p = Problem::Reordered {
+                        index: s.index,
+                        found_at,
+                    };
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> VerifyReport {
+        // A root mismatch past an entry already named is a consequence of it, not news.
+        let first_entry = self
+            .problems
+            .iter()
+            .filter(|p| !matches!(p, Problem::RootMismatch { .. }))
+            .filter_map(Problem::entry)
+            .min();
+        if let Some(first) = first_entry {
+            self.problems.retain(|p| match p {
+                Problem::RootMismatch { size, .. } => *size <= first,
+                _ => true,
+            });
+        }
+        self.problems.sort_by_key(Problem::sort_key);
+        VerifyReport {
+            entries: self.entries,
+            checkpoints: self.checkpoints,
+            attested_size: self.attested_size,
+            root: self.root,
+            problems: self.problems,
+            omitted: self.omitted,
+        }
+    }
+}
+
+/// Why a row could not be read as an entry: its index if that much was readable, and the
+/// column that is not what the ledger writes (only tampering produces one).
+pub(crate) type RowError = (Option<u64>, &'static str);
+
+/// One entry row, borrowed from SQLite without copying.
+pub(crate) struct RawRow<'a> {
+    pub(crate) index: u64,
+    pub(crate) timestamp: &'a [u8],
+    pub(crate) topic: &'a [u8],
+    pub(crate) seq: Option<u64>,
+    pub(crate) payload: &'a [u8],
+    pub(crate) stored: Hash,
+}
+
+impl<'a> RawRow<'a> {
+    /// Reads a row selected with [`ROW_COLUMNS`].
+    pub(crate) fn read(row: &'a Row<'_>) -> rusqlite::Result<Result<Self, RowError>> {
+        let ValueRef::Integer(idx) = row.get_ref(0)? else {
+            return Ok(Err((None, "its index is not an integer")));
+        };
+        let Ok(index) = u64::try_from(idx) else {
+            return Ok(Err((None, "its index is negative")));
+        };
+        let bad =
+            |reason| -> rusqlite::Result<Result<Self, RowError>> { Ok(Err((Some(index), reason))) };
+        let ValueRef::Text(timestamp) = row.get_ref(1)? else {
+            return bad("its timestamp is not text");
+        };
+        let ValueRef::Text(topic) = row.get_ref(2)? else {
+            return bad("its topic is not text");
+        };
+        let seq = match row.get_ref(3)? {
+            ValueRef::Null => None,
+            ValueRef::Integer(s) => match u64::try_from(s) {
+                Ok(s) => Some(s),
+                Err(_) => return bad("its bus sequence is negative"),
+            },
+            _ => return bad("its bus sequence is not an integer"),
+        };
+        let ValueRef::Text(payload) = row.get_ref(4)? else {
+            return bad("its payload is not text");
+        };
+        let stored = match row.get_ref(5)? {
+            ValueRef::Blob(b) => match Hash::try_from(b) {
+                Ok(h) => h,
+                Err(_) => return bad("its stored leaf hash is not 32 bytes"),
+            },
+            _ => return bad("its stored leaf hash is not a blob"),
+        };
+        Ok(Ok(RawRow {
+            index,
+            timestamp,
+            topic,
+            seq,
+            payload,
+            stored,
+        }))
+    }
+
+    /// The leaf hash of the row's content; `buf` is reused so the scan does not allocate.
+    pub(crate) fn recompute(&self, buf: &mut Vec<u8>) -> Hash {
+        buf.clear();
+        write_entry(
+            buf,
+            self.index,
+            self.timestamp,
+            self.topic,
+            self.seq,
+            self.payload,
+        );
+        leaf_hash(buf)
+    }
+}

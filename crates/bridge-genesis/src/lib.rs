@@ -1,0 +1,10 @@
+//! The Genesis bus and the Truth ledger.
+//!
+//! - [`bus`]: durable, ordered events. `publish(topic, payload, who)` runs the permission
+//!   gate, assigns a gap-free sequence and a timestamp, persists, then fans out to in-process
+//!   subscribers and durable consumers (stored cursors, at-least-once).
+//! - [`ledger`]: a tamper-evident append-only Merkle log (RFC 6962/9162 hashing) of the events
+//!   that matter, with Ed25519-signed checkpoints, inclusion and consistency proofs.
+
+pub mod bus;
+pub mod ledger;

@@ -1,0 +1,509 @@
+//! Bus tests: the conformance suite against SQLite, then what only the SQLite store promises
+//! (group commit, no gap after a failed transaction, damaged files refused, kill -9).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bridge_genesis::bus::conformance::{self, Backend};
+use bridge_genesis::bus::{
+    BoxFuture, Bus, EventStore, HistoryQuery, IntegrityCheck, Policy, PublishError, Role,
+    SqliteOptions, SqliteStore, StoreError, TopicPattern,
+};
+use proptest::prelude::*;
+use serde_json::json;
+
+/// Stores in one temporary directory, one file per name.
+struct SqliteBackend {
+    dir: tempfile::TempDir,
+}
+
+impl SqliteBackend {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+}
+
+impl Backend for SqliteBackend {
+    fn open(&self, name: &str) -> BoxFuture<'_, Result<Arc<dyn EventStore>, StoreError>> {
+        let path = self.dir.path().join(format!("{name}.db"));
+        Box::pin(async move { Ok(Arc::new(SqliteStore::open(path)?) as Arc<dyn EventStore>) })
+    }
+}
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite_conformance {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let backend = super::SqliteBackend::new();
+                    bridge_genesis::bus::conformance::$case(&backend).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    sequences_are_gap_free_under_concurrent_publishers,
+    events_round_trip,
+    history_filters,
+    patterns_route_live_events,
+    subscriptions_catch_up_and_survive_lag,
+    durable_consumers_resume_after_restart,
+    durable_consumers_redeliver_and_wait,
+    stats_and_health,
+    the_gate_refuses_and_records,
+    bad_input_is_refused_without_a_trace,
+);
+
+/// `run_all` is what other backends call; make sure it runs end to end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_passes_run_all() {
+    conformance::run_all(&SqliteBackend::new()).await;
+}
+
+fn open_bus(path: &Path) -> (Arc<SqliteStore>, Bus) {
+    let store = Arc::new(SqliteStore::open(path).unwrap());
+    let bus = Bus::new(store.clone(), Policy::default());
+    (store, bus)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_publishers_share_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, bus) = open_bus(&dir.path().join("bus.db"));
+    let mut tasks = tokio::task::JoinSet::new();
+    for p in 0..16 {
+        let bus = bus.clone();
+        tasks.spawn(async move {
+            for n in 0..40 {
+                bus.publish("envsync.drift", json!({"p": p, "n": n}), Role::System)
+                    .await
+                    .unwrap();
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    let stats = store.writer_stats();
+    assert_eq!(stats.events, 640);
+    assert!(
+        stats.transactions < stats.events / 2,
+        "16 waiting publishers should share fsyncs: {stats:?}"
+    );
+    let mode: String = rusqlite::Connection::open(store.path())
+        .unwrap()
+        .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_transaction_assigns_no_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bus.db");
+    let (store, bus) = open_bus(&path);
+    // A trigger makes one particular insert fail, as a full disk or an I/O error would.
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER boom BEFORE INSERT ON genesis_events \
+             WHEN NEW.payload LIKE '%boom%' BEGIN SELECT RAISE(ABORT, 'boom refused'); END;",
+        )
+        .unwrap();
+    let ok = |n: u64| json!({"n": n});
+    assert_eq!(
+        bus.publish("envsync.drift", ok(1), Role::System)
+            .await
+            .unwrap()
+            .seq,
+        1
+    );
+    let err = bus
+        .publish("envsync.drift", json!({"boom": true}), Role::System)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, PublishError::Store(StoreError::Sqlite { .. })),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("boom refused"), "{err}");
+    assert_eq!(
+        bus.publish("envsync.drift", ok(2), Role::System)
+            .await
+            .unwrap()
+            .seq,
+        2
+    );
+
+    // In a group commit, the failing publish is answered alone; the others still commit.
+    let mut tasks = tokio::task::JoinSet::new();
+    for p in 0..12u64 {
+        let bus = bus.clone();
+        tasks.spawn(async move {
+            let payload = if p.is_multiple_of(4) {
+                json!({"boom": p})
+            } else {
+                ok(p)
+            };
+            (p, bus.publish("envsync.drift", payload, Role::System).await)
+        });
+    }
+    let mut seqs = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        let (p, result) = done.unwrap();
+        match result {
+            Ok(event) => {
+                assert!(!p.is_multiple_of(4));
+                seqs.push(event.seq);
+            }
+            Err(e) => assert!(p.is_multiple_of(4), "publisher {p} failed: {e}"),
+        }
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (3..=11).collect::<Vec<_>>());
+    drop((bus, store));
+    SqliteStore::open(&path).expect("still a consistent log");
+}
+
+/// Builds a store with `events` events and a consumer, closes it, returns the path.
+async fn populated(dir: &Path, events: u64) -> PathBuf {
+    let path = dir.join("bus.db");
+    let (store, bus) = open_bus(&path);
+    let batch = (0..events)
+        .map(|i| {
+            let payload = json!({"i": i, "pad": "p".repeat(200)});
+            let serde_json::Value::Object(payload) = payload else {
+                unreachable!()
+            };
+            bridge_genesis::bus::NewEvent::new("envsync.drift".parse().unwrap(), "system", payload)
+        })
+        .collect();
+    store.append(batch).await.unwrap();
+    let mut consumer = bus.consumer("reader", "envsync.*").await.unwrap();
+    let got = consumer.next_batch(3).await.unwrap();
+    consumer.ack(got[2].seq).await.unwrap();
+    drop((consumer, bus, store));
+    path
+}
+
+fn subdir(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::create_dir_all(&path).unwrap();
+    path
+}
+
+fn expect_corrupt(path: &Path, needle: &str) {
+    let err = SqliteStore::open(path).expect_err("a damaged file must be refused");
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.contains(needle),
+        "{message:?} should mention {needle:?}"
+    );
+    assert!(message.contains(&path.display().to_string()), "{message}");
+}
+
+fn edit(path: &Path, sql: &str) {
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .execute_batch(sql)
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_files_are_refused_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = populated(dir.path(), 10).await;
+    SqliteStore::open_with(
+        &path,
+        SqliteOptions {
+            integrity_check: IntegrityCheck::Full,
+            ..SqliteOptions::default()
+        },
+    )
+    .expect("a healthy file passes the full check");
+
+    edit(&path, "DELETE FROM genesis_events WHERE seq = 5");
+    expect_corrupt(&path, "1 missing");
+
+    let path = populated(&subdir(dir.path(), "a"), 10).await;
+    edit(&path, "DELETE FROM genesis_events WHERE seq > 8");
+    expect_corrupt(&path, "per-topic counts add up to 10");
+
+    let path = populated(&subdir(dir.path(), "b"), 10).await;
+    edit(
+        &path,
+        "DELETE FROM genesis_events WHERE seq > 2; \
+         UPDATE genesis_topic_counts SET events = 2;",
+    );
+    expect_corrupt(&path, "consumer \"reader\" acknowledged seq 3");
+
+    let path = populated(&subdir(dir.path(), "c"), 10).await;
+    edit(
+        &path,
+        "UPDATE genesis_events SET payload = '[1]' WHERE seq = 10",
+    );
+    expect_corrupt(&path, "event 10");
+
+    let path = dir.path().join("garbage.db");
+    std::fs::write(&path, vec![0x5a; 64 * 1024]).unwrap();
+    expect_corrupt(&path, "not a database");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_file_is_refused_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = populated(dir.path(), 3_000).await;
+    // Closing the last connection checkpointed the WAL into the file and removed it.
+    let len = std::fs::metadata(&path).unwrap().len();
+    assert!(len > 500_000, "{len}");
+    for keep in [len * 3 / 4, len / 2] {
+        let copy = dir.path().join(format!("truncated-{keep}.db"));
+        std::fs::copy(&path, &copy).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&copy)
+            .unwrap()
+            .set_len(keep)
+            .unwrap();
+        let err = SqliteStore::open(&copy).expect_err("a truncated file must be refused");
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+    }
+}
+
+/// SQL history for any pattern equals filtering every event with `TopicPattern::matches`:
+/// the prefix ranges the SQLite store uses never drop or add a topic.
+#[test]
+fn sql_pattern_filters_agree_with_matches() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let segments = ["a", "b", "a_b", "a0", "ab"];
+    let mut topics = Vec::new();
+    for x in segments {
+        topics.push(x.to_owned());
+        for y in segments {
+            topics.push(format!("{x}.{y}"));
+            for z in ["a", "b"] {
+                topics.push(format!("{x}.{y}.{z}"));
+            }
+        }
+    }
+    let (store, all) = runtime.block_on(async {
+        let (store, bus) = open_bus(&dir.path().join("bus.db"));
+        for topic in &topics {
+            bus.publish(topic, json!({}), Role::System).await.unwrap();
+        }
+        let all = store
+            .read(HistoryQuery::default().limit(10_000))
+            .await
+            .unwrap();
+        (store, all)
+    });
+    assert_eq!(all.len(), topics.len());
+
+    let segment = prop::sample::select(vec!["a", "b", "a_b", "a0", "ab", "*", "c"]);
+    let pattern = (prop::collection::vec(segment, 1..4), any::<bool>()).prop_map(|(segs, tail)| {
+        let mut text = segs.join(".");
+        if tail {
+            text.push_str(".>");
+        }
+        text
+    });
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(200));
+    runner
+        .run(&(pattern, any::<bool>()), |(text, newest_first)| {
+            let pattern = TopicPattern::parse(&text).unwrap();
+            let mut query = HistoryQuery::default()
+                .pattern(pattern.clone())
+                .limit(10_000);
+            if newest_first {
+                query = query.newest_first();
+            }
+            let got = runtime.block_on(store.read(query)).unwrap();
+            let mut want: Vec<u64> = all
+                .iter()
+                .filter(|e| pattern.matches(&e.topic))
+                .map(|e| e.seq)
+                .collect();
+            if newest_first {
+                want.reverse();
+            }
+            let got: Vec<u64> = got.iter().map(|e| e.seq).collect();
+            prop_assert_eq!(got, want, "pattern {}", text);
+            Ok(())
+        })
+        .unwrap();
+}
+
+const KILL9_DB: &str = "BRIDGE_GENESIS_KILL9_CHILD_DB";
+const KILL9_CONSUMER: &str = "kill9";
+
+/// The child half of `kill9_loses_no_acknowledged_event`: publishes from 4 tasks and prints
+/// `ACK <seq>` for every acknowledged publish, while a durable consumer prints `CONSUMED
+/// <seq>` after every ack it makes. Does nothing unless the parent set `KILL9_DB`.
+#[test]
+fn kill9_child_publisher() {
+    let Some(path) = std::env::var_os(KILL9_DB) else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let (_store, bus) = open_bus(Path::new(&path));
+        let say = |line: String| {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{line}").unwrap();
+            out.flush().unwrap();
+        };
+        // A parent that died without killing us must not leave us running forever.
+        let give_up = Instant::now() + Duration::from_secs(60);
+        let mut consumer = bus.consumer(KILL9_CONSUMER, "envsync.*").await.unwrap();
+        let consuming = tokio::spawn(async move {
+            while Instant::now() < give_up {
+                let batch = consumer
+                    .wait_batch(16, Duration::from_millis(100))
+                    .await
+                    .unwrap();
+                if let Some(last) = batch.last() {
+                    consumer.ack(last.seq).await.unwrap();
+                    say(format!("CONSUMED {}", last.seq));
+                }
+            }
+        });
+        let mut publishers = Vec::new();
+        for p in 0..4 {
+            let bus = bus.clone();
+            publishers.push(tokio::spawn(async move {
+                let mut n = 0u64;
+                while Instant::now() < give_up {
+                    let topic = if n % 5 == 4 {
+                        "deploy.render"
+                    } else {
+                        "envsync.drift"
+                    };
+                    let event = bus
+                        .publish(topic, json!({"publisher": p, "n": n}), Role::System)
+                        .await
+                        .unwrap();
+                    say(format!("ACK {}", event.seq));
+                    n += 1;
+                }
+            }));
+        }
+        for publisher in publishers {
+            publisher.await.unwrap();
+        }
+        consuming.await.unwrap();
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_loses_no_acknowledged_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bus.db");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "bus::kill9_child_publisher",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(KILL9_DB, &path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut acked = Vec::new();
+    let mut consumed = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let record = |line: &str, acked: &mut Vec<u64>, consumed: &mut u64| {
+        if let Some(seq) = line.strip_prefix("ACK ") {
+            acked.push(seq.parse().unwrap());
+        } else if let Some(seq) = line.strip_prefix("CONSUMED ") {
+            *consumed = (*consumed).max(seq.parse().unwrap());
+        }
+    };
+    // Kill mid-burst: once enough has been acknowledged and consumed, without warning.
+    for line in lines.by_ref() {
+        record(&line.unwrap(), &mut acked, &mut consumed);
+        if acked.len() >= 3_000 && consumed >= 500 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the child is too slow: {} acks",
+            acked.len()
+        );
+    }
+    child.kill().unwrap(); // SIGKILL on unix
+    child.wait().unwrap();
+    // Lines already in the pipe were acknowledged before the kill: they count too.
+    for line in lines {
+        record(&line.unwrap(), &mut acked, &mut consumed);
+    }
+    let consumed_before_kill = consumed;
+    let max_acked = *acked.iter().max().unwrap();
+
+    let (store, bus) = open_bus(&path);
+    let last = store.last_seq().await.unwrap();
+    assert!(
+        last >= max_acked,
+        "acked up to {max_acked}, stored up to {last}"
+    );
+    let mut stored = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store
+            .read(HistoryQuery::default().after_seq(after).limit(10_000))
+            .await
+            .unwrap();
+        let Some(tail) = page.last() else { break };
+        after = tail.seq;
+        stored.extend(page.into_iter().map(|e| e.seq));
+    }
+    assert_eq!(
+        stored,
+        (1..=last).collect::<Vec<_>>(),
+        "in order, without gaps"
+    );
+    acked.sort_unstable();
+    acked.dedup();
+    assert!(
+        acked.iter().all(|seq| *seq <= last),
+        "every acknowledged seq is stored"
+    );
+
+    let mut consumer = bus.consumer(KILL9_CONSUMER, "envsync.*").await.unwrap();
+    assert!(
+        consumer.acked_seq() >= consumed_before_kill,
+        "the consumer's floor {} is behind its last confirmed ack {consumed_before_kill}",
+        consumer.acked_seq()
+    );
+    let resumed = consumer.next_batch(1).await.unwrap();
+    let expected = store
+        .read(
+            HistoryQuery::default()
+                .pattern(TopicPattern::parse("envsync.*").unwrap())
+                .after_seq(consumer.acked_seq())
+                .limit(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resumed, expected, "resumes right after its last ack");
+}

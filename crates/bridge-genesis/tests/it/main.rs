@@ -1,0 +1,7 @@
+//! Integration tests of the bus and the ledger.
+
+#![allow(unreachable_pub)]
+#![allow(clippy::unwrap_used)]
+
+mod bus;
+mod ledger;

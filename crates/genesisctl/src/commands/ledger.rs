@@ -1,0 +1,223 @@
+//! `genesisctl ledger …`: the Truth ledger, a tamper-evident Merkle log of every change Bridge
+//! made, with signed checkpoints and proofs anyone can check offline with the public key.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, anyhow, bail};
+use bridge_core::hex;
+use bridge_genesis::ledger::{self, Ledger};
+use ed25519_dalek::VerifyingKey;
+use serde_json::json;
+
+use crate::context::Context;
+use crate::exit::Code;
+use crate::shell::{GREEN, RED};
+
+/// A public key given as 64 hex digits, or a file holding them.
+pub fn parse_public_key(text: &str) -> anyhow::Result<VerifyingKey> {
+    let hexed = if Path::new(text).is_file() {
+        std::fs::read_to_string(text).with_context(|| format!("reading {text}"))?
+    } else {
+        text.to_string()
+    };
+    let bytes: [u8; 32] = hex::decode(hexed.trim())
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| {
+            anyhow!(
+                "a public key is 64 hex digits (or a file holding them, such as .bridge/ledger.pub)"
+            )
+        })?;
+    VerifyingKey::from_bytes(&bytes).map_err(|_| anyhow!("not an Ed25519 public key"))
+}
+
+fn own_key(ctx: &Context<'_>, flag: Option<&str>) -> anyhow::Result<VerifyingKey> {
+    match flag {
+        Some(text) => parse_public_key(text),
+        None => Ok(ctx.state.ledger_key()?.verifying_key()),
+    }
+}
+
+pub fn verify(ctx: &Context<'_>, public_key: Option<&str>) -> anyhow::Result<Code> {
+    let path = ctx.state.ledger_path();
+    if !path.exists() {
+        bail!(
+            "no ledger at {} yet: it is created by the first applied sync",
+            path.display()
+        );
+    }
+    let key = own_key(ctx, public_key)?;
+    let report = ledger::verify_file(&path, crate::state::LEDGER_ORIGIN, &key)
+        .with_context(|| format!("verifying {}", path.display()))?;
+    if ctx.shell.is_json() {
+        let problems: Vec<String> = report.problems.iter().map(|p| p.to_string()).collect();
+        ctx.shell
+            .print_json(&json!({
+                "ok": report.is_ok(),
+                "entries": report.entries,
+                "checkpoints": report.checkpoints,
+                "attested_size": report.attested_size,
+                "root": hex::encode(&report.root),
+                "first_bad_entry": report.first_bad_entry(),
+                "problems": problems,
+            }))
+            .map_err(anyhow::Error::from)?;
+    } else if report.is_ok() {
+        ctx.shell
+            .print(&format!(
+                "{GREEN}ok{GREEN:#}: {} entries, {} checkpoints; signed coverage up to entry {}; root {}\n",
+                report.entries,
+                report.checkpoints,
+                report.attested_size,
+                hex::encode(&report.root)
+            ))
+            .map_err(anyhow::Error::from)?;
+    } else {
+        let mut text = String::new();
+        for p in &report.problems {
+            let _ = writeln!(text, "  {RED}✗{RED:#} {p}");
+        }
+        if let Some(first) = report.first() {
+            let _ = writeln!(text, "{RED}tampered{RED:#}: {first}");
+        }
+        ctx.shell.print(&text).map_err(anyhow::Error::from)?;
+    }
+    Ok(if report.is_ok() {
+        Code::Ok
+    } else {
+        Code::Drift
+    })
+}
+
+pub fn show(ctx: &Context<'_>, from: u64, limit: u64) -> anyhow::Result<Code> {
+    let ledger = open_existing(ctx)?;
+    let end = from.saturating_add(limit).min(ledger.len());
+    let entries = ledger.entries(from.min(end)..end)?;
+    if ctx.shell.is_json() {
+        ctx.shell
+            .print_json(&entries)
+            .map_err(anyhow::Error::from)?;
+        return Ok(Code::Ok);
+    }
+    let mut text = String::new();
+    for e in &entries {
+        let _ = writeln!(
+            text,
+            "{:>6}  {}  {:<18}  {}",
+            e.index, e.timestamp, e.topic, e.payload
+        );
+    }
+    let _ = writeln!(text, "{} of {} entries", entries.len(), ledger.len());
+    ctx.shell.print(&text).map_err(anyhow::Error::from)?;
+    Ok(Code::Ok)
+}
+
+pub fn proof(ctx: &Context<'_>, index: u64) -> anyhow::Result<Code> {
+    let mut ledger = ctx.state.ledger()?;
+    if index >= ledger.len() {
+        bail!(
+            "entry {index} does not exist (the ledger has {} entries)",
+            ledger.len()
+        );
+    }
+    // Prove against a signed checkpoint that covers the entry, signing one if needed.
+    let checkpoint = match ledger.latest_checkpoint()? {
+        Some(c) if c.checkpoint.size > index => c,
+        _ => ledger.checkpoint(time::OffsetDateTime::now_utc())?,
+    };
+    let proof = ledger.inclusion_proof(index, checkpoint.checkpoint.size)?;
+    ctx.shell
+        .print(&format!("{}\n", proof.to_json()))
+        .map_err(anyhow::Error::from)?;
+    Ok(Code::Ok)
+}
+
+pub fn verify_proof(ctx: &Context<'_>, file: &Path, public_key: &str) -> anyhow::Result<Code> {
+    let key = parse_public_key(public_key)?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    match ledger::verify_proof_json(&text, &key) {
+        Ok(proof) => {
+            let message = format!(
+                "entry {} is included in the signed tree of {} entries",
+                proof.index, proof.tree_size
+            );
+            if ctx.shell.is_json() {
+                ctx.shell
+                    .print_json(
+                        &json!({"ok": true, "index": proof.index, "tree_size": proof.tree_size}),
+                    )
+                    .map_err(anyhow::Error::from)?;
+            } else {
+                ctx.shell
+                    .print(&format!("{GREEN}ok{GREEN:#}: {message}\n"))
+                    .map_err(anyhow::Error::from)?;
+            }
+            Ok(Code::Ok)
+        }
+        Err(e) => {
+            if ctx.shell.is_json() {
+                ctx.shell
+                    .print_json(&json!({"ok": false, "error": e.to_string()}))
+                    .map_err(anyhow::Error::from)?;
+            } else {
+                ctx.shell
+                    .print(&format!("{RED}invalid{RED:#}: {e}\n"))
+                    .map_err(anyhow::Error::from)?;
+            }
+            Ok(Code::Drift)
+        }
+    }
+}
+
+pub fn export(ctx: &Context<'_>, out: Option<&PathBuf>) -> anyhow::Result<Code> {
+    let ledger = open_existing(ctx)?;
+    match out {
+        Some(path) => {
+            let mut buffer = Vec::new();
+            let n = ledger.export_jsonl(&mut buffer)?;
+            bridge_platforms::local::write_atomically(path, &buffer)
+                .map_err(|e| anyhow!("writing {}: {e}", path.display()))?;
+            ctx.shell
+                .status("Exported", format!("{n} entries to {}", path.display()));
+        }
+        None => {
+            ledger.export_jsonl(std::io::stdout().lock())?;
+        }
+    }
+    Ok(Code::Ok)
+}
+
+pub fn checkpoint(ctx: &Context<'_>) -> anyhow::Result<Code> {
+    let mut ledger = ctx.state.ledger()?;
+    let c = ledger.checkpoint(time::OffsetDateTime::now_utc())?;
+    if ctx.shell.is_json() {
+        ctx.shell
+            .print_json(&json!({"id": c.id, "size": c.checkpoint.size, "note": c.checkpoint.note}))
+            .map_err(anyhow::Error::from)?;
+    } else {
+        ctx.shell
+            .print(&c.checkpoint.note)
+            .map_err(anyhow::Error::from)?;
+    }
+    Ok(Code::Ok)
+}
+
+pub fn public_key(ctx: &Context<'_>) -> anyhow::Result<Code> {
+    let key = ctx.state.ledger_key()?.verifying_key();
+    ctx.shell
+        .print(&format!("{}\n", hex::encode(key.as_bytes())))
+        .map_err(anyhow::Error::from)?;
+    Ok(Code::Ok)
+}
+
+fn open_existing(ctx: &Context<'_>) -> anyhow::Result<Ledger> {
+    let path = ctx.state.ledger_path();
+    if !path.exists() {
+        bail!(
+            "no ledger at {} yet: it is created by the first applied sync",
+            path.display()
+        );
+    }
+    ctx.state.ledger()
+}

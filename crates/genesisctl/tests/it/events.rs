@@ -1,0 +1,110 @@
+//! The Genesis bus through the CLI.
+
+use crate::sandbox::Sandbox;
+
+#[test]
+fn publish_prints_the_envelope_and_sequences_have_no_gaps() {
+    let s = Sandbox::new();
+    for i in 1..=3 {
+        let r = s.run(&[
+            "events",
+            "publish",
+            "deploy.render",
+            &format!("{{\"n\":{i}}}"),
+        ]);
+        assert_eq!(r.code, 0, "{r:?}");
+        let envelope: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
+        assert_eq!(envelope["_genesis_seq"], i);
+        assert_eq!(envelope["_genesis_topic"], "deploy.render");
+        assert_eq!(envelope["n"], i);
+        assert!(
+            envelope["_genesis_timestamp"]
+                .as_str()
+                .unwrap()
+                .ends_with('Z')
+        );
+    }
+    let tail = s.run(&["events", "tail", "--output", "json"]);
+    assert_eq!(tail.code, 0, "{tail:?}");
+    let seqs: Vec<u64> = tail
+        .stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["_genesis_seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(seqs, [1, 2, 3]);
+    let since = s.run(&["events", "tail", "--since", "2", "--output", "json"]);
+    assert_eq!(since.stdout.lines().count(), 1);
+    let stats = s.run(&["events", "stats", "--output", "json"]);
+    assert_eq!(stats.json()["by_topic"]["deploy.render"], 3);
+    // deploy.* events are recorded in the ledger.
+    let ledger = s.run(&["ledger", "show", "--output", "json"]);
+    assert_eq!(ledger.json().as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn bad_input_and_the_gate() {
+    let mut s = Sandbox::new();
+    let r = s.run(&["events", "publish", "deploy.render", "[1,2]"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    let r = s.run(&["events", "publish", "Bad Topic", "{}"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    let r = s.run(&[
+        "events",
+        "publish",
+        "deploy.render",
+        "{\"_genesis_seq\": 9}",
+    ]);
+    assert_eq!(r.code, 2, "{r:?}");
+    // An observer may not publish; the refusal is itself an event, without the payload.
+    let r = s.run(&[
+        "events",
+        "publish",
+        "deploy.render",
+        "{\"secret\":\"hunter2\"}",
+        "--as",
+        "observer",
+    ]);
+    assert_eq!(r.code, 2, "{r:?}");
+    s.env("GENESIS_STRICT_POLICY", "true");
+    let r = s.run(&["events", "publish", "made.up.topic", "{}"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    let tail = s.run(&[
+        "events",
+        "tail",
+        "--topic",
+        "genesis.blocked",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(tail.stdout.lines().count(), 2, "{}", tail.stdout);
+    assert!(!tail.stdout.contains("hunter2"));
+}
+
+#[test]
+fn an_applied_sync_publishes_commit_and_complete() {
+    let s = Sandbox::new();
+    s.file(".env", "API_TOKEN=tok-123\nLOG_LEVEL=info\n");
+    assert_eq!(s.run(&["env", "sync", "--target", "local:a.env"]).code, 0);
+    let tail = s.run(&["events", "tail", "--topic", "envsync.*", "--output", "json"]);
+    let events: Vec<serde_json::Value> = tail
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let topics: Vec<&str> = events
+        .iter()
+        .map(|e| e["_genesis_topic"].as_str().unwrap())
+        .collect();
+    assert_eq!(topics, ["envsync.commit", "envsync.complete"]);
+    assert_eq!(events[0]["changes"][0]["key"], "API_TOKEN");
+    assert!(!tail.stdout.contains("tok-123"));
+    // A dry run publishes nothing.
+    s.file(".env", "API_TOKEN=tok-456\n");
+    assert_eq!(s.run(&["env", "diff", "--target", "local:a.env"]).code, 1);
+    let stats = s.run(&["events", "stats", "--output", "json"]);
+    assert_eq!(stats.json()["total"], 2);
+}

@@ -1,0 +1,125 @@
+//! The Truth ledger through the CLI: every applied sync is recorded, proofs verify offline,
+//! and tampering is named.
+
+use crate::sandbox::Sandbox;
+
+fn synced_twice() -> Sandbox {
+    let s = Sandbox::new();
+    s.file(".env", "API_TOKEN=tok-secret-1\nLOG_LEVEL=info\n");
+    assert_eq!(s.run(&["env", "sync", "--target", "local:a.env"]).code, 0);
+    s.file(".env", "API_TOKEN=tok-secret-2\nLOG_LEVEL=debug\n");
+    assert_eq!(
+        s.run(&["env", "sync", "--target", "local:a.env,local:b.env"])
+            .code,
+        0
+    );
+    s
+}
+
+#[test]
+fn syncs_are_recorded_without_values_and_verify() {
+    let s = synced_twice();
+    let show = s.run(&["ledger", "show", "--output", "json"]);
+    assert_eq!(show.code, 0, "{show:?}");
+    let entries = show.json();
+    let entries = entries.as_array().unwrap();
+    // One envsync.commit per written target and one envsync.complete per sync.
+    let topics: Vec<&str> = entries
+        .iter()
+        .map(|e| e["topic"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        topics,
+        [
+            "envsync.commit",
+            "envsync.complete",
+            "envsync.commit",
+            "envsync.commit",
+            "envsync.complete"
+        ]
+    );
+    assert_eq!(entries[1]["seq"], 2, "each entry names its bus sequence");
+    assert_eq!(entries[0]["topic"], "envsync.commit");
+    assert_eq!(entries[2]["payload"]["changes"][0]["key"], "API_TOKEN");
+    let export = s.run(&["ledger", "export"]);
+    assert!(!export.stdout.contains("tok-secret"), "{}", export.stdout);
+    assert_eq!(export.stdout.lines().count(), 5);
+
+    let verify = s.run(&["ledger", "verify", "--output", "json"]);
+    assert_eq!(verify.code, 0, "{verify:?}");
+    assert_eq!(verify.json()["entries"], 5);
+    assert_eq!(verify.json()["attested_size"], 5);
+}
+
+#[test]
+fn proofs_verify_offline_with_the_public_key_only() {
+    let s = synced_twice();
+    let proof = s.run(&["ledger", "proof", "1"]);
+    assert_eq!(proof.code, 0, "{proof:?}");
+    s.file("proof.json", &proof.stdout);
+    let key = s.run(&["ledger", "public-key"]).stdout.trim().to_string();
+    assert_eq!(key.len(), 64);
+
+    // Another machine: no state directory, only the proof and the key.
+    let elsewhere = Sandbox::bare();
+    elsewhere.file("proof.json", &proof.stdout);
+    let ok = elsewhere.run(&["ledger", "verify-proof", "proof.json", "--public-key", &key]);
+    assert_eq!(ok.code, 0, "{ok:?}");
+    assert!(ok.stdout.contains("entry 1 is included"), "{}", ok.stdout);
+
+    // A forged proof (another leaf) fails.
+    let mut forged: serde_json::Value = serde_json::from_str(&proof.stdout).unwrap();
+    forged["leaf_hash"] = serde_json::Value::String("00".repeat(32));
+    elsewhere.file("forged.json", &forged.to_string());
+    let bad = elsewhere.run(&[
+        "ledger",
+        "verify-proof",
+        "forged.json",
+        "--public-key",
+        &key,
+    ]);
+    assert_eq!(bad.code, 1, "{bad:?}");
+    // And a wrong key is refused.
+    let other = "11".repeat(32);
+    let wrong = elsewhere.run(&[
+        "ledger",
+        "verify-proof",
+        "proof.json",
+        "--public-key",
+        &other,
+    ]);
+    assert_ne!(wrong.code, 0, "{wrong:?}");
+}
+
+#[test]
+fn an_edited_entry_is_named() {
+    let s = synced_twice();
+    let conn = rusqlite::Connection::open(s.path(".bridge/ledger.db")).unwrap();
+    let changed = conn
+        .execute(
+            "UPDATE ledger_entries SET payload = replace(payload, 'applied', 'rolled_back') WHERE idx = 1",
+            [],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop(conn);
+    let r = s.run(&["ledger", "verify"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stdout.contains("tampered: entry 1 was changed"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn no_ledger_yet_is_a_clear_error() {
+    let s = Sandbox::new();
+    let r = s.run(&["ledger", "verify"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("created by the first applied sync"),
+        "{}",
+        r.stderr
+    );
+}
