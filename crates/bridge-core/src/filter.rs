@@ -3,11 +3,14 @@
 //! An empty include list means every key; a key must start with one of the include prefixes
 //! otherwise; a key starting with any exclude prefix is out whatever the include list says.
 //! Keys outside the filter are invisible to a sync: never created, updated or deleted.
+//! Single keys can be ignored too ([`KeyFilter::ignoring`]), for a platform's own variables
+//! that should not even show up in a diff.
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeyFilter {
     include: Vec<String>,
     exclude: Vec<String>,
+    ignore: Vec<String>,
 }
 
 impl KeyFilter {
@@ -16,18 +19,27 @@ impl KeyFilter {
         Self {
             include: clean(include),
             exclude: clean(exclude),
+            ignore: Vec::new(),
         }
     }
 
+    /// Also leaves out these exact keys.
+    pub fn ignoring(mut self, keys: Vec<String>) -> Self {
+        self.ignore = keys.into_iter().filter(|k| !k.is_empty()).collect();
+        self
+    }
+
     pub fn allows(&self, key: &str) -> bool {
-        if self.exclude.iter().any(|p| key.starts_with(p.as_str())) {
+        if self.ignore.iter().any(|k| k == key)
+            || self.exclude.iter().any(|p| key.starts_with(p.as_str()))
+        {
             return false;
         }
         self.include.is_empty() || self.include.iter().any(|p| key.starts_with(p.as_str()))
     }
 
     pub fn is_everything(&self) -> bool {
-        self.include.is_empty() && self.exclude.is_empty()
+        self.include.is_empty() && self.exclude.is_empty() && self.ignore.is_empty()
     }
 }
 
@@ -54,5 +66,8 @@ mod tests {
         assert!(!f.allows("OTHER"));
         assert!(!f.allows("BRIDGE_INTERNAL_TOKEN"));
         assert!(!filter(&[], &["SECRET_"]).allows("SECRET_X"));
+        let ignoring = filter(&[], &[]).ignoring(vec!["RENDER_GIT_COMMIT".into()]);
+        assert!(!ignoring.allows("RENDER_GIT_COMMIT"));
+        assert!(ignoring.allows("RENDER_GIT_COMMIT_2"));
     }
 }

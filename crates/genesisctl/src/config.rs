@@ -216,6 +216,13 @@ const SETTINGS: &[SettingDef] = &[
         "directories searched for token files",
     ),
     def(
+        "sync.ignore",
+        Some("ENVSYNC_IGNORE"),
+        Kind::List,
+        "",
+        "keys left out of every sync, diff and parity check",
+    ),
+    def(
         "sync.protect",
         Some("ENVSYNC_PROTECT"),
         Kind::List,
@@ -355,6 +362,7 @@ pub struct SyncConfig {
     pub max_delete_share: f64,
     pub interpolate_env: bool,
     pub protect: Vec<String>,
+    pub ignore: Vec<String>,
 }
 
 /// Where remote platforms are, and where their tokens may be found.
@@ -554,6 +562,7 @@ impl Config {
             max_delete_share: take("sync.max_delete_share")?.0.share()?,
             interpolate_env: take("sync.interpolate_env")?.0.bool()?,
             protect: take("sync.protect")?.0.list()?,
+            ignore: take("sync.ignore")?.0.list()?,
         };
         let remote = RemoteConfig {
             render_api_url: take("render.api_url")?.0.text()?,

@@ -81,6 +81,7 @@ impl<'a> Context<'a> {
             self.config.sync.include_prefixes.clone(),
             self.config.sync.exclude_prefixes.clone(),
         )
+        .ignoring(self.config.sync.ignore.clone())
     }
 
     /// The fingerprint key, created on first use. Where the state directory cannot be

@@ -108,7 +108,8 @@ pub async fn execute(
                 filter: bridge_core::filter::KeyFilter::new(
                     scope.include_prefixes.clone(),
                     scope.exclude_prefixes.clone(),
-                ),
+                )
+                .ignoring(cfg.ignore.clone()),
                 deletions: if scope.allow_deletions {
                     Deletions::Allow
                 } else {

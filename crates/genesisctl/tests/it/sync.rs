@@ -265,3 +265,23 @@ fn several_targets_are_reported_separately() {
     );
     assert_eq!(s.read("new.env"), "A=1\n");
 }
+
+#[test]
+fn ignored_keys_are_out_of_every_sync_and_diff() {
+    let mut s = Sandbox::new();
+    s.file(".env", "A=1\nIGNORED=source-value\n");
+    s.file("t.env", "A=1\nIGNORED=target-value\nOLD=x\n");
+    s.env("ENVSYNC_IGNORE", "IGNORED");
+    let diff = s.run(&["env", "diff", "--target", "local:t.env", "--output", "json"]);
+    assert!(!diff.stdout.contains("IGNORED"), "{}", diff.stdout);
+    let r = s.run(&[
+        "env",
+        "sync",
+        "--target",
+        "local:t.env",
+        "--allow-deletions",
+        "--force",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(s.read("t.env"), "A=1\nIGNORED=target-value\n");
+}
