@@ -125,6 +125,12 @@ pub async fn execute(
             protect: cfg.protect.clone(),
         },
     };
+    if !options.dry_run
+        && let Err(e) = publish_init(ctx, &job).await
+    {
+        ctx.shell
+            .warn(format!("could not publish envsync.init: {e:#}"));
+    }
     let outcome = bridge_sync::run(job).await;
     if let Some(p) = &progress {
         p.finish();
@@ -144,6 +150,27 @@ pub async fn execute(
         }
         other => Failure::from(anyhow::Error::new(other)),
     })
+}
+
+/// `envsync.init`: a sync that may write is starting.
+async fn publish_init(ctx: &Context<'_>, job: &SyncJob) -> anyhow::Result<()> {
+    let bus = crate::genesis::open_bus(ctx)?;
+    let targets: Vec<String> = job
+        .targets
+        .iter()
+        .map(|t| t.platform.spec().to_string())
+        .collect();
+    crate::genesis::publish(
+        &bus,
+        "envsync.init",
+        serde_json::json!({
+            "source": job.source.spec().to_string(),
+            "targets": targets,
+            "mode": "enforce",
+        }),
+    )
+    .await?;
+    Ok(())
 }
 
 /// Publishes what an applied sync did on the bus — `envsync.commit` per target written,

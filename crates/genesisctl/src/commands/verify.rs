@@ -56,6 +56,12 @@ pub async fn run(
         write_atomically(path, audit_markdown(&matrix, &report).as_bytes())
             .map_err(|e| Failure::platform(e, format!("writing {}", path.display())))?;
     }
+    if report.has_drift
+        && let Err(e) = publish_drift(ctx, &report).await
+    {
+        ctx.shell
+            .warn(format!("could not publish envsync.drift: {e:#}"));
+    }
     if ctx.shell.is_json() {
         ctx.shell.print_json(&report).map_err(anyhow::Error::from)?;
     } else {
@@ -71,4 +77,28 @@ pub async fn run(
     } else {
         Code::Ok
     })
+}
+
+/// `envsync.drift`: which keys are out of parity where (names only; the ledger records it on
+/// the next command that runs its consumer).
+async fn publish_drift(
+    ctx: &Context<'_>,
+    report: &bridge_core::parity::ParityReport,
+) -> anyhow::Result<()> {
+    let bus = crate::genesis::open_bus(ctx)?;
+    let conflicts: Vec<&String> = report.conflicts.keys().collect();
+    crate::genesis::publish(
+        &bus,
+        "envsync.drift",
+        serde_json::json!({
+            "verified_at": report.verified_at,
+            "platforms": report.platforms,
+            "missing": report.missing,
+            "conflicts": conflicts,
+            "drift_count": report.summary.drift_count,
+            "total_keys": report.summary.total_keys,
+        }),
+    )
+    .await?;
+    Ok(())
 }

@@ -99,12 +99,37 @@ fn an_applied_sync_publishes_commit_and_complete() {
         .iter()
         .map(|e| e["_genesis_topic"].as_str().unwrap())
         .collect();
-    assert_eq!(topics, ["envsync.commit", "envsync.complete"]);
-    assert_eq!(events[0]["changes"][0]["key"], "API_TOKEN");
+    assert_eq!(
+        topics,
+        ["envsync.init", "envsync.commit", "envsync.complete"]
+    );
+    assert_eq!(events[1]["changes"][0]["key"], "API_TOKEN");
     assert!(!tail.stdout.contains("tok-123"));
     // A dry run publishes nothing.
     s.file(".env", "API_TOKEN=tok-456\n");
     assert_eq!(s.run(&["env", "diff", "--target", "local:a.env"]).code, 1);
     let stats = s.run(&["events", "stats", "--output", "json"]);
-    assert_eq!(stats.json()["total"], 2);
+    assert_eq!(stats.json()["total"], 3);
+
+    // A verify that finds drift says so on the bus, by key name only.
+    assert_eq!(
+        s.run(&["env", "verify", "--platforms", "local:.env,local:a.env"])
+            .code,
+        1
+    );
+    let drift = s.run(&[
+        "events",
+        "tail",
+        "--topic",
+        "envsync.drift",
+        "--output",
+        "json",
+    ]);
+    let event: serde_json::Value = serde_json::from_str(drift.stdout.trim()).unwrap();
+    assert_eq!(
+        event["missing"]["missing_in_env"],
+        serde_json::json!(["LOG_LEVEL"])
+    );
+    assert_eq!(event["conflicts"], serde_json::json!(["API_TOKEN"]));
+    assert!(!drift.stdout.contains("tok-"));
 }

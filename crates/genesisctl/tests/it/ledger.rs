@@ -31,24 +31,26 @@ fn syncs_are_recorded_without_values_and_verify() {
     assert_eq!(
         topics,
         [
+            "envsync.init",
             "envsync.commit",
             "envsync.complete",
+            "envsync.init",
             "envsync.commit",
             "envsync.commit",
             "envsync.complete"
         ]
     );
     assert_eq!(entries[1]["seq"], 2, "each entry names its bus sequence");
-    assert_eq!(entries[0]["topic"], "envsync.commit");
-    assert_eq!(entries[2]["payload"]["changes"][0]["key"], "API_TOKEN");
+    assert_eq!(entries[1]["topic"], "envsync.commit");
+    assert_eq!(entries[4]["payload"]["changes"][0]["key"], "API_TOKEN");
     let export = s.run(&["ledger", "export"]);
     assert!(!export.stdout.contains("tok-secret"), "{}", export.stdout);
-    assert_eq!(export.stdout.lines().count(), 5);
+    assert_eq!(export.stdout.lines().count(), 7);
 
     let verify = s.run(&["ledger", "verify", "--output", "json"]);
     assert_eq!(verify.code, 0, "{verify:?}");
-    assert_eq!(verify.json()["entries"], 5);
-    assert_eq!(verify.json()["attested_size"], 5);
+    assert_eq!(verify.json()["entries"], 7);
+    assert_eq!(verify.json()["attested_size"], 7);
 }
 
 #[test]
