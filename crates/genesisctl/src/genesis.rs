@@ -27,7 +27,7 @@ const LEDGER_TOPICS: &[&str] = &[
     "genesis.blocked",
 ];
 
-pub fn open_bus(ctx: &Context<'_>) -> Result<Bus> {
+pub async fn open_bus(ctx: &Context<'_>) -> Result<Bus> {
     let url = ctx.config.store_url.trim();
     let store: Arc<dyn EventStore> = if url.is_empty() {
         ctx.state.ensure()?;
@@ -35,15 +35,22 @@ pub fn open_bus(ctx: &Context<'_>) -> Result<Bus> {
         Arc::new(SqliteStore::open(&path).with_context(|| format!("opening {}", path.display()))?)
     } else if let Some(path) = url.strip_prefix("sqlite://") {
         Arc::new(SqliteStore::open(path).with_context(|| format!("opening {path}"))?)
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        // Several `genesisctl serve` replicas (or CLIs) share one log through PostgreSQL.
+        Arc::new(
+            bridge_genesis_scale::PostgresStore::connect(url)
+                .await
+                .with_context(|| "connecting to the --store PostgreSQL database".to_string())?,
+        )
     } else {
         bail!(
-            "--store {url}: this build's event stores are sqlite://PATH (the default); \
-             postgres:// and nats:// are not wired into the CLI yet"
+            "--store {url}: expected sqlite://PATH (the default is SQLite in the state \
+             directory) or postgres://USER@HOST/DB"
         );
     };
     if !ctx.config.bus_url.trim().is_empty() {
         bail!(
-            "--bus {}: this build's bus is the store itself; nats:// is not wired into the CLI yet",
+            "--bus {}: this build's bus is the store itself; the NATS JetStream bus is not built yet",
             ctx.config.bus_url
         );
     }

@@ -154,7 +154,7 @@ pub async fn execute(
 
 /// `envsync.init`: a sync that may write is starting.
 async fn publish_init(ctx: &Context<'_>, job: &SyncJob) -> anyhow::Result<()> {
-    let bus = crate::genesis::open_bus(ctx)?;
+    let bus = crate::genesis::open_bus(ctx).await?;
     let targets: Vec<String> = job
         .targets
         .iter()
@@ -181,7 +181,7 @@ async fn publish_outcome(
     outcome: &bridge_sync::SyncOutcome,
     key: &bridge_core::FingerprintKey,
 ) -> anyhow::Result<()> {
-    let bus = crate::genesis::open_bus(ctx)?;
+    let bus = crate::genesis::open_bus(ctx).await?;
     let source = outcome.source.to_string();
     let journal = outcome.journal.map(|j| j.0);
     let (mut applied, mut failed) = (0, 0);

@@ -85,7 +85,7 @@ async fn publish_drift(
     ctx: &Context<'_>,
     report: &bridge_core::parity::ParityReport,
 ) -> anyhow::Result<()> {
-    let bus = crate::genesis::open_bus(ctx)?;
+    let bus = crate::genesis::open_bus(ctx).await?;
     let conflicts: Vec<&String> = report.conflicts.keys().collect();
     crate::genesis::publish(
         &bus,

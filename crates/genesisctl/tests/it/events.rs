@@ -133,3 +133,62 @@ fn an_applied_sync_publishes_commit_and_complete() {
     assert_eq!(event["conflicts"], serde_json::json!(["API_TOKEN"]));
     assert!(!drift.stdout.contains("tok-"));
 }
+
+/// `--store postgres://…`: the same commands on a shared PostgreSQL log. Skipped when no
+/// PostgreSQL answers, unless BRIDGE_REQUIRE_SERVICES=1 (CI), which makes that a failure.
+#[test]
+fn events_on_a_postgres_store() {
+    let url = std::env::var("BRIDGE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    if std::net::TcpStream::connect("127.0.0.1:5432").is_err() {
+        assert!(
+            std::env::var("BRIDGE_REQUIRE_SERVICES").as_deref() != Ok("1"),
+            "PostgreSQL is required (BRIDGE_REQUIRE_SERVICES=1) but does not answer"
+        );
+        eprintln!("skipped: no PostgreSQL at 127.0.0.1:5432");
+        return;
+    }
+    let s = Sandbox::new();
+    let seq = |r: &crate::sandbox::Run| -> u64 {
+        assert_eq!(r.code, 0, "{r:?}");
+        serde_json::from_str::<serde_json::Value>(r.stdout.trim()).unwrap()["_genesis_seq"]
+            .as_u64()
+            .unwrap()
+    };
+    let first = seq(&s.run(&[
+        "--store",
+        &url,
+        "events",
+        "publish",
+        "deploy.github",
+        "{\"n\":1}",
+    ]));
+    let second = seq(&s.run(&[
+        "--store",
+        &url,
+        "events",
+        "publish",
+        "deploy.github",
+        "{\"n\":2}",
+    ]));
+    assert_eq!(second, first + 1, "gap-free across processes");
+    let tail = s.run(&[
+        "--store",
+        &url,
+        "events",
+        "tail",
+        "--since",
+        &(first - 1).to_string(),
+        "--output",
+        "json",
+    ]);
+    assert_eq!(tail.code, 0, "{tail:?}");
+    let ns: Vec<u64> = tail
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["_genesis_topic"] == "deploy.github")
+        .filter_map(|e| e["n"].as_u64())
+        .collect();
+    assert!(ns.ends_with(&[1, 2]) || ns.starts_with(&[1, 2]), "{ns:?}");
+}

@@ -1,0 +1,815 @@
+//! The PostgreSQL event store: several processes (`genesisctl serve` replicas) append to one
+//! database and still get one gap-free sequence.
+//!
+//! ```text
+//! append:  BEGIN
+//!          UPDATE genesis_log_head SET last_seq = last_seq + n, last_at_us = greatest(..)
+//!            RETURNING ...          -- the row lock serialises appenders until COMMIT
+//!          INSERT events, UPSERT per-topic counts, pg_notify(channel, last_seq)
+//!          COMMIT                   -- a rollback releases the numbers: no gap
+//! live:    one LISTEN connection per store; on a notification (or every second, in case one
+//!          was lost) it reads the new rows and broadcasts them, so events appended by other
+//!          processes reach this process's subscribers too
+//! ```
+//!
+//! Why a counter row and not a `SEQUENCE`: a sequence hands out numbers outside the
+//! transaction, so a rolled-back append leaves a hole, and concurrent appenders may commit out
+//! of order (7 visible before 6). The head row's lock is held to COMMIT, so commit order is
+//! sequence order and readers only ever see a prefix of the log. The same lock makes the
+//! timestamp `greatest(clock, previous)`: timestamps never go backwards, whichever process
+//! (and whichever clock) appends.
+//!
+//! Every table is prefixed `genesis_` and created `IF NOT EXISTS` in the connection's schema
+//! ([`PostgresOptions::schema`] picks one), so one database can hold several buses.
+
+use std::future::poll_fn;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bridge_genesis::bus::{
+    BoxFuture, ConsumerState, Event, EventStore, HistoryQuery, NewEvent, Order, Payload,
+    StoreError, StoreStats, TopicPattern,
+};
+use time::OffsetDateTime;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc};
+use tokio::task::JoinHandle;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Row};
+
+use crate::{backend_error, from_unix_micros, pattern_regex, to_i64, to_u64};
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS genesis_events (
+    seq     bigint PRIMARY KEY,
+    topic   text COLLATE "C" NOT NULL,
+    at_us   bigint NOT NULL,
+    who     text NOT NULL,
+    payload text NOT NULL
+);
+CREATE INDEX IF NOT EXISTS genesis_events_by_topic ON genesis_events (topic, seq);
+CREATE INDEX IF NOT EXISTS genesis_events_by_time ON genesis_events (at_us);
+CREATE TABLE IF NOT EXISTS genesis_log_head (
+    id         boolean PRIMARY KEY DEFAULT true CHECK (id),
+    last_seq   bigint NOT NULL,
+    last_at_us bigint NOT NULL
+);
+INSERT INTO genesis_log_head (id, last_seq, last_at_us)
+    VALUES (true, 0, -9223372036854775808) ON CONFLICT DO NOTHING;
+CREATE TABLE IF NOT EXISTS genesis_topic_counts (
+    topic  text COLLATE "C" PRIMARY KEY,
+    events bigint NOT NULL
+);
+CREATE TABLE IF NOT EXISTS genesis_consumers (
+    name      text COLLATE "C" PRIMARY KEY,
+    pattern   text NOT NULL,
+    acked_seq bigint NOT NULL
+);
+"#;
+
+/// `pg_advisory_xact_lock` key taken around the DDL: concurrent `CREATE TABLE IF NOT EXISTS`
+/// of the same table can fail on a catalog unique index, so first starts take turns.
+const DDL_LOCK: i64 = 0x0067_656e_6573_6973; // "genesis" in ASCII
+
+/// How often the live reader looks at the log without a notification: notifications are not
+/// queued while its connection is down, so this bounds how late a lost one makes events.
+const LIVE_POLL: Duration = Duration::from_secs(1);
+
+/// Rows the live reader fetches per query.
+const LIVE_PAGE: i64 = 1_000;
+
+/// Tuning for [`PostgresStore::connect_with`].
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    /// The schema holding the tables (created if missing); `None` uses the connection's
+    /// `search_path`.
+    pub schema: Option<String>,
+    /// Connections used for appends, reads and consumer updates (the live reader has its own).
+    pub max_connections: usize,
+    /// Events the live broadcast holds for a slow receiver before it lags.
+    pub live_capacity: usize,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        Self {
+            schema: None,
+            max_connections: 8,
+            live_capacity: 4096,
+        }
+    }
+}
+
+/// The PostgreSQL [`EventStore`]. Cheap to clone; the live reader stops with the last clone.
+#[derive(Clone)]
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    name: String,
+    pool: Pool,
+    channel: String,
+    live: broadcast::Sender<Arc<Event>>,
+    listener: JoinHandle<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The reader owns its connection; aborting it closes that connection.
+        self.listener.abort();
+    }
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("store", &self.inner.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`host=… user=… dbname=…` or `postgres://…`), creating the tables
+    /// if needed, with default options.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, PostgresOptions::default()).await
+    }
+
+    pub async fn connect_with(url: &str, options: PostgresOptions) -> Result<Self, StoreError> {
+        let config: Config = url
+            .parse()
+            .map_err(|e| backend_error("postgres", "parse url", e))?;
+        let name = describe(&config, options.schema.as_deref());
+        let pool = Pool {
+            store: name.clone(),
+            config,
+            schema: options.schema.clone(),
+            idle: Mutex::new(Vec::new()),
+            permits: Arc::new(Semaphore::new(options.max_connections.max(1))),
+        };
+        let mut client = pool.get().await?;
+        let err = |op| {
+            let name = name.clone();
+            move |e| backend_error(&name, op, e)
+        };
+        if let Some(schema) = &options.schema {
+            // Serialised like the tables: concurrent CREATE SCHEMA IF NOT EXISTS can collide.
+            let tx = client.transaction().await.map_err(err("begin"))?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&DDL_LOCK])
+                .await
+                .map_err(err("lock for DDL"))?;
+            tx.batch_execute(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {}",
+                quote_ident(schema)
+            ))
+            .await
+            .map_err(err("create schema"))?;
+            tx.commit().await.map_err(err("create schema"))?;
+        }
+        let tx = client.transaction().await.map_err(err("begin"))?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&DDL_LOCK])
+            .await
+            .map_err(err("lock for DDL"))?;
+        tx.batch_execute(SCHEMA)
+            .await
+            .map_err(err("create tables"))?;
+        tx.commit().await.map_err(err("create tables"))?;
+        let schema: String = client
+            .query_one("SELECT current_schema()", &[])
+            .await
+            .map_err(err("read current schema"))?
+            .get(0);
+        let last_seq = read_last_seq(&client, &name).await?;
+        drop(client);
+
+        // Channels are per database, not per schema: the schema in the name keeps two buses
+        // in one database from waking each other.
+        let channel = channel_name(&schema);
+        let (live, _) = broadcast::channel(options.live_capacity.max(1));
+        let reader = LiveReader {
+            store: name.clone(),
+            config: pool.config.clone(),
+            schema: options.schema.clone(),
+            channel: channel.clone(),
+            live: live.clone(),
+            last: last_seq,
+        };
+        let listener = tokio::spawn(reader.run());
+        Ok(Self {
+            inner: Arc::new(Inner {
+                name,
+                pool,
+                channel,
+                live,
+                listener,
+            }),
+        })
+    }
+
+    fn err(&self, op: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError + '_ {
+        move |e| backend_error(&self.inner.name, op, e)
+    }
+
+    async fn append_now(&self, events: Vec<NewEvent>) -> Result<Vec<Event>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut client = self.inner.pool.get().await?;
+        let tx = client.transaction().await.map_err(self.err("begin"))?;
+        let n = events.len() as i64;
+        // The head row's lock is the appenders' queue: held until COMMIT.
+        let head = tx
+            .query_one(
+                "UPDATE genesis_log_head SET last_seq = last_seq + $1, \
+                 last_at_us = greatest(last_at_us, \
+                   floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint) \
+                 RETURNING last_seq, last_at_us",
+                &[&n],
+            )
+            .await
+            .map_err(self.err("advance the log head"))?;
+        let last_seq: i64 = head.get(0);
+        let at_us: i64 = head.get(1);
+        let at = from_unix_micros(at_us).ok_or_else(|| StoreError::Corrupt {
+            store: self.inner.name.clone(),
+            what: format!("the log head is stamped {at_us} µs after 1970"),
+        })?;
+        let first = last_seq - n + 1;
+        let seqs: Vec<i64> = (first..=last_seq).collect();
+        let topics: Vec<&str> = events.iter().map(|e| e.topic().as_str()).collect();
+        let whos: Vec<&str> = events.iter().map(NewEvent::who).collect();
+        let payloads: Vec<&str> = events.iter().map(NewEvent::payload_json).collect();
+        tx.execute(
+            "INSERT INTO genesis_events (seq, topic, at_us, who, payload) \
+             SELECT s, t, $2, w, p FROM unnest($1::bigint[], $3::text[], $4::text[], $5::text[]) \
+             AS u(s, t, w, p)",
+            &[&seqs, &at_us, &topics, &whos, &payloads],
+        )
+        .await
+        .map_err(self.err("append"))?;
+        tx.execute(
+            "INSERT INTO genesis_topic_counts (topic, events) \
+             SELECT t, count(*) FROM unnest($1::text[]) AS u(t) GROUP BY t \
+             ON CONFLICT (topic) DO UPDATE SET events = genesis_topic_counts.events + excluded.events",
+            &[&topics],
+        )
+        .await
+        .map_err(self.err("update topic counts"))?;
+        // Delivered at COMMIT, to every listening process (this one included).
+        tx.execute(
+            "SELECT pg_notify($1, $2)",
+            &[&self.inner.channel, &last_seq.to_string()],
+        )
+        .await
+        .map_err(self.err("notify"))?;
+        tx.commit().await.map_err(self.err("commit"))?;
+        Ok(events
+            .into_iter()
+            .zip(first..)
+            .map(|(event, seq)| event.into_event(to_u64(seq), at))
+            .collect())
+    }
+
+    async fn read_now(&self, q: HistoryQuery) -> Result<Vec<Event>, StoreError> {
+        let limit = q.effective_limit();
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut sql =
+            String::from("SELECT seq, topic, at_us, who, payload FROM genesis_events WHERE true");
+        let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+        let mut bound = |sql: &mut String, clause: &str, value: Box<dyn ToSql + Sync + Send>| {
+            args.push(value);
+            sql.push_str(&clause.replace('?', &format!("${}", args.len())));
+        };
+        if let Some(after) = q.after_seq {
+            bound(&mut sql, " AND seq > ?", Box::new(to_i64(after)));
+        }
+        if let Some(until) = q.until_seq {
+            bound(&mut sql, " AND seq <= ?", Box::new(to_i64(until)));
+        }
+        if let Some(from) = q.from_time {
+            bound(
+                &mut sql,
+                " AND at_us >= ?",
+                Box::new(crate::unix_micros(from)),
+            );
+        }
+        if let Some(to) = q.to_time {
+            bound(&mut sql, " AND at_us < ?", Box::new(crate::unix_micros(to)));
+        }
+        if let Some(pattern) = &q.pattern {
+            if let Some(topic) = pattern.as_literal() {
+                bound(&mut sql, " AND topic = ?", Box::new(topic.to_owned()));
+            } else if pattern.as_str() != ">" {
+                let prefix = pattern.literal_prefix();
+                if !prefix.is_empty() {
+                    // The topic index's range for the prefix ('/' follows '.' in "C" order),
+                    // then the regex for the rest, so LIMIT stays in SQL.
+                    let mut upper = prefix.clone();
+                    upper.pop();
+                    upper.push('/');
+                    bound(&mut sql, " AND topic >= ?", Box::new(prefix));
+                    bound(&mut sql, " AND topic < ?", Box::new(upper));
+                }
+                bound(&mut sql, " AND topic ~ ?", Box::new(pattern_regex(pattern)));
+            }
+        }
+        sql.push_str(match q.order {
+            Order::Ascending => " ORDER BY seq ASC",
+            Order::Descending => " ORDER BY seq DESC",
+        });
+        bound(&mut sql, " LIMIT ?", Box::new(limit as i64));
+        let params: Vec<&(dyn ToSql + Sync)> = args
+            .iter()
+            .map(|a| a.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        let client = self.inner.pool.get().await?;
+        let rows = client
+            .query(&sql, &params)
+            .await
+            .map_err(self.err("read history"))?;
+        rows.iter()
+            .map(|row| decode_event(&self.inner.name, row))
+            .collect()
+    }
+
+    async fn stats_now(&self, recent_since: OffsetDateTime) -> Result<StoreStats, StoreError> {
+        let client = self.inner.pool.get().await?;
+        let mut stats = StoreStats::default();
+        for row in client
+            .query("SELECT topic, events FROM genesis_topic_counts", &[])
+            .await
+            .map_err(self.err("read stats"))?
+        {
+            let n = to_u64(row.get(1));
+            stats.total += n;
+            stats.by_topic.insert(row.get(0), n);
+        }
+        let recent: i64 = client
+            .query_one(
+                "SELECT count(*) FROM genesis_events WHERE at_us >= $1",
+                &[&crate::unix_micros(recent_since)],
+            )
+            .await
+            .map_err(self.err("read stats"))?
+            .get(0);
+        stats.recent = to_u64(recent);
+        Ok(stats)
+    }
+
+    async fn open_consumer_now(
+        &self,
+        name: String,
+        pattern: TopicPattern,
+        start_after: u64,
+    ) -> Result<u64, StoreError> {
+        let client = self.inner.pool.get().await?;
+        // A floor past the end would ack events that do not exist yet.
+        client
+            .execute(
+                "INSERT INTO genesis_consumers (name, pattern, acked_seq) \
+                 SELECT $1, $2, least($3, last_seq) FROM genesis_log_head \
+                 ON CONFLICT (name) DO NOTHING",
+                &[&name, &pattern.as_str(), &to_i64(start_after)],
+            )
+            .await
+            .map_err(self.err("open consumer"))?;
+        let row = client
+            .query_one(
+                "SELECT pattern, acked_seq FROM genesis_consumers WHERE name = $1",
+                &[&name],
+            )
+            .await
+            .map_err(self.err("open consumer"))?;
+        let stored: String = row.get(0);
+        if stored != pattern.as_str() {
+            return Err(StoreError::ConsumerPatternMismatch {
+                store: self.inner.name.clone(),
+                name,
+                stored,
+                requested: pattern.as_str().to_owned(),
+            });
+        }
+        Ok(to_u64(row.get(1)))
+    }
+
+    async fn ack_now(&self, name: String, seq: u64) -> Result<u64, StoreError> {
+        let client = self.inner.pool.get().await?;
+        // Forward only, and never past the committed end of the log.
+        let floor = client
+            .query_opt(
+                "UPDATE genesis_consumers SET acked_seq = greatest(acked_seq, $2) \
+                 FROM genesis_log_head h WHERE name = $1 AND $2 <= h.last_seq \
+                 RETURNING acked_seq",
+                &[&name, &to_i64(seq)],
+            )
+            .await
+            .map_err(self.err("ack consumer"))?;
+        if let Some(row) = floor {
+            return Ok(to_u64(row.get(0)));
+        }
+        let row = client
+            .query_one(
+                "SELECT (SELECT last_seq FROM genesis_log_head), \
+                 EXISTS (SELECT 1 FROM genesis_consumers WHERE name = $1)",
+                &[&name],
+            )
+            .await
+            .map_err(self.err("ack consumer"))?;
+        let store = self.inner.name.clone();
+        if row.get::<_, bool>(1) {
+            Err(StoreError::AckBeyondEnd {
+                store,
+                name,
+                seq,
+                last_seq: to_u64(row.get(0)),
+            })
+        } else {
+            Err(StoreError::ConsumerNotFound { store, name })
+        }
+    }
+
+    async fn consumers_now(&self) -> Result<Vec<ConsumerState>, StoreError> {
+        let client = self.inner.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT name, pattern, acked_seq FROM genesis_consumers ORDER BY name",
+                &[],
+            )
+            .await
+            .map_err(self.err("list consumers"))?;
+        let mut consumers = Vec::with_capacity(rows.len());
+        for row in rows {
+            let name: String = row.get(0);
+            let pattern: String = row.get(1);
+            let acked_seq = to_u64(row.get(2));
+            let parsed = TopicPattern::parse(&pattern).map_err(|e| StoreError::Corrupt {
+                store: self.inner.name.clone(),
+                what: format!("consumer {name:?} has an invalid pattern {pattern:?}: {e}"),
+            })?;
+            let pending: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM genesis_events WHERE seq > $1 AND topic ~ $2",
+                    &[&to_i64(acked_seq), &pattern_regex(&parsed)],
+                )
+                .await
+                .map_err(self.err("count pending events"))?
+                .get(0);
+            consumers.push(ConsumerState {
+                name,
+                pattern,
+                acked_seq,
+                pending: to_u64(pending),
+            });
+        }
+        Ok(consumers)
+    }
+}
+
+impl EventStore for PostgresStore {
+    fn describe(&self) -> String {
+        self.inner.name.clone()
+    }
+
+    fn append(&self, events: Vec<NewEvent>) -> BoxFuture<'_, Result<Vec<Event>, StoreError>> {
+        Box::pin(self.append_now(events))
+    }
+
+    fn read(&self, query: HistoryQuery) -> BoxFuture<'_, Result<Vec<Event>, StoreError>> {
+        Box::pin(self.read_now(query))
+    }
+
+    fn last_seq(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let client = self.inner.pool.get().await?;
+            read_last_seq(&client, &self.inner.name).await
+        })
+    }
+
+    fn stats(&self, recent_since: OffsetDateTime) -> BoxFuture<'_, Result<StoreStats, StoreError>> {
+        Box::pin(self.stats_now(recent_since))
+    }
+
+    fn live(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.inner.live.subscribe()
+    }
+
+    fn open_consumer(
+        &self,
+        name: String,
+        pattern: TopicPattern,
+        start_after: u64,
+    ) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(self.open_consumer_now(name, pattern, start_after))
+    }
+
+    fn ack(&self, name: String, seq: u64) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(self.ack_now(name, seq))
+    }
+
+    fn delete_consumer(&self, name: String) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let client = self.inner.pool.get().await?;
+            let deleted = client
+                .execute("DELETE FROM genesis_consumers WHERE name = $1", &[&name])
+                .await
+                .map_err(self.err("delete consumer"))?;
+            Ok(deleted > 0)
+        })
+    }
+
+    fn consumers(&self) -> BoxFuture<'_, Result<Vec<ConsumerState>, StoreError>> {
+        Box::pin(self.consumers_now())
+    }
+}
+
+async fn read_last_seq(client: &Client, store: &str) -> Result<u64, StoreError> {
+    let row = client
+        .query_one("SELECT last_seq FROM genesis_log_head", &[])
+        .await
+        .map_err(|e| backend_error(store, "read last seq", e))?;
+    Ok(to_u64(row.get(0)))
+}
+
+fn decode_event(store: &str, row: &Row) -> Result<Event, StoreError> {
+    let seq = to_u64(row.get(0));
+    let at_us: i64 = row.get(2);
+    let payload: &str = row.get(4);
+    let corrupt = |what: String| StoreError::Corrupt {
+        store: store.to_owned(),
+        what,
+    };
+    let timestamp = from_unix_micros(at_us).ok_or_else(|| {
+        corrupt(format!(
+            "event {seq} has an impossible timestamp ({at_us} µs)"
+        ))
+    })?;
+    let payload: Payload = serde_json::from_str(payload).map_err(|e| {
+        corrupt(format!(
+            "event {seq} has a payload that is not a JSON object: {e}"
+        ))
+    })?;
+    Ok(Event {
+        seq,
+        topic: row.get(1),
+        timestamp,
+        who: row.get(3),
+        payload,
+    })
+}
+
+/// `postgres:host:port/dbname` plus the schema: enough to tell stores apart, never the
+/// password.
+fn describe(config: &Config, schema: Option<&str>) -> String {
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+        #[cfg(unix)]
+        Some(tokio_postgres::config::Host::Unix(path)) => path.display().to_string(),
+        None => "localhost".to_owned(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let db = config
+        .get_dbname()
+        .or(config.get_user())
+        .unwrap_or("postgres");
+    match schema {
+        Some(schema) => format!("postgres:{host}:{port}/{db} (schema {schema})"),
+        None => format!("postgres:{host}:{port}/{db}"),
+    }
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `genesis_<schema>`, hashed when it would pass PostgreSQL's 63-byte identifier limit.
+fn channel_name(schema: &str) -> String {
+    let name = format!("genesis_{schema}");
+    if name.len() <= 63 {
+        return name;
+    }
+    // FNV-1a: stable across builds and processes, unlike std's hasher.
+    let hash = schema.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    format!("genesis_{hash:016x}")
+}
+
+async fn connect_client(
+    config: &Config,
+    schema: Option<&str>,
+    store: &str,
+) -> Result<Client, StoreError> {
+    let (client, connection) = config
+        .connect(NoTls)
+        .await
+        .map_err(|e| backend_error(store, "connect", e))?;
+    // Ends when the client is dropped.
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    set_search_path(&client, schema, store).await?;
+    Ok(client)
+}
+
+async fn set_search_path(
+    client: &Client,
+    schema: Option<&str>,
+    store: &str,
+) -> Result<(), StoreError> {
+    if let Some(schema) = schema {
+        client
+            .batch_execute(&format!("SET search_path TO {}", quote_ident(schema)))
+            .await
+            .map_err(|e| backend_error(store, "set search_path", e))?;
+    }
+    Ok(())
+}
+
+/// A few connections, opened on demand and kept for reuse: a transaction needs a connection
+/// to itself, and PostgreSQL connections are too costly to open per call.
+struct Pool {
+    store: String,
+    config: Config,
+    schema: Option<String>,
+    idle: Mutex<Vec<Client>>,
+    permits: Arc<Semaphore>,
+}
+
+impl Pool {
+    async fn get(&self) -> Result<Pooled<'_>, StoreError> {
+        let permit =
+            self.permits
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| StoreError::WriterStopped {
+                    store: self.store.clone(),
+                })?;
+        let reused = self
+            .idle
+            .lock()
+            .ok()
+            .and_then(|mut idle| idle.pop())
+            .filter(|c| !c.is_closed());
+        let client = match reused {
+            Some(client) => client,
+            None => connect_client(&self.config, self.schema.as_deref(), &self.store).await?,
+        };
+        Ok(Pooled {
+            pool: self,
+            client: Some(client),
+            _permit: permit,
+        })
+    }
+}
+
+struct Pooled<'a> {
+    pool: &'a Pool,
+    client: Option<Client>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl std::ops::Deref for Pooled<'_> {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        // Only `Drop` takes it out.
+        self.client.as_ref().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl std::ops::DerefMut for Pooled<'_> {
+    fn deref_mut(&mut self) -> &mut Client {
+        self.client.as_mut().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl Drop for Pooled<'_> {
+    fn drop(&mut self) {
+        // A transaction dropped without COMMIT has queued its ROLLBACK on this connection,
+        // ahead of whatever the next user sends, so the connection is clean to reuse.
+        if let Some(client) = self.client.take()
+            && !client.is_closed()
+            && let Ok(mut idle) = self.pool.idle.lock()
+        {
+            idle.push(client);
+        }
+    }
+}
+
+/// Reads what other transactions (in any process) committed and broadcasts it in order.
+struct LiveReader {
+    store: String,
+    config: Config,
+    schema: Option<String>,
+    channel: String,
+    live: broadcast::Sender<Arc<Event>>,
+    /// The last sequence number accounted for.
+    last: u64,
+}
+
+impl LiveReader {
+    async fn run(mut self) {
+        loop {
+            // Errors end one connection; the next one starts from `last`, so nothing is
+            // skipped. Subscribers read the store themselves for anything that came late.
+            let _ = self.listen().await;
+            tokio::time::sleep(LIVE_POLL).await;
+        }
+    }
+
+    async fn listen(&mut self) -> Result<(), StoreError> {
+        let (client, mut connection) = self
+            .config
+            .connect(NoTls)
+            .await
+            .map_err(|e| backend_error(&self.store, "connect the live reader", e))?;
+        let (wake, mut woken) = mpsc::unbounded_channel();
+        // Notifications only arrive through `poll_message`, so this task drives the
+        // connection instead of the usual `connection.await`.
+        let driver = tokio::spawn(async move {
+            while let Some(Ok(message)) = poll_fn(|cx| connection.poll_message(cx)).await {
+                if let AsyncMessage::Notification(n) = message
+                    && wake.send(n.payload().parse::<u64>().unwrap_or(0)).is_err()
+                {
+                    break;
+                }
+            }
+        });
+        let result = async {
+            set_search_path(&client, self.schema.as_deref(), &self.store).await?;
+            client
+                .batch_execute(&format!("LISTEN {}", quote_ident(&self.channel)))
+                .await
+                .map_err(|e| backend_error(&self.store, "listen", e))?;
+            let mut notified = None;
+            loop {
+                self.catch_up(&client, notified).await?;
+                notified = tokio::select! {
+                    seq = woken.recv() => match seq {
+                        Some(seq) => Some(seq),
+                        None => return Ok(()),
+                    },
+                    () = tokio::time::sleep(LIVE_POLL) => None,
+                };
+            }
+        }
+        .await;
+        driver.abort();
+        result
+    }
+
+    async fn catch_up(&mut self, client: &Client, notified: Option<u64>) -> Result<(), StoreError> {
+        if self.live.receiver_count() == 0 {
+            // Nobody listens: just keep up, so a later subscriber is not sent old events.
+            self.last = match notified {
+                Some(seq) => self.last.max(seq),
+                None => self.last.max(read_last_seq(client, &self.store).await?),
+            };
+            return Ok(());
+        }
+        loop {
+            let rows = client
+                .query(
+                    "SELECT seq, topic, at_us, who, payload FROM genesis_events \
+                     WHERE seq > $1 ORDER BY seq LIMIT $2",
+                    &[&to_i64(self.last), &LIVE_PAGE],
+                )
+                .await
+                .map_err(|e| backend_error(&self.store, "read new events", e))?;
+            let full = rows.len() as i64 == LIVE_PAGE;
+            for row in &rows {
+                let event = decode_event(&self.store, row)?;
+                self.last = event.seq;
+                // No receiver left is not an error: the event is stored.
+                let _ = self.live.send(Arc::new(event));
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_names_fit_identifiers() {
+        assert_eq!(channel_name("public"), "genesis_public");
+        let long = channel_name(&"s".repeat(80));
+        assert!(long.len() <= 63, "{long}");
+        assert_eq!(long, channel_name(&"s".repeat(80)));
+    }
+
+    #[test]
+    fn descriptions_hide_passwords() {
+        let config: Config = "host=db user=u password=hunter2 dbname=bus"
+            .parse()
+            .unwrap();
+        let text = describe(&config, Some("s"));
+        assert_eq!(text, "postgres:db:5432/bus (schema s)");
+    }
+}

@@ -1,0 +1,8 @@
+//! The scale-out backends against real services: the bus crate's conformance suite for each,
+//! plus what only PostgreSQL promises (several writers, one gap-free sequence).
+
+// Tests may unwrap (clippy.toml); helpers outside #[test] functions need it said.
+#![allow(clippy::unwrap_used)]
+
+mod postgres;
+mod services;
