@@ -140,16 +140,13 @@ impl Github {
             "GITHUB_TOKEN",
             "create a token with the repository's \"Secrets\" and \"Variables\" permissions (read and write)",
         )?;
-        let repository = spec
-            .option("repository")
-            .map(str::to_string)
-            .or_else(|| settings.target_id.clone())
-            .filter(|s| !s.trim().is_empty())
-            .ok_or_else(|| PlatformError::MissingSetting {
-                platform: platform.clone(),
-                variable: "GITHUB_REPOSITORY",
-                hint: "set it to owner/name, or name the repository in the spec: github:repository=owner/name".into(),
-            })?;
+        let repository = crate::required_target(
+            &spec,
+            "repository",
+            settings,
+            "GITHUB_REPOSITORY",
+            "set it to owner/name, or name the repository in the spec: github:repository=owner/name",
+        )?;
         let (owner, repo) = repository
             .trim()
             .split_once('/')

@@ -241,6 +241,26 @@ pub(crate) fn required_token<'a>(
         })
 }
 
+/// The place an adapter writes to: the spec's `option` (`render:service=…`), else the
+/// configured id, or the error naming `variable` and how to set it.
+pub(crate) fn required_target(
+    spec: &PlatformSpec,
+    option: &str,
+    settings: &RemoteSettings,
+    variable: &'static str,
+    hint: &str,
+) -> Result<String, PlatformError> {
+    spec.option(option)
+        .map(str::to_string)
+        .or_else(|| settings.target_id.clone())
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| PlatformError::MissingSetting {
+            platform: spec.to_string(),
+            variable,
+            hint: hint.to_string(),
+        })
+}
+
 /// The ops that write, in plan order.
 pub(crate) fn written_ops(ops: &[PlanOp]) -> Vec<&PlanOp> {
     ops.iter().filter(|op| op.change.writes()).collect()

@@ -191,16 +191,13 @@ impl Netlify {
             "NETLIFY_API_TOKEN",
             "create a personal access token under User settings → Applications (NETLIFY_AUTH_TOKEN works too)",
         )?;
-        let site_id = spec
-            .option("site")
-            .map(str::to_string)
-            .or_else(|| settings.target_id.clone())
-            .filter(|s| !s.trim().is_empty())
-            .ok_or_else(|| PlatformError::MissingSetting {
-                platform: platform.clone(),
-                variable: "NETLIFY_SITE_ID",
-                hint: "set it to the site's API id (Site configuration → General), or name the site in the spec: netlify:site=…".into(),
-            })?;
+        let site_id = crate::required_target(
+            &spec,
+            "site",
+            settings,
+            "NETLIFY_SITE_ID",
+            "set it to the site's API id (Site configuration → General), or name the site in the spec: netlify:site=…",
+        )?;
         let context =
             Context::parse(spec.option("context")).ok_or_else(|| PlatformError::Unsupported {
                 platform: platform.clone(),

@@ -79,16 +79,13 @@ impl Render {
             "RENDER_API_TOKEN",
             "create an API key under Account Settings → API Keys in the Render dashboard",
         )?;
-        let service_id = spec
-            .option("service")
-            .map(str::to_string)
-            .or_else(|| settings.target_id.clone())
-            .filter(|s| !s.trim().is_empty())
-            .ok_or_else(|| PlatformError::MissingSetting {
-                platform: platform.clone(),
-                variable: "RENDER_SERVICE_ID",
-                hint: "set it to the service's id (srv-…), or name the service in the spec: render:service=srv-…".into(),
-            })?;
+        let service_id = crate::required_target(
+            &spec,
+            "service",
+            settings,
+            "RENDER_SERVICE_ID",
+            "set it to the service's id (srv-…), or name the service in the spec: render:service=srv-…",
+        )?;
         let base = if settings.api_url.trim().is_empty() {
             DEFAULT_API_URL
         } else {
