@@ -1,18 +1,19 @@
 //! Scale-out backends of the Genesis bus: [`PostgresStore`], where several processes append
-//! to one database. It implements [`bridge_genesis::bus::EventStore`] and passes the bus
-//! crate's conformance suite. (The NATS JetStream store is not written yet: consuming
-//! async-nats message streams needs `futures-util`, which the workspace does not list.)
+//! to one database, and [`NatsStore`], where the log is a NATS JetStream stream. Both
+//! implement [`bridge_genesis::bus::EventStore`] and pass the bus crate's conformance suite.
 //!
 //! Errors are [`StoreError`]s, as for the embedded SQLite store, so callers handle every
 //! backend alike. A failure of the database or the server is reported as
 //! [`StoreError::Io`] whose source is a [`BackendError`] naming the client library's error.
 
+mod nats;
 mod postgres;
 
 use std::sync::Arc;
 
 use bridge_genesis::bus::StoreError;
 
+pub use self::nats::{NatsOptions, NatsStore};
 pub use self::postgres::{PostgresOptions, PostgresStore};
 
 /// What the client library of a backend reported.
@@ -21,6 +22,9 @@ pub use self::postgres::{PostgresOptions, PostgresStore};
 pub enum BackendError {
     #[error(transparent)]
     Postgres(#[from] tokio_postgres::Error),
+    /// Any async-nats error (the client has one error type per operation).
+    #[error(transparent)]
+    Nats(#[from] async_nats::Error),
 }
 
 /// Wraps a backend failure as the bus's error type: `StoreError` has no variant per network

@@ -29,7 +29,21 @@ const LEDGER_TOPICS: &[&str] = &[
 
 pub async fn open_bus(ctx: &Context<'_>) -> Result<Bus> {
     let url = ctx.config.store_url.trim();
-    let store: Arc<dyn EventStore> = if url.is_empty() {
+    let bus_url = ctx.config.bus_url.trim();
+    let store: Arc<dyn EventStore> = if let Some(server) = bus_url.strip_prefix("nats://") {
+        // JetStream is both the bus and the event log: its stream sequence is _genesis_seq.
+        let options = bridge_genesis_scale::NatsOptions {
+            stream: "GENESIS".into(),
+            subject_prefix: "genesis".into(),
+        };
+        Arc::new(
+            bridge_genesis_scale::NatsStore::connect(server, options)
+                .await
+                .with_context(|| format!("connecting to the --bus NATS server {server}"))?,
+        )
+    } else if !bus_url.is_empty() {
+        bail!("--bus {bus_url}: expected nats://HOST:PORT, or nothing for the store itself");
+    } else if url.is_empty() {
         ctx.state.ensure()?;
         let path = ctx.state.path().join(EVENTS_FILE);
         Arc::new(SqliteStore::open(&path).with_context(|| format!("opening {}", path.display()))?)
@@ -48,12 +62,6 @@ pub async fn open_bus(ctx: &Context<'_>) -> Result<Bus> {
              directory) or postgres://USER@HOST/DB"
         );
     };
-    if !ctx.config.bus_url.trim().is_empty() {
-        bail!(
-            "--bus {}: this build's bus is the store itself; the NATS JetStream bus is not built yet",
-            ctx.config.bus_url
-        );
-    }
     let mode = if ctx.config.strict_policy {
         PolicyMode::Strict
     } else {

@@ -1,8 +1,9 @@
 //! The scale-out backends against real services: the bus crate's conformance suite for each,
-//! plus what only PostgreSQL promises (several writers, one gap-free sequence).
+//! plus what only the networked stores promise (several writers, one gap-free sequence).
 
 // Tests may unwrap (clippy.toml); helpers outside #[test] functions need it said.
 #![allow(clippy::unwrap_used)]
 
+mod nats;
 mod postgres;
 mod services;

@@ -192,3 +192,49 @@ fn events_on_a_postgres_store() {
         .collect();
     assert!(ns.ends_with(&[1, 2]) || ns.starts_with(&[1, 2]), "{ns:?}");
 }
+
+/// `--bus nats://…`: the same commands on NATS JetStream. Skipped when no NATS answers,
+/// unless BRIDGE_REQUIRE_SERVICES=1 (CI), which makes that a failure.
+#[test]
+fn events_on_a_nats_bus() {
+    if std::net::TcpStream::connect("127.0.0.1:4222").is_err() {
+        assert!(
+            std::env::var("BRIDGE_REQUIRE_SERVICES").as_deref() != Ok("1"),
+            "NATS is required (BRIDGE_REQUIRE_SERVICES=1) but does not answer"
+        );
+        eprintln!("skipped: no NATS at 127.0.0.1:4222");
+        return;
+    }
+    let s = Sandbox::new();
+    let bus = "nats://127.0.0.1:4222";
+    let seq = |r: &crate::sandbox::Run| -> u64 {
+        assert_eq!(r.code, 0, "{r:?}");
+        serde_json::from_str::<serde_json::Value>(r.stdout.trim()).unwrap()["_genesis_seq"]
+            .as_u64()
+            .unwrap()
+    };
+    let first = seq(&s.run(&[
+        "--bus",
+        bus,
+        "events",
+        "publish",
+        "deploy.netlify",
+        "{\"n\":1}",
+    ]));
+    let second = seq(&s.run(&[
+        "--bus",
+        bus,
+        "events",
+        "publish",
+        "deploy.netlify",
+        "{\"n\":2}",
+    ]));
+    assert_eq!(
+        second,
+        first + 1,
+        "the stream sequence is the event sequence"
+    );
+    let stats = s.run(&["--bus", bus, "events", "stats", "--output", "json"]);
+    assert_eq!(stats.code, 0, "{stats:?}");
+    assert!(stats.json()["last_seq"].as_u64().unwrap() >= second);
+}

@@ -1,0 +1,767 @@
+//! The NATS JetStream event store: the log is one stream, the stream sequence is the event
+//! sequence, and several processes can share it.
+//!
+//! ```text
+//! events:     stream <stream>, subjects <prefix>.>   one message per event, on <prefix>.<topic>,
+//!             body {"who":…,"ts_us":…,"payload":{…}}, header Nats-Msg-Id (a fresh nuid)
+//! consumers:  stream <stream>_consumers, subjects <prefix>_consumers.>, one message kept per
+//!             subject: <prefix>_consumers.<name> holds {"pattern":…,"acked_seq":…}
+//! live:       an ordered push consumer on <prefix>.> from the last sequence at connect,
+//!             forwarding every message (whoever published it) into a broadcast
+//! ```
+//!
+//! Written for NATS 2.9, which has neither atomic batch publish nor multi-filter consumers:
+//!
+//! - appends from this process take turns on a lock, so a batch gets consecutive sequences;
+//!   events 2..k of a batch carry `Nats-Expected-Last-Sequence`, so a writer in another
+//!   process slipping in makes the append fail instead of interleaving. Events of that batch
+//!   already stored stay stored (the stream denies deletes): across processes a batch is
+//!   only all-or-nothing as far as JetStream 2.9 allows;
+//! - timestamps are stamped by this process under that lock as `max(now, previous)`, so they
+//!   never go backwards within a process; across processes they follow the hosts' clocks;
+//! - reads use direct get (`next_by_subj` with the pattern as a subject filter, which is the
+//!   same `*`/`>` syntax), one request per returned event; newest-first reads walk backwards
+//!   in growing windows;
+//! - consumer floors are rewritten with `Nats-Expected-Last-Subject-Sequence`, so two
+//!   processes acking at once cannot lower a floor (the loser re-reads and retries).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::consumer::DeliverPolicy;
+use async_nats::jetstream::consumer::push::OrderedConfig;
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::stream::{
+    Config as StreamConfig, DirectGetErrorKind, StorageType, Stream,
+};
+use async_nats::jetstream::{self, Context};
+use bridge_genesis::bus::{
+    BoxFuture, ConsumerState, Event, EventStore, HistoryQuery, NewEvent, Order, Payload,
+    StoreError, StoreStats, TopicPattern,
+};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tokio::sync::{Mutex, broadcast};
+use tokio::task::JoinHandle;
+
+use crate::{backend_error, from_unix_micros, unix_micros};
+
+/// Events the live broadcast holds for a slow receiver before it lags.
+const LIVE_CAPACITY: usize = 4096;
+
+/// How long the live task waits before recreating its consumer after an error.
+const LIVE_RETRY: Duration = Duration::from_secs(1);
+
+/// How often a consumer update retries after losing a race with another process.
+const CONSUMER_RETRIES: usize = 20;
+
+/// Where [`NatsStore::connect`] keeps the bus.
+#[derive(Debug, Clone)]
+pub struct NatsOptions {
+    /// The events stream (created if missing); consumers live in `<stream>_consumers`.
+    pub stream: String,
+    /// Events are published on `<subject_prefix>.<topic>`; no other stream may bind
+    /// `<subject_prefix>.>` or `<subject_prefix>_consumers.>`.
+    pub subject_prefix: String,
+}
+
+/// The NATS JetStream [`EventStore`]. Cheap to clone; the live task stops with the last clone.
+#[derive(Clone)]
+pub struct NatsStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    name: String,
+    prefix: String,
+    client: async_nats::Client,
+    js: Context,
+    events: Stream,
+    consumers: Stream,
+    /// The last timestamp this process stamped (µs); held for the whole append.
+    append: Mutex<i64>,
+    /// Serialises this process's consumer updates (other processes are fenced by the
+    /// expected-subject-sequence header).
+    consumer_lock: Mutex<()>,
+    live: broadcast::Sender<Arc<Event>>,
+    listener: JoinHandle<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+impl std::fmt::Debug for NatsStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsStore")
+            .field("store", &self.inner.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An event's message body.
+#[derive(Serialize, Deserialize)]
+struct Body {
+    who: String,
+    ts_us: i64,
+    payload: Payload,
+}
+
+/// A consumer's message; `pattern: None` marks a deleted consumer (the stream keeps one
+/// message per subject, so the tombstone replaces the record).
+#[derive(Serialize, Deserialize)]
+struct ConsumerRecord {
+    pattern: Option<String>,
+    acked_seq: u64,
+}
+
+fn nats_err<E>(store: &str, op: &'static str) -> impl Fn(E) -> StoreError + use<E>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let store = store.to_owned();
+    move |e| backend_error(&store, op, async_nats::Error::from(Box::new(e)))
+}
+
+impl NatsStore {
+    /// Connects to `url` (`127.0.0.1:4222`, `nats://…`), creating both streams if needed.
+    pub async fn connect(url: &str, options: NatsOptions) -> Result<Self, StoreError> {
+        let name = format!("nats:{url} (stream {})", options.stream);
+        let client = async_nats::connect(url)
+            .await
+            .map_err(nats_err(&name, "connect"))?;
+        let js = jetstream::new(client.clone());
+        let prefix = options.subject_prefix.clone();
+        let events = js
+            .get_or_create_stream(StreamConfig {
+                name: options.stream.clone(),
+                subjects: vec![format!("{prefix}.>")],
+                storage: StorageType::File,
+                deny_delete: true,
+                deny_purge: true,
+                allow_direct: true,
+                ..StreamConfig::default()
+            })
+            .await
+            .map_err(nats_err(&name, "create the events stream"))?;
+        let consumers = js
+            .get_or_create_stream(StreamConfig {
+                name: format!("{}_consumers", options.stream),
+                subjects: vec![format!("{prefix}_consumers.>")],
+                storage: StorageType::File,
+                max_messages_per_subject: 1,
+                allow_direct: true,
+                ..StreamConfig::default()
+            })
+            .await
+            .map_err(nats_err(&name, "create the consumers stream"))?;
+        let last_seq = stream_last_seq(&events, &name).await?;
+        let last_us = if last_seq == 0 {
+            i64::MIN
+        } else {
+            let message = events
+                .direct_get(last_seq)
+                .await
+                .map_err(nats_err(&name, "read the last event"))?;
+            decode(&name, &prefix, &message)?.timestamp_us
+        };
+        let (live, _) = broadcast::channel(LIVE_CAPACITY);
+        let reader = LiveReader {
+            store: name.clone(),
+            prefix: prefix.clone(),
+            client: client.clone(),
+            events: events.clone(),
+            live: live.clone(),
+            last: last_seq,
+        };
+        let listener = tokio::spawn(reader.run());
+        Ok(Self {
+            inner: Arc::new(Inner {
+                name,
+                prefix,
+                client,
+                js,
+                events,
+                consumers,
+                append: Mutex::new(last_us),
+                consumer_lock: Mutex::new(()),
+                live,
+                listener,
+            }),
+        })
+    }
+
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    async fn append_now(&self, events: Vec<NewEvent>) -> Result<Vec<Event>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut last_us = self.inner.append.lock().await;
+        let at_us = unix_micros(OffsetDateTime::now_utc()).max(*last_us);
+        let at = from_unix_micros(at_us).ok_or_else(|| StoreError::Corrupt {
+            store: self.name().to_owned(),
+            what: format!("the last event is stamped {at_us} µs after 1970"),
+        })?;
+        // Recorded before publishing: an append failing halfway may have stored some events
+        // with this stamp, and the next one must not go below it.
+        *last_us = at_us;
+        let mut stored = Vec::with_capacity(events.len());
+        let mut previous: Option<u64> = None;
+        for event in events {
+            let who = serde_json::to_string(event.who()).map_err(|e| StoreError::Corrupt {
+                store: self.name().to_owned(),
+                what: format!("cannot encode the publisher: {e}"),
+            })?;
+            let body = format!(
+                r#"{{"who":{who},"ts_us":{at_us},"payload":{}}}"#,
+                event.payload_json()
+            );
+            let mut headers = HeaderMap::new();
+            // A fresh nuid (the inbox's last token): never a duplicate, so never dropped.
+            let inbox = self.inner.client.new_inbox();
+            let id = inbox.rsplit('.').next().unwrap_or(&inbox);
+            headers.insert(async_nats::header::NATS_MESSAGE_ID, id);
+            if let Some(seq) = previous {
+                headers.insert(
+                    async_nats::header::NATS_EXPECTED_LAST_SEQUENCE,
+                    seq.to_string().as_str(),
+                );
+            }
+            let subject = format!("{}.{}", self.inner.prefix, event.topic().as_str());
+            let ack = self
+                .inner
+                .js
+                .publish_with_headers(subject, headers, body.into())
+                .await
+                .map_err(nats_err(self.name(), "publish"))?
+                .await
+                .map_err(nats_err(self.name(), "publish"))?;
+            if previous.is_some_and(|p| ack.sequence != p + 1) {
+                return Err(StoreError::Corrupt {
+                    store: self.name().to_owned(),
+                    what: format!("a batch event got seq {} after {previous:?}", ack.sequence),
+                });
+            }
+            previous = Some(ack.sequence);
+            stored.push(event.into_event(ack.sequence, at));
+        }
+        Ok(stored)
+    }
+
+    /// The subject filter for `pattern` (every event when `None`).
+    fn filter(&self, pattern: Option<&TopicPattern>) -> String {
+        match pattern {
+            Some(p) => format!("{}.{}", self.inner.prefix, p.as_str()),
+            None => format!("{}.>", self.inner.prefix),
+        }
+    }
+
+    /// The next event at or after `seq` on `filter`, if any.
+    async fn next_event(&self, filter: &str, seq: u64) -> Result<Option<Decoded>, StoreError> {
+        match self
+            .inner
+            .events
+            .direct_get_next_for_subject(filter, Some(seq.max(1)))
+            .await
+        {
+            Ok(message) => Ok(Some(decode(self.name(), &self.inner.prefix, &message)?)),
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
+            Err(e) => Err(nats_err(self.name(), "read events")(e)),
+        }
+    }
+
+    /// Events on `filter` with `from <= seq <= to` that `q` admits, oldest first, at most
+    /// `limit` of them.
+    async fn scan(
+        &self,
+        filter: &str,
+        from: u64,
+        to: u64,
+        q: &HistoryQuery,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        let mut out = Vec::new();
+        let mut seq = from;
+        while seq <= to && out.len() < limit {
+            let Some(decoded) = self.next_event(filter, seq).await? else {
+                break;
+            };
+            if decoded.event.seq > to {
+                break;
+            }
+            seq = decoded.event.seq + 1;
+            if q.admits(&decoded.event) {
+                out.push(decoded.event);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn read_now(&self, q: HistoryQuery) -> Result<Vec<Event>, StoreError> {
+        let limit = q.effective_limit();
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let filter = self.filter(q.pattern.as_ref());
+        let lo = q.after_seq.unwrap_or(0).saturating_add(1);
+        let last = stream_last_seq(&self.inner.events, self.name()).await?;
+        let hi = q.until_seq.unwrap_or(u64::MAX).min(last);
+        match q.order {
+            Order::Ascending => self.scan(&filter, lo, hi, &q, limit).await,
+            Order::Descending => {
+                // Windows of growing size from the end, so a tail does not read the log.
+                let mut out = Vec::new();
+                let mut top = hi;
+                let mut window = (limit as u64).max(16);
+                while top >= lo && out.len() < limit {
+                    let start = top.saturating_sub(window - 1).max(lo);
+                    let mut chunk = self.scan(&filter, start, top, &q, usize::MAX).await?;
+                    chunk.reverse();
+                    out.extend(chunk);
+                    if start <= lo {
+                        break;
+                    }
+                    top = start - 1;
+                    window = window.saturating_mul(2);
+                }
+                out.truncate(limit);
+                Ok(out)
+            }
+        }
+    }
+
+    async fn stats_now(&self, recent_since: OffsetDateTime) -> Result<StoreStats, StoreError> {
+        let mut stats = StoreStats::default();
+        let mut subjects = self
+            .inner
+            .events
+            .info_with_subjects(self.filter(None))
+            .await
+            .map_err(nats_err(self.name(), "read stats"))?;
+        while let Some(entry) = subjects.next().await {
+            let (subject, n) = entry.map_err(nats_err(self.name(), "read stats"))?;
+            let topic = topic_of(&self.inner.prefix, &subject).unwrap_or(&subject);
+            let n = n as u64;
+            stats.total += n;
+            *stats.by_topic.entry(topic.to_owned()).or_default() += n;
+        }
+        // Backwards from the end until an event is older: exact as long as timestamps follow
+        // the sequence (always within one process; across processes, up to clock skew).
+        let since = unix_micros(recent_since);
+        let mut seq = stream_last_seq(&self.inner.events, self.name()).await?;
+        while seq > 0 {
+            let message = self
+                .inner
+                .events
+                .direct_get(seq)
+                .await
+                .map_err(nats_err(self.name(), "read stats"))?;
+            if decode(self.name(), &self.inner.prefix, &message)?.timestamp_us < since {
+                break;
+            }
+            stats.recent += 1;
+            seq -= 1;
+        }
+        Ok(stats)
+    }
+
+    fn consumer_subject(&self, name: &str) -> String {
+        format!("{}_consumers.{name}", self.inner.prefix)
+    }
+
+    /// The consumer's subject sequence (0 when never written) and its live record.
+    async fn read_consumer(&self, name: &str) -> Result<(u64, Option<(String, u64)>), StoreError> {
+        match self
+            .inner
+            .consumers
+            .direct_get_last_for_subject(self.consumer_subject(name))
+            .await
+        {
+            Ok(message) => {
+                let record: ConsumerRecord =
+                    serde_json::from_slice(&message.payload).map_err(|e| StoreError::Corrupt {
+                        store: self.name().to_owned(),
+                        what: format!("consumer {name:?} has an unreadable record: {e}"),
+                    })?;
+                Ok((
+                    message.sequence,
+                    record.pattern.map(|p| (p, record.acked_seq)),
+                ))
+            }
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok((0, None)),
+            Err(e) => Err(nats_err(self.name(), "read consumer")(e)),
+        }
+    }
+
+    /// Writes the record if the subject is still at `expected`; `false` when another
+    /// process wrote in between.
+    async fn write_consumer(
+        &self,
+        name: &str,
+        record: &ConsumerRecord,
+        expected: u64,
+    ) -> Result<bool, StoreError> {
+        let body = serde_json::to_vec(record).map_err(|e| StoreError::Corrupt {
+            store: self.name().to_owned(),
+            what: format!("cannot encode consumer {name:?}: {e}"),
+        })?;
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+            expected.to_string().as_str(),
+        );
+        let ack = self
+            .inner
+            .js
+            .publish_with_headers(self.consumer_subject(name), headers, body.into())
+            .await
+            .map_err(nats_err(self.name(), "write consumer"))?
+            .await;
+        match ack {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Ok(false),
+            Err(e) => Err(nats_err(self.name(), "write consumer")(e)),
+        }
+    }
+
+    fn lost_races(&self, op: &str) -> StoreError {
+        StoreError::Task {
+            store: self.name().to_owned(),
+            op: "update consumer",
+            message: format!("{op}: other writers kept changing the consumer"),
+        }
+    }
+
+    async fn open_consumer_now(
+        &self,
+        name: String,
+        pattern: TopicPattern,
+        start_after: u64,
+    ) -> Result<u64, StoreError> {
+        let _turn = self.inner.consumer_lock.lock().await;
+        for _ in 0..CONSUMER_RETRIES {
+            let (expected, record) = self.read_consumer(&name).await?;
+            if let Some((stored, floor)) = record {
+                if stored != pattern.as_str() {
+                    return Err(StoreError::ConsumerPatternMismatch {
+                        store: self.name().to_owned(),
+                        name,
+                        stored,
+                        requested: pattern.as_str().to_owned(),
+                    });
+                }
+                return Ok(floor);
+            }
+            // A floor past the end would ack events that do not exist yet.
+            let last = stream_last_seq(&self.inner.events, self.name()).await?;
+            let floor = start_after.min(last);
+            let record = ConsumerRecord {
+                pattern: Some(pattern.as_str().to_owned()),
+                acked_seq: floor,
+            };
+            if self.write_consumer(&name, &record, expected).await? {
+                return Ok(floor);
+            }
+        }
+        Err(self.lost_races("open"))
+    }
+
+    async fn ack_now(&self, name: String, seq: u64) -> Result<u64, StoreError> {
+        let _turn = self.inner.consumer_lock.lock().await;
+        for _ in 0..CONSUMER_RETRIES {
+            let (expected, record) = self.read_consumer(&name).await?;
+            let Some((pattern, floor)) = record else {
+                return Err(StoreError::ConsumerNotFound {
+                    store: self.name().to_owned(),
+                    name,
+                });
+            };
+            let last_seq = stream_last_seq(&self.inner.events, self.name()).await?;
+            if seq > last_seq {
+                return Err(StoreError::AckBeyondEnd {
+                    store: self.name().to_owned(),
+                    name,
+                    seq,
+                    last_seq,
+                });
+            }
+            if seq <= floor {
+                return Ok(floor);
+            }
+            let record = ConsumerRecord {
+                pattern: Some(pattern),
+                acked_seq: seq,
+            };
+            if self.write_consumer(&name, &record, expected).await? {
+                return Ok(seq);
+            }
+        }
+        Err(self.lost_races("ack"))
+    }
+
+    async fn delete_consumer_now(&self, name: String) -> Result<bool, StoreError> {
+        let _turn = self.inner.consumer_lock.lock().await;
+        for _ in 0..CONSUMER_RETRIES {
+            let (expected, record) = self.read_consumer(&name).await?;
+            if record.is_none() {
+                return Ok(false);
+            }
+            let tombstone = ConsumerRecord {
+                pattern: None,
+                acked_seq: 0,
+            };
+            if self.write_consumer(&name, &tombstone, expected).await? {
+                return Ok(true);
+            }
+        }
+        Err(self.lost_races("delete"))
+    }
+
+    async fn consumers_now(&self) -> Result<Vec<ConsumerState>, StoreError> {
+        let mut names = Vec::new();
+        let mut subjects = self
+            .inner
+            .consumers
+            .info_with_subjects(format!("{}_consumers.>", self.inner.prefix))
+            .await
+            .map_err(nats_err(self.name(), "list consumers"))?;
+        while let Some(entry) = subjects.next().await {
+            let (subject, _) = entry.map_err(nats_err(self.name(), "list consumers"))?;
+            if let Some(name) = subject.rsplit('.').next() {
+                names.push(name.to_owned());
+            }
+        }
+        names.sort();
+        let mut consumers = Vec::with_capacity(names.len());
+        for name in names {
+            let (_, Some((pattern, acked_seq))) = self.read_consumer(&name).await? else {
+                continue;
+            };
+            let parsed = TopicPattern::parse(&pattern).map_err(|e| StoreError::Corrupt {
+                store: self.name().to_owned(),
+                what: format!("consumer {name:?} has an invalid pattern {pattern:?}: {e}"),
+            })?;
+            let filter = self.filter(Some(&parsed));
+            let mut pending = 0;
+            let mut seq = acked_seq + 1;
+            while let Some(decoded) = self.next_event(&filter, seq).await? {
+                pending += 1;
+                seq = decoded.event.seq + 1;
+            }
+            consumers.push(ConsumerState {
+                name,
+                pattern,
+                acked_seq,
+                pending,
+            });
+        }
+        Ok(consumers)
+    }
+}
+
+impl EventStore for NatsStore {
+    fn describe(&self) -> String {
+        self.inner.name.clone()
+    }
+
+    fn append(&self, events: Vec<NewEvent>) -> BoxFuture<'_, Result<Vec<Event>, StoreError>> {
+        Box::pin(self.append_now(events))
+    }
+
+    fn read(&self, query: HistoryQuery) -> BoxFuture<'_, Result<Vec<Event>, StoreError>> {
+        Box::pin(self.read_now(query))
+    }
+
+    fn last_seq(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(stream_last_seq(&self.inner.events, &self.inner.name))
+    }
+
+    fn stats(&self, recent_since: OffsetDateTime) -> BoxFuture<'_, Result<StoreStats, StoreError>> {
+        Box::pin(self.stats_now(recent_since))
+    }
+
+    fn live(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.inner.live.subscribe()
+    }
+
+    fn open_consumer(
+        &self,
+        name: String,
+        pattern: TopicPattern,
+        start_after: u64,
+    ) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(self.open_consumer_now(name, pattern, start_after))
+    }
+
+    fn ack(&self, name: String, seq: u64) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(self.ack_now(name, seq))
+    }
+
+    fn delete_consumer(&self, name: String) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(self.delete_consumer_now(name))
+    }
+
+    fn consumers(&self) -> BoxFuture<'_, Result<Vec<ConsumerState>, StoreError>> {
+        Box::pin(self.consumers_now())
+    }
+}
+
+async fn stream_last_seq(stream: &Stream, store: &str) -> Result<u64, StoreError> {
+    let info = stream
+        .get_info()
+        .await
+        .map_err(nats_err(store, "read the last seq"))?;
+    Ok(info.state.last_sequence)
+}
+
+fn topic_of<'a>(prefix: &str, subject: &'a str) -> Option<&'a str> {
+    subject.strip_prefix(prefix)?.strip_prefix('.')
+}
+
+/// An event and its timestamp in µs (what the next append must not go below).
+struct Decoded {
+    event: Event,
+    timestamp_us: i64,
+}
+
+fn decode(
+    store: &str,
+    prefix: &str,
+    message: &async_nats::jetstream::message::StreamMessage,
+) -> Result<Decoded, StoreError> {
+    decode_parts(
+        store,
+        prefix,
+        &message.subject,
+        message.sequence,
+        &message.payload,
+    )
+}
+
+fn decode_parts(
+    store: &str,
+    prefix: &str,
+    subject: &str,
+    seq: u64,
+    payload: &[u8],
+) -> Result<Decoded, StoreError> {
+    let corrupt = |what: String| StoreError::Corrupt {
+        store: store.to_owned(),
+        what,
+    };
+    let topic = topic_of(prefix, subject)
+        .ok_or_else(|| corrupt(format!("event {seq} has a foreign subject {subject:?}")))?;
+    let body: Body = serde_json::from_slice(payload)
+        .map_err(|e| corrupt(format!("event {seq} is not a Genesis event: {e}")))?;
+    let timestamp = from_unix_micros(body.ts_us).ok_or_else(|| {
+        corrupt(format!(
+            "event {seq} has an impossible timestamp ({} µs)",
+            body.ts_us
+        ))
+    })?;
+    Ok(Decoded {
+        event: Event {
+            seq,
+            topic: topic.to_owned(),
+            timestamp,
+            who: body.who,
+            payload: body.payload,
+        },
+        timestamp_us: body.ts_us,
+    })
+}
+
+/// Follows the stream with an ordered consumer and broadcasts every event in order.
+struct LiveReader {
+    store: String,
+    prefix: String,
+    client: async_nats::Client,
+    events: Stream,
+    live: broadcast::Sender<Arc<Event>>,
+    /// The last sequence forwarded (or present at connect).
+    last: u64,
+}
+
+impl LiveReader {
+    async fn run(mut self) {
+        loop {
+            // An error ends one consumer; the next starts after `last`, so nothing is
+            // skipped. Subscribers read the store for anything that came late.
+            let _ = self.follow().await;
+            tokio::time::sleep(LIVE_RETRY).await;
+        }
+    }
+
+    async fn follow(&mut self) -> Result<(), StoreError> {
+        let consumer = self
+            .events
+            .create_consumer(OrderedConfig {
+                deliver_subject: self.client.new_inbox(),
+                filter_subject: format!("{}.>", self.prefix),
+                deliver_policy: DeliverPolicy::ByStartSequence {
+                    start_sequence: self.last + 1,
+                },
+                ..OrderedConfig::default()
+            })
+            .await
+            .map_err(nats_err(&self.store, "create the live consumer"))?;
+        let mut messages = consumer
+            .messages()
+            .await
+            .map_err(nats_err(&self.store, "follow the stream"))?;
+        while let Some(message) = messages.next().await {
+            let message = message.map_err(nats_err(&self.store, "follow the stream"))?;
+            let seq = message
+                .info()
+                .map_err(|e| backend_error(&self.store, "follow the stream", e))?
+                .stream_sequence;
+            if seq <= self.last {
+                continue;
+            }
+            self.last = seq;
+            // A message that is not an event (published by something else) is skipped here,
+            // not retried forever: history reads report it as corrupt.
+            if let Ok(decoded) = decode_parts(
+                &self.store,
+                &self.prefix,
+                message.subject.as_str(),
+                seq,
+                &message.payload,
+            ) {
+                // No receiver left is not an error: the event is stored.
+                let _ = self.live.send(Arc::new(decoded.event));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_come_from_subjects() {
+        assert_eq!(topic_of("bus", "bus.envsync.drift"), Some("envsync.drift"));
+        assert_eq!(topic_of("bus", "busy.x"), None);
+        assert_eq!(topic_of("bus", "other.x"), None);
+    }
+
+    #[test]
+    fn bodies_decode_to_events() {
+        let body = br#"{"who":"system","ts_us":1760222580123456,"payload":{"a":1}}"#;
+        let decoded = decode_parts("s", "p", "p.deploy.render", 7, body).unwrap();
+        assert_eq!(decoded.event.seq, 7);
+        assert_eq!(decoded.event.topic, "deploy.render");
+        assert_eq!(decoded.event.who, "system");
+        assert_eq!(decoded.timestamp_us, 1_760_222_580_123_456);
+        assert!(decode_parts("s", "p", "p.x", 1, b"[]").is_err());
+    }
+}

@@ -1,0 +1,178 @@
+//! NATS JetStream: the conformance suite (each case on its own streams and subjects) and two
+//! stores, as two processes would be, sharing one stream.
+
+use std::sync::Arc;
+
+use bridge_genesis::bus::conformance::Backend;
+use bridge_genesis::bus::{
+    BoxFuture, EventStore, HistoryQuery, NewEvent, Payload, StoreError, Topic,
+};
+use bridge_genesis_scale::{NatsOptions, NatsStore};
+use tokio::task::JoinSet;
+
+use crate::services;
+
+/// Stores on streams and subject prefixes unique to this backend: `<run>_<name>`, deleted by
+/// [`NatsBackend::cleanup`].
+struct NatsBackend {
+    url: String,
+    run: String,
+    names: std::sync::Mutex<Vec<String>>,
+}
+
+impl NatsBackend {
+    fn new(url: String) -> Self {
+        Self {
+            url,
+            run: services::unique("gtest"),
+            names: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Deletes the streams. Only called when the case passed: a failed one keeps its data
+    /// for a look.
+    async fn cleanup(&self) {
+        let names = self.names.lock().unwrap().clone();
+        delete_streams(&self.url, &names).await;
+    }
+}
+
+fn options(name: &str) -> NatsOptions {
+    NatsOptions {
+        stream: name.to_owned(),
+        subject_prefix: name.to_owned(),
+    }
+}
+
+async fn delete_streams(url: &str, names: &[String]) {
+    let client = async_nats::connect(url).await.expect("connect for cleanup");
+    let js = async_nats::jetstream::new(client);
+    for name in names {
+        for stream in [name.clone(), format!("{name}_consumers")] {
+            js.delete_stream(&stream).await.expect("delete stream");
+        }
+    }
+}
+
+impl Backend for NatsBackend {
+    fn open(&self, name: &str) -> BoxFuture<'_, Result<Arc<dyn EventStore>, StoreError>> {
+        let name = format!("{}_{name}", self.run);
+        {
+            let mut names = self.names.lock().unwrap();
+            if !names.contains(&name) {
+                names.push(name.clone());
+            }
+        }
+        Box::pin(async move {
+            let store = NatsStore::connect(&self.url, options(&name)).await?;
+            Ok(Arc::new(store) as Arc<dyn EventStore>)
+        })
+    }
+}
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let Some(url) = services::nats().await else { return };
+                let backend = NatsBackend::new(url);
+                bridge_genesis::bus::conformance::$case(&backend).await;
+                backend.cleanup().await;
+            }
+        )*
+    };
+}
+
+conformance!(
+    sequences_are_gap_free_under_concurrent_publishers,
+    events_round_trip,
+    history_filters,
+    patterns_route_live_events,
+    subscriptions_catch_up_and_survive_lag,
+    durable_consumers_resume_after_restart,
+    durable_consumers_redeliver_and_wait,
+    stats_and_health,
+    the_gate_refuses_and_records,
+    bad_input_is_refused_without_a_trace,
+);
+
+fn event(writer: usize, n: usize) -> NewEvent {
+    let mut payload = Payload::new();
+    payload.insert("writer".into(), writer.into());
+    payload.insert("n".into(), n.into());
+    NewEvent::new(Topic::new("envsync.drift").unwrap(), "system", payload)
+}
+
+/// Two stores (two connections, as two processes would have) on one stream: the union of
+/// the sequence numbers is exactly 1..=N, each store's live feed carries the other's events,
+/// and a consumer floor written by one is seen by the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stores_share_one_stream() {
+    const TASKS: usize = 4;
+    const EACH: usize = 50;
+    let Some(url) = services::nats().await else {
+        return;
+    };
+    let name = services::unique("gtest_shared");
+    let a = Arc::new(NatsStore::connect(&url, options(&name)).await.unwrap());
+    let b = Arc::new(NatsStore::connect(&url, options(&name)).await.unwrap());
+    let mut live_a = a.live();
+
+    let mut tasks = JoinSet::new();
+    for task in 0..TASKS {
+        let store = if task % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.spawn(async move {
+            let mut seqs = Vec::with_capacity(EACH);
+            for n in 0..EACH {
+                let stored = store.append(vec![event(task, n)]).await.unwrap();
+                seqs.push(stored[0].seq);
+            }
+            seqs
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(seqs) = tasks.join_next().await {
+        let seqs = seqs.unwrap();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+        all.extend(seqs);
+    }
+    all.sort_unstable();
+    let total = (TASKS * EACH) as u64;
+    assert_eq!(all, (1..=total).collect::<Vec<_>>());
+    let history = b.read(HistoryQuery::default().limit(10_000)).await.unwrap();
+    assert_eq!(history.len() as u64, total);
+
+    for expected in 1..=total {
+        let event = tokio::time::timeout(std::time::Duration::from_secs(20), live_a.recv())
+            .await
+            .expect("live event")
+            .expect("not lagged");
+        assert_eq!(event.seq, expected);
+    }
+
+    let pattern = bridge_genesis::bus::TopicPattern::parse("envsync.*").unwrap();
+    assert_eq!(
+        a.open_consumer("shared".into(), pattern.clone(), 0)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(a.ack("shared".into(), 10).await.unwrap(), 10);
+    assert_eq!(
+        b.open_consumer("shared".into(), pattern, 0).await.unwrap(),
+        10
+    );
+    assert_eq!(
+        b.ack("shared".into(), 5).await.unwrap(),
+        10,
+        "never lowered"
+    );
+    assert!(matches!(
+        b.ack("shared".into(), total + 1).await,
+        Err(StoreError::AckBeyondEnd { .. })
+    ));
+
+    drop((a, b));
+    delete_streams(&url, &[name]).await;
+}
