@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -263,13 +263,10 @@ pub fn assign_labels(specs: &[PlatformSpec]) -> Result<Vec<String>, SpecError> {
     Ok(labels)
 }
 
-/// For messages: the file a local spec points at.
-pub fn display_path(path: &Path) -> String {
-    path.display().to_string()
-}
-
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     fn parse(s: &str) -> PlatformSpec {

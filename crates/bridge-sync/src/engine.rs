@@ -192,7 +192,8 @@ pub fn ownership_applies(kind: PlatformKind) -> bool {
     !matches!(kind, PlatformKind::Local | PlatformKind::Process)
 }
 
-pub(crate) fn now_rfc3339() -> String {
+/// Now, as RFC 3339 UTC to the second: how journals, records and reports stamp time.
+pub fn now_rfc3339() -> String {
     let format =
         time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
     time::OffsetDateTime::now_utc()

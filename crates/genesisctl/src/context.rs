@@ -243,11 +243,4 @@ pub fn interpolate_flag() -> FlagValue {
     }
 }
 
-/// The current time as RFC 3339 UTC to the second, as reports carry it.
-pub fn now_rfc3339() -> String {
-    let format =
-        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-    time::OffsetDateTime::now_utc()
-        .format(&format)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
-}
+pub use bridge_sync::now_rfc3339;

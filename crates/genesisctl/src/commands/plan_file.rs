@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::cli::SyncArgs;
 use crate::commands::sync::{self, Options, Scope};
 use crate::context::{Context, now_rfc3339};
-use crate::exit::{CmdResult, Code, Failure};
+use crate::exit::{CmdResult, Code, Failure, code_of};
 
 const VERSION: u32 = 1;
 
@@ -91,10 +91,10 @@ pub async fn plan(ctx: &Context<'_>, args: &SyncArgs, out: &Path) -> CmdResult {
     let scope = Scope::from_config(ctx);
     let outcome = sync::execute(ctx, source, targets, &scope, Options::diff()).await?;
     if let Some((t, e)) = outcome.failures().next() {
-        return Err(Failure::platform(
-            clone_error(e),
-            format!("planning {}: no plan written", t.spec),
-        ));
+        return Err(Failure {
+            code: code_of(e),
+            error: anyhow!("planning {}: {e}; no plan written", t.spec),
+        });
     }
     let key = ctx.fingerprint_key();
     let file = describe(&outcome, &scope, &key);
@@ -188,21 +188,4 @@ fn staleness(saved: &PlanFile, fresh: &PlanFile) -> Option<String> {
         return Some("the targets differ".into());
     }
     None
-}
-
-/// `PlatformError` is not `Clone` (it may hold an `io::Error`); keep its message.
-fn clone_error(e: &bridge_platforms::PlatformError) -> bridge_platforms::PlatformError {
-    let input = e.is_input_error();
-    let what = e.to_string();
-    if input {
-        bridge_platforms::PlatformError::Unsupported {
-            platform: "plan".into(),
-            what,
-        }
-    } else {
-        bridge_platforms::PlatformError::Write {
-            platform: "plan".into(),
-            what,
-        }
-    }
 }
