@@ -7,4 +7,5 @@
 //!   that matter, with Ed25519-signed checkpoints, inclusion and consistency proofs.
 
 pub mod bus;
+pub mod feed;
 pub mod ledger;

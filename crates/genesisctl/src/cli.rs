@@ -99,6 +99,14 @@ then serves until interrupted.\n\nExample:\n  eval \"$(genesisctl emulate --port
     )]
     Emulate(EmulateArgs),
 
+    /// Run the control plane: the HTTP API, live event stream, vault, metrics
+    #[command(after_help = SERVE_HELP)]
+    Serve(ServeArgs),
+
+    /// Create, list and revoke the API's bearer tokens
+    #[command(subcommand)]
+    Token(TokenCommand),
+
     /// Print a shell completion script
     #[command(
         after_help = "Example:\n  genesisctl completions bash > /etc/bash_completion.d/genesisctl\n  genesisctl completions zsh > \"${fpath[1]}/_genesisctl\""
@@ -446,4 +454,70 @@ pub enum ConfigCommand {
         after_help = "Example:\n  genesisctl config show\n  ENVSYNC_MODE=enforce genesisctl config show --output json"
     )]
     Show,
+}
+
+const SERVE_HELP: &str = "\
+Every path but the two health checks and the dashboard needs `Authorization: Bearer TOKEN` \
+with a token from `genesisctl token create`: observer reads, operator also dry-runs, applies \
+and publishes, admiral may do everything, the vault included. GET /openapi.json describes \
+every route. SIGINT or SIGTERM stops accepting, lets requests in flight finish and records \
+every acknowledged event in the ledger before exiting.
+
+--sandbox starts emulated Render, Netlify and GitHub APIs in the same process, seeded with \
+variables and some drift, in a fresh state directory, and prints an admiral token: the whole \
+product with one command and no credentials.
+
+Examples:
+  genesisctl serve --sandbox
+  genesisctl token create --role operator
+  genesisctl serve --listen 0.0.0.0:8080 --log-format json
+  curl -H \"Authorization: Bearer $TOKEN\" -X POST http://127.0.0.1:8080/envsync/dry-run/render";
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [env: BRIDGE_LISTEN] [default: 127.0.0.1:8080]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub listen: Option<String>,
+
+    /// Start emulated platforms in-process, seeded with variables and drift; no credentials needed
+    #[arg(long)]
+    pub sandbox: bool,
+
+    /// Log lines as text for people or JSON lines for collectors
+    #[arg(long, value_enum, default_value_t = LogFormatArg::Text)]
+    pub log_format: LogFormatArg,
+
+    /// Least severe level logged: debug, info (one line per request), warn, error, off
+    #[arg(long, default_value = "info", value_name = "LEVEL")]
+    pub log_level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormatArg {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token; prints it alone on stdout (only its hash is stored)
+    #[command(
+        after_help = "The token is shown once. A running server accepts it within a second.\n\nExample:\n  TOKEN=$(genesisctl token create --role operator)"
+    )]
+    Create {
+        /// admiral (everything, the vault included), operator (dry-run, apply, publish) or observer (read-only)
+        #[arg(long, value_name = "ROLE")]
+        role: String,
+    },
+
+    /// List tokens by id and role (never the tokens themselves)
+    #[command(after_help = "Example:\n  genesisctl token list --output json")]
+    List,
+
+    /// Revoke a token by its id (as `token list` shows it)
+    #[command(after_help = "Example:\n  genesisctl token revoke tok_1a2b3c4d")]
+    Revoke {
+        /// The token's id, `tok_` and 8 hex digits
+        id: String,
+    },
 }

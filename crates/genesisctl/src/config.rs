@@ -47,6 +47,8 @@ enum Kind {
     Specs,
     DiscoveryOrder,
     Listen,
+    /// A whole number above 0.
+    Count,
 }
 
 struct SettingDef {
@@ -102,6 +104,27 @@ const SETTINGS: &[SettingDef] = &[
         Kind::Listen,
         "127.0.0.1:8080",
         "address `genesisctl serve` listens on",
+    ),
+    def(
+        "server.vault_keys",
+        Some("BRIDGE_VAULT_KEYS"),
+        Kind::List,
+        "",
+        "keys `GET /vault/secret` may hand out (admiral only); empty = none",
+    ),
+    def(
+        "server.max_body_bytes",
+        Some("BRIDGE_MAX_BODY_BYTES"),
+        Kind::Count,
+        "262144",
+        "largest request body `genesisctl serve` accepts",
+    ),
+    def(
+        "server.request_timeout_secs",
+        Some("BRIDGE_REQUEST_TIMEOUT_SECS"),
+        Kind::Count,
+        "30",
+        "seconds before `genesisctl serve` answers 503 (an apply still runs to its end)",
     ),
     def(
         "sync.enabled",
@@ -344,6 +367,8 @@ pub struct Config {
     pub bus_url: String,
     /// `GENESIS_STRICT_POLICY`: refuse events on unknown topics.
     pub strict_policy: bool,
+    pub server: ServerConfig,
+    pub schedule: ScheduleConfig,
     pub sync: SyncConfig,
     pub secrets: SecretsConfig,
     pub remote: RemoteConfig,
@@ -363,6 +388,23 @@ pub struct SyncConfig {
     pub interpolate_env: bool,
     pub protect: Vec<String>,
     pub ignore: Vec<String>,
+}
+
+/// `genesisctl serve`.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub vault_keys: Vec<String>,
+    pub max_body_bytes: usize,
+    pub request_timeout_secs: u64,
+}
+
+/// The scheduled sync (`ENVSYNC_ENABLED`, `ENVSYNC_MODE`, `ENVSYNC_SCHEDULE`).
+#[derive(Debug, Clone)]
+pub struct ScheduleConfig {
+    pub enabled: bool,
+    pub mode: SyncMode,
+    pub schedule: String,
 }
 
 /// Where remote platforms are, and where their tokens may be found.
@@ -545,6 +587,21 @@ impl Config {
         let store_url = take("store")?.0.text()?;
         let bus_url = take("bus")?.0.text()?;
         let strict_policy = take("genesis.strict_policy")?.0.bool()?;
+        let server = ServerConfig {
+            listen: take("listen")?.0.text()?,
+            vault_keys: take("server.vault_keys")?.0.list()?,
+            max_body_bytes: usize::try_from(take("server.max_body_bytes")?.0.count()?)
+                .unwrap_or(usize::MAX),
+            request_timeout_secs: take("server.request_timeout_secs")?.0.count()?,
+        };
+        let schedule = ScheduleConfig {
+            enabled: take("sync.enabled")?.0.bool()?,
+            mode: match take("sync.mode")?.0 {
+                Typed::Mode(mode) => mode,
+                _ => bail!("internal: sync.mode is not a mode"),
+            },
+            schedule: take("sync.schedule")?.0.text()?,
+        };
         let source = match take("sync.source")?.0 {
             Typed::Spec(spec) => spec,
             _ => bail!("internal: sync.source is not a spec"),
@@ -590,6 +647,8 @@ impl Config {
             store_url,
             bus_url,
             strict_policy,
+            server,
+            schedule,
             sync,
             secrets,
             remote,
@@ -659,9 +718,17 @@ enum Typed {
     Mode(SyncMode),
     Spec(PlatformSpec),
     Specs(Vec<PlatformSpec>),
+    Count(u64),
 }
 
 impl Typed {
+    fn count(self) -> Result<u64> {
+        match self {
+            Typed::Count(n) => Ok(n),
+            _ => bail!("internal: not a count"),
+        }
+    }
+
     fn bool(self) -> Result<bool> {
         match self {
             Typed::Bool(b) => Ok(b),
@@ -698,6 +765,7 @@ impl Typed {
             Typed::Mode(SyncMode::Enforce) => Value::from("enforce"),
             Typed::Spec(s) => Value::String(s.to_string()),
             Typed::Specs(s) => Value::from(s.iter().map(|s| s.to_string()).collect::<Vec<_>>()),
+            Typed::Count(n) => Value::from(*n),
         }
     }
 }
@@ -804,6 +872,22 @@ fn parse_value(d: &SettingDef, raw: &Raw) -> Result<Typed, String> {
                 ));
             }
             Ok(Typed::List(items))
+        }
+        Kind::Count => {
+            if let Raw::Toml(toml::Value::Integer(i)) = raw {
+                return u64::try_from(*i)
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .map(Typed::Count)
+                    .ok_or_else(|| format!("expected a whole number above 0, got {i}"));
+            }
+            let t = text("a whole number")?;
+            t.trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .map(Typed::Count)
+                .ok_or_else(|| format!("expected a whole number above 0, got `{t}`"))
         }
         Kind::Listen => {
             let t = text("host:port")?;

@@ -23,6 +23,11 @@ pub struct Context<'a> {
     pub shell: &'a Shell,
     pub config: Config,
     pub state: StateDir,
+    /// The bus, opened on first use and shared after: in `serve`, live subscribers only see
+    /// events published through the same store handle.
+    pub bus: tokio::sync::OnceCell<bridge_genesis::bus::Bus>,
+    /// Tokens given directly (the sandbox's emulators); discovery runs for the others.
+    pub given_tokens: Vec<(PlatformKind, String)>,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -68,6 +73,8 @@ impl<'a> Context<'a> {
             shell,
             config,
             state,
+            bus: tokio::sync::OnceCell::new(),
+            given_tokens: Vec::new(),
         })
     }
 
@@ -147,7 +154,11 @@ impl<'a> Context<'a> {
             if !kinds.contains(&kind) {
                 continue;
             }
-            let token = self.discover(kind).await.found.map(|d| d.token);
+            let given = self.given_tokens.iter().find(|(k, _)| *k == kind);
+            let token = match given {
+                Some((_, token)) => Some(bridge_core::SecretValue::new(token.clone())),
+                None => self.discover(kind).await.found.map(|d| d.token),
+            };
             match kind {
                 PlatformKind::Render => ctx.render.token = token,
                 PlatformKind::Netlify => ctx.netlify.token = token,

@@ -55,7 +55,7 @@ pub fn token_vars(kind: PlatformKind) -> &'static [&'static str] {
 pub async fn discover(
     kind: PlatformKind,
     cfg: &RemoteConfig,
-    env: &dyn Fn(&str) -> Option<String>,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
 ) -> Discovery {
     let vars = token_vars(kind);
     let mut tried = Vec::new();
@@ -79,7 +79,7 @@ pub async fn discover(
 
 fn from_env(
     vars: &[&str],
-    env: &dyn Fn(&str) -> Option<String>,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
     tried: &mut Vec<String>,
 ) -> Option<Discovered> {
     for var in vars {
@@ -140,7 +140,7 @@ fn client() -> Option<reqwest::Client> {
 async fn from_vault(
     vars: &[&str],
     cfg: &RemoteConfig,
-    env: &dyn Fn(&str) -> Option<String>,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
     tried: &mut Vec<String>,
 ) -> Option<Discovered> {
     if cfg.vault_url.is_empty() {

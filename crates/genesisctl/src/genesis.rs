@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use bridge_genesis::bus::{Bus, Event, EventStore, Policy, PolicyMode, Role, SqliteStore};
-use bridge_genesis::ledger::NewEntry;
+use bridge_genesis::feed::DEFAULT_LEDGER_TOPICS;
 use serde_json::Value;
 
 use crate::context::Context;
@@ -15,19 +15,12 @@ use crate::context::Context;
 /// The events file inside the state directory, when `--store` names no other.
 pub const EVENTS_FILE: &str = "events.db";
 
-/// The durable consumer that feeds the ledger.
-const LEDGER_CONSUMER: &str = "truth-ledger";
-
-/// Topics recorded in the ledger: the changes Bridge made or refused, and deploys.
-const LEDGER_TOPICS: &[&str] = &[
-    "envsync.",
-    "deploy.",
-    "autosync.",
-    "genesis.heal",
-    "genesis.blocked",
-];
-
+/// The bus of this command (or server), opened once.
 pub async fn open_bus(ctx: &Context<'_>) -> Result<Bus> {
+    ctx.bus.get_or_try_init(|| connect_bus(ctx)).await.cloned()
+}
+
+async fn connect_bus(ctx: &Context<'_>) -> Result<Bus> {
     let url = ctx.config.store_url.trim();
     let bus_url = ctx.config.bus_url.trim();
     let store: Arc<dyn EventStore> = if let Some(server) = bus_url.strip_prefix("nats://") {
@@ -80,63 +73,7 @@ pub async fn publish(bus: &Bus, topic: &str, payload: Value) -> Result<Event> {
 /// Appends to the ledger every event of interest published since the consumer's last ack,
 /// then signs a checkpoint. Returns how many entries it added.
 pub async fn record_in_ledger(ctx: &Context<'_>, bus: &Bus) -> Result<usize> {
-    let mut consumer = bus
-        .consumer(LEDGER_CONSUMER, ">")
+    bridge_genesis::feed::record_pending(bus, DEFAULT_LEDGER_TOPICS, || ctx.state.ledger())
         .await
-        .map_err(|e| anyhow!("the ledger's consumer: {e}"))?;
-    let mut ledger = None;
-    let mut added = 0;
-    loop {
-        let batch = consumer
-            .next_batch(1_000)
-            .await
-            .map_err(|e| anyhow!("reading events for the ledger: {e}"))?;
-        let Some(last) = batch.last().map(|e| e.seq) else {
-            break;
-        };
-        let ledger = match &mut ledger {
-            Some(l) => l,
-            None => ledger.insert(ctx.state.ledger()?),
-        };
-        // A crash between appending and acking redelivers events the ledger already holds:
-        // skip what it has (bus sequences only grow).
-        let recorded = last_recorded_seq(ledger)?;
-        let entries: Vec<NewEntry> = batch
-            .iter()
-            .filter(|e| e.seq > recorded)
-            .filter(|e| LEDGER_TOPICS.iter().any(|t| e.topic.starts_with(t)))
-            .map(|e| NewEntry {
-                timestamp: e.timestamp,
-                topic: e.topic.clone(),
-                seq: Some(e.seq),
-                payload: e.envelope(),
-            })
-            .collect();
-        if !entries.is_empty() {
-            ledger.append_batch(&entries)?;
-            added += entries.len();
-        }
-        consumer
-            .ack(last)
-            .await
-            .map_err(|e| anyhow!("acknowledging events for the ledger: {e}"))?;
-    }
-    if let Some(ledger) = &mut ledger
-        && added > 0
-    {
-        ledger.checkpoint(time::OffsetDateTime::now_utc())?;
-    }
-    Ok(added)
-}
-
-fn last_recorded_seq(ledger: &bridge_genesis::ledger::Ledger) -> Result<u64> {
-    let len = ledger.len();
-    if len == 0 {
-        return Ok(0);
-    }
-    Ok(ledger
-        .entries(len - 1..len)?
-        .first()
-        .and_then(|e| e.seq)
-        .unwrap_or(0))
+        .map_err(|e| anyhow!("{e}"))
 }

@@ -10,11 +10,13 @@ mod cli;
 mod commands;
 mod config;
 mod context;
+mod control;
 mod discovery;
 mod exit;
 mod genesis;
 mod http_tls;
 mod present;
+mod sandbox;
 mod shell;
 mod state;
 
@@ -28,10 +30,13 @@ use crate::shell::Shell;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let shell = Shell::new(cli.global.output, cli.global.quiet);
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    // The server answers on every core; a command does one thing at a time.
+    let mut builder = if matches!(cli.command, cli::Command::Serve(_)) {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             shell.error(format!("starting the async runtime: {e}"));

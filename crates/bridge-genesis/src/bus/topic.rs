@@ -35,6 +35,7 @@ pub const KNOWN_TOPICS: &[&str] = &[
     "genesis.blocked",
     "config_update",
     "autosync.*",
+    "vault.read",
 ];
 
 /// Where the gate records its refusals.

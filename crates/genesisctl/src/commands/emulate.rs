@@ -31,7 +31,8 @@ pub async fn run(args: &EmulateArgs, shell: &Shell) -> CmdResult {
     Ok(Code::Ok)
 }
 
-async fn wait_for_shutdown() {
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn wait_for_shutdown() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

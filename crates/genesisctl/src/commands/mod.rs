@@ -5,7 +5,7 @@ mod check;
 mod completions;
 mod config_show;
 mod doctor;
-mod emulate;
+pub mod emulate;
 mod events;
 mod export;
 mod init;
@@ -13,8 +13,10 @@ mod ledger;
 mod plan_file;
 mod recover;
 mod run_cmd;
-mod sync;
-mod verify;
+mod serve;
+pub mod sync;
+mod token;
+pub mod verify;
 
 use crate::cli::{
     Cli, Command, ConfigCommand, EnvCommand, EventsCommand, LedgerCommand, PlatformsCommand,
@@ -104,6 +106,8 @@ pub async fn run(cli: Cli, shell: &Shell) -> CmdResult {
             doctor::run(&ctx, platforms.as_deref()).await
         }
         Command::Run { from, command, .. } => run_cmd::run(&ctx, from.as_deref(), &command).await,
+        Command::Serve(args) => serve::run(ctx, &args).await,
+        Command::Token(command) => token::run(&ctx, &command),
         Command::Completions { .. } | Command::Emulate(_) => unreachable!("handled above"),
     }
 }
@@ -135,7 +139,17 @@ fn command_flags(command: &Command) -> Vec<FlagValue> {
         | Command::Run {
             interpolate_env, ..
         } => interpolate(*interpolate_env),
+        Command::Serve(args) => args
+            .listen
+            .iter()
+            .map(|listen| FlagValue {
+                setting: "listen",
+                flag: "--listen",
+                value: listen.clone(),
+            })
+            .collect(),
         Command::Init
+        | Command::Token(_)
         | Command::Config(_)
         | Command::Completions { .. }
         | Command::Emulate(_)

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context as _, anyhow};
+use bridge_core::parity::{ParityMatrix, ParityReport};
 use bridge_platforms::PlatformSpec;
 use bridge_platforms::local::write_atomically;
 
@@ -30,21 +31,7 @@ pub async fn run(
         )
         .into());
     }
-    let places = ctx.places(&specs).await?;
-    // Fingerprints are needed only to judge write-only values; comparing readable values
-    // needs no key, so a plain verify leaves the state directory alone.
-    let key = ctx.state.load_key().ok().flatten();
-    let store = ctx.state.existing_store()?;
-    let matrix = bridge_sync::verify(
-        &places,
-        &ctx.filter(),
-        &ctx.classifier(),
-        key.as_ref(),
-        store.as_ref(),
-    )
-    .await
-    .map_err(|e| Failure::platform(e.source, format!("reading {}", e.spec)))?;
-    let report = matrix.report(now_rfc3339());
+    let (matrix, report) = compute(ctx, &specs).await?;
 
     if let Some(path) = &report_path {
         let mut text = serde_json::to_string_pretty(&report).context("encoding the report")?;
@@ -55,12 +42,6 @@ pub async fn run(
     if let Some(path) = &audit_path {
         write_atomically(path, audit_markdown(&matrix, &report).as_bytes())
             .map_err(|e| Failure::platform(e, format!("writing {}", path.display())))?;
-    }
-    if report.has_drift
-        && let Err(e) = publish_drift(ctx, &report).await
-    {
-        ctx.shell
-            .warn(format!("could not publish envsync.drift: {e:#}"));
     }
     if ctx.shell.is_json() {
         ctx.shell.print_json(&report).map_err(anyhow::Error::from)?;
@@ -79,12 +60,40 @@ pub async fn run(
     })
 }
 
+/// Parity across `specs` (the first is the reference); publishes `envsync.drift` when
+/// there is drift.
+pub async fn compute(
+    ctx: &Context<'_>,
+    specs: &[PlatformSpec],
+) -> Result<(ParityMatrix, ParityReport), Failure> {
+    let places = ctx.places(specs).await?;
+    // Fingerprints are needed only to judge write-only values; comparing readable values
+    // needs no key, so a plain verify leaves the state directory alone.
+    let key = ctx.state.load_key().ok().flatten();
+    let store = ctx.state.existing_store()?;
+    let matrix = bridge_sync::verify(
+        &places,
+        &ctx.filter(),
+        &ctx.classifier(),
+        key.as_ref(),
+        store.as_ref(),
+    )
+    .await
+    .map_err(|e| Failure::platform(e.source, format!("reading {}", e.spec)))?;
+    let report = matrix.report(now_rfc3339());
+
+    if report.has_drift
+        && let Err(e) = publish_drift(ctx, &report).await
+    {
+        ctx.shell
+            .warn(format!("could not publish envsync.drift: {e:#}"));
+    }
+    Ok((matrix, report))
+}
+
 /// `envsync.drift`: which keys are out of parity where (names only; the ledger records it on
 /// the next command that runs its consumer).
-async fn publish_drift(
-    ctx: &Context<'_>,
-    report: &bridge_core::parity::ParityReport,
-) -> anyhow::Result<()> {
+async fn publish_drift(ctx: &Context<'_>, report: &ParityReport) -> anyhow::Result<()> {
     let bus = crate::genesis::open_bus(ctx).await?;
     let conflicts: Vec<&String> = report.conflicts.keys().collect();
     crate::genesis::publish(

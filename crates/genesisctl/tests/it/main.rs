@@ -18,5 +18,6 @@ mod ledger;
 mod misc;
 mod platforms;
 mod secrets;
+mod serve;
 mod sync;
 mod verify;

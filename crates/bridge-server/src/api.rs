@@ -1,0 +1,287 @@
+//! The route table: every path the server answers, declared once. [`router`] builds the axum
+//! router from it and [`crate::openapi`] the OpenAPI document, so that a route cannot exist
+//! without its documentation, its role or its metrics.
+//!
+//! Each route runs behind one middleware ([`guard`]): authenticate and authorise, bound the
+//! time, count and time the answer, log one line.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::MethodRouter;
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+
+use crate::auth::{Principal, Role, bearer};
+use crate::error::ApiError;
+use crate::routes;
+use crate::{AppState, ErrorBody};
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone: the health checks load balancers call. They reveal nothing secret.
+    Public,
+    /// A bearer token of this role or above.
+    Role(Role),
+}
+
+/// Where a parameter goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum In {
+    Path,
+    Query,
+    Header,
+}
+
+/// The JSON type of a parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamType {
+    String,
+    Integer,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Param {
+    pub name: &'static str,
+    pub location: In,
+    pub required: bool,
+    pub kind: ParamType,
+    pub description: &'static str,
+}
+
+pub type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
+
+/// The JSON schema of `T`, as a reference into the document's components.
+pub fn schema_of<T: JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
+    generator.subschema_for::<T>()
+}
+
+/// What a route answers on success.
+#[derive(Clone, Copy)]
+pub enum Answer {
+    Json(SchemaFn),
+    /// Plain text of this media type (Prometheus exposition, ...).
+    Text(&'static str),
+    /// Server-sent events.
+    EventStream,
+}
+
+/// One route.
+#[derive(Clone)]
+pub struct Route {
+    pub method: &'static str,
+    /// The path in OpenAPI (and axum 0.8) syntax: `/envsync/dry-run/{provider}`.
+    pub path: &'static str,
+    pub operation_id: &'static str,
+    pub summary: &'static str,
+    pub description: &'static str,
+    pub tag: &'static str,
+    pub access: Access,
+    pub params: &'static [Param],
+    pub body: Option<SchemaFn>,
+    pub answer: Answer,
+    pub success: u16,
+    /// Error statuses besides the ones every route may answer (400, 401/403, 413, 503).
+    pub errors: &'static [u16],
+    /// A live stream: no request timeout.
+    pub streaming: bool,
+    pub handler: fn() -> MethodRouter<AppState>,
+}
+
+/// Every route, in a fixed order (metrics index into it).
+pub fn routes() -> &'static [Route] {
+    static ROUTES: OnceLock<Vec<Route>> = OnceLock::new();
+    ROUTES.get_or_init(|| {
+        let mut all = Vec::new();
+        all.extend(routes::system::routes());
+        all.extend(routes::envsync::routes());
+        all.extend(routes::vault::routes());
+        all.extend(routes::genesis::routes());
+        all.extend(routes::ledger::routes());
+        all
+    })
+}
+
+/// What [`guard`] knows about the route it stands in front of.
+#[derive(Clone)]
+struct RouteGuard {
+    state: AppState,
+    index: usize,
+}
+
+/// The router: every route of [`routes`] behind its [`guard`], JSON answers for unknown paths
+/// and methods, and the body limit.
+pub fn router(state: AppState) -> Router {
+    let mut router = Router::new();
+    for (index, route) in routes().iter().enumerate() {
+        let guard = RouteGuard {
+            state: state.clone(),
+            index,
+        };
+        let handler = (route.handler)().layer(middleware::from_fn_with_state(guard, guard_fn));
+        router = router.route(route.path, handler);
+    }
+    let limit = state.inner.options.max_body_bytes;
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_unmatched,
+        ))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such path; GET /openapi.json lists every route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this path does not take that method; GET /openapi.json lists every route",
+    )
+}
+
+/// Counts answers that no route's guard counted (unknown paths and methods).
+async fn count_unmatched(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    if response.extensions().get::<Counted>().is_none() {
+        state
+            .inner
+            .metrics
+            .record_unmatched(response.status().as_u16());
+    }
+    response
+}
+
+/// Marks a response as already counted by its route's guard.
+#[derive(Clone, Copy)]
+struct Counted;
+
+async fn guard_fn(State(guard): State<RouteGuard>, req: Request, next: Next) -> Response {
+    guard.run(req, next).await
+}
+
+impl RouteGuard {
+    async fn run(&self, mut req: Request, next: Next) -> Response {
+        let start = Instant::now();
+        let route = &routes()[self.index];
+        let inner = &self.state.inner;
+        let mut token_id = None;
+        let mut response = match authorize(&self.state, route.access, req.headers()) {
+            Err(e) => e.into_response(),
+            Ok(principal) => {
+                if let Some(p) = principal {
+                    token_id = Some(p.token_id.clone());
+                    req.extensions_mut().insert(p);
+                }
+                if route.streaming {
+                    next.run(req).await
+                } else {
+                    match tokio::time::timeout(inner.options.request_timeout, next.run(req)).await {
+                        Ok(response) => response,
+                        Err(_) => ApiError::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "timeout",
+                            format!(
+                                "no answer within {:?}; an apply still runs to its end — \
+                                 GET /genesis/events shows its outcome",
+                                inner.options.request_timeout
+                            ),
+                        )
+                        .into_response(),
+                    }
+                }
+            }
+        };
+        let elapsed = start.elapsed();
+        let status = response.status().as_u16();
+        inner.metrics.record_request(self.index, status, elapsed);
+        response.extensions_mut().insert(Counted);
+        let logger = &inner.logger;
+        if logger.enabled(crate::LogLevel::Info) {
+            let level = if status >= 500 {
+                crate::LogLevel::Error
+            } else {
+                crate::LogLevel::Info
+            };
+            let ms = format!("{:.3}", elapsed.as_secs_f64() * 1e3);
+            let status = status.to_string();
+            logger.log(
+                level,
+                "request",
+                &[
+                    ("method", route.method),
+                    ("route", route.path),
+                    ("status", &status),
+                    ("ms", &ms),
+                    ("token", token_id.as_deref().unwrap_or("-")),
+                ],
+            );
+        }
+        response
+    }
+}
+
+/// The principal of a request to a route with `access`: 401 without a valid token, 403 for
+/// a role below the route's.
+fn authorize(
+    state: &AppState,
+    access: Access,
+    headers: &HeaderMap,
+) -> Result<Option<Principal>, ApiError> {
+    let Access::Role(needed) = access else {
+        return Ok(None);
+    };
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(ApiError::unauthorized(
+            "send a token as `Authorization: Bearer …` (create one with `genesisctl token create --role observer`)",
+        ));
+    };
+    let token = value.to_str().ok().and_then(bearer).ok_or_else(|| {
+        ApiError::unauthorized("the Authorization header must be `Bearer <token>`")
+    })?;
+    let principal = state.inner.tokens.authenticate(token).ok_or_else(|| {
+        ApiError::unauthorized("the token is not valid (revoked, or never created here)")
+    })?;
+    if principal.role < needed {
+        return Err(ApiError::forbidden(format!(
+            "this needs the {needed} role; the token is {}",
+            principal.role
+        )));
+    }
+    Ok(Some(principal))
+}
+
+/// The error answers common to every route, for the OpenAPI document.
+pub fn common_errors(route: &Route) -> Vec<u16> {
+    let mut codes: Vec<u16> = route.errors.to_vec();
+    if matches!(route.access, Access::Role(_)) {
+        codes.extend([401, 403]);
+    }
+    if route.body.is_some() {
+        codes.extend([400, 413, 415, 422]);
+    }
+    if !route.params.is_empty() {
+        codes.push(400);
+    }
+    if !route.streaming {
+        codes.push(503);
+    }
+    codes.sort_unstable();
+    codes.dedup();
+    codes
+}
+
+/// The schema of every error answer.
+pub fn error_schema(generator: &mut SchemaGenerator) -> Schema {
+    schema_of::<ErrorBody>(generator)
+}

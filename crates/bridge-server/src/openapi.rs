@@ -1,0 +1,150 @@
+//! The OpenAPI 3.1 document, built from the route table ([`crate::api::routes`]) and the
+//! JSON schemas of the answer types (schemars, JSON Schema 2020-12 as OpenAPI 3.1 uses it).
+//! Nothing here is written by hand per route, so the document cannot fall behind the server.
+
+use schemars::generate::SchemaSettings;
+use serde_json::{Map, Value, json};
+
+use crate::api::{self, Access, Answer, In, ParamType, Route};
+
+/// The whole document.
+pub fn document(version: &str) -> Value {
+    let mut settings = SchemaSettings::draft2020_12();
+    settings.definitions_path = "/components/schemas".into();
+    let mut generator = settings.into_generator();
+    let error_schema = api::error_schema(&mut generator).to_value();
+
+    let mut paths = Map::new();
+    for route in api::routes() {
+        let operation = operation(route, &mut generator, &error_schema);
+        let item = paths
+            .entry(route.path.to_owned())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(item) = item {
+            item.insert(route.method.to_ascii_lowercase(), operation);
+        }
+    }
+    let schemas = generator.take_definitions(true);
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Bridge control plane",
+            "version": version,
+            "description": "Keep environment variables and secrets identical across Render, \
+                            Netlify, GitHub Actions and .env files: plan, apply, prove. Errors \
+                            are `{error, detail}`. Authenticate with `Authorization: Bearer` and \
+                            a token from `genesisctl token create --role ROLE`; each operation's \
+                            `x-bridge-role` names the least role it needs.",
+            "license": { "name": "Apache-2.0", "identifier": "Apache-2.0" }
+        },
+        "servers": [{ "url": "/" }],
+        "tags": [
+            { "name": "envsync", "description": "Plan and apply syncs; parity." },
+            { "name": "vault", "description": "Tokens for other Bridges' discovery chains." },
+            { "name": "genesis", "description": "The event bus: history, publishing, live stream." },
+            { "name": "ledger", "description": "The tamper-evident Truth ledger." },
+            { "name": "system", "description": "Metrics, this document, the dashboard." }
+        ],
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A token from `genesisctl token create --role admiral|operator|observer`."
+                }
+            }
+        }
+    })
+}
+
+fn operation(route: &Route, generator: &mut schemars::SchemaGenerator, error: &Value) -> Value {
+    let mut op = Map::new();
+    op.insert("operationId".into(), route.operation_id.into());
+    op.insert("summary".into(), route.summary.into());
+    if !route.description.is_empty() {
+        op.insert("description".into(), route.description.into());
+    }
+    op.insert("tags".into(), json!([route.tag]));
+    match route.access {
+        Access::Public => {
+            op.insert("security".into(), json!([]));
+            op.insert("x-bridge-role".into(), "public".into());
+        }
+        Access::Role(role) => {
+            op.insert("security".into(), json!([{ "bearer": [] }]));
+            op.insert("x-bridge-role".into(), role.as_str().into());
+        }
+    }
+    if !route.params.is_empty() {
+        let params: Vec<Value> = route
+            .params
+            .iter()
+            .map(|p| {
+                json!({
+                    "name": p.name,
+                    "in": match p.location { In::Path => "path", In::Query => "query", In::Header => "header" },
+                    "required": p.required,
+                    "description": p.description,
+                    "schema": match p.kind {
+                        ParamType::String => json!({ "type": "string" }),
+                        ParamType::Integer => json!({ "type": "integer", "minimum": 0 }),
+                    },
+                })
+            })
+            .collect();
+        op.insert("parameters".into(), Value::Array(params));
+    }
+    if let Some(body) = route.body {
+        op.insert(
+            "requestBody".into(),
+            json!({
+                "required": true,
+                "content": { "application/json": { "schema": body(generator).to_value() } }
+            }),
+        );
+    }
+    let mut responses = Map::new();
+    let success = match route.answer {
+        Answer::Json(schema) => json!({
+            "description": "OK",
+            "content": { "application/json": { "schema": schema(generator).to_value() } }
+        }),
+        Answer::Text(media) => json!({
+            "description": "OK",
+            "content": { media: { "schema": { "type": "string" } } }
+        }),
+        Answer::EventStream => json!({
+            "description": "A stream of server-sent events: `id` = _genesis_seq, `event` = topic, `data` = the envelope as JSON.",
+            "content": { "text/event-stream": { "schema": { "type": "string" } } }
+        }),
+    };
+    responses.insert(route.success.to_string(), success);
+    for code in api::common_errors(route) {
+        responses.insert(
+            code.to_string(),
+            json!({
+                "description": error_description(code),
+                "content": { "application/json": { "schema": error } }
+            }),
+        );
+    }
+    op.insert("responses".into(), Value::Object(responses));
+    Value::Object(op)
+}
+
+fn error_description(code: u16) -> &'static str {
+    match code {
+        400 => "Bad request: a malformed parameter or body",
+        401 => "No valid bearer token",
+        403 => "The token's role is not enough, or the gate or allow-list refused",
+        404 => "Not found",
+        413 => "The body is too large",
+        415 => "The body is not JSON",
+        422 => "The body is JSON of the wrong shape",
+        502 => "A platform failed",
+        503 => "Timed out, or the store is unavailable",
+        _ => "Error",
+    }
+}

@@ -1,0 +1,162 @@
+//! Bad bodies, content types, queries, paths and methods get a 4xx with a JSON reason, never
+//! a 5xx.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use bridge_server::ServerOptions;
+use serde_json::json;
+
+use crate::harness::{Harness, request};
+
+fn raw(h: &Harness, content_type: Option<&str>, body: impl Into<Body>) -> Request<Body> {
+    let mut b = Request::builder()
+        .method("POST")
+        .uri("/genesis/events")
+        .header("authorization", format!("Bearer {}", h.operator));
+    if let Some(ct) = content_type {
+        b = b.header("content-type", ct);
+    }
+    b.body(body.into()).unwrap()
+}
+
+#[tokio::test]
+async fn bad_bodies_are_4xx_with_a_reason() {
+    let h = Harness::new().await;
+    let cases: Vec<(Request<Body>, StatusCode, &str)> = vec![
+        (
+            raw(&h, Some("application/json"), "{not json"),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            raw(&h, Some("application/json"), ""),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            raw(&h, Some("text/plain"), r#"{"topic":"a.b","payload":{}}"#),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            raw(&h, None, r#"{"topic":"a.b","payload":{}}"#),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            raw(&h, Some("application/json"), r#"{"topic":"a.b"}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unprocessable",
+        ),
+        (
+            raw(
+                &h,
+                Some("application/json"),
+                r#"{"topic":"a.b","payload":[1]}"#,
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unprocessable",
+        ),
+        (
+            raw(
+                &h,
+                Some("application/json"),
+                r#"{"topic":"a.b","payload":{},"extra":1}"#,
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unprocessable",
+        ),
+        (
+            raw(&h, Some("application/json"), r#"[1,2]"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unprocessable",
+        ),
+        (
+            raw(
+                &h,
+                Some("application/json"),
+                r#"{"topic":"bad topic!","payload":{}}"#,
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unprocessable",
+        ),
+        (
+            raw(
+                &h,
+                Some("application/json"),
+                r#"{"topic":"a.b","payload":{"_genesis_seq":1}}"#,
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unprocessable",
+        ),
+    ];
+    for (i, (req, want, code)) in cases.into_iter().enumerate() {
+        let (status, body) = h.call(req).await;
+        assert_eq!(status, want, "case {i}: {body}");
+        assert_eq!(body["error"], code, "case {i}");
+        assert!(!body["detail"].as_str().unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_413() {
+    let h = Harness::with_options(ServerOptions {
+        max_body_bytes: 1024,
+        ..ServerOptions::default()
+    })
+    .await;
+    let big = json!({"topic": "deploy.render", "payload": {"pad": "x".repeat(4096)}});
+    let (status, body) = h
+        .call(raw(&h, Some("application/json"), big.to_string()))
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(body["error"], "payload_too_large");
+}
+
+#[tokio::test]
+async fn bad_queries_paths_and_methods_are_4xx_json() {
+    let h = Harness::new().await;
+    let obs = Some(h.observer.as_str());
+    for uri in [
+        "/genesis/events?limit=abc",
+        "/genesis/events?limit=0",
+        "/genesis/events?limit=99999999",
+        "/genesis/events?since=-1",
+        "/genesis/events?topic=a..b",
+        "/genesis/events?order=sideways",
+        "/genesis/events?from=yesterday",
+        "/ledger/entries?limit=0",
+        "/ledger/consistency?from=1",
+        "/genesis/stream?topic=a..b",
+        "/genesis/stream?since=x",
+    ] {
+        let (status, body) = h.call(request("GET", uri, obs, None)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
+        assert_eq!(body["error"], "bad_request", "{uri}");
+    }
+    let mut req = request("GET", "/genesis/stream", obs, None);
+    req.headers_mut()
+        .insert("last-event-id", "not-a-number".parse().unwrap());
+    let (status, _) = h.call(req).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let (status, body) = h.call(request("GET", "/nope", obs, None)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"], "not_found");
+    let (status, body) = h
+        .call(request("DELETE", "/genesis/events", obs, None))
+        .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(body["error"], "method_not_allowed");
+    let (status, _) = h
+        .call(request("GET", "/envsync/apply-all", obs, None))
+        .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    // Malformed Authorization headers are 401, not 500.
+    let req = Request::builder()
+        .uri("/genesis/stats")
+        .header("authorization", "Basic dXNlcjpwYXNz")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(h.call(req).await.0, StatusCode::UNAUTHORIZED);
+}

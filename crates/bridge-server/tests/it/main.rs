@@ -1,0 +1,11 @@
+//! Integration tests of the control plane: handlers without a socket (`oneshot`), and a real
+//! listener where a connection matters (the live stream, graceful shutdown).
+#![allow(unreachable_pub, clippy::unwrap_used)]
+
+mod bad_input;
+mod harness;
+mod openapi;
+mod roles;
+mod routes;
+mod shutdown;
+mod stream;

@@ -1,0 +1,355 @@
+//! Each route's success and failure shapes.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use bridge_server::Role;
+use serde_json::json;
+
+use crate::harness::{Harness, VAULT_KEY, VAULT_VALUE, request};
+
+#[tokio::test]
+async fn health_checks_answer_without_a_token_and_reveal_nothing_secret() {
+    let h = Harness::new().await;
+    let (status, body) = h.call(request("GET", "/envsync/health", None, None)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["providers"][0]["name"], "render");
+    let (status, body) = h
+        .call(request("GET", "/genesis/introspection/health", None, None))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["backend"], "sqlite");
+    // The store's path is not shown to anonymous callers.
+    assert!(!body.to_string().contains(h.dir.path().to_str().unwrap()));
+}
+
+#[tokio::test]
+async fn dry_run_and_apply_answer_the_plan_and_unknown_providers_are_404() {
+    let h = Harness::new().await;
+    let op = Some(h.operator.as_str());
+    let (status, body) = h
+        .call(request("POST", "/envsync/dry-run/render", op, None))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "planned");
+    assert_eq!(
+        body["plan"][0],
+        json!({"key": "API_KEY", "op": "create", "secret": true})
+    );
+    let (status, body) = h
+        .call(request("POST", "/envsync/apply/render", op, None))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["applied"], true);
+    let (status, body) = h
+        .call(request("POST", "/envsync/apply/vercel", op, None))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"], "not_found");
+    assert!(body["detail"].as_str().unwrap().contains("render, netlify"));
+    let (status, body) = h
+        .call(request("POST", "/envsync/apply-all", op, None))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["applied"], 2);
+    assert_eq!(body["results"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn applies_to_one_provider_are_serialised_and_dry_runs_never_wait() {
+    let h = Harness::new().await;
+    h.sync.apply_delay_ms.store(150, Ordering::SeqCst);
+    let app = || bridge_server::app(h.state.clone());
+    let op = h.operator.clone();
+    let mut applies = Vec::new();
+    for _ in 0..4 {
+        let req = request("POST", "/envsync/apply/render", Some(&op), None);
+        let app = app();
+        applies.push(tokio::spawn(async move {
+            tower::ServiceExt::oneshot(app, req).await.unwrap().status()
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let start = Instant::now();
+    let (status, _) = h
+        .call(request("POST", "/envsync/dry-run/render", Some(&op), None))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        start.elapsed() < Duration::from_millis(140),
+        "a dry run waited on an apply: {:?}",
+        start.elapsed()
+    );
+    for a in applies {
+        assert_eq!(a.await.unwrap(), StatusCode::OK);
+    }
+    assert_eq!(h.sync.applies.load(Ordering::SeqCst), 4);
+    assert_eq!(
+        h.sync.max_active.load(Ordering::SeqCst),
+        1,
+        "two applies overlapped"
+    );
+}
+
+#[tokio::test]
+async fn applies_to_different_providers_run_together() {
+    let h = Harness::new().await;
+    h.sync.apply_delay_ms.store(100, Ordering::SeqCst);
+    let (status, _) = h
+        .call(request(
+            "POST",
+            "/envsync/apply-all",
+            Some(&h.operator),
+            None,
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(h.sync.max_active.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn parity_answers_the_seed_report_and_sets_the_drift_gauge() {
+    let h = Harness::new().await;
+    let (status, body) = h
+        .call(request("GET", "/parity", Some(&h.observer), None))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["has_drift"], true);
+    assert_eq!(body["summary"]["drift_count"], 1);
+    let response = h
+        .send(request("GET", "/metrics", Some(&h.observer), None))
+        .await;
+    let text = String::from_utf8(
+        http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(
+        text.contains("bridge_drift_keys{platform=\"render\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "bridge_http_requests_total{route=\"/parity\",method=\"GET\",status=\"200\"} 1"
+        )
+    );
+    assert!(text.contains("bridge_bus_up 1"));
+}
+
+#[tokio::test]
+async fn the_vault_answers_allowed_keys_to_admirals_and_records_every_read() {
+    let h = Harness::new().await;
+    let uri = format!("/vault/secret?key={VAULT_KEY}");
+    let (status, body) = h.call(request("GET", &uri, Some(&h.admiral), None)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, json!({"key": VAULT_KEY, "value": VAULT_VALUE}));
+    let (status, body) = h
+        .call(request(
+            "GET",
+            "/vault/secret?key=GITHUB_TOKEN",
+            Some(&h.admiral),
+            None,
+        ))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body["detail"].as_str().unwrap().contains("allow-list"));
+    let (status, _) = h
+        .call(request("GET", "/vault/secret", Some(&h.admiral), None))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = h.call(request("GET", &uri, Some(&h.operator), None)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Both reads are events; neither carries the value.
+    let (_, page) = h
+        .call(request(
+            "GET",
+            "/genesis/events?topic=vault.read",
+            Some(&h.observer),
+            None,
+        ))
+        .await;
+    let events = page["events"].as_array().unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0]["outcome"], "granted");
+    assert_eq!(events[1]["outcome"], "refused");
+    assert!(!page.to_string().contains(VAULT_VALUE));
+    assert!(events[0]["token"].as_str().unwrap().starts_with("tok_"));
+}
+
+#[tokio::test]
+async fn events_publish_and_history_with_every_bound() {
+    let h = Harness::new().await;
+    for i in 0..5 {
+        let (status, body) = h
+            .call(request(
+                "POST",
+                "/genesis/events",
+                Some(&h.operator),
+                Some(json!({"topic": "deploy.render", "payload": {"n": i}})),
+            ))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert_eq!(body["_genesis_seq"], i + 1);
+        assert_eq!(body["_genesis_topic"], "deploy.render");
+    }
+    let obs = Some(h.observer.as_str());
+    let (_, page) = h
+        .call(request("GET", "/genesis/events?since=1&limit=2", obs, None))
+        .await;
+    assert_eq!(page["count"], 2);
+    assert_eq!(page["events"][0]["_genesis_seq"], 2);
+    assert_eq!(page["next_since"], 3);
+    let (_, page) = h
+        .call(request(
+            "GET",
+            "/genesis/events?order=desc&limit=1",
+            obs,
+            None,
+        ))
+        .await;
+    assert_eq!(page["events"][0]["_genesis_seq"], 5);
+    let (_, page) = h
+        .call(request(
+            "GET",
+            "/genesis/events?topic=deploy.*&until=2",
+            obs,
+            None,
+        ))
+        .await;
+    assert_eq!(page["count"], 2);
+    let (_, page) = h
+        .call(request("GET", "/genesis/events?topic=envsync.*", obs, None))
+        .await;
+    assert_eq!(page["count"], 0);
+    let (_, page) = h
+        .call(request(
+            "GET",
+            "/genesis/events?from=2000-01-01T00:00:00Z&to=2000-01-02T00:00:00Z",
+            obs,
+            None,
+        ))
+        .await;
+    assert_eq!(page["count"], 0);
+    let (status, stats) = h.call(request("GET", "/genesis/stats", obs, None)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(stats["by_topic"]["deploy.render"], 5);
+    assert_eq!(stats["last_seq"], 5);
+}
+
+#[tokio::test]
+async fn the_gate_refuses_topics_beyond_the_role_with_403_and_records_it() {
+    let h = Harness::new().await;
+    let (status, body) = h
+        .call(request(
+            "POST",
+            "/genesis/events",
+            Some(&h.operator),
+            Some(json!({"topic": "genesis.heal", "payload": {"secret": "x"}})),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (_, page) = h
+        .call(request(
+            "GET",
+            "/genesis/events?topic=genesis.blocked",
+            Some(&h.admiral),
+            None,
+        ))
+        .await;
+    assert_eq!(page["count"], 1);
+    assert_eq!(page["events"][0]["who"], "operator");
+    assert!(!page.to_string().contains("\"secret\""));
+    // Admirals may publish it.
+    let (status, _) = h
+        .call(request(
+            "POST",
+            "/genesis/events",
+            Some(&h.admiral),
+            Some(json!({"topic": "genesis.heal", "payload": {}})),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn ledger_routes_show_entries_checkpoints_and_proofs_that_verify() {
+    let h = Harness::new().await;
+    let obs = Some(h.observer.as_str());
+    let (status, body) = h
+        .call(request("GET", "/ledger/checkpoint", obs, None))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    h.seed_ledger().await;
+    let (status, page) = h
+        .call(request("GET", "/ledger/entries?limit=2", obs, None))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["total"], 3);
+    assert_eq!(page["entries"].as_array().unwrap().len(), 2);
+    assert_eq!(page["entries"][0]["topic"], "envsync.commit");
+    let (_, cp) = h
+        .call(request("GET", "/ledger/checkpoint", obs, None))
+        .await;
+    assert_eq!(cp["size"], 3);
+    let (status, proof) = h.call(request("GET", "/ledger/proof/1", obs, None)).await;
+    assert_eq!(status, StatusCode::OK);
+    let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]).verifying_key();
+    let checked = bridge_genesis::ledger::verify_proof_json(&proof.to_string(), &key).unwrap();
+    assert_eq!(checked.index, 1);
+    let (status, _) = h.call(request("GET", "/ledger/proof/9", obs, None)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = h.call(request("GET", "/ledger/proof/x", obs, None)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, c) = h
+        .call(request("GET", "/ledger/consistency?from=1&to=3", obs, None))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(c["to_root"], cp["root"]);
+    let (status, _) = h
+        .call(request("GET", "/ledger/consistency?from=3&to=1", obs, None))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (_, v) = h.call(request("GET", "/ledger/verify", obs, None)).await;
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["entries"], 3);
+    let (_, pk) = h
+        .call(request("GET", "/ledger/public-key", obs, None))
+        .await;
+    assert_eq!(
+        pk["public_key"],
+        bridge_genesis::ledger::to_hex(key.as_bytes())
+    );
+}
+
+#[tokio::test]
+async fn tokens_created_while_running_are_accepted_and_roles_are_checked() {
+    let h = Harness::new().await;
+    let (status, body) = h.call(request("GET", "/genesis/stats", None, None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"], "unauthorized");
+    let (status, _) = h
+        .call(request(
+            "GET",
+            "/genesis/stats",
+            Some("brg_notatoken"),
+            None,
+        ))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = h
+        .call(request(
+            "POST",
+            "/envsync/apply-all",
+            Some(h.token(Role::Observer)),
+            None,
+        ))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body["detail"].as_str().unwrap().contains("operator"));
+}

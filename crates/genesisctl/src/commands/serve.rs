@@ -1,0 +1,188 @@
+//! `genesisctl serve [--sandbox]`: the control plane. Wires the configuration, the bus, the
+//! ledger, the tokens and the sync engine ([`ControlPlane`]) into `bridge-server`, listens,
+//! and shuts down gracefully on SIGINT/SIGTERM.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow};
+use bridge_server::auth::{TOKENS_FILE, create_token};
+use bridge_server::{
+    AppState, LedgerAccess, LogFormat, LogLevel, Logger, Parts, Role, ServerOptions, TokenStore,
+    VaultLookup,
+};
+use serde_json::json;
+
+use crate::cli::{LogFormatArg, OutputFormat, ServeArgs};
+use crate::commands::emulate::wait_for_shutdown;
+use crate::context::{Context, now_rfc3339};
+use crate::control::ControlPlane;
+use crate::exit::{CmdResult, Code};
+use crate::shell::Shell;
+use crate::state::{LEDGER_ORIGIN, StateDir};
+
+pub async fn run(ctx: Context<'_>, args: &ServeArgs) -> CmdResult {
+    let shell = ctx.shell;
+    let level: LogLevel = args
+        .log_level
+        .parse()
+        .map_err(|e: String| anyhow!("--log-level: {e}"))?;
+    let format = match args.log_format {
+        LogFormatArg::Text => LogFormat::Text,
+        LogFormatArg::Json => LogFormat::Json,
+    };
+    let logger = Logger::new(format, level);
+
+    let (config, given_tokens, sandbox) = if args.sandbox {
+        let (config, tokens, sandbox) = crate::sandbox::start(&ctx.config).await?;
+        (config, tokens, Some(sandbox))
+    } else {
+        (ctx.config.clone(), Vec::new(), None)
+    };
+    // The engine reports nothing on a terminal: the server answers in JSON and logs.
+    let quiet: &'static Shell = Box::leak(Box::new(Shell::new(OutputFormat::Json, true)));
+    let server_ctx = Context {
+        shell: quiet,
+        state: StateDir::new(config.state_dir.clone()),
+        config,
+        bus: tokio::sync::OnceCell::new(),
+        given_tokens,
+    };
+    server_ctx.state.ensure()?;
+    let bus = crate::genesis::open_bus(&server_ctx).await?;
+    let ledger = LedgerAccess {
+        path: server_ctx.state.ledger_path(),
+        origin: LEDGER_ORIGIN.to_owned(),
+        key: server_ctx.state.ledger_key()?,
+    };
+    let tokens_path = server_ctx.state.path().join(TOKENS_FILE);
+    let sandbox_token = match &sandbox {
+        Some(_) => Some(
+            create_token(&tokens_path, Role::Admiral, &now_rfc3339())
+                .context("creating the sandbox's admiral token")?
+                .0,
+        ),
+        None => None,
+    };
+    let tokens = TokenStore::open(&tokens_path)
+        .with_context(|| format!("reading {}", tokens_path.display()))?;
+    let vault: VaultLookup = match &sandbox {
+        Some(s) => {
+            let values = s.vault_values();
+            Arc::new(move |key: &str| {
+                values
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .map(|(_, v)| v.clone())
+            })
+        }
+        None => Arc::new(|key: &str| std::env::var(key).ok()),
+    };
+    let server = &server_ctx.config.server;
+    let options = ServerOptions {
+        max_body_bytes: server.max_body_bytes,
+        request_timeout: Duration::from_secs(server.request_timeout_secs),
+        vault_keys: server.vault_keys.clone(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+    };
+    let listen = server.listen.clone();
+    let control = ControlPlane::new(server_ctx).await?;
+    let state_path = control.context().state.path().to_owned();
+    let state = AppState::new(Parts {
+        options,
+        bus,
+        ledger,
+        envsync: Arc::new(control),
+        tokens,
+        vault,
+        logger,
+    });
+    let no_tokens = state_has_no_tokens(&tokens_path);
+
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("listening on {listen} (set --listen or BRIDGE_LISTEN)"))?;
+    let addr = listener
+        .local_addr()
+        .with_context(|| format!("reading the address bound for {listen}"))?;
+    let url = format!("http://{addr}");
+
+    if shell.is_json() {
+        shell
+            .print_json(&json!({
+                "listening": url,
+                "state_dir": state_path.display().to_string(),
+                "sandbox": sandbox.as_ref().map(|s| json!({
+                    "dir": s.dir.display().to_string(),
+                    "token": sandbox_token,
+                    "emulators": s.emulators.exports().into_iter()
+                        .filter(|(k, _)| k.ends_with("_API_URL"))
+                        .map(|(k, v)| (k, serde_json::Value::String(v)))
+                        .collect::<serde_json::Map<_, _>>(),
+                })),
+            }))
+            .map_err(anyhow::Error::from)?;
+    } else {
+        let mut text = format!("Listening on {url}\n");
+        if let (Some(s), Some(token)) = (&sandbox, &sandbox_token) {
+            text.push_str(&sandbox_banner(&url, s, token));
+        }
+        shell.print(&text).map_err(anyhow::Error::from)?;
+        if no_tokens && sandbox.is_none() {
+            shell.warn(
+                "no API token yet: every protected route answers 401 until you run \
+                 `genesisctl token create --role admiral`",
+            );
+        }
+    }
+    state.logger().info(
+        "listening",
+        &[
+            ("url", &url),
+            ("state_dir", &state_path.display().to_string()),
+        ],
+    );
+
+    bridge_server::serve(listener, state, wait_for_shutdown())
+        .await
+        .with_context(|| format!("serving on {url}"))?;
+    if let Some(s) = sandbox {
+        s.emulators.shutdown().await;
+    }
+    Ok(Code::Ok)
+}
+
+fn state_has_no_tokens(path: &std::path::Path) -> bool {
+    bridge_server::auth::list_tokens(path).map_or(true, |t| t.is_empty())
+}
+
+fn sandbox_banner(url: &str, sandbox: &crate::sandbox::Sandbox, token: &str) -> String {
+    let mut text = String::new();
+    text.push_str("\nBridge sandbox: emulated Render, Netlify and GitHub, seeded with drift.\n");
+    text.push_str(&format!("  source      {}/.env\n", sandbox.dir.display()));
+    for (name, value) in sandbox.emulators.exports() {
+        if name.ends_with("_API_URL") {
+            text.push_str(&format!(
+                "  {:<11} {value}\n",
+                name.trim_end_matches("_API_URL").to_lowercase()
+            ));
+        }
+    }
+    text.push_str(&format!("  token       {token}   (admiral)\n\nTry:\n"));
+    text.push_str(&format!("  export TOKEN={token}\n"));
+    text.push_str(&format!("  curl {url}/envsync/health\n"));
+    text.push_str(&format!(
+        "  curl -H \"Authorization: Bearer $TOKEN\" {url}/parity\n"
+    ));
+    text.push_str(&format!(
+        "  curl -X POST -H \"Authorization: Bearer $TOKEN\" {url}/envsync/dry-run/render\n"
+    ));
+    text.push_str(&format!(
+        "  curl -X POST -H \"Authorization: Bearer $TOKEN\" {url}/envsync/apply-all\n"
+    ));
+    text.push_str(&format!(
+        "  curl -N -H \"Authorization: Bearer $TOKEN\" '{url}/genesis/stream?since=0'\n"
+    ));
+    text.push_str(&format!("  open {url}/ for the dashboard\n"));
+    text
+}

@@ -1,0 +1,164 @@
+//! `genesisctl serve --sandbox`: the whole product with one command and no credentials.
+//!
+//! Starts the Render, Netlify and GitHub emulators in this process, writes a realistic `.env`
+//! as the source in a fresh directory, seeds each platform with most of it plus some drift (a
+//! missing key, a stale value, secrets Bridge never wrote), and points the configuration at
+//! all of it. Everything lives in a new temporary directory, so nothing of the user's is read
+//! or touched.
+
+use std::fs;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+use bridge_emulators::{EmulatorConfig, Emulators};
+use bridge_platforms::{PlatformKind, PlatformSpec};
+
+use crate::config::Config;
+
+/// The source's variables: what a small web service typically carries.
+const SOURCE: &[(&str, &str)] = &[
+    ("APP_NAME", "bridge-demo"),
+    ("NODE_ENV", "production"),
+    ("LOG_LEVEL", "info"),
+    ("API_BASE_URL", "https://api.example.com/v2"),
+    ("CDN_URL", "https://cdn.example.com"),
+    (
+        "DATABASE_URL",
+        "postgres://app:sandbox-db-pass@db.internal:5432/app",
+    ),
+    ("REDIS_URL", "redis://cache.internal:6379/0"),
+    ("STRIPE_PUBLISHABLE_KEY", "pk_test_sandbox_51H"),
+    ("STRIPE_SECRET_KEY", "sk_test_sandbox_51H"),
+    ("JWT_SECRET", "sandbox-jwt-secret-change-me"),
+    ("SENTRY_DSN", "https://public@o0.ingest.sentry.io/0"),
+    ("SMTP_PASSWORD", "sandbox-mail-pass"),
+    ("FEATURE_NEW_CHECKOUT", "true"),
+    ("SESSION_TTL_SECONDS", "3600"),
+];
+
+/// A running sandbox: keep it alive as long as the server.
+pub struct Sandbox {
+    pub emulators: Emulators,
+    pub dir: PathBuf,
+}
+
+impl Sandbox {
+    /// Where the vault finds values: the emulators' tokens, so `GET /vault/secret` has
+    /// something to hand out.
+    pub fn vault_values(&self) -> Vec<(String, String)> {
+        self.emulators
+            .exports()
+            .into_iter()
+            .filter(|(k, _)| k.ends_with("_TOKEN"))
+            .collect()
+    }
+}
+
+/// Starts the emulators, seeds them, and returns the configuration and tokens to use.
+pub async fn start(base: &Config) -> Result<(Config, Vec<(PlatformKind, String)>, Sandbox)> {
+    let dir = std::env::temp_dir().join(format!(
+        "bridge-sandbox-{}-{}",
+        std::process::id(),
+        time::OffsetDateTime::now_utc().unix_timestamp()
+    ));
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let env_file = dir.join(".env");
+    let mut text =
+        String::from("# The sandbox's canonical source. Edit it and POST /envsync/apply-all.\n");
+    for (k, v) in SOURCE {
+        text.push_str(&format!("{k}={v}\n"));
+    }
+    fs::write(&env_file, text).with_context(|| format!("writing {}", env_file.display()))?;
+
+    let emulators = bridge_emulators::start(EmulatorConfig::default())
+        .await
+        .context("starting the sandbox's emulators")?;
+    seed(&emulators);
+
+    let mut config = base.clone();
+    let export = |name: &str| {
+        emulators
+            .exports()
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+            .unwrap_or_default()
+    };
+    config.state_dir = dir.join(".bridge");
+    config.store_url = String::new();
+    config.bus_url = String::new();
+    config.sync.source = format!("local:{}", env_file.display())
+        .parse::<PlatformSpec>()
+        .map_err(|e| anyhow::anyhow!("the sandbox source: {e}"))?;
+    config.sync.targets = PlatformSpec::parse_list("render,netlify,github")
+        .map_err(|e| anyhow::anyhow!("the sandbox targets: {e}"))?;
+    config.sync.allow_deletions = false;
+    let r = &mut config.remote;
+    r.render_api_url = export("RENDER_API_URL");
+    r.render_service_id = export("RENDER_SERVICE_ID");
+    r.netlify_api_url = export("NETLIFY_API_URL");
+    r.netlify_site_id = export("NETLIFY_SITE_ID");
+    r.netlify_account_id = export("NETLIFY_ACCOUNT_ID");
+    r.github_api_url = export("GITHUB_API_URL");
+    r.github_repository = export("GITHUB_REPOSITORY");
+    config.server.vault_keys = vec![
+        "RENDER_API_TOKEN".into(),
+        "NETLIFY_API_TOKEN".into(),
+        "GITHUB_TOKEN".into(),
+    ];
+    let tokens = vec![
+        (PlatformKind::Render, export("RENDER_API_TOKEN")),
+        (PlatformKind::Netlify, export("NETLIFY_API_TOKEN")),
+        (PlatformKind::Github, export("GITHUB_TOKEN")),
+    ];
+    Ok((config, tokens, Sandbox { emulators, dir }))
+}
+
+/// Each platform holds most of the source, with drift a newcomer can see and fix.
+fn seed(emulators: &Emulators) {
+    let value = |key: &str| {
+        SOURCE
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| *v)
+            .unwrap_or_default()
+    };
+    if let Some(render) = emulators.render() {
+        for (k, v) in SOURCE {
+            match *k {
+                // Never added on Render.
+                "FEATURE_NEW_CHECKOUT" => {}
+                // Changed by hand in the dashboard.
+                "LOG_LEVEL" => render.set_var(k, "debug"),
+                _ => render.set_var(k, v),
+            }
+        }
+    }
+    if let Some(netlify) = emulators.netlify() {
+        for key in [
+            "APP_NAME",
+            "NODE_ENV",
+            "API_BASE_URL",
+            "CDN_URL",
+            "STRIPE_PUBLISHABLE_KEY",
+            "SENTRY_DSN",
+        ] {
+            let v = if key == "API_BASE_URL" {
+                // Still on the old API version.
+                "https://api.example.com/v1"
+            } else {
+                value(key)
+            };
+            netlify.set_var(key, "all", v, false);
+        }
+    }
+    if let Some(github) = emulators.github() {
+        for key in ["APP_NAME", "NODE_ENV", "LOG_LEVEL", "API_BASE_URL"] {
+            github.set_variable(None, key, value(key));
+        }
+        // Set by hand long ago: write-only, so Bridge reports them as unknown until it writes.
+        for key in ["DATABASE_URL", "STRIPE_SECRET_KEY"] {
+            github.set_secret(None, key, value(key));
+        }
+    }
+}

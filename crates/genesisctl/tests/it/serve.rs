@@ -1,0 +1,188 @@
+//! `genesisctl serve --sandbox` and `genesisctl token`, run as the real binary: the sandbox
+//! comes up with drift, the API shows and fixes it, nothing secret leaks, SIGTERM stops it
+//! cleanly.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::sandbox::Sandbox;
+
+/// Values of the sandbox's secrets, which no answer or log may contain.
+const SECRETS: [&str; 4] = [
+    "sandbox-db-pass",
+    "sk_test_sandbox_51H",
+    "sandbox-jwt-secret-change-me",
+    "sandbox-mail-pass",
+];
+
+struct Server {
+    child: Child,
+    url: String,
+    token: String,
+}
+
+impl Server {
+    fn start(sandbox: &Sandbox) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_genesisctl"))
+            .args(["serve", "--sandbox", "--listen", "127.0.0.1:0"])
+            .current_dir(sandbox.path("."))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("TMPDIR", sandbox.path("."))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let (mut url, mut token) = (None, None);
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if let Some(u) = line.strip_prefix("Listening on ") {
+                url = Some(u.trim().to_owned());
+            }
+            if let Some(t) = line.trim().strip_prefix("export TOKEN=") {
+                token = Some(t.to_owned());
+                break;
+            }
+        }
+        Self {
+            child,
+            url: url.expect("a Listening line"),
+            token: token.expect("a token line"),
+        }
+    }
+
+    fn stop(self) -> (i32, String) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let output = self.child.wait_with_output().unwrap();
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+}
+
+async fn call(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    token: Option<&str>,
+) -> (u16, String) {
+    let mut req = client.request(method, url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let response = req.send().await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sandbox_shows_drift_fixes_it_and_stops_cleanly() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let sandbox = Sandbox::bare();
+    let server = Server::start(&sandbox);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let url = |path: &str| format!("{}{path}", server.url);
+    let token = Some(server.token.as_str());
+    let get = reqwest::Method::GET;
+    let post = reqwest::Method::POST;
+    let mut answers = String::new();
+
+    let (status, body) = call(&client, get.clone(), url("/envsync/health"), None).await;
+    assert_eq!(status, 200, "{body}");
+    let health: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["providers"].as_array().unwrap().len(), 3);
+
+    let (status, _) = call(&client, get.clone(), url("/parity"), None).await;
+    assert_eq!(status, 401);
+    let (status, body) = call(&client, get.clone(), url("/parity"), token).await;
+    assert_eq!(status, 200, "{body}");
+    let parity: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(parity["has_drift"], true);
+    assert_eq!(parity["missing_in_render"], serde_json::json!(["FEATURE_NEW_CHECKOUT"]));
+    answers.push_str(&body);
+
+    let (status, body) = call(&client, post.clone(), url("/envsync/dry-run/render"), token).await;
+    assert_eq!(status, 200, "{body}");
+    let plan: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(plan["status"], "planned");
+    assert_eq!(plan["changes"], 2);
+    answers.push_str(&body);
+
+    let (status, body) = call(&client, post.clone(), url("/envsync/apply-all"), token).await;
+    assert_eq!(status, 200, "{body}");
+    let all: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(all["applied"], 3, "{body}");
+    assert_eq!(all["failed"], 0);
+    answers.push_str(&body);
+
+    let (_, body) = call(&client, get.clone(), url("/parity"), token).await;
+    let parity: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(parity["has_drift"], false, "{body}");
+    answers.push_str(&body);
+
+    // The commits reached the ledger, which verifies.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, body) = call(&client, get.clone(), url("/ledger/verify"), token).await;
+    let verify: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(verify["ok"], true, "{body}");
+    assert!(verify["entries"].as_u64().unwrap() >= 6, "{body}");
+    let (_, body) = call(&client, get.clone(), url("/ledger/entries?limit=1000"), token).await;
+    answers.push_str(&body);
+    let (_, body) = call(&client, get.clone(), url("/genesis/events?limit=1000"), token).await;
+    assert!(body.contains("config_update"), "{body}");
+    answers.push_str(&body);
+
+    for secret in SECRETS {
+        assert!(!answers.contains(secret), "{secret} leaked into an answer");
+    }
+    let (code, stderr) = server.stop();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("shutdown"), "{stderr}");
+    for secret in SECRETS {
+        assert!(!stderr.contains(secret), "{secret} leaked into the log");
+    }
+}
+
+#[test]
+fn token_create_prints_the_token_alone_and_stores_only_its_hash() {
+    let sandbox = Sandbox::new();
+    let run = sandbox.run(&["token", "create", "--role", "operator"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let token = run.stdout.trim();
+    assert!(token.starts_with("brg_") && token.len() == 44, "{token}");
+    assert_eq!(run.stdout.lines().count(), 1);
+    let stored = sandbox.read(".bridge/tokens.json");
+    assert!(!stored.contains(&token[4..]));
+    assert_eq!(crate::sandbox::mode(&sandbox.path(".bridge/tokens.json")), 0o600);
+
+    let list = sandbox.run(&["token", "list", "--output", "json"]);
+    let tokens = list.json()["tokens"].as_array().unwrap().clone();
+    assert_eq!(tokens.len(), 1);
+    assert_eq!(tokens[0]["role"], "operator");
+    assert!(!list.stdout.contains(&token[4..]));
+    let id = tokens[0]["id"].as_str().unwrap();
+
+    let revoke = sandbox.run(&["token", "revoke", id]);
+    assert_eq!(revoke.code, 0, "{}", revoke.stderr);
+    let again = sandbox.run(&["token", "revoke", id]);
+    assert_eq!(again.code, 2);
+    assert!(again.stderr.contains("token list"));
+
+    let bad = sandbox.run(&["token", "create", "--role", "captain"]);
+    assert_eq!(bad.code, 2);
+    assert!(bad.stderr.contains("admiral, operator or observer"), "{}", bad.stderr);
+}
