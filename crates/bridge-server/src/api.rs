@@ -215,7 +215,7 @@ impl RouteGuard {
             };
             let ms = format!("{:.3}", elapsed.as_secs_f64() * 1e3);
             let status = status.to_string();
-            logger.log(
+            logger.log_queued(
                 level,
                 "request",
                 &[

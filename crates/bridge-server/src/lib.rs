@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod auth;
+mod cache;
 pub mod error;
 pub mod log;
 pub mod metrics;
@@ -104,6 +105,7 @@ pub(crate) struct Inner {
     pub(crate) tokens: TokenStore,
     pub(crate) vault: VaultLookup,
     pub(crate) metrics: metrics::Metrics,
+    pub(crate) history_cache: cache::HistoryCache,
     pub(crate) logger: Logger,
     /// One lock per provider: applies to one provider run one at a time.
     pub(crate) apply_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -129,6 +131,7 @@ impl AppState {
         Self {
             inner: Arc::new(Inner {
                 metrics: metrics::Metrics::new(api::routes().len()),
+                history_cache: cache::HistoryCache::new(parts.bus.store().live()),
                 options: parts.options,
                 bus: parts.bus,
                 ledger: parts.ledger,

@@ -3,6 +3,7 @@
 //! caller; the Authorization header and values never are among them.
 
 use std::io::Write;
+use std::sync::mpsc::{SyncSender, sync_channel};
 
 use serde_json::{Map, Value};
 
@@ -51,16 +52,24 @@ impl std::str::FromStr for LogLevel {
     }
 }
 
-/// Writes log lines to stderr.
-#[derive(Debug, Clone, Copy)]
+/// Writes log lines to stderr, through one writer thread: a request formats its line and
+/// hands it over; the thread writes whatever has queued up in one go, so a busy server makes
+/// one write per burst rather than one per request.
+#[derive(Debug, Clone)]
 pub struct Logger {
     format: LogFormat,
     level: LogLevel,
+    sink: Option<SyncSender<String>>,
 }
 
 impl Logger {
     pub fn new(format: LogFormat, level: LogLevel) -> Self {
-        Self { format, level }
+        let sink = (level != LogLevel::Off).then(spawn_writer).flatten();
+        Self {
+            format,
+            level,
+            sink,
+        }
     }
 
     pub fn off() -> Self {
@@ -88,8 +97,24 @@ impl Logger {
             return;
         }
         let line = self.line(level, msg, fields);
-        let mut err = std::io::stderr().lock();
-        let _ = err.write_all(line.as_bytes());
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
+
+    /// Like [`Logger::log`], but handed to the writer thread: for the per-request lines,
+    /// whose cost the request should not pay. Rare lines (start, shutdown, failures) are
+    /// written at once, so none is lost when the process exits.
+    pub fn log_queued(&self, level: LogLevel, msg: &str, fields: &[(&str, &str)]) {
+        if !self.enabled(level) {
+            return;
+        }
+        let line = self.line(level, msg, fields);
+        let unsent = match &self.sink {
+            Some(sink) => sink.send(line).err().map(|e| e.0),
+            None => Some(line),
+        };
+        if let Some(line) = unsent {
+            let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        }
     }
 
     fn line(&self, level: LogLevel, msg: &str, fields: &[(&str, &str)]) -> String {
@@ -124,6 +149,25 @@ impl Logger {
             }
         }
     }
+}
+
+/// The writer thread; `None` if it cannot be started (lines are then written directly).
+fn spawn_writer() -> Option<SyncSender<String>> {
+    let (tx, rx) = sync_channel::<String>(4096);
+    std::thread::Builder::new()
+        .name("bridge-log".into())
+        .spawn(move || {
+            let mut out = std::io::BufWriter::new(std::io::stderr());
+            while let Ok(line) = rx.recv() {
+                let _ = out.write_all(line.as_bytes());
+                while let Ok(more) = rx.try_recv() {
+                    let _ = out.write_all(more.as_bytes());
+                }
+                let _ = out.flush();
+            }
+        })
+        .ok()?;
+    Some(tx)
 }
 
 fn now() -> String {

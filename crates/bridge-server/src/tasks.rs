@@ -31,6 +31,7 @@ pub fn spawn(state: AppState) -> Background {
     let handles = vec![
         tokio::spawn(run_until_shutdown(state.clone(), Task::Cascade)),
         tokio::spawn(run_until_shutdown(state.clone(), Task::LedgerFeed)),
+        tokio::spawn(track_head(state.clone())),
     ];
     Background { state, handles }
 }
@@ -135,5 +136,29 @@ async fn cascade(state: &AppState) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         }
         consumer.ack(last).await.map_err(|e| e.to_string())?;
+    }
+}
+
+/// Tells the history cache where the store's head is, once a second: events of other
+/// processes sharing the store show in history within that second (this process's own
+/// events, at once).
+async fn track_head(state: AppState) {
+    let store = state.inner.bus.store().clone();
+    let mut shutdown = state.inner.shutdown.clone();
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        if let Ok(seq) = store.last_seq().await {
+            state.inner.history_cache.observed(seq);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(POLL) => {}
+            changed = shutdown.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
     }
 }

@@ -107,6 +107,10 @@ then serves until interrupted.\n\nExample:\n  eval \"$(genesisctl emulate --port
     #[command(subcommand)]
     Token(TokenCommand),
 
+    /// Carry vetted commits from sibling repositories into this one
+    #[command(subcommand)]
+    Autosync(crate::commands::autosync::AutosyncCommand),
+
     /// Print a shell completion script
     #[command(
         after_help = "Example:\n  genesisctl completions bash > /etc/bash_completion.d/genesisctl\n  genesisctl completions zsh > \"${fpath[1]}/_genesisctl\""

@@ -3,8 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::State;
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json};
 use bridge_genesis::bus::{HistoryQuery, MAX_HISTORY_LIMIT, Order, PublishError, TopicPattern};
@@ -281,8 +284,30 @@ pub(crate) fn parse_pattern(text: &str) -> Result<TopicPattern, ApiError> {
 
 async fn history(
     State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
     ApiQuery(p): ApiQuery<HistoryParams>,
-) -> Result<Json<EventsPage>, ApiError> {
+) -> Result<Response, ApiError> {
+    let cache = &state.inner.history_cache;
+    let key = raw.unwrap_or_default();
+    // Read the head first: the page computed below holds at least every event up to it.
+    let head = cache.current_head();
+    if let Some(bytes) = head.and_then(|h| cache.get(&key, h)) {
+        return Ok(json_bytes(bytes));
+    }
+    let page = read_history(&state, p).await?;
+    let bytes =
+        Bytes::from(serde_json::to_vec(&page).map_err(|e| ApiError::internal(e.to_string()))?);
+    if let Some(head) = head {
+        cache.put(&key, head, bytes.clone());
+    }
+    Ok(json_bytes(bytes))
+}
+
+fn json_bytes(bytes: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], bytes).into_response()
+}
+
+async fn read_history(state: &AppState, p: HistoryParams) -> Result<EventsPage, ApiError> {
     let mut q = HistoryQuery::default();
     if let Some(topic) = p.topic.as_deref().filter(|t| !t.is_empty()) {
         q = q.pattern(parse_pattern(topic)?);
@@ -331,11 +356,11 @@ async fn history(
             _ => None,
         })
         .collect();
-    Ok(Json(EventsPage {
+    Ok(EventsPage {
         count: events.len(),
         events,
         next_since,
-    }))
+    })
 }
 
 async fn publish(

@@ -201,3 +201,58 @@ async fn each_commit_is_followed_by_a_config_update() {
     drop(client);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_history_pages_never_hide_a_new_event() {
+    let h = Harness::new().await;
+    let server = start(&h).await;
+    let client = crate::harness::http_client();
+    let url = format!("{}/genesis/events?limit=50", server.url);
+    let count = || async {
+        let body: Value = client
+            .get(&url)
+            .bearer_auth(&h.operator)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["count"].as_u64().unwrap()
+    };
+    // Let the head tracker read the store once, which turns the cache on.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for n in 1..=5 {
+        assert_eq!(count().await, n - 1);
+        assert_eq!(count().await, n - 1, "a cached page is the same page");
+        // Published through this server: visible at once.
+        let response = client
+            .post(format!("{}/genesis/events", server.url))
+            .bearer_auth(&h.operator)
+            .json(&json!({"topic": "deploy.render", "payload": {"n": n}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+    }
+    assert_eq!(count().await, 5);
+    // Stored by another process: visible within the tracker's second.
+    let other = Bus::new(
+        Arc::new(SqliteStore::open(h.dir.path().join("events.db")).unwrap()),
+        Policy::new(PolicyMode::Permissive),
+    );
+    other
+        .publish("deploy.render", json!({"n": 6}), Role::System)
+        .await
+        .unwrap();
+    let mut seen = 0;
+    for _ in 0..30 {
+        seen = count().await;
+        if seen == 6 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen, 6);
+    server.stop().await;
+}

@@ -1,6 +1,7 @@
 //! One file per command; [`run`] dispatches. Each command returns the exit [`Code`] of its
 //! outcome or a [`Failure`](crate::exit::Failure) that carries its own.
 
+pub mod autosync;
 mod check;
 mod completions;
 mod config_show;
@@ -29,6 +30,10 @@ use crate::shell::Shell;
 pub async fn run(cli: Cli, shell: &Shell) -> CmdResult {
     if let Command::Completions { shell: target } = &cli.command {
         return completions::run(*target);
+    }
+    if let Command::Autosync(command) = &cli.command {
+        // Its --config is autosync.toml, so it builds its own context (only `run` needs one).
+        return autosync::run(command, &cli.global, shell).await;
     }
     if let Command::Emulate(args) = &cli.command {
         return emulate::run(args, shell).await;
@@ -108,7 +113,9 @@ pub async fn run(cli: Cli, shell: &Shell) -> CmdResult {
         Command::Run { from, command, .. } => run_cmd::run(&ctx, from.as_deref(), &command).await,
         Command::Serve(args) => serve::run(ctx, &args).await,
         Command::Token(command) => token::run(&ctx, &command),
-        Command::Completions { .. } | Command::Emulate(_) => unreachable!("handled above"),
+        Command::Completions { .. } | Command::Emulate(_) | Command::Autosync(_) => {
+            unreachable!("handled above")
+        }
     }
 }
 
@@ -153,6 +160,7 @@ fn command_flags(command: &Command) -> Vec<FlagValue> {
         | Command::Config(_)
         | Command::Completions { .. }
         | Command::Emulate(_)
+        | Command::Autosync(_)
         | Command::Platforms(_)
         | Command::Ledger(_)
         | Command::Events(_)

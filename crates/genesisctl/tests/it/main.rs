@@ -9,6 +9,7 @@
 
 mod sandbox;
 
+mod autosync;
 mod check;
 mod config;
 mod errors;

@@ -58,10 +58,7 @@ impl Server {
 
     fn stop(self) -> (i32, String) {
         let pid = self.child.id().to_string();
-        let status = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(status.success());
         let output = self.child.wait_with_output().unwrap();
         (
@@ -112,7 +109,10 @@ async fn the_sandbox_shows_drift_fixes_it_and_stops_cleanly() {
     assert_eq!(status, 200, "{body}");
     let parity: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(parity["has_drift"], true);
-    assert_eq!(parity["missing_in_render"], serde_json::json!(["FEATURE_NEW_CHECKOUT"]));
+    assert_eq!(
+        parity["missing_in_render"],
+        serde_json::json!(["FEATURE_NEW_CHECKOUT"])
+    );
     answers.push_str(&body);
 
     let (status, body) = call(&client, post.clone(), url("/envsync/dry-run/render"), token).await;
@@ -140,9 +140,21 @@ async fn the_sandbox_shows_drift_fixes_it_and_stops_cleanly() {
     let verify: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(verify["ok"], true, "{body}");
     assert!(verify["entries"].as_u64().unwrap() >= 6, "{body}");
-    let (_, body) = call(&client, get.clone(), url("/ledger/entries?limit=1000"), token).await;
+    let (_, body) = call(
+        &client,
+        get.clone(),
+        url("/ledger/entries?limit=1000"),
+        token,
+    )
+    .await;
     answers.push_str(&body);
-    let (_, body) = call(&client, get.clone(), url("/genesis/events?limit=1000"), token).await;
+    let (_, body) = call(
+        &client,
+        get.clone(),
+        url("/genesis/events?limit=1000"),
+        token,
+    )
+    .await;
     assert!(body.contains("config_update"), "{body}");
     answers.push_str(&body);
 
@@ -167,7 +179,10 @@ fn token_create_prints_the_token_alone_and_stores_only_its_hash() {
     assert_eq!(run.stdout.lines().count(), 1);
     let stored = sandbox.read(".bridge/tokens.json");
     assert!(!stored.contains(&token[4..]));
-    assert_eq!(crate::sandbox::mode(&sandbox.path(".bridge/tokens.json")), 0o600);
+    assert_eq!(
+        crate::sandbox::mode(&sandbox.path(".bridge/tokens.json")),
+        0o600
+    );
 
     let list = sandbox.run(&["token", "list", "--output", "json"]);
     let tokens = list.json()["tokens"].as_array().unwrap().clone();
@@ -184,5 +199,66 @@ fn token_create_prints_the_token_alone_and_stores_only_its_hash() {
 
     let bad = sandbox.run(&["token", "create", "--role", "captain"]);
     assert_eq!(bad.code, 2);
-    assert!(bad.stderr.contains("admiral, operator or observer"), "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("admiral, operator or observer"),
+        "{}",
+        bad.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_per_line_and_never_hold_the_token() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let sandbox = Sandbox::new();
+    sandbox.file(".env", "APP_NAME=demo\n");
+    let token = sandbox
+        .run(&["token", "create", "--role", "observer"])
+        .stdout;
+    let token = token.trim().to_owned();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_genesisctl"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .current_dir(sandbox.path("."))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let url = first
+        .trim()
+        .strip_prefix("Listening on ")
+        .unwrap()
+        .to_owned();
+    let client = reqwest::Client::new();
+    let status = client
+        .get(format!("{url}/genesis/stats"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    let server = Server {
+        child,
+        url,
+        token: token.clone(),
+    };
+    let (code, stderr) = server.stop();
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let request = lines
+        .iter()
+        .find(|l| l["msg"] == "request")
+        .expect("a request line");
+    assert_eq!(request["route"], "/genesis/stats");
+    assert_eq!(request["status"], "200");
+    assert!(request["token"].as_str().unwrap().starts_with("tok_"));
+    assert!(!stderr.contains(&token[4..]));
 }
