@@ -22,7 +22,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -83,6 +83,8 @@ struct GithubState {
     repo: Scope,
     envs: BTreeMap<String, Scope>,
     next_key: u64,
+    /// Pull requests (and so issue numbers), in the order they were opened.
+    pulls: Vec<PullRequest>,
 }
 
 impl GithubState {
@@ -91,6 +93,7 @@ impl GithubState {
             repo: new_scope(FIRST_KEY_ID),
             envs: BTreeMap::new(),
             next_key: FIRST_KEY_ID + 1,
+            pulls: Vec::new(),
         }
     }
 
@@ -235,6 +238,37 @@ impl GithubHandle {
     }
 }
 
+impl GithubHandle {
+    /// Every pull request opened so far, oldest first, with its labels.
+    pub fn pulls(&self) -> Vec<PullRequest> {
+        lock(&self.state).pulls.clone()
+    }
+}
+
+/// A pull request the emulator holds. The emulator has no git: `head` and `base` are
+/// taken as given (no check that the branches exist or differ).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PullRequest {
+    /// Its number (shared with issues, from 1).
+    pub number: u64,
+    /// Title.
+    pub title: String,
+    /// The head branch as sent (`branch` or `owner:branch`).
+    pub head: String,
+    /// The base branch.
+    pub base: String,
+    /// Body (empty when none was sent).
+    pub body: String,
+    /// Opened as a draft.
+    pub draft: bool,
+    /// `open` (the emulator never closes one).
+    pub state: String,
+    /// Label names, in the order they were added.
+    pub labels: Vec<String>,
+    /// `YYYY-MM-DDTHH:MM:SSZ`.
+    pub created_at: String,
+}
+
 /// Returns whether the secret was created (as opposed to updated).
 fn upsert_secret(scope: &mut Scope, name: &str, plaintext: Vec<u8>) -> bool {
     let now = now_seconds();
@@ -314,6 +348,20 @@ pub(crate) fn router(core: Arc<Core>) -> (Router, GithubHandle) {
                 .delete(delete_variable),
         );
     }
+    r = route(
+        r,
+        &core,
+        "/repos/{owner}/{repo}/pulls",
+        RouteKind::Api,
+        get(list_pulls).post(create_pull),
+    );
+    r = route(
+        r,
+        &core,
+        "/repos/{owner}/{repo}/issues/{issue_number}/labels",
+        RouteKind::Api,
+        post(add_labels),
+    );
     (finish(&core, r.with_state(handle.clone())), handle)
 }
 
@@ -723,6 +771,225 @@ async fn delete_variable(State(h): State<GithubHandle>, Path(p): Path<Params>) -
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// A label as GitHub returns it; ids are derived from the name, so they are stable.
+fn label_json(root: &str, name: &str) -> Value {
+    let id = name.bytes().fold(1_469_598_103_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(1_099_511_628_211)
+    }) % 10_000_000_000;
+    json!({
+        "id": id,
+        "node_id": format!("LA_{id}"),
+        "url": format!("{root}/repos/{OWNER}/{REPO}/labels/{name}"),
+        "name": name,
+        "color": "ededed",
+        "default": false,
+        "description": null,
+    })
+}
+
+/// The head's label: `owner:branch`, with the repository owner when none was given.
+fn head_parts(head: &str) -> (String, String) {
+    match head.split_once(':') {
+        Some((owner, branch)) => (owner.to_owned(), branch.to_owned()),
+        None => (OWNER.to_owned(), head.to_owned()),
+    }
+}
+
+fn pull_json(root: &str, p: &PullRequest) -> Value {
+    let (head_owner, head_ref) = head_parts(&p.head);
+    let api = format!("{root}/repos/{OWNER}/{REPO}/pulls/{}", p.number);
+    json!({
+        "id": 1_000_000 + p.number,
+        "node_id": format!("PR_emulated{}", p.number),
+        "number": p.number,
+        "url": api,
+        "html_url": format!("{root}/{OWNER}/{REPO}/pull/{}", p.number),
+        "issue_url": format!("{root}/repos/{OWNER}/{REPO}/issues/{}", p.number),
+        "state": p.state,
+        "locked": false,
+        "title": p.title,
+        "body": p.body,
+        "draft": p.draft,
+        "user": { "login": "bridge-emulator", "type": "User" },
+        "labels": p.labels.iter().map(|l| label_json(root, l)).collect::<Vec<_>>(),
+        "head": {
+            "label": format!("{head_owner}:{head_ref}"),
+            "ref": head_ref,
+            "repo": { "full_name": format!("{OWNER}/{REPO}") },
+        },
+        "base": {
+            "label": format!("{OWNER}:{}", p.base),
+            "ref": p.base,
+            "repo": { "full_name": format!("{OWNER}/{REPO}") },
+        },
+        "created_at": p.created_at,
+        "updated_at": p.created_at,
+        "closed_at": null,
+        "merged_at": null,
+        "merged": false,
+        "mergeable": null,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct PullInput {
+    title: Option<String>,
+    head: Option<String>,
+    base: Option<String>,
+    body: Option<String>,
+    #[serde(default)]
+    draft: bool,
+}
+
+async fn create_pull(State(h): State<GithubHandle>, Path(p): Path<Params>, body: Bytes) -> Reply {
+    target(&p)?;
+    let input: PullInput = parse_json(&body).map_err(|e| bad_json(&e))?;
+    let required = |value: Option<String>, field: &str| {
+        value.filter(|v| !v.trim().is_empty()).ok_or_else(|| {
+            validation(
+                "PullRequest",
+                field,
+                "missing_field",
+                &format!("{field} is required"),
+            )
+        })
+    };
+    let title = required(input.title, "title")?;
+    let head = required(input.head, "head")?;
+    let base = required(input.base, "base")?;
+    let mut state = lock(&h.state);
+    let (_, head_ref) = head_parts(&head);
+    let duplicate = state
+        .pulls
+        .iter()
+        .any(|o| o.state == "open" && head_parts(&o.head).1 == head_ref && o.base == base);
+    if duplicate {
+        return Err(validation(
+            "PullRequest",
+            "head",
+            "custom",
+            &format!("A pull request already exists for {OWNER}:{head_ref}."),
+        ));
+    }
+    let pull = PullRequest {
+        number: state.pulls.len() as u64 + 1,
+        title,
+        head,
+        base,
+        body: input.body.unwrap_or_default(),
+        draft: input.draft,
+        state: "open".into(),
+        labels: Vec::new(),
+        created_at: now_seconds(),
+    };
+    let json = pull_json(&h.core.root_url, &pull);
+    state.pulls.push(pull);
+    Ok((StatusCode::CREATED, Json(json)).into_response())
+}
+
+async fn list_pulls(
+    State(h): State<GithubHandle>,
+    Path(p): Path<Params>,
+    uri: Uri,
+    query: QueryResult,
+) -> Reply {
+    target(&p)?;
+    let Query(q) = query.map_err(|_| err(StatusCode::BAD_REQUEST, "invalid query string"))?;
+    let wanted_state = q.get("state").map_or("open", String::as_str);
+    if !matches!(wanted_state, "open" | "closed" | "all") {
+        return Err(validation(
+            "PullRequest",
+            "state",
+            "invalid",
+            "state must be open, closed or all",
+        ));
+    }
+    let head = q.get("head").map(|h| head_parts(h));
+    let all: Vec<Value> = {
+        let state = lock(&h.state);
+        state
+            .pulls
+            .iter()
+            .filter(|pr| wanted_state == "all" || pr.state == wanted_state)
+            .filter(|pr| {
+                head.as_ref()
+                    .is_none_or(|want| &head_parts(&pr.head) == want)
+            })
+            .filter(|pr| q.get("base").is_none_or(|b| &pr.base == b))
+            // GitHub lists the newest first by default.
+            .rev()
+            .map(|pr| pull_json(&h.core.root_url, pr))
+            .collect()
+    };
+    let paging = Paging::from_query(&q, h.core.page_size().unwrap_or(30), 100);
+    let url = format!("{}{}", h.core.root_url, uri.path());
+    let mut response = Json(Value::Array(paging.window(&all))).into_response();
+    if let Some(v) = paging
+        .link(&url, all.len())
+        .and_then(|l| HeaderValue::from_str(&l).ok())
+    {
+        response.headers_mut().insert(header::LINK, v);
+    }
+    Ok(response)
+}
+
+async fn add_labels(State(h): State<GithubHandle>, Path(p): Path<Params>, body: Bytes) -> Reply {
+    target(&p)?;
+    let number: u64 = p
+        .get("issue_number")
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(not_found)?;
+    let value: Value = parse_json(&body).map_err(|e| bad_json(&e))?;
+    // Documented forms: `{"labels": ["a"]}`, `{"labels": [{"name": "a"}]}`, or `["a"]`.
+    let list = match &value {
+        Value::Object(map) => map.get("labels"),
+        array @ Value::Array(_) => Some(array),
+        _ => None,
+    };
+    let Some(Value::Array(items)) = list else {
+        return Err(validation(
+            "Label",
+            "labels",
+            "missing_field",
+            "labels is required and must be an array",
+        ));
+    };
+    let mut names = Vec::new();
+    for item in items {
+        let name = match item {
+            Value::String(s) => s.as_str(),
+            Value::Object(o) => o.get("name").and_then(Value::as_str).unwrap_or_default(),
+            _ => "",
+        };
+        if name.trim().is_empty() {
+            return Err(validation(
+                "Label",
+                "name",
+                "invalid",
+                "every label needs a non-empty name",
+            ));
+        }
+        names.push(name.to_owned());
+    }
+    let mut state = lock(&h.state);
+    let pull = state
+        .pulls
+        .iter_mut()
+        .find(|pr| pr.number == number)
+        .ok_or_else(not_found)?;
+    for name in names {
+        if !pull.labels.iter().any(|l| l.eq_ignore_ascii_case(&name)) {
+            pull.labels.push(name);
+        }
+    }
+    let labels: Vec<Value> = pull
+        .labels
+        .iter()
+        .map(|l| label_json(&h.core.root_url, l))
+        .collect();
+    Ok(Json(Value::Array(labels)).into_response())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -772,5 +1039,106 @@ mod tests {
         let env_id = s.scope(Some("prod")).key_id.clone();
         assert_ne!(repo_id, env_id);
         assert_eq!(s.scope(Some("prod")).key_id, env_id);
+    }
+
+    #[tokio::test]
+    async fn pull_requests_open_list_and_label() {
+        let emulators = crate::start(crate::EmulatorConfig {
+            render: false,
+            netlify: false,
+            ..crate::EmulatorConfig::default()
+        })
+        .await
+        .unwrap();
+        let gh = emulators.github().unwrap();
+        let base = format!("{}/repos/bridge/emulated", gh.base_url());
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let c = reqwest::Client::new();
+        let auth = "Bearer ghp_emulator_token";
+        let post =
+            |url: String, body: Value| c.post(url).header("authorization", auth).json(&body).send();
+
+        let r = post(
+            format!("{base}/pulls"),
+            json!({"title": "t", "base": "main"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 422);
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["errors"][0]["field"], "head");
+
+        let r = post(
+            format!("{base}/pulls"),
+            json!({"title": "Sync", "head": "autosync/web", "base": "main", "body": "b"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 201);
+        let pr: Value = r.json().await.unwrap();
+        assert_eq!(pr["number"], 1);
+        assert_eq!(pr["state"], "open");
+        assert_eq!(pr["head"]["ref"], "autosync/web");
+        assert!(
+            pr["html_url"]
+                .as_str()
+                .unwrap()
+                .ends_with("/bridge/emulated/pull/1")
+        );
+
+        let again = post(
+            format!("{base}/pulls"),
+            json!({"title": "Sync", "head": "autosync/web", "base": "main"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(again.status(), 422);
+
+        let r = post(
+            format!("{base}/issues/1/labels"),
+            json!({"labels": ["auto-sync", "risk:low"]}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 200);
+        let labels: Value = r.json().await.unwrap();
+        assert_eq!(labels[1]["name"], "risk:low");
+        let missing = post(format!("{base}/issues/9/labels"), json!({"labels": ["x"]}))
+            .await
+            .unwrap();
+        assert_eq!(missing.status(), 404);
+
+        let list: Value = c
+            .get(format!("{base}/pulls?state=open&head=bridge:autosync/web"))
+            .header("authorization", auth)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(list.as_array().unwrap().len(), 1);
+        let none: Value = c
+            .get(format!("{base}/pulls?head=bridge:other"))
+            .header("authorization", auth)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(none, json!([]));
+        let unauthorized = c.get(format!("{base}/pulls")).send().await.unwrap();
+        assert_eq!(unauthorized.status(), 401);
+
+        let pulls = gh.pulls();
+        assert_eq!(pulls.len(), 1);
+        assert_eq!(pulls[0].labels, ["auto-sync", "risk:low"]);
+        assert_eq!(pulls[0].body, "b");
+        assert_eq!(
+            gh.stats().by_route.get("POST /repos/{owner}/{repo}/pulls"),
+            Some(&3)
+        );
+        emulators.shutdown().await;
     }
 }

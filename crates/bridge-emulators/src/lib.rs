@@ -30,7 +30,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use github::GithubHandle;
+pub use github::{GithubHandle, PullRequest};
 pub use netlify::{NetlifyHandle, SecretValueMode};
 pub use render::RenderHandle;
 pub use stats::Stats;
