@@ -130,41 +130,25 @@ pub fn router(state: AppState) -> Router {
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            count_unmatched,
-        ))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
 
-async fn not_found() -> ApiError {
+// Answers no route's guard saw are counted here, as `route="unmatched"`. (A known path with
+// a method it does not take is answered by that route's method router, behind its guard.)
+async fn not_found(State(state): State<AppState>) -> ApiError {
+    state.inner.metrics.record_unmatched(404);
     ApiError::not_found("no such path; GET /openapi.json lists every route")
 }
 
-async fn method_not_allowed() -> ApiError {
+async fn method_not_allowed(State(state): State<AppState>) -> ApiError {
+    state.inner.metrics.record_unmatched(405);
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
         "this path does not take that method; GET /openapi.json lists every route",
     )
 }
-
-/// Counts answers that no route's guard counted (unknown paths and methods).
-async fn count_unmatched(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let response = next.run(req).await;
-    if response.extensions().get::<Counted>().is_none() {
-        state
-            .inner
-            .metrics
-            .record_unmatched(response.status().as_u16());
-    }
-    response
-}
-
-/// Marks a response as already counted by its route's guard.
-#[derive(Clone, Copy)]
-struct Counted;
 
 async fn guard_fn(State(guard): State<RouteGuard>, req: Request, next: Next) -> Response {
     guard.run(req, next).await
@@ -176,7 +160,7 @@ impl RouteGuard {
         let route = &routes()[self.index];
         let inner = &self.state.inner;
         let mut token_id = None;
-        let mut response = match authorize(&self.state, route.access, req.headers()) {
+        let response = match authorize(&self.state, route.access, req.headers()) {
             Err(e) => e.into_response(),
             Ok(principal) => {
                 if let Some(p) = principal {
@@ -205,7 +189,6 @@ impl RouteGuard {
         let elapsed = start.elapsed();
         let status = response.status().as_u16();
         inner.metrics.record_request(self.index, status, elapsed);
-        response.extensions_mut().insert(Counted);
         let logger = &inner.logger;
         if logger.enabled(crate::LogLevel::Info) {
             let level = if status >= 500 {
