@@ -6,13 +6,17 @@
 //!             body {"who":…,"ts_us":…,"payload":{…}}, header Nats-Msg-Id (a fresh nuid)
 //! consumers:  stream <stream>_consumers, subjects <prefix>_consumers.>, one message kept per
 //!             subject: <prefix>_consumers.<name> holds {"pattern":…,"acked_seq":…}
-//! live:       an ordered push consumer on <prefix>.> from the last sequence at connect,
-//!             forwarding every message (whoever published it) into a broadcast
+//! live:       an ordered push consumer on <prefix>.>, started by the first `live()` call
+//!             after the last sequence this process knew of, forwarding every message
+//!             (whoever published it) into a broadcast
 //! ```
 //!
 //! Written for NATS 2.9, which has neither atomic batch publish nor multi-filter consumers:
 //!
-//! - appends from this process take turns on a lock, so a batch gets consecutive sequences;
+//! - single-event appends are pipelined: each takes the append lock only to be stamped and
+//!   queued on the connection (so stamps follow sequences), and awaits its PubAck outside it;
+//! - a multi-event append holds that lock until its last PubAck, so a batch gets
+//!   consecutive sequences against this process's writers;
 //!   events 2..k of a batch carry `Nats-Expected-Last-Sequence`, so a writer in another
 //!   process slipping in makes the append fail instead of interleaving. Events of that batch
 //!   already stored stay stored (the stream denies deletes): across processes a batch is
@@ -25,13 +29,14 @@
 //! - consumer floors are rewritten with `Nats-Expected-Last-Subject-Sequence`, so two
 //!   processes acking at once cannot lower a floor (the loser re-reads and retries).
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::consumer::push::OrderedConfig;
-use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
 use async_nats::jetstream::stream::{
     Config as StreamConfig, DirectGetErrorKind, StorageType, Stream,
 };
@@ -80,18 +85,28 @@ struct Inner {
     js: Context,
     events: Stream,
     consumers: Stream,
-    /// The last timestamp this process stamped (µs); held for the whole append.
+    /// The last timestamp this process stamped (µs). A single event holds it while it is
+    /// stamped and queued on the connection; a batch holds it until its last PubAck.
     append: Mutex<i64>,
     /// Serialises this process's consumer updates (other processes are fenced by the
     /// expected-subject-sequence header).
     consumer_lock: Mutex<()>,
     live: broadcast::Sender<Arc<Event>>,
-    listener: JoinHandle<()>,
+    /// The highest sequence this process knows to be stored (at connect, then each PubAck):
+    /// where the live consumer starts.
+    known_seq: AtomicU64,
+    /// Where the live consumer is spawned (`live()` is not async).
+    runtime: tokio::runtime::Handle,
+    /// The live consumer, started by the first `live()` call. A process that only publishes
+    /// (a CLI command, a benchmark) never has the server push its own events back to it.
+    listener: OnceLock<JoinHandle<()>>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        self.listener.abort();
+        if let Some(listener) = self.listener.get() {
+            listener.abort();
+        }
     }
 }
 
@@ -101,6 +116,14 @@ impl std::fmt::Debug for NatsStore {
             .field("store", &self.inner.name)
             .finish_non_exhaustive()
     }
+}
+
+/// An event's message without its stamp: the body is `head`, the stamp in µs, `tail`.
+struct Prepared {
+    subject: String,
+    headers: HeaderMap,
+    head: String,
+    tail: String,
 }
 
 /// An event's message body.
@@ -170,15 +193,6 @@ impl NatsStore {
             decode(&name, &prefix, &message)?.timestamp_us
         };
         let (live, _) = broadcast::channel(LIVE_CAPACITY);
-        let reader = LiveReader {
-            store: name.clone(),
-            prefix: prefix.clone(),
-            client: client.clone(),
-            events: events.clone(),
-            live: live.clone(),
-            last: last_seq,
-        };
-        let listener = tokio::spawn(reader.run());
         Ok(Self {
             inner: Arc::new(Inner {
                 name,
@@ -190,7 +204,9 @@ impl NatsStore {
                 append: Mutex::new(last_us),
                 consumer_lock: Mutex::new(()),
                 live,
-                listener,
+                known_seq: AtomicU64::new(last_seq),
+                runtime: tokio::runtime::Handle::current(),
+                listener: OnceLock::new(),
             }),
         })
     }
@@ -200,10 +216,15 @@ impl NatsStore {
     }
 
     async fn append_now(&self, events: Vec<NewEvent>) -> Result<Vec<Event>, StoreError> {
-        if events.is_empty() {
-            return Ok(Vec::new());
+        match <[NewEvent; 1]>::try_from(events) {
+            Ok([event]) => self.append_one(event).await,
+            Err(events) if events.is_empty() => Ok(Vec::new()),
+            Err(events) => self.append_batch(events).await,
         }
-        let mut last_us = self.inner.append.lock().await;
+    }
+
+    /// Stamps the next append under the held append lock: `max(now, previous)`.
+    fn stamp(&self, last_us: &mut i64) -> Result<(i64, OffsetDateTime), StoreError> {
         let at_us = unix_micros(OffsetDateTime::now_utc()).max(*last_us);
         let at = from_unix_micros(at_us).ok_or_else(|| StoreError::Corrupt {
             store: self.name().to_owned(),
@@ -212,35 +233,109 @@ impl NatsStore {
         // Recorded before publishing: an append failing halfway may have stored some events
         // with this stamp, and the next one must not go below it.
         *last_us = at_us;
+        Ok((at_us, at))
+    }
+
+    /// Everything about one event's message but its stamp, built outside the append lock.
+    fn prepare(&self, event: &NewEvent) -> Result<Prepared, StoreError> {
+        let who = serde_json::to_string(event.who()).map_err(|e| StoreError::Corrupt {
+            store: self.name().to_owned(),
+            what: format!("cannot encode the publisher: {e}"),
+        })?;
+        let mut headers = HeaderMap::new();
+        // A fresh nuid (the inbox's last token): never a duplicate, so never dropped.
+        let inbox = self.inner.client.new_inbox();
+        let id = inbox.rsplit('.').next().unwrap_or(&inbox);
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, id);
+        Ok(Prepared {
+            subject: format!("{}.{}", self.inner.prefix, event.topic().as_str()),
+            headers,
+            head: format!(r#"{{"who":{who},"ts_us":"#),
+            tail: format!(r#","payload":{}}}"#, event.payload_json()),
+        })
+    }
+
+    /// Stamps the message and hands it to the connection (in the order of calls); returns
+    /// the future of its PubAck. `previous` fences it behind the event stored at that
+    /// sequence.
+    async fn send(
+        &self,
+        prepared: Prepared,
+        at_us: i64,
+        previous: Option<u64>,
+    ) -> Result<PublishAckFuture, StoreError> {
+        let Prepared {
+            subject,
+            mut headers,
+            mut head,
+            tail,
+        } = prepared;
+        if let Some(seq) = previous {
+            headers.insert(
+                async_nats::header::NATS_EXPECTED_LAST_SEQUENCE,
+                seq.to_string().as_str(),
+            );
+        }
+        head.push_str(&at_us.to_string());
+        head.push_str(&tail);
+        self.inner
+            .js
+            .publish_with_headers(subject, headers, head.into())
+            .await
+            .map_err(nats_err(self.name(), "publish"))
+    }
+
+    /// One event: pipelined. The lock is held only while the event is stamped and handed to
+    /// the connection, not across the PubAck round trip, so appends from many tasks are in
+    /// flight together and each learns its sequence from its own PubAck.
+    ///
+    /// Why the stamps still follow the sequence: `publish_with_headers` resolves once the
+    /// message is queued on the client's single command channel, and the connection writes
+    /// that channel in order; the server stores the messages of one connection to one stream
+    /// in the order it reads them. So the order of the lock is the order of the sequences,
+    /// within this process.
+    ///
+    /// Why a lock and not `Nats-Expected-Last-Sequence` on single events: the header needs the
+    /// sequence of the previous event, known only from its PubAck, which would put one round
+    /// trip per event back on the critical path (the very cost this removes), and across
+    /// processes it would turn every concurrent append into a conflict to retry. A single
+    /// event cannot break another batch's run of consecutive sequences except by landing
+    /// inside it; within this process the batch holds the lock until its last PubAck, so a
+    /// single append waits for it; across processes the batch's own expected-last-sequence
+    /// headers catch the intruder (see [`Self::append_batch`]).
+    async fn append_one(&self, event: NewEvent) -> Result<Vec<Event>, StoreError> {
+        let prepared = self.prepare(&event)?;
+        let (at, ack) = {
+            let mut last_us = self.inner.append.lock().await;
+            let (at_us, at) = self.stamp(&mut last_us)?;
+            (at, self.send(prepared, at_us, None).await?)
+        };
+        let ack = ack.await.map_err(nats_err(self.name(), "publish"))?;
+        self.inner
+            .known_seq
+            .fetch_max(ack.sequence, Ordering::Relaxed);
+        Ok(vec![event.into_event(ack.sequence, at)])
+    }
+
+    /// Several events: consecutive sequences. The lock is held until the last PubAck, so no
+    /// append of this process lands inside the batch; events 2..k carry
+    /// `Nats-Expected-Last-Sequence`, so one of another process makes the append fail
+    /// instead of interleaving. The events go one round trip at a time: pipelined, an event
+    /// after a refused one could still be stored (its expected sequence can happen to match
+    /// once the intruder is in), leaving a hole inside the batch.
+    async fn append_batch(&self, events: Vec<NewEvent>) -> Result<Vec<Event>, StoreError> {
+        let prepared = events
+            .iter()
+            .map(|event| self.prepare(event))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut last_us = self.inner.append.lock().await;
+        let (at_us, at) = self.stamp(&mut last_us)?;
         let mut stored = Vec::with_capacity(events.len());
         let mut previous: Option<u64> = None;
-        for event in events {
-            let who = serde_json::to_string(event.who()).map_err(|e| StoreError::Corrupt {
-                store: self.name().to_owned(),
-                what: format!("cannot encode the publisher: {e}"),
-            })?;
-            let body = format!(
-                r#"{{"who":{who},"ts_us":{at_us},"payload":{}}}"#,
-                event.payload_json()
-            );
-            let mut headers = HeaderMap::new();
-            // A fresh nuid (the inbox's last token): never a duplicate, so never dropped.
-            let inbox = self.inner.client.new_inbox();
-            let id = inbox.rsplit('.').next().unwrap_or(&inbox);
-            headers.insert(async_nats::header::NATS_MESSAGE_ID, id);
-            if let Some(seq) = previous {
-                headers.insert(
-                    async_nats::header::NATS_EXPECTED_LAST_SEQUENCE,
-                    seq.to_string().as_str(),
-                );
-            }
-            let subject = format!("{}.{}", self.inner.prefix, event.topic().as_str());
+        for (event, prepared) in events.into_iter().zip(prepared) {
             let ack = self
-                .inner
-                .js
-                .publish_with_headers(subject, headers, body.into())
-                .await
-                .map_err(nats_err(self.name(), "publish"))?
+                .send(prepared, at_us, previous)
+                .await?
                 .await
                 .map_err(nats_err(self.name(), "publish"))?;
             if previous.is_some_and(|p| ack.sequence != p + 1) {
@@ -250,6 +345,9 @@ impl NatsStore {
                 });
             }
             previous = Some(ack.sequence);
+            self.inner
+                .known_seq
+                .fetch_max(ack.sequence, Ordering::Relaxed);
             stored.push(event.into_event(ack.sequence, at));
         }
         Ok(stored)
@@ -588,7 +686,23 @@ impl EventStore for NatsStore {
     }
 
     fn live(&self) -> broadcast::Receiver<Arc<Event>> {
-        self.inner.live.subscribe()
+        let receiver = self.inner.live.subscribe();
+        // Started after the last sequence known here, which every append that completed
+        // before this call is at or below: whatever is committed from now on has a higher
+        // sequence, so it is forwarded (a few older ones may be too; receivers skip them).
+        self.inner.listener.get_or_init(|| {
+            let inner = &self.inner;
+            let reader = LiveReader {
+                store: inner.name.clone(),
+                prefix: inner.prefix.clone(),
+                client: inner.client.clone(),
+                events: inner.events.clone(),
+                live: inner.live.clone(),
+                last: inner.known_seq.load(Ordering::Relaxed),
+            };
+            inner.runtime.spawn(reader.run())
+        });
+        receiver
     }
 
     fn open_consumer(
@@ -726,6 +840,11 @@ impl LiveReader {
                 continue;
             }
             self.last = seq;
+            // Nobody listening: skip the decoding (the sequence is still followed, so a
+            // receiver that subscribes later gets events from there on).
+            if self.live.receiver_count() == 0 {
+                continue;
+            }
             // A message that is not an event (published by something else) is skipped here,
             // not retried forever: history reads report it as corrupt.
             if let Ok(decoded) = decode_parts(

@@ -176,3 +176,90 @@ async fn two_stores_share_one_stream() {
     drop((a, b));
     delete_streams(&url, &[name]).await;
 }
+
+/// Pipelined single appends racing multi-event appends in one process: every batch still
+/// gets consecutive sequences, the union is 1..=N, and stamps never go back along the
+/// sequence (single appends are queued on the connection in stamp order).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_stay_consecutive_among_pipelined_singles() {
+    const SINGLES: usize = 8;
+    const BATCHERS: usize = 2;
+    const EACH: usize = 40;
+    const BATCH: usize = 3;
+    let Some(url) = services::nats().await else {
+        return;
+    };
+    let name = services::unique("gtest_pipelined");
+    let store = Arc::new(NatsStore::connect(&url, options(&name)).await.unwrap());
+
+    let mut tasks = JoinSet::new();
+    for task in 0..SINGLES + BATCHERS {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let mut batches = Vec::new();
+            for n in 0..EACH {
+                let events = if task < SINGLES {
+                    vec![event(task, n)]
+                } else {
+                    (0..BATCH).map(|i| event(task, n * BATCH + i)).collect()
+                };
+                let stored = store.append(events).await.unwrap();
+                batches.push(stored.iter().map(|e| e.seq).collect::<Vec<_>>());
+            }
+            batches
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(batches) = tasks.join_next().await {
+        for seqs in batches.unwrap() {
+            assert!(
+                seqs.windows(2).all(|w| w[1] == w[0] + 1),
+                "a batch got {seqs:?}"
+            );
+            all.extend(seqs);
+        }
+    }
+    all.sort_unstable();
+    let total = (SINGLES * EACH + BATCHERS * EACH * BATCH) as u64;
+    assert_eq!(all, (1..=total).collect::<Vec<_>>());
+    let history = store
+        .read(HistoryQuery::default().limit(10_000))
+        .await
+        .unwrap();
+    assert_eq!(history.len() as u64, total);
+    assert!(
+        history.windows(2).all(|w| w[0].timestamp <= w[1].timestamp),
+        "stamps must not go back along the sequence"
+    );
+
+    drop(store);
+    delete_streams(&url, &[name]).await;
+}
+
+/// The live feed starts with the first `live()` call, after events this store appended
+/// earlier, and carries everything appended from then on, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_feed_starts_at_the_first_receiver() {
+    let Some(url) = services::nats().await else {
+        return;
+    };
+    let name = services::unique("gtest_lazy_live");
+    let store = NatsStore::connect(&url, options(&name)).await.unwrap();
+    for n in 0..5 {
+        store.append(vec![event(0, n)]).await.unwrap();
+    }
+    let mut live = store.live();
+    for n in 5..10 {
+        store.append(vec![event(0, n)]).await.unwrap();
+    }
+    for expected in 6..=10 {
+        let event = tokio::time::timeout(std::time::Duration::from_secs(20), live.recv())
+            .await
+            .expect("live event")
+            .expect("not lagged");
+        assert_eq!(event.seq, expected);
+    }
+
+    drop((live, store));
+    delete_streams(&url, &[name]).await;
+}
