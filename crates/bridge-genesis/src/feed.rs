@@ -21,6 +21,7 @@ pub const DEFAULT_LEDGER_TOPICS: &[&str] = &[
     "deploy.",
     "autosync.",
     "vault.",
+    "webhook.",
     "genesis.heal",
     "genesis.intent",
     "genesis.blocked",

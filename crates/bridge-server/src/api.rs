@@ -28,6 +28,8 @@ pub enum Access {
     Public,
     /// A bearer token of this role or above.
     Role(Role),
+    /// No token: the handler checks the platform's signature (webhooks).
+    Signature,
 }
 
 /// Where a parameter goes.
@@ -103,6 +105,7 @@ pub fn routes() -> &'static [Route] {
         all.extend(routes::vault::routes());
         all.extend(routes::genesis::routes());
         all.extend(routes::ledger::routes());
+        all.extend(routes::deploy::routes());
         all
     })
 }

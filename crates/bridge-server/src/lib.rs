@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod autonomy;
 mod cache;
 pub mod error;
 pub mod log;
@@ -36,6 +37,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use crate::auth::{Principal, Role, TokenStore};
+pub use crate::autonomy::AutonomyOptions;
 pub use crate::error::{ApiError, ErrorBody};
 pub use crate::log::{LogFormat, LogLevel, Logger};
 pub use crate::service::{EnvSync, SyncMode};
@@ -104,6 +106,9 @@ pub(crate) struct Inner {
     pub(crate) envsync: Arc<dyn EnvSync>,
     pub(crate) tokens: TokenStore,
     pub(crate) vault: VaultLookup,
+    pub(crate) webhooks: bridge_autonomy::webhook::WebhookVerifier,
+    pub(crate) autonomy: autonomy::AutonomyOptions,
+    pub(crate) deliveries: routes::deploy::Deliveries,
     pub(crate) metrics: metrics::Metrics,
     pub(crate) history_cache: cache::HistoryCache,
     pub(crate) logger: Logger,
@@ -122,6 +127,10 @@ pub struct Parts {
     pub envsync: Arc<dyn EnvSync>,
     pub tokens: TokenStore,
     pub vault: VaultLookup,
+    /// Verifies deploy webhooks; without secrets every delivery is refused (503).
+    pub webhooks: bridge_autonomy::webhook::WebhookVerifier,
+    /// The reactions' mode, thresholds and deploy hooks.
+    pub autonomy: autonomy::AutonomyOptions,
     pub logger: Logger,
 }
 
@@ -138,6 +147,9 @@ impl AppState {
                 envsync: parts.envsync,
                 tokens: parts.tokens,
                 vault: parts.vault,
+                webhooks: parts.webhooks,
+                autonomy: parts.autonomy,
+                deliveries: routes::deploy::Deliveries::default(),
                 logger: parts.logger,
                 apply_locks: Mutex::new(HashMap::new()),
                 shutdown,
@@ -181,6 +193,8 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // A redelivery after a restart is still recognised.
+    routes::deploy::seed_deliveries(&state).await;
     let background = tasks::spawn(state.clone());
     let app = app(state.clone());
     let signal_state = state.clone();

@@ -43,6 +43,7 @@ pub fn document(version: &str) -> Value {
             { "name": "vault", "description": "Tokens for other Bridges' discovery chains." },
             { "name": "genesis", "description": "The event bus: history, publishing, live stream." },
             { "name": "ledger", "description": "The tamper-evident Truth ledger." },
+            { "name": "deploy", "description": "Deploy webhooks and events, and their history." },
             { "name": "system", "description": "Metrics, this document, the dashboard." }
         ],
         "paths": paths,
@@ -71,6 +72,10 @@ fn operation(route: &Route, generator: &mut schemars::SchemaGenerator, error: &V
         Access::Public => {
             op.insert("security".into(), json!([]));
             op.insert("x-bridge-role".into(), "public".into());
+        }
+        Access::Signature => {
+            op.insert("security".into(), json!([]));
+            op.insert("x-bridge-role".into(), "signature".into());
         }
         Access::Role(role) => {
             op.insert("security".into(), json!([{ "bearer": [] }]));
@@ -120,8 +125,13 @@ fn operation(route: &Route, generator: &mut schemars::SchemaGenerator, error: &V
             "content": { "text/event-stream": { "schema": { "type": "string" } } }
         }),
     };
-    responses.insert(route.success.to_string(), success);
+    responses.insert(route.success.to_string(), success.clone());
     for code in api::common_errors(route) {
+        if code < 400 {
+            // Another success (a duplicate webhook delivery): same answer type.
+            responses.insert(code.to_string(), success.clone());
+            continue;
+        }
         responses.insert(
             code.to_string(),
             json!({

@@ -140,6 +140,10 @@ pub trait EnvSync: Send + Sync + 'static {
         mode: SyncMode,
     ) -> BoxFuture<'a, Result<SyncResult, ApiError>>;
 
+    /// The source checked against the schema ("Blueprint"): `None` when there is no schema,
+    /// else the violations (empty when it conforms), as text without values.
+    fn schema_check(&self) -> BoxFuture<'_, Result<Option<Vec<String>>, ApiError>>;
+
     /// The parity report across the source and every provider, in the seed's shape.
     fn parity(&self) -> BoxFuture<'_, Result<serde_json::Value, ApiError>>;
 }

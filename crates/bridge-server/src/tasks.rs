@@ -32,7 +32,14 @@ pub fn spawn(state: AppState) -> Background {
         tokio::spawn(run_until_shutdown(state.clone(), Task::Cascade)),
         tokio::spawn(run_until_shutdown(state.clone(), Task::LedgerFeed)),
         tokio::spawn(track_head(state.clone())),
-    ];
+    ]
+    .into_iter()
+    .chain(
+        crate::autonomy::Reaction::ALL
+            .into_iter()
+            .map(|r| tokio::spawn(crate::autonomy::run(state.clone(), r))),
+    )
+    .collect();
     Background { state, handles }
 }
 

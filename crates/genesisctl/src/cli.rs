@@ -103,6 +103,10 @@ then serves until interrupted.\n\nExample:\n  eval \"$(genesisctl emulate --port
     #[command(after_help = SERVE_HELP)]
     Serve(ServeArgs),
 
+    /// Deploy events: publish one (from CI) to a Bridge server or the local store
+    #[command(subcommand)]
+    Deploy(DeployCommand),
+
     /// Create, list and revoke the API's bearer tokens
     #[command(subcommand)]
     Token(TokenCommand),
@@ -524,4 +528,66 @@ pub enum TokenCommand {
         /// The token's id, `tok_` and 8 hex digits
         id: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeployCommand {
+    /// Publish a deploy event on deploy.<platform> and deploy.platform.<event-type>
+    #[command(after_help = DEPLOY_PUBLISH_HELP)]
+    Publish(DeployPublishArgs),
+}
+
+const DEPLOY_PUBLISH_HELP: &str = "\
+Sends the event to a Bridge server (POST /engines/autonomy/deployment/event, operator role), \
+or with --local stores it straight into this state directory's bus and ledger.
+
+Examples:
+  genesisctl deploy publish --platform render --event-type start --status building \\
+      --branch main --commit-sha \"$GITHUB_SHA\" --server https://bridge.internal --token \"$BRIDGE_TOKEN\"
+  genesisctl deploy publish --platform netlify --event-type failure --status failed --local";
+
+#[derive(Debug, Args)]
+pub struct DeployPublishArgs {
+    /// github, netlify or render
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: String,
+
+    /// start, success, failure or progress
+    #[arg(long, value_name = "TYPE")]
+    pub event_type: String,
+
+    /// The platform's own word for it: building, live, failed, …
+    #[arg(long, value_name = "STATUS")]
+    pub status: String,
+
+    #[arg(long, value_name = "BRANCH")]
+    pub branch: Option<String>,
+
+    #[arg(long, value_name = "SHA")]
+    pub commit_sha: Option<String>,
+
+    #[arg(long, value_name = "URL")]
+    pub deploy_url: Option<String>,
+
+    #[arg(long, value_name = "ID")]
+    pub deploy_id: Option<String>,
+
+    #[arg(long, value_name = "TEXT")]
+    pub message: Option<String>,
+
+    /// When it happened (RFC 3339) [default: now]
+    #[arg(long, value_name = "TIME")]
+    pub timestamp: Option<String>,
+
+    /// The Bridge server [env: BRIDGE_SERVER_URL] [default: http://127.0.0.1:8080]
+    #[arg(long, value_name = "URL", conflicts_with = "local")]
+    pub server: Option<String>,
+
+    /// An operator token for the server [env: BRIDGE_TOKEN]
+    #[arg(long, value_name = "TOKEN", conflicts_with = "local")]
+    pub token: Option<String>,
+
+    /// Store the event in the local state directory instead of sending it to a server
+    #[arg(long)]
+    pub local: bool,
 }

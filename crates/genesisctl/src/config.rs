@@ -127,6 +127,20 @@ const SETTINGS: &[SettingDef] = &[
         "seconds before `genesisctl serve` answers 503 (an apply still runs to its end)",
     ),
     def(
+        "autonomy.drift_alert_threshold",
+        Some("DRIFT_ALERT_THRESHOLD"),
+        Kind::Count,
+        "10",
+        "more drifted keys than this on one provider: escalate instead of healing",
+    ),
+    def(
+        "autonomy.drift_frequency_limit",
+        Some("DRIFT_FREQUENCY_LIMIT"),
+        Kind::Count,
+        "3",
+        "heals of one provider per hour before escalating instead",
+    ),
+    def(
         "sync.enabled",
         Some("ENVSYNC_ENABLED"),
         Kind::Bool,
@@ -368,6 +382,7 @@ pub struct Config {
     /// `GENESIS_STRICT_POLICY`: refuse events on unknown topics.
     pub strict_policy: bool,
     pub server: ServerConfig,
+    pub autonomy: AutonomyConfig,
     pub schedule: ScheduleConfig,
     pub sync: SyncConfig,
     pub secrets: SecretsConfig,
@@ -397,6 +412,13 @@ pub struct ServerConfig {
     pub vault_keys: Vec<String>,
     pub max_body_bytes: usize,
     pub request_timeout_secs: u64,
+}
+
+/// The reactions' thresholds (`DRIFT_ALERT_THRESHOLD`, `DRIFT_FREQUENCY_LIMIT`).
+#[derive(Debug, Clone)]
+pub struct AutonomyConfig {
+    pub drift_alert_threshold: u64,
+    pub drift_frequency_limit: u64,
 }
 
 /// The scheduled sync (`ENVSYNC_ENABLED`, `ENVSYNC_MODE`, `ENVSYNC_SCHEDULE`).
@@ -594,6 +616,10 @@ impl Config {
                 .unwrap_or(usize::MAX),
             request_timeout_secs: take("server.request_timeout_secs")?.0.count()?,
         };
+        let autonomy = AutonomyConfig {
+            drift_alert_threshold: take("autonomy.drift_alert_threshold")?.0.count()?,
+            drift_frequency_limit: take("autonomy.drift_frequency_limit")?.0.count()?,
+        };
         let schedule = ScheduleConfig {
             enabled: take("sync.enabled")?.0.bool()?,
             mode: match take("sync.mode")?.0 {
@@ -648,6 +674,7 @@ impl Config {
             bus_url,
             strict_policy,
             server,
+            autonomy,
             schedule,
             sync,
             secrets,

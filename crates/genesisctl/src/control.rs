@@ -218,6 +218,35 @@ impl EnvSync for ControlPlane {
         Box::pin(self.run(provider, mode))
     }
 
+    fn schema_check(&self) -> BoxFuture<'_, Result<Option<Vec<String>>, ApiError>> {
+        Box::pin(async move {
+            let schema = &self.ctx.config.schema;
+            if schema.is_empty() {
+                return Ok(None);
+            }
+            let compiled = schema
+                .compile()
+                .map_err(|e| ApiError::unprocessable(format!("bridge.toml [schema]: {e}")))?;
+            let spec = self.ctx.config.sync.source.clone();
+            let vars = self
+                .ctx
+                .place(&spec)
+                .await
+                .map_err(api_error)?
+                .platform
+                .load()
+                .await
+                .map_err(|e| ApiError::upstream(format!("reading {spec}: {e}")))?;
+            Ok(Some(
+                compiled
+                    .check(&vars)
+                    .iter()
+                    .map(|v| v.to_string())
+                    .collect(),
+            ))
+        })
+    }
+
     fn parity(&self) -> BoxFuture<'_, Result<serde_json::Value, ApiError>> {
         Box::pin(async move {
             let mut specs = vec![self.ctx.config.sync.source.clone()];

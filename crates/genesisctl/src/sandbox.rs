@@ -43,6 +43,18 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
+    /// The emulators' Render deploy hook and Netlify build hook, for the reactions.
+    pub fn deploy_hooks(&self) -> Vec<(String, String)> {
+        let mut hooks = Vec::new();
+        if let Some(r) = self.emulators.render() {
+            hooks.push(("render".to_owned(), r.deploy_hook_url()));
+        }
+        if let Some(n) = self.emulators.netlify() {
+            hooks.push(("netlify".to_owned(), n.build_hook_url("sandbox")));
+        }
+        hooks
+    }
+
     /// Where the vault finds values: the emulators' tokens, so `GET /vault/secret` has
     /// something to hand out.
     pub fn vault_values(&self) -> Vec<(String, String)> {

@@ -36,6 +36,7 @@ pub const KNOWN_TOPICS: &[&str] = &[
     "config_update",
     "autosync.*",
     "vault.read",
+    "webhook.rejected",
 ];
 
 /// Where the gate records its refusals.

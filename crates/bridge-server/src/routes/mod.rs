@@ -1,5 +1,6 @@
 //! The handlers, one file per area, each with the [`Route`](crate::api::Route)s it declares.
 
+pub mod deploy;
 pub mod envsync;
 pub mod genesis;
 pub mod ledger;

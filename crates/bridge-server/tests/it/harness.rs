@@ -1,12 +1,14 @@
 //! A server over a real SQLite store and ledger in a temporary directory, with a fake sync
 //! engine that counts how many applies overlap.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, Response, StatusCode};
+use bridge_autonomy::webhook::{VerifyOptions, WebhookSecrets, WebhookVerifier};
 use bridge_genesis::bus::{Bus, Policy, PolicyMode, SqliteStore};
 use bridge_server::auth::{TOKENS_FILE, create_token};
 use bridge_server::service::{
@@ -14,44 +16,79 @@ use bridge_server::service::{
     SyncResult,
 };
 use bridge_server::{
-    ApiError, AppState, LedgerAccess, Logger, Parts, Role, ServerOptions, TokenStore,
+    ApiError, AppState, AutonomyOptions, LedgerAccess, Logger, Parts, Role, ServerOptions,
+    TokenStore,
 };
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
+pub const GITHUB_SECRET: &str = "It's a Secret to Everybody";
+pub const NETLIFY_SECRET: &str = "netlify-jws-secret";
+/// `whsec_` and base64 of "render-webhook-secret-bytes".
+pub const RENDER_SECRET: &str = "whsec_cmVuZGVyLXdlYmhvb2stc2VjcmV0LWJ5dGVz";
 pub const VAULT_KEY: &str = "RENDER_API_TOKEN";
 pub const VAULT_VALUE: &str = "rnd_vault_value_7f3a";
 
-#[derive(Default)]
 pub struct FakeSync {
     pub active: AtomicUsize,
     pub max_active: AtomicUsize,
     pub applies: AtomicUsize,
     pub apply_delay_ms: AtomicUsize,
+    /// Keys each provider differs on; an apply sets it to 0.
+    pub drift: Mutex<BTreeMap<String, usize>>,
+    /// Providers applied to, in order.
+    pub enforced: Mutex<Vec<String>>,
+    pub schema_violations: Mutex<Vec<String>>,
+}
+
+impl Default for FakeSync {
+    fn default() -> Self {
+        Self {
+            active: AtomicUsize::new(0),
+            max_active: AtomicUsize::new(0),
+            applies: AtomicUsize::new(0),
+            apply_delay_ms: AtomicUsize::new(0),
+            drift: Mutex::new([("render".into(), 1), ("netlify".into(), 1)].into()),
+            enforced: Mutex::new(Vec::new()),
+            schema_violations: Mutex::new(Vec::new()),
+        }
+    }
 }
 
 impl FakeSync {
-    fn result(provider: &str, mode: SyncMode) -> SyncResult {
+    fn result(provider: &str, mode: SyncMode, drift: usize) -> SyncResult {
         let applied = mode == SyncMode::Enforce;
+        let plan: Vec<PlannedChange> = (0..drift)
+            .map(|i| PlannedChange {
+                key: if i == 0 {
+                    "API_KEY".into()
+                } else {
+                    format!("KEY_{i}")
+                },
+                op: "create".into(),
+                secret: i == 0,
+            })
+            .collect();
         SyncResult {
             provider: provider.to_owned(),
             spec: provider.to_owned(),
             mode: mode.as_str().to_owned(),
-            status: if applied { "applied" } else { "planned" }.to_owned(),
+            status: match (applied, drift) {
+                (true, _) => "applied",
+                (false, 0) => "in_sync",
+                (false, _) => "planned",
+            }
+            .to_owned(),
             applied,
-            changes: 1,
+            changes: drift,
             errors: 0,
             summary: ChangeSummary {
-                create: 1,
+                create: drift,
                 noop: 3,
                 ..ChangeSummary::default()
             },
-            plan: vec![PlannedChange {
-                key: "API_KEY".into(),
-                op: "create".into(),
-                secret: true,
-            }],
+            plan,
             detail: None,
             journal: applied.then_some(1),
         }
@@ -93,7 +130,16 @@ impl EnvSync for FakeSync {
         mode: SyncMode,
     ) -> BoxFuture<'a, Result<SyncResult, ApiError>> {
         Box::pin(async move {
+            let drift = self
+                .drift
+                .lock()
+                .unwrap()
+                .get(provider)
+                .copied()
+                .unwrap_or(0);
             if mode == SyncMode::Enforce {
+                self.drift.lock().unwrap().insert(provider.to_owned(), 0);
+                self.enforced.lock().unwrap().push(provider.to_owned());
                 let now = self.active.fetch_add(1, Ordering::SeqCst) + 1;
                 self.max_active.fetch_max(now, Ordering::SeqCst);
                 let delay = self.apply_delay_ms.load(Ordering::SeqCst) as u64;
@@ -101,7 +147,14 @@ impl EnvSync for FakeSync {
                 self.applies.fetch_add(1, Ordering::SeqCst);
                 self.active.fetch_sub(1, Ordering::SeqCst);
             }
-            Ok(Self::result(provider, mode))
+            Ok(Self::result(provider, mode, drift))
+        })
+    }
+
+    fn schema_check(&self) -> BoxFuture<'_, Result<Option<Vec<String>>, ApiError>> {
+        Box::pin(async {
+            let violations = self.schema_violations.lock().unwrap().clone();
+            Ok(Some(violations))
         })
     }
 
@@ -138,7 +191,40 @@ impl Harness {
         .await
     }
 
+    /// A server whose webhooks have no secret configured.
+    pub async fn without_webhook_secrets() -> Self {
+        Self::build(
+            ServerOptions::default(),
+            WebhookSecrets::new(),
+            AutonomyOptions::default(),
+        )
+        .await
+    }
+
+    /// A server whose reactions behave as `autonomy` says.
+    pub async fn with_autonomy(autonomy: AutonomyOptions) -> Self {
+        let secrets = WebhookSecrets::new()
+            .with_github(GITHUB_SECRET)
+            .with_netlify(NETLIFY_SECRET)
+            .with_render(RENDER_SECRET)
+            .unwrap();
+        Self::build(ServerOptions::default(), secrets, autonomy).await
+    }
+
     pub async fn with_options(options: ServerOptions) -> Self {
+        let secrets = WebhookSecrets::new()
+            .with_github(GITHUB_SECRET)
+            .with_netlify(NETLIFY_SECRET)
+            .with_render(RENDER_SECRET)
+            .unwrap();
+        Self::build(options, secrets, AutonomyOptions::default()).await
+    }
+
+    async fn build(
+        options: ServerOptions,
+        secrets: WebhookSecrets,
+        autonomy: AutonomyOptions,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path().join("events.db")).unwrap();
         let bus = Bus::new(Arc::new(store), Policy::new(PolicyMode::Permissive));
@@ -158,6 +244,8 @@ impl Harness {
             envsync: sync.clone(),
             tokens: TokenStore::open(&tokens_path).unwrap(),
             vault: Arc::new(|key: &str| (key == VAULT_KEY).then(|| VAULT_VALUE.to_owned())),
+            webhooks: WebhookVerifier::new(secrets, VerifyOptions::default()),
+            autonomy,
             logger: Logger::off(),
         });
         Self {
@@ -243,14 +331,26 @@ pub fn concrete(
     path: &str,
     token: Option<&str>,
 ) -> axum::http::Request<axum::body::Body> {
-    let uri = path.replace("{provider}", "render").replace("{index}", "0");
+    let uri = path
+        .replace("{provider}", "render")
+        .replace("{platform}", "github")
+        .replace("{index}", "0");
     let uri = match uri.as_str() {
         "/vault/secret" => format!("/vault/secret?key={VAULT_KEY}"),
         "/ledger/consistency" => "/ledger/consistency?from=1&to=2".to_owned(),
         _ => uri,
     };
-    let body = (method == "POST" && path == "/genesis/events")
-        .then(|| json!({"topic": "deploy.render", "payload": {"ok": true}}));
+    let body = match (method, path) {
+        ("POST", "/genesis/events") => {
+            Some(json!({"topic": "deploy.render", "payload": {"ok": true}}))
+        }
+        ("POST", "/engines/autonomy/deployment/event") => Some(json!({
+            "platform": "render", "event_type": "start", "status": "building",
+            "metadata": {"deploy_id": "dep-1"}
+        })),
+        ("POST", "/webhooks/deployment/{platform}") => Some(json!({"zen": "ping"})),
+        _ => None,
+    };
     request(method, &uri, token, body)
 }
 

@@ -2,6 +2,7 @@
 //! listener where a connection matters (the live stream, graceful shutdown).
 #![allow(unreachable_pub, clippy::unwrap_used)]
 
+mod autonomy;
 mod bad_input;
 mod harness;
 mod openapi;
@@ -9,3 +10,4 @@ mod roles;
 mod routes;
 mod shutdown;
 mod stream;
+mod webhooks;

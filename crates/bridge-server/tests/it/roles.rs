@@ -39,6 +39,10 @@ async fn every_route_checks_its_role() {
             let what = format!("{} {} as {who}", route.method, route.path);
             match (route.access, role) {
                 (Access::Public, _) => assert!(status.is_success(), "{what}: {status}"),
+                // A token is no signature: refused whoever sends it.
+                (Access::Signature, _) => {
+                    assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}")
+                }
                 (Access::Role(_), None) => {
                     assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}")
                 }

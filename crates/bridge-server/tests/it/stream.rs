@@ -11,13 +11,13 @@ use tokio::sync::oneshot;
 
 use crate::harness::Harness;
 
-struct Running {
-    url: String,
+pub struct Running {
+    pub url: String,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
-async fn start(h: &Harness) -> Running {
+pub async fn start(h: &Harness) -> Running {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = oneshot::channel::<()>();
@@ -33,7 +33,7 @@ async fn start(h: &Harness) -> Running {
 }
 
 impl Running {
-    async fn stop(mut self) {
+    pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

@@ -5,6 +5,7 @@ pub mod autosync;
 mod check;
 mod completions;
 mod config_show;
+mod deploy;
 mod doctor;
 pub mod emulate;
 mod events;
@@ -112,6 +113,9 @@ pub async fn run(cli: Cli, shell: &Shell) -> CmdResult {
         }
         Command::Run { from, command, .. } => run_cmd::run(&ctx, from.as_deref(), &command).await,
         Command::Serve(args) => serve::run(ctx, &args).await,
+        Command::Deploy(crate::cli::DeployCommand::Publish(args)) => {
+            deploy::publish(&ctx, &args).await
+        }
         Command::Token(command) => token::run(&ctx, &command),
         Command::Completions { .. } | Command::Emulate(_) | Command::Autosync(_) => {
             unreachable!("handled above")
@@ -156,6 +160,7 @@ fn command_flags(command: &Command) -> Vec<FlagValue> {
             })
             .collect(),
         Command::Init
+        | Command::Deploy(_)
         | Command::Token(_)
         | Command::Config(_)
         | Command::Completions { .. }

@@ -49,6 +49,7 @@ pub async fn run(ctx: Context<'_>, args: &ServeArgs) -> CmdResult {
         given_tokens,
     };
     server_ctx.state.ensure()?;
+    crate::http_tls::install();
     let bus = crate::genesis::open_bus(&server_ctx).await?;
     let ledger = LedgerAccess {
         path: server_ctx.state.ledger_path(),
@@ -85,6 +86,12 @@ pub async fn run(ctx: Context<'_>, args: &ServeArgs) -> CmdResult {
         vault_keys: server.vault_keys.clone(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
     };
+    let webhooks = bridge_autonomy::webhook::WebhookVerifier::new(
+        bridge_autonomy::webhook::WebhookSecrets::from_env()
+            .context("reading the deploy webhook secrets")?,
+        bridge_autonomy::webhook::VerifyOptions::default(),
+    );
+    let autonomy = autonomy_options(&server_ctx.config, sandbox.as_ref());
     let listen = server.listen.clone();
     let control = ControlPlane::new(server_ctx).await?;
     let state_path = control.context().state.path().to_owned();
@@ -95,6 +102,8 @@ pub async fn run(ctx: Context<'_>, args: &ServeArgs) -> CmdResult {
         envsync: Arc::new(control),
         tokens,
         vault,
+        webhooks,
+        autonomy,
         logger,
     });
     let no_tokens = state_has_no_tokens(&tokens_path);
@@ -150,6 +159,36 @@ pub async fn run(ctx: Context<'_>, args: &ServeArgs) -> CmdResult {
         s.emulators.shutdown().await;
     }
     Ok(Code::Ok)
+}
+
+/// The reactions' options: `ENVSYNC_MODE` decides whether they act; deploy hooks come from
+/// `RENDER_DEPLOY_HOOK_URL` and `NETLIFY_BUILD_HOOK_URL` (environment only: each URL holds
+/// its hook's secret), or the sandbox's emulators.
+fn autonomy_options(
+    config: &crate::config::Config,
+    sandbox: Option<&crate::sandbox::Sandbox>,
+) -> bridge_server::AutonomyOptions {
+    let mut hooks = std::collections::BTreeMap::new();
+    for (kind, var) in [
+        ("render", "RENDER_DEPLOY_HOOK_URL"),
+        ("netlify", "NETLIFY_BUILD_HOOK_URL"),
+    ] {
+        if let Some(url) = std::env::var(var).ok().filter(|u| !u.is_empty()) {
+            hooks.insert(kind.to_owned(), url);
+        }
+    }
+    if let Some(s) = sandbox {
+        hooks.extend(s.deploy_hooks());
+    }
+    bridge_server::AutonomyOptions {
+        enforce: config.schedule.mode == crate::config::SyncMode::Enforce,
+        drift_alert_threshold: usize::try_from(config.autonomy.drift_alert_threshold)
+            .unwrap_or(usize::MAX),
+        drift_frequency_limit: usize::try_from(config.autonomy.drift_frequency_limit)
+            .unwrap_or(usize::MAX),
+        deploy_hooks: hooks,
+        ..bridge_server::AutonomyOptions::default()
+    }
 }
 
 fn state_has_no_tokens(path: &std::path::Path) -> bool {

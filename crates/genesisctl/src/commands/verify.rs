@@ -96,6 +96,24 @@ pub async fn compute(
 async fn publish_drift(ctx: &Context<'_>, report: &ParityReport) -> anyhow::Result<()> {
     let bus = crate::genesis::open_bus(ctx).await?;
     let conflicts: Vec<&String> = report.conflicts.keys().collect();
+    // Keys each place differs on from the first (the reference): what a heal would write.
+    let mut by_platform = serde_json::Map::new();
+    if let Some(reference) = report.platforms.first() {
+        for place in report.platforms.iter().skip(1) {
+            let missing = report
+                .missing
+                .get(&format!("missing_in_{place}"))
+                .map_or(0, Vec::len);
+            let differing = report
+                .conflicts
+                .values()
+                .filter(|values| {
+                    matches!((values.get(place), values.get(reference)), (Some(a), Some(b)) if a != b)
+                })
+                .count();
+            by_platform.insert(place.clone(), (missing + differing).into());
+        }
+    }
     crate::genesis::publish(
         &bus,
         "envsync.drift",
@@ -104,6 +122,7 @@ async fn publish_drift(ctx: &Context<'_>, report: &ParityReport) -> anyhow::Resu
             "platforms": report.platforms,
             "missing": report.missing,
             "conflicts": conflicts,
+            "by_platform": by_platform,
             "drift_count": report.summary.drift_count,
             "total_keys": report.summary.total_keys,
         }),

@@ -12,6 +12,7 @@ mod sandbox;
 mod autosync;
 mod check;
 mod config;
+mod deploy;
 mod errors;
 mod events;
 mod export;

@@ -161,6 +161,36 @@ async fn the_sandbox_shows_drift_fixes_it_and_stops_cleanly() {
     for secret in SECRETS {
         assert!(!answers.contains(secret), "{secret} leaked into an answer");
     }
+
+    // CI states a deploy to the server.
+    let publish = sandbox.run(&[
+        "deploy",
+        "publish",
+        "--platform",
+        "netlify",
+        "--event-type",
+        "success",
+        "--status",
+        "ready",
+        "--server",
+        &server.url,
+        "--token",
+        &server.token,
+        "--output",
+        "json",
+    ]);
+    assert_eq!(publish.code, 0, "{}", publish.stderr);
+    assert_eq!(publish.json()["topics"][1], "deploy.platform.success");
+    let (_, body) = call(
+        &client,
+        get.clone(),
+        url("/engines/autonomy/deployment/status"),
+        token,
+    )
+    .await;
+    let status: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["platforms"]["netlify"]["status"], "ready", "{body}");
+
     let (code, stderr) = server.stop();
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("shutdown"), "{stderr}");

@@ -1,0 +1,576 @@
+//! The Autonomy engine: reactions to the bus, each a durable consumer, each outcome a
+//! `genesis.heal` (something was done) or `genesis.intent` (something was decided: an
+//! escalation, a verification, a warning) event, which the ledger records.
+//!
+//! - `envsync.drift` → re-sync each drifted provider (enforce mode), unless it drifted by more
+//!   than `drift_alert_threshold` keys or was healed `drift_frequency_limit` times in the last
+//!   hour: then escalate instead.
+//! - `deploy.platform.failure` → plan that platform: if drift explains the failure, heal it and
+//!   retrigger the deploy through its deploy hook (bounded retries with backoff), else
+//!   escalate with the failure's details.
+//! - `deploy.platform.success` → an intent, then a post-deploy parity verification (whose
+//!   drift, if any, comes back as `envsync.drift`).
+//! - `envsync.commit` → the schema check ("Blueprint"); a warning intent when it fails.
+//!
+//! No reaction can feed itself: none reacts to `genesis.*`, a heal's own commit only runs the
+//! schema check, and a redeploy's outcome is judged by the drift it finds (none, after a heal).
+//! Every reaction is idempotent under redelivery: it first looks for an outcome already
+//! recorded for the same cause (`cause_seq`), and a re-sync that finds nothing writes nothing.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bridge_genesis::bus::{
+    ConsumerOptions, ConsumerStart, Event, HistoryQuery, Order, Role, TopicPattern,
+};
+use serde_json::{Map, Value, json};
+use time::OffsetDateTime;
+use tokio::sync::broadcast;
+
+use crate::AppState;
+use crate::service::SyncMode;
+
+/// How the engine behaves (`ENVSYNC_MODE`, `DRIFT_ALERT_THRESHOLD`, `DRIFT_FREQUENCY_LIMIT`,
+/// the deploy hooks).
+#[derive(Clone)]
+pub struct AutonomyOptions {
+    /// `false` (dry-run mode): decide and record intents, change nothing.
+    pub enforce: bool,
+    /// More drifted keys than this on one provider: escalate rather than heal.
+    pub drift_alert_threshold: usize,
+    /// Heals of one provider allowed per hour before escalating (flapping protection).
+    pub drift_frequency_limit: usize,
+    /// Deploy hook URL per platform kind (`render`, `netlify`). Secret: never logged.
+    pub deploy_hooks: BTreeMap<String, String>,
+    /// Attempts at a deploy hook before escalating.
+    pub hook_attempts: u32,
+    /// Wait before the second attempt; doubled each time.
+    pub hook_backoff: Duration,
+}
+
+impl Default for AutonomyOptions {
+    fn default() -> Self {
+        Self {
+            enforce: false,
+            drift_alert_threshold: 10,
+            drift_frequency_limit: 3,
+            deploy_hooks: BTreeMap::new(),
+            hook_attempts: 3,
+            hook_backoff: Duration::from_secs(2),
+        }
+    }
+}
+
+impl std::fmt::Debug for AutonomyOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AutonomyOptions")
+            .field("enforce", &self.enforce)
+            .field("drift_alert_threshold", &self.drift_alert_threshold)
+            .field("drift_frequency_limit", &self.drift_frequency_limit)
+            .field(
+                "deploy_hooks",
+                &self.deploy_hooks.keys().collect::<Vec<_>>(),
+            )
+            .field("hook_attempts", &self.hook_attempts)
+            .finish()
+    }
+}
+
+/// One reaction: its consumer, the pattern it follows, what it does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reaction {
+    Drift,
+    DeployFailure,
+    DeploySuccess,
+    Blueprint,
+}
+
+impl Reaction {
+    pub(crate) const ALL: [Reaction; 4] = [
+        Reaction::Drift,
+        Reaction::DeployFailure,
+        Reaction::DeploySuccess,
+        Reaction::Blueprint,
+    ];
+
+    fn consumer(self) -> &'static str {
+        match self {
+            Reaction::Drift => "autonomy-drift",
+            Reaction::DeployFailure => "autonomy-deploy-failure",
+            Reaction::DeploySuccess => "autonomy-deploy-success",
+            Reaction::Blueprint => "autonomy-blueprint",
+        }
+    }
+
+    fn pattern(self) -> &'static str {
+        match self {
+            Reaction::Drift => "envsync.drift",
+            Reaction::DeployFailure => "deploy.platform.failure",
+            Reaction::DeploySuccess => "deploy.platform.success",
+            Reaction::Blueprint => "envsync.commit",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Reaction::Drift => "drift",
+            Reaction::DeployFailure => "deploy_failure",
+            Reaction::DeploySuccess => "deploy_success",
+            Reaction::Blueprint => "blueprint",
+        }
+    }
+}
+
+const POLL: Duration = Duration::from_secs(1);
+
+/// Runs `reaction` until shutdown.
+pub(crate) async fn run(state: AppState, reaction: Reaction) {
+    let mut live = state.inner.bus.store().live();
+    let mut shutdown = state.inner.shutdown.clone();
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        if let Err(e) = run_once(&state, reaction).await {
+            state.logger().warn(
+                "a reaction failed; it will be retried",
+                &[("reaction", reaction.name()), ("error", &e)],
+            );
+        }
+        tokio::select! {
+            news = live.recv() => {
+                if let Err(broadcast::error::RecvError::Closed) = news {
+                    tokio::time::sleep(POLL).await;
+                }
+            }
+            _ = tokio::time::sleep(POLL) => {}
+            changed = shutdown.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Handles every event of `reaction`'s pattern since its last ack, acking each once handled.
+pub(crate) async fn run_once(state: &AppState, reaction: Reaction) -> Result<(), String> {
+    let options = ConsumerOptions {
+        // A new server reacts to what happens from now on, not to the whole past.
+        start: ConsumerStart::New,
+        ..ConsumerOptions::default()
+    };
+    let mut consumer = state
+        .inner
+        .bus
+        .consumer_with(reaction.consumer(), reaction.pattern(), options)
+        .await
+        .map_err(|e| e.to_string())?;
+    loop {
+        let batch = consumer.next_batch(16).await.map_err(|e| e.to_string())?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        for event in &batch {
+            if !already_handled(state, reaction, event.seq).await {
+                react(state, reaction, event).await?;
+            }
+            consumer.ack(event.seq).await.map_err(|e| e.to_string())?;
+        }
+    }
+}
+
+/// Whether an outcome of `reaction` for the event `seq` is already recorded (a redelivery
+/// after a crash between acting and acking).
+async fn already_handled(state: &AppState, reaction: Reaction, seq: u64) -> bool {
+    let Ok(pattern) = TopicPattern::parse("genesis.*") else {
+        return false;
+    };
+    let query = HistoryQuery {
+        pattern: Some(pattern),
+        after_seq: Some(seq),
+        limit: 1_000,
+        order: Order::Ascending,
+        ..HistoryQuery::default()
+    };
+    let Ok(events) = state.inner.bus.history(query).await else {
+        return false;
+    };
+    events.iter().any(|e| {
+        e.payload.get("reaction").and_then(Value::as_str) == Some(reaction.name())
+            && e.payload.get("cause_seq").and_then(Value::as_u64) == Some(seq)
+    })
+}
+
+async fn react(state: &AppState, reaction: Reaction, event: &Event) -> Result<(), String> {
+    match reaction {
+        Reaction::Drift => on_drift(state, event).await,
+        Reaction::DeployFailure => on_deploy_failure(state, event).await,
+        Reaction::DeploySuccess => on_deploy_success(state, event).await,
+        Reaction::Blueprint => on_commit(state, event).await,
+    }
+}
+
+/// Publishes an outcome of `reaction` caused by `cause`.
+async fn outcome(
+    state: &AppState,
+    topic: &str,
+    reaction: Reaction,
+    cause: &Event,
+    fields: Value,
+) -> Result<(), String> {
+    let mut payload = Map::new();
+    payload.insert("reaction".into(), reaction.name().into());
+    payload.insert("cause_seq".into(), cause.seq.into());
+    payload.insert("cause_topic".into(), cause.topic.clone().into());
+    if let Value::Object(fields) = fields {
+        payload.extend(fields);
+    }
+    state
+        .inner
+        .bus
+        .publish(topic, Value::Object(payload), Role::System)
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("publishing {topic}: {e}"))
+}
+
+/// The provider a platform kind (`render`, `github`, ...) or report label stands for.
+async fn provider_for(state: &AppState, platform: &str) -> Option<String> {
+    let health = state.inner.envsync.health().await;
+    health
+        .providers
+        .iter()
+        .find(|p| p.name == platform)
+        .or_else(|| {
+            health
+                .providers
+                .iter()
+                .find(|p| p.spec.split(':').next() == Some(platform))
+        })
+        .map(|p| p.name.clone())
+}
+
+/// How many times `provider` was re-synced by a reaction in the last hour.
+async fn heals_last_hour(state: &AppState, provider: &str) -> usize {
+    let Ok(pattern) = TopicPattern::parse("genesis.heal") else {
+        return 0;
+    };
+    let hour_ago = OffsetDateTime::now_utc() - time::Duration::HOUR;
+    let query = HistoryQuery {
+        pattern: Some(pattern),
+        from_time: Some(hour_ago),
+        limit: 10_000,
+        ..HistoryQuery::default()
+    };
+    state
+        .inner
+        .bus
+        .history(query)
+        .await
+        .map(|events| {
+            events
+                .iter()
+                .filter(|e| e.payload.get("provider").and_then(Value::as_str) == Some(provider))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+async fn on_drift(state: &AppState, event: &Event) -> Result<(), String> {
+    let options = &state.inner.autonomy;
+    let Some(Value::Object(by_platform)) = event.payload.get("by_platform") else {
+        return outcome(
+            state,
+            "genesis.intent",
+            Reaction::Drift,
+            event,
+            json!({"kind": "ignored", "reason": "the drift event names no platform"}),
+        )
+        .await;
+    };
+    for (platform, count) in by_platform {
+        let drifted = count.as_u64().unwrap_or(0) as usize;
+        if drifted == 0 {
+            continue;
+        }
+        let Some(provider) = provider_for(state, platform).await else {
+            // The source itself, or a place that is not a sync target.
+            continue;
+        };
+        let heals = heals_last_hour(state, &provider).await;
+        let decision = if drifted > options.drift_alert_threshold {
+            Some(format!(
+                "{drifted} keys drifted, more than DRIFT_ALERT_THRESHOLD ({}): a person should look",
+                options.drift_alert_threshold
+            ))
+        } else if heals >= options.drift_frequency_limit {
+            Some(format!(
+                "healed {heals} times in the last hour (DRIFT_FREQUENCY_LIMIT {}): something keeps undoing it",
+                options.drift_frequency_limit
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = decision {
+            outcome(
+                state,
+                "genesis.intent",
+                Reaction::Drift,
+                event,
+                json!({"kind": "escalation", "provider": provider, "drifted": drifted, "reason": reason}),
+            )
+            .await?;
+            continue;
+        }
+        if !options.enforce {
+            outcome(
+                state,
+                "genesis.intent",
+                Reaction::Drift,
+                event,
+                json!({"kind": "would_heal", "provider": provider, "drifted": drifted,
+                       "reason": "ENVSYNC_MODE is dry-run"}),
+            )
+            .await?;
+            continue;
+        }
+        let result = state.inner.envsync.sync(&provider, SyncMode::Enforce).await;
+        let fields = match &result {
+            Ok(r) => json!({"action": "resync", "provider": provider, "drifted": drifted,
+                            "result": r.status, "changes": r.changes, "errors": r.errors}),
+            Err(e) => json!({"action": "resync", "provider": provider, "drifted": drifted,
+                             "result": "failed", "detail": e.detail}),
+        };
+        outcome(state, "genesis.heal", Reaction::Drift, event, fields).await?;
+    }
+    Ok(())
+}
+
+/// The deploy event's platform and metadata.
+fn deploy_facts(event: &Event) -> (String, Value) {
+    let platform = event
+        .payload
+        .get("platform")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let metadata = event
+        .payload
+        .get("metadata")
+        .cloned()
+        .unwrap_or(Value::Null);
+    (platform, metadata)
+}
+
+async fn on_deploy_failure(state: &AppState, event: &Event) -> Result<(), String> {
+    let options = state.inner.autonomy.clone();
+    let (platform, metadata) = deploy_facts(event);
+    let Some(provider) = provider_for(state, &platform).await else {
+        return outcome(
+            state,
+            "genesis.intent",
+            Reaction::DeployFailure,
+            event,
+            json!({"kind": "escalation", "platform": platform, "metadata": metadata,
+                   "reason": "the failed platform is not a sync target, so drift cannot be checked"}),
+        )
+        .await;
+    };
+    let plan = match state.inner.envsync.sync(&provider, SyncMode::DryRun).await {
+        Ok(plan) => plan,
+        Err(e) => {
+            return outcome(
+                state,
+                "genesis.intent",
+                Reaction::DeployFailure,
+                event,
+                json!({"kind": "escalation", "provider": provider, "metadata": metadata,
+                       "reason": format!("could not check parity: {}", e.detail)}),
+            )
+            .await;
+        }
+    };
+    let missing: Vec<&str> = plan.plan.iter().map(|c| c.key.as_str()).collect();
+    if plan.changes == 0 {
+        return outcome(
+            state,
+            "genesis.intent",
+            Reaction::DeployFailure,
+            event,
+            json!({"kind": "escalation", "provider": provider, "metadata": metadata,
+                   "reason": "the environment is in parity, so drift does not explain the failure"}),
+        )
+        .await;
+    }
+    if !options.enforce {
+        return outcome(
+            state,
+            "genesis.intent",
+            Reaction::DeployFailure,
+            event,
+            json!({"kind": "would_heal", "provider": provider, "keys": missing,
+                   "reason": "ENVSYNC_MODE is dry-run"}),
+        )
+        .await;
+    }
+    let healed = state.inner.envsync.sync(&provider, SyncMode::Enforce).await;
+    let healed = match healed {
+        Ok(r) if r.errors == 0 => r,
+        Ok(r) => {
+            return outcome(
+                state,
+                "genesis.intent",
+                Reaction::DeployFailure,
+                event,
+                json!({"kind": "escalation", "provider": provider, "keys": missing,
+                       "reason": format!("the heal did not go through: {}", r.detail.unwrap_or(r.status))}),
+            )
+            .await;
+        }
+        Err(e) => {
+            return outcome(
+                state,
+                "genesis.intent",
+                Reaction::DeployFailure,
+                event,
+                json!({"kind": "escalation", "provider": provider, "keys": missing,
+                       "reason": format!("the heal failed: {}", e.detail)}),
+            )
+            .await;
+        }
+    };
+    let kind = platform.as_str();
+    let Some(hook) = options.deploy_hooks.get(kind) else {
+        outcome(
+            state,
+            "genesis.heal",
+            Reaction::DeployFailure,
+            event,
+            json!({"action": "resync", "provider": provider, "keys": missing,
+                   "changes": healed.changes, "redeploy": "no deploy hook configured"}),
+        )
+        .await?;
+        return outcome(
+            state,
+            "genesis.intent",
+            Reaction::DeployFailure,
+            event,
+            json!({"kind": "escalation", "provider": provider,
+                   "reason": format!("healed, but no deploy hook is configured for {kind} to redeploy")}),
+        )
+        .await;
+    };
+    let attempts = trigger_hook(hook, options.hook_attempts, options.hook_backoff).await;
+    match attempts {
+        Ok(n) => {
+            outcome(
+                state,
+                "genesis.heal",
+                Reaction::DeployFailure,
+                event,
+                json!({"action": "resync_and_redeploy", "provider": provider, "keys": missing,
+                       "changes": healed.changes, "hook_attempts": n}),
+            )
+            .await
+        }
+        Err((n, why)) => {
+            outcome(
+                state,
+                "genesis.heal",
+                Reaction::DeployFailure,
+                event,
+                json!({"action": "resync", "provider": provider, "keys": missing,
+                       "changes": healed.changes, "redeploy": "failed", "hook_attempts": n}),
+            )
+            .await?;
+            outcome(
+                state,
+                "genesis.intent",
+                Reaction::DeployFailure,
+                event,
+                json!({"kind": "escalation", "provider": provider,
+                       "reason": format!("the deploy hook failed {n} times: {why}")}),
+            )
+            .await
+        }
+    }
+}
+
+/// POSTs the deploy hook until it answers 2xx, at most `attempts` times, waiting `backoff`,
+/// then twice that, and so on. Returns the attempts made, or those and the last failure
+/// (which never contains the URL: it holds the hook's secret).
+async fn trigger_hook(url: &str, attempts: u32, backoff: Duration) -> Result<u32, (u32, String)> {
+    // rustls on ring, as every HTTP client of Bridge (installing twice is harmless).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .map_err(|e| (0, e.without_url().to_string()))?;
+    let mut wait = backoff;
+    let mut last = String::new();
+    for attempt in 1..=attempts.max(1) {
+        match client.post(url).send().await {
+            Ok(r) if r.status().is_success() => return Ok(attempt),
+            Ok(r) => last = format!("answered {}", r.status()),
+            Err(e) => last = e.without_url().to_string(),
+        }
+        if attempt < attempts {
+            tokio::time::sleep(wait).await;
+            wait *= 2;
+        }
+    }
+    Err((attempts.max(1), last))
+}
+
+async fn on_deploy_success(state: &AppState, event: &Event) -> Result<(), String> {
+    let (platform, metadata) = deploy_facts(event);
+    let parity = state.inner.envsync.parity().await;
+    let fields = match &parity {
+        Ok(report) => json!({
+            "kind": "post_deploy_verification", "platform": platform, "metadata": metadata,
+            "has_drift": report.get("has_drift").cloned().unwrap_or(Value::Null),
+            "drift_count": report.pointer("/summary/drift_count").cloned().unwrap_or(Value::Null),
+        }),
+        Err(e) => json!({
+            "kind": "post_deploy_verification", "platform": platform, "metadata": metadata,
+            "error": e.detail,
+        }),
+    };
+    outcome(
+        state,
+        "genesis.intent",
+        Reaction::DeploySuccess,
+        event,
+        fields,
+    )
+    .await
+}
+
+async fn on_commit(state: &AppState, event: &Event) -> Result<(), String> {
+    match state.inner.envsync.schema_check().await {
+        Ok(None) => Ok(()),
+        Ok(Some(violations)) if violations.is_empty() => Ok(()),
+        Ok(Some(violations)) => {
+            outcome(
+                state,
+                "genesis.intent",
+                Reaction::Blueprint,
+                event,
+                json!({"kind": "blueprint_warning", "target": event.payload.get("target"),
+                       "violations": violations}),
+            )
+            .await
+        }
+        Err(e) => {
+            outcome(
+                state,
+                "genesis.intent",
+                Reaction::Blueprint,
+                event,
+                json!({"kind": "blueprint_warning", "error": e.detail}),
+            )
+            .await
+        }
+    }
+}

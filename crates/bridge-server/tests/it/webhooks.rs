@@ -1,0 +1,342 @@
+//! Deploy webhooks end to end through the router: signatures made the way each platform makes
+//! them, every rejection path with its status and its `webhook.rejected` event, replays
+//! acknowledged once, and the deploy event API with its status and history.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use bridge_autonomy::webhook::{sign_github, sign_netlify, sign_render};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use crate::harness::{GITHUB_SECRET, Harness, NETLIFY_SECRET, RENDER_SECRET, request};
+
+fn fixture(platform: &str, name: &str) -> Vec<u8> {
+    let path = format!(
+        "{}/../bridge-autonomy/tests/fixtures/{platform}/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn delivery(platform: &str, headers: &[(&str, String)], body: Vec<u8>) -> Request<Body> {
+    let mut b = Request::builder()
+        .method("POST")
+        .uri(format!("/webhooks/deployment/{platform}"))
+        .header("content-type", "application/json");
+    for (k, v) in headers {
+        b = b.header(*k, v);
+    }
+    b.body(Body::from(body)).unwrap()
+}
+
+fn github(event: &str, body: Vec<u8>, delivery_guid: &str) -> Request<Body> {
+    let signature = sign_github(GITHUB_SECRET, &body);
+    delivery(
+        "github",
+        &[
+            ("x-github-event", event.to_owned()),
+            ("x-github-delivery", delivery_guid.to_owned()),
+            ("x-hub-signature-256", signature),
+        ],
+        body,
+    )
+}
+
+fn render(id: &str, at: i64, body: Vec<u8>) -> Request<Body> {
+    let signature = sign_render(RENDER_SECRET, id, at, &body).unwrap();
+    delivery(
+        "render",
+        &[
+            ("webhook-id", id.to_owned()),
+            ("webhook-timestamp", at.to_string()),
+            ("webhook-signature", signature),
+        ],
+        body,
+    )
+}
+
+fn netlify(body: Vec<u8>) -> Request<Body> {
+    let signature = sign_netlify(NETLIFY_SECRET, &body, OffsetDateTime::now_utc());
+    delivery("netlify", &[("x-webhook-signature", signature)], body)
+}
+
+async fn events(h: &Harness, topic: &str) -> Vec<Value> {
+    let (_, page) = h
+        .call(request(
+            "GET",
+            &format!(
+                "/genesis/events?topic={}&limit=100",
+                topic.replace('>', "%3E")
+            ),
+            Some(&h.observer),
+            None,
+        ))
+        .await;
+    page["events"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn each_platform_signed_its_own_way_is_accepted_and_published() {
+    let h = Harness::new().await;
+    let (status, body) = h
+        .call(github(
+            "deployment_status",
+            fixture("github", "deployment_status_failure"),
+            "guid-1",
+        ))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["status"], "accepted");
+    assert_eq!(
+        body["topics"],
+        json!(["deploy.github", "deploy.platform.failure"])
+    );
+
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let (status, body) = h
+        .call(render("evt-1", now, fixture("render", "deploy_started")))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (status, body) = h.call(netlify(fixture("netlify", "deploy_building"))).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+
+    let failures = events(&h, "deploy.platform.failure").await;
+    assert_eq!(failures.len(), 1);
+    let e = &failures[0];
+    assert_eq!(e["platform"], "github");
+    assert_eq!(e["event_type"], "failure");
+    for field in ["commit_sha", "branch", "deploy_url", "deploy_id", "message"] {
+        assert!(
+            e["metadata"].get(field).is_some(),
+            "metadata.{field} missing: {e}"
+        );
+    }
+    assert_eq!(events(&h, "deploy.render").await.len(), 1);
+    assert_eq!(events(&h, "deploy.netlify").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_delivery_seen_before_is_acknowledged_and_not_processed_again() {
+    let h = Harness::new().await;
+    let body = fixture("github", "deployment_status_success");
+    let (status, _) = h
+        .call(github("deployment_status", body.clone(), "guid-1"))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    // GitHub's redelivery: same body, new GUID.
+    let (status, again) = h.call(github("deployment_status", body, "guid-2")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again["status"], "duplicate");
+    assert_eq!(events(&h, "deploy.github").await.len(), 1);
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let body = fixture("render", "deploy_ended_succeeded");
+    assert_eq!(
+        h.call(render("evt-9", now, body.clone())).await.0,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(h.call(render("evt-9", now, body)).await.0, StatusCode::OK);
+    let (_, status) = h
+        .call(request(
+            "GET",
+            "/webhooks/deployment/status",
+            Some(&h.observer),
+            None,
+        ))
+        .await;
+    let render_status = status["platforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["platform"] == "render")
+        .unwrap()
+        .clone();
+    assert_eq!(render_status["accepted"], 1);
+    assert_eq!(render_status["duplicates"], 1);
+    assert_eq!(render_status["configured"], true);
+}
+
+#[tokio::test]
+async fn pings_are_acknowledged_without_an_event() {
+    let h = Harness::new().await;
+    let (status, body) = h
+        .call(github("ping", fixture("github", "ping"), "guid-p"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "acknowledged");
+    assert!(events(&h, "deploy.>").await.is_empty());
+}
+
+#[tokio::test]
+async fn every_rejection_has_its_status_and_an_event_that_explains_it() {
+    let h = Harness::new().await;
+    let body = fixture("github", "deployment_status_success");
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let mut tampered = body.clone();
+    tampered[10] ^= 1;
+    let cases: Vec<(&str, Request<Body>, StatusCode, &str)> = vec![
+        (
+            "bad signature",
+            delivery(
+                "github",
+                &[
+                    ("x-github-event", "deployment_status".into()),
+                    ("x-hub-signature-256", sign_github(GITHUB_SECRET, &body)),
+                ],
+                tampered,
+            ),
+            StatusCode::UNAUTHORIZED,
+            "bad_signature",
+        ),
+        (
+            "missing signature",
+            delivery(
+                "github",
+                &[("x-github-event", "deployment_status".into())],
+                body.clone(),
+            ),
+            StatusCode::UNAUTHORIZED,
+            "missing_header",
+        ),
+        (
+            "old timestamp",
+            render("evt-old", now - 3_600, fixture("render", "deploy_started")),
+            StatusCode::UNAUTHORIZED,
+            "stale_timestamp",
+        ),
+        (
+            "malformed JSON",
+            github("deployment_status", b"{not json".to_vec(), "g"),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            "unknown event type",
+            github("issues", br#"{"action":"opened"}"#.to_vec(), "g2"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_event_type",
+        ),
+    ];
+    for (what, req, want, code) in cases {
+        let (status, answer) = h.call(req).await;
+        assert_eq!(status, want, "{what}: {answer}");
+        assert_eq!(answer["error"], code, "{what}");
+        assert!(!answer["detail"].as_str().unwrap().contains(GITHUB_SECRET));
+    }
+    let rejected = events(&h, "webhook.rejected").await;
+    assert_eq!(rejected.len(), 5);
+    assert_eq!(rejected[0]["reason"], "bad_signature");
+    assert_eq!(rejected[2]["reason"], "stale_timestamp");
+    // Unknown platforms are 404s.
+    let (status, _) = h.call(delivery("vercel", &[], b"{}".to_vec())).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_platform_without_a_secret_refuses_and_says_so() {
+    let h2 = Harness::without_webhook_secrets().await;
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let (status, body) = h2
+        .call(render("evt-1", now, fixture("render", "deploy_started")))
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"], "not_configured");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("RENDER_WEBHOOK_SECRET")
+    );
+    let (_, status) = h2
+        .call(request(
+            "GET",
+            "/webhooks/deployment/status",
+            Some(&h2.observer),
+            None,
+        ))
+        .await;
+    assert!(
+        status["platforms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["configured"] == false)
+    );
+}
+
+#[tokio::test]
+async fn oversized_deliveries_are_413() {
+    let h = Harness::with_options(bridge_server::ServerOptions {
+        max_body_bytes: 512,
+        ..bridge_server::ServerOptions::default()
+    })
+    .await;
+    let big = vec![b' '; 4096];
+    let (status, body) = h.call(github("deployment", big, "g")).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+}
+
+#[tokio::test]
+async fn stated_deploy_events_feed_status_and_history() {
+    let h = Harness::new().await;
+    let op = Some(h.operator.as_str());
+    let post = |event_type: &str, status: &str, id: &str, at: &str| {
+        request(
+            "POST",
+            "/engines/autonomy/deployment/event",
+            op,
+            Some(json!({
+                "platform": "render", "event_type": event_type, "status": status,
+                "timestamp": at, "metadata": {"deploy_id": id, "branch": "main"}
+            })),
+        )
+    };
+    for (t, s, id, at) in [
+        ("start", "building", "d1", "2026-03-01T10:00:00Z"),
+        ("success", "live", "d1", "2026-03-01T10:02:00Z"),
+        ("start", "building", "d2", "2026-03-02T10:00:00Z"),
+        ("failure", "failed", "d2", "2026-03-02T10:04:00Z"),
+    ] {
+        let (status, body) = h.call(post(t, s, id, at)).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let (status, body) = h
+        .call(post("explode", "x", "d3", "2026-03-02T10:00:00Z"))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, _) = h
+        .call(request(
+            "POST",
+            "/engines/autonomy/deployment/event",
+            op,
+            Some(json!({"platform": "render", "event_type": "start", "status": "x", "timestamp": "yesterday"})),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let obs = Some(h.observer.as_str());
+    let (_, status) = h
+        .call(request(
+            "GET",
+            "/engines/autonomy/deployment/status",
+            obs,
+            None,
+        ))
+        .await;
+    assert_eq!(status["platforms"]["render"]["event_type"], "failure");
+    let (_, history) = h
+        .call(request(
+            "GET",
+            "/engines/autonomy/deployment/history",
+            obs,
+            None,
+        ))
+        .await;
+    let r = &history["platforms"]["render"];
+    assert_eq!(r["started"], 2);
+    assert_eq!(r["succeeded"], 1);
+    assert_eq!(r["failed"], 1);
+    assert_eq!(r["success_rate"], 0.5);
+    assert_eq!(r["mean_duration_secs"], 180.0);
+    assert_eq!(r["max_duration_secs"], 240.0);
+    assert_eq!(history["platforms"]["github"]["started"], 0);
+}
