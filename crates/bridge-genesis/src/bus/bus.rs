@@ -217,6 +217,36 @@ impl Bus {
         })
     }
 
+    /// Publishes several events atomically, in order, as one append (one commit): all are
+    /// stored with consecutive sequence numbers, or none is. Each is validated and gated as
+    /// [`Bus::publish`] does; the first refusal refuses them all.
+    pub async fn publish_all(
+        &self,
+        events: Vec<(&str, Value)>,
+        who: Role,
+    ) -> Result<Vec<Event>, PublishError> {
+        let mut batch = Vec::with_capacity(events.len());
+        for (topic, payload) in events {
+            let topic = Topic::new(topic).map_err(PublishError::InvalidTopic)?;
+            let payload = check_payload(payload)?;
+            let new = NewEvent::new(topic, who.as_str(), payload);
+            if new.payload_json().len() > self.max_payload_bytes {
+                return Err(PublishError::PayloadTooLarge {
+                    size: new.payload_json().len(),
+                    limit: self.max_payload_bytes,
+                });
+            }
+            if let Err(refusal) = self.policy.check(new.topic(), who) {
+                return Err(self.record_refusal(new.topic(), who, refusal).await);
+            }
+            batch.push(new);
+        }
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self.store.append(batch).await?)
+    }
+
     async fn record_refusal(&self, topic: &Topic, who: Role, refusal: Refusal) -> PublishError {
         let mut fields = Payload::new();
         fields.insert("topic".into(), topic.as_str().into());

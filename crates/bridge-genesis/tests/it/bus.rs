@@ -507,3 +507,43 @@ async fn kill9_loses_no_acknowledged_event() {
         .unwrap();
     assert_eq!(resumed, expected, "resumes right after its last ack");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_all_stores_events_together_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, bus) = open_bus(&dir.path().join("bus.db"));
+    let stored = bus
+        .publish_all(
+            vec![
+                ("deploy.render", json!({"n": 1})),
+                ("deploy.platform.failure", json!({"n": 1})),
+            ],
+            Role::System,
+        )
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[1].seq, stored[0].seq + 1);
+    assert_eq!(store.writer_stats().transactions, 1, "one commit for both");
+    // A refusal refuses the whole batch: the observer may publish nothing.
+    let refused = bus
+        .publish_all(
+            vec![("deploy.render", json!({})), ("deploy.github", json!({}))],
+            Role::Observer,
+        )
+        .await;
+    assert!(matches!(refused, Err(PublishError::Refused { .. })));
+    let deploys = bus
+        .history(HistoryQuery::default().pattern(TopicPattern::parse("deploy.>").unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(deploys.len(), 2);
+    // A malformed payload anywhere refuses it too, before anything is stored.
+    let bad = bus
+        .publish_all(
+            vec![("deploy.render", json!({})), ("deploy.github", json!([1]))],
+            Role::System,
+        )
+        .await;
+    assert!(matches!(bad, Err(PublishError::PayloadNotObject { .. })));
+}

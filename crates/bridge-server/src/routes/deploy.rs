@@ -461,19 +461,23 @@ async fn publish(
 ) -> Result<(Vec<String>, Vec<u64>), ApiError> {
     let mut payload = event.to_payload();
     payload.extend(extra);
-    let mut topics = Vec::new();
-    let mut seqs = Vec::new();
-    for topic in event.topics() {
-        let stored = state
-            .inner
-            .bus
-            .publish(topic, Value::Object(payload.clone()), BusRole::System)
-            .await
-            .map_err(|e| ApiError::unavailable(format!("storing the deploy event: {e}")))?;
-        topics.push(topic.to_owned());
-        seqs.push(stored.seq);
-    }
-    Ok((topics, seqs))
+    let topics = event.topics();
+    // Both topics in one append: one commit, consecutive sequences, never one without the
+    // other.
+    let batch = topics
+        .iter()
+        .map(|topic| (*topic, Value::Object(payload.clone())))
+        .collect();
+    let stored = state
+        .inner
+        .bus
+        .publish_all(batch, BusRole::System)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("storing the deploy event: {e}")))?;
+    Ok((
+        topics.iter().map(|t| (*t).to_owned()).collect(),
+        stored.iter().map(|e| e.seq).collect(),
+    ))
 }
 
 async fn webhook_status(State(state): State<AppState>) -> Json<WebhookStatus> {

@@ -91,6 +91,8 @@ async fn each_platform_signed_its_own_way_is_accepted_and_published() {
         body["topics"],
         json!(["deploy.github", "deploy.platform.failure"])
     );
+    let seqs = body["seqs"].as_array().unwrap();
+    assert_eq!(seqs[1].as_u64().unwrap(), seqs[0].as_u64().unwrap() + 1);
 
     let now = OffsetDateTime::now_utc().unix_timestamp();
     let (status, body) = h

@@ -53,14 +53,16 @@ async fn publish_local(ctx: &Context<'_>, request: DeployEventRequest) -> Result
         .into_event(time::OffsetDateTime::now_utc())
         .map_err(|e| anyhow!("--timestamp: {e}"))?;
     let bus = crate::genesis::open_bus(ctx).await?;
-    let mut topics = Vec::new();
-    let mut seqs = Vec::new();
-    for topic in event.topics() {
-        let stored =
-            crate::genesis::publish(&bus, topic, Value::Object(event.to_payload())).await?;
-        topics.push(topic);
-        seqs.push(stored.seq);
-    }
+    let topics = event.topics();
+    let batch = topics
+        .iter()
+        .map(|t| (*t, Value::Object(event.to_payload())))
+        .collect();
+    let stored = bus
+        .publish_all(batch, bridge_genesis::bus::Role::System)
+        .await
+        .map_err(|e| anyhow!("publishing the deploy event: {e}"))?;
+    let seqs: Vec<u64> = stored.iter().map(|e| e.seq).collect();
     crate::genesis::record_in_ledger(ctx, &bus).await?;
     Ok(json!({ "topics": topics, "seqs": seqs, "event": event.to_payload() }))
 }

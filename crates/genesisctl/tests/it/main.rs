@@ -15,6 +15,7 @@ mod config;
 mod deploy;
 mod errors;
 mod events;
+mod examples;
 mod export;
 mod ledger;
 mod misc;

@@ -1,0 +1,116 @@
+//! The example GitHub Actions workflows use only real commands and flags: every
+//! `genesisctl …` line in them parses (run with `--help` appended, which clap answers only
+//! after every flag before it was accepted).
+
+use std::path::Path;
+
+use crate::sandbox::Sandbox;
+
+/// The `run:` commands of a workflow, folded blocks (`run: >-`) joined into one line.
+fn run_commands(text: &str) -> Vec<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut commands = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        let indent = line.len() - line.trim_start().len();
+        let trimmed = line.trim_start().trim_start_matches("- ");
+        if let Some(rest) = trimmed.strip_prefix("run:") {
+            let rest = rest.trim();
+            if rest == ">-" || rest == "|" || rest == ">" {
+                let mut parts = Vec::new();
+                i += 1;
+                while i < lines.len() {
+                    let next = lines[i];
+                    let next_indent = next.len() - next.trim_start().len();
+                    if next.trim().is_empty() || next_indent <= indent {
+                        break;
+                    }
+                    parts.push(next.trim());
+                    i += 1;
+                }
+                commands.push(parts.join(" "));
+                continue;
+            }
+            commands.push(rest.to_owned());
+        }
+        i += 1;
+    }
+    commands
+}
+
+/// Shell words of a command, with `${{ … }}` expressions replaced by a placeholder, up to
+/// the first redirection or `||`.
+fn words(command: &str) -> Vec<String> {
+    let mut text = command.to_owned();
+    while let Some(start) = text.find("${{") {
+        let end = text[start..]
+            .find("}}")
+            .map_or(text.len(), |e| start + e + 2);
+        text.replace_range(start..end, "X");
+    }
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    for c in text.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            ' ' if !quoted => {
+                if !current.is_empty() {
+                    out.push(std::mem::take(&mut current));
+                }
+            }
+            _ => current.push(c),
+        }
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out.into_iter()
+        .take_while(|w| w != ">" && w != "||" && w != "|" && w != ">>")
+        .collect()
+}
+
+#[test]
+fn every_genesisctl_command_in_the_example_workflows_parses() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/workflows");
+    let sandbox = Sandbox::new();
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for command in run_commands(&text) {
+            let words = words(&command);
+            if words.first().map(String::as_str) != Some("genesisctl") {
+                continue;
+            }
+            let mut args: Vec<&str> = words[1..].iter().map(String::as_str).collect();
+            args.push("--help");
+            let run = sandbox.run(&args);
+            assert_eq!(
+                run.code,
+                0,
+                "{}: `{command}` does not parse:\n{}",
+                path.display(),
+                run.stderr
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 6, "only {checked} commands found");
+}
+
+#[test]
+fn the_extractor_joins_folded_blocks_and_stops_at_redirections() {
+    let text = "      - run: genesisctl env diff --from local:.env || true\n      - name: x\n        run: >-\n          genesisctl deploy publish\n          --platform \"${{ a }}\"\n      - name: y\n";
+    let commands = run_commands(text);
+    assert_eq!(commands.len(), 2);
+    assert_eq!(
+        words(&commands[0]),
+        ["genesisctl", "env", "diff", "--from", "local:.env"]
+    );
+    assert_eq!(
+        words(&commands[1]),
+        ["genesisctl", "deploy", "publish", "--platform", "X"]
+    );
+}
