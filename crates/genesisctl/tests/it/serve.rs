@@ -26,12 +26,17 @@ struct Server {
 
 impl Server {
     fn start(sandbox: &Sandbox) -> Self {
+        Self::start_with(sandbox, &[])
+    }
+
+    fn start_with(sandbox: &Sandbox, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_genesisctl"))
             .args(["serve", "--sandbox", "--listen", "127.0.0.1:0"])
             .current_dir(sandbox.path("."))
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("TMPDIR", sandbox.path("."))
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -291,4 +296,72 @@ async fn json_logs_are_one_object_per_line_and_never_hold_the_token() {
     assert_eq!(request["status"], "200");
     assert!(request["token"].as_str().unwrap().starts_with("tok_"));
     assert!(!stderr.contains(&token[4..]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_failure_caused_by_a_missing_variable_is_healed_and_redeployed() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let sandbox = Sandbox::bare();
+    // Enforce mode: the reactions may write. The sandbox seeds Render without
+    // FEATURE_NEW_CHECKOUT, and points the Render deploy hook at its emulator.
+    let server = Server::start_with(&sandbox, &[("ENVSYNC_MODE", "enforce")]);
+    let client = reqwest::Client::new();
+    let token = Some(server.token.as_str());
+    let publish = sandbox.run(&[
+        "deploy",
+        "publish",
+        "--platform",
+        "render",
+        "--event-type",
+        "failure",
+        "--status",
+        "build_failed",
+        "--message",
+        "FEATURE_NEW_CHECKOUT is not set",
+        "--server",
+        &server.url,
+        "--token",
+        &server.token,
+    ]);
+    assert_eq!(publish.code, 0, "{}", publish.stderr);
+
+    let mut heal = Value::Null;
+    for _ in 0..100 {
+        let (_, body) = call(
+            &client,
+            reqwest::Method::GET,
+            format!("{}/genesis/events?topic=genesis.heal", server.url),
+            token,
+        )
+        .await;
+        let page: Value = serde_json::from_str(&body).unwrap();
+        if let Some(first) = page["events"].as_array().and_then(|e| e.first()) {
+            heal = first.clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(heal["action"], "resync_and_redeploy", "{heal}");
+    assert_eq!(heal["provider"], "render");
+    assert_eq!(heal["hook_attempts"], 1);
+    assert!(
+        heal["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k == "FEATURE_NEW_CHECKOUT"),
+        "{heal}"
+    );
+    // Render now holds the variable: no drift left there.
+    let (_, body) = call(
+        &client,
+        reqwest::Method::GET,
+        format!("{}/parity", server.url),
+        token,
+    )
+    .await;
+    let parity: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(parity["missing_in_render"], serde_json::json!([]), "{body}");
+    let (code, stderr) = server.stop();
+    assert_eq!(code, 0, "{stderr}");
 }
