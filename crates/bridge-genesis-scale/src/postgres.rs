@@ -30,6 +30,7 @@ use bridge_genesis::bus::{
     BoxFuture, ConsumerState, Event, EventStore, HistoryQuery, NewEvent, Order, Payload,
     StoreError, StoreStats, TopicPattern,
 };
+use bridge_genesis::schedule::{ScheduleStore, ScheduledRun};
 use time::OffsetDateTime;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc};
 use tokio::task::JoinHandle;
@@ -64,7 +65,20 @@ CREATE TABLE IF NOT EXISTS genesis_consumers (
     pattern   text NOT NULL,
     acked_seq bigint NOT NULL
 );
+CREATE TABLE IF NOT EXISTS genesis_schedule_runs (
+    job         text COLLATE "C" NOT NULL,
+    slot_us     bigint NOT NULL,
+    owner       text NOT NULL,
+    claimed_us  bigint NOT NULL,
+    finished_us bigint,
+    outcome     text,
+    PRIMARY KEY (job, slot_us)
+);
 "#;
+
+/// The database's present, in microseconds: claims are stamped by one clock, whichever
+/// replica makes them.
+const NOW_US: &str = "floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint";
 
 /// `pg_advisory_xact_lock` key taken around the DDL: concurrent `CREATE TABLE IF NOT EXISTS`
 /// of the same table can fail on a catalog unique index, so first starts take turns.
@@ -521,6 +535,115 @@ impl EventStore for PostgresStore {
 
     fn consumers(&self) -> BoxFuture<'_, Result<Vec<ConsumerState>, StoreError>> {
         Box::pin(self.consumers_now())
+    }
+
+    fn schedules(&self) -> Option<Arc<dyn ScheduleStore>> {
+        Some(Arc::new(self.clone()))
+    }
+}
+
+/// The primary key `(job, slot_us)` decides a claim: of concurrent inserts, one commits and
+/// the others find the conflict (and wait for the winner's transaction to decide it).
+impl ScheduleStore for PostgresStore {
+    fn claim(
+        &self,
+        job: String,
+        slot: OffsetDateTime,
+        owner: String,
+    ) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let client = self.inner.pool.get().await?;
+            let inserted = client
+                .execute(
+                    &format!(
+                        "INSERT INTO genesis_schedule_runs (job, slot_us, owner, claimed_us) \
+                         VALUES ($1, $2, $3, {NOW_US}) ON CONFLICT DO NOTHING"
+                    ),
+                    &[&job, &crate::unix_micros(slot), &owner],
+                )
+                .await
+                .map_err(self.err("claim a scheduled slot"))?;
+            Ok(inserted > 0)
+        })
+    }
+
+    fn finish(
+        &self,
+        job: String,
+        slot: OffsetDateTime,
+        outcome: String,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let client = self.inner.pool.get().await?;
+            client
+                .execute(
+                    &format!(
+                        "UPDATE genesis_schedule_runs SET finished_us = {NOW_US}, outcome = $3 \
+                         WHERE job = $1 AND slot_us = $2"
+                    ),
+                    &[&job, &crate::unix_micros(slot), &outcome],
+                )
+                .await
+                .map_err(self.err("finish a scheduled slot"))?;
+            Ok(())
+        })
+    }
+
+    fn last_slot(&self, job: String) -> BoxFuture<'_, Result<Option<OffsetDateTime>, StoreError>> {
+        Box::pin(async move {
+            let client = self.inner.pool.get().await?;
+            let slot: Option<i64> = client
+                .query_one(
+                    "SELECT max(slot_us) FROM genesis_schedule_runs WHERE job = $1",
+                    &[&job],
+                )
+                .await
+                .map_err(self.err("read the last scheduled slot"))?
+                .get(0);
+            slot.map(|us| self.stamp(us)).transpose()
+        })
+    }
+
+    fn runs(
+        &self,
+        job: String,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<ScheduledRun>, StoreError>> {
+        Box::pin(async move {
+            let client = self.inner.pool.get().await?;
+            let rows = client
+                .query(
+                    "SELECT slot_us, owner, claimed_us, finished_us, outcome \
+                     FROM genesis_schedule_runs WHERE job = $1 ORDER BY slot_us DESC LIMIT $2",
+                    &[&job, &to_i64(limit as u64)],
+                )
+                .await
+                .map_err(self.err("read scheduled runs"))?;
+            rows.iter()
+                .map(|row| {
+                    Ok(ScheduledRun {
+                        job: job.clone(),
+                        slot: self.stamp(row.get(0))?,
+                        owner: row.get(1),
+                        claimed_at: self.stamp(row.get(2))?,
+                        finished_at: row
+                            .get::<_, Option<i64>>(3)
+                            .map(|us| self.stamp(us))
+                            .transpose()?,
+                        outcome: row.get(4),
+                    })
+                })
+                .collect()
+        })
+    }
+}
+
+impl PostgresStore {
+    fn stamp(&self, micros: i64) -> Result<OffsetDateTime, StoreError> {
+        from_unix_micros(micros).ok_or_else(|| StoreError::Corrupt {
+            store: self.inner.name.clone(),
+            what: format!("a scheduled run is stamped {micros} µs after 1970"),
+        })
     }
 }
 

@@ -8,7 +8,7 @@
 //!   the binary, so this crate knows nothing of configuration files or platform adapters.
 //! - [`stream`]: `GET /genesis/stream`, server-sent events resumable by `Last-Event-ID`.
 //! - [`tasks`]: what runs beside the requests: the ledger's feed and the `config_update`
-//!   cascade after each commit.
+//!   cascade after each commit, and the [`scheduler`]'s scheduled sync.
 //! - [`metrics`], [`log`]: Prometheus text at `/metrics`, one log line per request.
 //!
 //! Only this crate knows HTTP; no type below it is an HTTP type.
@@ -22,6 +22,7 @@ pub mod log;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
+pub mod scheduler;
 pub mod service;
 pub mod stream;
 pub mod tasks;
@@ -40,6 +41,7 @@ pub use crate::auth::{Principal, Role, TokenStore};
 pub use crate::autonomy::AutonomyOptions;
 pub use crate::error::{ApiError, ErrorBody};
 pub use crate::log::{LogFormat, LogLevel, Logger};
+pub use crate::scheduler::{Schedule, ScheduledSync, SchedulerOptions};
 pub use crate::service::{EnvSync, SyncMode};
 
 /// How the server behaves; the binary fills it from flags and configuration.
@@ -108,6 +110,7 @@ pub(crate) struct Inner {
     pub(crate) vault: VaultLookup,
     pub(crate) webhooks: bridge_autonomy::webhook::WebhookVerifier,
     pub(crate) autonomy: autonomy::AutonomyOptions,
+    pub(crate) scheduler: Option<scheduler::ScheduledSync>,
     pub(crate) deliveries: routes::deploy::Deliveries,
     pub(crate) metrics: metrics::Metrics,
     pub(crate) history_cache: cache::HistoryCache,
@@ -131,6 +134,8 @@ pub struct Parts {
     pub webhooks: bridge_autonomy::webhook::WebhookVerifier,
     /// The reactions' mode, thresholds and deploy hooks.
     pub autonomy: autonomy::AutonomyOptions,
+    /// The scheduled sync and the store its slots are claimed in; `None`: no scheduled sync.
+    pub scheduler: Option<scheduler::ScheduledSync>,
     pub logger: Logger,
 }
 
@@ -149,6 +154,7 @@ impl AppState {
                 vault: parts.vault,
                 webhooks: parts.webhooks,
                 autonomy: parts.autonomy,
+                scheduler: parts.scheduler,
                 deliveries: routes::deploy::Deliveries::default(),
                 logger: parts.logger,
                 apply_locks: Mutex::new(HashMap::new()),

@@ -3,7 +3,8 @@
 //!
 //! - the **ledger feed** appends every event of interest to the Truth ledger and signs a
 //!   checkpoint ([`bridge_genesis::feed`]);
-//! - the **cascade** publishes `config_update` after each `envsync.commit`, for live clients.
+//! - the **cascade** publishes `config_update` after each `envsync.commit`, for live clients;
+//! - the **scheduled sync** ([`crate::scheduler`]), when configured.
 //!
 //! On shutdown both finish what is pending, so the ledger holds every acknowledged event.
 
@@ -38,6 +39,13 @@ pub fn spawn(state: AppState) -> Background {
         crate::autonomy::Reaction::ALL
             .into_iter()
             .map(|r| tokio::spawn(crate::autonomy::run(state.clone(), r))),
+    )
+    .chain(
+        state
+            .inner
+            .scheduler
+            .clone()
+            .map(|s| tokio::spawn(crate::scheduler::run(state.clone(), s))),
     )
     .collect();
     Background { state, handles }

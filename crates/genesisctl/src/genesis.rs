@@ -77,3 +77,97 @@ pub async fn record_in_ledger(ctx: &Context<'_>, bus: &Bus) -> Result<usize> {
         .await
         .map_err(|e| anyhow!("{e}"))
 }
+
+/// The scheduled sync of `genesisctl serve` (`ENVSYNC_ENABLED`, `ENVSYNC_SCHEDULE`,
+/// `ENVSYNC_MODE`), claiming its slots in the bus's store so that it runs once across the
+/// servers sharing it. `None` (with a log line saying why) when it is off, its schedule does
+/// not parse, or the store keeps no schedule table (`--bus nats://`).
+pub fn scheduled_sync(
+    bus: &Bus,
+    config: &crate::config::ScheduleConfig,
+    logger: &bridge_server::Logger,
+) -> Option<bridge_server::ScheduledSync> {
+    if !config.enabled {
+        logger.info("scheduled sync is off (ENVSYNC_ENABLED=false)", &[]);
+        return None;
+    }
+    let schedule = match bridge_server::Schedule::parse(&config.schedule) {
+        Ok(schedule) => schedule,
+        Err(e) => {
+            logger.warn(
+                "scheduled sync is off: ENVSYNC_SCHEDULE does not parse",
+                &[("error", &e)],
+            );
+            return None;
+        }
+    };
+    let Some(store) = bus.store().schedules() else {
+        logger.warn(
+            "scheduled sync is off: the store keeps no schedule table to share the runs \
+             across servers (a NATS --bus); use the SQLite or PostgreSQL store",
+            &[("store", &bus.store().describe())],
+        );
+        return None;
+    };
+    let mode = match config.mode {
+        crate::config::SyncMode::DryRun => bridge_server::SyncMode::DryRun,
+        crate::config::SyncMode::Enforce => bridge_server::SyncMode::Enforce,
+    };
+    let options = bridge_server::SchedulerOptions {
+        enabled: true,
+        schedule: Some(schedule),
+        mode,
+        owner: scheduler_owner(),
+    };
+    Some(bridge_server::ScheduledSync::new(options, store))
+}
+
+/// `host:pid`, or `genesisctl:pid` when the host has no readable name.
+fn scheduler_owner() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "genesisctl".to_owned());
+    format!("{host}:{}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ScheduleConfig, SyncMode};
+
+    fn config(enabled: bool, schedule: &str) -> ScheduleConfig {
+        ScheduleConfig {
+            enabled,
+            mode: SyncMode::Enforce,
+            schedule: schedule.to_owned(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_scheduled_sync_follows_the_configuration() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join(EVENTS_FILE)).unwrap();
+        let bus = Bus::new(Arc::new(store), Policy::default());
+        let logger = bridge_server::Logger::off();
+
+        let on = scheduled_sync(&bus, &config(true, "@daily"), &logger).unwrap();
+        assert!(on.options.enabled);
+        assert_eq!(on.options.mode, bridge_server::SyncMode::Enforce);
+        assert_eq!(
+            on.options.schedule.as_ref().map(|s| s.as_str()),
+            Some("@daily")
+        );
+        assert!(
+            on.options
+                .owner
+                .ends_with(&format!(":{}", std::process::id()))
+        );
+
+        assert!(scheduled_sync(&bus, &config(false, "@daily"), &logger).is_none());
+        assert!(scheduled_sync(&bus, &config(true, "every hour"), &logger).is_none());
+    }
+}

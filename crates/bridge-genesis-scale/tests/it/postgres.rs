@@ -171,3 +171,65 @@ async fn several_writers_share_one_gap_free_sequence() {
     drop((a, b));
     drop_schemas(&url, &[schema]).await;
 }
+
+/// The schedule table's suite: each name a schema, each handle a store with its own pool
+/// (as two replicas would have).
+struct PgSchedules {
+    url: String,
+    run: String,
+    schemas: std::sync::Mutex<Vec<String>>,
+}
+
+impl bridge_genesis::schedule::ScheduleBackend for PgSchedules {
+    fn open(
+        &self,
+        name: &str,
+    ) -> BoxFuture<'_, Result<Arc<dyn bridge_genesis::schedule::ScheduleStore>, StoreError>> {
+        let schema = format!("{}_{name}", self.run);
+        {
+            let mut schemas = self.schemas.lock().unwrap();
+            if !schemas.contains(&schema) {
+                schemas.push(schema.clone());
+            }
+        }
+        Box::pin(async move {
+            let options = PostgresOptions {
+                schema: Some(schema),
+                ..PostgresOptions::default()
+            };
+            let store = PostgresStore::connect_with(&self.url, options).await?;
+            Ok(store
+                .schedules()
+                .expect("PostgreSQL keeps a schedule table"))
+        })
+    }
+}
+
+macro_rules! schedule_conformance {
+    ($($case:ident),* $(,)?) => {
+        mod schedule_conformance {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(url) = services::postgres().await else { return };
+                    let backend = PgSchedules {
+                        url: url.clone(),
+                        run: services::unique("genesis_sched"),
+                        schemas: std::sync::Mutex::new(Vec::new()),
+                    };
+                    bridge_genesis::schedule::conformance::$case(&backend).await;
+                    let schemas = backend.schemas.lock().unwrap().clone();
+                    drop_schemas(&url, &schemas).await;
+                }
+            )*
+        }
+    };
+}
+
+schedule_conformance!(
+    claims_are_exclusive,
+    concurrent_claims_have_one_winner,
+    runs_are_recorded_newest_first,
+    jobs_are_independent,
+);

@@ -73,6 +73,12 @@ pub trait EventStore: Send + Sync {
 
     /// Every consumer with its floor and the number of matching events after it.
     fn consumers(&self) -> BoxFuture<'_, Result<Vec<ConsumerState>, StoreError>>;
+
+    /// The store's table of scheduled slots ([`crate::schedule`]), on the same database, when
+    /// it keeps one; `None` (the default) when it cannot (NATS has no such table).
+    fn schedules(&self) -> Option<Arc<dyn crate::schedule::ScheduleStore>> {
+        None
+    }
 }
 
 /// Which end of the range a history read starts from.

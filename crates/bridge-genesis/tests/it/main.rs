@@ -5,3 +5,4 @@
 
 mod bus;
 mod ledger;
+mod schedule;

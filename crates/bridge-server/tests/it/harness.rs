@@ -246,6 +246,7 @@ impl Harness {
             vault: Arc::new(|key: &str| (key == VAULT_KEY).then(|| VAULT_VALUE.to_owned())),
             webhooks: WebhookVerifier::new(secrets, VerifyOptions::default()),
             autonomy,
+            scheduler: None,
             logger: Logger::off(),
         });
         Self {

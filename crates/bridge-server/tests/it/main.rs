@@ -8,6 +8,7 @@ mod harness;
 mod openapi;
 mod roles;
 mod routes;
+mod scheduler;
 mod shutdown;
 mod stream;
 mod webhooks;

@@ -92,6 +92,8 @@ pub async fn run(ctx: Context<'_>, args: &ServeArgs) -> CmdResult {
         bridge_autonomy::webhook::VerifyOptions::default(),
     );
     let autonomy = autonomy_options(&server_ctx.config, sandbox.as_ref());
+    // ENVSYNC_SCHEDULE: runs once across the servers sharing the store (a lock in it).
+    let scheduler = crate::genesis::scheduled_sync(&bus, &server_ctx.config.schedule, &logger);
     let listen = server.listen.clone();
     let control = ControlPlane::new(server_ctx).await?;
     let state_path = control.context().state.path().to_owned();
@@ -104,6 +106,7 @@ pub async fn run(ctx: Context<'_>, args: &ServeArgs) -> CmdResult {
         vault,
         webhooks,
         autonomy,
+        scheduler,
         logger,
     });
     let no_tokens = state_has_no_tokens(&tokens_path);

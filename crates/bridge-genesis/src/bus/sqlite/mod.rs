@@ -26,6 +26,7 @@ use super::store::{
     BoxFuture, ConsumerState, EventStore, HistoryQuery, Order, StoreError, StoreStats,
 };
 use super::topic::TopicPattern;
+use crate::schedule::{ScheduleStore, ScheduledRun, slot_micros};
 
 /// Idle read connections kept for reuse; more are opened on demand and closed after use.
 const IDLE_READERS: usize = 4;
@@ -305,6 +306,109 @@ impl EventStore for SqliteStore {
     fn consumers(&self) -> BoxFuture<'_, Result<Vec<ConsumerState>, StoreError>> {
         self.read_with("list consumers", read_consumers)
     }
+
+    fn schedules(&self) -> Option<Arc<dyn ScheduleStore>> {
+        Some(Arc::new(self.clone()))
+    }
+}
+
+/// Claims and outcomes go through the writer, like appends (so a claim is durable before it
+/// is won); reads use the pooled readers.
+impl ScheduleStore for SqliteStore {
+    fn claim(
+        &self,
+        job: String,
+        slot: OffsetDateTime,
+        owner: String,
+    ) -> BoxFuture<'_, Result<bool, StoreError>> {
+        self.submit(|reply| Job::Claim {
+            job,
+            slot_us: slot_micros(slot),
+            owner,
+            reply,
+            result: None,
+        })
+    }
+
+    fn finish(
+        &self,
+        job: String,
+        slot: OffsetDateTime,
+        outcome: String,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.submit(|reply| Job::Finish {
+            job,
+            slot_us: slot_micros(slot),
+            outcome,
+            reply,
+            result: None,
+        })
+    }
+
+    fn last_slot(&self, job: String) -> BoxFuture<'_, Result<Option<OffsetDateTime>, StoreError>> {
+        self.read_with("read the last scheduled slot", move |conn, store| {
+            let slot: Option<i64> = conn
+                .prepare_cached("SELECT max(slot_us) FROM genesis_schedule_runs WHERE job = ?1")
+                .and_then(|mut stmt| stmt.query_row([job.as_str()], |row| row.get(0)))
+                .map_err(|e| sqlite_error(store, "read the last scheduled slot", e))?;
+            slot.map(|us| stamp(store, us)).transpose()
+        })
+    }
+
+    fn runs(
+        &self,
+        job: String,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<ScheduledRun>, StoreError>> {
+        self.read_with("read scheduled runs", move |conn, store| {
+            let err = |e| sqlite_error(store, "read scheduled runs", e);
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT slot_us, owner, claimed_us, finished_us, outcome \
+                     FROM genesis_schedule_runs WHERE job = ?1 ORDER BY slot_us DESC LIMIT ?2",
+                )
+                .map_err(err)?;
+            let rows: Vec<RunRow> = stmt
+                .query_map(
+                    rusqlite::params![job.as_str(), to_sql(limit as u64)],
+                    |row| {
+                        Ok((
+                            row.get(0)?,
+                            row.get(1)?,
+                            row.get(2)?,
+                            row.get(3)?,
+                            row.get(4)?,
+                        ))
+                    },
+                )
+                .map_err(err)?
+                .collect::<Result<_, _>>()
+                .map_err(err)?;
+            rows.into_iter()
+                .map(|(slot, owner, claimed, finished, outcome)| {
+                    Ok(ScheduledRun {
+                        job: job.clone(),
+                        slot: stamp(store, slot)?,
+                        owner,
+                        claimed_at: stamp(store, claimed)?,
+                        finished_at: finished.map(|us| stamp(store, us)).transpose()?,
+                        outcome,
+                    })
+                })
+                .collect()
+        })
+    }
+}
+
+/// A row of `genesis_schedule_runs`: slot, owner, claimed, finished (µs), outcome.
+type RunRow = (i64, String, i64, Option<i64>, Option<String>);
+
+/// A stored microsecond stamp of the schedule table as a time.
+fn stamp(store: &str, micros: i64) -> Result<OffsetDateTime, StoreError> {
+    from_unix_micros(micros).ok_or_else(|| StoreError::Corrupt {
+        store: store.to_owned(),
+        what: format!("a scheduled run is stamped {micros} µs after 1970"),
+    })
 }
 
 /// The history query as SQL: bounds the index can use go into the statement; a wildcard

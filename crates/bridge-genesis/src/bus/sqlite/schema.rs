@@ -3,7 +3,9 @@
 //! The file may be shared with the ledger and the sync state, so every table is prefixed
 //! `genesis_`. Sequence numbers are the rowid (`seq INTEGER PRIMARY KEY`), assigned by the
 //! writer inside each transaction; per-topic counts are kept up to date by the same
-//! transaction so that `stats` does not scan the log.
+//! transaction so that `stats` does not scan the log. `genesis_schedule_runs` holds the
+//! claimed slots of scheduled jobs ([`crate::schedule`]); it came without a version bump,
+//! as `CREATE TABLE IF NOT EXISTS` adds it to older files on open.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -37,6 +39,15 @@ CREATE TABLE IF NOT EXISTS genesis_meta (
     value TEXT NOT NULL
 ) WITHOUT ROWID;
 INSERT OR IGNORE INTO genesis_meta (key, value) VALUES ('schema_version', '1');
+CREATE TABLE IF NOT EXISTS genesis_schedule_runs (
+    job         TEXT    NOT NULL,
+    slot_us     INTEGER NOT NULL,
+    owner       TEXT    NOT NULL,
+    claimed_us  INTEGER NOT NULL,
+    finished_us INTEGER,
+    outcome     TEXT,
+    PRIMARY KEY (job, slot_us)
+) WITHOUT ROWID;
 ";
 
 const SCHEMA_VERSION: &str = "1";

@@ -59,6 +59,22 @@ pub(super) enum Job {
         reply: Reply<bool>,
         result: Option<bool>,
     },
+    /// A scheduled slot: inserted unless present; the result says whether it was inserted.
+    Claim {
+        job: String,
+        slot_us: i64,
+        owner: String,
+        reply: Reply<bool>,
+        result: Option<bool>,
+    },
+    /// A claimed slot's outcome.
+    Finish {
+        job: String,
+        slot_us: i64,
+        outcome: String,
+        reply: Reply<()>,
+        result: Option<()>,
+    },
 }
 
 impl Job {
@@ -77,7 +93,10 @@ impl Job {
             Job::OpenConsumer { reply, .. } | Job::Ack { reply, .. } => {
                 drop(reply.send(Err(error)))
             }
-            Job::DeleteConsumer { reply, .. } => drop(reply.send(Err(error))),
+            Job::DeleteConsumer { reply, .. } | Job::Claim { reply, .. } => {
+                drop(reply.send(Err(error)))
+            }
+            Job::Finish { reply, .. } => drop(reply.send(Err(error))),
         }
     }
 }
@@ -283,6 +302,53 @@ impl Writer {
                         .map_err(|e| job_failed("delete consumer", e))?;
                     *result = Some(deleted > 0);
                 }
+                Job::Claim {
+                    job,
+                    slot_us,
+                    owner,
+                    result,
+                    ..
+                } => {
+                    let inserted = self
+                        .conn
+                        .prepare_cached(
+                            "INSERT INTO genesis_schedule_runs (job, slot_us, owner, claimed_us) \
+                             VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+                        )
+                        .and_then(|mut stmt| {
+                            stmt.execute(params![
+                                job.as_str(),
+                                *slot_us,
+                                owner.as_str(),
+                                unix_micros(OffsetDateTime::now_utc())
+                            ])
+                        })
+                        .map_err(|e| job_failed("claim a scheduled slot", e))?;
+                    *result = Some(inserted > 0);
+                }
+                Job::Finish {
+                    job,
+                    slot_us,
+                    outcome,
+                    result,
+                    ..
+                } => {
+                    self.conn
+                        .prepare_cached(
+                            "UPDATE genesis_schedule_runs SET finished_us = ?3, outcome = ?4 \
+                             WHERE job = ?1 AND slot_us = ?2",
+                        )
+                        .and_then(|mut stmt| {
+                            stmt.execute(params![
+                                job.as_str(),
+                                *slot_us,
+                                unix_micros(OffsetDateTime::now_utc()),
+                                outcome.as_str()
+                            ])
+                        })
+                        .map_err(|e| job_failed("finish a scheduled slot", e))?;
+                    *result = Some(());
+                }
             }
         }
 
@@ -399,7 +465,10 @@ impl Writer {
                 Job::OpenConsumer { reply, result, .. } | Job::Ack { reply, result, .. } => {
                     drop(reply.send(result.unwrap_or_else(|| Err(self.lost_result()))));
                 }
-                Job::DeleteConsumer { reply, result, .. } => {
+                Job::DeleteConsumer { reply, result, .. } | Job::Claim { reply, result, .. } => {
+                    drop(reply.send(result.ok_or_else(|| self.lost_result())));
+                }
+                Job::Finish { reply, result, .. } => {
                     drop(reply.send(result.ok_or_else(|| self.lost_result())));
                 }
             }
