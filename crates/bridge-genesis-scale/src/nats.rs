@@ -62,6 +62,9 @@ const LIVE_RETRY: Duration = Duration::from_secs(1);
 /// How often a consumer update retries after losing a race with another process.
 const CONSUMER_RETRIES: usize = 20;
 
+/// The events stream's de-duplication window (JetStream `duplicate_window`).
+const DUPLICATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Where [`NatsStore::connect`] keeps the bus.
 #[derive(Debug, Clone)]
 pub struct NatsOptions {
@@ -167,6 +170,10 @@ impl NatsStore {
                 deny_delete: true,
                 deny_purge: true,
                 allow_direct: true,
+                // How long a `Nats-Msg-Id` is remembered for de-duplication. The default two
+                // minutes keeps ~3M ids in the server at 25k events/s; a retried publish comes
+                // within seconds, not minutes.
+                duplicate_window: DUPLICATE_WINDOW,
                 ..StreamConfig::default()
             })
             .await
