@@ -114,6 +114,8 @@ pub(crate) struct Inner {
     pub(crate) deliveries: routes::deploy::Deliveries,
     pub(crate) metrics: metrics::Metrics,
     pub(crate) history_cache: cache::HistoryCache,
+    /// The last `GET /envsync/health` answer and when it was made.
+    pub(crate) health_cache: Mutex<Option<(std::time::Instant, axum::body::Bytes)>>,
     pub(crate) logger: Logger,
     /// One lock per provider: applies to one provider run one at a time.
     pub(crate) apply_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -146,6 +148,7 @@ impl AppState {
             inner: Arc::new(Inner {
                 metrics: metrics::Metrics::new(api::routes().len()),
                 history_cache: cache::HistoryCache::new(parts.bus.store().live()),
+                health_cache: Mutex::new(None),
                 options: parts.options,
                 bus: parts.bus,
                 ledger: parts.ledger,
@@ -215,6 +218,8 @@ pub async fn serve(
         .await;
     state.begin_shutdown();
     background.finish().await;
+    // Let the log writer put out the last queued request lines.
+    tokio::time::sleep(log::WRITE_EVERY * 3).await;
     state.logger().info("shutdown", &[("phase", "done")]);
     result
 }

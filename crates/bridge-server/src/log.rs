@@ -3,7 +3,11 @@
 //! caller; the Authorization header and values never are among them.
 
 use std::io::Write;
-use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::mpsc::{SyncSender, TryRecvError, sync_channel};
+use std::time::Duration;
+
+/// How often queued log lines are written.
+pub(crate) const WRITE_EVERY: Duration = Duration::from_millis(10);
 
 use serde_json::{Map, Value};
 
@@ -153,17 +157,32 @@ impl Logger {
 
 /// The writer thread; `None` if it cannot be started (lines are then written directly).
 fn spawn_writer() -> Option<SyncSender<String>> {
-    let (tx, rx) = sync_channel::<String>(4096);
+    let (tx, rx) = sync_channel::<String>(16_384);
     std::thread::Builder::new()
         .name("bridge-log".into())
         .spawn(move || {
+            // The thread wakes on its own every few milliseconds and writes what queued up,
+            // so that a request hands its line over without waking anyone (no syscall).
             let mut out = std::io::BufWriter::new(std::io::stderr());
-            while let Ok(line) = rx.recv() {
-                let _ = out.write_all(line.as_bytes());
-                while let Ok(more) = rx.try_recv() {
-                    let _ = out.write_all(more.as_bytes());
+            loop {
+                std::thread::sleep(WRITE_EVERY);
+                let mut wrote = false;
+                loop {
+                    match rx.try_recv() {
+                        Ok(line) => {
+                            let _ = out.write_all(line.as_bytes());
+                            wrote = true;
+                        }
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Disconnected) => {
+                            let _ = out.flush();
+                            return;
+                        }
+                    }
                 }
-                let _ = out.flush();
+                if wrote {
+                    let _ = out.flush();
+                }
             }
         })
         .ok()?;

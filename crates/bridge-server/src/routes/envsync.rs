@@ -109,8 +109,38 @@ pub(crate) fn routes() -> Vec<Route> {
     ]
 }
 
-async fn health(State(state): State<AppState>) -> Json<EnvSyncHealth> {
-    Json(state.inner.envsync.health().await)
+/// How long a health answer is reused: load balancers poll it, and the configuration it
+/// shows changes only with a restart.
+const HEALTH_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+async fn health(State(state): State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let cached = state
+        .inner
+        .health_cache
+        .lock()
+        .ok()
+        .and_then(|c| c.clone())
+        .filter(|(at, _)| at.elapsed() < HEALTH_TTL);
+    let bytes = match cached {
+        Some((_, bytes)) => bytes,
+        None => {
+            let health: EnvSyncHealth = state.inner.envsync.health().await;
+            let Ok(bytes) = serde_json::to_vec(&health) else {
+                return Json(health).into_response();
+            };
+            let bytes = axum::body::Bytes::from(bytes);
+            if let Ok(mut c) = state.inner.health_cache.lock() {
+                *c = Some((std::time::Instant::now(), bytes.clone()));
+            }
+            bytes
+        }
+    };
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        bytes,
+    )
+        .into_response()
 }
 
 fn known_provider(state: &AppState, provider: &str) -> Result<(), ApiError> {

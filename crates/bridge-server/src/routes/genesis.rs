@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
+use axum::http::Uri;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -20,7 +21,7 @@ use time::format_description::well_known::Rfc3339;
 use crate::AppState;
 use crate::api::{Access, Answer, In, Param, ParamType, Route, schema_of};
 use crate::auth::{Principal, Role};
-use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::error::{ApiError, ApiJson};
 use crate::routes::query;
 
 pub(crate) fn routes() -> Vec<Route> {
@@ -282,23 +283,21 @@ pub(crate) fn parse_pattern(text: &str) -> Result<TopicPattern, ApiError> {
         .map_err(|e| ApiError::bad_request(format!("`topic` is not a valid pattern: {e}")))
 }
 
-async fn history(
-    State(state): State<AppState>,
-    RawQuery(raw): RawQuery,
-    ApiQuery(p): ApiQuery<HistoryParams>,
-) -> Result<Response, ApiError> {
+async fn history(State(state): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
     let cache = &state.inner.history_cache;
-    let key = raw.unwrap_or_default();
+    let key = uri.query().unwrap_or_default();
     // Read the head first: the page computed below holds at least every event up to it.
     let head = cache.current_head();
-    if let Some(bytes) = head.and_then(|h| cache.get(&key, h)) {
+    if let Some(bytes) = head.and_then(|h| cache.get(key, h)) {
         return Ok(json_bytes(bytes));
     }
+    // Parsed only on a miss: a hit's query was valid when its page was made.
+    let Query(p) = Query::<HistoryParams>::try_from_uri(&uri)?;
     let page = read_history(&state, p).await?;
     let bytes =
         Bytes::from(serde_json::to_vec(&page).map_err(|e| ApiError::internal(e.to_string()))?);
     if let Some(head) = head {
-        cache.put(&key, head, bytes.clone());
+        cache.put(key, head, bytes.clone());
     }
     Ok(json_bytes(bytes))
 }
