@@ -25,7 +25,6 @@ use bridge_genesis::bus::{
 };
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
-use tokio::sync::broadcast;
 
 use crate::AppState;
 use crate::service::SyncMode;
@@ -121,8 +120,6 @@ impl Reaction {
     }
 }
 
-const POLL: Duration = Duration::from_secs(1);
-
 /// Runs `reaction` until shutdown.
 pub(crate) async fn run(state: AppState, reaction: Reaction) {
     let mut live = state.inner.bus.store().live();
@@ -137,18 +134,8 @@ pub(crate) async fn run(state: AppState, reaction: Reaction) {
                 &[("reaction", reaction.name()), ("error", &e)],
             );
         }
-        tokio::select! {
-            news = live.recv() => {
-                if let Err(broadcast::error::RecvError::Closed) = news {
-                    tokio::time::sleep(POLL).await;
-                }
-            }
-            _ = tokio::time::sleep(POLL) => {}
-            changed = shutdown.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-            }
+        if !crate::tasks::wait_for_news(&mut live, &mut shutdown).await {
+            return;
         }
     }
 }
@@ -235,6 +222,20 @@ async fn outcome(
         .map_err(|e| format!("publishing {topic}: {e}"))
 }
 
+/// A `genesis.intent` escalation of `reaction`: `kind: "escalation"` plus `fields`.
+async fn escalate(
+    state: &AppState,
+    reaction: Reaction,
+    cause: &Event,
+    fields: Value,
+) -> Result<(), String> {
+    let mut fields = fields;
+    if let Value::Object(map) = &mut fields {
+        map.insert("kind".into(), "escalation".into());
+    }
+    outcome(state, "genesis.intent", reaction, cause, fields).await
+}
+
 /// The provider a platform kind (`render`, `github`, ...) or report label stands for.
 async fn provider_for(state: &AppState, platform: &str) -> Option<String> {
     let health = state.inner.envsync.health().await;
@@ -313,12 +314,11 @@ async fn on_drift(state: &AppState, event: &Event) -> Result<(), String> {
             None
         };
         if let Some(reason) = decision {
-            outcome(
+            escalate(
                 state,
-                "genesis.intent",
                 Reaction::Drift,
                 event,
-                json!({"kind": "escalation", "provider": provider, "drifted": drifted, "reason": reason}),
+                json!({"provider": provider, "drifted": drifted, "reason": reason}),
             )
             .await?;
             continue;
@@ -367,12 +367,11 @@ async fn on_deploy_failure(state: &AppState, event: &Event) -> Result<(), String
     let options = state.inner.autonomy.clone();
     let (platform, metadata) = deploy_facts(event);
     let Some(provider) = provider_for(state, &platform).await else {
-        return outcome(
+        return escalate(
             state,
-            "genesis.intent",
             Reaction::DeployFailure,
             event,
-            json!({"kind": "escalation", "platform": platform, "metadata": metadata,
+            json!({"platform": platform, "metadata": metadata,
                    "reason": "the failed platform is not a sync target, so drift cannot be checked"}),
         )
         .await;
@@ -380,12 +379,11 @@ async fn on_deploy_failure(state: &AppState, event: &Event) -> Result<(), String
     let plan = match state.inner.envsync.sync(&provider, SyncMode::DryRun).await {
         Ok(plan) => plan,
         Err(e) => {
-            return outcome(
+            return escalate(
                 state,
-                "genesis.intent",
                 Reaction::DeployFailure,
                 event,
-                json!({"kind": "escalation", "provider": provider, "metadata": metadata,
+                json!({"provider": provider, "metadata": metadata,
                        "reason": format!("could not check parity: {}", e.detail)}),
             )
             .await;
@@ -393,12 +391,11 @@ async fn on_deploy_failure(state: &AppState, event: &Event) -> Result<(), String
     };
     let missing: Vec<&str> = plan.plan.iter().map(|c| c.key.as_str()).collect();
     if plan.changes == 0 {
-        return outcome(
+        return escalate(
             state,
-            "genesis.intent",
             Reaction::DeployFailure,
             event,
-            json!({"kind": "escalation", "provider": provider, "metadata": metadata,
+            json!({"provider": provider, "metadata": metadata,
                    "reason": "the environment is in parity, so drift does not explain the failure"}),
         )
         .await;
@@ -418,23 +415,21 @@ async fn on_deploy_failure(state: &AppState, event: &Event) -> Result<(), String
     let healed = match healed {
         Ok(r) if r.errors == 0 => r,
         Ok(r) => {
-            return outcome(
+            return escalate(
                 state,
-                "genesis.intent",
                 Reaction::DeployFailure,
                 event,
-                json!({"kind": "escalation", "provider": provider, "keys": missing,
+                json!({"provider": provider, "keys": missing,
                        "reason": format!("the heal did not go through: {}", r.detail.unwrap_or(r.status))}),
             )
             .await;
         }
         Err(e) => {
-            return outcome(
+            return escalate(
                 state,
-                "genesis.intent",
                 Reaction::DeployFailure,
                 event,
-                json!({"kind": "escalation", "provider": provider, "keys": missing,
+                json!({"provider": provider, "keys": missing,
                        "reason": format!("the heal failed: {}", e.detail)}),
             )
             .await;
@@ -451,12 +446,11 @@ async fn on_deploy_failure(state: &AppState, event: &Event) -> Result<(), String
                    "changes": healed.changes, "redeploy": "no deploy hook configured"}),
         )
         .await?;
-        return outcome(
+        return escalate(
             state,
-            "genesis.intent",
             Reaction::DeployFailure,
             event,
-            json!({"kind": "escalation", "provider": provider,
+            json!({"provider": provider,
                    "reason": format!("healed, but no deploy hook is configured for {kind} to redeploy")}),
         )
         .await;
@@ -484,12 +478,11 @@ async fn on_deploy_failure(state: &AppState, event: &Event) -> Result<(), String
                        "changes": healed.changes, "redeploy": "failed", "hook_attempts": n}),
             )
             .await?;
-            outcome(
+            escalate(
                 state,
-                "genesis.intent",
                 Reaction::DeployFailure,
                 event,
-                json!({"kind": "escalation", "provider": provider,
+                json!({"provider": provider,
                        "reason": format!("the deploy hook failed {n} times: {why}")}),
             )
             .await

@@ -63,6 +63,24 @@ impl Background {
     }
 }
 
+/// Waits until the bus has news (an event stored here, or a lag), a second has passed (for
+/// events stored by other processes), or shutdown begins. `false` when the server is gone.
+pub(crate) async fn wait_for_news(
+    live: &mut broadcast::Receiver<std::sync::Arc<bridge_genesis::bus::Event>>,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+) -> bool {
+    tokio::select! {
+        news = live.recv() => {
+            if let Err(broadcast::error::RecvError::Closed) = news {
+                tokio::time::sleep(POLL).await;
+            }
+            true
+        }
+        _ = tokio::time::sleep(POLL) => true,
+        changed = shutdown.changed() => changed.is_ok(),
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Task {
     Cascade,
@@ -77,18 +95,8 @@ async fn run_until_shutdown(state: AppState, task: Task) {
             return;
         }
         task.run_once(&state).await;
-        tokio::select! {
-            news = live.recv() => {
-                if let Err(broadcast::error::RecvError::Closed) = news {
-                    tokio::time::sleep(POLL).await;
-                }
-            }
-            _ = tokio::time::sleep(POLL) => {}
-            changed = shutdown.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-            }
+        if !wait_for_news(&mut live, &mut shutdown).await {
+            return;
         }
     }
 }
