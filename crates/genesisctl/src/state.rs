@@ -156,15 +156,24 @@ impl StateDir {
         getrandom::fill(&mut bytes)
             .map_err(|e| anyhow::anyhow!("no randomness for a new key: {e}"))?;
         let path = self.path.join(name);
+        // Written whole to a private file first, then linked into place: the key appears
+        // complete or not at all, so a concurrent reader never sees it half-written.
+        let tmp = self.path.join(format!(
+            ".{name}.{}.{}",
+            std::process::id(),
+            hex::encode(&bytes[..4])
+        ));
         let written = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(&path)
+            .open(&tmp)
             .and_then(|mut f| {
                 f.write_all(format!("{}\n", hex::encode(&bytes)).as_bytes())?;
                 f.sync_all()
-            });
+            })
+            .and_then(|()| fs::hard_link(&tmp, &path));
+        let _ = fs::remove_file(&tmp);
         match written {
             Ok(()) => Ok((bytes, Created::Now)),
             // Another process created it first: use theirs, so both agree.
