@@ -6,9 +6,11 @@
 //! between appending and acking redelivers events the ledger already holds, so the feed skips
 //! every bus sequence at or below the newest one the ledger recorded.
 
+use std::time::{Duration, Instant};
+
 use time::OffsetDateTime;
 
-use crate::bus::{Bus, BusError};
+use crate::bus::{Bus, BusError, DurableConsumer};
 use crate::ledger::{Ledger, LedgerError, NewEntry};
 
 /// The durable consumer that feeds the ledger.
@@ -43,6 +45,8 @@ pub enum FeedError {
 /// Appends to the ledger every event of interest published since the consumer's last ack,
 /// then signs a checkpoint when it added anything. `open` is called at most once, and only
 /// when there is something to read. Returns how many entries were added.
+///
+/// For a one-shot command; a long-running process keeps a [`LedgerFeed`] instead.
 pub async fn record_pending<E>(
     bus: &Bus,
     topics: &[&str],
@@ -51,46 +55,169 @@ pub async fn record_pending<E>(
 where
     E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    // One feed at a time in a process: two would read the same batch and append it twice.
-    let _one_at_a_time = FEED_LOCK.lock().await;
-    let mut consumer = bus.consumer(LEDGER_CONSUMER, ">").await?;
-    let mut open = Some(open);
-    let mut ledger: Option<Ledger> = None;
-    let mut added = 0;
-    loop {
-        let batch = consumer.next_batch(1_000).await?;
-        let Some(last) = batch.last().map(|e| e.seq) else {
-            break;
-        };
-        let ledger = match (&mut ledger, open.take()) {
-            (Some(l), _) => l,
-            (None, Some(open)) => ledger.insert(open().map_err(|e| FeedError::Open(e.into()))?),
-            (None, None) => unreachable!("the ledger is opened with the first batch"),
-        };
-        let recorded = last_recorded_seq(ledger)?;
-        let entries: Vec<NewEntry> = batch
-            .iter()
-            .filter(|e| e.seq > recorded)
-            .filter(|e| topics.iter().any(|t| e.topic.starts_with(t)))
-            .map(|e| NewEntry {
-                timestamp: e.timestamp,
-                topic: e.topic.clone(),
-                seq: Some(e.seq),
-                payload: e.envelope(),
-            })
-            .collect();
-        if !entries.is_empty() {
-            ledger.append_batch(&entries)?;
-            added += entries.len();
+    let mut feed = LedgerFeed::new(CheckpointPolicy::AFTER_EVERY_RUN);
+    feed.record_pending(bus, topics, open).await
+}
+
+/// When a [`LedgerFeed`] signs a checkpoint: once `entries` are unsigned, or once `interval`
+/// has passed since the last one and something is unsigned (checked on each run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointPolicy {
+    pub entries: usize,
+    pub interval: Duration,
+}
+
+impl CheckpointPolicy {
+    /// A checkpoint at the end of every run that appended.
+    pub const AFTER_EVERY_RUN: Self = Self {
+        entries: 1,
+        interval: Duration::ZERO,
+    };
+}
+
+/// The feed of a long-running process: the ledger and the consumer stay open between runs, so
+/// a run costs what it appends (opening the ledger rereads every leaf hash), and checkpoints
+/// follow a [`CheckpointPolicy`] rather than every run, since under a stream of events each
+/// run appends a few entries and a checkpoint proves consistency with the last one before it
+/// signs.
+pub struct LedgerFeed {
+    policy: CheckpointPolicy,
+    ledger: Option<Ledger>,
+    consumer: Option<DurableConsumer>,
+    /// Entries appended since the last checkpoint.
+    unsigned: usize,
+    last_checkpoint: Instant,
+}
+
+impl std::fmt::Debug for LedgerFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LedgerFeed")
+            .field("policy", &self.policy)
+            .field("open", &self.ledger.is_some())
+            .field("unsigned", &self.unsigned)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LedgerFeed {
+    pub fn new(policy: CheckpointPolicy) -> Self {
+        Self {
+            policy,
+            ledger: None,
+            consumer: None,
+            unsigned: 0,
+            last_checkpoint: Instant::now(),
         }
-        consumer.ack(last).await?;
     }
-    if let Some(ledger) = &mut ledger
-        && added > 0
+
+    /// Entries appended and not yet covered by a checkpoint.
+    pub fn unsigned(&self) -> usize {
+        self.unsigned
+    }
+
+    /// Appends every event of interest since the consumer's last ack, then signs a checkpoint
+    /// if the policy says so. `open` is called only when the ledger is not open yet and there
+    /// is something to read. Returns how many entries were added. After an error everything
+    /// is reopened on the next run, from the stored ack floor.
+    pub async fn record_pending<E>(
+        &mut self,
+        bus: &Bus,
+        topics: &[&str],
+        open: impl FnOnce() -> Result<Ledger, E>,
+    ) -> Result<usize, FeedError>
+    where
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        ledger.checkpoint(OffsetDateTime::now_utc())?;
+        let result = self.run(bus, topics, open, false).await;
+        if result.is_err() {
+            self.ledger = None;
+            self.consumer = None;
+        }
+        result
     }
-    Ok(added)
+
+    /// Like [`LedgerFeed::record_pending`], then a checkpoint over whatever is unsigned,
+    /// whatever the policy (before the process exits).
+    pub async fn flush<E>(
+        &mut self,
+        bus: &Bus,
+        topics: &[&str],
+        open: impl FnOnce() -> Result<Ledger, E>,
+    ) -> Result<usize, FeedError>
+    where
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let result = self.run(bus, topics, open, true).await;
+        if result.is_err() {
+            self.ledger = None;
+            self.consumer = None;
+        }
+        result
+    }
+
+    async fn run<E>(
+        &mut self,
+        bus: &Bus,
+        topics: &[&str],
+        open: impl FnOnce() -> Result<Ledger, E>,
+        sign_now: bool,
+    ) -> Result<usize, FeedError>
+    where
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        // One feed at a time in a process: two would read the same batch and append it twice.
+        let _one_at_a_time = FEED_LOCK.lock().await;
+        let consumer = match &mut self.consumer {
+            Some(consumer) => consumer,
+            None => self
+                .consumer
+                .insert(bus.consumer(LEDGER_CONSUMER, ">").await?),
+        };
+        let mut open = Some(open);
+        let mut added = 0;
+        loop {
+            let batch = consumer.next_batch(1_000).await?;
+            let Some(last) = batch.last().map(|e| e.seq) else {
+                break;
+            };
+            let ledger = match (&mut self.ledger, open.take()) {
+                (Some(l), _) => l,
+                (None, Some(open)) => self
+                    .ledger
+                    .insert(open().map_err(|e| FeedError::Open(e.into()))?),
+                (None, None) => unreachable!("the ledger is opened with the first batch"),
+            };
+            let recorded = last_recorded_seq(ledger)?;
+            let entries: Vec<NewEntry> = batch
+                .iter()
+                .filter(|e| e.seq > recorded)
+                .filter(|e| topics.iter().any(|t| e.topic.starts_with(t)))
+                .map(|e| NewEntry {
+                    timestamp: e.timestamp,
+                    topic: e.topic.clone(),
+                    seq: Some(e.seq),
+                    payload: e.envelope(),
+                })
+                .collect();
+            if !entries.is_empty() {
+                ledger.append_batch(&entries)?;
+                added += entries.len();
+                self.unsigned += entries.len();
+            }
+            consumer.ack(last).await?;
+        }
+        let due = self.unsigned >= self.policy.entries
+            || self.last_checkpoint.elapsed() >= self.policy.interval;
+        if self.unsigned > 0
+            && (due || sign_now)
+            && let Some(ledger) = &mut self.ledger
+        {
+            ledger.checkpoint(OffsetDateTime::now_utc())?;
+            self.unsigned = 0;
+            self.last_checkpoint = Instant::now();
+        }
+        Ok(added)
+    }
 }
 
 fn last_recorded_seq(ledger: &Ledger) -> Result<u64, LedgerError> {

@@ -17,11 +17,11 @@
 //! Every reaction is idempotent under redelivery: it first looks for an outcome already
 //! recorded for the same cause (`cause_seq`), and a re-sync that finds nothing writes nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use bridge_genesis::bus::{
-    ConsumerOptions, ConsumerStart, Event, HistoryQuery, Order, Role, TopicPattern,
+    ConsumerOptions, ConsumerStart, DurableConsumer, Event, HistoryQuery, Order, Role, TopicPattern,
 };
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
@@ -124,76 +124,140 @@ impl Reaction {
 pub(crate) async fn run(state: AppState, reaction: Reaction) {
     let mut live = state.inner.bus.store().live();
     let mut shutdown = state.inner.shutdown.clone();
+    let Ok(pattern) = TopicPattern::parse(reaction.pattern()) else {
+        return;
+    };
+    let mut consumer = None;
     loop {
         if *shutdown.borrow() {
             return;
         }
-        if let Err(e) = run_once(&state, reaction).await {
+        if let Err(e) = run_once(&state, reaction, &mut consumer).await {
+            // Reopened from the stored floor next time, so the failed event comes again.
+            consumer = None;
             state.logger().warn(
                 "a reaction failed; it will be retried",
                 &[("reaction", reaction.name()), ("error", &e)],
             );
         }
-        if !crate::tasks::wait_for_news(&mut live, &mut shutdown).await {
+        if !crate::tasks::wait_for_news(&mut live, &mut shutdown, |t| pattern.matches(t)).await {
             return;
         }
     }
 }
 
-/// Handles every event of `reaction`'s pattern since its last ack, acking each once handled.
-pub(crate) async fn run_once(state: &AppState, reaction: Reaction) -> Result<(), String> {
-    let options = ConsumerOptions {
-        // A new server reacts to what happens from now on, not to the whole past.
-        start: ConsumerStart::New,
-        ..ConsumerOptions::default()
+/// Handles every event of `reaction`'s pattern since its last ack, acking each once handled,
+/// on `slot`'s consumer (opened when empty).
+async fn run_once(
+    state: &AppState,
+    reaction: Reaction,
+    slot: &mut Option<DurableConsumer>,
+) -> Result<(), String> {
+    let consumer = match slot {
+        Some(consumer) => consumer,
+        None => {
+            let options = ConsumerOptions {
+                // A new server reacts to what happens from now on, not to the whole past.
+                start: ConsumerStart::New,
+                ..ConsumerOptions::default()
+            };
+            slot.insert(
+                state
+                    .inner
+                    .bus
+                    .consumer_with(reaction.consumer(), reaction.pattern(), options)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            )
+        }
     };
-    let mut consumer = state
-        .inner
-        .bus
-        .consumer_with(reaction.consumer(), reaction.pattern(), options)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut handled: Option<HashSet<u64>> = None;
     loop {
         let batch = consumer.next_batch(16).await.map_err(|e| e.to_string())?;
-        if batch.is_empty() {
+        let Some(first) = batch.first() else {
             return Ok(());
-        }
-        for event in &batch {
-            if !already_handled(state, reaction, event.seq).await {
-                react(state, reaction, event).await?;
+        };
+        let handled = match &mut handled {
+            Some(handled) => handled,
+            // Any outcome of this run's events is stored after the first of them.
+            None => handled.insert(handled_after(state, reaction, first.seq).await?),
+        };
+        // An outcome already recorded means a redelivery after a crash between acting and
+        // acking: acked without acting twice.
+        let todo: Vec<&Event> = batch.iter().filter(|e| !handled.remove(&e.seq)).collect();
+        if reaction == Reaction::DeploySuccess {
+            on_deploy_successes(state, &todo).await?;
+        } else {
+            for (i, event) in todo.iter().enumerate() {
+                if let Err(e) = react(state, reaction, event).await {
+                    // Keep what was done: only this event and the ones after come again.
+                    if let Some(done) = i.checked_sub(1).and_then(|i| todo.get(i)) {
+                        consumer.ack(done.seq).await.map_err(|e| e.to_string())?;
+                    }
+                    return Err(e);
+                }
             }
-            consumer.ack(event.seq).await.map_err(|e| e.to_string())?;
+        }
+        // One ack for the batch (acking N acks everything up to N): one write, not one per
+        // event.
+        if let Some(last) = batch.last() {
+            consumer.ack(last.seq).await.map_err(|e| e.to_string())?;
         }
     }
 }
 
-/// Whether an outcome of `reaction` for the event `seq` is already recorded (a redelivery
-/// after a crash between acting and acking).
-async fn already_handled(state: &AppState, reaction: Reaction, seq: u64) -> bool {
-    let Ok(pattern) = TopicPattern::parse("genesis.*") else {
-        return false;
-    };
-    let query = HistoryQuery {
-        pattern: Some(pattern),
-        after_seq: Some(seq),
-        limit: 1_000,
-        order: Order::Ascending,
-        ..HistoryQuery::default()
-    };
-    let Ok(events) = state.inner.bus.history(query).await else {
-        return false;
-    };
-    events.iter().any(|e| {
-        e.payload.get("reaction").and_then(Value::as_str) == Some(reaction.name())
-            && e.payload.get("cause_seq").and_then(Value::as_u64) == Some(seq)
-    })
+/// The topics a reaction's outcomes are published on.
+const OUTCOME_TOPICS: [&str; 2] = ["genesis.heal", "genesis.intent"];
+
+/// The events that already have an outcome of `reaction` stored after `seq`. Read once per
+/// run that has work, through the topic index, so the cost is the outcomes since the run's
+/// first event: a check per event used to scan everything published after that event.
+async fn handled_after(
+    state: &AppState,
+    reaction: Reaction,
+    seq: u64,
+) -> Result<HashSet<u64>, String> {
+    const PAGE: usize = 1_000;
+    let mut handled = HashSet::new();
+    for topic in OUTCOME_TOPICS {
+        let pattern = TopicPattern::parse(topic).map_err(|e| e.to_string())?;
+        let mut after = seq;
+        loop {
+            let query = HistoryQuery {
+                pattern: Some(pattern.clone()),
+                after_seq: Some(after),
+                limit: PAGE,
+                order: Order::Ascending,
+                ..HistoryQuery::default()
+            };
+            let events = state
+                .inner
+                .bus
+                .history(query)
+                .await
+                .map_err(|e| format!("reading earlier outcomes: {e}"))?;
+            handled.extend(
+                events
+                    .iter()
+                    .filter(|e| {
+                        e.payload.get("reaction").and_then(Value::as_str) == Some(reaction.name())
+                    })
+                    .filter_map(|e| e.payload.get("cause_seq").and_then(Value::as_u64)),
+            );
+            match events.last() {
+                Some(last) if events.len() == PAGE => after = last.seq,
+                _ => break,
+            }
+        }
+    }
+    Ok(handled)
 }
 
 async fn react(state: &AppState, reaction: Reaction, event: &Event) -> Result<(), String> {
     match reaction {
         Reaction::Drift => on_drift(state, event).await,
         Reaction::DeployFailure => on_deploy_failure(state, event).await,
-        Reaction::DeploySuccess => on_deploy_success(state, event).await,
+        Reaction::DeploySuccess => on_deploy_successes(state, &[event]).await,
         Reaction::Blueprint => on_commit(state, event).await,
     }
 }
@@ -206,6 +270,21 @@ async fn outcome(
     cause: &Event,
     fields: Value,
 ) -> Result<(), String> {
+    state
+        .inner
+        .bus
+        .publish(
+            topic,
+            outcome_payload(reaction, cause, fields),
+            Role::System,
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("publishing {topic}: {e}"))
+}
+
+/// The payload of an outcome of `reaction` caused by `cause`: who, why, then `fields`.
+fn outcome_payload(reaction: Reaction, cause: &Event, fields: Value) -> Value {
     let mut payload = Map::new();
     payload.insert("reaction".into(), reaction.name().into());
     payload.insert("cause_seq".into(), cause.seq.into());
@@ -213,13 +292,7 @@ async fn outcome(
     if let Value::Object(fields) = fields {
         payload.extend(fields);
     }
-    state
-        .inner
-        .bus
-        .publish(topic, Value::Object(payload), Role::System)
-        .await
-        .map(|_| ())
-        .map_err(|e| format!("publishing {topic}: {e}"))
+    Value::Object(payload)
 }
 
 /// A `genesis.intent` escalation of `reaction`: `kind: "escalation"` plus `fields`.
@@ -516,28 +589,41 @@ async fn trigger_hook(url: &str, attempts: u32, backoff: Duration) -> Result<u32
     Err((attempts.max(1), last))
 }
 
-async fn on_deploy_success(state: &AppState, event: &Event) -> Result<(), String> {
-    let (platform, metadata) = deploy_facts(event);
+/// Successful deploys: one parity check for the batch, since it runs after every one of them,
+/// and one outcome per deploy, all published in one append.
+async fn on_deploy_successes(state: &AppState, events: &[&Event]) -> Result<(), String> {
+    if events.is_empty() {
+        return Ok(());
+    }
     let parity = state.inner.envsync.parity().await;
-    let fields = match &parity {
-        Ok(report) => json!({
-            "kind": "post_deploy_verification", "platform": platform, "metadata": metadata,
-            "has_drift": report.get("has_drift").cloned().unwrap_or(Value::Null),
-            "drift_count": report.pointer("/summary/drift_count").cloned().unwrap_or(Value::Null),
-        }),
-        Err(e) => json!({
-            "kind": "post_deploy_verification", "platform": platform, "metadata": metadata,
-            "error": e.detail,
-        }),
-    };
-    outcome(
-        state,
-        "genesis.intent",
-        Reaction::DeploySuccess,
-        event,
-        fields,
-    )
-    .await
+    let outcomes = events
+        .iter()
+        .map(|event| {
+            let (platform, metadata) = deploy_facts(event);
+            let fields = match &parity {
+                Ok(report) => json!({
+                    "kind": "post_deploy_verification", "platform": platform, "metadata": metadata,
+                    "has_drift": report.get("has_drift").cloned().unwrap_or(Value::Null),
+                    "drift_count": report.pointer("/summary/drift_count").cloned().unwrap_or(Value::Null),
+                }),
+                Err(e) => json!({
+                    "kind": "post_deploy_verification", "platform": platform, "metadata": metadata,
+                    "error": e.detail,
+                }),
+            };
+            (
+                "genesis.intent",
+                outcome_payload(Reaction::DeploySuccess, event, fields),
+            )
+        })
+        .collect();
+    state
+        .inner
+        .bus
+        .publish_all(outcomes, Role::System)
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("publishing genesis.intent: {e}"))
 }
 
 async fn on_commit(state: &AppState, event: &Event) -> Result<(), String> {

@@ -8,12 +8,13 @@
 //!
 //! On shutdown both finish what is pending, so the ledger holds every acknowledged event.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use bridge_genesis::bus::{ConsumerOptions, ConsumerStart, Role};
-use bridge_genesis::feed::{DEFAULT_LEDGER_TOPICS, record_pending};
+use bridge_genesis::bus::{ConsumerOptions, ConsumerStart, DurableConsumer, Event, Role};
+use bridge_genesis::feed::{CheckpointPolicy, DEFAULT_LEDGER_TOPICS, LedgerFeed};
 use serde_json::{Value, json};
-use tokio::sync::broadcast;
+use tokio::sync::{Mutex, broadcast};
 use tokio::task::JoinHandle;
 
 use crate::AppState;
@@ -21,17 +22,25 @@ use crate::AppState;
 const POLL: Duration = Duration::from_secs(1);
 /// The durable consumer behind `config_update`.
 pub const CASCADE_CONSUMER: &str = "cascade";
+/// How often the server signs a ledger checkpoint while events stream in: once this many
+/// entries are unsigned, or a second after the last checkpoint (and on shutdown).
+const CHECKPOINTS: CheckpointPolicy = CheckpointPolicy {
+    entries: 1_000,
+    interval: POLL,
+};
 
 /// The running tasks.
 pub struct Background {
     state: AppState,
+    feed: Arc<Mutex<LedgerFeed>>,
     handles: Vec<JoinHandle<()>>,
 }
 
 pub fn spawn(state: AppState) -> Background {
+    let feed = Arc::new(Mutex::new(LedgerFeed::new(CHECKPOINTS)));
     let handles = vec![
-        tokio::spawn(run_until_shutdown(state.clone(), Task::Cascade)),
-        tokio::spawn(run_until_shutdown(state.clone(), Task::LedgerFeed)),
+        tokio::spawn(run_cascade(state.clone())),
+        tokio::spawn(run_ledger_feed(state.clone(), feed.clone())),
         tokio::spawn(track_head(state.clone())),
     ]
     .into_iter()
@@ -48,96 +57,134 @@ pub fn spawn(state: AppState) -> Background {
             .map(|s| tokio::spawn(crate::scheduler::run(state.clone(), s))),
     )
     .collect();
-    Background { state, handles }
+    Background {
+        state,
+        feed,
+        handles,
+    }
 }
 
 impl Background {
-    /// Waits for the tasks to stop (they stop once shutdown begins), then runs each once more.
+    /// Waits for the tasks to stop (they stop once shutdown begins), then runs the cascade
+    /// once more and the ledger feed last, signing whatever it left unsigned.
     pub async fn finish(self) {
         self.state.begin_shutdown();
         for handle in self.handles {
             let _ = handle.await;
         }
-        Task::Cascade.run_once(&self.state).await;
-        Task::LedgerFeed.run_once(&self.state).await;
-    }
-}
-
-/// Waits until the bus has news (an event stored here, or a lag), a second has passed (for
-/// events stored by other processes), or shutdown begins. `false` when the server is gone.
-pub(crate) async fn wait_for_news(
-    live: &mut broadcast::Receiver<std::sync::Arc<bridge_genesis::bus::Event>>,
-    shutdown: &mut tokio::sync::watch::Receiver<bool>,
-) -> bool {
-    tokio::select! {
-        news = live.recv() => {
-            if let Err(broadcast::error::RecvError::Closed) = news {
-                tokio::time::sleep(POLL).await;
-            }
-            true
+        let mut none = None;
+        if let Err(e) = cascade(&self.state, &mut none).await {
+            warn_failed(&self.state, "cascade", &e);
         }
-        _ = tokio::time::sleep(POLL) => true,
-        changed = shutdown.changed() => changed.is_ok(),
+        let access = self.state.inner.ledger.clone();
+        let mut feed = self.feed.lock().await;
+        if let Err(e) = feed
+            .flush(&self.state.inner.bus, DEFAULT_LEDGER_TOPICS, || {
+                access.open()
+            })
+            .await
+        {
+            warn_failed(&self.state, "ledger feed", &e.to_string());
+        }
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Task {
-    Cascade,
-    LedgerFeed,
+fn warn_failed(state: &AppState, task: &str, error: &str) {
+    state.logger().warn(
+        "background task failed; retrying",
+        &[("task", task), ("error", error)],
+    );
 }
 
-async fn run_until_shutdown(state: AppState, task: Task) {
+/// Waits until the bus has news that `wanted` says matters (an event stored here whose topic
+/// it accepts, or a lag, which may hide one), a second has passed (for events stored by other
+/// processes), or shutdown begins. `false` when the server is gone.
+pub(crate) async fn wait_for_news(
+    live: &mut broadcast::Receiver<Arc<Event>>,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    wanted: impl Fn(&str) -> bool,
+) -> bool {
+    let poll = tokio::time::sleep(POLL);
+    tokio::pin!(poll);
+    loop {
+        tokio::select! {
+            news = live.recv() => match news {
+                Ok(event) if !wanted(&event.topic) => {}
+                Err(broadcast::error::RecvError::Closed) => {
+                    poll.await;
+                    return true;
+                }
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => return true,
+            },
+            _ = &mut poll => return true,
+            changed = shutdown.changed() => return changed.is_ok(),
+        }
+    }
+}
+
+/// Runs the cascade until shutdown, on a consumer kept open between runs.
+async fn run_cascade(state: AppState) {
     let mut live = state.inner.bus.store().live();
     let mut shutdown = state.inner.shutdown.clone();
+    let mut consumer = None;
     loop {
         if *shutdown.borrow() {
             return;
         }
-        task.run_once(&state).await;
-        if !wait_for_news(&mut live, &mut shutdown).await {
+        if let Err(e) = cascade(&state, &mut consumer).await {
+            // Reopened from the stored floor next time: nothing unacked is lost.
+            consumer = None;
+            warn_failed(&state, "cascade", &e);
+        }
+        if !wait_for_news(&mut live, &mut shutdown, |t| t == "envsync.commit").await {
             return;
         }
     }
 }
 
-impl Task {
-    async fn run_once(self, state: &AppState) {
-        let outcome = match self {
-            Task::Cascade => cascade(state).await,
-            Task::LedgerFeed => {
-                let access = state.inner.ledger.clone();
-                record_pending(&state.inner.bus, DEFAULT_LEDGER_TOPICS, || access.open())
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            }
-        };
+/// Runs the ledger feed until shutdown; [`Background::finish`] runs it a last time.
+async fn run_ledger_feed(state: AppState, feed: Arc<Mutex<LedgerFeed>>) {
+    let mut live = state.inner.bus.store().live();
+    let mut shutdown = state.inner.shutdown.clone();
+    let recorded = |topic: &str| DEFAULT_LEDGER_TOPICS.iter().any(|t| topic.starts_with(t));
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let access = state.inner.ledger.clone();
+        let outcome = feed
+            .lock()
+            .await
+            .record_pending(&state.inner.bus, DEFAULT_LEDGER_TOPICS, || access.open())
+            .await;
         if let Err(e) = outcome {
-            let task = match self {
-                Task::Cascade => "cascade",
-                Task::LedgerFeed => "ledger feed",
-            };
-            state.logger().warn(
-                "background task failed; retrying",
-                &[("task", task), ("error", &e)],
-            );
+            warn_failed(&state, "ledger feed", &e.to_string());
+        }
+        if !wait_for_news(&mut live, &mut shutdown, recorded).await {
+            return;
         }
     }
 }
 
-/// `config_update` for every `envsync.commit` since the last run.
-async fn cascade(state: &AppState) -> Result<(), String> {
+/// `config_update` for every `envsync.commit` since the last run, on `slot`'s consumer
+/// (opened when empty).
+async fn cascade(state: &AppState, slot: &mut Option<DurableConsumer>) -> Result<(), String> {
     let bus = &state.inner.bus;
-    let options = ConsumerOptions {
-        // A new server does not replay old commits to its clients.
-        start: ConsumerStart::New,
-        ..ConsumerOptions::default()
+    let consumer = match slot {
+        Some(consumer) => consumer,
+        None => {
+            let options = ConsumerOptions {
+                // A new server does not replay old commits to its clients.
+                start: ConsumerStart::New,
+                ..ConsumerOptions::default()
+            };
+            slot.insert(
+                bus.consumer_with(CASCADE_CONSUMER, "envsync.commit", options)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            )
+        }
     };
-    let mut consumer = bus
-        .consumer_with(CASCADE_CONSUMER, "envsync.commit", options)
-        .await
-        .map_err(|e| e.to_string())?;
     loop {
         let batch = consumer.next_batch(100).await.map_err(|e| e.to_string())?;
         let Some(last) = batch.last().map(|e| e.seq) else {

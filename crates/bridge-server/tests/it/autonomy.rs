@@ -247,3 +247,65 @@ async fn successes_are_verified_and_commits_checked_against_the_schema() {
     assert_eq!(out[0]["violations"], json!(["DATABASE_URL: missing"]));
     server.stop().await;
 }
+
+/// A crash between acting and acking redelivers the event; the outcome already recorded for
+/// it means it is acked without acting again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_event_with_a_recorded_outcome_is_not_acted_on_twice() {
+    let mut h = Harness::with_autonomy(enforcing()).await;
+    // A first run creates the reactions' consumers, so they start from here.
+    let server = start(&h).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.stop().await;
+
+    // What the crashed process left: the event, and the outcome it published before it
+    // could ack.
+    h.sync.drift.lock().unwrap().insert("render".into(), 2);
+    let seq = publish(&h, "envsync.drift", drift(2)).await;
+    publish(
+        &h,
+        "genesis.heal",
+        json!({"reaction": "drift", "cause_seq": seq, "action": "resync", "provider": "render", "result": "applied"}),
+    )
+    .await;
+
+    // A later, new event is still handled, which shows the consumer ran past the first.
+    h.restart();
+    let server = start(&h).await;
+    let next = publish(&h, "envsync.drift", drift(2)).await;
+    assert_eq!(outcomes(&h, next, 1).await[0]["topic"], "genesis.heal");
+    assert_eq!(outcomes(&h, seq, 1).await.len(), 1, "acted on again");
+    assert_eq!(*h.sync.enforced.lock().unwrap(), vec!["render".to_string()]);
+    server.stop().await;
+}
+
+/// A burst of successful deploys: each gets its outcome, and one parity check, run after all
+/// of them, serves the burst.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_deploy_successes_shares_one_parity_check() {
+    let h = Harness::with_autonomy(enforcing()).await;
+    let server = start(&h).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let burst = (0..10)
+        .map(|i| {
+            (
+                "deploy.platform.success",
+                json!({"platform": "render", "event_type": "success", "status": "live",
+                       "metadata": {"deploy_id": format!("dep-{i}")}}),
+            )
+        })
+        .collect();
+    let events = h
+        .state
+        .bus()
+        .publish_all(burst, Role::System)
+        .await
+        .unwrap();
+    for event in &events {
+        let out = outcomes(&h, event.seq, 1).await;
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0]["kind"], "post_deploy_verification");
+    }
+    assert_eq!(h.sync.parities.load(std::sync::atomic::Ordering::SeqCst), 1);
+    server.stop().await;
+}

@@ -40,6 +40,8 @@ pub struct FakeSync {
     /// Providers applied to, in order.
     pub enforced: Mutex<Vec<String>>,
     pub schema_violations: Mutex<Vec<String>>,
+    /// Parity checks run.
+    pub parities: AtomicUsize,
 }
 
 impl Default for FakeSync {
@@ -48,6 +50,7 @@ impl Default for FakeSync {
             active: AtomicUsize::new(0),
             max_active: AtomicUsize::new(0),
             applies: AtomicUsize::new(0),
+            parities: AtomicUsize::new(0),
             apply_delay_ms: AtomicUsize::new(0),
             drift: Mutex::new([("render".into(), 1), ("netlify".into(), 1)].into()),
             enforced: Mutex::new(Vec::new()),
@@ -159,6 +162,7 @@ impl EnvSync for FakeSync {
     }
 
     fn parity(&self) -> BoxFuture<'_, Result<Value, ApiError>> {
+        self.parities.fetch_add(1, Ordering::SeqCst);
         Box::pin(async {
             Ok(json!({
                 "verified_at": "2026-01-01T00:00:00Z",
@@ -180,6 +184,33 @@ pub struct Harness {
     pub observer: String,
     pub operator: String,
     pub admiral: String,
+    config: (ServerOptions, WebhookSecrets, AutonomyOptions),
+}
+
+/// The server state over the files in `dir`.
+fn state_in(
+    dir: &std::path::Path,
+    (options, secrets, autonomy): &(ServerOptions, WebhookSecrets, AutonomyOptions),
+    sync: &Arc<FakeSync>,
+) -> AppState {
+    let store = SqliteStore::open(dir.join("events.db")).unwrap();
+    let bus = Bus::new(Arc::new(store), Policy::new(PolicyMode::Permissive));
+    AppState::new(Parts {
+        options: options.clone(),
+        bus,
+        ledger: LedgerAccess {
+            path: dir.join("ledger.db"),
+            origin: "bridge.test/ledger".into(),
+            key: ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]),
+        },
+        envsync: sync.clone(),
+        tokens: TokenStore::open(dir.join(TOKENS_FILE)).unwrap(),
+        vault: Arc::new(|key: &str| (key == VAULT_KEY).then(|| VAULT_VALUE.to_owned())),
+        webhooks: WebhookVerifier::new(secrets.clone(), VerifyOptions::default()),
+        autonomy: autonomy.clone(),
+        scheduler: None,
+        logger: Logger::off(),
+    })
 }
 
 impl Harness {
@@ -226,29 +257,13 @@ impl Harness {
         autonomy: AutonomyOptions,
     ) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path().join("events.db")).unwrap();
-        let bus = Bus::new(Arc::new(store), Policy::new(PolicyMode::Permissive));
         let tokens_path = dir.path().join(TOKENS_FILE);
         let (observer, _) = create_token(&tokens_path, Role::Observer, "now").unwrap();
         let (operator, _) = create_token(&tokens_path, Role::Operator, "now").unwrap();
         let (admiral, _) = create_token(&tokens_path, Role::Admiral, "now").unwrap();
         let sync = Arc::new(FakeSync::default());
-        let state = AppState::new(Parts {
-            options,
-            bus,
-            ledger: LedgerAccess {
-                path: dir.path().join("ledger.db"),
-                origin: "bridge.test/ledger".into(),
-                key: ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]),
-            },
-            envsync: sync.clone(),
-            tokens: TokenStore::open(&tokens_path).unwrap(),
-            vault: Arc::new(|key: &str| (key == VAULT_KEY).then(|| VAULT_VALUE.to_owned())),
-            webhooks: WebhookVerifier::new(secrets, VerifyOptions::default()),
-            autonomy,
-            scheduler: None,
-            logger: Logger::off(),
-        });
+        let config = (options, secrets, autonomy);
+        let state = state_in(dir.path(), &config, &sync);
         Self {
             dir,
             state,
@@ -256,7 +271,14 @@ impl Harness {
             observer,
             operator,
             admiral,
+            config,
         }
+    }
+
+    /// A new server over the same files (store, ledger, tokens), as after a restart: the
+    /// old state must be done serving.
+    pub fn restart(&mut self) {
+        self.state = state_in(self.dir.path(), &self.config, &self.sync);
     }
 
     pub fn token(&self, role: Role) -> &str {

@@ -5,6 +5,7 @@
 //! threads, so readers never wait for the writer (WAL). Opening the file checks it
 //! ([`IntegrityCheck`]) and refuses a damaged one with an error that says what is wrong.
 
+mod history;
 mod schema;
 mod writer;
 
@@ -13,18 +14,16 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
-use rusqlite::types::Value as SqlValue;
-use rusqlite::{Connection, params_from_iter};
+use rusqlite::Connection;
 use time::OffsetDateTime;
 use tokio::sync::{broadcast, oneshot};
 
+use self::history::read_events;
 pub use self::schema::IntegrityCheck;
 use self::schema::{open_reader, open_writer, sqlite_error};
 use self::writer::{Job, Writer, WriterCounters};
-use super::event::{Event, NewEvent, Payload, from_unix_micros, unix_micros};
-use super::store::{
-    BoxFuture, ConsumerState, EventStore, HistoryQuery, Order, StoreError, StoreStats,
-};
+use super::event::{Event, NewEvent, from_unix_micros, unix_micros};
+use super::store::{BoxFuture, ConsumerState, EventStore, HistoryQuery, StoreError, StoreStats};
 use super::topic::TopicPattern;
 use crate::schedule::{ScheduleStore, ScheduledRun, slot_micros};
 
@@ -408,125 +407,6 @@ fn stamp(store: &str, micros: i64) -> Result<OffsetDateTime, StoreError> {
     from_unix_micros(micros).ok_or_else(|| StoreError::Corrupt {
         store: store.to_owned(),
         what: format!("a scheduled run is stamped {micros} µs after 1970"),
-    })
-}
-
-/// The history query as SQL: bounds the index can use go into the statement; a wildcard
-/// pattern narrows to its literal prefix's range of the topic index and is finished here.
-fn read_events(conn: &Connection, store: &str, q: &HistoryQuery) -> Result<Vec<Event>, StoreError> {
-    let err = |e| sqlite_error(store, "read history", e);
-    let limit = q.effective_limit();
-    if limit == 0 {
-        return Ok(Vec::new());
-    }
-    let mut sql =
-        String::from("SELECT seq, topic, at_us, who, payload FROM genesis_events WHERE 1");
-    let mut args: Vec<SqlValue> = Vec::new();
-    let mut bound = |sql: &mut String, clause: &str, value: SqlValue| {
-        sql.push_str(clause);
-        args.push(value);
-    };
-    if let Some(after) = q.after_seq {
-        bound(&mut sql, " AND seq > ?", SqlValue::Integer(to_sql(after)));
-    }
-    if let Some(until) = q.until_seq {
-        bound(&mut sql, " AND seq <= ?", SqlValue::Integer(to_sql(until)));
-    }
-    if let Some(from) = q.from_time {
-        bound(
-            &mut sql,
-            " AND at_us >= ?",
-            SqlValue::Integer(unix_micros(from)),
-        );
-    }
-    if let Some(to) = q.to_time {
-        bound(
-            &mut sql,
-            " AND at_us < ?",
-            SqlValue::Integer(unix_micros(to)),
-        );
-    }
-    // Only a wildcard pattern is left to check row by row, and only then is SQL's LIMIT unusable.
-    let mut residual: Option<&TopicPattern> = None;
-    if let Some(pattern) = &q.pattern {
-        if let Some(topic) = pattern.as_literal() {
-            bound(&mut sql, " AND topic = ?", SqlValue::Text(topic.to_owned()));
-        } else {
-            let prefix = pattern.literal_prefix();
-            if !prefix.is_empty() {
-                // Every topic starting with "a.b." sorts in ["a.b.", "a.b/"): '/' follows '.'.
-                let mut upper = prefix.clone();
-                upper.pop();
-                upper.push('/');
-                bound(&mut sql, " AND topic >= ?", SqlValue::Text(prefix));
-                bound(&mut sql, " AND topic < ?", SqlValue::Text(upper));
-            }
-            // `>` alone matches every valid topic: nothing left to check.
-            if pattern.as_str() != ">" {
-                residual = Some(pattern);
-            }
-        }
-    }
-    sql.push_str(match q.order {
-        Order::Ascending => " ORDER BY seq ASC",
-        Order::Descending => " ORDER BY seq DESC",
-    });
-    if residual.is_none() {
-        sql.push_str(" LIMIT ?");
-        args.push(SqlValue::Integer(to_sql(limit as u64)));
-    }
-
-    let mut stmt = conn.prepare_cached(&sql).map_err(err)?;
-    let mut rows = stmt.query(params_from_iter(args)).map_err(err)?;
-    let mut events = Vec::new();
-    while events.len() < limit {
-        let Some(row) = rows.next().map_err(err)? else {
-            break;
-        };
-        let topic: String = row.get(1).map_err(err)?;
-        if residual.is_some_and(|p| !p.matches(&topic)) {
-            continue;
-        }
-        events.push(decode_event(
-            store,
-            row.get(0).map(from_sql).map_err(err)?,
-            topic,
-            row.get(2).map_err(err)?,
-            row.get(3).map_err(err)?,
-            &row.get::<_, String>(4).map_err(err)?,
-        )?);
-    }
-    Ok(events)
-}
-
-fn decode_event(
-    store: &str,
-    seq: u64,
-    topic: String,
-    at_us: i64,
-    who: String,
-    payload: &str,
-) -> Result<Event, StoreError> {
-    let corrupt = |what: String| StoreError::Corrupt {
-        store: store.to_owned(),
-        what,
-    };
-    let timestamp = from_unix_micros(at_us).ok_or_else(|| {
-        corrupt(format!(
-            "event {seq} has an impossible timestamp ({at_us} µs)"
-        ))
-    })?;
-    let payload: Payload = serde_json::from_str(payload).map_err(|e| {
-        corrupt(format!(
-            "event {seq} has a payload that is not a JSON object: {e}"
-        ))
-    })?;
-    Ok(Event {
-        seq,
-        topic,
-        timestamp,
-        who,
-        payload,
     })
 }
 

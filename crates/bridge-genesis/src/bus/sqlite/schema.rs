@@ -15,7 +15,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 
 use crate::bus::store::StoreError;
 
-const SCHEMA: &str = "
+pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS genesis_events (
     seq     INTEGER PRIMARY KEY,
     topic   TEXT    NOT NULL,

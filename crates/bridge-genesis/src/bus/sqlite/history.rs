@@ -1,0 +1,363 @@
+//! History reads: [`HistoryQuery`] as SQL that never sorts.
+//!
+//! Every answer comes in `seq` order, and `seq` is the rowid, so a query either walks the
+//! rowid (no topic, or a pattern matching very many topics) or walks the topic index, whose
+//! entries for one topic are in rowid order too. A wildcard pattern (`deploy.*`) is the
+//! topics it matches, read one by one through the index and merged here. A range of the
+//! topic index (`topic >= 'deploy.'`) would not do: its entries are in (topic, seq) order,
+//! so SQLite sorts every event of every matching topic, however few the query wants, which
+//! made a consumer near the head of a long history pay for all of it, on every poll.
+
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension, params_from_iter};
+
+use super::{from_sql, sqlite_error, to_sql};
+use crate::bus::event::{Event, Payload, from_unix_micros, unix_micros};
+use crate::bus::store::{HistoryQuery, Order, StoreError};
+use crate::bus::topic::TopicPattern;
+
+/// Past this many matching topics, one walk of the rowid with the pattern checked per row
+/// is cheaper than a walk of the index per topic.
+const MAX_TOPIC_WALKS: usize = 64;
+
+const COLUMNS: &str = "seq, topic, at_us, who, payload";
+
+/// The events `q` asks for, in its order.
+pub(super) fn read_events(
+    conn: &Connection,
+    store: &str,
+    q: &HistoryQuery,
+) -> Result<Vec<Event>, StoreError> {
+    let err = |e| sqlite_error(store, "read history", e);
+    let limit = q.effective_limit();
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    // One snapshot for every statement below: a topic first stored between the list of
+    // topics and the walks would otherwise be missed while later events of others were not.
+    let tx = conn.unchecked_transaction().map_err(err)?;
+    let range = seq_range(&tx, q).map_err(err)?;
+    let events = match &q.pattern {
+        None => read_rows(&tx, store, &range, q.order, None, limit)?,
+        Some(p) if p.as_str() == ">" => read_rows(&tx, store, &range, q.order, None, limit)?,
+        Some(p) => match p.as_literal() {
+            Some(topic) => read_rows(&tx, store, &range, q.order, Some(topic), limit)?,
+            None => read_pattern(&tx, store, &range, q.order, p, limit)?,
+        },
+    };
+    tx.commit().map_err(err)?;
+    Ok(events)
+}
+
+/// The events of a wildcard pattern: one walk of the topic index per matching topic, merged.
+fn read_pattern(
+    conn: &Connection,
+    store: &str,
+    range: &SeqRange,
+    order: Order,
+    pattern: &TopicPattern,
+    limit: usize,
+) -> Result<Vec<Event>, StoreError> {
+    let err = |e| sqlite_error(store, "read history", e);
+    let topics = matching_topics(conn, pattern).map_err(err)?;
+    if topics.len() > MAX_TOPIC_WALKS {
+        return read_filtered(conn, store, range, order, pattern, limit);
+    }
+    let mut seqs = Vec::new();
+    for topic in &topics {
+        seqs.extend(read_seqs(conn, range, order, topic, limit).map_err(err)?);
+    }
+    match order {
+        Order::Ascending => seqs.sort_unstable(),
+        Order::Descending => seqs.sort_unstable_by(|a, b| b.cmp(a)),
+    }
+    seqs.truncate(limit);
+    read_by_seq(conn, store, &seqs)
+}
+
+/// A query's bounds as sequence numbers: `after < seq <= until`.
+#[derive(Debug, Default)]
+struct SeqRange {
+    after: Option<u64>,
+    until: Option<u64>,
+}
+
+/// `q`'s bounds as a [`SeqRange`]. A time bound becomes a sequence bound through the time
+/// index, because stamps never go backwards along the sequence (a store invariant); kept as
+/// a time condition, it would tempt SQLite to walk the time index and sort.
+fn seq_range(conn: &Connection, q: &HistoryQuery) -> rusqlite::Result<SeqRange> {
+    let mut range = SeqRange {
+        after: q.after_seq,
+        until: q.until_seq,
+    };
+    if let Some(from) = q.from_time {
+        let last_before: Option<i64> = conn
+            .prepare_cached(LAST_BEFORE_SQL)?
+            .query_row([unix_micros(from)], |row| row.get(0))
+            .optional()?;
+        if let Some(seq) = last_before.map(from_sql) {
+            range.after = Some(range.after.map_or(seq, |a| a.max(seq)));
+        }
+    }
+    if let Some(to) = q.to_time {
+        let first_at_or_after: Option<i64> = conn
+            .prepare_cached(FIRST_FROM_SQL)?
+            .query_row([unix_micros(to)], |row| row.get(0))
+            .optional()?;
+        if let Some(seq) = first_at_or_after.map(from_sql) {
+            let last = seq.saturating_sub(1);
+            range.until = Some(range.until.map_or(last, |u| u.min(last)));
+        }
+    }
+    Ok(range)
+}
+
+/// The last event stamped before a time.
+const LAST_BEFORE_SQL: &str =
+    "SELECT seq FROM genesis_events WHERE at_us < ?1 ORDER BY at_us DESC, seq DESC LIMIT 1";
+/// The first event stamped at or after a time.
+const FIRST_FROM_SQL: &str =
+    "SELECT seq FROM genesis_events WHERE at_us >= ?1 ORDER BY at_us ASC, seq ASC LIMIT 1";
+
+/// The stored topics that `pattern` matches.
+fn matching_topics(conn: &Connection, pattern: &TopicPattern) -> rusqlite::Result<Vec<String>> {
+    // Every topic starting with "a.b." sorts in ["a.b.", "a.b/"): '/' follows '.'.
+    let prefix = pattern.literal_prefix();
+    let mut upper = prefix.clone();
+    if upper.pop().is_some() {
+        upper.push('/');
+    } else {
+        upper.push(char::MAX);
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT topic FROM genesis_topic_counts WHERE topic >= ?1 AND topic < ?2",
+    )?;
+    let rows = stmt.query_map([&prefix, &upper], |row| row.get::<_, String>(0))?;
+    let mut topics = Vec::new();
+    for topic in rows {
+        let topic = topic?;
+        if pattern.matches(&topic) {
+            topics.push(topic);
+        }
+    }
+    Ok(topics)
+}
+
+/// The `WHERE` clause of a [`SeqRange`], and its arguments.
+fn bounds(range: &SeqRange) -> (String, Vec<SqlValue>) {
+    let mut sql = String::from(" WHERE 1");
+    let mut args = Vec::new();
+    if let Some(after) = range.after {
+        sql.push_str(" AND seq > ?");
+        args.push(SqlValue::Integer(to_sql(after)));
+    }
+    if let Some(until) = range.until {
+        sql.push_str(" AND seq <= ?");
+        args.push(SqlValue::Integer(to_sql(until)));
+    }
+    (sql, args)
+}
+
+fn order_by(order: Order) -> &'static str {
+    match order {
+        Order::Ascending => " ORDER BY seq ASC",
+        Order::Descending => " ORDER BY seq DESC",
+    }
+}
+
+/// The statement [`read_seqs`] runs for one topic (its plan is checked by a test).
+fn seqs_sql(range: &SeqRange, order: Order) -> (String, Vec<SqlValue>) {
+    let (mut sql, args) = bounds(range);
+    sql.insert_str(0, "SELECT seq FROM genesis_events");
+    sql.push_str(" AND topic = ?");
+    sql.push_str(order_by(order));
+    sql.push_str(" LIMIT ?");
+    (sql, args)
+}
+
+/// Up to `limit` sequence numbers of `topic` within `q`'s bounds, in `q`'s order.
+fn read_seqs(
+    conn: &Connection,
+    range: &SeqRange,
+    order: Order,
+    topic: &str,
+    limit: usize,
+) -> rusqlite::Result<Vec<u64>> {
+    let (sql, mut args) = seqs_sql(range, order);
+    args.push(SqlValue::Text(topic.to_owned()));
+    args.push(SqlValue::Integer(to_sql(limit as u64)));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params_from_iter(args), |row| row.get(0).map(from_sql))?;
+    rows.collect()
+}
+
+/// The events with these sequence numbers, in the order given.
+fn read_by_seq(conn: &Connection, store: &str, seqs: &[u64]) -> Result<Vec<Event>, StoreError> {
+    let err = |e| sqlite_error(store, "read history", e);
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM genesis_events WHERE seq = ?1"
+        ))
+        .map_err(err)?;
+    let mut events = Vec::with_capacity(seqs.len());
+    for &seq in seqs {
+        let mut rows = stmt.query([to_sql(seq)]).map_err(err)?;
+        if let Some(row) = rows.next().map_err(err)? {
+            events.push(decode_row(store, row)?);
+        }
+    }
+    Ok(events)
+}
+
+/// The statement [`read_rows`] runs (its plan is checked by a test).
+fn rows_sql(range: &SeqRange, order: Order, topic: Option<&str>) -> (String, Vec<SqlValue>) {
+    let (mut sql, mut args) = bounds(range);
+    sql.insert_str(0, &format!("SELECT {COLUMNS} FROM genesis_events"));
+    if let Some(topic) = topic {
+        sql.push_str(" AND topic = ?");
+        args.push(SqlValue::Text(topic.to_owned()));
+    }
+    sql.push_str(order_by(order));
+    sql.push_str(" LIMIT ?");
+    (sql, args)
+}
+
+/// Up to `limit` events of one topic, or of every topic, within `q`'s bounds.
+fn read_rows(
+    conn: &Connection,
+    store: &str,
+    range: &SeqRange,
+    order: Order,
+    topic: Option<&str>,
+    limit: usize,
+) -> Result<Vec<Event>, StoreError> {
+    let err = |e| sqlite_error(store, "read history", e);
+    let (sql, mut args) = rows_sql(range, order, topic);
+    args.push(SqlValue::Integer(to_sql(limit as u64)));
+    let mut stmt = conn.prepare_cached(&sql).map_err(err)?;
+    let mut rows = stmt.query(params_from_iter(args)).map_err(err)?;
+    let mut events = Vec::new();
+    while let Some(row) = rows.next().map_err(err)? {
+        events.push(decode_row(store, row)?);
+    }
+    Ok(events)
+}
+
+/// Up to `limit` events matching `pattern`, walking the rowid and checking each row's topic
+/// (for a pattern that matches very many topics).
+fn read_filtered(
+    conn: &Connection,
+    store: &str,
+    range: &SeqRange,
+    order: Order,
+    pattern: &TopicPattern,
+    limit: usize,
+) -> Result<Vec<Event>, StoreError> {
+    let err = |e| sqlite_error(store, "read history", e);
+    let (mut sql, args) = bounds(range);
+    sql.insert_str(0, &format!("SELECT {COLUMNS} FROM genesis_events"));
+    sql.push_str(order_by(order));
+    let mut stmt = conn.prepare_cached(&sql).map_err(err)?;
+    let mut rows = stmt.query(params_from_iter(args)).map_err(err)?;
+    let mut events = Vec::new();
+    while events.len() < limit {
+        let Some(row) = rows.next().map_err(err)? else {
+            break;
+        };
+        let topic: String = row.get(1).map_err(err)?;
+        if pattern.matches(&topic) {
+            events.push(decode_row(store, row)?);
+        }
+    }
+    Ok(events)
+}
+
+/// One row of [`COLUMNS`] as an event.
+fn decode_row(store: &str, row: &rusqlite::Row<'_>) -> Result<Event, StoreError> {
+    let err = |e| sqlite_error(store, "read history", e);
+    let seq = row.get(0).map(from_sql).map_err(err)?;
+    let at_us: i64 = row.get(2).map_err(err)?;
+    let corrupt = |what: String| StoreError::Corrupt {
+        store: store.to_owned(),
+        what,
+    };
+    let timestamp = from_unix_micros(at_us).ok_or_else(|| {
+        corrupt(format!(
+            "event {seq} has an impossible timestamp ({at_us} µs)"
+        ))
+    })?;
+    let payload: String = row.get(4).map_err(err)?;
+    let payload: Payload = serde_json::from_str(&payload).map_err(|e| {
+        corrupt(format!(
+            "event {seq} has a payload that is not a JSON object: {e}"
+        ))
+    })?;
+    Ok(Event {
+        seq,
+        topic: row.get(1).map_err(err)?,
+        timestamp,
+        who: row.get(3).map_err(err)?,
+        payload,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(conn: &Connection, sql: &str, args: usize) -> String {
+        let params: Vec<SqlValue> = (0..args).map(|_| SqlValue::Integer(1)).collect();
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .expect("explain");
+        let rows = stmt
+            .query_map(params_from_iter(params), |row| row.get::<_, String>(3))
+            .expect("plan");
+        rows.map(|r| r.expect("a plan row"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    }
+
+    fn schema() -> Connection {
+        let conn = Connection::open_in_memory().expect("memory");
+        conn.execute_batch(super::super::schema::SCHEMA)
+            .expect("schema");
+        conn
+    }
+
+    /// A consumer's poll (`seq > floor`, one topic) must walk the topic index from the floor
+    /// in seq order: a sort would read every event of the topic on every poll.
+    #[test]
+    fn no_history_statement_sorts() {
+        let conn = schema();
+        let ranges = [
+            SeqRange::default(),
+            SeqRange {
+                after: Some(7),
+                until: None,
+            },
+            SeqRange {
+                after: Some(7),
+                until: Some(9),
+            },
+        ];
+        for range in &ranges {
+            for order in [Order::Ascending, Order::Descending] {
+                let (sql, args) = seqs_sql(range, order);
+                let p = plan(&conn, &sql, args.len() + 2);
+                assert!(!p.contains("TEMP B-TREE"), "{sql}: {p}");
+                assert!(p.contains("genesis_events_by_topic"), "{sql}: {p}");
+                for topic in [None, Some("a.b")] {
+                    let (sql, args) = rows_sql(range, order, topic);
+                    let p = plan(&conn, &sql, args.len() + 1);
+                    assert!(!p.contains("TEMP B-TREE"), "{sql}: {p}");
+                }
+            }
+        }
+        for sql in [LAST_BEFORE_SQL, FIRST_FROM_SQL] {
+            let p = plan(&conn, sql, 1);
+            assert!(!p.contains("TEMP B-TREE"), "{sql}: {p}");
+            assert!(p.contains("genesis_events_by_time"), "{sql}: {p}");
+        }
+    }
+}
