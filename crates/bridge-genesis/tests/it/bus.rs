@@ -563,3 +563,28 @@ async fn publish_all_stores_events_together_or_not_at_all() {
         .await;
     assert!(matches!(bad, Err(PublishError::PayloadNotObject { .. })));
 }
+
+/// Commits never checkpoint (the writer turns that off); the checkpoint thread keeps the WAL
+/// from growing: after it has run, new commits reuse the log from its start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_is_checkpointed_off_the_commit_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bus.db");
+    let (_store, bus) = open_bus(&path);
+    let wal = dir.path().join("bus.db-wal");
+    let note = "x".repeat(1_000);
+    let mut sizes = Vec::new();
+    for _ in 0..4 {
+        for n in 0..1_500 {
+            bus.publish("envsync.drift", json!({"n": n, "note": note}), Role::System)
+                .await
+                .unwrap();
+        }
+        sizes.push(std::fs::metadata(&wal).unwrap().len());
+        // Past the checkpoint interval.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    // Each round writes ~1.5 MB to the log; without checkpoints it would hold all four.
+    assert!(sizes[0] > 1_000_000, "{sizes:?}");
+    assert!(sizes[3] < sizes[0] * 2, "the WAL keeps growing: {sizes:?}");
+}

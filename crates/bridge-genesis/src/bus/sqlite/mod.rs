@@ -5,6 +5,7 @@
 //! threads, so readers never wait for the writer (WAL). Opening the file checks it
 //! ([`IntegrityCheck`]) and refuses a damaged one with an error that says what is wrong.
 
+mod checkpointer;
 mod history;
 mod schema;
 mod writer;
@@ -18,6 +19,7 @@ use rusqlite::Connection;
 use time::OffsetDateTime;
 use tokio::sync::{broadcast, oneshot};
 
+use self::checkpointer::Checkpointer;
 use self::history::read_events;
 pub use self::schema::IntegrityCheck;
 use self::schema::{open_reader, open_writer, sqlite_error};
@@ -82,6 +84,7 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
     live: broadcast::Sender<Arc<Event>>,
     counters: Arc<WriterCounters>,
+    checkpointer: Option<Checkpointer>,
 }
 
 impl Drop for Inner {
@@ -93,6 +96,7 @@ impl Drop for Inner {
         if let Ok(mut idle) = self.readers.lock() {
             idle.clear();
         }
+        self.checkpointer.take();
         self.jobs.take();
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
@@ -128,6 +132,7 @@ impl SqliteStore {
             max_batch_events: options.max_batch_events.max(1),
             max_commit_delay: options.max_commit_delay,
         };
+        let checkpointer = Checkpointer::start(&path, &name)?;
         let (jobs, queue) = mpsc::channel();
         let handle = std::thread::Builder::new()
             .name("genesis-writer".into())
@@ -146,6 +151,7 @@ impl SqliteStore {
                 readers: Mutex::new(Vec::new()),
                 live,
                 counters,
+                checkpointer: Some(checkpointer),
             }),
         })
     }

@@ -115,6 +115,9 @@ pub(super) fn open_writer(
     // FULL: a commit is on disk (WAL fsynced) before any publisher is told it succeeded.
     conn.pragma_update(None, "synchronous", "FULL")
         .map_err(err("set synchronous=FULL"))?;
+    // Checkpoints run on their own thread (see `checkpointer.rs`), never inside a commit.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)
+        .map_err(err("turn off automatic checkpoints"))?;
     conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} COMMIT;"))
         .map_err(err("create tables"))?;
     let version: Option<String> = conn
