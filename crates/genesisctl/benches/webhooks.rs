@@ -34,20 +34,22 @@ fn main() {
         .and_then(|l| l.local_addr())
         .expect("a port")
         .port();
-    let mut child: Child = Command::new(bin)
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--log-level",
-            "warn",
-        ])
-        .current_dir(dir.path())
-        .env("GITHUB_WEBHOOK_SECRET", SECRET)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("genesisctl serve");
+    let _server = Server(
+        Command::new(bin)
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--log-level",
+                "warn",
+            ])
+            .current_dir(dir.path())
+            .env("GITHUB_WEBHOOK_SECRET", SECRET)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("genesisctl serve"),
+    );
     let ours = format!("http://127.0.0.1:{port}/webhooks/deployment/github");
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -93,10 +95,27 @@ fn main() {
             latencies.len()
         );
     });
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
+}
+
+/// The server under test; stopped however the bench ends (a panic included): SIGTERM, then
+/// SIGKILL if it is still draining its backlog after 10 s, so no server outlives the bench.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 async fn wait_until_up(client: &reqwest::Client, port: u16) {
