@@ -128,12 +128,7 @@ impl LedgerFeed {
     where
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let result = self.run(bus, topics, open, false).await;
-        if result.is_err() {
-            self.ledger = None;
-            self.consumer = None;
-        }
-        result
+        self.run(bus, topics, open, false).await
     }
 
     /// Like [`LedgerFeed::record_pending`], then a checkpoint over whatever is unsigned,
@@ -147,7 +142,21 @@ impl LedgerFeed {
     where
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let result = self.run(bus, topics, open, true).await;
+        self.run(bus, topics, open, true).await
+    }
+
+    /// One run; after an error the ledger and consumer are dropped, to be reopened next run.
+    async fn run<E>(
+        &mut self,
+        bus: &Bus,
+        topics: &[&str],
+        open: impl FnOnce() -> Result<Ledger, E>,
+        sign_now: bool,
+    ) -> Result<usize, FeedError>
+    where
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let result = self.append_pending(bus, topics, open, sign_now).await;
         if result.is_err() {
             self.ledger = None;
             self.consumer = None;
@@ -155,7 +164,7 @@ impl LedgerFeed {
         result
     }
 
-    async fn run<E>(
+    async fn append_pending<E>(
         &mut self,
         bus: &Bus,
         topics: &[&str],

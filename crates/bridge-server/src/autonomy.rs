@@ -20,9 +20,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use bridge_genesis::bus::{
-    ConsumerOptions, ConsumerStart, DurableConsumer, Event, HistoryQuery, Order, Role, TopicPattern,
-};
+use bridge_genesis::bus::{DurableConsumer, Event, HistoryQuery, Order, Role, TopicPattern};
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
@@ -153,24 +151,8 @@ async fn run_once(
     reaction: Reaction,
     slot: &mut Option<DurableConsumer>,
 ) -> Result<(), String> {
-    let consumer = match slot {
-        Some(consumer) => consumer,
-        None => {
-            let options = ConsumerOptions {
-                // A new server reacts to what happens from now on, not to the whole past.
-                start: ConsumerStart::New,
-                ..ConsumerOptions::default()
-            };
-            slot.insert(
-                state
-                    .inner
-                    .bus
-                    .consumer_with(reaction.consumer(), reaction.pattern(), options)
-                    .await
-                    .map_err(|e| e.to_string())?,
-            )
-        }
-    };
+    let consumer =
+        crate::tasks::open_from_now(state, slot, reaction.consumer(), reaction.pattern()).await?;
     let mut handled: Option<HashSet<u64>> = None;
     loop {
         let batch = consumer.next_batch(16).await.map_err(|e| e.to_string())?;

@@ -166,25 +166,37 @@ async fn run_ledger_feed(state: AppState, feed: Arc<Mutex<LedgerFeed>>) {
     }
 }
 
+/// The consumer in `slot`, opened first when the slot is empty (at start, or after a failed
+/// run). A consumer created now starts at the head of the bus: it handles what happens from
+/// now on, not the whole past.
+pub(crate) async fn open_from_now<'a>(
+    state: &AppState,
+    slot: &'a mut Option<DurableConsumer>,
+    name: &str,
+    pattern: &str,
+) -> Result<&'a mut DurableConsumer, String> {
+    if let Some(consumer) = slot {
+        return Ok(consumer);
+    }
+    let options = ConsumerOptions {
+        start: ConsumerStart::New,
+        ..ConsumerOptions::default()
+    };
+    let consumer = state
+        .inner
+        .bus
+        .consumer_with(name, pattern, options)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(slot.insert(consumer))
+}
+
 /// `config_update` for every `envsync.commit` since the last run, on `slot`'s consumer
 /// (opened when empty).
 async fn cascade(state: &AppState, slot: &mut Option<DurableConsumer>) -> Result<(), String> {
     let bus = &state.inner.bus;
-    let consumer = match slot {
-        Some(consumer) => consumer,
-        None => {
-            let options = ConsumerOptions {
-                // A new server does not replay old commits to its clients.
-                start: ConsumerStart::New,
-                ..ConsumerOptions::default()
-            };
-            slot.insert(
-                bus.consumer_with(CASCADE_CONSUMER, "envsync.commit", options)
-                    .await
-                    .map_err(|e| e.to_string())?,
-            )
-        }
-    };
+    // A new server does not replay old commits to its clients.
+    let consumer = open_from_now(state, slot, CASCADE_CONSUMER, "envsync.commit").await?;
     loop {
         let batch = consumer.next_batch(100).await.map_err(|e| e.to_string())?;
         let Some(last) = batch.last().map(|e| e.seq) else {

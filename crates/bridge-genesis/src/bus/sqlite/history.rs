@@ -143,9 +143,17 @@ fn matching_topics(conn: &Connection, pattern: &TopicPattern) -> rusqlite::Resul
     Ok(topics)
 }
 
-/// The `WHERE` clause of a [`SeqRange`], and its arguments.
-fn bounds(range: &SeqRange) -> (String, Vec<SqlValue>) {
-    let mut sql = String::from(" WHERE 1");
+/// `SELECT columns` over `range` (and one `topic`), in `order`, at most `limit` rows: the
+/// statement and its arguments. Every history read is built here (their plans are checked by
+/// a test).
+fn select(
+    columns: &str,
+    range: &SeqRange,
+    order: Order,
+    topic: Option<&str>,
+    limit: Option<usize>,
+) -> (String, Vec<SqlValue>) {
+    let mut sql = format!("SELECT {columns} FROM genesis_events WHERE 1");
     let mut args = Vec::new();
     if let Some(after) = range.after {
         sql.push_str(" AND seq > ?");
@@ -155,23 +163,18 @@ fn bounds(range: &SeqRange) -> (String, Vec<SqlValue>) {
         sql.push_str(" AND seq <= ?");
         args.push(SqlValue::Integer(to_sql(until)));
     }
-    (sql, args)
-}
-
-fn order_by(order: Order) -> &'static str {
-    match order {
+    if let Some(topic) = topic {
+        sql.push_str(" AND topic = ?");
+        args.push(SqlValue::Text(topic.to_owned()));
+    }
+    sql.push_str(match order {
         Order::Ascending => " ORDER BY seq ASC",
         Order::Descending => " ORDER BY seq DESC",
+    });
+    if let Some(limit) = limit {
+        sql.push_str(" LIMIT ?");
+        args.push(SqlValue::Integer(to_sql(limit as u64)));
     }
-}
-
-/// The statement [`read_seqs`] runs for one topic (its plan is checked by a test).
-fn seqs_sql(range: &SeqRange, order: Order) -> (String, Vec<SqlValue>) {
-    let (mut sql, args) = bounds(range);
-    sql.insert_str(0, "SELECT seq FROM genesis_events");
-    sql.push_str(" AND topic = ?");
-    sql.push_str(order_by(order));
-    sql.push_str(" LIMIT ?");
     (sql, args)
 }
 
@@ -183,9 +186,7 @@ fn read_seqs(
     topic: &str,
     limit: usize,
 ) -> rusqlite::Result<Vec<u64>> {
-    let (sql, mut args) = seqs_sql(range, order);
-    args.push(SqlValue::Text(topic.to_owned()));
-    args.push(SqlValue::Integer(to_sql(limit as u64)));
+    let (sql, args) = select("seq", range, order, Some(topic), Some(limit));
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(params_from_iter(args), |row| row.get(0).map(from_sql))?;
     rows.collect()
@@ -209,19 +210,6 @@ fn read_by_seq(conn: &Connection, store: &str, seqs: &[u64]) -> Result<Vec<Event
     Ok(events)
 }
 
-/// The statement [`read_rows`] runs (its plan is checked by a test).
-fn rows_sql(range: &SeqRange, order: Order, topic: Option<&str>) -> (String, Vec<SqlValue>) {
-    let (mut sql, mut args) = bounds(range);
-    sql.insert_str(0, &format!("SELECT {COLUMNS} FROM genesis_events"));
-    if let Some(topic) = topic {
-        sql.push_str(" AND topic = ?");
-        args.push(SqlValue::Text(topic.to_owned()));
-    }
-    sql.push_str(order_by(order));
-    sql.push_str(" LIMIT ?");
-    (sql, args)
-}
-
 /// Up to `limit` events of one topic, or of every topic, within `q`'s bounds.
 fn read_rows(
     conn: &Connection,
@@ -232,8 +220,7 @@ fn read_rows(
     limit: usize,
 ) -> Result<Vec<Event>, StoreError> {
     let err = |e| sqlite_error(store, "read history", e);
-    let (sql, mut args) = rows_sql(range, order, topic);
-    args.push(SqlValue::Integer(to_sql(limit as u64)));
+    let (sql, args) = select(COLUMNS, range, order, topic, Some(limit));
     let mut stmt = conn.prepare_cached(&sql).map_err(err)?;
     let mut rows = stmt.query(params_from_iter(args)).map_err(err)?;
     let mut events = Vec::new();
@@ -254,9 +241,8 @@ fn read_filtered(
     limit: usize,
 ) -> Result<Vec<Event>, StoreError> {
     let err = |e| sqlite_error(store, "read history", e);
-    let (mut sql, args) = bounds(range);
-    sql.insert_str(0, &format!("SELECT {COLUMNS} FROM genesis_events"));
-    sql.push_str(order_by(order));
+    // No SQL limit: rows of other topics are skipped here.
+    let (sql, args) = select(COLUMNS, range, order, None, None);
     let mut stmt = conn.prepare_cached(&sql).map_err(err)?;
     let mut rows = stmt.query(params_from_iter(args)).map_err(err)?;
     let mut events = Vec::new();
@@ -305,13 +291,12 @@ fn decode_row(store: &str, row: &rusqlite::Row<'_>) -> Result<Event, StoreError>
 mod tests {
     use super::*;
 
-    fn plan(conn: &Connection, sql: &str, args: usize) -> String {
-        let params: Vec<SqlValue> = (0..args).map(|_| SqlValue::Integer(1)).collect();
+    fn plan(conn: &Connection, sql: &str, args: &[SqlValue]) -> String {
         let mut stmt = conn
             .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
             .expect("explain");
         let rows = stmt
-            .query_map(params_from_iter(params), |row| row.get::<_, String>(3))
+            .query_map(params_from_iter(args), |row| row.get::<_, String>(3))
             .expect("plan");
         rows.map(|r| r.expect("a plan row"))
             .collect::<Vec<_>>()
@@ -343,19 +328,22 @@ mod tests {
         ];
         for range in &ranges {
             for order in [Order::Ascending, Order::Descending] {
-                let (sql, args) = seqs_sql(range, order);
-                let p = plan(&conn, &sql, args.len() + 2);
+                // A consumer's poll of one topic of a wildcard pattern.
+                let (sql, args) = select("seq", range, order, Some("a.b"), Some(10));
+                let p = plan(&conn, &sql, &args);
                 assert!(!p.contains("TEMP B-TREE"), "{sql}: {p}");
                 assert!(p.contains("genesis_events_by_topic"), "{sql}: {p}");
                 for topic in [None, Some("a.b")] {
-                    let (sql, args) = rows_sql(range, order, topic);
-                    let p = plan(&conn, &sql, args.len() + 1);
-                    assert!(!p.contains("TEMP B-TREE"), "{sql}: {p}");
+                    for limit in [Some(10), None] {
+                        let (sql, args) = select(COLUMNS, range, order, topic, limit);
+                        let p = plan(&conn, &sql, &args);
+                        assert!(!p.contains("TEMP B-TREE"), "{sql}: {p}");
+                    }
                 }
             }
         }
         for sql in [LAST_BEFORE_SQL, FIRST_FROM_SQL] {
-            let p = plan(&conn, sql, 1);
+            let p = plan(&conn, sql, &[SqlValue::Integer(1)]);
             assert!(!p.contains("TEMP B-TREE"), "{sql}: {p}");
             assert!(p.contains("genesis_events_by_time"), "{sql}: {p}");
         }
