@@ -310,6 +310,44 @@ mod tests {
         conn
     }
 
+    /// Consumers read batches of different sizes through the same cached statements: with
+    /// plans that depended on the bound `LIMIT`, each read with another size was parsed
+    /// and planned again.
+    #[test]
+    fn rebinding_a_history_statement_does_not_replan_it() {
+        use rusqlite::StatementStatus;
+        let conn = schema();
+        super::super::schema::stable_plans(&conn).expect("qpsg");
+        conn.execute_batch(
+            "INSERT INTO genesis_events VALUES (1, 'a.b', 1, 'system', '{}');
+             INSERT INTO genesis_events VALUES (2, 'a.c', 2, 'system', '{}');
+             INSERT INTO genesis_topic_counts VALUES ('a.b', 1), ('a.c', 1);",
+        )
+        .expect("rows");
+        let pattern = TopicPattern::parse("a.*").expect("pattern");
+        for round in 0..4 {
+            for (limit, after) in [(16, 0), (1_000, 1), (3, round)] {
+                let q = HistoryQuery::default()
+                    .pattern(pattern.clone())
+                    .after_seq(after)
+                    .limit(limit);
+                read_events(&conn, "test", &q).expect("read");
+                let q = HistoryQuery::default().after_seq(after).limit(limit);
+                read_events(&conn, "test", &q).expect("read");
+            }
+        }
+        let range = SeqRange {
+            after: Some(0),
+            until: None,
+        };
+        for topic in [None, Some("a.b")] {
+            let columns = if topic.is_some() { "seq" } else { COLUMNS };
+            let (sql, _) = select(columns, &range, Order::Ascending, topic, Some(1));
+            let stmt = conn.prepare_cached(&sql).expect("cached");
+            assert_eq!(stmt.get_status(StatementStatus::RePrepare), 0, "{sql}");
+        }
+    }
+
     /// A consumer's poll (`seq > floor`, one topic) must walk the topic index from the floor
     /// in seq order: a sort would read every event of the topic on every poll.
     #[test]

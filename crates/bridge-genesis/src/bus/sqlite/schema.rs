@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 
 use crate::bus::store::StoreError;
@@ -103,6 +104,7 @@ pub(super) fn open_writer(
     let conn = Connection::open(path).map_err(err("open"))?;
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(err("set busy timeout"))?;
+    stable_plans(&conn).map_err(err("fix query plans"))?;
     let mode: String = conn
         .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
         .map_err(err("first read (journal_mode=WAL)"))?;
@@ -145,7 +147,19 @@ pub(super) fn open_reader(path: &Path, store: &str) -> Result<Connection, StoreE
     let conn = Connection::open_with_flags(path, flags).map_err(err("open reader"))?;
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(err("set busy timeout"))?;
+    stable_plans(&conn).map_err(err("fix query plans"))?;
     Ok(conn)
+}
+
+/// Turns on SQLite's query planner stability guarantee. Without it SQLite plans some
+/// statements for the values bound to them (a `LIMIT ?`, with this build's STAT4), so a
+/// cached statement rebound with another value is parsed and planned again on its next
+/// step: consumers reading batches of different sizes through the same cached history
+/// statement re-prepared it on almost every read (a tenth of a busy server's CPU). Every
+/// history statement has one plan whatever its values, checked by a test in `history.rs`.
+pub(super) fn stable_plans(conn: &Connection) -> rusqlite::Result<()> {
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+        .map(drop)
 }
 
 /// The checks described on [`IntegrityCheck`]. Errors name what is wrong.
@@ -243,4 +257,24 @@ fn verify(conn: &Connection, store: &str, check: IntegrityCheck) -> Result<(), S
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both connections the store opens plan their statements once, whatever is bound.
+    #[test]
+    fn store_connections_keep_stable_plans() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("events.db");
+        let writer = open_writer(&path, "test", IntegrityCheck::Log).expect("writer");
+        let reader = open_reader(&path, "test").expect("reader");
+        for conn in [&writer, &reader] {
+            assert!(
+                conn.db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG)
+                    .expect("db_config")
+            );
+        }
+    }
 }
