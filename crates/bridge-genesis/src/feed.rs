@@ -40,6 +40,8 @@ pub enum FeedError {
     Ledger(#[from] LedgerError),
     #[error("opening the ledger: {0}")]
     Open(Box<dyn std::error::Error + Send + Sync>),
+    #[error("the ledger's blocking task failed: {0}")]
+    Task(String),
 }
 
 /// Appends to the ledger every event of interest published since the consumer's last ack,
@@ -189,14 +191,12 @@ impl LedgerFeed {
             let Some(last) = batch.last().map(|e| e.seq) else {
                 break;
             };
-            let ledger = match (&mut self.ledger, open.take()) {
+            let ledger = match (self.ledger.take(), open.take()) {
                 (Some(l), _) => l,
-                (None, Some(open)) => self
-                    .ledger
-                    .insert(open().map_err(|e| FeedError::Open(e.into()))?),
+                (None, Some(open)) => open().map_err(|e| FeedError::Open(e.into()))?,
                 (None, None) => unreachable!("the ledger is opened with the first batch"),
             };
-            let recorded = last_recorded_seq(ledger)?;
+            let recorded = last_recorded_seq(&ledger)?;
             let entries: Vec<NewEntry> = batch
                 .iter()
                 .filter(|e| e.seq > recorded)
@@ -208,25 +208,49 @@ impl LedgerFeed {
                     payload: e.envelope(),
                 })
                 .collect();
-            if !entries.is_empty() {
-                ledger.append_batch(&entries)?;
-                added += entries.len();
-                self.unsigned += entries.len();
-            }
+            let count = entries.len();
+            let ledger = off_the_runtime(ledger, move |ledger| {
+                if !entries.is_empty() {
+                    ledger.append_batch(&entries)?;
+                }
+                Ok(())
+            })
+            .await?;
+            self.ledger = Some(ledger);
+            added += count;
+            self.unsigned += count;
             consumer.ack(last).await?;
         }
         let due = self.unsigned >= self.policy.entries
             || self.last_checkpoint.elapsed() >= self.policy.interval;
         if self.unsigned > 0
             && (due || sign_now)
-            && let Some(ledger) = &mut self.ledger
+            && let Some(ledger) = self.ledger.take()
         {
-            ledger.checkpoint(OffsetDateTime::now_utc())?;
+            let ledger = off_the_runtime(ledger, |ledger| {
+                ledger.checkpoint(OffsetDateTime::now_utc()).map(drop)
+            })
+            .await?;
+            self.ledger = Some(ledger);
             self.unsigned = 0;
             self.last_checkpoint = Instant::now();
         }
         Ok(added)
     }
+}
+
+/// Runs `work` on the ledger on a blocking thread and hands the ledger back. An append waits
+/// for an fsync and a checkpoint signs and proves consistency: on a runtime worker either
+/// would hold up every request scheduled behind it. The ledger is dropped (and reopened on
+/// the next run) when `work` fails.
+async fn off_the_runtime(
+    mut ledger: Ledger,
+    work: impl FnOnce(&mut Ledger) -> Result<(), LedgerError> + Send + 'static,
+) -> Result<Ledger, FeedError> {
+    tokio::task::spawn_blocking(move || work(&mut ledger).map(|()| ledger))
+        .await
+        .map_err(|e| FeedError::Task(e.to_string()))?
+        .map_err(FeedError::from)
 }
 
 fn last_recorded_seq(ledger: &Ledger) -> Result<u64, LedgerError> {

@@ -439,8 +439,44 @@ fn append_rows(
     encoded: &[(String, Vec<u8>, Option<i64>)],
 ) -> Result<Vec<u64>, LedgerError> {
     // IMMEDIATE takes the write lock now, so the tail we catch up to cannot move under us.
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    catch_up(&tx, tree)?;
+    let hashes = in_immediate_transaction(conn, |tx| insert_rows(tx, tree, entries, encoded))?;
+    let start = tree.size();
+    let added = hashes.len() as u64;
+    // Only now: a failed commit must leave the in-memory tree as it was.
+    for h in hashes {
+        tree.push(h);
+    }
+    Ok((start..start + added).collect())
+}
+
+/// Runs `f` in a `BEGIN IMMEDIATE` transaction, committed when it succeeds and rolled back
+/// when it fails. The statements are cached: a feed appending a few entries many times a
+/// second paid as much for parsing `BEGIN` and `COMMIT` anew as for its inserts.
+fn in_immediate_transaction<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T, LedgerError>,
+) -> Result<T, LedgerError> {
+    conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+    let result = f(conn).and_then(|value| {
+        conn.prepare_cached("COMMIT")?.execute([])?;
+        Ok(value)
+    });
+    if result.is_err() && !conn.is_autocommit() {
+        let _ = conn
+            .prepare_cached("ROLLBACK")
+            .and_then(|mut stmt| stmt.execute([]));
+    }
+    result
+}
+
+/// Inserts `entries` after the stored tail (caught up first); returns their leaf hashes.
+fn insert_rows(
+    tx: &Connection,
+    tree: &mut Tree,
+    entries: &[NewEntry],
+    encoded: &[(String, Vec<u8>, Option<i64>)],
+) -> Result<Vec<Hash>, LedgerError> {
+    catch_up(tx, tree)?;
     let start = tree.size();
     let mut hashes = Vec::with_capacity(entries.len());
     let mut buf = Vec::with_capacity(512);
@@ -473,12 +509,7 @@ fn append_rows(
             hashes.push(leaf);
         }
     }
-    tx.commit()?;
-    // Only now: a failed commit must leave the in-memory tree as it was.
-    for h in hashes {
-        tree.push(h);
-    }
-    Ok((start..start + entries.len() as u64).collect())
+    Ok(hashes)
 }
 
 fn sign_checkpoint(
