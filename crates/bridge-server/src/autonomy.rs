@@ -130,6 +130,7 @@ pub(crate) async fn run(state: AppState, reaction: Reaction) {
         if *shutdown.borrow() {
             return;
         }
+        let started = tokio::time::Instant::now();
         if let Err(e) = run_once(&state, reaction, &mut consumer).await {
             // Reopened from the stored floor next time, so the failed event comes again.
             consumer = None;
@@ -138,7 +139,8 @@ pub(crate) async fn run(state: AppState, reaction: Reaction) {
                 &[("reaction", reaction.name()), ("error", &e)],
             );
         }
-        if !crate::tasks::wait_for_news(&mut live, &mut shutdown, |t| pattern.matches(t)).await {
+        let wanted = |t: &str| pattern.matches(t);
+        if !crate::tasks::wait_for_news(&mut live, &mut shutdown, started, wanted).await {
             return;
         }
     }

@@ -96,12 +96,21 @@ fn warn_failed(state: &AppState, task: &str, error: &str) {
     );
 }
 
+/// The least time from one run of a background consumer to the next when news wakes it.
+/// Under a stream of events every wake-up would otherwise handle an event or two and pay a
+/// read, a transaction and an fsync for them (the ledger's own file included); waiting this
+/// long lets one run take what a burst brought. Heals and ledger entries come at most this
+/// much later, which nothing downstream of them notices.
+pub(crate) const COALESCE: Duration = Duration::from_millis(100);
+
 /// Waits until the bus has news that `wanted` says matters (an event stored here whose topic
 /// it accepts, or a lag, which may hide one), a second has passed (for events stored by other
-/// processes), or shutdown begins. `false` when the server is gone.
+/// processes), or shutdown begins. News is acted on no sooner than [`COALESCE`] after
+/// `last_run` began. `false` when the server is gone.
 pub(crate) async fn wait_for_news(
     live: &mut broadcast::Receiver<Arc<Event>>,
     shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    last_run: tokio::time::Instant,
     wanted: impl Fn(&str) -> bool,
 ) -> bool {
     let poll = tokio::time::sleep(POLL);
@@ -114,12 +123,20 @@ pub(crate) async fn wait_for_news(
                     poll.await;
                     return true;
                 }
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => return true,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => break,
             },
             _ = &mut poll => return true,
             changed = shutdown.changed() => return changed.is_ok(),
         }
     }
+    tokio::select! {
+        _ = tokio::time::sleep_until(last_run + COALESCE) => {}
+        changed = shutdown.changed() => return changed.is_ok(),
+    }
+    // Everything announced so far is committed, so the coming run reads it: these need not
+    // wake the next wait.
+    while let Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) = live.try_recv() {}
+    true
 }
 
 /// Runs the cascade until shutdown, on a consumer kept open between runs.
@@ -131,12 +148,13 @@ async fn run_cascade(state: AppState) {
         if *shutdown.borrow() {
             return;
         }
+        let started = tokio::time::Instant::now();
         if let Err(e) = cascade(&state, &mut consumer).await {
             // Reopened from the stored floor next time: nothing unacked is lost.
             consumer = None;
             warn_failed(&state, "cascade", &e);
         }
-        if !wait_for_news(&mut live, &mut shutdown, |t| t == "envsync.commit").await {
+        if !wait_for_news(&mut live, &mut shutdown, started, |t| t == "envsync.commit").await {
             return;
         }
     }
@@ -151,6 +169,7 @@ async fn run_ledger_feed(state: AppState, feed: Arc<Mutex<LedgerFeed>>) {
         if *shutdown.borrow() {
             return;
         }
+        let started = tokio::time::Instant::now();
         let access = state.inner.ledger.clone();
         let outcome = feed
             .lock()
@@ -160,7 +179,7 @@ async fn run_ledger_feed(state: AppState, feed: Arc<Mutex<LedgerFeed>>) {
         if let Err(e) = outcome {
             warn_failed(&state, "ledger feed", &e.to_string());
         }
-        if !wait_for_news(&mut live, &mut shutdown, recorded).await {
+        if !wait_for_news(&mut live, &mut shutdown, started, recorded).await {
             return;
         }
     }
