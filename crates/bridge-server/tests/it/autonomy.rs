@@ -309,3 +309,28 @@ async fn a_burst_of_deploy_successes_shares_one_parity_check() {
     assert_eq!(h.sync.parities.load(std::sync::atomic::Ordering::SeqCst), 1);
     server.stop().await;
 }
+
+/// Deploys that arrive one by one, closer together than the reactions' coalescing window,
+/// are handled by one or two runs, not a run (and a parity check) each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploys_arriving_one_by_one_are_handled_in_few_runs() {
+    let h = Harness::with_autonomy(enforcing()).await;
+    let server = start(&h).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut seqs = Vec::new();
+    for i in 0..10 {
+        let payload = json!({"platform": "render", "event_type": "success", "status": "live",
+                             "metadata": {"deploy_id": format!("one-by-one-{i}")}});
+        seqs.push(publish(&h, "deploy.platform.success", payload).await);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for seq in seqs {
+        assert_eq!(outcomes(&h, seq, 1).await.len(), 1);
+    }
+    let parities = h.sync.parities.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        parities <= 3,
+        "{parities} parity checks for 10 deploys in ~50 ms"
+    );
+    server.stop().await;
+}
