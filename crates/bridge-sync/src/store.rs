@@ -202,12 +202,15 @@ impl StateStore {
             source,
         };
         let conn = Connection::open(path).map_err(wrap)?;
+        // First: switching to WAL needs a lock that another process, or a reaction of the
+        // server syncing at the same moment, may hold; without a timeout the open fails at
+        // once with "database is locked".
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(wrap)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(wrap)?;
         // A journal entry must be on disk before the write it describes.
         conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(wrap)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(wrap)?;
         conn.execute_batch(SCHEMA).map_err(wrap)?;
         Ok(Self {
