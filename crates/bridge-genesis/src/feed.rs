@@ -209,14 +209,14 @@ impl LedgerFeed {
                 })
                 .collect();
             let count = entries.len();
-            let ledger = off_the_runtime(ledger, move |ledger| {
-                if !entries.is_empty() {
-                    ledger.append_batch(&entries)?;
-                }
-                Ok(())
-            })
-            .await?;
-            self.ledger = Some(ledger);
+            self.ledger = Some(if entries.is_empty() {
+                ledger
+            } else {
+                off_the_runtime(ledger, move |ledger| {
+                    ledger.append_batch(&entries).map(drop)
+                })
+                .await?
+            });
             added += count;
             self.unsigned += count;
             consumer.ack(last).await?;

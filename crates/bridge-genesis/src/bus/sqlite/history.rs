@@ -38,10 +38,10 @@ pub(super) fn read_events(
     let tx = conn.unchecked_transaction().map_err(err)?;
     let range = seq_range(&tx, q).map_err(err)?;
     let events = match &q.pattern {
-        None => read_rows(&tx, store, &range, q.order, None, limit)?,
-        Some(p) if p.as_str() == ">" => read_rows(&tx, store, &range, q.order, None, limit)?,
+        None => read_rows(&tx, store, &range, q.order, Rows::All, limit)?,
+        Some(p) if p.as_str() == ">" => read_rows(&tx, store, &range, q.order, Rows::All, limit)?,
         Some(p) => match p.as_literal() {
-            Some(topic) => read_rows(&tx, store, &range, q.order, Some(topic), limit)?,
+            Some(topic) => read_rows(&tx, store, &range, q.order, Rows::Topic(topic), limit)?,
             None => read_pattern(&tx, store, &range, q.order, p, limit)?,
         },
     };
@@ -61,7 +61,7 @@ fn read_pattern(
     let err = |e| sqlite_error(store, "read history", e);
     let topics = matching_topics(conn, pattern).map_err(err)?;
     if topics.len() > MAX_TOPIC_WALKS {
-        return read_filtered(conn, store, range, order, pattern, limit);
+        return read_rows(conn, store, range, order, Rows::Matching(pattern), limit);
     }
     let mut seqs = Vec::new();
     for topic in &topics {
@@ -210,50 +210,48 @@ fn read_by_seq(conn: &Connection, store: &str, seqs: &[u64]) -> Result<Vec<Event
     Ok(events)
 }
 
-/// Up to `limit` events of one topic, or of every topic, within `q`'s bounds.
+/// Which events one walk returns.
+#[derive(Clone, Copy)]
+enum Rows<'a> {
+    /// Every event: a walk of the rowid.
+    All,
+    /// One topic's: a walk of the topic index.
+    Topic(&'a str),
+    /// Those whose topic matches: a walk of the rowid with each row's topic checked (for a
+    /// pattern that matches very many topics).
+    Matching(&'a TopicPattern),
+}
+
+/// Up to `limit` events of `rows` within `range`, in `order`.
 fn read_rows(
     conn: &Connection,
     store: &str,
     range: &SeqRange,
     order: Order,
-    topic: Option<&str>,
+    rows: Rows<'_>,
     limit: usize,
 ) -> Result<Vec<Event>, StoreError> {
     let err = |e| sqlite_error(store, "read history", e);
-    let (sql, args) = select(COLUMNS, range, order, topic, Some(limit));
+    let (sql, args) = match rows {
+        Rows::All => select(COLUMNS, range, order, None, Some(limit)),
+        Rows::Topic(topic) => select(COLUMNS, range, order, Some(topic), Some(limit)),
+        // No SQL limit: rows of other topics are skipped here.
+        Rows::Matching(_) => select(COLUMNS, range, order, None, None),
+    };
     let mut stmt = conn.prepare_cached(&sql).map_err(err)?;
-    let mut rows = stmt.query(params_from_iter(args)).map_err(err)?;
-    let mut events = Vec::new();
-    while let Some(row) = rows.next().map_err(err)? {
-        events.push(decode_row(store, row)?);
-    }
-    Ok(events)
-}
-
-/// Up to `limit` events matching `pattern`, walking the rowid and checking each row's topic
-/// (for a pattern that matches very many topics).
-fn read_filtered(
-    conn: &Connection,
-    store: &str,
-    range: &SeqRange,
-    order: Order,
-    pattern: &TopicPattern,
-    limit: usize,
-) -> Result<Vec<Event>, StoreError> {
-    let err = |e| sqlite_error(store, "read history", e);
-    // No SQL limit: rows of other topics are skipped here.
-    let (sql, args) = select(COLUMNS, range, order, None, None);
-    let mut stmt = conn.prepare_cached(&sql).map_err(err)?;
-    let mut rows = stmt.query(params_from_iter(args)).map_err(err)?;
+    let mut found = stmt.query(params_from_iter(args)).map_err(err)?;
     let mut events = Vec::new();
     while events.len() < limit {
-        let Some(row) = rows.next().map_err(err)? else {
+        let Some(row) = found.next().map_err(err)? else {
             break;
         };
-        let topic: String = row.get(1).map_err(err)?;
-        if pattern.matches(&topic) {
-            events.push(decode_row(store, row)?);
+        if let Rows::Matching(pattern) = rows {
+            let topic: String = row.get(1).map_err(err)?;
+            if !pattern.matches(&topic) {
+                continue;
+            }
         }
+        events.push(decode_row(store, row)?);
     }
     Ok(events)
 }
