@@ -6,12 +6,17 @@
 //!   next: events/s, beside a bare async-nats publish loop of the same shape (single-event
 //!   appends are pipelined, so the PubAck round trips overlap as the bare loop's do), the
 //!   median of alternating rounds; then once more with a live receiver open;
+//! - a second baseline: the same bare loop sending a `Nats-Msg-Id` header as the store must
+//!   (the issue requires it, for de-duplication), which shows how much of the gap is the
+//!   server's de-duplication rather than the store's code. The target is judged against the
+//!   loop without it;
 //! - one publisher: append-to-ack latency p50 / p99;
 //! - reads: the first 10,000 events oldest first, and a 100-event tail (one direct get per event).
 //!
 //! Each run uses fresh streams, deleted at the end.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bridge_genesis::bus::{EventStore, HistoryQuery, NewEvent, Payload, Topic};
@@ -21,6 +26,9 @@ const PUBLISHERS: usize = 16;
 const EACH: usize = 1_000;
 const LATENCY_SAMPLES: usize = 1_000;
 const ROUNDS: usize = 5;
+
+/// Unique `Nats-Msg-Id`s for the baseline with the header.
+static BARE_IDS: AtomicU64 = AtomicU64::new(0);
 
 fn event(n: usize) -> Result<NewEvent, Box<dyn std::error::Error + Send + Sync>> {
     let mut payload = Payload::new();
@@ -69,6 +77,40 @@ async fn store_round(
     Ok((PUBLISHERS * EACH) as f64 / started.elapsed().as_secs_f64())
 }
 
+/// One round of the bare loop: the same publishers and bodies straight through async-nats,
+/// each awaiting its PubAck before the next; `with_id` adds a unique `Nats-Msg-Id`.
+async fn bare_round(
+    js: &async_nats::jetstream::Context,
+    subject: &str,
+    with_id: bool,
+) -> Result<f64, Box<dyn std::error::Error + Send + Sync>> {
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..PUBLISHERS {
+        let js = js.clone();
+        let subject = subject.to_owned();
+        tasks.spawn(async move {
+            for n in 0..EACH {
+                let ack = if with_id {
+                    let mut headers = async_nats::HeaderMap::new();
+                    let id = format!("bare-{}", BARE_IDS.fetch_add(1, Ordering::Relaxed));
+                    headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
+                    js.publish_with_headers(subject.clone(), headers, bare_body(n).into())
+                        .await?
+                } else {
+                    js.publish(subject.clone(), bare_body(n).into()).await?
+                };
+                ack.await?;
+            }
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        joined??;
+    }
+    Ok((PUBLISHERS * EACH) as f64 / started.elapsed().as_secs_f64())
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted.get(i).copied().unwrap_or_default()
@@ -106,38 +148,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     .await?;
     let mut store_rates = Vec::with_capacity(ROUNDS);
     let mut bare_rates = Vec::with_capacity(ROUNDS);
+    let mut bare_id_rates = Vec::with_capacity(ROUNDS);
+    let subject = format!("{bare_name}.envsync.drift");
     let total = PUBLISHERS * EACH;
     for _ in 0..ROUNDS {
         store_rates.push(store_round(&store).await?);
-
-        let started = Instant::now();
-        let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..PUBLISHERS {
-            let js = js.clone();
-            let subject = format!("{bare_name}.envsync.drift");
-            tasks.spawn(async move {
-                for n in 0..EACH {
-                    js.publish(subject.clone(), bare_body(n).into())
-                        .await?
-                        .await?;
-                }
-                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
-            });
-        }
-        while let Some(joined) = tasks.join_next().await {
-            joined??;
-        }
-        bare_rates.push(total as f64 / started.elapsed().as_secs_f64());
+        bare_rates.push(bare_round(&js, &subject, false).await?);
+        bare_id_rates.push(bare_round(&js, &subject, true).await?);
     }
     js.delete_stream(&bare_name).await?;
     let store_rate = median(&mut store_rates);
     let bare_rate = median(&mut bare_rates);
+    let bare_id_rate = median(&mut bare_id_rates);
     let ratio = bare_rate / store_rate;
     println!(
         "{PUBLISHERS} publishers x {EACH} single-event appends, median of {ROUNDS} rounds: \
          store {store_rate:.0} events/s, bare async-nats publish loop {bare_rate:.0} events/s; \
          bare/store {ratio:.2} (target <= 1.3: {})",
         if ratio <= 1.3 { "met" } else { "NOT MET" }
+    );
+    println!(
+        "  bare loop with a Nats-Msg-Id header, as the store sends: {bare_id_rate:.0} events/s; \
+         bare-with-id/store {:.2} (the header alone: bare/bare-with-id {:.2})",
+        bare_id_rate / store_rate,
+        bare_rate / bare_id_rate
     );
 
     // The same with a live receiver open (as in `serve`): the server then also pushes every

@@ -23,9 +23,10 @@
 //!   only all-or-nothing as far as JetStream 2.9 allows;
 //! - timestamps are stamped by this process under that lock as `max(now, previous)`, so they
 //!   never go backwards within a process; across processes they follow the hosts' clocks;
-//! - reads use direct get (`next_by_subj` with the pattern as a subject filter, which is the
-//!   same `*`/`>` syntax), one request per returned event; newest-first reads walk backwards
-//!   in growing windows;
+//! - short reads use direct get (`next_by_subj` with the pattern as a subject filter, which
+//!   is the same `*`/`>` syntax), one request per returned event; longer ones stream the
+//!   range through a short-lived ordered consumer, which the server pushes without a round
+//!   trip per event; newest-first reads walk backwards in growing windows;
 //! - consumer floors are rewritten with `Nats-Expected-Last-Subject-Sequence`, so two
 //!   processes acking at once cannot lower a floor (the loser re-reads and retries).
 
@@ -55,6 +56,13 @@ use crate::{backend_error, from_unix_micros, unix_micros};
 
 /// Events the live broadcast holds for a slow receiver before it lags.
 const LIVE_CAPACITY: usize = 4096;
+
+/// Reads of up to this many events use one direct get each; longer ones an ordered consumer,
+/// whose setup costs a few round trips but which then streams.
+const DIRECT_READ_MAX: u64 = 32;
+
+/// How long a streamed read waits for the server's next message before it gives up.
+const READ_STALL: Duration = Duration::from_secs(10);
 
 /// How long the live task waits before recreating its consumer after an error.
 const LIVE_RETRY: Duration = Duration::from_secs(1);
@@ -392,6 +400,31 @@ impl NatsStore {
         q: &HistoryQuery,
         limit: usize,
     ) -> Result<Vec<Event>, StoreError> {
+        let span = to.saturating_sub(from).saturating_add(1);
+        if to < from || span.min(limit as u64) <= DIRECT_READ_MAX {
+            return self.scan_direct(filter, from, to, q, limit).await;
+        }
+        // The first match by direct get: it says whether there is anything to stream, and
+        // where the consumer starts (a sparse topic may match far after `from`).
+        let Some(first) = self.next_event(filter, from).await? else {
+            return Ok(Vec::new());
+        };
+        if first.event.seq > to {
+            return Ok(Vec::new());
+        }
+        self.scan_streamed(filter, first.event.seq, to, q, limit)
+            .await
+    }
+
+    /// [`Self::scan`] by one direct get per event.
+    async fn scan_direct(
+        &self,
+        filter: &str,
+        from: u64,
+        to: u64,
+        q: &HistoryQuery,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
         let mut out = Vec::new();
         let mut seq = from;
         while seq <= to && out.len() < limit {
@@ -404,6 +437,73 @@ impl NatsStore {
             seq = decoded.event.seq + 1;
             if q.admits(&decoded.event) {
                 out.push(decoded.event);
+            }
+        }
+        Ok(out)
+    }
+
+    /// [`Self::scan`] through an ordered consumer from `from`, where an event on `filter` is
+    /// known to be stored. The server tells with each message how many more match
+    /// (`pending`), so the read ends when that reaches zero, past `to`, or at `limit`,
+    /// without waiting for events that do not exist yet.
+    async fn scan_streamed(
+        &self,
+        filter: &str,
+        from: u64,
+        to: u64,
+        q: &HistoryQuery,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        let consumer = self
+            .inner
+            .events
+            .create_consumer(OrderedConfig {
+                deliver_subject: self.inner.client.new_inbox(),
+                filter_subject: filter.to_owned(),
+                deliver_policy: DeliverPolicy::ByStartSequence {
+                    start_sequence: from,
+                },
+                ..OrderedConfig::default()
+            })
+            .await
+            .map_err(nats_err(self.name(), "create a reading consumer"))?;
+        let mut messages = consumer
+            .messages()
+            .await
+            .map_err(nats_err(self.name(), "read events"))?;
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let next = tokio::time::timeout(READ_STALL, messages.next())
+                .await
+                .map_err(|_| StoreError::Task {
+                    store: self.name().to_owned(),
+                    op: "read events",
+                    message: format!(
+                        "the server sent nothing for {READ_STALL:?} while events up to {to} \
+                         were still to come"
+                    ),
+                })?;
+            let Some(message) = next else { break };
+            let message = message.map_err(nats_err(self.name(), "read events"))?;
+            let info = message
+                .info()
+                .map_err(|e| backend_error(self.name(), "read events", e))?;
+            let (seq, pending) = (info.stream_sequence, info.pending);
+            if seq > to {
+                break;
+            }
+            let decoded = decode_parts(
+                self.name(),
+                &self.inner.prefix,
+                message.subject.as_str(),
+                seq,
+                &message.payload,
+            )?;
+            if q.admits(&decoded.event) {
+                out.push(decoded.event);
+            }
+            if pending == 0 || seq == to {
+                break;
             }
         }
         Ok(out)

@@ -85,6 +85,7 @@ conformance!(
     sequences_are_gap_free_under_concurrent_publishers,
     events_round_trip,
     history_filters,
+    long_history_reads,
     patterns_route_live_events,
     subscriptions_catch_up_and_survive_lag,
     durable_consumers_resume_after_restart,

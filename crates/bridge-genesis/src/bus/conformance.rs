@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use super::bus::{Bus, BusError, ConsumerOptions, ConsumerStart, PublishError};
 use super::event::{Event, NewEvent, Payload};
 use super::policy::{Policy, PolicyMode, Refusal, Role};
-use super::store::{BoxFuture, EventStore, HistoryQuery, StoreError};
+use super::store::{BoxFuture, EventStore, HistoryQuery, Order, StoreError};
 use super::subscription::{StartAt, Subscription};
 use super::topic::{Topic, TopicPattern};
 
@@ -35,6 +35,7 @@ pub async fn run_all(backend: &dyn Backend) {
     sequences_are_gap_free_under_concurrent_publishers(backend).await;
     events_round_trip(backend).await;
     history_filters(backend).await;
+    long_history_reads(backend).await;
     patterns_route_live_events(backend).await;
     subscriptions_catch_up_and_survive_lag(backend).await;
     durable_consumers_resume_after_restart(backend).await;
@@ -269,6 +270,76 @@ pub async fn history_filters(backend: &dyn Backend) {
         let got = history(&store, query.clone()).await;
         assert_eq!(seqs(&got), want, "{query:?}");
         assert!(got.iter().all(|e| query.admits(e)), "{query:?}");
+    }
+}
+
+/// Reads long enough for a backend to stream them rather than fetch event by event, over a
+/// dense topic, a sparse one and a missing one, answered exactly as a model of the log says.
+pub async fn long_history_reads(backend: &dyn Backend) {
+    const EVENTS: u64 = 300;
+    let store = open(backend, "long_history").await;
+    let bus = bus(&store);
+    // Dense `envsync.drift` and `deploy.render`; `genesis.heal` only at 5 and 290, so a
+    // read of it has long stretches with nothing to return.
+    let topic_of = |n: u64| match n {
+        5 | 290 => "genesis.heal",
+        n if n % 3 == 0 => "deploy.render",
+        _ => "envsync.drift",
+    };
+    let mut log = Vec::new();
+    for chunk in (1..=EVENTS).collect::<Vec<_>>().chunks(50) {
+        let batch = chunk
+            .iter()
+            .map(|&n| (topic_of(n), json!({"n": n})))
+            .collect();
+        match bus.publish_all(batch, Role::System).await {
+            Ok(events) => log.extend(events),
+            Err(e) => panic!("publishing a batch: {e}"),
+        }
+    }
+    assert_eq!(seqs(&log), (1..=EVENTS).collect::<Vec<_>>());
+
+    let q = HistoryQuery::default;
+    let mut queries = Vec::new();
+    for text in [
+        None,
+        Some("envsync.*"),
+        Some("genesis.heal"),
+        Some("nothing.here"),
+    ] {
+        for limit in [1, 33, 100, 1_000] {
+            for (after, until) in [(None, None), (Some(40), Some(260)), (Some(6), None)] {
+                let mut query = q().limit(limit);
+                if let Some(text) = text {
+                    query = query.pattern(pattern(text));
+                }
+                if let Some(after) = after {
+                    query = query.after_seq(after);
+                }
+                if let Some(until) = until {
+                    query = query.until_seq(until);
+                }
+                queries.push(query.clone());
+                queries.push(query.newest_first());
+            }
+        }
+    }
+    for query in queries {
+        let mut want: Vec<u64> = log
+            .iter()
+            .filter(|e| query.admits(e))
+            .map(|e| e.seq)
+            .collect();
+        if query.order == Order::Descending {
+            want.reverse();
+        }
+        want.truncate(query.effective_limit());
+        let got = history(&store, query.clone()).await;
+        assert_eq!(seqs(&got), want, "{query:?}");
+        for event in &got {
+            let stored = &log[(event.seq - 1) as usize];
+            assert_eq!(event, stored, "{query:?}");
+        }
     }
 }
 
