@@ -1,8 +1,9 @@
 //! The single writer: one thread owns the write connection and commits in groups.
 //!
 //! Callers send [`Job`]s down a channel and wait on a oneshot. The thread takes the first
-//! job, drains whatever else is already queued (up to a cap), and runs them all in one
-//! transaction: one commit, one WAL fsync, however many publishers were waiting. Only after
+//! job, opens a transaction, and writes it and whatever else is queued or arrives while it
+//! waits (up to a cap) in that transaction: one commit, one WAL fsync, however many
+//! publishers were waiting. Only after
 //! the commit succeeds does it fan the new events out to live receivers (in sequence order)
 //! and answer the callers. Sequence numbers are read from the table inside the transaction,
 //! so a rolled-back batch assigns nothing and leaves no gap.
@@ -12,7 +13,8 @@
 //! callers, see [`Writer::run`].
 //!
 //! A job whose own statement fails is answered with that error and the rest of the batch is
-//! retried without it; a failure to begin or commit fails the whole batch.
+//! retried without it, in a new transaction; a failure to begin or commit fails the whole
+//! batch.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
@@ -118,6 +120,14 @@ pub(super) struct Writer {
     pub(super) max_commit_delay: Duration,
 }
 
+/// Where the open transaction's log ends: the last sequence assigned so far and the stamp
+/// every event of the batch gets.
+struct Tail {
+    last_seq: u64,
+    at_us: i64,
+    at: OffsetDateTime,
+}
+
 /// A batch that did not commit: which job caused it, if one did.
 struct Failure {
     job: Option<usize>,
@@ -135,32 +145,78 @@ impl Writer {
         // a slowly decaying maximum of jobs per batch), and never longer than a fraction of
         // what a commit costs, so a lone publisher never waits at all. A batch of
         // WAIT_BELOW_JOBS or more already spreads its fsync thin; waiting would cost more.
+        //
+        // The transaction opens with the first job and each job is written as it arrives,
+        // so the inserts overlap the wait for the next callers instead of following it.
         let mut usual = 1usize;
         let mut last_commit = Duration::ZERO;
         while let Ok(first) = jobs.recv() {
-            let mut events = first.event_count();
-            let mut batch = vec![first];
             let deadline = Instant::now() + (last_commit / 4).min(self.max_commit_delay);
-            while events < self.max_batch_events {
-                let next = match jobs.try_recv() {
-                    Ok(job) => Ok(job),
+            let mut open = self.begin();
+            let mut events = 0;
+            let mut batch = Vec::new();
+            let mut next = Some(first);
+            while let Some(mut job) = next.take() {
+                events += job.event_count();
+                if let Some(tail) = &mut open
+                    && self.apply_job(tail, batch.len(), &mut job).is_err()
+                {
+                    // The batch is retried job by job below, in a new transaction.
+                    let _ = self.run_cached("ROLLBACK");
+                    open = None;
+                }
+                batch.push(job);
+                if events >= self.max_batch_events {
+                    break;
+                }
+                next = match jobs.try_recv() {
+                    Ok(job) => Some(job),
                     Err(mpsc::TryRecvError::Empty)
                         if batch.len() < usual && batch.len() < WAIT_BELOW_JOBS =>
                     {
                         jobs.recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                            .map_err(|_| ())
+                            .ok()
                     }
-                    Err(_) => Err(()),
+                    Err(_) => None,
                 };
-                let Ok(job) = next else { break };
-                events += job.event_count();
-                batch.push(job);
             }
             usual = next_usual(usual, batch.len());
-            let started = Instant::now();
-            self.commit(batch);
-            last_commit = started.elapsed();
+            let committing = Instant::now();
+            match open {
+                Some(_) if self.finish(&batch).is_ok() => self.deliver(batch),
+                Some(_) => {
+                    let _ = self.run_cached("ROLLBACK");
+                    self.commit(batch);
+                }
+                None => self.commit(batch),
+            }
+            last_commit = committing.elapsed();
         }
+    }
+
+    /// Opens the transaction of a batch applied as its jobs arrive; `None` if that failed,
+    /// and the batch then goes through [`Self::commit`] as a whole.
+    fn begin(&mut self) -> Option<Tail> {
+        if self.run_cached("BEGIN IMMEDIATE").is_err() {
+            return None;
+        }
+        match self.read_tail() {
+            Ok(tail) => Some(tail),
+            Err(_) => {
+                let _ = self.run_cached("ROLLBACK");
+                None
+            }
+        }
+    }
+
+    /// Ends a batch applied as its jobs arrived: topic counts, then COMMIT. On error the
+    /// caller rolls back.
+    fn finish(&mut self, batch: &[Job]) -> Result<(), Failure> {
+        self.count_topics(batch)?;
+        self.run_cached("COMMIT").map_err(|e| Failure {
+            job: None,
+            error: sqlite_error(&self.store, "commit", e),
+        })
     }
 
     fn commit(&mut self, mut batch: Vec<Job>) {
@@ -212,19 +268,27 @@ impl Writer {
     }
 
     fn apply_in_transaction(&self, batch: &mut [Job]) -> Result<(), Failure> {
+        let mut tail = self.read_tail()?;
+        for (index, job) in batch.iter_mut().enumerate() {
+            self.apply_job(&mut tail, index, job)?;
+        }
+        self.count_topics(batch)
+    }
+
+    /// The log's last sequence and this batch's timestamp, read inside its transaction.
+    fn read_tail(&self) -> Result<Tail, Failure> {
         let store = self.store.as_str();
-        let systemic = |op, e| Failure {
-            job: None,
-            error: sqlite_error(store, op, e),
-        };
-        let (mut last_seq, last_at_us) = self
+        let (last_seq, last_at_us) = self
             .conn
             .prepare_cached("SELECT seq, at_us FROM genesis_events ORDER BY seq DESC LIMIT 1")
             .and_then(|mut stmt| {
                 stmt.query_row([], |row| Ok((from_sql(row.get(0)?), row.get::<_, i64>(1)?)))
                     .optional()
             })
-            .map_err(|e| systemic("read the log's tail", e))?
+            .map_err(|e| Failure {
+                job: None,
+                error: sqlite_error(store, "read the log's tail", e),
+            })?
             .unwrap_or((0, i64::MIN));
         // Timestamps never go backwards, even if the wall clock does: time order stays
         // sequence order, which history's time ranges rely on.
@@ -236,124 +300,142 @@ impl Writer {
                 what: format!("the newest event is stamped {last_at_us} µs after 1970"),
             },
         })?;
+        Ok(Tail {
+            last_seq,
+            at_us,
+            at,
+        })
+    }
 
-        let mut insert = self
-            .conn
-            .prepare_cached(
-                "INSERT INTO genesis_events (seq, topic, at_us, who, payload) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .map_err(|e| systemic("prepare insert", e))?;
-        for (index, job) in batch.iter_mut().enumerate() {
-            let job_failed = |op, e| Failure {
-                job: Some(index),
-                error: sqlite_error(store, op, e),
-            };
-            match job {
-                Job::Append {
-                    events, assigned, ..
-                } => {
-                    *assigned = Some((last_seq + 1, at));
-                    for event in events.iter() {
-                        last_seq += 1;
-                        insert
-                            .execute(params![
-                                to_sql(last_seq),
-                                event.topic().as_str(),
-                                at_us,
-                                event.who(),
-                                event.payload_json()
-                            ])
-                            .map_err(|e| job_failed("append", e))?;
-                    }
-                }
-                Job::OpenConsumer {
-                    name,
-                    pattern,
-                    start_after,
-                    result,
-                    ..
-                } => {
-                    *result = Some(
-                        self.open_consumer(name, pattern, (*start_after).min(last_seq))
-                            .map_err(|e| job_failed("open consumer", e))?,
-                    );
-                }
-                Job::Ack {
-                    name, seq, result, ..
-                } => {
-                    *result = Some(if *seq > last_seq {
-                        Err(StoreError::AckBeyondEnd {
-                            store: store.to_owned(),
-                            name: name.clone(),
-                            seq: *seq,
-                            last_seq,
-                        })
-                    } else {
-                        self.ack(name, *seq)
-                            .map_err(|e| job_failed("ack consumer", e))?
-                    });
-                }
-                Job::DeleteConsumer { name, result, .. } => {
-                    let deleted = self
-                        .conn
-                        .prepare_cached("DELETE FROM genesis_consumers WHERE name = ?1")
-                        .and_then(|mut stmt| stmt.execute([name.as_str()]))
-                        .map_err(|e| job_failed("delete consumer", e))?;
-                    *result = Some(deleted > 0);
-                }
-                Job::Claim {
-                    job,
-                    slot_us,
-                    owner,
-                    result,
-                    ..
-                } => {
-                    let inserted = self
-                        .conn
-                        .prepare_cached(
-                            "INSERT INTO genesis_schedule_runs (job, slot_us, owner, claimed_us) \
-                             VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
-                        )
-                        .and_then(|mut stmt| {
-                            stmt.execute(params![
-                                job.as_str(),
-                                *slot_us,
-                                owner.as_str(),
-                                unix_micros(OffsetDateTime::now_utc())
-                            ])
-                        })
-                        .map_err(|e| job_failed("claim a scheduled slot", e))?;
-                    *result = Some(inserted > 0);
-                }
-                Job::Finish {
-                    job,
-                    slot_us,
-                    outcome,
-                    result,
-                    ..
-                } => {
-                    self.conn
-                        .prepare_cached(
-                            "UPDATE genesis_schedule_runs SET finished_us = ?3, outcome = ?4 \
-                             WHERE job = ?1 AND slot_us = ?2",
-                        )
-                        .and_then(|mut stmt| {
-                            stmt.execute(params![
-                                job.as_str(),
-                                *slot_us,
-                                unix_micros(OffsetDateTime::now_utc()),
-                                outcome.as_str()
-                            ])
-                        })
-                        .map_err(|e| job_failed("finish a scheduled slot", e))?;
-                    *result = Some(());
+    /// Writes one job (the `index`th of its batch) in the open transaction.
+    fn apply_job(&self, tail: &mut Tail, index: usize, job: &mut Job) -> Result<(), Failure> {
+        let store = self.store.as_str();
+        let systemic = |op, e| Failure {
+            job: None,
+            error: sqlite_error(store, op, e),
+        };
+        let job_failed = |op, e| Failure {
+            job: Some(index),
+            error: sqlite_error(store, op, e),
+        };
+        let last_seq = tail.last_seq;
+        match job {
+            Job::Append {
+                events, assigned, ..
+            } => {
+                let mut insert = self
+                    .conn
+                    .prepare_cached(
+                        "INSERT INTO genesis_events (seq, topic, at_us, who, payload) \
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )
+                    .map_err(|e| systemic("prepare insert", e))?;
+                *assigned = Some((tail.last_seq + 1, tail.at));
+                for event in events.iter() {
+                    tail.last_seq += 1;
+                    insert
+                        .execute(params![
+                            to_sql(tail.last_seq),
+                            event.topic().as_str(),
+                            tail.at_us,
+                            event.who(),
+                            event.payload_json()
+                        ])
+                        .map_err(|e| job_failed("append", e))?;
                 }
             }
+            Job::OpenConsumer {
+                name,
+                pattern,
+                start_after,
+                result,
+                ..
+            } => {
+                *result = Some(
+                    self.open_consumer(name, pattern, (*start_after).min(last_seq))
+                        .map_err(|e| job_failed("open consumer", e))?,
+                );
+            }
+            Job::Ack {
+                name, seq, result, ..
+            } => {
+                *result = Some(if *seq > last_seq {
+                    Err(StoreError::AckBeyondEnd {
+                        store: store.to_owned(),
+                        name: name.clone(),
+                        seq: *seq,
+                        last_seq,
+                    })
+                } else {
+                    self.ack(name, *seq)
+                        .map_err(|e| job_failed("ack consumer", e))?
+                });
+            }
+            Job::DeleteConsumer { name, result, .. } => {
+                let deleted = self
+                    .conn
+                    .prepare_cached("DELETE FROM genesis_consumers WHERE name = ?1")
+                    .and_then(|mut stmt| stmt.execute([name.as_str()]))
+                    .map_err(|e| job_failed("delete consumer", e))?;
+                *result = Some(deleted > 0);
+            }
+            Job::Claim {
+                job,
+                slot_us,
+                owner,
+                result,
+                ..
+            } => {
+                let inserted = self
+                    .conn
+                    .prepare_cached(
+                        "INSERT INTO genesis_schedule_runs (job, slot_us, owner, claimed_us) \
+                         VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+                    )
+                    .and_then(|mut stmt| {
+                        stmt.execute(params![
+                            job.as_str(),
+                            *slot_us,
+                            owner.as_str(),
+                            unix_micros(OffsetDateTime::now_utc())
+                        ])
+                    })
+                    .map_err(|e| job_failed("claim a scheduled slot", e))?;
+                *result = Some(inserted > 0);
+            }
+            Job::Finish {
+                job,
+                slot_us,
+                outcome,
+                result,
+                ..
+            } => {
+                self.conn
+                    .prepare_cached(
+                        "UPDATE genesis_schedule_runs SET finished_us = ?3, outcome = ?4 \
+                         WHERE job = ?1 AND slot_us = ?2",
+                    )
+                    .and_then(|mut stmt| {
+                        stmt.execute(params![
+                            job.as_str(),
+                            *slot_us,
+                            unix_micros(OffsetDateTime::now_utc()),
+                            outcome.as_str()
+                        ])
+                    })
+                    .map_err(|e| job_failed("finish a scheduled slot", e))?;
+                *result = Some(());
+            }
         }
+        Ok(())
+    }
 
-        drop(insert);
-
+    /// Adds the batch's events to the per-topic counts.
+    fn count_topics(&self, batch: &[Job]) -> Result<(), Failure> {
+        let systemic = |op, e| Failure {
+            job: None,
+            error: sqlite_error(&self.store, op, e),
+        };
         // Batches usually hold few topics: a short list beats hashing each event's topic.
         let mut counts: Vec<(&str, i64)> = Vec::new();
         for job in batch.iter() {
