@@ -120,10 +120,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let url = std::env::var("BRIDGE_TEST_NATS_URL").unwrap_or_else(|_| "127.0.0.1:4222".to_owned());
     let name = format!("gbench_{}", std::process::id());
-    let options = NatsOptions {
-        stream: name.clone(),
-        subject_prefix: name.clone(),
-    };
+    let options = NatsOptions::new(name.clone(), name.clone());
     let store = match NatsStore::connect(&url, options).await {
         Ok(store) => Arc::new(store),
         Err(e) => {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use bridge_genesis::bus::StoreError;
 
-pub use self::nats::{NatsOptions, NatsStore};
+pub use self::nats::{DEFAULT_ACK_TIMEOUT, NatsOptions, NatsStore, PUBLISH_ATTEMPTS};
 pub use self::postgres::{PostgresOptions, PostgresStore};
 
 /// What the client library of a backend reported.

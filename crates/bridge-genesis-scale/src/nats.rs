@@ -27,6 +27,11 @@
 //!   is the same `*`/`>` syntax), one request per returned event; longer ones stream the
 //!   range through a short-lived ordered consumer, which the server pushes without a round
 //!   trip per event; newest-first reads walk backwards in growing windows;
+//! - a PubAck that is lost (timed out, or the connection broke, so the event may or may not
+//!   be stored) is recovered by sending the same message again with the same `Nats-Msg-Id`,
+//!   up to [`PUBLISH_ATTEMPTS`] times within the de-duplication window: the server answers a
+//!   copy it already has with that copy's sequence instead of storing it twice, so an append
+//!   is stored once or fails, never twice;
 //! - consumer floors are rewritten with `Nats-Expected-Last-Subject-Sequence`, so two
 //!   processes acking at once cannot lower a floor (the loser re-reads and retries).
 
@@ -73,6 +78,13 @@ const CONSUMER_RETRIES: usize = 20;
 /// The events stream's de-duplication window (JetStream `duplicate_window`).
 const DUPLICATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// How many times one event is sent when its PubAck is lost. Every attempt falls within the
+/// de-duplication window (see [`NatsOptions::ack_timeout`]), so retries cannot store it twice.
+pub const PUBLISH_ATTEMPTS: u32 = 3;
+
+/// The default wait for a PubAck before the event is sent again.
+pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Where [`NatsStore::connect`] keeps the bus.
 #[derive(Debug, Clone)]
 pub struct NatsOptions {
@@ -81,6 +93,27 @@ pub struct NatsOptions {
     /// Events are published on `<subject_prefix>.<topic>`; no other stream may bind
     /// `<subject_prefix>.>` or `<subject_prefix>_consumers.>`.
     pub subject_prefix: String,
+    /// How long a publish waits for its PubAck before sending the event again. Capped so
+    /// that all [`PUBLISH_ATTEMPTS`] fit in the stream's de-duplication window.
+    pub ack_timeout: Duration,
+}
+
+impl NatsOptions {
+    /// The bus on stream `stream`, subjects `<subject_prefix>.<topic>`, default timeouts.
+    pub fn new(stream: impl Into<String>, subject_prefix: impl Into<String>) -> Self {
+        Self {
+            stream: stream.into(),
+            subject_prefix: subject_prefix.into(),
+            ack_timeout: DEFAULT_ACK_TIMEOUT,
+        }
+    }
+
+    /// The PubAck wait actually used: every attempt of one event must be sent within the
+    /// de-duplication window, or a late retry could store it a second time.
+    fn effective_ack_timeout(&self) -> Duration {
+        let cap = DUPLICATE_WINDOW / (PUBLISH_ATTEMPTS + 1);
+        self.ack_timeout.clamp(Duration::from_millis(1), cap)
+    }
 }
 
 /// The NATS JetStream [`EventStore`]. Cheap to clone; the live task stops with the last clone.
@@ -130,9 +163,10 @@ impl std::fmt::Debug for NatsStore {
 }
 
 /// An event's message without its stamp: the body is `head`, the stamp in µs, `tail`.
+/// Every attempt to store the event sends it with the same `id`.
 struct Prepared {
     subject: String,
-    headers: HeaderMap,
+    id: String,
     head: String,
     tail: String,
 }
@@ -168,7 +202,10 @@ impl NatsStore {
         let client = async_nats::connect(url)
             .await
             .map_err(nats_err(&name, "connect"))?;
-        let js = jetstream::new(client.clone());
+        let mut js = jetstream::new(client.clone());
+        // Also bounds the other JetStream requests; a local or LAN server answers in
+        // milliseconds.
+        js.set_timeout(options.effective_ack_timeout());
         let prefix = options.subject_prefix.clone();
         let events = js
             .get_or_create_stream(StreamConfig {
@@ -257,14 +294,13 @@ impl NatsStore {
             store: self.name().to_owned(),
             what: format!("cannot encode the publisher: {e}"),
         })?;
-        let mut headers = HeaderMap::new();
-        // A fresh nuid (the inbox's last token): never a duplicate, so never dropped.
+        // A fresh nuid (the inbox's last token): unique to this event, and the same for
+        // each of its attempts.
         let inbox = self.inner.client.new_inbox();
-        let id = inbox.rsplit('.').next().unwrap_or(&inbox);
-        headers.insert(async_nats::header::NATS_MESSAGE_ID, id);
+        let id = inbox.rsplit('.').next().unwrap_or(&inbox).to_owned();
         Ok(Prepared {
             subject: format!("{}.{}", self.inner.prefix, event.topic().as_str()),
-            headers,
+            id,
             head: format!(r#"{{"who":{who},"ts_us":"#),
             tail: format!(r#","payload":{}}}"#, event.payload_json()),
         })
@@ -275,29 +311,66 @@ impl NatsStore {
     /// sequence.
     async fn send(
         &self,
-        prepared: Prepared,
+        prepared: &Prepared,
         at_us: i64,
         previous: Option<u64>,
     ) -> Result<PublishAckFuture, StoreError> {
-        let Prepared {
-            subject,
-            mut headers,
-            mut head,
-            tail,
-        } = prepared;
+        let mut headers = HeaderMap::new();
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, prepared.id.as_str());
         if let Some(seq) = previous {
             headers.insert(
                 async_nats::header::NATS_EXPECTED_LAST_SEQUENCE,
                 seq.to_string().as_str(),
             );
         }
-        head.push_str(&at_us.to_string());
-        head.push_str(&tail);
+        let stamp = at_us.to_string();
+        let mut body =
+            String::with_capacity(prepared.head.len() + stamp.len() + prepared.tail.len());
+        body.push_str(&prepared.head);
+        body.push_str(&stamp);
+        body.push_str(&prepared.tail);
         self.inner
             .js
-            .publish_with_headers(subject, headers, head.into())
+            .publish_with_headers(prepared.subject.clone(), headers, body.into())
             .await
             .map_err(nats_err(self.name(), "publish"))
+    }
+
+    /// Whether a failed PubAck leaves the event's fate unknown, so that sending it again
+    /// with the same id is the way to find out (a refusal by the server is final).
+    fn ack_lost(error: &async_nats::jetstream::context::PublishError) -> bool {
+        matches!(
+            error.kind(),
+            PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe
+        )
+    }
+
+    /// The stamp of the event stored at `ack`: the one just sent unless the server says the
+    /// message was a duplicate, in which case an earlier attempt's copy is the stored one
+    /// (with that attempt's stamp), read back.
+    async fn stored_stamp(
+        &self,
+        ack: &async_nats::jetstream::publish::PublishAck,
+        sent_us: i64,
+    ) -> Result<OffsetDateTime, StoreError> {
+        self.inner
+            .known_seq
+            .fetch_max(ack.sequence, Ordering::Relaxed);
+        let at_us = if ack.duplicate {
+            let message = self
+                .inner
+                .events
+                .direct_get(ack.sequence)
+                .await
+                .map_err(nats_err(self.name(), "read back a re-sent event"))?;
+            decode(self.name(), &self.inner.prefix, &message)?.timestamp_us
+        } else {
+            sent_us
+        };
+        from_unix_micros(at_us).ok_or_else(|| StoreError::Corrupt {
+            store: self.name().to_owned(),
+            what: format!("event {} is stamped {at_us} µs after 1970", ack.sequence),
+        })
     }
 
     /// One event: pipelined. The lock is held only while the event is stamped and handed to
@@ -318,18 +391,28 @@ impl NatsStore {
     /// inside it; within this process the batch holds the lock until its last PubAck, so a
     /// single append waits for it; across processes the batch's own expected-last-sequence
     /// headers catch the intruder (see [`Self::append_batch`]).
+    ///
+    /// A lost PubAck sends the event again with the same id, stamped anew under the lock
+    /// (the first copy may never have arrived, and a retry must not land with an older stamp
+    /// than the events queued since).
     async fn append_one(&self, event: NewEvent) -> Result<Vec<Event>, StoreError> {
         let prepared = self.prepare(&event)?;
-        let (at, ack) = {
-            let mut last_us = self.inner.append.lock().await;
-            let (at_us, at) = self.stamp(&mut last_us)?;
-            (at, self.send(prepared, at_us, None).await?)
-        };
-        let ack = ack.await.map_err(nats_err(self.name(), "publish"))?;
-        self.inner
-            .known_seq
-            .fetch_max(ack.sequence, Ordering::Relaxed);
-        Ok(vec![event.into_event(ack.sequence, at)])
+        let mut attempt = 1;
+        loop {
+            let (at_us, ack) = {
+                let mut last_us = self.inner.append.lock().await;
+                let (at_us, _) = self.stamp(&mut last_us)?;
+                (at_us, self.send(&prepared, at_us, None).await?)
+            };
+            match ack.await {
+                Ok(ack) => {
+                    let at = self.stored_stamp(&ack, at_us).await?;
+                    return Ok(vec![event.into_event(ack.sequence, at)]);
+                }
+                Err(e) if Self::ack_lost(&e) && attempt < PUBLISH_ATTEMPTS => attempt += 1,
+                Err(e) => return Err(nats_err(self.name(), "publish")(e)),
+            }
+        }
     }
 
     /// Several events: consecutive sequences. The lock is held until the last PubAck, so no
@@ -348,11 +431,16 @@ impl NatsStore {
         let mut stored = Vec::with_capacity(events.len());
         let mut previous: Option<u64> = None;
         for (event, prepared) in events.into_iter().zip(prepared) {
-            let ack = self
-                .send(prepared, at_us, previous)
-                .await?
-                .await
-                .map_err(nats_err(self.name(), "publish"))?;
+            // The lock is held, so nothing of this process lands between attempts: the
+            // same message (same stamp) is simply sent again.
+            let mut attempt = 1;
+            let ack = loop {
+                match self.send(&prepared, at_us, previous).await?.await {
+                    Ok(ack) => break ack,
+                    Err(e) if Self::ack_lost(&e) && attempt < PUBLISH_ATTEMPTS => attempt += 1,
+                    Err(e) => return Err(nats_err(self.name(), "publish")(e)),
+                }
+            };
             if previous.is_some_and(|p| ack.sequence != p + 1) {
                 return Err(StoreError::Corrupt {
                     store: self.name().to_owned(),

@@ -25,10 +25,7 @@ async fn connect_bus(ctx: &Context<'_>) -> Result<Bus> {
     let bus_url = ctx.config.bus_url.trim();
     let store: Arc<dyn EventStore> = if let Some(server) = bus_url.strip_prefix("nats://") {
         // JetStream is both the bus and the event log: its stream sequence is _genesis_seq.
-        let options = bridge_genesis_scale::NatsOptions {
-            stream: "GENESIS".into(),
-            subject_prefix: "genesis".into(),
-        };
+        let options = bridge_genesis_scale::NatsOptions::new("GENESIS", "genesis");
         Arc::new(
             bridge_genesis_scale::NatsStore::connect(server, options)
                 .await

@@ -6,4 +6,5 @@
 
 mod nats;
 mod postgres;
+mod proxy;
 mod services;

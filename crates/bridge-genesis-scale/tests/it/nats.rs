@@ -2,6 +2,7 @@
 //! stores, as two processes would be, sharing one stream.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bridge_genesis::bus::conformance::Backend;
 use bridge_genesis::bus::{
@@ -10,6 +11,7 @@ use bridge_genesis::bus::{
 use bridge_genesis_scale::{NatsOptions, NatsStore};
 use tokio::task::JoinSet;
 
+use crate::proxy::Proxy;
 use crate::services;
 
 /// Stores on streams and subject prefixes unique to this backend: `<run>_<name>`, deleted by
@@ -38,10 +40,7 @@ impl NatsBackend {
 }
 
 fn options(name: &str) -> NatsOptions {
-    NatsOptions {
-        stream: name.to_owned(),
-        subject_prefix: name.to_owned(),
-    }
+    NatsOptions::new(name, name)
 }
 
 async fn delete_streams(url: &str, names: &[String]) {
@@ -263,4 +262,115 @@ async fn the_live_feed_starts_at_the_first_receiver() {
 
     drop((live, store));
     delete_streams(&url, &[name]).await;
+}
+
+/// A PubAck held up past the ack timeout: the store sends the event again with the same
+/// `Nats-Msg-Id`, the server recognises the copy, and the append returns the one stored
+/// event (with its stored stamp) instead of failing or storing it twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_puback_is_recovered_without_a_duplicate() {
+    let Some(url) = services::nats().await else {
+        return;
+    };
+    let name = services::unique("gtest_lost_ack");
+    let proxy = Proxy::start(&url).await;
+    let mut options = options(&name);
+    options.ack_timeout = Duration::from_millis(300);
+    let store = Arc::new(NatsStore::connect(&proxy.addr, options).await.unwrap());
+    let first = store.append(vec![event(0, 0)]).await.unwrap();
+    assert_eq!(first[0].seq, 1);
+
+    // The server stores the event but its answer is held past one ack timeout; the retry's
+    // answer (a duplicate, naming the stored copy) gets through once released.
+    proxy.hold_replies();
+    let append = tokio::spawn({
+        let store = store.clone();
+        async move { store.append(vec![event(0, 1)]).await }
+    });
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    proxy.release_replies();
+    let second = append.await.unwrap().expect("recovered by a retry");
+    assert_eq!(second[0].seq, 2);
+
+    // The same inside a multi-event append, whose events 2..k also carry the expected last
+    // sequence: the server answers the duplicate before it checks that.
+    proxy.hold_replies();
+    let append = tokio::spawn({
+        let store = store.clone();
+        async move { store.append(vec![event(0, 2), event(0, 3)]).await }
+    });
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    proxy.release_replies();
+    let batch = append.await.unwrap().expect("recovered by a retry");
+    assert_eq!(batch.iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 4]);
+
+    let single = store.append(vec![event(0, 4)]).await.unwrap();
+    assert_eq!(single[0].seq, 5, "each event was stored once, not twice");
+    let history = store
+        .read(HistoryQuery::default().limit(100))
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 5);
+    assert_eq!(
+        history[1], second[0],
+        "the stored stamp is the one returned"
+    );
+    assert_eq!(history[2..4], batch[..]);
+    assert!(history.windows(2).all(|w| w[0].timestamp <= w[1].timestamp));
+
+    drop(store);
+    delete_streams(&url, &[name]).await;
+}
+
+/// What a batch's retry relies on: the server answers a re-sent `Nats-Msg-Id` as a duplicate
+/// before it checks `Nats-Expected-Last-Sequence` (which the stored copy has made stale).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_answers_a_duplicate_before_the_expected_sequence() {
+    use async_nats::header::{NATS_EXPECTED_LAST_SEQUENCE, NATS_MESSAGE_ID};
+    let Some(url) = services::nats().await else {
+        return;
+    };
+    let name = services::unique("gtest_dedup_order");
+    let js = async_nats::jetstream::new(async_nats::connect(&url).await.unwrap());
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: name.clone(),
+        subjects: vec![format!("{name}.>")],
+        duplicate_window: Duration::from_secs(10),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let subject = format!("{name}.x");
+    let send = |id: &str, expected: Option<u64>| {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(NATS_MESSAGE_ID, id);
+        if let Some(seq) = expected {
+            headers.insert(NATS_EXPECTED_LAST_SEQUENCE, seq.to_string().as_str());
+        }
+        let js = js.clone();
+        let subject = subject.clone();
+        async move {
+            js.publish_with_headers(subject, headers, "{}".into())
+                .await
+                .unwrap()
+                .await
+        }
+    };
+    assert_eq!(send("a", None).await.unwrap().sequence, 1);
+    let b = send("b", Some(1)).await.unwrap();
+    assert_eq!((b.sequence, b.duplicate), (2, false));
+    let again = send("b", Some(1)).await.unwrap();
+    assert_eq!((again.sequence, again.duplicate), (2, true));
+    assert!(
+        send("c", Some(1)).await.is_err(),
+        "a stale expectation still fails"
+    );
+    drop(js);
+    delete_raw_stream(&url, &name).await;
+}
+
+async fn delete_raw_stream(url: &str, name: &str) {
+    let client = async_nats::connect(url).await.expect("connect for cleanup");
+    let js = async_nats::jetstream::new(client);
+    js.delete_stream(name).await.expect("delete stream");
 }
