@@ -10,6 +10,9 @@
 //!   (the issue requires it, for de-duplication), which shows how much of the gap is the
 //!   server's de-duplication rather than the store's code. The target is judged against the
 //!   loop without it;
+//! - with a live receiver open (as in `serve`), the store beside that loop while a raw
+//!   ordered consumer drains the bare stream: the server then delivers every message twice,
+//!   and this shows how much of the drop is that rather than the store's decoding;
 //! - one publisher: append-to-ack latency p50 / p99;
 //! - reads: the first 10,000 events oldest first, and a 100-event tail (one direct get per event).
 //!
@@ -111,6 +114,34 @@ async fn bare_round(
     Ok((PUBLISHERS * EACH) as f64 / started.elapsed().as_secs_f64())
 }
 
+/// [`bare_round`] with the header while a raw ordered push consumer (no decoding) drains
+/// the new messages of the bare stream, as the store's live receiver drains its own.
+async fn bare_round_with_consumer(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+    subject: &str,
+) -> Result<f64, Box<dyn std::error::Error + Send + Sync>> {
+    use async_nats::jetstream::consumer::{DeliverPolicy, push::OrderedConfig};
+    use futures_util::StreamExt;
+    let mut bare = js.get_stream(stream).await?;
+    let last = bare.info().await?.state.last_sequence;
+    let consumer = bare
+        .create_consumer(OrderedConfig {
+            deliver_subject: format!("_INBOX.bench_{}", std::process::id()),
+            filter_subject: format!("{stream}.>"),
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: last + 1,
+            },
+            ..OrderedConfig::default()
+        })
+        .await?;
+    let mut messages = consumer.messages().await?;
+    let drain = tokio::spawn(async move { while let Some(Ok(_)) = messages.next().await {} });
+    let rate = bare_round(js, subject, true).await;
+    drain.abort();
+    rate
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted.get(i).copied().unwrap_or_default()
@@ -153,7 +184,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         bare_rates.push(bare_round(&js, &subject, false).await?);
         bare_id_rates.push(bare_round(&js, &subject, true).await?);
     }
-    js.delete_stream(&bare_name).await?;
     let store_rate = median(&mut store_rates);
     let bare_rate = median(&mut bare_rates);
     let bare_id_rate = median(&mut bare_id_rates);
@@ -177,9 +207,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let drain = tokio::spawn(async move { while live.recv().await.is_ok() {} });
     let with_live = store_round(&store).await?;
     drain.abort();
+    let bare_live = bare_round_with_consumer(&js, &bare_name, &subject).await?;
+    js.delete_stream(&bare_name).await?;
     println!(
-        "  the same with a live receiver open: store {with_live:.0} events/s (bare/store {:.2})",
-        bare_rate / with_live
+        "  the same with a live receiver open: store {with_live:.0} events/s (bare/store {:.2}); \
+         bare loop with the header while an ordered consumer drains its stream \
+         {bare_live:.0} events/s (that/store {:.2})",
+        bare_rate / with_live,
+        bare_live / with_live
     );
 
     let mut latencies = Vec::with_capacity(LATENCY_SAMPLES);
