@@ -248,6 +248,5 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     drop(store);
     let js = async_nats::jetstream::new(async_nats::connect(&url).await?);
     js.delete_stream(&name).await?;
-    js.delete_stream(format!("{name}_consumers")).await?;
     Ok(())
 }

@@ -4,8 +4,9 @@
 //! ```text
 //! events:     stream <stream>, subjects <prefix>.>   one message per event, on <prefix>.<topic>,
 //!             body {"who":…,"ts_us":…,"payload":{…}}, header Nats-Msg-Id (a fresh nuid)
-//! consumers:  stream <stream>_consumers, subjects <prefix>_consumers.>, one message kept per
-//!             subject: <prefix>_consumers.<name> holds {"pattern":…,"acked_seq":…}
+//! consumers:  JetStream durable pull consumers on <stream>, one per bus consumer (same name,
+//!             filter <prefix>.<pattern>, AckPolicy::All), so `nats consumer ls <stream>`
+//!             shows them, their ack floors and their lag
 //! live:       an ordered push consumer on <prefix>.>, started by the first `live()` call
 //!             after the last sequence this process knew of, forwarding every message
 //!             (whoever published it) into a broadcast
@@ -32,17 +33,24 @@
 //!   up to [`PUBLISH_ATTEMPTS`] times within the de-duplication window: the server answers a
 //!   copy it already has with that copy's sequence instead of storing it twice, so an append
 //!   is stored once or fails, never twice;
-//! - consumer floors are rewritten with `Nats-Expected-Last-Subject-Sequence`, so two
-//!   processes acking at once cannot lower a floor (the loser re-reads and retries).
+//! - a durable consumer's events are fetched through its JetStream consumer and acked there
+//!   (acking one acks every earlier one, as the bus's acks do). The bus redelivers after its
+//!   own `ack_wait` by NAKing what is outstanding, so the server's much longer ack wait
+//!   never races it; a consumer reopened while the server still holds deliveries that were
+//!   never acked (its last user died) is recreated at its ack floor, so it resumes right
+//!   after its last ack instead of waiting for the server to give them up.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::consumer::DeliverPolicy;
+use async_nats::jetstream::AckKind;
+use async_nats::jetstream::consumer::pull::Config as PullConfig;
 use async_nats::jetstream::consumer::push::OrderedConfig;
-use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer};
+use async_nats::jetstream::context::{ConsumerInfoErrorKind, PublishAckFuture, PublishErrorKind};
 use async_nats::jetstream::stream::{
     Config as StreamConfig, DirectGetErrorKind, StorageType, Stream,
 };
@@ -72,8 +80,9 @@ const READ_STALL: Duration = Duration::from_secs(10);
 /// How long the live task waits before recreating its consumer after an error.
 const LIVE_RETRY: Duration = Duration::from_secs(1);
 
-/// How often a consumer update retries after losing a race with another process.
-const CONSUMER_RETRIES: usize = 20;
+/// The server's ack wait on durable consumers: far longer than the bus's own (which NAKs
+/// for redelivery), so the server does not redeliver behind its back.
+const SERVER_ACK_WAIT: Duration = Duration::from_secs(600);
 
 /// The events stream's de-duplication window (JetStream `duplicate_window`).
 const DUPLICATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
@@ -88,10 +97,10 @@ pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(2);
 /// Where [`NatsStore::connect`] keeps the bus.
 #[derive(Debug, Clone)]
 pub struct NatsOptions {
-    /// The events stream (created if missing); consumers live in `<stream>_consumers`.
+    /// The events stream (created if missing), with the durable consumers on it.
     pub stream: String,
     /// Events are published on `<subject_prefix>.<topic>`; no other stream may bind
-    /// `<subject_prefix>.>` or `<subject_prefix>_consumers.>`.
+    /// `<subject_prefix>.>`.
     pub subject_prefix: String,
     /// How long a publish waits for its PubAck before sending the event again. Capped so
     /// that all [`PUBLISH_ATTEMPTS`] fit in the stream's de-duplication window.
@@ -128,13 +137,11 @@ struct Inner {
     client: async_nats::Client,
     js: Context,
     events: Stream,
-    consumers: Stream,
     /// The last timestamp this process stamped (µs). A single event holds it while it is
     /// stamped and queued on the connection; a batch holds it until its last PubAck.
     append: Mutex<i64>,
-    /// Serialises this process's consumer updates (other processes are fenced by the
-    /// expected-subject-sequence header).
-    consumer_lock: Mutex<()>,
+    /// This process's side of each durable consumer it opened.
+    consumers: Mutex<HashMap<String, Outstanding>>,
     live: broadcast::Sender<Arc<Event>>,
     /// The highest sequence this process knows to be stored (at connect, then each PubAck):
     /// where the live consumer starts.
@@ -179,12 +186,14 @@ struct Body {
     payload: Payload,
 }
 
-/// A consumer's message; `pattern: None` marks a deleted consumer (the stream keeps one
-/// message per subject, so the tombstone replaces the record).
-#[derive(Serialize, Deserialize)]
-struct ConsumerRecord {
-    pattern: Option<String>,
-    acked_seq: u64,
+/// This process's side of a durable consumer: its JetStream handle, the messages delivered
+/// and not yet acked (in order: acking one acks all before it), how far delivery got, and
+/// the floor.
+struct Outstanding {
+    consumer: PullConsumer,
+    messages: VecDeque<(u64, async_nats::jetstream::Message)>,
+    delivered: u64,
+    acked: u64,
 }
 
 fn nats_err<E>(store: &str, op: &'static str) -> impl Fn(E) -> StoreError + use<E>
@@ -223,17 +232,6 @@ impl NatsStore {
             })
             .await
             .map_err(nats_err(&name, "create the events stream"))?;
-        let consumers = js
-            .get_or_create_stream(StreamConfig {
-                name: format!("{}_consumers", options.stream),
-                subjects: vec![format!("{prefix}_consumers.>")],
-                storage: StorageType::File,
-                max_messages_per_subject: 1,
-                allow_direct: true,
-                ..StreamConfig::default()
-            })
-            .await
-            .map_err(nats_err(&name, "create the consumers stream"))?;
         let last_seq = stream_last_seq(&events, &name).await?;
         let last_us = if last_seq == 0 {
             i64::MIN
@@ -252,9 +250,8 @@ impl NatsStore {
                 client,
                 js,
                 events,
-                consumers,
                 append: Mutex::new(last_us),
-                consumer_lock: Mutex::new(()),
+                consumers: Mutex::new(HashMap::new()),
                 live,
                 known_seq: AtomicU64::new(last_seq),
                 runtime: tokio::runtime::Handle::current(),
@@ -665,71 +662,42 @@ impl NatsStore {
         Ok(stats)
     }
 
-    fn consumer_subject(&self, name: &str) -> String {
-        format!("{}_consumers.{name}", self.inner.prefix)
-    }
-
-    /// The consumer's subject sequence (0 when never written) and its live record.
-    async fn read_consumer(&self, name: &str) -> Result<(u64, Option<(String, u64)>), StoreError> {
-        match self
-            .inner
-            .consumers
-            .direct_get_last_for_subject(self.consumer_subject(name))
-            .await
-        {
-            Ok(message) => {
-                let record: ConsumerRecord =
-                    serde_json::from_slice(&message.payload).map_err(|e| StoreError::Corrupt {
-                        store: self.name().to_owned(),
-                        what: format!("consumer {name:?} has an unreadable record: {e}"),
-                    })?;
-                Ok((
-                    message.sequence,
-                    record.pattern.map(|p| (p, record.acked_seq)),
-                ))
-            }
-            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok((0, None)),
-            Err(e) => Err(nats_err(self.name(), "read consumer")(e)),
+    fn no_such_consumer(&self, name: String) -> StoreError {
+        StoreError::ConsumerNotFound {
+            store: self.name().to_owned(),
+            name,
         }
     }
 
-    /// Writes the record if the subject is still at `expected`; `false` when another
-    /// process wrote in between.
-    async fn write_consumer(
+    /// Creates the durable JetStream consumer `name` with its ack floor at `floor`.
+    async fn create_consumer(
         &self,
         name: &str,
-        record: &ConsumerRecord,
-        expected: u64,
-    ) -> Result<bool, StoreError> {
-        let body = serde_json::to_vec(record).map_err(|e| StoreError::Corrupt {
-            store: self.name().to_owned(),
-            what: format!("cannot encode consumer {name:?}: {e}"),
-        })?;
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
-            expected.to_string().as_str(),
-        );
-        let ack = self
-            .inner
-            .js
-            .publish_with_headers(self.consumer_subject(name), headers, body.into())
+        filter: String,
+        floor: u64,
+    ) -> Result<PullConsumer, StoreError> {
+        let deliver_policy = if floor == 0 {
+            DeliverPolicy::All
+        } else {
+            DeliverPolicy::ByStartSequence {
+                start_sequence: floor + 1,
+            }
+        };
+        self.inner
+            .events
+            .create_consumer(PullConfig {
+                durable_name: Some(name.to_owned()),
+                filter_subject: filter,
+                deliver_policy,
+                ack_policy: AckPolicy::All,
+                ack_wait: SERVER_ACK_WAIT,
+                // The bus bounds what it holds itself; the server must not stop delivering
+                // to a consumer that reads ahead of its acks.
+                max_ack_pending: -1,
+                ..PullConfig::default()
+            })
             .await
-            .map_err(nats_err(self.name(), "write consumer"))?
-            .await;
-        match ack {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Ok(false),
-            Err(e) => Err(nats_err(self.name(), "write consumer")(e)),
-        }
-    }
-
-    fn lost_races(&self, op: &str) -> StoreError {
-        StoreError::Task {
-            store: self.name().to_owned(),
-            op: "update consumer",
-            message: format!("{op}: other writers kept changing the consumer"),
-        }
+            .map_err(nats_err(self.name(), "create a durable consumer"))
     }
 
     async fn open_consumer_now(
@@ -738,11 +706,14 @@ impl NatsStore {
         pattern: TopicPattern,
         start_after: u64,
     ) -> Result<u64, StoreError> {
-        let _turn = self.inner.consumer_lock.lock().await;
-        for _ in 0..CONSUMER_RETRIES {
-            let (expected, record) = self.read_consumer(&name).await?;
-            if let Some((stored, floor)) = record {
-                if stored != pattern.as_str() {
+        let filter = self.filter(Some(&pattern));
+        let mut consumers = self.inner.consumers.lock().await;
+        let (consumer, floor) = match self.inner.events.consumer_info(&name).await {
+            Ok(info) => {
+                if info.config.filter_subject != filter {
+                    let stored = topic_of(&self.inner.prefix, &info.config.filter_subject)
+                        .unwrap_or(&info.config.filter_subject)
+                        .to_owned();
                     return Err(StoreError::ConsumerPatternMismatch {
                         store: self.name().to_owned(),
                         name,
@@ -750,32 +721,104 @@ impl NatsStore {
                         requested: pattern.as_str().to_owned(),
                     });
                 }
-                return Ok(floor);
+                let floor = info.ack_floor.stream_sequence;
+                // Deliveries never acked (their reader died, or this process reopens the
+                // consumer): the server would hold them back until its ack wait ran out,
+                // so the consumer starts again at its floor.
+                if info.num_ack_pending > 0 || consumers.contains_key(&name) {
+                    self.inner
+                        .events
+                        .delete_consumer(&name)
+                        .await
+                        .map_err(nats_err(self.name(), "reset a durable consumer"))?;
+                    (self.create_consumer(&name, filter, floor).await?, floor)
+                } else {
+                    let consumer =
+                        self.inner.events.get_consumer(&name).await.map_err(|e| {
+                            backend_error(self.name(), "open a durable consumer", e)
+                        })?;
+                    (consumer, floor)
+                }
             }
-            // A floor past the end would ack events that do not exist yet.
-            let last = stream_last_seq(&self.inner.events, self.name()).await?;
-            let floor = start_after.min(last);
-            let record = ConsumerRecord {
-                pattern: Some(pattern.as_str().to_owned()),
-                acked_seq: floor,
-            };
-            if self.write_consumer(&name, &record, expected).await? {
-                return Ok(floor);
+            Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => {
+                // A floor past the end would ack events that do not exist yet.
+                let last = stream_last_seq(&self.inner.events, self.name()).await?;
+                let floor = start_after.min(last);
+                (self.create_consumer(&name, filter, floor).await?, floor)
             }
+            Err(e) => return Err(nats_err(self.name(), "open a durable consumer")(e)),
+        };
+        consumers.insert(
+            name,
+            Outstanding {
+                consumer,
+                messages: VecDeque::new(),
+                delivered: floor,
+                acked: floor,
+            },
+        );
+        Ok(floor)
+    }
+
+    async fn consumer_read_now(
+        &self,
+        name: String,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        let mut consumers = self.inner.consumers.lock().await;
+        let Some(state) = consumers.get_mut(&name) else {
+            return Err(self.no_such_consumer(name));
+        };
+        if after < state.delivered {
+            // Deliver again from `after`: NAK what went out since, oldest first, and the
+            // server sends it again, in that order, before anything new.
+            let keep = state.messages.partition_point(|(seq, _)| *seq <= after);
+            for (_, message) in state.messages.drain(keep..) {
+                message
+                    .ack_with(AckKind::Nak(None))
+                    .await
+                    .map_err(|e| backend_error(self.name(), "redeliver", e))?;
+            }
+            state.delivered = after.max(state.acked);
         }
-        Err(self.lost_races("open"))
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut messages = state
+            .consumer
+            .fetch()
+            .max_messages(limit)
+            .messages()
+            .await
+            .map_err(nats_err(self.name(), "fetch for a durable consumer"))?;
+        let mut events = Vec::new();
+        while let Some(message) = messages.next().await {
+            let message = message.map_err(|e| backend_error(self.name(), "fetch", e))?;
+            let seq = message
+                .info()
+                .map_err(|e| backend_error(self.name(), "fetch", e))?
+                .stream_sequence;
+            // Already handed out and still outstanding: a late copy, not news.
+            if seq <= state.delivered {
+                continue;
+            }
+            let decoded = decode_parts(
+                self.name(),
+                &self.inner.prefix,
+                message.subject.as_str(),
+                seq,
+                &message.payload,
+            )?;
+            events.push(decoded.event);
+            state.delivered = seq;
+            state.messages.push_back((seq, message));
+        }
+        Ok(events)
     }
 
     async fn ack_now(&self, name: String, seq: u64) -> Result<u64, StoreError> {
-        let _turn = self.inner.consumer_lock.lock().await;
-        for _ in 0..CONSUMER_RETRIES {
-            let (expected, record) = self.read_consumer(&name).await?;
-            let Some((pattern, floor)) = record else {
-                return Err(StoreError::ConsumerNotFound {
-                    store: self.name().to_owned(),
-                    name,
-                });
-            };
+        if seq > self.inner.known_seq.load(Ordering::Relaxed) {
             let last_seq = stream_last_seq(&self.inner.events, self.name()).await?;
             if seq > last_seq {
                 return Err(StoreError::AckBeyondEnd {
@@ -785,76 +828,84 @@ impl NatsStore {
                     last_seq,
                 });
             }
-            if seq <= floor {
-                return Ok(floor);
-            }
-            let record = ConsumerRecord {
-                pattern: Some(pattern),
-                acked_seq: seq,
-            };
-            if self.write_consumer(&name, &record, expected).await? {
-                return Ok(seq);
-            }
         }
-        Err(self.lost_races("ack"))
+        let mut consumers = self.inner.consumers.lock().await;
+        let Some(state) = consumers.get_mut(&name) else {
+            return Err(self.no_such_consumer(name));
+        };
+        if seq <= state.acked {
+            return Ok(state.acked);
+        }
+        if seq > state.delivered {
+            return Err(StoreError::AckNotDelivered {
+                store: self.name().to_owned(),
+                name,
+                seq,
+                delivered: state.delivered,
+            });
+        }
+        // Every matching event up to `seq` was delivered here; acking the last of them
+        // (AckPolicy::All) acks the rest. The double ack waits for the server to record it.
+        let upto = state.messages.partition_point(|(s, _)| *s <= seq);
+        if let Some((_, last)) = upto.checked_sub(1).and_then(|i| state.messages.get(i)) {
+            last.double_ack()
+                .await
+                .map_err(|e| backend_error(self.name(), "ack a durable consumer", e))?;
+        }
+        state.messages.drain(..upto);
+        state.acked = seq;
+        Ok(seq)
     }
 
     async fn delete_consumer_now(&self, name: String) -> Result<bool, StoreError> {
-        let _turn = self.inner.consumer_lock.lock().await;
-        for _ in 0..CONSUMER_RETRIES {
-            let (expected, record) = self.read_consumer(&name).await?;
-            if record.is_none() {
-                return Ok(false);
-            }
-            let tombstone = ConsumerRecord {
-                pattern: None,
-                acked_seq: 0,
-            };
-            if self.write_consumer(&name, &tombstone, expected).await? {
-                return Ok(true);
-            }
+        let mut consumers = self.inner.consumers.lock().await;
+        consumers.remove(&name);
+        match self.inner.events.consumer_info(&name).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(nats_err(self.name(), "delete a durable consumer")(e)),
         }
-        Err(self.lost_races("delete"))
+        self.inner
+            .events
+            .delete_consumer(&name)
+            .await
+            .map_err(nats_err(self.name(), "delete a durable consumer"))?;
+        Ok(true)
     }
 
     async fn consumers_now(&self) -> Result<Vec<ConsumerState>, StoreError> {
-        let mut names = Vec::new();
-        let mut subjects = self
+        let local: HashMap<String, u64> = self
             .inner
             .consumers
-            .info_with_subjects(format!("{}_consumers.>", self.inner.prefix))
+            .lock()
             .await
-            .map_err(nats_err(self.name(), "list consumers"))?;
-        while let Some(entry) = subjects.next().await {
-            let (subject, _) = entry.map_err(nats_err(self.name(), "list consumers"))?;
-            if let Some(name) = subject.rsplit('.').next() {
-                names.push(name.to_owned());
-            }
-        }
-        names.sort();
-        let mut consumers = Vec::with_capacity(names.len());
-        for name in names {
-            let (_, Some((pattern, acked_seq))) = self.read_consumer(&name).await? else {
+            .iter()
+            .map(|(name, state)| (name.clone(), state.acked))
+            .collect();
+        let mut listed = self.inner.events.consumers();
+        let mut consumers = Vec::new();
+        while let Some(info) = listed.next().await {
+            let info = info.map_err(nats_err(self.name(), "list consumers"))?;
+            // Durable consumers on our subjects only: reads and the live feed use
+            // ephemeral ones.
+            let (Some(name), Some(pattern)) = (
+                info.config.durable_name.clone(),
+                topic_of(&self.inner.prefix, &info.config.filter_subject),
+            ) else {
                 continue;
             };
-            let parsed = TopicPattern::parse(&pattern).map_err(|e| StoreError::Corrupt {
-                store: self.name().to_owned(),
-                what: format!("consumer {name:?} has an invalid pattern {pattern:?}: {e}"),
-            })?;
-            let filter = self.filter(Some(&parsed));
-            let mut pending = 0;
-            let mut seq = acked_seq + 1;
-            while let Some(decoded) = self.next_event(&filter, seq).await? {
-                pending += 1;
-                seq = decoded.event.seq + 1;
-            }
+            let acked_seq = info
+                .ack_floor
+                .stream_sequence
+                .max(local.get(&name).copied().unwrap_or(0));
             consumers.push(ConsumerState {
                 name,
-                pattern,
+                pattern: pattern.to_owned(),
                 acked_seq,
-                pending,
+                pending: info.num_pending + info.num_ack_pending as u64,
             });
         }
+        consumers.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(consumers)
     }
 }
@@ -907,6 +958,16 @@ impl EventStore for NatsStore {
         start_after: u64,
     ) -> BoxFuture<'_, Result<u64, StoreError>> {
         Box::pin(self.open_consumer_now(name, pattern, start_after))
+    }
+
+    fn consumer_read(
+        &self,
+        name: String,
+        _pattern: TopicPattern,
+        after: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<Event>, StoreError>> {
+        Box::pin(self.consumer_read_now(name, after, limit))
     }
 
     fn ack(&self, name: String, seq: u64) -> BoxFuture<'_, Result<u64, StoreError>> {

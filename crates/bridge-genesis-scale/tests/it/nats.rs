@@ -47,9 +47,7 @@ async fn delete_streams(url: &str, names: &[String]) {
     let client = async_nats::connect(url).await.expect("connect for cleanup");
     let js = async_nats::jetstream::new(client);
     for name in names {
-        for stream in [name.clone(), format!("{name}_consumers")] {
-            js.delete_stream(&stream).await.expect("delete stream");
-        }
+        js.delete_stream(name).await.expect("delete stream");
     }
 }
 
@@ -151,6 +149,8 @@ async fn two_stores_share_one_stream() {
         assert_eq!(event.seq, expected);
     }
 
+    // A durable consumer is one JetStream consumer, whichever process opens it: acked
+    // through one store, its floor is what the other finds.
     let pattern = bridge_genesis::bus::TopicPattern::parse("envsync.*").unwrap();
     assert_eq!(
         a.open_consumer("shared".into(), pattern.clone(), 0)
@@ -158,20 +158,45 @@ async fn two_stores_share_one_stream() {
             .unwrap(),
         0
     );
-    assert_eq!(a.ack("shared".into(), 10).await.unwrap(), 10);
+    let delivered = a
+        .consumer_read("shared".into(), pattern.clone(), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(delivered.len(), 10);
+    let tenth = delivered[9].seq;
+    assert!(matches!(
+        a.ack("shared".into(), tenth + 1).await,
+        Err(StoreError::AckNotDelivered { .. })
+    ));
+    assert_eq!(a.ack("shared".into(), tenth).await.unwrap(), tenth);
     assert_eq!(
-        b.open_consumer("shared".into(), pattern, 0).await.unwrap(),
-        10
+        b.open_consumer("shared".into(), pattern.clone(), 0)
+            .await
+            .unwrap(),
+        tenth
     );
     assert_eq!(
         b.ack("shared".into(), 5).await.unwrap(),
-        10,
+        tenth,
         "never lowered"
     );
     assert!(matches!(
         b.ack("shared".into(), total + 1).await,
         Err(StoreError::AckBeyondEnd { .. })
     ));
+    let next = b
+        .consumer_read("shared".into(), pattern, tenth, 1)
+        .await
+        .unwrap();
+    assert_eq!(next.len(), 1);
+    assert!(next[0].seq > tenth);
+    let listed = b.consumers().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].name.as_str(), listed[0].acked_seq),
+        ("shared", tenth)
+    );
+    assert_eq!(listed[0].pending, total - tenth);
 
     drop((a, b));
     delete_streams(&url, &[name]).await;

@@ -18,7 +18,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::bus::BusError;
 use super::event::Event;
-use super::store::{EventStore, HistoryQuery};
+use super::store::EventStore;
 use super::topic::TopicPattern;
 
 /// A named, resumable reader of the events matching one pattern.
@@ -95,12 +95,7 @@ impl DurableConsumer {
         }
         let batch = self
             .store
-            .read(
-                HistoryQuery::default()
-                    .pattern(self.pattern.clone())
-                    .after_seq(self.delivered)
-                    .limit(max),
-            )
+            .consumer_read(self.name.clone(), self.pattern.clone(), self.delivered, max)
             .await?;
         if let Some(last) = batch.last() {
             self.delivered = last.seq;

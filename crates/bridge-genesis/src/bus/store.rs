@@ -65,7 +65,31 @@ pub trait EventStore: Send + Sync {
         start_after: u64,
     ) -> BoxFuture<'_, Result<u64, StoreError>>;
 
+    /// The next events for the durable consumer `name` (opened by this process with
+    /// [`EventStore::open_consumer`]): up to `limit` events on `pattern` after `after`, oldest
+    /// first. An `after` below what was last delivered means: deliver again from there.
+    ///
+    /// The default reads history. A store with durable consumers of its own (JetStream)
+    /// serves them from those, so that their state lives where its operators look.
+    fn consumer_read(
+        &self,
+        name: String,
+        pattern: TopicPattern,
+        after: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<Event>, StoreError>> {
+        let _ = name;
+        self.read(
+            HistoryQuery::default()
+                .pattern(pattern)
+                .after_seq(after)
+                .limit(limit),
+        )
+    }
+
     /// Raises the ack floor of `name` to `seq` (never lowers it); returns the floor after.
+    /// A store with durable consumers of its own acks only events it delivered through
+    /// [`EventStore::consumer_read`] ([`StoreError::AckNotDelivered`] otherwise).
     fn ack(&self, name: String, seq: u64) -> BoxFuture<'_, Result<u64, StoreError>>;
 
     /// Forgets the consumer; `false` when there was none.
@@ -234,6 +258,16 @@ pub enum StoreError {
         name: String,
         seq: u64,
         last_seq: u64,
+    },
+    #[error(
+        "{store}: cannot ack seq {seq} for consumer {name:?}: this process delivered it events \
+         up to {delivered} only"
+    )]
+    AckNotDelivered {
+        store: String,
+        name: String,
+        seq: u64,
+        delivered: u64,
     },
     #[error("{store}: the writer has stopped; reopen the store")]
     WriterStopped { store: String },
