@@ -382,12 +382,24 @@ pub enum LedgerCommand {
         #[arg(long, default_value_t = 50)]
         limit: u64,
     },
-    /// Print an inclusion proof of an entry against a signed checkpoint (JSON)
+    /// Print a proof (JSON): that an entry is in a signed tree, or with --from that a newer
+    /// signed tree extends an older one
     #[command(
-        after_help = "Example:\n  genesisctl ledger proof 42 > proof.json\n  genesisctl ledger verify-proof proof.json --public-key \"$(genesisctl ledger public-key)\""
+        after_help = "Examples:\n  genesisctl ledger proof 42 > proof.json\n  genesisctl ledger verify-proof proof.json --public-key \"$(genesisctl ledger public-key)\"\n  genesisctl ledger proof --from 1000 > consistency.json   # the latest checkpoint extends the one of 1000 entries"
     )]
-    Proof { index: u64 },
-    /// Check a proof offline, with only the ledger's public key
+    Proof {
+        /// The entry to prove included
+        #[arg(required_unless_present = "from", conflicts_with = "from")]
+        index: Option<u64>,
+        /// Prove instead that the signed tree of --to entries extends the signed tree of this
+        /// many (both sizes must have a checkpoint)
+        #[arg(long, value_name = "SIZE")]
+        from: Option<u64>,
+        /// The newer tree's size [default: the latest checkpoint's]
+        #[arg(long, value_name = "SIZE", requires = "from")]
+        to: Option<u64>,
+    },
+    /// Check a proof (inclusion or consistency) offline, with only the ledger's public key
     #[command(
         after_help = "Example:\n  genesisctl ledger verify-proof proof.json --public-key 3b6a27bc…"
     )]

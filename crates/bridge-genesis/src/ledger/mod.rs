@@ -27,7 +27,10 @@ pub use merkle::{
     EMPTY_ROOT, Hash, consistency_path, inclusion_path, leaf_hash, node_hash, root,
     verify_consistency, verify_inclusion,
 };
-pub use proof::{InclusionProof, from_hex, to_hex, verify_proof_json};
+pub use proof::{
+    ConsistencyProof, InclusionProof, ProofDocument, from_hex, to_hex, verify_proof_document,
+    verify_proof_json,
+};
 pub use record::{LedgerEntry, NewEntry, canonical_json};
 pub use store::{Ledger, StoredCheckpoint};
 pub use verify::{Problem, VerifyReport, verify_file};

@@ -1,9 +1,19 @@
-//! Portable inclusion proofs: a JSON document a CLI can print and anyone can check later with
-//! only the ledger's public key.
+//! Portable proofs: JSON documents a CLI can print and anyone can check later with only the
+//! ledger's public key.
+//!
+//! Inclusion, one entry in a signed tree:
 //!
 //! ```json
 //! {"index":3,"tree_size":8,"leaf_hash":"<hex>","audit_path":["<hex>",...],"root":"<hex>",
 //!  "checkpoint":"<signed note>"}
+//! ```
+//!
+//! Consistency, one signed tree extending another (RFC 9162 §2.1.4): what an auditor holding
+//! an older checkpoint checks before trusting a newer one.
+//!
+//! ```json
+//! {"from_size":3,"to_size":8,"from_root":"<hex>","to_root":"<hex>","proof":["<hex>",...],
+//!  "from_checkpoint":"<signed note>","to_checkpoint":"<signed note>"}
 //! ```
 //!
 //! The size and root a verifier trusts come from the signed checkpoint, never from the
@@ -14,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::LedgerError;
 use super::checkpoint::{Checkpoint, verify_checkpoint};
-use super::merkle::{Hash, verify_inclusion};
+use super::merkle::{Hash, verify_consistency, verify_inclusion};
 
 /// Proof that one leaf is in the tree of `tree_size` entries, with the checkpoint signing that
 /// tree's root (if the ledger had one at that size).
@@ -80,6 +90,101 @@ pub fn verify_proof_json(json: &str, key: &VerifyingKey) -> Result<InclusionProo
         .map_err(|e| LedgerError::Proof(format!("not a proof document: {e}")))?;
     proof.verify(key)?;
     Ok(proof)
+}
+
+/// Proof that the signed tree of `to_size` entries extends the signed tree of `from_size`:
+/// nothing in the first `from_size` entries was changed, removed or reordered since.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsistencyProof {
+    pub from_size: u64,
+    pub to_size: u64,
+    #[serde(with = "hex_hash")]
+    pub from_root: Hash,
+    #[serde(with = "hex_hash")]
+    pub to_root: Hash,
+    /// RFC 9162 consistency path from the older tree to the newer.
+    #[serde(with = "hex_hashes")]
+    pub proof: Vec<Hash>,
+    /// The signed notes for the two trees.
+    pub from_checkpoint: String,
+    pub to_checkpoint: String,
+}
+
+impl ConsistencyProof {
+    /// The proof as one line of JSON.
+    pub fn to_json(&self) -> String {
+        // Serialising plain integers, strings and string lists cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Checks both signatures, that they sign these sizes and roots for one log, and the
+    /// consistency path between them; returns the older and the newer checkpoint.
+    pub fn verify(&self, key: &VerifyingKey) -> Result<(Checkpoint, Checkpoint), LedgerError> {
+        let older = verify_checkpoint(&self.from_checkpoint, key)?;
+        let newer = verify_checkpoint(&self.to_checkpoint, key)?;
+        if older.size != self.from_size || older.root != self.from_root {
+            return Err(LedgerError::Proof(
+                "the older checkpoint signs a different tree size or root".into(),
+            ));
+        }
+        if newer.size != self.to_size || newer.root != self.to_root {
+            return Err(LedgerError::Proof(
+                "the newer checkpoint signs a different tree size or root".into(),
+            ));
+        }
+        if older.origin != newer.origin {
+            return Err(LedgerError::Proof(format!(
+                "the checkpoints are of two logs ({:?} and {:?})",
+                older.origin, newer.origin
+            )));
+        }
+        if older.size > newer.size {
+            return Err(LedgerError::Proof(format!(
+                "the older checkpoint covers more entries ({}) than the newer ({})",
+                older.size, newer.size
+            )));
+        }
+        if !verify_consistency(
+            older.size,
+            newer.size,
+            &older.root,
+            &newer.root,
+            &self.proof,
+        ) {
+            return Err(LedgerError::Proof(format!(
+                "the tree of {} entries does not extend the tree of {}: history was rewritten",
+                newer.size, older.size
+            )));
+        }
+        Ok((older, newer))
+    }
+}
+
+/// Either proof document, as `ledger verify-proof` reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ProofDocument {
+    Inclusion(InclusionProof),
+    Consistency(ConsistencyProof),
+}
+
+/// Parses an inclusion or a consistency proof and verifies it offline.
+pub fn verify_proof_document(json: &str, key: &VerifyingKey) -> Result<ProofDocument, LedgerError> {
+    let document: ProofDocument = serde_json::from_str(json).map_err(|_| {
+        LedgerError::Proof(
+            "not a proof document (neither an inclusion nor a consistency proof)".into(),
+        )
+    })?;
+    match &document {
+        ProofDocument::Inclusion(proof) => {
+            proof.verify(key)?;
+        }
+        ProofDocument::Consistency(proof) => {
+            proof.verify(key)?;
+        }
+    }
+    Ok(document)
 }
 
 /// Lowercase hex.

@@ -22,7 +22,7 @@ use super::merkle::{
     EMPTY_ROOT, Frontier, Hash, NodeSource, consistency_path_in, inclusion_path_in, leaf_hash,
     node_hash, root, split, verify_consistency,
 };
-use super::proof::InclusionProof;
+use super::proof::{ConsistencyProof, InclusionProof};
 use super::record::{LedgerEntry, NewEntry, canonical_json, format_timestamp, write_entry};
 use super::verify::{self, ROW_COLUMNS, RawRow, VerifyReport};
 
@@ -375,13 +375,7 @@ impl Ledger {
         } else {
             src.subtree(0, size)?
         };
-        let checkpoint = self
-            .conn
-            .prepare_cached(
-                "SELECT note FROM ledger_checkpoints WHERE size = ?1 ORDER BY id DESC LIMIT 1",
-            )?
-            .query_row([sql_int(size, "tree size")?], |r| r.get::<_, String>(0))
-            .optional()?;
+        let checkpoint = self.signed_note(size)?;
         Ok(InclusionProof {
             index,
             tree_size: size,
@@ -397,6 +391,58 @@ impl Ledger {
         self.intact()?;
         self.check_size(n)?;
         consistency_path_in(&mut StoredNodes::new(&self.conn, &self.tree), m, n)
+    }
+
+    /// The latest signed checkpoint stored for exactly `size` entries, if any.
+    fn signed_note(&self, size: u64) -> Result<Option<String>, LedgerError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT note FROM ledger_checkpoints WHERE size = ?1 ORDER BY id DESC LIMIT 1",
+            )?
+            .query_row([sql_int(size, "tree size")?], |r| r.get::<_, String>(0))
+            .optional()?)
+    }
+
+    /// A portable proof that the signed tree of `n` entries extends the signed tree of `m`,
+    /// with both checkpoints, so that it can be checked offline with the public key only.
+    /// Both sizes must have a stored checkpoint.
+    pub fn signed_consistency_proof(
+        &self,
+        m: u64,
+        n: u64,
+    ) -> Result<ConsistencyProof, LedgerError> {
+        let note = |size: u64| match self.signed_note(size)? {
+            Some(note) => Ok(note),
+            None => {
+                let mut sizes: Vec<u64> = self
+                    .checkpoints()?
+                    .iter()
+                    .map(|c| c.checkpoint.size)
+                    .collect();
+                sizes.dedup();
+                let sizes: Vec<String> = sizes.iter().map(u64::to_string).collect();
+                Err(LedgerError::Proof(format!(
+                    "no signed checkpoint covers exactly {size} entries; checkpoints cover: {}",
+                    if sizes.is_empty() {
+                        "none yet".to_owned()
+                    } else {
+                        sizes.join(", ")
+                    }
+                )))
+            }
+        };
+        let from_checkpoint = note(m)?;
+        let to_checkpoint = note(n)?;
+        Ok(ConsistencyProof {
+            from_size: m,
+            to_size: n,
+            from_root: self.root_at(m)?,
+            to_root: self.root_at(n)?,
+            proof: self.consistency_proof(m, n)?,
+            from_checkpoint,
+            to_checkpoint,
+        })
     }
 
     /// Recomputes everything from the stored rows; see [`VerifyReport`]. Corruption is a

@@ -723,6 +723,113 @@ fn checkpoints_are_c2sp_notes_and_proofs_verify_offline() {
     assert_eq!(l.checkpoints().unwrap().len(), 2);
 }
 
+/// Signed consistency proofs between every pair of checkpoints verify offline, carry the
+/// path a naive reference computes, and fail when anything in them is changed.
+#[test]
+fn signed_consistency_proofs_verify_offline_and_match_the_reference() {
+    let f = Fixture::new();
+    let mut l = f.open();
+    let sizes = [1u64, 2, 5, 8, 13];
+    let mut leaves = Vec::new();
+    let mut appended = 0;
+    for &size in &sizes {
+        let batch: Vec<_> = (appended..size).map(new_entry).collect();
+        l.append_batch(&batch).unwrap();
+        appended = size;
+        l.checkpoint(now()).unwrap();
+    }
+    for i in 0..appended {
+        leaves.push(l.entry(i).unwrap().unwrap().leaf_hash());
+    }
+    for (a, &m) in sizes.iter().enumerate() {
+        for &n in &sizes[a..] {
+            let proof = l.signed_consistency_proof(m, n).unwrap();
+            assert_eq!(
+                proof.from_root,
+                naive_mth(&leaves[..m as usize]),
+                "{m}->{n}"
+            );
+            assert_eq!(proof.to_root, naive_mth(&leaves[..n as usize]), "{m}->{n}");
+            assert_eq!(
+                proof.proof,
+                hashes_of(&leaves, &naive_consistency_ranges(m, n)),
+                "{m}->{n}"
+            );
+            let json = proof.to_json();
+            match ledger::verify_proof_document(&json, &vk()) {
+                Ok(ledger::ProofDocument::Consistency(back)) => assert_eq!(back, proof),
+                other => panic!("{m}->{n}: {other:?}"),
+            }
+        }
+    }
+
+    let proof = l.signed_consistency_proof(5, 13).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&proof.to_json()).unwrap();
+    let fails = |f: &dyn Fn(&mut serde_json::Value)| {
+        let mut w = v.clone();
+        f(&mut w);
+        ledger::verify_proof_document(&w.to_string(), &vk()).is_err()
+    };
+    assert!(fails(&|w| w["proof"][0] = json!(ledger::to_hex(&[0; 32]))));
+    assert!(fails(&|w| w["proof"] = json!([])));
+    assert!(fails(&|w| w["from_root"] = json!(ledger::to_hex(&[0; 32]))));
+    assert!(fails(&|w| w["to_size"] = json!(12)));
+    assert!(fails(&|w| {
+        let (from, to) = (w["from_checkpoint"].clone(), w["to_checkpoint"].clone());
+        w["from_checkpoint"] = to;
+        w["to_checkpoint"] = from;
+    }));
+    assert!(fails(&|w| w["extra"] = json!(1)));
+    let other = SigningKey::from_bytes(&[8; 32]).verifying_key();
+    assert!(ledger::verify_proof_document(&proof.to_json(), &other).is_err());
+
+    // No checkpoint at a size: said, with the sizes that have one.
+    match l.signed_consistency_proof(3, 13) {
+        Err(LedgerError::Proof(message)) => {
+            assert!(message.contains("1, 2, 5, 8, 13"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The case an auditor cares about: the operator rewrites history and signs a new checkpoint
+/// with the same key. A consistency proof from the checkpoint the auditor kept cannot verify,
+/// whatever path the operator offers.
+#[test]
+fn a_rewrite_signed_with_the_same_key_fails_consistency_with_an_older_checkpoint() {
+    let honest = Fixture::new();
+    let mut l = honest.open();
+    l.append_batch(&(0..5).map(new_entry).collect::<Vec<_>>())
+        .unwrap();
+    let kept = l.checkpoint(now()).unwrap().checkpoint;
+
+    let rewritten = Fixture::new();
+    let mut r = rewritten.open();
+    let mut entries: Vec<_> = (0..8).map(new_entry).collect();
+    entries[2].payload = json!({"n": 2, "key": "VAR_2", "ok": false});
+    r.append_batch(&entries).unwrap();
+    r.checkpoint(now()).unwrap();
+    let forged_root_5 = r.root_at(5).unwrap();
+    assert_ne!(forged_root_5, kept.root);
+
+    // The rewritten log has no checkpoint at 5; the operator pairs the auditor's old one with
+    // its own path from 5 to 8.
+    let newer = r.latest_checkpoint().unwrap().unwrap().checkpoint;
+    let forged = ledger::ConsistencyProof {
+        from_size: 5,
+        to_size: 8,
+        from_root: kept.root,
+        to_root: newer.root,
+        proof: r.consistency_proof(5, 8).unwrap(),
+        from_checkpoint: kept.note.clone(),
+        to_checkpoint: newer.note.clone(),
+    };
+    match forged.verify(&vk()) {
+        Err(LedgerError::Proof(message)) => assert!(message.contains("rewritten"), "{message}"),
+        other => panic!("a rewrite passed: {other:?}"),
+    }
+}
+
 #[test]
 fn proofs_out_of_range_are_errors() {
     let f = Fixture::new();

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, anyhow, bail};
 use bridge_core::hex;
-use bridge_genesis::ledger::{self, Ledger};
+use bridge_genesis::ledger::{self, Ledger, ProofDocument};
 use ed25519_dalek::VerifyingKey;
 use serde_json::json;
 
@@ -132,22 +132,61 @@ pub fn proof(ctx: &Context<'_>, index: u64) -> anyhow::Result<Code> {
     Ok(Code::Ok)
 }
 
+/// `ledger proof --from M [--to N]`: the signed tree of N entries (the latest checkpoint's
+/// by default) extends the signed tree of M.
+pub fn consistency_proof(ctx: &Context<'_>, from: u64, to: Option<u64>) -> anyhow::Result<Code> {
+    let ledger = ctx.state.ledger()?;
+    let to = match to {
+        Some(to) => to,
+        None => match ledger.latest_checkpoint()? {
+            Some(latest) => latest.checkpoint.size,
+            None => bail!("the ledger has no signed checkpoint yet"),
+        },
+    };
+    if from > to {
+        bail!("--from {from} is after --to {to}: the older tree comes first");
+    }
+    if to > ledger.len() {
+        bail!("the ledger has {} entries, fewer than {to}", ledger.len());
+    }
+    let proof = ledger.signed_consistency_proof(from, to)?;
+    ctx.shell
+        .print(&format!("{}\n", proof.to_json()))
+        .map_err(anyhow::Error::from)?;
+    Ok(Code::Ok)
+}
+
 pub fn verify_proof(ctx: &Context<'_>, file: &Path, public_key: &str) -> anyhow::Result<Code> {
     let key = parse_public_key(public_key)?;
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    match ledger::verify_proof_json(&text, &key) {
-        Ok(proof) => {
-            let message = format!(
-                "entry {} is included in the signed tree of {} entries",
-                proof.index, proof.tree_size
-            );
+    match ledger::verify_proof_document(&text, &key) {
+        Ok(document) => {
+            let (message, fields) = match document {
+                ProofDocument::Inclusion(proof) => (
+                    format!(
+                        "entry {} is included in the signed tree of {} entries",
+                        proof.index, proof.tree_size
+                    ),
+                    json!({"ok": true, "kind": "inclusion", "index": proof.index,
+                           "tree_size": proof.tree_size}),
+                ),
+                ProofDocument::Consistency(proof) => (
+                    format!(
+                        "the signed tree of {} entries extends the signed tree of {} \
+                         (root {})",
+                        proof.to_size,
+                        proof.from_size,
+                        ledger::to_hex(&proof.from_root)
+                    ),
+                    json!({"ok": true, "kind": "consistency", "from_size": proof.from_size,
+                           "to_size": proof.to_size,
+                           "from_root": ledger::to_hex(&proof.from_root),
+                           "to_root": ledger::to_hex(&proof.to_root)}),
+                ),
+            };
             if ctx.shell.is_json() {
-                ctx.shell
-                    .print_json(
-                        &json!({"ok": true, "index": proof.index, "tree_size": proof.tree_size}),
-                    )
-                    .map_err(anyhow::Error::from)?;
+                ctx.shell.print_json(&fields).map_err(anyhow::Error::from)?;
             } else {
                 ctx.shell
                     .print(&format!("{GREEN}ok{GREEN:#}: {message}\n"))

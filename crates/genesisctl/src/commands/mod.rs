@@ -100,7 +100,12 @@ pub async fn run(cli: Cli, shell: &Shell) -> CmdResult {
         Command::Ledger(command) => Ok(match command {
             LedgerCommand::Verify { public_key } => ledger::verify(&ctx, public_key.as_deref())?,
             LedgerCommand::Show { from, limit } => ledger::show(&ctx, from, limit)?,
-            LedgerCommand::Proof { index } => ledger::proof(&ctx, index)?,
+            // clap requires an index or --from, and refuses both.
+            LedgerCommand::Proof { index, from, to } => match (index, from) {
+                (_, Some(from)) => ledger::consistency_proof(&ctx, from, to)?,
+                (Some(index), None) => ledger::proof(&ctx, index)?,
+                (None, None) => Err(anyhow::anyhow!("give an entry index, or --from SIZE"))?,
+            },
             LedgerCommand::VerifyProof { file, public_key } => {
                 ledger::verify_proof(&ctx, &file, &public_key)?
             }

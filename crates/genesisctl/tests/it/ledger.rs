@@ -93,6 +93,59 @@ fn proofs_verify_offline_with_the_public_key_only() {
     assert_ne!(wrong.code, 0, "{wrong:?}");
 }
 
+/// `ledger proof --from M`: the latest checkpoint extends the one of M entries, checked
+/// elsewhere with the key alone; a proof between trees that disagree does not verify.
+#[test]
+fn consistency_proofs_verify_offline_with_the_public_key_only() {
+    let s = synced_twice();
+    // Each sync signed a checkpoint: at 3 entries, then at 7.
+    let proof = s.run(&["ledger", "proof", "--from", "3"]);
+    assert_eq!(proof.code, 0, "{proof:?}");
+    let document: serde_json::Value = serde_json::from_str(&proof.stdout).unwrap();
+    assert_eq!(
+        (document["from_size"].as_u64(), document["to_size"].as_u64()),
+        (Some(3), Some(7))
+    );
+    let key = s.run(&["ledger", "public-key"]).stdout.trim().to_string();
+
+    let elsewhere = Sandbox::bare();
+    elsewhere.file("consistency.json", &proof.stdout);
+    let ok = elsewhere.run(&[
+        "ledger",
+        "verify-proof",
+        "consistency.json",
+        "--public-key",
+        &key,
+        "--output",
+        "json",
+    ]);
+    assert_eq!(ok.code, 0, "{ok:?}");
+    assert_eq!(ok.json()["kind"], "consistency");
+    assert_eq!(ok.json()["from_size"], 3);
+    assert_eq!(ok.json()["to_size"], 7);
+
+    let mut forged = document.clone();
+    forged["proof"][0] = serde_json::Value::String("00".repeat(32));
+    elsewhere.file("forged.json", &forged.to_string());
+    let bad = elsewhere.run(&[
+        "ledger",
+        "verify-proof",
+        "forged.json",
+        "--public-key",
+        &key,
+    ]);
+    assert_eq!(bad.code, 1, "{bad:?}");
+    assert!(bad.stdout.contains("invalid"), "{}", bad.stdout);
+
+    let missing = s.run(&["ledger", "proof", "--from", "2"]);
+    assert_ne!(missing.code, 0, "{missing:?}");
+    assert!(
+        missing.stderr.contains("checkpoints cover: 3, 7"),
+        "{}",
+        missing.stderr
+    );
+}
+
 #[test]
 fn an_edited_entry_is_named() {
     let s = synced_twice();
