@@ -774,11 +774,22 @@ impl NatsStore {
             // Deliver again from `after`: NAK what went out since, oldest first, and the
             // server sends it again, in that order, before anything new.
             let keep = state.messages.partition_point(|(seq, _)| *seq <= after);
-            for (_, message) in state.messages.drain(keep..) {
-                message
-                    .ack_with(AckKind::Nak(None))
-                    .await
-                    .map_err(|e| backend_error(self.name(), "redeliver", e))?;
+            let resend: Vec<_> = state.messages.drain(keep..).collect();
+            for (_, message) in resend {
+                if let Err(e) = message.ack_with(AckKind::Nak(None)).await {
+                    // A message not NAKed would come back only after the server's ack wait,
+                    // behind newer ones: start the consumer again at its floor instead.
+                    let filter = state.consumer.cached_info().config.filter_subject.clone();
+                    self.inner
+                        .events
+                        .delete_consumer(&name)
+                        .await
+                        .map_err(nats_err(self.name(), "reset a durable consumer"))?;
+                    state.consumer = self.create_consumer(&name, filter, state.acked).await?;
+                    state.messages.clear();
+                    state.delivered = state.acked;
+                    return Err(backend_error(self.name(), "redeliver", e));
+                }
             }
             state.delivered = after.max(state.acked);
         }
