@@ -772,11 +772,13 @@ impl NatsStore {
         };
         if after < state.delivered {
             // Deliver again from `after`: NAK what went out since, oldest first, and the
-            // server sends it again, in that order, before anything new.
+            // server sends it again, in that order, before anything new. Each NAK waits for
+            // the server's confirmation: a plain one can still be queued in the server when
+            // the fetch below is served, which then finds nothing to redeliver.
             let keep = state.messages.partition_point(|(seq, _)| *seq <= after);
             let resend: Vec<_> = state.messages.drain(keep..).collect();
             for (_, message) in resend {
-                if let Err(e) = message.ack_with(AckKind::Nak(None)).await {
+                if let Err(e) = message.double_ack_with(AckKind::Nak(None)).await {
                     // A message not NAKed would come back only after the server's ack wait,
                     // behind newer ones: start the consumer again at its floor instead.
                     let filter = state.consumer.cached_info().config.filter_subject.clone();
