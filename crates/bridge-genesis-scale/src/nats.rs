@@ -577,13 +577,7 @@ impl NatsStore {
             if seq > to {
                 break;
             }
-            let decoded = decode_parts(
-                self.name(),
-                &self.inner.prefix,
-                message.subject.as_str(),
-                seq,
-                &message.payload,
-            )?;
+            let decoded = decode_delivered(self.name(), &self.inner.prefix, &message, seq)?;
             if q.admits(&decoded.event) {
                 out.push(decoded.event);
             }
@@ -816,13 +810,7 @@ impl NatsStore {
             if seq <= state.delivered {
                 continue;
             }
-            let decoded = decode_parts(
-                self.name(),
-                &self.inner.prefix,
-                message.subject.as_str(),
-                seq,
-                &message.payload,
-            )?;
+            let decoded = decode_delivered(self.name(), &self.inner.prefix, &message, seq)?;
             events.push(decoded.event);
             state.delivered = seq;
             state.messages.push_back((seq, message));
@@ -1028,6 +1016,23 @@ fn decode(
     )
 }
 
+/// A message a consumer delivered, whose stream sequence `seq` the caller read from its
+/// reply subject.
+fn decode_delivered(
+    store: &str,
+    prefix: &str,
+    message: &async_nats::jetstream::Message,
+    seq: u64,
+) -> Result<Decoded, StoreError> {
+    decode_parts(
+        store,
+        prefix,
+        message.subject.as_str(),
+        seq,
+        &message.payload,
+    )
+}
+
 fn decode_parts(
     store: &str,
     prefix: &str,
@@ -1116,13 +1121,7 @@ impl LiveReader {
             }
             // A message that is not an event (published by something else) is skipped here,
             // not retried forever: history reads report it as corrupt.
-            if let Ok(decoded) = decode_parts(
-                &self.store,
-                &self.prefix,
-                message.subject.as_str(),
-                seq,
-                &message.payload,
-            ) {
+            if let Ok(decoded) = decode_delivered(&self.store, &self.prefix, &message, seq) {
                 // No receiver left is not an error: the event is stored.
                 let _ = self.live.send(Arc::new(decoded.event));
             }

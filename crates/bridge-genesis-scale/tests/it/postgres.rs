@@ -1,18 +1,14 @@
 //! PostgreSQL: the conformance suite (each case in its own schema) and several stores
 //! appending to one schema at once.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use bridge_genesis::bus::conformance::Backend;
+use bridge_genesis::bus::conformance::{self, Backend};
 use bridge_genesis::bus::{
-    BoxFuture, Bus, EventStore, HistoryQuery, NewEvent, Payload, Policy, Role, StoreError, Topic,
-    TopicPattern,
+    BoxFuture, Bus, EventStore, NewEvent, Payload, Policy, StoreError, Topic,
 };
 use bridge_genesis_scale::{PostgresOptions, PostgresStore};
-use serde_json::json;
 use tokio::task::JoinSet;
 
 use crate::services;
@@ -244,19 +240,17 @@ schedule_conformance!(
 
 /// Where the kill -9 child publishes: the schema, set by the parent.
 const KILL9_SCHEMA: &str = "BRIDGE_KILL9_PG_SCHEMA";
-const KILL9_CONSUMER: &str = "kill9";
 
-async fn store_in(url: &str, schema: &str) -> PostgresStore {
+async fn store_in(url: &str, schema: &str) -> Arc<dyn EventStore> {
     let options = PostgresOptions {
         schema: Some(schema.to_owned()),
         ..PostgresOptions::default()
     };
-    PostgresStore::connect_with(url, options).await.unwrap()
+    Arc::new(PostgresStore::connect_with(url, options).await.unwrap())
 }
 
-/// The child half of `kill9_loses_no_acknowledged_event`: 4 publishers print `ACK <seq>` for
-/// every acknowledged publish while a durable consumer prints `CONSUMED <seq>` after each of
-/// its acks. Does nothing unless the parent set `BRIDGE_KILL9_PG_SCHEMA`.
+/// The child half of `kill9_loses_no_acknowledged_event`: the conformance suite's kill -9
+/// workload in the schema `BRIDGE_KILL9_PG_SCHEMA`. Does nothing unless the parent set it.
 #[test]
 fn kill9_child_publisher() {
     let Ok(schema) = std::env::var(KILL9_SCHEMA) else {
@@ -270,52 +264,8 @@ fn kill9_child_publisher() {
         .build()
         .unwrap();
     runtime.block_on(async move {
-        let store: Arc<dyn EventStore> = Arc::new(store_in(&url, &schema).await);
-        let bus = Bus::new(store, Policy::default());
-        let say = |line: String| {
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "{line}").unwrap();
-            out.flush().unwrap();
-        };
-        // A parent that died without killing us must not leave us running forever.
-        let give_up = Instant::now() + Duration::from_secs(60);
-        let mut consumer = bus.consumer(KILL9_CONSUMER, "envsync.*").await.unwrap();
-        let consuming = tokio::spawn(async move {
-            while Instant::now() < give_up {
-                let batch = consumer
-                    .wait_batch(16, Duration::from_millis(100))
-                    .await
-                    .unwrap();
-                if let Some(last) = batch.last() {
-                    consumer.ack(last.seq).await.unwrap();
-                    say(format!("CONSUMED {}", last.seq));
-                }
-            }
-        });
-        let mut publishers = Vec::new();
-        for p in 0..4 {
-            let bus = bus.clone();
-            publishers.push(tokio::spawn(async move {
-                let mut n = 0u64;
-                while Instant::now() < give_up {
-                    let topic = if n % 5 == 4 {
-                        "deploy.render"
-                    } else {
-                        "envsync.drift"
-                    };
-                    let event = bus
-                        .publish(topic, json!({"publisher": p, "n": n}), Role::System)
-                        .await
-                        .unwrap();
-                    say(format!("ACK {}", event.seq));
-                    n += 1;
-                }
-            }));
-        }
-        for publisher in publishers {
-            publisher.await.unwrap();
-        }
-        consuming.await.unwrap();
+        let store = store_in(&url, &schema).await;
+        conformance::kill9_workload(Bus::new(store, Policy::default())).await;
     });
 }
 
@@ -328,7 +278,8 @@ async fn kill9_loses_no_acknowledged_event() {
         return;
     };
     let schema = services::unique("genesis_test_kill9");
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    let mut child = Command::new(std::env::current_exe().unwrap());
+    child
         .args([
             "--exact",
             "postgres::kill9_child_publisher",
@@ -336,99 +287,10 @@ async fn kill9_loses_no_acknowledged_event() {
             "--test-threads=1",
         ])
         .env(KILL9_SCHEMA, &schema)
-        .env("BRIDGE_TEST_POSTGRES_URL", &url)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut acked = Vec::new();
-    let mut consumed = 0u64;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let record = |line: &str, acked: &mut Vec<u64>, consumed: &mut u64| {
-        if let Some(seq) = line.strip_prefix("ACK ") {
-            acked.push(seq.parse().unwrap());
-        } else if let Some(seq) = line.strip_prefix("CONSUMED ") {
-            *consumed = (*consumed).max(seq.parse().unwrap());
-        }
-    };
-    // Kill mid-burst: once enough has been acknowledged and consumed, without warning.
-    for line in lines.by_ref() {
-        record(&line.unwrap(), &mut acked, &mut consumed);
-        if acked.len() >= 1_000 && consumed >= 200 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the child is too slow: {} acks",
-            acked.len()
-        );
-    }
-    child.kill().unwrap(); // SIGKILL on unix
-    child.wait().unwrap();
-    // Lines already in the pipe were acknowledged before the kill: they count too.
-    for line in lines {
-        record(&line.unwrap(), &mut acked, &mut consumed);
-    }
-    assert!(
-        acked.len() >= 1_000,
-        "the child died early: {} acks",
-        acked.len()
-    );
-    let consumed_before_kill = consumed;
-    let max_acked = *acked.iter().max().unwrap();
-
-    let store: Arc<dyn EventStore> = Arc::new(store_in(&url, &schema).await);
-    let last = store.last_seq().await.unwrap();
-    assert!(
-        last >= max_acked,
-        "acked up to {max_acked}, stored up to {last}"
-    );
-    let mut stored = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = store
-            .read(HistoryQuery::default().after_seq(after).limit(10_000))
-            .await
-            .unwrap();
-        let Some(tail) = page.last() else { break };
-        after = tail.seq;
-        stored.extend(page.into_iter().map(|e| e.seq));
-    }
-    assert_eq!(
-        stored,
-        (1..=last).collect::<Vec<_>>(),
-        "in order, without gaps"
-    );
-    acked.sort_unstable();
-    acked.dedup();
-    assert!(acked.iter().all(|seq| *seq <= last));
-
-    let bus = Bus::new(store.clone(), Policy::default());
-    let mut consumer = bus.consumer(KILL9_CONSUMER, "envsync.*").await.unwrap();
-    assert!(
-        consumer.acked_seq() >= consumed_before_kill,
-        "the consumer's floor {} is behind its last confirmed ack {consumed_before_kill}",
-        consumer.acked_seq()
-    );
-    let resumed = consumer.next_batch(1).await.unwrap();
-    let expected = store
-        .read(
-            HistoryQuery::default()
-                .pattern(TopicPattern::parse("envsync.*").unwrap())
-                .after_seq(consumer.acked_seq())
-                .limit(1),
-        )
-        .await
-        .unwrap();
-    assert_eq!(resumed, expected, "resumes right after its last ack");
-    // The publish path still works on the recovered log, right after its end.
-    let next = bus
-        .publish("envsync.drift", json!({"after": "kill"}), Role::System)
-        .await
-        .unwrap();
-    assert_eq!(next.seq, last + 1);
-
-    drop((consumer, bus, store));
+        .env("BRIDGE_TEST_POSTGRES_URL", &url);
+    let (acked, consumed) = conformance::kill9_run(child, 1_000, 200);
+    let store = store_in(&url, &schema).await;
+    conformance::kill9_check(&store, acked, consumed).await;
+    drop(store);
     drop_schemas(&url, &[schema]).await;
 }

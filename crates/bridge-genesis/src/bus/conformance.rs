@@ -798,3 +798,168 @@ pub async fn bad_input_is_refused_without_a_trace(backend: &dyn Backend) {
     .await
     .expect("only top-level keys are reserved");
 }
+
+/// The durable consumer (on `envsync.*`) the kill -9 workload acks.
+pub const KILL9_CONSUMER: &str = "kill9";
+
+/// The child's half of a kill -9 test, run in a process of its own on `bus`: 4 publishers
+/// print `ACK <seq>` on stdout for every acknowledged publish, while the durable consumer
+/// [`KILL9_CONSUMER`] prints `CONSUMED <seq>` after each of its acks. Runs until killed (or
+/// for 60 s, so that a parent that died without killing it does not leave it running).
+pub async fn kill9_workload(bus: Bus) {
+    use std::io::Write as _;
+    let say = |line: String| {
+        let mut out = std::io::stdout().lock();
+        // A parent that stopped reading is about to kill us anyway.
+        let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+    };
+    let give_up = std::time::Instant::now() + Duration::from_secs(60);
+    let mut consumer = bus
+        .consumer(KILL9_CONSUMER, "envsync.*")
+        .await
+        .expect("consumer");
+    let mut tasks = JoinSet::new();
+    tasks.spawn(async move {
+        while std::time::Instant::now() < give_up {
+            let batch = consumer
+                .wait_batch(16, Duration::from_millis(100))
+                .await
+                .expect("consumer batch");
+            if let Some(last) = batch.last() {
+                consumer.ack(last.seq).await.expect("consumer ack");
+                say(format!("CONSUMED {}", last.seq));
+            }
+        }
+    });
+    for p in 0..4 {
+        let bus = bus.clone();
+        tasks.spawn(async move {
+            let mut n = 0u64;
+            while std::time::Instant::now() < give_up {
+                let topic = if n % 5 == 4 {
+                    "deploy.render"
+                } else {
+                    "envsync.drift"
+                };
+                let event = bus
+                    .publish(topic, json!({"publisher": p, "n": n}), Role::System)
+                    .await
+                    .expect("publish");
+                say(format!("ACK {}", event.seq));
+                n += 1;
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("kill -9 workload task");
+    }
+}
+
+/// The parent's half: starts `child` (a process running [`kill9_workload`]) with its stdout
+/// piped, SIGKILLs it mid-burst once it has acknowledged `min_acks` publishes and its
+/// consumer has acked at least `min_consumed`, and returns every acknowledged sequence and
+/// the highest consumer ack, counting the lines already in the pipe at the kill.
+pub fn kill9_run(
+    mut child: std::process::Command,
+    min_acks: usize,
+    min_consumed: u64,
+) -> (Vec<u64>, u64) {
+    use std::io::BufRead as _;
+    let mut child = child
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the kill -9 child");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let mut acked = Vec::new();
+    let mut consumed = 0u64;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let record = |line: &str, acked: &mut Vec<u64>, consumed: &mut u64| {
+        if let Some(seq) = line.strip_prefix("ACK ") {
+            acked.push(seq.parse().expect("ACK <seq>"));
+        } else if let Some(seq) = line.strip_prefix("CONSUMED ") {
+            *consumed = (*consumed).max(seq.parse().expect("CONSUMED <seq>"));
+        }
+    };
+    for line in lines.by_ref() {
+        record(&line.expect("child output"), &mut acked, &mut consumed);
+        if acked.len() >= min_acks && consumed >= min_consumed {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the child is too slow: {} acks",
+            acked.len()
+        );
+    }
+    child.kill().expect("SIGKILL the child");
+    child.wait().expect("reap the child");
+    for line in lines {
+        record(&line.expect("child output"), &mut acked, &mut consumed);
+    }
+    assert!(
+        acked.len() >= min_acks,
+        "the child died early: {} acks",
+        acked.len()
+    );
+    (acked, consumed)
+}
+
+/// After the kill, on the reopened store: every acknowledged event is there, the log is
+/// `1..=last` without a gap, the consumer's floor is at least its last confirmed ack and it
+/// resumes right after it, and the next publish gets `last + 1`.
+pub async fn kill9_check(store: &Arc<dyn EventStore>, mut acked: Vec<u64>, consumed: u64) {
+    let max_acked = acked.iter().copied().max().unwrap_or(0);
+    let last = store.last_seq().await.expect("last seq");
+    assert!(
+        last >= max_acked,
+        "acked up to {max_acked}, stored up to {last}"
+    );
+    let mut stored = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = history(
+            store,
+            HistoryQuery::default().after_seq(after).limit(10_000),
+        )
+        .await;
+        let Some(tail) = page.last() else { break };
+        after = tail.seq;
+        stored.extend(page.into_iter().map(|e| e.seq));
+    }
+    assert_eq!(
+        stored,
+        (1..=last).collect::<Vec<_>>(),
+        "in order, without gaps"
+    );
+    acked.sort_unstable();
+    acked.dedup();
+    assert!(
+        acked.iter().all(|seq| *seq <= last),
+        "every acknowledged seq is stored"
+    );
+
+    let bus = bus(store);
+    let mut consumer = bus
+        .consumer(KILL9_CONSUMER, "envsync.*")
+        .await
+        .expect("reopened consumer");
+    assert!(
+        consumer.acked_seq() >= consumed,
+        "the consumer's floor {} is behind its last confirmed ack {consumed}",
+        consumer.acked_seq()
+    );
+    let resumed = consumer.next_batch(1).await.expect("batch");
+    let expected = history(
+        store,
+        HistoryQuery::default()
+            .pattern(pattern("envsync.*"))
+            .after_seq(consumer.acked_seq())
+            .limit(1),
+    )
+    .await;
+    assert_eq!(resumed, expected, "resumes right after its last ack");
+    let next = publish(&bus, "envsync.drift", json!({"after": "kill"})).await;
+    assert_eq!(next.seq, last + 1, "the log goes on right after its end");
+}

@@ -1,11 +1,10 @@
 //! Bus tests: the conformance suite against SQLite, then what only the SQLite store promises
 //! (group commit, no gap after a failed transaction, damaged files refused, kill -9).
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bridge_genesis::bus::conformance::{self, Backend};
 use bridge_genesis::bus::{
@@ -365,11 +364,9 @@ fn sql_pattern_filters_agree_with_matches() {
 }
 
 const KILL9_DB: &str = "BRIDGE_GENESIS_KILL9_CHILD_DB";
-const KILL9_CONSUMER: &str = "kill9";
 
-/// The child half of `kill9_loses_no_acknowledged_event`: publishes from 4 tasks and prints
-/// `ACK <seq>` for every acknowledged publish, while a durable consumer prints `CONSUMED
-/// <seq>` after every ack it makes. Does nothing unless the parent set `KILL9_DB`.
+/// The child half of `kill9_loses_no_acknowledged_event`: the conformance suite's kill -9
+/// workload on the store at `KILL9_DB`. Does nothing unless the parent set it.
 #[test]
 fn kill9_child_publisher() {
     let Some(path) = std::env::var_os(KILL9_DB) else {
@@ -382,147 +379,29 @@ fn kill9_child_publisher() {
         .unwrap();
     runtime.block_on(async move {
         let (_store, bus) = open_bus(Path::new(&path));
-        let say = |line: String| {
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "{line}").unwrap();
-            out.flush().unwrap();
-        };
-        // A parent that died without killing us must not leave us running forever.
-        let give_up = Instant::now() + Duration::from_secs(60);
-        let mut consumer = bus.consumer(KILL9_CONSUMER, "envsync.*").await.unwrap();
-        let consuming = tokio::spawn(async move {
-            while Instant::now() < give_up {
-                let batch = consumer
-                    .wait_batch(16, Duration::from_millis(100))
-                    .await
-                    .unwrap();
-                if let Some(last) = batch.last() {
-                    consumer.ack(last.seq).await.unwrap();
-                    say(format!("CONSUMED {}", last.seq));
-                }
-            }
-        });
-        let mut publishers = Vec::new();
-        for p in 0..4 {
-            let bus = bus.clone();
-            publishers.push(tokio::spawn(async move {
-                let mut n = 0u64;
-                while Instant::now() < give_up {
-                    let topic = if n % 5 == 4 {
-                        "deploy.render"
-                    } else {
-                        "envsync.drift"
-                    };
-                    let event = bus
-                        .publish(topic, json!({"publisher": p, "n": n}), Role::System)
-                        .await
-                        .unwrap();
-                    say(format!("ACK {}", event.seq));
-                    n += 1;
-                }
-            }));
-        }
-        for publisher in publishers {
-            publisher.await.unwrap();
-        }
-        consuming.await.unwrap();
+        conformance::kill9_workload(bus).await;
     });
 }
 
+/// kill -9 mid-burst: every acknowledged event is stored, in order, without gaps, and the
+/// durable consumer resumes right after its last ack.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_loses_no_acknowledged_event() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bus.db");
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    let mut child = Command::new(std::env::current_exe().unwrap());
+    child
         .args([
             "--exact",
             "bus::kill9_child_publisher",
             "--nocapture",
             "--test-threads=1",
         ])
-        .env(KILL9_DB, &path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut acked = Vec::new();
-    let mut consumed = 0u64;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let record = |line: &str, acked: &mut Vec<u64>, consumed: &mut u64| {
-        if let Some(seq) = line.strip_prefix("ACK ") {
-            acked.push(seq.parse().unwrap());
-        } else if let Some(seq) = line.strip_prefix("CONSUMED ") {
-            *consumed = (*consumed).max(seq.parse().unwrap());
-        }
-    };
-    // Kill mid-burst: once enough has been acknowledged and consumed, without warning.
-    for line in lines.by_ref() {
-        record(&line.unwrap(), &mut acked, &mut consumed);
-        if acked.len() >= 3_000 && consumed >= 500 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the child is too slow: {} acks",
-            acked.len()
-        );
-    }
-    child.kill().unwrap(); // SIGKILL on unix
-    child.wait().unwrap();
-    // Lines already in the pipe were acknowledged before the kill: they count too.
-    for line in lines {
-        record(&line.unwrap(), &mut acked, &mut consumed);
-    }
-    let consumed_before_kill = consumed;
-    let max_acked = *acked.iter().max().unwrap();
-
-    let (store, bus) = open_bus(&path);
-    let last = store.last_seq().await.unwrap();
-    assert!(
-        last >= max_acked,
-        "acked up to {max_acked}, stored up to {last}"
-    );
-    let mut stored = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = store
-            .read(HistoryQuery::default().after_seq(after).limit(10_000))
-            .await
-            .unwrap();
-        let Some(tail) = page.last() else { break };
-        after = tail.seq;
-        stored.extend(page.into_iter().map(|e| e.seq));
-    }
-    assert_eq!(
-        stored,
-        (1..=last).collect::<Vec<_>>(),
-        "in order, without gaps"
-    );
-    acked.sort_unstable();
-    acked.dedup();
-    assert!(
-        acked.iter().all(|seq| *seq <= last),
-        "every acknowledged seq is stored"
-    );
-
-    let mut consumer = bus.consumer(KILL9_CONSUMER, "envsync.*").await.unwrap();
-    assert!(
-        consumer.acked_seq() >= consumed_before_kill,
-        "the consumer's floor {} is behind its last confirmed ack {consumed_before_kill}",
-        consumer.acked_seq()
-    );
-    let resumed = consumer.next_batch(1).await.unwrap();
-    let expected = store
-        .read(
-            HistoryQuery::default()
-                .pattern(TopicPattern::parse("envsync.*").unwrap())
-                .after_seq(consumer.acked_seq())
-                .limit(1),
-        )
-        .await
-        .unwrap();
-    assert_eq!(resumed, expected, "resumes right after its last ack");
+        .env(KILL9_DB, &path);
+    let (acked, consumed) = conformance::kill9_run(child, 3_000, 500);
+    let (store, _bus) = open_bus(&path);
+    let store: Arc<dyn EventStore> = store;
+    conformance::kill9_check(&store, acked, consumed).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
