@@ -2,9 +2,10 @@
 //! the Truth ledger, then signs a checkpoint.
 //!
 //! The CLI runs it after each command that published; `genesisctl serve` runs it whenever the
-//! bus moves. Both may run at once (two processes on one state directory): a crash or a race
-//! between appending and acking redelivers events the ledger already holds, so the feed skips
-//! every bus sequence at or below the newest one the ledger recorded.
+//! bus moves. Both may run at once (two processes on one state directory, or a one-shot run
+//! beside a server's feed): a crash or a race between appending and acking redelivers events
+//! the ledger already holds, and the ledger itself leaves out every event it already records
+//! (checked under its write lock), so each event is recorded once.
 
 use std::time::{Duration, Instant};
 
@@ -196,10 +197,8 @@ impl LedgerFeed {
                 (None, Some(open)) => open().map_err(|e| FeedError::Open(e.into()))?,
                 (None, None) => unreachable!("the ledger is opened with the first batch"),
             };
-            let recorded = last_recorded_seq(&ledger)?;
             let entries: Vec<NewEntry> = batch
                 .iter()
-                .filter(|e| e.seq > recorded)
                 .filter(|e| topics.iter().any(|t| e.topic.starts_with(t)))
                 .map(|e| NewEntry {
                     timestamp: e.timestamp,
@@ -208,15 +207,15 @@ impl LedgerFeed {
                     payload: e.envelope(),
                 })
                 .collect();
-            let count = entries.len();
-            self.ledger = Some(if entries.is_empty() {
-                ledger
+            let (ledger, count) = if entries.is_empty() {
+                (ledger, 0)
             } else {
                 off_the_runtime(ledger, move |ledger| {
-                    ledger.append_batch(&entries).map(drop)
+                    ledger.append_batch(&entries).map(|appended| appended.len())
                 })
                 .await?
-            });
+            };
+            self.ledger = Some(ledger);
             added += count;
             self.unsigned += count;
             consumer.ack(last).await?;
@@ -227,7 +226,7 @@ impl LedgerFeed {
             && (due || sign_now)
             && let Some(ledger) = self.ledger.take()
         {
-            let ledger = off_the_runtime(ledger, |ledger| {
+            let (ledger, ()) = off_the_runtime(ledger, |ledger| {
                 ledger.checkpoint(OffsetDateTime::now_utc()).map(drop)
             })
             .await?;
@@ -239,28 +238,16 @@ impl LedgerFeed {
     }
 }
 
-/// Runs `work` on the ledger on a blocking thread and hands the ledger back. An append waits
+/// Runs `work` on the ledger on a blocking thread and hands the ledger back with its result. An append waits
 /// for an fsync and a checkpoint signs and proves consistency: on a runtime worker either
 /// would hold up every request scheduled behind it. The ledger is dropped (and reopened on
 /// the next run) when `work` fails.
-async fn off_the_runtime(
+async fn off_the_runtime<T: Send + 'static>(
     mut ledger: Ledger,
-    work: impl FnOnce(&mut Ledger) -> Result<(), LedgerError> + Send + 'static,
-) -> Result<Ledger, FeedError> {
-    tokio::task::spawn_blocking(move || work(&mut ledger).map(|()| ledger))
+    work: impl FnOnce(&mut Ledger) -> Result<T, LedgerError> + Send + 'static,
+) -> Result<(Ledger, T), FeedError> {
+    tokio::task::spawn_blocking(move || work(&mut ledger).map(|t| (ledger, t)))
         .await
         .map_err(|e| FeedError::Task(e.to_string()))?
         .map_err(FeedError::from)
-}
-
-fn last_recorded_seq(ledger: &Ledger) -> Result<u64, LedgerError> {
-    let len = ledger.len();
-    if len == 0 {
-        return Ok(0);
-    }
-    Ok(ledger
-        .entries(len - 1..len)?
-        .first()
-        .and_then(|e| e.seq)
-        .unwrap_or(0))
 }

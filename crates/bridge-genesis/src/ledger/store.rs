@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS ledger_checkpoints (
     created_at TEXT NOT NULL
 ) STRICT;
 CREATE INDEX IF NOT EXISTS ledger_checkpoints_by_size ON ledger_checkpoints (size);
+CREATE INDEX IF NOT EXISTS ledger_entries_by_seq ON ledger_entries (seq) WHERE seq IS NOT NULL;
 ";
 
 /// A checkpoint as stored: its row id and when it was made, besides the signed content.
@@ -220,18 +221,28 @@ impl Ledger {
         self.damage.as_deref()
     }
 
-    /// Appends one entry in its own transaction; returns its index.
+    /// Appends one entry in its own transaction; returns its index (for a bus event the
+    /// ledger already records, the index it is recorded at).
     ///
     /// Each call waits for an fsync; use [`append_batch`](Self::append_batch) for volume.
     pub fn append(&mut self, entry: NewEntry) -> Result<u64, LedgerError> {
-        let indexes = self.append_batch(std::slice::from_ref(&entry))?;
-        indexes
-            .first()
-            .copied()
+        let seq = entry.seq;
+        if let Some(&index) = self.append_batch(std::slice::from_ref(&entry))?.first() {
+            return Ok(index);
+        }
+        let recorded = match seq {
+            Some(seq) => recorded_at(&self.conn, sql_int(seq, "bus sequence")?)?,
+            None => None,
+        };
+        recorded
             .ok_or_else(|| LedgerError::Damaged("an append of one entry returned no index".into()))
     }
 
-    /// Appends entries in one transaction (all or none); returns their indexes.
+    /// Appends entries in one transaction (all or none); returns the indexes of those
+    /// appended. A bus event is recorded once: an entry whose `seq` the file already holds
+    /// (appended by another handle, thread or process) or that repeats one earlier in the
+    /// batch is left out, checked under the write lock, so feeders racing on one file cannot
+    /// record an event twice.
     pub fn append_batch(&mut self, entries: &[NewEntry]) -> Result<Vec<u64>, LedgerError> {
         self.intact()?;
         if entries.is_empty() {
@@ -482,10 +493,14 @@ fn append_rows(
     conn: &mut Connection,
     tree: &mut Tree,
     entries: &[NewEntry],
-    encoded: &[(String, Vec<u8>, Option<i64>)],
+    encoded: &[Encoded],
 ) -> Result<Vec<u64>, LedgerError> {
-    // IMMEDIATE takes the write lock now, so the tail we catch up to cannot move under us.
-    let hashes = in_immediate_transaction(conn, |tx| insert_rows(tx, tree, entries, encoded))?;
+    // IMMEDIATE takes the write lock now, so the tail we catch up to (and the events it
+    // records) cannot move under us.
+    let hashes = in_immediate_transaction(conn, |tx| {
+        let keep = unrecorded(tx, encoded)?;
+        insert_rows(tx, tree, entries, encoded, &keep)
+    })?;
     let start = tree.size();
     let added = hashes.len() as u64;
     // Only now: a failed commit must leave the in-memory tree as it was.
@@ -493,6 +508,32 @@ fn append_rows(
         tree.push(h);
     }
     Ok((start..start + added).collect())
+}
+
+type Encoded = (String, Vec<u8>, Option<i64>);
+
+/// The positions in a batch of the entries that record no bus event the file already
+/// holds, nor one recorded earlier in the same batch.
+fn unrecorded(tx: &Connection, encoded: &[Encoded]) -> Result<Vec<usize>, LedgerError> {
+    let mut seen = std::collections::HashSet::new();
+    let mut keep = Vec::with_capacity(encoded.len());
+    for (i, (_, _, seq)) in encoded.iter().enumerate() {
+        if let Some(seq) = *seq
+            && (!seen.insert(seq) || recorded_at(tx, seq)?.is_some())
+        {
+            continue;
+        }
+        keep.push(i);
+    }
+    Ok(keep)
+}
+
+/// The index of the entry that records bus event `seq`, if one does.
+fn recorded_at(conn: &Connection, seq: i64) -> Result<Option<u64>, LedgerError> {
+    let idx: Option<i64> = conn
+        .prepare_cached("SELECT min(idx) FROM ledger_entries WHERE seq = ?1")?
+        .query_row([seq], |r| r.get(0))?;
+    Ok(idx.and_then(|i| u64::try_from(i).ok()))
 }
 
 /// Runs `f` in a `BEGIN IMMEDIATE` transaction, committed when it succeeds and rolled back
@@ -515,23 +556,28 @@ fn in_immediate_transaction<T>(
     result
 }
 
-/// Inserts `entries` after the stored tail (caught up first); returns their leaf hashes.
+/// Inserts the entries at positions `keep` after the stored tail (caught up first); returns
+/// their leaf hashes.
 fn insert_rows(
     tx: &Connection,
     tree: &mut Tree,
     entries: &[NewEntry],
-    encoded: &[(String, Vec<u8>, Option<i64>)],
+    encoded: &[Encoded],
+    keep: &[usize],
 ) -> Result<Vec<Hash>, LedgerError> {
     catch_up(tx, tree)?;
     let start = tree.size();
-    let mut hashes = Vec::with_capacity(entries.len());
+    let mut hashes = Vec::with_capacity(keep.len());
     let mut buf = Vec::with_capacity(512);
     {
         let mut insert = tx.prepare_cached(
             "INSERT INTO ledger_entries (idx, timestamp, topic, seq, payload, leaf_hash)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
-        for (i, (e, (ts, payload, seq))) in entries.iter().zip(encoded).enumerate() {
+        for (i, &at) in keep.iter().enumerate() {
+            let (Some(e), Some((ts, payload, seq))) = (entries.get(at), encoded.get(at)) else {
+                continue;
+            };
             let index = start + i as u64;
             buf.clear();
             write_entry(
@@ -813,6 +859,57 @@ impl NodeSource for StoredNodes<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ledger::Problem;
+
+    /// What feeds before each event was recorded once did: the same event appended twice.
+    /// `verify` names the second entry.
+    #[test]
+    fn verify_reports_an_event_recorded_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let origin = "bridge.local/ledger";
+        let mut l = Ledger::open(&path, origin, Some(key.clone())).unwrap();
+        let entry = |seq: u64, n: u64| NewEntry {
+            timestamp: OffsetDateTime::UNIX_EPOCH,
+            topic: "envsync.commit".into(),
+            seq: Some(seq),
+            payload: serde_json::json!({"n": n}),
+        };
+        l.append_batch(&[entry(1, 0), entry(2, 1)]).unwrap();
+        let again = [entry(2, 1)];
+        let encoded = [(
+            format_timestamp(again[0].timestamp).unwrap(),
+            canonical_json(&again[0].payload),
+            Some(2),
+        )];
+        let hashes = in_immediate_transaction(&l.conn, |tx| {
+            insert_rows(tx, &mut l.tree, &again, &encoded, &[0])
+        })
+        .unwrap();
+        for h in hashes {
+            l.tree.push(h);
+        }
+        l.checkpoint(OffsetDateTime::UNIX_EPOCH).unwrap();
+
+        let report = l.verify(&key.verifying_key()).unwrap();
+        assert_eq!(
+            report.problems,
+            vec![Problem::Duplicate {
+                index: 2,
+                seq: 2,
+                first: 1
+            }],
+            "{report}"
+        );
+        assert_eq!(report.first_bad_entry(), Some(2));
+        assert!(
+            report
+                .to_string()
+                .contains("entry 2 records bus event 2 again"),
+            "{report}"
+        );
+    }
 
     #[test]
     fn cache_holds_exactly_the_completed_large_subtrees() {

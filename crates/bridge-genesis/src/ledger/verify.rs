@@ -88,6 +88,16 @@ pub enum Problem {
         /// What is wrong.
         reason: String,
     },
+    /// The entry records bus event `seq`, which entry `first` already records: an event is
+    /// recorded once.
+    Duplicate {
+        /// The later entry.
+        index: u64,
+        /// The bus sequence both record.
+        seq: u64,
+        /// The entry that recorded it first.
+        first: u64,
+    },
     /// SQLite reported the file as corrupt or truncated; the scan stopped there.
     Corrupt {
         /// SQLite's message.
@@ -101,7 +111,8 @@ impl Problem {
         match *self {
             Problem::Changed { index, .. }
             | Problem::Reordered { index, .. }
-            | Problem::Removed { index, .. } => Some(index),
+            | Problem::Removed { index, .. }
+            | Problem::Duplicate { index, .. } => Some(index),
             Problem::RootMismatch { first_suspect, .. } => Some(first_suspect),
             _ => None,
         }
@@ -146,6 +157,10 @@ impl fmt::Display for Problem {
             Problem::BadCheckpoint { checkpoint, reason } => {
                 write!(f, "checkpoint #{checkpoint} is invalid: {reason}")
             }
+            Problem::Duplicate { index, seq, first } => write!(
+                f,
+                "entry {index} records bus event {seq} again (entry {first} records it first)"
+            ),
             Problem::Corrupt { detail } => {
                 write!(f, "the database file is corrupt or truncated: {detail}")
             }
@@ -279,6 +294,28 @@ impl Verifier {
         self.scan_entries(conn, &attestations)?;
         if let Some(s) = self.suspect.take() {
             self.find_reorder(conn, &s)?;
+        }
+        self.find_duplicates(conn)
+    }
+
+    /// Entries that record a bus event an earlier entry records. Each row hashes fine, so
+    /// only this query finds them.
+    fn find_duplicates(&mut self, conn: &Connection) -> Result<(), LedgerError> {
+        let mut stmt = conn.prepare(
+            "SELECT e.idx, e.seq, d.first FROM ledger_entries e
+             JOIN (SELECT seq, min(idx) AS first FROM ledger_entries WHERE seq IS NOT NULL
+                   GROUP BY seq HAVING count(*) > 1) d ON e.seq = d.seq
+             WHERE e.idx > d.first ORDER BY e.idx",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let (index, seq, first): (i64, i64, i64) = (row.get(0)?, row.get(1)?, row.get(2)?);
+            let as_u64 = |v: i64| u64::try_from(v).unwrap_or_default();
+            self.entry_problem(Problem::Duplicate {
+                index: as_u64(index),
+                seq: as_u64(seq),
+                first: as_u64(first),
+            });
         }
         Ok(())
     }

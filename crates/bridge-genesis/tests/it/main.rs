@@ -4,5 +4,6 @@
 #![allow(clippy::unwrap_used)]
 
 mod bus;
+mod feed;
 mod ledger;
 mod schedule;
