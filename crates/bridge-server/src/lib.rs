@@ -108,7 +108,7 @@ pub(crate) struct Inner {
     pub(crate) envsync: Arc<dyn EnvSync>,
     pub(crate) tokens: TokenStore,
     pub(crate) vault: VaultLookup,
-    pub(crate) webhooks: bridge_autonomy::webhook::WebhookVerifier,
+    pub(crate) webhooks: bridge_webhooks::webhook::WebhookVerifier,
     pub(crate) autonomy: autonomy::AutonomyOptions,
     pub(crate) scheduler: Option<scheduler::ScheduledSync>,
     pub(crate) deliveries: routes::deploy::Deliveries,
@@ -133,7 +133,7 @@ pub struct Parts {
     pub tokens: TokenStore,
     pub vault: VaultLookup,
     /// Verifies deploy webhooks; without secrets every delivery is refused (503).
-    pub webhooks: bridge_autonomy::webhook::WebhookVerifier,
+    pub webhooks: bridge_webhooks::webhook::WebhookVerifier,
     /// The reactions' mode, thresholds and deploy hooks.
     pub autonomy: autonomy::AutonomyOptions,
     /// The scheduled sync and the store its slots are claimed in; `None`: no scheduled sync.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bridge_autonomy::webhook::sign_github;
+use bridge_webhooks::webhook::sign_github;
 
 const SECRET: &str = "bench-webhook-secret";
 const CONNECTIONS: usize = 16;

@@ -2,7 +2,7 @@
 //! stated by CI (`POST /engines/autonomy/deployment/event`, `genesisctl deploy publish`),
 //! and what they add up to (status, history).
 //!
-//! A webhook is verified by `bridge_autonomy::webhook` with the platform's own scheme, then
+//! A webhook is verified by `bridge_webhooks::webhook` with the platform's own scheme, then
 //! de-duplicated by its delivery id, then published on `deploy.<platform>` and
 //! `deploy.platform.<start|success|failure>`. A refused delivery gets its 4xx (or 503 when no
 //! secret is configured) and a `webhook.rejected` event saying why, never with the body.
@@ -15,8 +15,8 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
-use bridge_autonomy::webhook::{Headers, Outcome, Rejection};
-use bridge_autonomy::{DeployEvent, DeployEventRequest, Platform};
+use bridge_webhooks::webhook::{Headers, Outcome, Rejection};
+use bridge_webhooks::{DeployEvent, DeployEventRequest, Platform};
 use bridge_genesis::bus::{HistoryQuery, Order, Role as BusRole, TopicPattern};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

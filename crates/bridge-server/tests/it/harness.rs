@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, Response, StatusCode};
-use bridge_autonomy::webhook::{VerifyOptions, WebhookSecrets, WebhookVerifier};
+use bridge_webhooks::webhook::{VerifyOptions, WebhookSecrets, WebhookVerifier};
 use bridge_genesis::bus::{Bus, Policy, PolicyMode, SqliteStore};
 use bridge_server::auth::{TOKENS_FILE, create_token};
 use bridge_server::service::{

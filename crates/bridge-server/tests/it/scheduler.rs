@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bridge_autonomy::webhook::{VerifyOptions, WebhookSecrets, WebhookVerifier};
+use bridge_webhooks::webhook::{VerifyOptions, WebhookSecrets, WebhookVerifier};
 use bridge_genesis::bus::{
     Bus, Event, EventStore, HistoryQuery, Policy, PolicyMode, SqliteStore, TopicPattern,
 };

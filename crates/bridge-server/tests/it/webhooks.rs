@@ -4,7 +4,7 @@
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use bridge_autonomy::webhook::{sign_github, sign_netlify, sign_render};
+use bridge_webhooks::webhook::{sign_github, sign_netlify, sign_render};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 

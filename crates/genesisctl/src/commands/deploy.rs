@@ -2,7 +2,7 @@
 //! straight into the local bus (and ledger) with `--local`.
 
 use anyhow::{Context as _, anyhow};
-use bridge_autonomy::DeployEventRequest;
+use bridge_webhooks::DeployEventRequest;
 use serde_json::{Value, json};
 
 use crate::cli::DeployPublishArgs;

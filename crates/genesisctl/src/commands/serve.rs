@@ -86,10 +86,10 @@ pub async fn run(ctx: Context<'_>, args: &ServeArgs) -> CmdResult {
         vault_keys: server.vault_keys.clone(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
     };
-    let webhooks = bridge_autonomy::webhook::WebhookVerifier::new(
-        bridge_autonomy::webhook::WebhookSecrets::from_env()
+    let webhooks = bridge_webhooks::webhook::WebhookVerifier::new(
+        bridge_webhooks::webhook::WebhookSecrets::from_env()
             .context("reading the deploy webhook secrets")?,
-        bridge_autonomy::webhook::VerifyOptions::default(),
+        bridge_webhooks::webhook::VerifyOptions::default(),
     );
     let autonomy = autonomy_options(&server_ctx.config, sandbox.as_ref());
     // ENVSYNC_SCHEDULE: runs once across the servers sharing the store (a lock in it).

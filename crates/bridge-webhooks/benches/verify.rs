@@ -9,8 +9,8 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use bridge_autonomy::webhook::{github, netlify, render, sign_github, sign_netlify, sign_render};
-use bridge_autonomy::{Platform, VerifyOptions, WebhookSecrets, WebhookVerifier};
+use bridge_webhooks::webhook::{github, netlify, render, sign_github, sign_netlify, sign_render};
+use bridge_webhooks::{Platform, VerifyOptions, WebhookSecrets, WebhookVerifier};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use time::OffsetDateTime;

@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use bridge_autonomy::webhook::{github, netlify, render, sign_github, sign_netlify, sign_render};
-use bridge_autonomy::{
+use bridge_webhooks::webhook::{github, netlify, render, sign_github, sign_netlify, sign_render};
+use bridge_webhooks::{
     DeployEventType, Outcome, Platform, Receipt, Rejection, VerifyOptions, WebhookSecrets,
     WebhookVerifier,
 };

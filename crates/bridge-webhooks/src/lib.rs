@@ -1,6 +1,6 @@
-//! Bridge's autonomy: what happens around deploys.
+//! Deploy webhooks: how deploy events come in.
 //!
-//! So far, the way deploy events come in: [`webhook`] verifies the signed deliveries of
+//! [`webhook`] verifies the signed deliveries of
 //! GitHub, Netlify and Render and normalises them into a [`DeployEvent`] (the seeds' shape,
 //! [`deploy`]) with the bus topics to publish it on and a key to de-duplicate retries.
 //!
