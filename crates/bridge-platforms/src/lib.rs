@@ -109,6 +109,12 @@ pub trait Platform: Send + Sync {
         self.spec().to_string()
     }
 
+    /// The place one apply lock covers: the Render service, the Netlify site (all its
+    /// contexts), the GitHub repository or environment, the file's absolute path.
+    fn lock_scope(&self) -> String {
+        self.identity()
+    }
+
     /// What the platform holds now.
     async fn read(&self) -> Result<RemoteSet, PlatformError>;
 

@@ -508,6 +508,12 @@ impl Platform for Netlify {
         }
     }
 
+    /// Every context of a site shares its env vars (one value list per key), so one lock
+    /// covers the site.
+    fn lock_scope(&self) -> String {
+        format!("netlify:{}", self.site_id)
+    }
+
     async fn read(&self) -> Result<RemoteSet, PlatformError> {
         let vars = self.list().await?;
         Ok(vars

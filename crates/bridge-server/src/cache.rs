@@ -93,6 +93,30 @@ impl HistoryCache {
     }
 }
 
+/// Tells the history cache where the store's head is, once a second: events of other
+/// processes sharing the store show in history within that second (this process's own
+/// events, at once). Ends when shutdown begins.
+pub(crate) async fn track_head(state: crate::AppState) {
+    let store = state.inner.bus.store().clone();
+    let mut shutdown = state.inner.shutdown.clone();
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        if let Ok(seq) = store.last_seq().await {
+            state.inner.history_cache.observed(seq);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            changed = shutdown.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

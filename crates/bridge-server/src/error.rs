@@ -75,6 +75,21 @@ impl ApiError {
     }
 }
 
+/// An operation's failure as an answer: whose move it is decides the status.
+impl From<bridge_operations::OpsError> for ApiError {
+    fn from(e: bridge_operations::OpsError) -> Self {
+        use bridge_operations::ErrorKind;
+        let detail = e.to_string();
+        match e.kind() {
+            ErrorKind::Input => ApiError::unprocessable(detail),
+            ErrorKind::NotFound => ApiError::not_found(detail),
+            ErrorKind::Upstream => ApiError::upstream(detail),
+            ErrorKind::Busy => ApiError::new(StatusCode::CONFLICT, "busy", detail),
+            ErrorKind::Internal => ApiError::internal(detail),
+        }
+    }
+}
+
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.detail)

@@ -4,45 +4,41 @@
 //!   body and answer types — and both the router and the OpenAPI document are built from it,
 //!   so the two cannot disagree.
 //! - [`auth`]: roles (`observer` < `operator` < `admiral`) and hashed bearer tokens.
-//! - [`service::EnvSync`]: the sync engine behind `/envsync/*` and `/parity`, implemented by
-//!   the binary, so this crate knows nothing of configuration files or platform adapters.
+//! - [`routes`]: the handlers; `/envsync/*` and `/parity` call
+//!   [`bridge_operations::Operations`] and map its domain results to answers ([`answers`]).
 //! - [`stream`]: `GET /genesis/stream`, server-sent events resumable by `Last-Event-ID`.
-//! - [`tasks`]: what runs beside the requests: the ledger's feed and the `config_update`
-//!   cascade after each commit, and the [`scheduler`]'s scheduled sync.
+//! - [`serve`]: graceful, bounded shutdown: stop accepting, answer what is in flight within
+//!   the drain timeout, end live streams. The reactions, the scheduler and the ledger's feed
+//!   run beside the server (`bridge-autonomy`), started and stopped by the binary.
 //! - [`metrics`], [`log`]: Prometheus text at `/metrics`, one log line per request.
 //!
 //! Only this crate knows HTTP; no type below it is an HTTP type.
 
+pub mod answers;
 pub mod api;
 pub mod auth;
-pub mod autonomy;
 mod cache;
 pub mod error;
-pub mod log;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
-pub mod scheduler;
-pub mod service;
 pub mod stream;
-pub mod tasks;
 
-use std::collections::HashMap;
-use std::future::Future;
-use std::path::PathBuf;
+use std::future::{Future, IntoFuture as _};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bridge_genesis::bus::Bus;
+pub use bridge_genesis::ledger::LedgerAccess;
+use bridge_operations::Operations;
+pub use bridge_operations::log::{self as log, LogFormat, LogLevel, Logger};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+pub use crate::answers::EnvSyncHealth;
 pub use crate::auth::{Principal, Role, TokenStore};
-pub use crate::autonomy::AutonomyOptions;
 pub use crate::error::{ApiError, ErrorBody};
-pub use crate::log::{LogFormat, LogLevel, Logger};
-pub use crate::scheduler::{Schedule, ScheduledSync, SchedulerOptions};
-pub use crate::service::{EnvSync, SyncMode};
+pub use crate::metrics::Metrics;
 
 /// How the server behaves; the binary fills it from flags and configuration.
 #[derive(Debug, Clone)]
@@ -67,31 +63,6 @@ impl Default for ServerOptions {
     }
 }
 
-/// Where the Truth ledger is and how to sign its checkpoints.
-#[derive(Clone)]
-pub struct LedgerAccess {
-    pub path: PathBuf,
-    pub origin: String,
-    pub key: ed25519_dalek::SigningKey,
-}
-
-impl std::fmt::Debug for LedgerAccess {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LedgerAccess")
-            .field("path", &self.path)
-            .field("origin", &self.origin)
-            .finish_non_exhaustive()
-    }
-}
-
-impl LedgerAccess {
-    pub fn open(
-        &self,
-    ) -> Result<bridge_genesis::ledger::Ledger, bridge_genesis::ledger::LedgerError> {
-        bridge_genesis::ledger::Ledger::open(&self.path, &self.origin, Some(self.key.clone()))
-    }
-}
-
 /// Where the vault finds values: the server's own environment by default.
 pub type VaultLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
@@ -105,20 +76,17 @@ pub(crate) struct Inner {
     pub(crate) options: ServerOptions,
     pub(crate) bus: Bus,
     pub(crate) ledger: LedgerAccess,
-    pub(crate) envsync: Arc<dyn EnvSync>,
+    pub(crate) ops: Arc<Operations<'static>>,
+    pub(crate) health: EnvSyncHealth,
     pub(crate) tokens: TokenStore,
     pub(crate) vault: VaultLookup,
     pub(crate) webhooks: bridge_webhooks::webhook::WebhookVerifier,
-    pub(crate) autonomy: autonomy::AutonomyOptions,
-    pub(crate) scheduler: Option<scheduler::ScheduledSync>,
     pub(crate) deliveries: routes::deploy::Deliveries,
-    pub(crate) metrics: metrics::Metrics,
+    pub(crate) metrics: Arc<Metrics>,
     pub(crate) history_cache: cache::HistoryCache,
     /// The last `GET /envsync/health` answer and when it was made.
     pub(crate) health_cache: Mutex<Option<(std::time::Instant, axum::body::Bytes)>>,
     pub(crate) logger: Logger,
-    /// One lock per provider: applies to one provider run one at a time.
-    pub(crate) apply_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Flips to true when the server starts shutting down; live streams end on it.
     pub(crate) shutdown: watch::Receiver<bool>,
     shutdown_tx: watch::Sender<bool>,
@@ -129,15 +97,16 @@ pub struct Parts {
     pub options: ServerOptions,
     pub bus: Bus,
     pub ledger: LedgerAccess,
-    pub envsync: Arc<dyn EnvSync>,
+    /// Every sync, verify and parity check the routes run.
+    pub ops: Arc<Operations<'static>>,
+    /// `GET /envsync/health`: the configuration, read once at start.
+    pub health: EnvSyncHealth,
+    /// The counters `/metrics` shows; also the operations' [`bridge_operations::SyncListener`].
+    pub metrics: Arc<Metrics>,
     pub tokens: TokenStore,
     pub vault: VaultLookup,
     /// Verifies deploy webhooks; without secrets every delivery is refused (503).
     pub webhooks: bridge_webhooks::webhook::WebhookVerifier,
-    /// The reactions' mode, thresholds and deploy hooks.
-    pub autonomy: autonomy::AutonomyOptions,
-    /// The scheduled sync and the store its slots are claimed in; `None`: no scheduled sync.
-    pub scheduler: Option<scheduler::ScheduledSync>,
     pub logger: Logger,
 }
 
@@ -146,21 +115,19 @@ impl AppState {
         let (shutdown_tx, shutdown) = watch::channel(false);
         Self {
             inner: Arc::new(Inner {
-                metrics: metrics::Metrics::new(api::routes().len()),
+                metrics: parts.metrics,
                 history_cache: cache::HistoryCache::new(parts.bus.store().live()),
                 health_cache: Mutex::new(None),
                 options: parts.options,
                 bus: parts.bus,
                 ledger: parts.ledger,
-                envsync: parts.envsync,
+                ops: parts.ops,
+                health: parts.health,
                 tokens: parts.tokens,
                 vault: parts.vault,
                 webhooks: parts.webhooks,
-                autonomy: parts.autonomy,
-                scheduler: parts.scheduler,
                 deliveries: routes::deploy::Deliveries::default(),
                 logger: parts.logger,
-                apply_locks: Mutex::new(HashMap::new()),
                 shutdown,
                 shutdown_tx,
             }),
@@ -179,14 +146,6 @@ impl AppState {
     pub fn begin_shutdown(&self) {
         let _ = self.inner.shutdown_tx.send(true);
     }
-
-    pub(crate) fn apply_lock(&self, provider: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = match self.inner.apply_locks.lock() {
-            Ok(locks) => locks,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        locks.entry(provider.to_owned()).or_default().clone()
-    }
 }
 
 /// The whole application: every route of [`api::routes`], JSON fallbacks, body limit.
@@ -194,32 +153,59 @@ pub fn app(state: AppState) -> axum::Router {
     api::router(state)
 }
 
-/// Serves `state` on `listener` until `shutdown` resolves; then stops accepting, lets every
-/// request in flight finish (live streams are told to end), runs the background tasks one
-/// last time so that the ledger holds every acknowledged event, and returns.
+/// Serves `state` on `listener` until `shutdown` resolves; then stops accepting, tells live
+/// streams to end, and gives the requests in flight `drain` to finish. Work a request
+/// started that writes runs in a task of its own and is journalled, so one still running
+/// when `drain` is up is left to the journal (`genesisctl env resume`). Returns whether
+/// every request finished in time.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+    drain: Duration,
+) -> std::io::Result<Drained> {
     // A redelivery after a restart is still recognised.
     routes::deploy::seed_deliveries(&state).await;
-    let background = tasks::spawn(state.clone());
+    let head = tokio::spawn(cache::track_head(state.clone()));
     let app = app(state.clone());
     let signal_state = state.clone();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            signal_state
-                .logger()
-                .info("shutdown", &[("phase", "draining requests")]);
-            signal_state.begin_shutdown();
-        })
-        .await;
+    let (signalled_tx, mut signalled) = watch::channel(false);
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        signal_state
+            .logger()
+            .info("shutdown", &[("phase", "draining requests")]);
+        signal_state.begin_shutdown();
+        let _ = signalled_tx.send(true);
+    });
+    let server = server.into_future();
+    tokio::pin!(server);
+    let drained = tokio::select! {
+        result = &mut server => { result?; Drained::All }
+        () = async {
+            let _ = signalled.wait_for(|s| *s).await;
+            tokio::time::sleep(drain).await;
+        } => Drained::TimedOut,
+    };
     state.begin_shutdown();
-    background.finish().await;
+    let _ = head.await;
+    if drained == Drained::TimedOut {
+        state.logger().warn(
+            "shutdown: requests still in flight after the drain timeout were cut off",
+            &[("drain_secs", &drain.as_secs().to_string())],
+        );
+    }
     // Let the log writer put out the last queued request lines.
     tokio::time::sleep(log::WRITE_EVERY * 3).await;
-    state.logger().info("shutdown", &[("phase", "done")]);
-    result
+    state
+        .logger()
+        .info("shutdown", &[("phase", "requests done")]);
+    Ok(drained)
+}
+
+/// Whether the requests in flight at shutdown finished within the drain timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drained {
+    All,
+    TimedOut,
 }

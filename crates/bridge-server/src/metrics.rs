@@ -108,6 +108,11 @@ impl Metrics {
     }
 
     /// A dry run or apply finished with `outcome` (its status).
+    /// Metrics for every route of the API.
+    pub fn for_app() -> Self {
+        Self::new(crate::api::routes().len())
+    }
+
     pub fn record_sync(&self, provider: &str, mode: &str, outcome: &str) {
         *lock(&self.sync_ops)
             .entry((provider.to_owned(), mode.to_owned(), outcome.to_owned()))
@@ -233,6 +238,19 @@ fn escape(value: &str) -> String {
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+/// Every sync the operations run, whoever started it, is counted.
+impl bridge_operations::SyncListener for Metrics {
+    fn synced(
+        &self,
+        provider: &str,
+        mode: bridge_operations::Mode,
+        summary: &bridge_operations::Summary,
+    ) {
+        self.record_sync(provider, mode.as_str(), summary.status);
+        self.set_drift(provider, summary.drift() as u64);
+    }
 }
 
 #[cfg(test)]

@@ -29,6 +29,16 @@ pub enum Mode {
     Apply,
 }
 
+impl Mode {
+    /// The words `ENVSYNC_MODE` and the API use: `dry-run` or `enforce`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::DryRun => "dry-run",
+            Mode::Apply => "enforce",
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Target {
     pub label: String,

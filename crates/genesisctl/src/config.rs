@@ -127,6 +127,14 @@ const SETTINGS: &[SettingDef] = &[
         "seconds before `genesisctl serve` answers 503 (an apply still runs to its end)",
     ),
     def(
+        "server.shutdown_timeout_secs",
+        Some("BRIDGE_SHUTDOWN_TIMEOUT_SECS"),
+        Kind::Count,
+        "10",
+        "seconds `genesisctl serve` gives requests in flight, then background work, to finish \
+         on SIGTERM; what is left is picked up on the next start",
+    ),
+    def(
         "autonomy.drift_alert_threshold",
         Some("DRIFT_ALERT_THRESHOLD"),
         Kind::Count,
@@ -412,6 +420,7 @@ pub struct ServerConfig {
     pub vault_keys: Vec<String>,
     pub max_body_bytes: usize,
     pub request_timeout_secs: u64,
+    pub shutdown_timeout_secs: u64,
 }
 
 /// The reactions' thresholds (`DRIFT_ALERT_THRESHOLD`, `DRIFT_FREQUENCY_LIMIT`).
@@ -615,6 +624,7 @@ impl Config {
             max_body_bytes: usize::try_from(take("server.max_body_bytes")?.0.count()?)
                 .unwrap_or(usize::MAX),
             request_timeout_secs: take("server.request_timeout_secs")?.0.count()?,
+            shutdown_timeout_secs: take("server.shutdown_timeout_secs")?.0.count()?,
         };
         let autonomy = AutonomyConfig {
             drift_alert_threshold: take("autonomy.drift_alert_threshold")?.0.count()?,

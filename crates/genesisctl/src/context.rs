@@ -7,10 +7,13 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result, anyhow};
 use bridge_core::filter::KeyFilter;
 use bridge_core::{FingerprintKey, SecretClassifier};
+use bridge_operations::{BoxFuture, Host, Operations, OpsError, Scope, Settings};
 use bridge_platforms::process::Output;
 use bridge_platforms::spec::assign_labels;
 use bridge_platforms::{OpenContext, PlatformKind, PlatformSpec, RemoteSettings};
 use bridge_sync::Target;
+use bridge_sync::store::StateStore;
+use std::os::unix::fs::DirBuilderExt as _;
 
 use crate::cli::{GlobalArgs, ScopeArgs};
 use crate::config::{Config, FlagValue, Sources};
@@ -174,8 +177,8 @@ impl<'a> Context<'a> {
     }
 
     /// Opens every spec, labelled for reports.
-    pub async fn places(&self, specs: &[PlatformSpec]) -> Result<Vec<Target>, Failure> {
-        let labels = assign_labels(specs).map_err(|e| anyhow!(e))?;
+    pub async fn places(&self, specs: &[PlatformSpec]) -> Result<Vec<Target>, OpsError> {
+        let labels = assign_labels(specs).map_err(|e| OpsError::Input(e.to_string()))?;
         let kinds: Vec<PlatformKind> = specs.iter().map(|s| s.kind).collect();
         let open = self.open_context(&kinds).await;
         specs
@@ -183,7 +186,7 @@ impl<'a> Context<'a> {
             .zip(labels)
             .map(|(spec, label)| {
                 let platform = bridge_platforms::open(spec, &open)
-                    .map_err(|e| Failure::platform(e, format!("opening {spec}")))?;
+                    .map_err(|e| OpsError::platform(e, format!("opening {spec}")))?;
                 Ok(Target { label, platform })
             })
             .collect()
@@ -194,6 +197,26 @@ impl<'a> Context<'a> {
         places
             .pop()
             .ok_or_else(|| Failure::from(anyhow!("internal: no place opened for {spec}")))
+    }
+
+    /// The operations of this command (or server), on this context.
+    pub fn operations(&self) -> Result<Operations<'_>, Failure> {
+        let cfg = &self.config.sync;
+        let settings = Settings {
+            source: cfg.source.clone(),
+            targets: cfg.targets.clone(),
+            scope: Scope {
+                include_prefixes: cfg.include_prefixes.clone(),
+                exclude_prefixes: cfg.exclude_prefixes.clone(),
+                allow_deletions: cfg.allow_deletions,
+            },
+            ignore: cfg.ignore.clone(),
+            protect: cfg.protect.clone(),
+            max_delete_share: cfg.max_delete_share,
+            schema: self.config.schema.clone(),
+            lock_timeout: LOCK_TIMEOUT,
+        };
+        Ok(Operations::new(self, settings)?)
     }
 
     /// `--from`, else `sync.source`.
@@ -255,3 +278,61 @@ pub fn interpolate_flag() -> FlagValue {
 }
 
 pub use bridge_sync::now_rfc3339;
+
+/// How long an apply waits for another apply to a place it needs.
+pub const LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// The lock files, inside the state directory.
+pub const LOCKS_DIR: &str = "locks";
+
+fn state_error(e: anyhow::Error) -> OpsError {
+    OpsError::State(format!("{e:#}"))
+}
+
+impl Host for Context<'_> {
+    fn open<'a>(
+        &'a self,
+        specs: &'a [PlatformSpec],
+    ) -> BoxFuture<'a, Result<Vec<Target>, OpsError>> {
+        Box::pin(self.places(specs))
+    }
+
+    fn fingerprint_key(&self) -> FingerprintKey {
+        Context::fingerprint_key(self)
+    }
+
+    fn existing_fingerprint_key(&self) -> Option<FingerprintKey> {
+        self.state.load_key().ok().flatten()
+    }
+
+    fn state_store(&self, create: bool) -> Result<Option<StateStore>, OpsError> {
+        if create {
+            self.state.store().map(Some).map_err(state_error)
+        } else {
+            self.state.existing_store().map_err(state_error)
+        }
+    }
+
+    fn bus(&self) -> BoxFuture<'_, Result<bridge_genesis::bus::Bus, OpsError>> {
+        Box::pin(async move { crate::genesis::open_bus(self).await.map_err(state_error) })
+    }
+
+    fn classifier(&self) -> SecretClassifier {
+        Context::classifier(self)
+    }
+
+    fn lock_dir(&self) -> Result<PathBuf, OpsError> {
+        self.state.ensure().map_err(state_error)?;
+        let dir = self.state.path().join(LOCKS_DIR);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| OpsError::State(format!("creating {}: {e}", dir.display())))?;
+        Ok(dir)
+    }
+
+    fn warn(&self, message: &str) {
+        self.shell.warn(message);
+    }
+}

@@ -53,3 +53,23 @@ pub fn code_of(error: &PlatformError) -> Code {
         Code::Platform
     }
 }
+
+/// An operation's failure, with the exit code its kind calls for.
+impl From<bridge_operations::OpsError> for Failure {
+    fn from(error: bridge_operations::OpsError) -> Self {
+        use bridge_operations::{ErrorKind, OpsError};
+        match error {
+            OpsError::Platform { context, source } => Failure::platform(source, context),
+            other => {
+                let code = match other.kind() {
+                    ErrorKind::Input | ErrorKind::NotFound => Code::Input,
+                    ErrorKind::Upstream | ErrorKind::Busy | ErrorKind::Internal => Code::Platform,
+                };
+                Failure {
+                    code,
+                    error: anyhow::Error::new(other),
+                }
+            }
+        }
+    }
+}

@@ -83,12 +83,12 @@ pub fn scheduled_sync(
     bus: &Bus,
     config: &crate::config::ScheduleConfig,
     logger: &bridge_server::Logger,
-) -> Option<bridge_server::ScheduledSync> {
+) -> Option<bridge_autonomy::ScheduledSync> {
     if !config.enabled {
         logger.info("scheduled sync is off (ENVSYNC_ENABLED=false)", &[]);
         return None;
     }
-    let schedule = match bridge_server::Schedule::parse(&config.schedule) {
+    let schedule = match bridge_autonomy::Schedule::parse(&config.schedule) {
         Ok(schedule) => schedule,
         Err(e) => {
             logger.warn(
@@ -107,16 +107,16 @@ pub fn scheduled_sync(
         return None;
     };
     let mode = match config.mode {
-        crate::config::SyncMode::DryRun => bridge_server::SyncMode::DryRun,
-        crate::config::SyncMode::Enforce => bridge_server::SyncMode::Enforce,
+        crate::config::SyncMode::DryRun => bridge_sync::Mode::DryRun,
+        crate::config::SyncMode::Enforce => bridge_sync::Mode::Apply,
     };
-    let options = bridge_server::SchedulerOptions {
+    let options = bridge_autonomy::SchedulerOptions {
         enabled: true,
         schedule: Some(schedule),
         mode,
         owner: scheduler_owner(),
     };
-    Some(bridge_server::ScheduledSync::new(options, store))
+    Some(bridge_autonomy::ScheduledSync::new(options, store))
 }
 
 /// `host:pid`, or `genesisctl:pid` when the host has no readable name.
@@ -153,7 +153,7 @@ mod tests {
 
         let on = scheduled_sync(&bus, &config(true, "@daily"), &logger).unwrap();
         assert!(on.options.enabled);
-        assert_eq!(on.options.mode, bridge_server::SyncMode::Enforce);
+        assert_eq!(on.options.mode, bridge_sync::Mode::Apply);
         assert_eq!(
             on.options.schedule.as_ref().map(|s| s.as_str()),
             Some("@daily")

@@ -15,6 +15,7 @@
 //!
 //! Payloads must arrive redacted: whatever is appended is kept, in clear, forever.
 
+mod access;
 mod checkpoint;
 mod merkle;
 mod proof;
@@ -22,6 +23,7 @@ mod record;
 mod store;
 mod verify;
 
+pub use access::LedgerAccess;
 pub use checkpoint::{Checkpoint, CheckpointError, key_id, verify_checkpoint};
 pub use merkle::{
     EMPTY_ROOT, Hash, consistency_path, inclusion_path, leaf_hash, node_hash, root,

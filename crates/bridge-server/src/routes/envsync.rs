@@ -1,19 +1,23 @@
 //! `/envsync/*` and `/parity`: the sync engine over HTTP.
 //!
 //! Work runs in its own task, so that a client that hangs up (or a request timeout) never
-//! cancels an apply half-way. Applies to one provider take that provider's lock: two run one
-//! after the other. Dry runs take no lock and never wait on an apply.
+//! cancels an apply half-way. Each route is a thin caller of the operations: an apply takes
+//! the lock of the place it writes inside [`bridge_operations::Operations::sync`], so two
+//! applies to one place never overlap, whoever started them. Dry runs take no lock and never
+//! wait on an apply. `GET /parity` is a read: it publishes nothing, so no reaction follows it.
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 
 use crate::AppState;
+use crate::answers::{ApplyAllResult, EnvSyncHealth, SyncResult};
 use crate::api::{Access, Answer, Route, schema_of};
+use crate::auth::Principal;
 use crate::auth::Role;
 use crate::error::ApiError;
 use crate::routes::path_param;
-use crate::service::{ApplyAllResult, EnvSyncHealth, SyncMode, SyncResult};
+use bridge_operations::{DriftNotice, Mode, Origin};
 
 pub(crate) fn routes() -> Vec<Route> {
     const PROVIDER: &[crate::api::Param] = &[path_param(
@@ -61,14 +65,16 @@ pub(crate) fn routes() -> Vec<Route> {
             operation_id: "envsyncApply",
             summary: "Sync one provider",
             description: "Plans, journals, applies and verifies, as `genesisctl env sync` does. \
-                          Two applies to one provider run one after the other.",
+                          Two applies to one place (whoever starts them: the API, the CLI, a \
+                          reaction, the scheduler) run one after the other; one that waits \
+                          past the lock timeout answers 409.",
             tag: "envsync",
             access: Access::Role(Role::Operator),
             params: PROVIDER,
             body: None,
             answer: Answer::Json(schema_of::<SyncResult>),
             success: 200,
-            errors: &[404, 502],
+            errors: &[404, 409, 502],
             streaming: false,
             handler: || post(apply),
         },
@@ -84,7 +90,7 @@ pub(crate) fn routes() -> Vec<Route> {
             body: None,
             answer: Answer::Json(schema_of::<ApplyAllResult>),
             success: 200,
-            errors: &[502],
+            errors: &[409, 502],
             streaming: false,
             handler: || post(apply_all),
         },
@@ -125,9 +131,9 @@ async fn health(State(state): State<AppState>) -> axum::response::Response {
     let bytes = match cached {
         Some((_, bytes)) => bytes,
         None => {
-            let health: EnvSyncHealth = state.inner.envsync.health().await;
-            let Ok(bytes) = serde_json::to_vec(&health) else {
-                return Json(health).into_response();
+            let health: &EnvSyncHealth = &state.inner.health;
+            let Ok(bytes) = serde_json::to_vec(health) else {
+                return Json(health.clone()).into_response();
             };
             let bytes = axum::body::Bytes::from(bytes);
             if let Ok(mut c) = state.inner.health_cache.lock() {
@@ -143,72 +149,62 @@ async fn health(State(state): State<AppState>) -> axum::response::Response {
         .into_response()
 }
 
-fn known_provider(state: &AppState, provider: &str) -> Result<(), ApiError> {
-    let providers = state.inner.envsync.providers();
-    if providers.iter().any(|p| p == provider) {
-        Ok(())
-    } else {
-        Err(ApiError::not_found(format!(
-            "no provider `{provider}` is configured; configured: {}",
-            if providers.is_empty() {
-                "none (set sync.targets or ENVSYNC_TARGETS)".to_owned()
-            } else {
-                providers.join(", ")
-            }
-        )))
-    }
-}
-
-/// Runs one sync in its own task (under the provider's lock when it writes) and records
-/// its metrics.
+/// Runs one sync in its own task (a dropped connection never cancels it).
 async fn run_sync(
     state: AppState,
     provider: String,
-    mode: SyncMode,
+    mode: Mode,
+    origin: Origin,
 ) -> Result<SyncResult, ApiError> {
-    let task_state = state.clone();
     let task = tokio::spawn(async move {
-        let lock = (mode == SyncMode::Enforce).then(|| task_state.apply_lock(&provider));
-        let _held = match &lock {
-            Some(lock) => Some(lock.lock().await),
-            None => None,
-        };
-        let result = task_state.inner.envsync.sync(&provider, mode).await;
-        let metrics = &task_state.inner.metrics;
-        match &result {
-            Ok(r) => {
-                metrics.record_sync(&provider, mode.as_str(), &r.status);
-                metrics.set_drift(&provider, r.drift() as u64);
-            }
-            Err(e) => metrics.record_sync(&provider, mode.as_str(), e.code),
-        }
-        result
+        let ops = &state.inner.ops;
+        let sync = ops.sync_provider(&provider, mode, origin).await?;
+        Ok::<_, ApiError>(SyncResult::of(&sync, mode, &ops.host().classifier()))
     });
     task.await
         .map_err(|e| ApiError::internal(format!("the sync task ended abnormally: {e}")))?
 }
 
+fn origin(principal: &Principal) -> Origin {
+    Origin::Api {
+        role: principal.role.as_str(),
+    }
+}
+
 async fn dry_run(
     State(state): State<AppState>,
     Path(provider): Path<String>,
+    principal: axum::Extension<Principal>,
 ) -> Result<Json<SyncResult>, ApiError> {
-    known_provider(&state, &provider)?;
-    run_sync(state, provider, SyncMode::DryRun).await.map(Json)
+    state.inner.ops.provider(&provider)?;
+    run_sync(state, provider, Mode::DryRun, origin(&principal))
+        .await
+        .map(Json)
 }
 
 async fn apply(
     State(state): State<AppState>,
     Path(provider): Path<String>,
+    principal: axum::Extension<Principal>,
 ) -> Result<Json<SyncResult>, ApiError> {
-    known_provider(&state, &provider)?;
-    run_sync(state, provider, SyncMode::Enforce).await.map(Json)
+    state.inner.ops.provider(&provider)?;
+    run_sync(state, provider, Mode::Apply, origin(&principal))
+        .await
+        .map(Json)
 }
 
-async fn apply_all(State(state): State<AppState>) -> Result<Json<ApplyAllResult>, ApiError> {
-    let providers = state.inner.envsync.providers();
-    let runs = providers
-        .into_iter()
-        .map(|p| run_sync(state.clone(), p, SyncMode::Enforce));
+async fn apply_all(
+    State(state): State<AppState>,
+    principal: axum::Extension<Principal>,
+) -> Result<Json<ApplyAllResult>, ApiError> {
+    let runs = state.inner.ops.providers().iter().map(|p| {
+        run_sync(
+            state.clone(),
+            p.name.clone(),
+            Mode::Apply,
+            origin(&principal),
+        )
+    });
     let mut results = Vec::new();
     for outcome in futures_util::future::join_all(runs).await {
         results.push(outcome?);
@@ -216,29 +212,33 @@ async fn apply_all(State(state): State<AppState>) -> Result<Json<ApplyAllResult>
     let applied = results.iter().filter(|r| r.applied).count();
     let failed = results.iter().filter(|r| r.errors > 0).count();
     Ok(Json(ApplyAllResult {
-        mode: SyncMode::Enforce.as_str().to_owned(),
+        mode: Mode::Apply.as_str().to_owned(),
         results,
         applied,
         failed,
     }))
 }
 
+/// A read: parity across the source and every provider, announcing nothing.
 async fn parity(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let task_state = state.clone();
-    let report = tokio::spawn(async move { task_state.inner.envsync.parity().await })
-        .await
-        .map_err(|e| ApiError::internal(format!("the parity task ended abnormally: {e}")))??;
-    if let Some(fields) = report.as_object() {
-        for (name, value) in fields {
-            if let (Some(platform), Some(missing)) =
-                (name.strip_prefix("missing_in_"), value.as_array())
-            {
-                state
-                    .inner
-                    .metrics
-                    .set_drift(platform, missing.len() as u64);
-            }
+    let report = tokio::spawn(async move {
+        task_state
+            .inner
+            .ops
+            .parity(DriftNotice::Quiet, bridge_operations::now_rfc3339())
+            .await
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("the parity task ended abnormally: {e}")))??;
+    for (name, missing) in &report.missing {
+        if let Some(platform) = name.strip_prefix("missing_in_") {
+            state
+                .inner
+                .metrics
+                .set_drift(platform, missing.len() as u64);
         }
     }
+    let report = serde_json::to_value(&report).map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(Json(report))
 }

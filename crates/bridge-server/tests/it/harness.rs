@@ -1,24 +1,21 @@
-//! A server over a real SQLite store and ledger in a temporary directory, with a fake sync
-//! engine that counts how many applies overlap.
+//! A server over a real SQLite store and ledger in a temporary directory, running the real
+//! operations against places held in memory: the source `local:.env` (API_KEY, A, B, C) and
+//! the providers `render` and `netlify`, each lacking API_KEY (one key of drift).
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, Response, StatusCode};
-use bridge_webhooks::webhook::{VerifyOptions, WebhookSecrets, WebhookVerifier};
 use bridge_genesis::bus::{Bus, Policy, PolicyMode, SqliteStore};
+use bridge_operations::Operations;
+use bridge_operations::testing::{MemoryHost, MemoryPlatform, settings};
+use bridge_server::answers::{EnvSyncHealth, ProviderHealth};
 use bridge_server::auth::{TOKENS_FILE, create_token};
-use bridge_server::service::{
-    BoxFuture, ChangeSummary, EnvSync, EnvSyncHealth, PlannedChange, ProviderHealth, SyncMode,
-    SyncResult,
-};
 use bridge_server::{
-    ApiError, AppState, AutonomyOptions, LedgerAccess, Logger, Parts, Role, ServerOptions,
-    TokenStore,
+    AppState, LedgerAccess, Logger, Metrics, Parts, Role, ServerOptions, TokenStore,
 };
+use bridge_webhooks::webhook::{VerifyOptions, WebhookSecrets, WebhookVerifier};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -30,172 +27,87 @@ pub const RENDER_SECRET: &str = "whsec_cmVuZGVyLXdlYmhvb2stc2VjcmV0LWJ5dGVz";
 pub const VAULT_KEY: &str = "RENDER_API_TOKEN";
 pub const VAULT_VALUE: &str = "rnd_vault_value_7f3a";
 
-pub struct FakeSync {
-    pub active: AtomicUsize,
-    pub max_active: AtomicUsize,
-    pub applies: AtomicUsize,
-    pub apply_delay_ms: AtomicUsize,
-    /// Keys each provider differs on; an apply sets it to 0.
-    pub drift: Mutex<BTreeMap<String, usize>>,
-    /// Providers applied to, in order.
-    pub enforced: Mutex<Vec<String>>,
-    pub schema_violations: Mutex<Vec<String>>,
-    /// Parity checks run.
-    pub parities: AtomicUsize,
-}
+const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 
-impl Default for FakeSync {
-    fn default() -> Self {
-        Self {
-            active: AtomicUsize::new(0),
-            max_active: AtomicUsize::new(0),
-            applies: AtomicUsize::new(0),
-            parities: AtomicUsize::new(0),
-            apply_delay_ms: AtomicUsize::new(0),
-            drift: Mutex::new([("render".into(), 1), ("netlify".into(), 1)].into()),
-            enforced: Mutex::new(Vec::new()),
-            schema_violations: Mutex::new(Vec::new()),
-        }
-    }
-}
-
-impl FakeSync {
-    fn result(provider: &str, mode: SyncMode, drift: usize) -> SyncResult {
-        let applied = mode == SyncMode::Enforce;
-        let plan: Vec<PlannedChange> = (0..drift)
-            .map(|i| PlannedChange {
-                key: if i == 0 {
-                    "API_KEY".into()
-                } else {
-                    format!("KEY_{i}")
-                },
-                op: "create".into(),
-                secret: i == 0,
-            })
-            .collect();
-        SyncResult {
-            provider: provider.to_owned(),
-            spec: provider.to_owned(),
-            mode: mode.as_str().to_owned(),
-            status: match (applied, drift) {
-                (true, _) => "applied",
-                (false, 0) => "in_sync",
-                (false, _) => "planned",
-            }
-            .to_owned(),
-            applied,
-            changes: drift,
-            errors: 0,
-            summary: ChangeSummary {
-                create: drift,
-                noop: 3,
-                ..ChangeSummary::default()
-            },
-            plan,
-            detail: None,
-            journal: applied.then_some(1),
-        }
-    }
-}
-
-impl EnvSync for FakeSync {
-    fn health(&self) -> BoxFuture<'_, EnvSyncHealth> {
-        Box::pin(async {
-            EnvSyncHealth {
-                status: "ok".into(),
-                enabled: true,
-                mode: "dry-run".into(),
-                schedule: "@hourly".into(),
-                source: "local:.env".into(),
-                providers: ["render", "netlify"]
-                    .iter()
-                    .map(|p| ProviderHealth {
-                        name: (*p).into(),
-                        spec: (*p).into(),
-                        credentials: true,
-                    })
-                    .collect(),
-                include_prefixes: vec![],
-                exclude_prefixes: vec![],
-                allow_deletions: false,
-                version: "test".into(),
-            }
-        })
-    }
-
-    fn providers(&self) -> Vec<String> {
-        vec!["render".into(), "netlify".into()]
-    }
-
-    fn sync<'a>(
-        &'a self,
-        provider: &'a str,
-        mode: SyncMode,
-    ) -> BoxFuture<'a, Result<SyncResult, ApiError>> {
-        Box::pin(async move {
-            let drift = self
-                .drift
-                .lock()
-                .unwrap()
-                .get(provider)
-                .copied()
-                .unwrap_or(0);
-            if mode == SyncMode::Enforce {
-                self.drift.lock().unwrap().insert(provider.to_owned(), 0);
-                self.enforced.lock().unwrap().push(provider.to_owned());
-                let now = self.active.fetch_add(1, Ordering::SeqCst) + 1;
-                self.max_active.fetch_max(now, Ordering::SeqCst);
-                let delay = self.apply_delay_ms.load(Ordering::SeqCst) as u64;
-                tokio::time::sleep(Duration::from_millis(delay)).await;
-                self.applies.fetch_add(1, Ordering::SeqCst);
-                self.active.fetch_sub(1, Ordering::SeqCst);
-            }
-            Ok(Self::result(provider, mode, drift))
-        })
-    }
-
-    fn schema_check(&self) -> BoxFuture<'_, Result<Option<Vec<String>>, ApiError>> {
-        Box::pin(async {
-            let violations = self.schema_violations.lock().unwrap().clone();
-            Ok(Some(violations))
-        })
-    }
-
-    fn parity(&self) -> BoxFuture<'_, Result<Value, ApiError>> {
-        self.parities.fetch_add(1, Ordering::SeqCst);
-        Box::pin(async {
-            Ok(json!({
-                "verified_at": "2026-01-01T00:00:00Z",
-                "has_drift": true,
-                "platforms": ["local", "render"],
-                "missing_in_local": [],
-                "missing_in_render": ["API_KEY"],
-                "conflicts": {},
-                "summary": { "total_keys": 4, "local_count": 4, "render_count": 3, "drift_count": 1 }
-            }))
-        })
-    }
+fn secrets() -> WebhookSecrets {
+    WebhookSecrets::new()
+        .with_github(GITHUB_SECRET)
+        .with_netlify(NETLIFY_SECRET)
+        .with_render(RENDER_SECRET)
+        .unwrap()
 }
 
 pub struct Harness {
     pub dir: tempfile::TempDir,
     pub state: AppState,
-    pub sync: Arc<FakeSync>,
+    /// The places the operations read and write.
+    pub host: &'static MemoryHost,
+    /// The operations the routes run (shared with background workers a test starts).
+    pub ops: Arc<Operations<'static>>,
     pub observer: String,
     pub operator: String,
     pub admiral: String,
-    config: (ServerOptions, WebhookSecrets, AutonomyOptions),
 }
 
-/// The server state over the files in `dir`.
+/// The providers' answer to `GET /envsync/health`.
+fn health() -> EnvSyncHealth {
+    EnvSyncHealth {
+        status: "ok".into(),
+        enabled: true,
+        mode: "dry-run".into(),
+        schedule: "@hourly".into(),
+        source: "local:.env".into(),
+        providers: ["render", "netlify"]
+            .iter()
+            .map(|p| ProviderHealth {
+                name: (*p).into(),
+                spec: (*p).into(),
+                credentials: true,
+            })
+            .collect(),
+        include_prefixes: vec![],
+        exclude_prefixes: vec![],
+        allow_deletions: false,
+        version: "test".into(),
+    }
+}
+
+/// The places of a new harness, on a host whose state is in `dir`.
+fn host_in(dir: &std::path::Path, bus: Bus) -> &'static MemoryHost {
+    let host: &'static MemoryHost = Box::leak(Box::new(MemoryHost::new(dir, bus)));
+    let source = [("API_KEY", "k-1"), ("A", "1"), ("B", "2"), ("C", "3")];
+    host.add(MemoryPlatform::new("local:.env", "local:/source", &source));
+    host.add(MemoryPlatform::new(
+        "render",
+        "render:srv-test",
+        &source[1..],
+    ));
+    host.add(MemoryPlatform::new(
+        "netlify",
+        "netlify:site-test",
+        &source[1..],
+    ));
+    host
+}
+
+/// The server state over the files in `dir`, and its places.
 fn state_in(
     dir: &std::path::Path,
-    (options, secrets, autonomy): &(ServerOptions, WebhookSecrets, AutonomyOptions),
-    sync: &Arc<FakeSync>,
-) -> AppState {
+    (options, secrets, lock_timeout): &(ServerOptions, WebhookSecrets, Duration),
+) -> (AppState, &'static MemoryHost, Arc<Operations<'static>>) {
     let store = SqliteStore::open(dir.join("events.db")).unwrap();
     let bus = Bus::new(Arc::new(store), Policy::new(PolicyMode::Permissive));
-    AppState::new(Parts {
+    let host = host_in(dir, bus.clone());
+    let mut settings = settings("local:.env", &["render", "netlify"]);
+    settings.lock_timeout = *lock_timeout;
+    let metrics = Arc::new(Metrics::for_app());
+    let ops = Arc::new(
+        Operations::new(host, settings)
+            .unwrap()
+            .with_owner("test server")
+            .with_listener(metrics.clone()),
+    );
+    let state = AppState::new(Parts {
         options: options.clone(),
         bus,
         ledger: LedgerAccess {
@@ -203,14 +115,15 @@ fn state_in(
             origin: "bridge.test/ledger".into(),
             key: ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]),
         },
-        envsync: sync.clone(),
+        ops: ops.clone(),
+        health: health(),
+        metrics,
         tokens: TokenStore::open(dir.join(TOKENS_FILE)).unwrap(),
         vault: Arc::new(|key: &str| (key == VAULT_KEY).then(|| VAULT_VALUE.to_owned())),
         webhooks: WebhookVerifier::new(secrets.clone(), VerifyOptions::default()),
-        autonomy: autonomy.clone(),
-        scheduler: None,
         logger: Logger::off(),
-    })
+    });
+    (state, host, ops)
 }
 
 impl Harness {
@@ -227,58 +140,68 @@ impl Harness {
         Self::build(
             ServerOptions::default(),
             WebhookSecrets::new(),
-            AutonomyOptions::default(),
+            LOCK_TIMEOUT,
         )
         .await
     }
 
-    /// A server whose reactions behave as `autonomy` says.
-    pub async fn with_autonomy(autonomy: AutonomyOptions) -> Self {
-        let secrets = WebhookSecrets::new()
-            .with_github(GITHUB_SECRET)
-            .with_netlify(NETLIFY_SECRET)
-            .with_render(RENDER_SECRET)
-            .unwrap();
-        Self::build(ServerOptions::default(), secrets, autonomy).await
+    /// A server whose applies wait at most `lock_timeout` for another apply.
+    pub async fn with_lock_timeout(lock_timeout: Duration) -> Self {
+        Self::build(ServerOptions::default(), secrets(), lock_timeout).await
+    }
+
+    /// The place `spec` (`local:.env`, `render`, `netlify`).
+    pub fn place(&self, spec: &str) -> Arc<MemoryPlatform> {
+        self.host.place(spec)
     }
 
     pub async fn with_options(options: ServerOptions) -> Self {
-        let secrets = WebhookSecrets::new()
-            .with_github(GITHUB_SECRET)
-            .with_netlify(NETLIFY_SECRET)
-            .with_render(RENDER_SECRET)
-            .unwrap();
-        Self::build(options, secrets, AutonomyOptions::default()).await
+        Self::build(options, secrets(), LOCK_TIMEOUT).await
     }
 
     async fn build(
         options: ServerOptions,
         secrets: WebhookSecrets,
-        autonomy: AutonomyOptions,
+        lock_timeout: Duration,
     ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let tokens_path = dir.path().join(TOKENS_FILE);
         let (observer, _) = create_token(&tokens_path, Role::Observer, "now").unwrap();
         let (operator, _) = create_token(&tokens_path, Role::Operator, "now").unwrap();
         let (admiral, _) = create_token(&tokens_path, Role::Admiral, "now").unwrap();
-        let sync = Arc::new(FakeSync::default());
-        let config = (options, secrets, autonomy);
-        let state = state_in(dir.path(), &config, &sync);
+        let config = (options, secrets, lock_timeout);
+        let (state, host, ops) = state_in(dir.path(), &config);
         Self {
             dir,
             state,
-            sync,
+            host,
+            ops,
             observer,
             operator,
             admiral,
-            config,
         }
     }
 
-    /// A new server over the same files (store, ledger, tokens), as after a restart: the
-    /// old state must be done serving.
-    pub fn restart(&mut self) {
-        self.state = state_in(self.dir.path(), &self.config, &self.sync);
+    /// The ledger of this server's state directory.
+    pub fn ledger(&self) -> LedgerAccess {
+        LedgerAccess {
+            path: self.dir.path().join("ledger.db"),
+            origin: "bridge.test/ledger".into(),
+            key: ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]),
+        }
+    }
+
+    /// The background workers `genesisctl serve` runs beside the server (cascade, ledger
+    /// feed, reactions in dry-run mode), on this server's bus and operations.
+    pub fn workers(&self) -> bridge_autonomy::Workers {
+        bridge_autonomy::Workers::spawn(bridge_autonomy::WorkerParts {
+            bus: self.state.bus().clone(),
+            ops: self.ops.clone(),
+            ledger: self.ledger(),
+            options: bridge_autonomy::AutonomyOptions::default(),
+            scheduler: None,
+            logger: Logger::off(),
+        })
     }
 
     pub fn token(&self, role: Role) -> &str {

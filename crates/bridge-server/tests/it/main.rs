@@ -2,13 +2,12 @@
 //! listener where a connection matters (the live stream, graceful shutdown).
 #![allow(unreachable_pub, clippy::unwrap_used)]
 
-mod autonomy;
 mod bad_input;
 mod harness;
 mod openapi;
+mod reads;
 mod roles;
 mod routes;
-mod scheduler;
 mod shutdown;
 mod stream;
 mod webhooks;

@@ -54,50 +54,98 @@ async fn dry_run_and_apply_answer_the_plan_and_unknown_providers_are_404() {
         .call(request("POST", "/envsync/apply-all", op, None))
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["applied"], 2);
+    // render was just applied; only netlify still lacked API_KEY.
+    assert_eq!(body["applied"], 1, "{body}");
+    assert_eq!(body["results"][0]["status"], "in_sync");
+    assert_eq!(body["results"][1]["status"], "applied");
     assert_eq!(body["results"].as_array().unwrap().len(), 2);
 }
 
-#[tokio::test]
-async fn applies_to_one_provider_are_serialised_and_dry_runs_never_wait() {
-    let h = Harness::new().await;
-    h.sync.apply_delay_ms.store(150, Ordering::SeqCst);
-    let app = || bridge_server::app(h.state.clone());
+/// One apply at a time per place, whoever holds the lock: a second API apply to the same
+/// service waits, and past the lock timeout answers 409 naming the holder; a lock taken as
+/// another process takes it (the lock file) is respected the same way; dry runs never wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applies_to_one_place_are_serialised_whoever_starts_them_and_dry_runs_never_wait() {
+    let h = Harness::with_lock_timeout(Duration::from_millis(150)).await;
+    let render = h.place("render");
+    render.set_apply_delay(Duration::from_millis(600));
     let op = h.operator.clone();
-    let mut applies = Vec::new();
-    for _ in 0..4 {
-        let req = request("POST", "/envsync/apply/render", Some(&op), None);
-        let app = app();
-        applies.push(tokio::spawn(async move {
-            tower::ServiceExt::oneshot(app, req).await.unwrap().status()
-        }));
+    let app = bridge_server::app(h.state.clone());
+    let first = tokio::spawn(tower::ServiceExt::oneshot(
+        app,
+        request("POST", "/envsync/apply/render", Some(&op), None),
+    ));
+    // Wait until the first apply is writing (and so holds the lock).
+    let started = Instant::now();
+    while render.active.load(Ordering::SeqCst) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the apply never started"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    tokio::time::sleep(Duration::from_millis(30)).await;
-    let start = Instant::now();
-    let (status, _) = h
+
+    let (status, body) = h
+        .call(request("POST", "/envsync/apply/render", Some(&op), None))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"], "busy");
+    assert!(
+        body["detail"].as_str().unwrap().contains("render:srv-test"),
+        "{body}"
+    );
+
+    // As a CLI in another process would take it.
+    let locks = h.dir.path().join("locks");
+    let other = bridge_operations::locks::acquire(
+        &locks,
+        ["render:srv-test".to_owned()],
+        "another process",
+        Duration::from_millis(50),
+    )
+    .await;
+    assert!(other.is_err(), "the lock file was free during an apply");
+
+    let dry = Instant::now();
+    let (status, body) = h
         .call(request("POST", "/envsync/dry-run/render", Some(&op), None))
         .await;
-    assert_eq!(status, StatusCode::OK);
+    assert_eq!(status, StatusCode::OK, "{body}");
     assert!(
-        start.elapsed() < Duration::from_millis(140),
+        dry.elapsed() < Duration::from_millis(400),
         "a dry run waited on an apply: {:?}",
-        start.elapsed()
+        dry.elapsed()
     );
-    for a in applies {
-        assert_eq!(a.await.unwrap(), StatusCode::OK);
-    }
-    assert_eq!(h.sync.applies.load(Ordering::SeqCst), 4);
-    assert_eq!(
-        h.sync.max_active.load(Ordering::SeqCst),
-        1,
-        "two applies overlapped"
-    );
+
+    let first = first.await.unwrap().unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(render.max_active.load(Ordering::SeqCst), 1);
+    assert_eq!(render.applies.load(Ordering::SeqCst), 1);
+
+    // Released with the apply: the next one goes ahead, and finds nothing left to write.
+    let guard = bridge_operations::locks::acquire(
+        &locks,
+        ["render:srv-test".to_owned()],
+        "test",
+        Duration::from_millis(50),
+    )
+    .await
+    .unwrap();
+    drop(guard);
+    let (status, body) = h
+        .call(request("POST", "/envsync/apply/render", Some(&op), None))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["status"], "in_sync");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn applies_to_different_providers_run_together() {
     let h = Harness::new().await;
-    h.sync.apply_delay_ms.store(100, Ordering::SeqCst);
+    h.place("render")
+        .set_apply_delay(Duration::from_millis(300));
+    h.place("netlify")
+        .set_apply_delay(Duration::from_millis(300));
     let (status, _) = h
         .call(request(
             "POST",
@@ -107,7 +155,60 @@ async fn applies_to_different_providers_run_together() {
         ))
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(h.sync.max_active.load(Ordering::SeqCst), 2);
+    assert_eq!(h.host.concurrency.max_active.load(Ordering::SeqCst), 2);
+}
+
+/// An apply through the API is one set of events, each recorded once by the ledger's feed,
+/// however many times it runs and whoever else feeds the ledger.
+#[tokio::test]
+async fn repeated_apply_all_publishes_each_event_once() {
+    let h = Harness::new().await;
+    for i in 0..3 {
+        h.place("local:.env").set("ROUND", &i.to_string());
+        let (status, _) = h
+            .call(request(
+                "POST",
+                "/envsync/apply-all",
+                Some(&h.operator),
+                None,
+            ))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        // A one-shot feed (as a CLI command runs) between applies.
+        h.seed_ledger().await;
+    }
+    let ledger = bridge_server::LedgerAccess {
+        path: h.dir.path().join("ledger.db"),
+        origin: "bridge.test/ledger".into(),
+        key: ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]),
+    }
+    .open()
+    .unwrap();
+    let mut seqs: Vec<u64> = ledger
+        .entries(0..ledger.len())
+        .unwrap()
+        .iter()
+        .filter_map(|e| e.seq)
+        .collect();
+    let all = seqs.len();
+    seqs.dedup();
+    assert_eq!(seqs.len(), all, "an event was recorded twice");
+    let commits = h
+        .state
+        .bus()
+        .history(
+            bridge_genesis::bus::HistoryQuery::default()
+                .pattern(bridge_genesis::bus::TopicPattern::parse("envsync.commit").unwrap())
+                .limit(100),
+        )
+        .await
+        .unwrap();
+    // Each round writes ROUND (and the first, API_KEY) to both providers.
+    let by_api = commits
+        .iter()
+        .filter(|e| e.payload.get("origin").and_then(|o| o.as_str()) == Some("api"))
+        .count();
+    assert_eq!(by_api, 6, "{commits:?}");
 }
 
 #[tokio::test]

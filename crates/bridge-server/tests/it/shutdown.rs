@@ -1,5 +1,6 @@
-//! Graceful shutdown under load: no acknowledged request is lost, and the ledger holds every
-//! acknowledged event of interest when `serve` returns.
+//! Graceful shutdown under load: no acknowledged request is lost (the ledger's feed, which
+//! the binary runs beside the server, then records every one), and a request that would
+//! outlast the drain timeout does not hold the shutdown up.
 
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ async fn shutdown_under_load_loses_no_acknowledged_event() {
         async move {
             let _ = stopped.await;
         },
+        Duration::from_secs(10),
     ));
 
     let client = crate::harness::http_client();
@@ -81,14 +83,21 @@ async fn shutdown_under_load_loses_no_acknowledged_event() {
             "acknowledged event {seq} is not in the store"
         );
     }
-    // The ledger feed ran one last time: every acknowledged deploy event is an entry.
-    let ledger = LedgerAccess {
+    // The ledger feed's last run (the workers' finish): every acknowledged deploy event is
+    // an entry.
+    let access = LedgerAccess {
         path: h.dir.path().join("ledger.db"),
         origin: "bridge.test/ledger".into(),
         key: ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]),
-    }
-    .open()
+    };
+    bridge_genesis::feed::record_pending(
+        h.state.bus(),
+        bridge_genesis::feed::DEFAULT_LEDGER_TOPICS,
+        || access.open(),
+    )
+    .await
     .unwrap();
+    let ledger = access.open().unwrap();
     let in_ledger: Vec<u64> = ledger
         .entries(0..ledger.len())
         .unwrap()
@@ -101,4 +110,57 @@ async fn shutdown_under_load_loses_no_acknowledged_event() {
             "acknowledged event {seq} is not in the ledger"
         );
     }
+}
+
+/// An apply that would run past the drain timeout does not keep `serve` running: it returns
+/// within the timeout, saying requests were cut off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_longer_than_the_drain_timeout_does_not_hold_up_shutdown() {
+    let h = Harness::new().await;
+    h.place("render").set_apply_delay(Duration::from_secs(30));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://{}/envsync/apply/render",
+        listener.local_addr().unwrap()
+    );
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(bridge_server::serve(
+        listener,
+        h.state.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+        Duration::from_millis(500),
+    ));
+    let client = crate::harness::http_client();
+    let token = h.operator.clone();
+    let slow = tokio::spawn(async move {
+        client
+            .post(&url)
+            .header("authorization", format!("Bearer {token}"))
+            .send()
+            .await
+    });
+    while h
+        .place("render")
+        .active
+        .load(std::sync::atomic::Ordering::SeqCst)
+        == 0
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let began = std::time::Instant::now();
+    stop.send(()).unwrap();
+    let drained = tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("serve returns within the drain timeout")
+        .unwrap()
+        .unwrap();
+    assert_eq!(drained, bridge_server::Drained::TimedOut);
+    assert!(
+        began.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        began.elapsed()
+    );
+    slow.abort();
 }

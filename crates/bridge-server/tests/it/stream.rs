@@ -14,7 +14,7 @@ use crate::harness::Harness;
 pub struct Running {
     pub url: String,
     stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<bridge_server::Drained>>,
 }
 
 pub async fn start(h: &Harness) -> Running {
@@ -22,9 +22,15 @@ pub async fn start(h: &Harness) -> Running {
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = oneshot::channel::<()>();
     let state = h.state.clone();
-    let task = tokio::spawn(bridge_server::serve(listener, state, async move {
-        let _ = stopped.await;
-    }));
+    let drain = Duration::from_secs(10);
+    let task = tokio::spawn(bridge_server::serve(
+        listener,
+        state,
+        async move {
+            let _ = stopped.await;
+        },
+        drain,
+    ));
     Running {
         url,
         stop: Some(stop),
@@ -181,6 +187,8 @@ async fn events_stored_by_another_process_reach_the_stream() {
 async fn each_commit_is_followed_by_a_config_update() {
     let h = Harness::new().await;
     let server = start(&h).await;
+    // The cascade runs beside the server, as in `genesisctl serve`.
+    let workers = h.workers();
     let mut client = Client::connect(
         &format!("{}/genesis/stream?topic=config_update", server.url),
         &h.observer,
@@ -200,6 +208,7 @@ async fn each_commit_is_followed_by_a_config_update() {
     assert_eq!(data["commit_seq"], commit.seq);
     drop(client);
     server.stop().await;
+    workers.finish(Duration::from_secs(5)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

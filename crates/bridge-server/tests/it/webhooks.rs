@@ -12,7 +12,7 @@ use crate::harness::{GITHUB_SECRET, Harness, NETLIFY_SECRET, RENDER_SECRET, requ
 
 fn fixture(platform: &str, name: &str) -> Vec<u8> {
     let path = format!(
-        "{}/../bridge-autonomy/tests/fixtures/{platform}/{name}.json",
+        "{}/../bridge-webhooks/tests/fixtures/{platform}/{name}.json",
         env!("CARGO_MANIFEST_DIR")
     );
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))

@@ -63,7 +63,6 @@ async fn publish_local(ctx: &Context<'_>, request: DeployEventRequest) -> Result
         .await
         .map_err(|e| anyhow!("publishing the deploy event: {e}"))?;
     let seqs: Vec<u64> = stored.iter().map(|e| e.seq).collect();
-    crate::genesis::record_in_ledger(ctx, &bus).await?;
     Ok(json!({ "topics": topics, "seqs": seqs, "event": event.to_payload() }))
 }
 

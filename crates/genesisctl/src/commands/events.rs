@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::context::Context;
 use crate::exit::Code;
-use crate::genesis::{open_bus, record_in_ledger};
+use crate::genesis::open_bus;
 
 pub async fn publish(
     ctx: &Context<'_>,
@@ -26,7 +26,6 @@ pub async fn publish(
         .publish(topic, payload, role)
         .await
         .map_err(|e| anyhow!("{e}"))?;
-    record_in_ledger(ctx, &bus).await?;
     ctx.shell
         .print(&format!("{}\n", event.envelope()))
         .map_err(anyhow::Error::from)?;

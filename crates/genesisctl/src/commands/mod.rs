@@ -41,10 +41,54 @@ pub async fn run(cli: Cli, shell: &Shell) -> CmdResult {
     }
     let flags = command_flags(&cli.command);
     let ctx = Context::load(shell, &cli.global, flags)?;
-    match cli.command {
-        Command::Init => init::run(&ctx),
-        Command::Config(ConfigCommand::Show) => config_show::run(&ctx),
-        Command::Env(EnvCommand::Diff(args)) => sync::run(&ctx, &args, sync::Options::diff()).await,
+    if let Command::Serve(args) = &cli.command {
+        // The server runs the ledger's feed itself, for as long as it runs.
+        return serve::run(ctx, args).await;
+    }
+    let publishes = publishes(&cli.command);
+    let result = dispatch(&ctx, cli.command).await;
+    if publishes {
+        record_in_ledger(&ctx).await;
+    }
+    result
+}
+
+/// Whether a command may publish events: only those feed the ledger after them, so a read
+/// (`events tail`, `ledger show`) writes nothing.
+fn publishes(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Env(
+            EnvCommand::Sync { .. }
+                | EnvCommand::Apply { .. }
+                | EnvCommand::Resume
+                | EnvCommand::Rollback { .. }
+                | EnvCommand::Verify { .. }
+        ) | Command::Events(EventsCommand::Publish { .. })
+            | Command::Deploy(_)
+    )
+}
+
+/// The ledger's one feeder for a command: whatever the command published (an apply's
+/// events, a verify's drift, a deploy event) is recorded once it is done, and whatever an
+/// earlier command left unrecorded (a crash between publishing and recording) with it.
+async fn record_in_ledger(ctx: &Context<'_>) {
+    let Some(bus) = ctx.bus.get() else {
+        return;
+    };
+    if let Err(e) = crate::genesis::record_in_ledger(ctx, bus).await {
+        ctx.shell.warn(format!(
+            "the events were published but not yet recorded in the ledger ({e:#}); the next \
+             command records them"
+        ));
+    }
+}
+
+async fn dispatch(ctx: &Context<'_>, command: Command) -> CmdResult {
+    match command {
+        Command::Init => init::run(ctx),
+        Command::Config(ConfigCommand::Show) => config_show::run(ctx),
+        Command::Env(EnvCommand::Diff(args)) => sync::run(ctx, &args, sync::Options::diff()).await,
         Command::Env(EnvCommand::Sync {
             args,
             dry_run,
@@ -56,7 +100,7 @@ pub async fn run(cli: Cli, shell: &Shell) -> CmdResult {
                 force,
                 allow_empty_source,
             };
-            sync::run(&ctx, &args, options).await
+            sync::run(ctx, &args, options).await
         }
         Command::Env(EnvCommand::Export {
             source,
@@ -64,65 +108,67 @@ pub async fn run(cli: Cli, shell: &Shell) -> CmdResult {
             out,
             reveal,
             ..
-        }) => export::run(&ctx, source.as_deref(), target, out, reveal).await,
+        }) => export::run(ctx, source.as_deref(), target, out, reveal).await,
         Command::Env(EnvCommand::Verify {
             platforms,
             report,
             audit_md,
             ..
-        }) => verify::run(&ctx, platforms.as_deref(), report, audit_md).await,
-        Command::Env(EnvCommand::Check { from, .. }) => check::run(&ctx, from.as_deref()).await,
-        Command::Env(EnvCommand::Plan { args, out }) => plan_file::plan(&ctx, &args, &out).await,
+        }) => verify::run(ctx, platforms.as_deref(), report, audit_md).await,
+        Command::Env(EnvCommand::Check { from, .. }) => check::run(ctx, from.as_deref()).await,
+        Command::Env(EnvCommand::Plan { args, out }) => plan_file::plan(ctx, &args, &out).await,
         Command::Env(EnvCommand::Apply { plan, force }) => {
-            plan_file::apply(&ctx, &plan, force).await
+            plan_file::apply(ctx, &plan, force).await
         }
-        Command::Env(EnvCommand::Resume) => recover::resume(&ctx).await,
+        Command::Env(EnvCommand::Resume) => recover::resume(ctx).await,
         Command::Env(EnvCommand::Rollback { target, to }) => {
-            recover::rollback(&ctx, &target, to).await
+            recover::rollback(ctx, &target, to).await
         }
         Command::Events(command) => Ok(match command {
             EventsCommand::Publish {
                 topic,
                 payload,
                 role,
-            } => events::publish(&ctx, &topic, &payload, &role).await?,
+            } => events::publish(ctx, &topic, &payload, &role).await?,
             EventsCommand::Tail {
                 topic,
                 since,
                 limit,
                 follow,
-            } => events::tail(&ctx, topic.as_deref(), since, limit, follow).await?,
-            EventsCommand::Stats => events::stats(&ctx).await?,
+            } => events::tail(ctx, topic.as_deref(), since, limit, follow).await?,
+            EventsCommand::Stats => events::stats(ctx).await?,
             EventsCommand::Export { topic, out } => {
-                events::export(&ctx, topic.as_deref(), out.as_ref()).await?
+                events::export(ctx, topic.as_deref(), out.as_ref()).await?
             }
         }),
         Command::Ledger(command) => Ok(match command {
-            LedgerCommand::Verify { public_key } => ledger::verify(&ctx, public_key.as_deref())?,
-            LedgerCommand::Show { from, limit } => ledger::show(&ctx, from, limit)?,
+            LedgerCommand::Verify { public_key } => ledger::verify(ctx, public_key.as_deref())?,
+            LedgerCommand::Show { from, limit } => ledger::show(ctx, from, limit)?,
             // clap requires an index or --from, and refuses both.
             LedgerCommand::Proof { index, from, to } => match (index, from) {
-                (_, Some(from)) => ledger::consistency_proof(&ctx, from, to)?,
-                (Some(index), None) => ledger::proof(&ctx, index)?,
+                (_, Some(from)) => ledger::consistency_proof(ctx, from, to)?,
+                (Some(index), None) => ledger::proof(ctx, index)?,
                 (None, None) => Err(anyhow::anyhow!("give an entry index, or --from SIZE"))?,
             },
             LedgerCommand::VerifyProof { file, public_key } => {
-                ledger::verify_proof(&ctx, &file, &public_key)?
+                ledger::verify_proof(ctx, &file, &public_key)?
             }
-            LedgerCommand::Export { out } => ledger::export(&ctx, out.as_ref())?,
-            LedgerCommand::Checkpoint => ledger::checkpoint(&ctx)?,
-            LedgerCommand::PublicKey => ledger::public_key(&ctx)?,
+            LedgerCommand::Export { out } => ledger::export(ctx, out.as_ref())?,
+            LedgerCommand::Checkpoint => ledger::checkpoint(ctx)?,
+            LedgerCommand::PublicKey => ledger::public_key(ctx)?,
         }),
         Command::Platforms(PlatformsCommand::Doctor { platforms }) => {
-            doctor::run(&ctx, platforms.as_deref()).await
+            doctor::run(ctx, platforms.as_deref()).await
         }
-        Command::Run { from, command, .. } => run_cmd::run(&ctx, from.as_deref(), &command).await,
-        Command::Serve(args) => serve::run(ctx, &args).await,
+        Command::Run { from, command, .. } => run_cmd::run(ctx, from.as_deref(), &command).await,
         Command::Deploy(crate::cli::DeployCommand::Publish(args)) => {
-            deploy::publish(&ctx, &args).await
+            deploy::publish(ctx, &args).await
         }
-        Command::Token(command) => token::run(&ctx, &command),
-        Command::Completions { .. } | Command::Emulate(_) | Command::Autosync(_) => {
+        Command::Token(command) => token::run(ctx, &command),
+        Command::Completions { .. }
+        | Command::Emulate(_)
+        | Command::Autosync(_)
+        | Command::Serve(_) => {
             unreachable!("handled above")
         }
     }

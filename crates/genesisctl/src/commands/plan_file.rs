@@ -88,7 +88,7 @@ fn describe(outcome: &SyncOutcome, scope: &Scope, key: &FingerprintKey) -> PlanF
 pub async fn plan(ctx: &Context<'_>, args: &SyncArgs, out: &Path) -> CmdResult {
     let source = ctx.source_spec(args.from.as_deref())?;
     let targets = ctx.target_specs(args.target.as_deref())?;
-    let scope = Scope::from_config(ctx);
+    let scope = sync::configured_scope(ctx);
     let outcome = sync::execute(ctx, source, targets, &scope, Options::diff()).await?;
     if let Some((t, e)) = outcome.failures().next() {
         return Err(Failure {

@@ -1,12 +1,10 @@
 //! `genesisctl env resume` and `genesisctl env rollback`: finishing and undoing applies from
 //! their journals in the state store.
 
-use std::collections::BTreeMap;
-
 use anyhow::anyhow;
-use bridge_platforms::{PlatformError, PlatformSpec};
-use bridge_sync::store::{JournalId, JournalTarget};
-use bridge_sync::{RecoveryOutcome, Target};
+use bridge_operations::Origin;
+use bridge_platforms::PlatformSpec;
+use bridge_sync::RecoveryOutcome;
 use serde_json::json;
 
 use crate::context::Context;
@@ -14,53 +12,17 @@ use crate::exit::{CmdResult, Code, code_of};
 use crate::shell::{GREEN, RED, YELLOW};
 
 pub async fn resume(ctx: &Context<'_>) -> CmdResult {
-    let Some(store) = ctx.state.existing_store()? else {
-        return nothing(ctx, "no state store yet, so nothing to resume");
-    };
-    let Some(journal) = store.latest_unfinished().map_err(|e| anyhow!(e))? else {
-        return nothing(ctx, "every journalled apply finished; nothing to resume");
-    };
-    // Open every target of the journal up front (opening may need the network for tokens).
-    let mut opened: BTreeMap<String, Target> = BTreeMap::new();
-    for jt in &journal.targets {
-        let spec: PlatformSpec = jt
-            .spec
-            .parse()
-            .map_err(|e| anyhow!("journal {}: target {}: {e}", journal.id, jt.spec))?;
-        let mut place = ctx.place(&spec).await?;
-        place.label = jt.label.clone();
-        opened.insert(jt.spec.clone(), place);
-    }
-    let open = |jt: &JournalTarget| -> Result<Target, PlatformError> {
-        opened
-            .get(&jt.spec)
-            .cloned()
-            .ok_or_else(|| PlatformError::Unsupported {
-                platform: jt.spec.clone(),
-                what: "not opened".into(),
-            })
-    };
-    let key = ctx.fingerprint_key();
-    let outcome = bridge_sync::resume(&store, &open, &key)
-        .await
-        .map_err(|e| anyhow!(e))?;
-    match outcome {
+    let ops = ctx.operations()?;
+    match ops.resume(Origin::Cli).await? {
         Some(outcome) => show(ctx, "resume", &outcome),
-        None => nothing(ctx, "nothing to resume"),
+        None => nothing(ctx, "every journalled apply finished; nothing to resume"),
     }
 }
 
 pub async fn rollback(ctx: &Context<'_>, target: &str, to: Option<i64>) -> CmdResult {
     let spec: PlatformSpec = target.parse().map_err(|e| anyhow!("--target: {e}"))?;
-    let Some(store) = ctx.state.existing_store()? else {
-        return nothing(ctx, "no state store yet, so nothing to roll back");
-    };
-    let place = ctx.place(&spec).await?;
-    let key = ctx.fingerprint_key();
-    let outcome = bridge_sync::rollback(&store, &place, to.map(JournalId), &key)
-        .await
-        .map_err(|e| anyhow!(e))?;
-    match outcome {
+    let ops = ctx.operations()?;
+    match ops.rollback(&spec, to, Origin::Cli).await? {
         Some(outcome) => show(ctx, "rollback", &outcome),
         None => Err(anyhow!("no journalled apply to {spec} to roll back").into()),
     }

@@ -1,22 +1,23 @@
 //! `genesisctl serve [--sandbox]`: the control plane. Wires the configuration, the bus, the
-//! ledger, the tokens and the sync engine ([`ControlPlane`]) into `bridge-server`, listens,
-//! and shuts down gracefully on SIGINT/SIGTERM.
+//! ledger, the tokens and the operations into `bridge-server` (HTTP) and `bridge-autonomy`
+//! (reactions, scheduler, ledger feed), listens, and shuts down on SIGINT/SIGTERM within
+//! `server.shutdown_timeout_secs`: requests in flight first, then the background work.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
+use bridge_autonomy::{WorkerParts, Workers};
 use bridge_server::auth::{TOKENS_FILE, create_token};
 use bridge_server::{
-    AppState, LedgerAccess, LogFormat, LogLevel, Logger, Parts, Role, ServerOptions, TokenStore,
-    VaultLookup,
+    AppState, LedgerAccess, LogFormat, LogLevel, Logger, Metrics, Parts, Role, ServerOptions,
+    TokenStore, VaultLookup,
 };
 use serde_json::json;
 
 use crate::cli::{LogFormatArg, OutputFormat, ServeArgs};
 use crate::commands::emulate::wait_for_shutdown;
 use crate::context::{Context, now_rfc3339};
-use crate::control::ControlPlane;
 use crate::exit::{CmdResult, Code};
 use crate::shell::Shell;
 use crate::state::{LEDGER_ORIGIN, StateDir};
@@ -41,16 +42,18 @@ pub async fn run(ctx: Context<'_>, args: &ServeArgs) -> CmdResult {
     };
     // The engine reports nothing on a terminal: the server answers in JSON and logs.
     let quiet: &'static Shell = Box::leak(Box::new(Shell::new(OutputFormat::Json, true)));
-    let server_ctx = Context {
+    // The server's context lives as long as the process: its operations are shared by the
+    // routes and the background workers.
+    let server_ctx: &'static Context<'static> = Box::leak(Box::new(Context {
         shell: quiet,
         state: StateDir::new(config.state_dir.clone()),
         config,
         bus: tokio::sync::OnceCell::new(),
         given_tokens,
-    };
+    }));
     server_ctx.state.ensure()?;
     crate::http_tls::install();
-    let bus = crate::genesis::open_bus(&server_ctx).await?;
+    let bus = crate::genesis::open_bus(server_ctx).await?;
     let ledger = LedgerAccess {
         path: server_ctx.state.ledger_path(),
         origin: LEDGER_ORIGIN.to_owned(),
@@ -95,19 +98,35 @@ pub async fn run(ctx: Context<'_>, args: &ServeArgs) -> CmdResult {
     // ENVSYNC_SCHEDULE: runs once across the servers sharing the store (a lock in it).
     let scheduler = crate::genesis::scheduled_sync(&bus, &server_ctx.config.schedule, &logger);
     let listen = server.listen.clone();
-    let control = ControlPlane::new(server_ctx).await?;
-    let state_path = control.context().state.path().to_owned();
+    let grace = Duration::from_secs(server.shutdown_timeout_secs);
+    let metrics = Arc::new(Metrics::for_app());
+    let ops = Arc::new(
+        server_ctx
+            .operations()?
+            .with_owner("genesisctl serve")
+            .with_listener(metrics.clone()),
+    );
+    let health = crate::health::envsync_health(server_ctx, ops.providers()).await;
+    let state_path = server_ctx.state.path().to_owned();
+    let workers = Workers::spawn(WorkerParts {
+        bus: bus.clone(),
+        ops: ops.clone(),
+        ledger: ledger.clone(),
+        options: autonomy,
+        scheduler,
+        logger: logger.clone(),
+    });
     let state = AppState::new(Parts {
         options,
         bus,
         ledger,
-        envsync: Arc::new(control),
+        ops,
+        health,
+        metrics,
         tokens,
         vault,
         webhooks,
-        autonomy,
-        scheduler,
-        logger,
+        logger: logger.clone(),
     });
     let no_tokens = state_has_no_tokens(&tokens_path);
 
@@ -155,9 +174,21 @@ pub async fn run(ctx: Context<'_>, args: &ServeArgs) -> CmdResult {
         ],
     );
 
-    bridge_server::serve(listener, state, wait_for_shutdown())
+    // One deadline for the whole shutdown: the requests get it first, the workers what is
+    // left of it.
+    let (signalled_tx, signalled) = tokio::sync::oneshot::channel();
+    let shutdown = async move {
+        wait_for_shutdown().await;
+        let _ = signalled_tx.send(tokio::time::Instant::now());
+    };
+    let served = bridge_server::serve(listener, state, shutdown, grace).await;
+    let began = signalled
         .await
-        .with_context(|| format!("serving on {url}"))?;
+        .unwrap_or_else(|_| tokio::time::Instant::now());
+    let left = (began + grace).saturating_duration_since(tokio::time::Instant::now());
+    workers.finish(left).await;
+    logger.info("shutdown", &[("phase", "done")]);
+    served.with_context(|| format!("serving on {url}"))?;
     if let Some(s) = sandbox {
         s.emulators.shutdown().await;
     }
@@ -170,7 +201,7 @@ pub async fn run(ctx: Context<'_>, args: &ServeArgs) -> CmdResult {
 fn autonomy_options(
     config: &crate::config::Config,
     sandbox: Option<&crate::sandbox::Sandbox>,
-) -> bridge_server::AutonomyOptions {
+) -> bridge_autonomy::AutonomyOptions {
     let mut hooks = std::collections::BTreeMap::new();
     for (kind, var) in [
         ("render", "RENDER_DEPLOY_HOOK_URL"),
@@ -183,14 +214,14 @@ fn autonomy_options(
     if let Some(s) = sandbox {
         hooks.extend(s.deploy_hooks());
     }
-    bridge_server::AutonomyOptions {
+    bridge_autonomy::AutonomyOptions {
         enforce: config.schedule.mode == crate::config::SyncMode::Enforce,
         drift_alert_threshold: usize::try_from(config.autonomy.drift_alert_threshold)
             .unwrap_or(usize::MAX),
         drift_frequency_limit: usize::try_from(config.autonomy.drift_frequency_limit)
             .unwrap_or(usize::MAX),
         deploy_hooks: hooks,
-        ..bridge_server::AutonomyOptions::default()
+        ..bridge_autonomy::AutonomyOptions::default()
     }
 }
 

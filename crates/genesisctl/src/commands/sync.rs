@@ -1,9 +1,9 @@
 //! `genesisctl env diff` and `env sync`: plan, guard, apply, report.
 
 use anyhow::anyhow;
-use bridge_core::diff::{DeletionGuard, Deletions, DiffOptions, UnknownPolicy};
+use bridge_operations::{Origin, SyncRequest};
 use bridge_platforms::PlatformKind;
-use bridge_sync::{Mode, SyncError, SyncJob, SyncOptions, TargetStatus};
+use bridge_sync::{Mode, TargetStatus};
 
 use crate::cli::SyncArgs;
 use crate::context::Context;
@@ -29,33 +29,28 @@ impl Options {
 
 /// Which keys a sync looks at and whether it may delete: from configuration and flags, or
 /// from a saved plan.
-#[derive(Debug, Clone)]
-pub struct Scope {
-    pub include_prefixes: Vec<String>,
-    pub exclude_prefixes: Vec<String>,
-    pub allow_deletions: bool,
-}
+pub use bridge_operations::Scope;
 
-impl Scope {
-    pub fn from_config(ctx: &Context<'_>) -> Self {
-        let cfg = &ctx.config.sync;
-        Self {
-            include_prefixes: cfg.include_prefixes.clone(),
-            exclude_prefixes: cfg.exclude_prefixes.clone(),
-            allow_deletions: cfg.allow_deletions,
-        }
+/// The configured scope.
+pub fn configured_scope(ctx: &Context<'_>) -> Scope {
+    let cfg = &ctx.config.sync;
+    Scope {
+        include_prefixes: cfg.include_prefixes.clone(),
+        exclude_prefixes: cfg.exclude_prefixes.clone(),
+        allow_deletions: cfg.allow_deletions,
     }
 }
 
 pub async fn run(ctx: &Context<'_>, args: &SyncArgs, options: Options) -> CmdResult {
     let source_spec = ctx.source_spec(args.from.as_deref())?;
     let target_specs = ctx.target_specs(args.target.as_deref())?;
-    let scope = Scope::from_config(ctx);
+    let scope = configured_scope(ctx);
     let outcome = execute(ctx, source_spec, target_specs, &scope, options).await?;
     report(ctx, &outcome, options)
 }
 
-/// Runs a sync (or a dry run) and returns what happened, without printing.
+/// Runs a sync (or a dry run) through the operations layer and returns what happened,
+/// without printing.
 pub async fn execute(
     ctx: &Context<'_>,
     source_spec: bridge_platforms::PlatformSpec,
@@ -71,18 +66,6 @@ pub async fn execute(
         )
         .into());
     }
-
-    let source = ctx.place(&source_spec).await?.platform;
-    let targets = ctx.places(&target_specs).await?;
-
-    let key = ctx.fingerprint_key();
-    // A dry run reads the records that judge write-only values but creates no store.
-    let store = if options.dry_run {
-        ctx.state.existing_store()?
-    } else {
-        Some(ctx.state.store()?)
-    };
-    let cfg = &ctx.config.sync;
     let progress = if options.dry_run {
         None
     } else {
@@ -93,171 +76,25 @@ pub async fn execute(
             p.update(label, done, total)
         }) as bridge_sync::ProgressObserver
     });
-    let job = SyncJob {
-        observer,
-        source,
-        targets,
-        store: store.map(std::sync::Arc::new),
-        options: SyncOptions {
-            mode: if options.dry_run {
-                Mode::DryRun
-            } else {
-                Mode::Apply
-            },
-            diff: DiffOptions {
-                filter: bridge_core::filter::KeyFilter::new(
-                    scope.include_prefixes.clone(),
-                    scope.exclude_prefixes.clone(),
-                )
-                .ignoring(cfg.ignore.clone()),
-                deletions: if scope.allow_deletions {
-                    Deletions::Allow
-                } else {
-                    Deletions::Keep
-                },
-                unknown: UnknownPolicy::Report,
-            },
-            guard: (!options.force).then_some(DeletionGuard {
-                max_share: cfg.max_delete_share,
-            }),
-            allow_empty_source: options.allow_empty_source,
-            fingerprints: key.clone(),
-            protect: cfg.protect.clone(),
+    let request = SyncRequest {
+        source: source_spec,
+        targets: target_specs,
+        mode: if options.dry_run {
+            Mode::DryRun
+        } else {
+            Mode::Apply
         },
+        scope: scope.clone(),
+        force: options.force,
+        allow_empty_source: options.allow_empty_source,
+        origin: Origin::Cli,
+        progress: observer,
     };
-    if !options.dry_run
-        && let Err(e) = publish_init(ctx, &job).await
-    {
-        ctx.shell
-            .warn(format!("could not publish envsync.init: {e:#}"));
-    }
-    let outcome = bridge_sync::run(job).await;
+    let outcome = ctx.operations()?.sync(request).await;
     if let Some(p) = &progress {
         p.finish();
     }
-    if let Ok(outcome) = &outcome
-        && !options.dry_run
-        && let Err(e) = publish_outcome(ctx, outcome, &key).await
-    {
-        // The writes happened; say loudly that their record did not.
-        ctx.shell.warn(format!(
-            "the sync was applied but not published or recorded in the ledger: {e:#}"
-        ));
-    }
-    outcome.map_err(|e| match e {
-        SyncError::Source { source, spec } => {
-            Failure::platform(source, format!("reading the source {spec}"))
-        }
-        other => Failure::from(anyhow::Error::new(other)),
-    })
-}
-
-/// `envsync.init`: a sync that may write is starting.
-async fn publish_init(ctx: &Context<'_>, job: &SyncJob) -> anyhow::Result<()> {
-    let bus = crate::genesis::open_bus(ctx).await?;
-    let targets: Vec<String> = job
-        .targets
-        .iter()
-        .map(|t| t.platform.spec().to_string())
-        .collect();
-    crate::genesis::publish(
-        &bus,
-        "envsync.init",
-        serde_json::json!({
-            "source": job.source.spec().to_string(),
-            "targets": targets,
-            "mode": "enforce",
-        }),
-    )
-    .await?;
-    Ok(())
-}
-
-/// Publishes what an applied sync did on the bus — `envsync.commit` per target written,
-/// `envsync.error` per target that failed or was refused, then `envsync.complete` — with keys,
-/// operations and fingerprints, never a value; then lets the ledger record them.
-async fn publish_outcome(
-    ctx: &Context<'_>,
-    outcome: &bridge_sync::SyncOutcome,
-    key: &bridge_core::FingerprintKey,
-) -> anyhow::Result<()> {
-    let bus = crate::genesis::open_bus(ctx).await?;
-    let source = outcome.source.to_string();
-    let journal = outcome.journal.map(|j| j.0);
-    let (mut applied, mut failed) = (0, 0);
-    for t in &outcome.targets {
-        let changes: Vec<serde_json::Value> = t
-            .plan
-            .iter()
-            .flat_map(|p| p.writes())
-            .map(|op| {
-                serde_json::json!({
-                    "key": op.key,
-                    "op": op.change.as_str(),
-                    "fingerprint": op.after.as_ref().map(|v| key.fingerprint(v).to_hex()),
-                })
-            })
-            .collect();
-        let (topic, status, error) = match &t.status {
-            TargetStatus::InSync | TargetStatus::Planned => continue,
-            TargetStatus::Applied { .. } => ("envsync.commit", "applied", None),
-            TargetStatus::Unverified { remaining, .. } => (
-                "envsync.commit",
-                "unverified",
-                Some(format!(
-                    "still differs after writing: {}",
-                    remaining.join(", ")
-                )),
-            ),
-            TargetStatus::Refused(e) => ("envsync.error", "refused", Some(e.to_string())),
-            TargetStatus::Rejected(v) => (
-                "envsync.error",
-                "rejected",
-                Some(
-                    v.iter()
-                        .map(|v| format!("{}: {}", v.key, v.rule))
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                ),
-            ),
-            TargetStatus::Failed(e) => ("envsync.error", "failed", Some(e.to_string())),
-        };
-        if topic == "envsync.commit" {
-            applied += 1;
-        } else {
-            failed += 1;
-        }
-        crate::genesis::publish(
-            &bus,
-            topic,
-            serde_json::json!({
-                "source": source,
-                "target": t.spec.to_string(),
-                "identity": t.identity,
-                "status": status,
-                "error": error,
-                "journal": journal,
-                "changes": changes,
-            }),
-        )
-        .await?;
-    }
-    if applied + failed > 0 {
-        crate::genesis::publish(
-            &bus,
-            "envsync.complete",
-            serde_json::json!({
-                "source": source,
-                "targets": outcome.targets.len(),
-                "applied": applied,
-                "failed": failed,
-                "journal": journal,
-            }),
-        )
-        .await?;
-    }
-    crate::genesis::record_in_ledger(ctx, &bus).await?;
-    Ok(())
+    Ok(outcome?)
 }
 
 /// Prints an outcome and picks the exit code.

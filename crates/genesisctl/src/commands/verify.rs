@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, anyhow};
 use bridge_core::parity::{ParityMatrix, ParityReport};
+use bridge_operations::{DriftNotice, Origin};
 use bridge_platforms::PlatformSpec;
 use bridge_platforms::local::write_atomically;
 
@@ -60,73 +61,14 @@ pub async fn run(
     })
 }
 
-/// Parity across `specs` (the first is the reference); publishes `envsync.drift` when
-/// there is drift.
+/// Parity across `specs` (the first is the reference); an operator's verify, so the drift
+/// it finds is announced (`envsync.drift`) for the server's reactions to heal.
 pub async fn compute(
     ctx: &Context<'_>,
     specs: &[PlatformSpec],
 ) -> Result<(ParityMatrix, ParityReport), Failure> {
-    let places = ctx.places(specs).await?;
-    // Fingerprints are needed only to judge write-only values; comparing readable values
-    // needs no key, so a plain verify leaves the state directory alone.
-    let key = ctx.state.load_key().ok().flatten();
-    let store = ctx.state.existing_store()?;
-    let matrix = bridge_sync::verify(
-        &places,
-        &ctx.filter(),
-        &ctx.classifier(),
-        key.as_ref(),
-        store.as_ref(),
-    )
-    .await
-    .map_err(|e| Failure::platform(e.source, format!("reading {}", e.spec)))?;
-    let report = matrix.report(now_rfc3339());
-
-    if report.has_drift
-        && let Err(e) = publish_drift(ctx, &report).await
-    {
-        ctx.shell
-            .warn(format!("could not publish envsync.drift: {e:#}"));
-    }
-    Ok((matrix, report))
-}
-
-/// `envsync.drift`: which keys are out of parity where (names only; the ledger records it on
-/// the next command that runs its consumer).
-async fn publish_drift(ctx: &Context<'_>, report: &ParityReport) -> anyhow::Result<()> {
-    let bus = crate::genesis::open_bus(ctx).await?;
-    let conflicts: Vec<&String> = report.conflicts.keys().collect();
-    // Keys each place differs on from the first (the reference): what a heal would write.
-    let mut by_platform = serde_json::Map::new();
-    if let Some(reference) = report.platforms.first() {
-        for place in report.platforms.iter().skip(1) {
-            let missing = report
-                .missing
-                .get(&format!("missing_in_{place}"))
-                .map_or(0, Vec::len);
-            let differing = report
-                .conflicts
-                .values()
-                .filter(|values| {
-                    matches!((values.get(place), values.get(reference)), (Some(a), Some(b)) if a != b)
-                })
-                .count();
-            by_platform.insert(place.clone(), (missing + differing).into());
-        }
-    }
-    crate::genesis::publish(
-        &bus,
-        "envsync.drift",
-        serde_json::json!({
-            "verified_at": report.verified_at,
-            "platforms": report.platforms,
-            "missing": report.missing,
-            "conflicts": conflicts,
-            "by_platform": by_platform,
-            "drift_count": report.summary.drift_count,
-            "total_keys": report.summary.total_keys,
-        }),
-    )
-    .await?;
-    Ok(())
+    let ops = ctx.operations()?;
+    Ok(ops
+        .verify(specs, DriftNotice::Publish(Origin::Cli), now_rfc3339())
+        .await?)
 }

@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::sandbox::Sandbox;
 
@@ -22,6 +22,8 @@ struct Server {
     child: Child,
     url: String,
     token: String,
+    /// The state directory it serves from.
+    state_dir: String,
 }
 
 impl Server {
@@ -43,11 +45,15 @@ impl Server {
             .unwrap();
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
-        let (mut url, mut token) = (None, None);
+        let (mut url, mut token, mut state_dir) = (None, None, None);
         for line in lines.by_ref() {
             let line = line.unwrap();
             if let Some(u) = line.strip_prefix("Listening on ") {
                 url = Some(u.trim().to_owned());
+            }
+            if let Some(source) = line.trim().strip_prefix("source") {
+                let dir = source.trim().trim_end_matches("/.env");
+                state_dir = Some(format!("{dir}/.bridge"));
             }
             if let Some(t) = line.trim().strip_prefix("export TOKEN=") {
                 token = Some(t.to_owned());
@@ -58,6 +64,32 @@ impl Server {
             child,
             url: url.expect("a Listening line"),
             token: token.expect("a token line"),
+            state_dir: state_dir.expect("a source line"),
+        }
+    }
+
+    /// `genesisctl serve` (not the sandbox) in `sandbox`'s directory, with `token`, an
+    /// admiral token created there beforehand.
+    fn start_plain(sandbox: &Sandbox, token: &str) -> Self {
+        let mut child = sandbox
+            .command(&["serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut url = None;
+        for line in BufReader::new(stdout).lines() {
+            if let Some(u) = line.unwrap().strip_prefix("Listening on ") {
+                url = Some(u.trim().to_owned());
+                break;
+            }
+        }
+        Self {
+            child,
+            url: url.expect("a Listening line"),
+            token: token.to_owned(),
+            state_dir: sandbox.path(".bridge").display().to_string(),
         }
     }
 
@@ -281,6 +313,7 @@ async fn json_logs_are_one_object_per_line_and_never_hold_the_token() {
         child,
         url,
         token: token.clone(),
+        state_dir: sandbox.path(".bridge").display().to_string(),
     };
     let (code, stderr) = server.stop();
     assert_eq!(code, 0, "{stderr}");
@@ -362,6 +395,144 @@ async fn a_deploy_failure_caused_by_a_missing_variable_is_healed_and_redeployed(
     .await;
     let parity: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(parity["missing_in_render"], serde_json::json!([]), "{body}");
+    let (code, stderr) = server.stop();
+    assert_eq!(code, 0, "{stderr}");
+}
+
+/// The events of `topic` the server holds, newest first.
+async fn events(client: &reqwest::Client, server: &Server, topic: &str) -> Vec<Value> {
+    let (status, body) = call(
+        client,
+        reqwest::Method::GET,
+        format!("{}/genesis/events?topic={topic}&limit=1000", server.url),
+        Some(&server.token),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let page: Value = serde_json::from_str(&body).unwrap();
+    page["events"].as_array().cloned().unwrap_or_default()
+}
+
+/// A read never writes: in enforce mode, an observer reading `/parity` (as the dashboard
+/// does) publishes no drift, so no reaction heals and nothing is written anywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_observer_reading_parity_in_enforce_mode_changes_nothing() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let sandbox = Sandbox::bare();
+    let server = Server::start_with(&sandbox, &[("ENVSYNC_MODE", "enforce")]);
+    let observer = sandbox.run(&[
+        "--state-dir",
+        &server.state_dir,
+        "token",
+        "create",
+        "--role",
+        "observer",
+    ]);
+    assert_eq!(observer.code, 0, "{}", observer.stderr);
+    let observer = observer.stdout.trim().to_owned();
+    // The server rereads its tokens file at most once a second.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let client = reqwest::Client::new();
+    for _ in 0..3 {
+        let (status, body) = call(
+            &client,
+            reqwest::Method::GET,
+            format!("{}/parity", server.url),
+            Some(&observer),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let parity: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(parity["has_drift"], true, "{body}");
+    }
+    // The reactions run within ~100 ms of news; give them ten times that.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    for topic in [
+        "envsync.drift",
+        "envsync.commit",
+        "genesis.heal",
+        "envsync.init",
+    ] {
+        let found = events(&client, &server, topic).await;
+        assert!(found.is_empty(), "a read led to {topic}: {found:?}");
+    }
+    let (code, stderr) = server.stop();
+    assert_eq!(code, 0, "{stderr}");
+}
+
+/// Shutdown under load is bounded: with a backlog of deploy failures for the reactions,
+/// SIGTERM ends `serve` within its shutdown timeout; the events it had not handled are
+/// handled after the next start on the same state, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_with_a_backlog_is_bounded_and_the_backlog_survives() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let emulators = bridge_emulators::start(bridge_emulators::EmulatorConfig::default())
+        .await
+        .unwrap();
+    let mut sandbox = Sandbox::new();
+    sandbox.file(".env", "APP_NAME=shop\nFEATURE_FLAG=on\n");
+    for (k, v) in emulators.exports() {
+        sandbox.env(&k, &v);
+    }
+    sandbox
+        .env("ENVSYNC_TARGETS", "render")
+        .env("ENVSYNC_MODE", "enforce")
+        .env("BRIDGE_SHUTDOWN_TIMEOUT_SECS", "2");
+    let token = sandbox.run(&["token", "create", "--role", "admiral"]);
+    assert_eq!(token.code, 0, "{}", token.stderr);
+    let token = token.stdout.trim().to_owned();
+    let server = Server::start_plain(&sandbox, &token);
+    let client = reqwest::Client::new();
+    let url = format!("{}/engines/autonomy/deployment/event", server.url);
+    let mut sends = Vec::new();
+    for i in 0..150 {
+        let body = json!({
+            "platform": "render", "event_type": "failure", "status": "build_failed",
+            "metadata": {"deploy_id": format!("dep-{i}")}
+        });
+        let request = client.post(&url).bearer_auth(&token).json(&body);
+        sends.push(tokio::spawn(request.send()));
+    }
+    for send in sends {
+        let response = send.await.unwrap().unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+    }
+    let failures = events(&client, &server, "deploy.platform.failure").await;
+    assert_eq!(failures.len(), 150);
+
+    let began = std::time::Instant::now();
+    let (code, stderr) = server.stop();
+    let took = began.elapsed();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        took < Duration::from_secs(5),
+        "shutdown took {took:?}: {stderr}"
+    );
+
+    // The next start handles what was left: every failure gets its outcome.
+    let server = Server::start_plain(&sandbox, &token);
+    let mut handled = std::collections::BTreeMap::new();
+    for _ in 0..600 {
+        handled.clear();
+        for topic in ["genesis.heal", "genesis.intent"] {
+            for e in events(&client, &server, topic).await {
+                if e["reaction"] == "deploy_failure" {
+                    *handled.entry(e["cause_seq"].as_u64().unwrap()).or_insert(0) += 1;
+                }
+            }
+        }
+        if handled.len() == failures.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        handled.len(),
+        failures.len(),
+        "some failures were never handled"
+    );
+    // One outcome per failure, or a heal and its escalation (no deploy hook): never more.
+    assert!(handled.values().all(|&n| n <= 2), "{handled:?}");
     let (code, stderr) = server.stop();
     assert_eq!(code, 0, "{stderr}");
 }

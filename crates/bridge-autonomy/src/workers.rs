@@ -1,12 +1,12 @@
-//! What runs beside the requests, each a durable consumer of the bus woken by its live feed
-//! (and every second, for events other processes stored):
+//! The workers and their lifecycle, plus the two that are not reactions:
 //!
 //! - the **ledger feed** appends every event of interest to the Truth ledger and signs a
-//!   checkpoint ([`bridge_genesis::feed`]);
-//! - the **cascade** publishes `config_update` after each `envsync.commit`, for live clients;
-//! - the **scheduled sync** ([`crate::scheduler`]), when configured.
+//!   checkpoint ([`bridge_genesis::feed`]): the server's one feeder of the ledger;
+//! - the **cascade** publishes `config_update` after each `envsync.commit`, for live clients.
 //!
-//! On shutdown both finish what is pending, so the ledger holds every acknowledged event.
+//! [`Workers::finish`] stops them within a grace period: each stops between events, so what
+//! it has not acknowledged is redelivered on the next start; then the cascade and the
+//! ledger feed run once more, so the ledger holds every event acknowledged so far.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,10 +14,10 @@ use std::time::Duration;
 use bridge_genesis::bus::{ConsumerOptions, ConsumerStart, DurableConsumer, Event, Role};
 use bridge_genesis::feed::{CheckpointPolicy, DEFAULT_LEDGER_TOPICS, LedgerFeed};
 use serde_json::{Value, json};
-use tokio::sync::{Mutex, broadcast};
+use tokio::sync::{Mutex, broadcast, watch};
 use tokio::task::JoinHandle;
 
-use crate::AppState;
+use crate::{Shared, State, WorkerParts};
 
 const POLL: Duration = Duration::from_secs(1);
 /// The durable consumer behind `config_update`.
@@ -29,68 +29,115 @@ const CHECKPOINTS: CheckpointPolicy = CheckpointPolicy {
     interval: POLL,
 };
 
-/// The running tasks.
-pub struct Background {
-    state: AppState,
+/// The running workers.
+pub struct Workers {
+    state: State,
+    shutdown_tx: watch::Sender<bool>,
     feed: Arc<Mutex<LedgerFeed>>,
     handles: Vec<JoinHandle<()>>,
 }
 
-pub fn spawn(state: AppState) -> Background {
-    let feed = Arc::new(Mutex::new(LedgerFeed::new(CHECKPOINTS)));
-    let handles = vec![
-        tokio::spawn(run_cascade(state.clone())),
-        tokio::spawn(run_ledger_feed(state.clone(), feed.clone())),
-        tokio::spawn(track_head(state.clone())),
-    ]
-    .into_iter()
-    .chain(
-        crate::autonomy::Reaction::ALL
-            .into_iter()
-            .map(|r| tokio::spawn(crate::autonomy::run(state.clone(), r))),
-    )
-    .chain(
-        state
-            .inner
-            .scheduler
-            .clone()
-            .map(|s| tokio::spawn(crate::scheduler::run(state.clone(), s))),
-    )
-    .collect();
-    Background {
-        state,
-        feed,
-        handles,
-    }
+/// How a shutdown went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Finished {
+    /// Workers still busy when the grace period ended, stopped where they were (their
+    /// unacknowledged events come again on the next start).
+    pub abandoned: usize,
 }
 
-impl Background {
-    /// Waits for the tasks to stop (they stop once shutdown begins), then runs the cascade
-    /// once more and the ledger feed last, signing whatever it left unsigned.
-    pub async fn finish(self) {
-        self.state.begin_shutdown();
-        for handle in self.handles {
-            let _ = handle.await;
+impl Workers {
+    /// Starts every worker: the cascade, the ledger feed, each reaction, and the scheduled
+    /// sync when configured.
+    pub fn spawn(parts: WorkerParts) -> Workers {
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        let scheduler = parts.scheduler;
+        let state: State = Arc::new(Shared {
+            bus: parts.bus,
+            ops: parts.ops,
+            ledger: parts.ledger,
+            options: parts.options,
+            logger: parts.logger,
+            shutdown,
+        });
+        let feed = Arc::new(Mutex::new(LedgerFeed::new(CHECKPOINTS)));
+        let handles = vec![
+            tokio::spawn(run_cascade(state.clone())),
+            tokio::spawn(run_ledger_feed(state.clone(), feed.clone())),
+        ]
+        .into_iter()
+        .chain(
+            crate::reactions::Reaction::ALL
+                .into_iter()
+                .map(|r| tokio::spawn(crate::reactions::run(state.clone(), r))),
+        )
+        .chain(scheduler.map(|s| tokio::spawn(crate::scheduler::run(state.clone(), s))))
+        .collect();
+        Workers {
+            state,
+            shutdown_tx,
+            feed,
+            handles,
         }
+    }
+
+    /// Tells every worker to stop at its next boundary (between events).
+    pub fn begin_shutdown(&self) {
+        let _ = self.shutdown_tx.send(true);
+    }
+
+    /// Stops the workers, waiting at most `grace` for them to reach a boundary; any still
+    /// busy then is aborted where it is (what it had not acknowledged comes again on the
+    /// next start). Then runs the cascade once more and the ledger feed last, signing
+    /// whatever it left unsigned, each bounded by what is left of `grace` (at least a
+    /// second: the ledger must hold what was acknowledged).
+    pub async fn finish(self, grace: Duration) -> Finished {
+        self.begin_shutdown();
+        let deadline = tokio::time::Instant::now() + grace;
+        let mut abandoned = 0;
+        for mut handle in self.handles {
+            if tokio::time::timeout_at(deadline, &mut handle)
+                .await
+                .is_err()
+            {
+                handle.abort();
+                abandoned += 1;
+            }
+        }
+        let left = || {
+            deadline
+                .saturating_duration_since(tokio::time::Instant::now())
+                .max(Duration::from_secs(1))
+        };
         let mut none = None;
-        if let Err(e) = cascade(&self.state, &mut none).await {
-            warn_failed(&self.state, "cascade", &e);
+        match tokio::time::timeout(left(), cascade(&self.state, &mut none)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn_failed(&self.state, "cascade", &e),
+            Err(_) => warn_failed(&self.state, "cascade", "out of time at shutdown"),
         }
-        let access = self.state.inner.ledger.clone();
+        let access = self.state.ledger.clone();
         let mut feed = self.feed.lock().await;
-        if let Err(e) = feed
-            .flush(&self.state.inner.bus, DEFAULT_LEDGER_TOPICS, || {
-                access.open()
-            })
-            .await
-        {
-            warn_failed(&self.state, "ledger feed", &e.to_string());
+        let flush = feed.flush(&self.state.bus, DEFAULT_LEDGER_TOPICS, || access.open());
+        match tokio::time::timeout(left(), flush).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => warn_failed(&self.state, "ledger feed", &e.to_string()),
+            Err(_) => warn_failed(
+                &self.state,
+                "ledger feed",
+                "out of time at shutdown; the next start records the rest",
+            ),
         }
+        if abandoned > 0 {
+            self.state.logger.warn(
+                "shutdown: workers stopped mid-run; their events come again on the next start",
+                &[("abandoned", &abandoned.to_string())],
+            );
+        }
+        Finished { abandoned }
     }
 }
 
-fn warn_failed(state: &AppState, task: &str, error: &str) {
-    state.logger().warn(
+pub(crate) fn warn_failed(state: &Shared, task: &str, error: &str) {
+    state.logger.warn(
         "background task failed; retrying",
         &[("task", task), ("error", error)],
     );
@@ -140,9 +187,9 @@ pub(crate) async fn wait_for_news(
 }
 
 /// Runs the cascade until shutdown, on a consumer kept open between runs.
-async fn run_cascade(state: AppState) {
-    let mut live = state.inner.bus.store().live();
-    let mut shutdown = state.inner.shutdown.clone();
+async fn run_cascade(state: State) {
+    let mut live = state.bus.store().live();
+    let mut shutdown = state.shutdown.clone();
     let mut consumer = None;
     loop {
         if *shutdown.borrow() {
@@ -161,20 +208,20 @@ async fn run_cascade(state: AppState) {
 }
 
 /// Runs the ledger feed until shutdown; [`Background::finish`] runs it a last time.
-async fn run_ledger_feed(state: AppState, feed: Arc<Mutex<LedgerFeed>>) {
-    let mut live = state.inner.bus.store().live();
-    let mut shutdown = state.inner.shutdown.clone();
+async fn run_ledger_feed(state: State, feed: Arc<Mutex<LedgerFeed>>) {
+    let mut live = state.bus.store().live();
+    let mut shutdown = state.shutdown.clone();
     let recorded = |topic: &str| DEFAULT_LEDGER_TOPICS.iter().any(|t| topic.starts_with(t));
     loop {
         if *shutdown.borrow() {
             return;
         }
         let started = tokio::time::Instant::now();
-        let access = state.inner.ledger.clone();
+        let access = state.ledger.clone();
         let outcome = feed
             .lock()
             .await
-            .record_pending(&state.inner.bus, DEFAULT_LEDGER_TOPICS, || access.open())
+            .record_pending(&state.bus, DEFAULT_LEDGER_TOPICS, || access.open())
             .await;
         if let Err(e) = outcome {
             warn_failed(&state, "ledger feed", &e.to_string());
@@ -189,7 +236,7 @@ async fn run_ledger_feed(state: AppState, feed: Arc<Mutex<LedgerFeed>>) {
 /// run). A consumer created now starts at the head of the bus: it handles what happens from
 /// now on, not the whole past.
 pub(crate) async fn open_from_now<'a>(
-    state: &AppState,
+    state: &State,
     slot: &'a mut Option<DurableConsumer>,
     name: &str,
     pattern: &str,
@@ -202,7 +249,6 @@ pub(crate) async fn open_from_now<'a>(
         ..ConsumerOptions::default()
     };
     let consumer = state
-        .inner
         .bus
         .consumer_with(name, pattern, options)
         .await
@@ -212,8 +258,8 @@ pub(crate) async fn open_from_now<'a>(
 
 /// `config_update` for every `envsync.commit` since the last run, on `slot`'s consumer
 /// (opened when empty).
-async fn cascade(state: &AppState, slot: &mut Option<DurableConsumer>) -> Result<(), String> {
-    let bus = &state.inner.bus;
+async fn cascade(state: &State, slot: &mut Option<DurableConsumer>) -> Result<(), String> {
+    let bus = &state.bus;
     // A new server does not replay old commits to its clients.
     let consumer = open_from_now(state, slot, CASCADE_CONSUMER, "envsync.commit").await?;
     loop {
@@ -237,29 +283,5 @@ async fn cascade(state: &AppState, slot: &mut Option<DurableConsumer>) -> Result
             .map_err(|e| e.to_string())?;
         }
         consumer.ack(last).await.map_err(|e| e.to_string())?;
-    }
-}
-
-/// Tells the history cache where the store's head is, once a second: events of other
-/// processes sharing the store show in history within that second (this process's own
-/// events, at once).
-async fn track_head(state: AppState) {
-    let store = state.inner.bus.store().clone();
-    let mut shutdown = state.inner.shutdown.clone();
-    loop {
-        if *shutdown.borrow() {
-            return;
-        }
-        if let Ok(seq) = store.last_seq().await {
-            state.inner.history_cache.observed(seq);
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(POLL) => {}
-            changed = shutdown.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-            }
-        }
     }
 }

@@ -1,52 +1,43 @@
-//! The scheduled sync on a clock the test moves: each slot once, the configured mode, one
-//! catch-up after downtime, nothing when disabled, each run recorded and published; and two
-//! servers sharing PostgreSQL running a slot once between them.
+//! The scheduled sync on a clock the test moves, over the real operations: each slot once,
+//! the configured mode, one catch-up after downtime, nothing when disabled, each run recorded
+//! and published; and two servers sharing PostgreSQL running a slot once between them.
+//!
+//! A sync writes only what differs, so before each slot that should apply, the test takes a
+//! key away from both targets again ([`redrift`]). A scheduled run shows as one read of the
+//! source per provider (nothing else reads it here: no schema, no verification) and, when it
+//! applies, as an `envsync.commit` per provider with `origin: "scheduler"`.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bridge_webhooks::webhook::{VerifyOptions, WebhookSecrets, WebhookVerifier};
-use bridge_genesis::bus::{
-    Bus, Event, EventStore, HistoryQuery, Policy, PolicyMode, SqliteStore, TopicPattern,
-};
+use bridge_autonomy::scheduler::JOB;
+use bridge_autonomy::{AutonomyOptions, Schedule, ScheduledSync, SchedulerOptions, TestClock};
+use bridge_genesis::bus::{Event, EventStore, SqliteStore};
 use bridge_genesis::schedule::{ScheduleStore, ScheduledRun};
-use bridge_server::auth::{TOKENS_FILE, create_token};
-use bridge_server::scheduler::{JOB, Schedule, ScheduledSync, SchedulerOptions, TestClock};
-use bridge_server::service::SyncMode;
-use bridge_server::tasks::Background;
-use bridge_server::{
-    AppState, AutonomyOptions, LedgerAccess, Logger, Parts, Role, ServerOptions, TokenStore,
-};
+use bridge_operations::Mode;
 use time::OffsetDateTime;
 use time::macros::datetime;
 
-use crate::harness::FakeSync;
+use crate::harness::{Harness, Places, applies, drift, events, eventually, reads};
 
 const START: OffsetDateTime = datetime!(2026-03-04 10:30 UTC);
 const HOUR: time::Duration = time::Duration::HOUR;
 
-/// One server: its state, its fake engine, its running background tasks.
+/// One server: its workers with the scheduled sync, over `store` and `places`.
 struct Server {
-    sync: Arc<FakeSync>,
-    background: Background,
-    _dir: tempfile::TempDir,
+    h: Harness,
 }
 
 impl Server {
-    fn start(
+    async fn start(
         store: Arc<dyn EventStore>,
+        places: &Places,
         clock: &Arc<TestClock>,
         enabled: bool,
-        mode: SyncMode,
+        mode: Mode,
         owner: &str,
     ) -> Self {
-        let dir = tempfile::tempdir().unwrap();
         let schedules = store.schedules().expect("the store keeps a schedule table");
-        let bus = Bus::new(store, Policy::new(PolicyMode::Permissive));
-        let tokens_path = dir.path().join(TOKENS_FILE);
-        create_token(&tokens_path, Role::Admiral, "now").unwrap();
-        let sync = Arc::new(FakeSync::default());
         let scheduler = ScheduledSync {
             options: SchedulerOptions {
                 enabled,
@@ -57,52 +48,43 @@ impl Server {
             store: schedules,
             clock: clock.clone(),
         };
-        let state = AppState::new(Parts {
-            options: ServerOptions::default(),
-            bus,
-            ledger: LedgerAccess {
-                path: dir.path().join("ledger.db"),
-                origin: "bridge.test/ledger".into(),
-                key: ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]),
-            },
-            envsync: sync.clone(),
-            tokens: TokenStore::open(&tokens_path).unwrap(),
-            vault: Arc::new(|_: &str| None),
-            webhooks: WebhookVerifier::new(WebhookSecrets::new(), VerifyOptions::default()),
-            autonomy: AutonomyOptions::default(),
-            scheduler: Some(scheduler),
-            logger: Logger::off(),
-        });
-        let background = bridge_server::tasks::spawn(state.clone());
-        Self {
-            sync,
-            background,
-            _dir: dir,
-        }
+        let mut h = Harness::on(store, places.clone(), AutonomyOptions::default());
+        h.spawn(Some(scheduler)).await;
+        Self { h }
     }
 
-    fn enforced(&self) -> Vec<String> {
-        self.sync.enforced.lock().unwrap().clone()
+    /// The targets the scheduled sync wrote, in order (one `envsync.commit` each).
+    async fn enforced(&self) -> Vec<String> {
+        self.h
+            .commits()
+            .await
+            .iter()
+            .filter(|c| c.payload["origin"] == "scheduler")
+            .map(|c| c.payload["target"].as_str().unwrap().to_owned())
+            .collect()
     }
 
-    async fn stop(self) {
-        self.background.finish().await;
+    async fn stop(mut self) {
+        self.h.stop().await;
     }
 }
 
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+/// Both targets one key short of the source again, so that the next sync applies.
+fn redrift(places: &Places) {
+    drift(&places.render, 1);
+    drift(&places.netlify, 1);
+}
+
+/// Places whose targets each lack one of the source's keys.
+fn drifted() -> Places {
+    let places = Places::in_parity();
+    redrift(&places);
+    places
+}
+
+/// How many provider syncs ran (each reads the source once).
+fn syncs(places: &Places) -> usize {
+    reads(&places.source)
 }
 
 /// Waits until `n` schedulers sleep on the clock (so that moving it wakes them).
@@ -130,14 +112,8 @@ async fn finished_runs(store: &dyn ScheduleStore, n: usize) -> Vec<ScheduledRun>
 /// The `scheduled_sync` intents in the store, oldest first, once there are `n`.
 async fn intents(store: &Arc<dyn EventStore>, n: usize) -> Vec<Event> {
     let read = || async {
-        store
-            .read(
-                HistoryQuery::default()
-                    .pattern(TopicPattern::parse("genesis.intent").unwrap())
-                    .limit(1000),
-            )
+        events(store.as_ref(), "genesis.intent")
             .await
-            .unwrap()
             .into_iter()
             .filter(|e| e.payload.get("kind").and_then(|k| k.as_str()) == Some("scheduled_sync"))
             .collect::<Vec<_>>()
@@ -164,31 +140,41 @@ async fn an_hourly_schedule_runs_each_slot_once_and_records_it() {
     let store = sqlite(&dir);
     let schedules = store.schedules().unwrap();
     let clock = Arc::new(TestClock::new(START));
-    let server = Server::start(store.clone(), &clock, true, SyncMode::Enforce, "a:1");
+    let places = drifted();
+    let server = Server::start(store.clone(), &places, &clock, true, Mode::Apply, "a:1").await;
 
     // A new store: the 10:00 slot, from before any server ran, is not caught up.
     sleeping(&clock, 1).await;
     settle().await;
     assert!(runs(&*schedules).await.is_empty());
-    assert!(server.enforced().is_empty());
+    assert!(server.enforced().await.is_empty());
+    assert_eq!(syncs(&places), 0);
 
     clock.set(datetime!(2026-03-04 11:00 UTC));
     let after_one = finished_runs(&*schedules, 1).await;
     sleeping(&clock, 1).await;
-    assert_eq!(server.enforced(), ["render", "netlify"]);
+    assert_eq!(server.enforced().await, ["render", "netlify"]);
+    assert_eq!((applies(&places.render), applies(&places.netlify)), (1, 1));
 
     // Half an hour later: no slot.
+    redrift(&places);
     clock.set(datetime!(2026-03-04 11:30 UTC));
     sleeping(&clock, 1).await;
     settle().await;
     assert_eq!(runs(&*schedules).await.len(), 1);
+    assert_eq!(syncs(&places), 2);
 
     clock.set(datetime!(2026-03-04 12:00:05 UTC));
     let all = finished_runs(&*schedules, 2).await;
     sleeping(&clock, 1).await;
     settle().await;
     assert_eq!(runs(&*schedules).await.len(), 2, "each slot once");
-    assert_eq!(server.enforced().len(), 4, "two slots, two providers each");
+    assert_eq!(
+        server.enforced().await.len(),
+        4,
+        "two slots, two providers each"
+    );
+    assert_eq!(syncs(&places), 4);
 
     assert_eq!(after_one[0].slot, datetime!(2026-03-04 11:00 UTC));
     let slots: Vec<_> = all.iter().map(|r| r.slot).collect();
@@ -215,7 +201,9 @@ async fn an_hourly_schedule_runs_each_slot_once_and_records_it() {
     assert_eq!(results[0]["changes"], 1);
     assert_eq!(results[0]["errors"], 0);
     // Counts only: no plan, no keys, no values.
-    assert!(!first.to_string_lossy().contains("API_KEY"));
+    let text = first.to_string_lossy();
+    assert!(!text.contains("API_KEY"));
+    assert!(!text.contains(crate::harness::VARS[0].1));
     assert_eq!(published[1].payload["slot"], "2026-03-04T12:00:00Z");
     server.stop().await;
 }
@@ -236,19 +224,18 @@ async fn dry_run_mode_only_plans() {
     let store = sqlite(&dir);
     let schedules = store.schedules().unwrap();
     let clock = Arc::new(TestClock::new(START));
-    let server = Server::start(store.clone(), &clock, true, SyncMode::DryRun, "a:1");
+    let places = drifted();
+    let server = Server::start(store.clone(), &places, &clock, true, Mode::DryRun, "a:1").await;
     sleeping(&clock, 1).await;
     clock.advance(HOUR);
     finished_runs(&*schedules, 1).await;
     let published = intents(&store, 1).await;
-    assert!(server.enforced().is_empty(), "a dry run applies nothing");
-    assert_eq!(
-        server
-            .sync
-            .applies
-            .load(std::sync::atomic::Ordering::SeqCst),
-        0
+    assert!(
+        server.enforced().await.is_empty(),
+        "a dry run applies nothing"
     );
+    assert_eq!((applies(&places.render), applies(&places.netlify)), (0, 0));
+    assert_eq!(syncs(&places), 2, "both providers were planned");
     let payload = &published[0].payload;
     assert_eq!(payload["mode"], "dry-run");
     let statuses: Vec<_> = payload["results"]
@@ -280,23 +267,26 @@ async fn after_downtime_only_the_latest_missed_slot_runs() {
         .unwrap();
 
     let clock = Arc::new(TestClock::new(START));
-    let server = Server::start(store.clone(), &clock, true, SyncMode::Enforce, "a:1");
+    let places = drifted();
+    let server = Server::start(store.clone(), &places, &clock, true, Mode::Apply, "a:1").await;
     let all = finished_runs(&*schedules, 2).await;
     sleeping(&clock, 1).await;
     settle().await;
     let slots: Vec<_> = runs(&*schedules).await.iter().map(|r| r.slot).collect();
     assert_eq!(slots, [datetime!(2026-03-04 10:00 UTC), before]);
     assert_eq!(all[0].owner, "a:1");
-    assert_eq!(
-        server.enforced(),
-        ["render", "netlify"],
-        "one run, not four"
-    );
+    assert_eq!(server.enforced().await, ["render", "netlify"]);
+    // A second run would find nothing to write, so the syncs tell runs apart.
+    assert_eq!(syncs(&places), 2, "one run, not four");
+    assert_eq!(intents(&store, 1).await.len(), 1);
 
     // And on from there.
+    redrift(&places);
     clock.set(datetime!(2026-03-04 11:00 UTC));
     finished_runs(&*schedules, 3).await;
-    assert_eq!(server.enforced().len(), 4);
+    sleeping(&clock, 1).await;
+    assert_eq!(server.enforced().await.len(), 4);
+    assert_eq!(syncs(&places), 4);
     server.stop().await;
 }
 
@@ -307,7 +297,8 @@ async fn a_slot_claimed_elsewhere_is_skipped() {
     let store = sqlite(&dir);
     let schedules = store.schedules().unwrap();
     let clock = Arc::new(TestClock::new(START));
-    let server = Server::start(store.clone(), &clock, true, SyncMode::Enforce, "a:1");
+    let places = drifted();
+    let server = Server::start(store.clone(), &places, &clock, true, Mode::Apply, "a:1").await;
     sleeping(&clock, 1).await;
     let eleven = datetime!(2026-03-04 11:00 UTC);
     assert!(
@@ -323,12 +314,13 @@ async fn a_slot_claimed_elsewhere_is_skipped() {
     clock.set(eleven);
     sleeping(&clock, 1).await;
     settle().await;
-    assert!(server.enforced().is_empty());
+    assert!(server.enforced().await.is_empty());
+    assert_eq!(syncs(&places), 0);
     clock.set(datetime!(2026-03-04 12:00 UTC));
     let all = finished_runs(&*schedules, 2).await;
     assert_eq!(all[0].owner, "a:1");
     assert_eq!(all[1].owner, "b:2");
-    assert_eq!(server.enforced(), ["render", "netlify"]);
+    assert_eq!(server.enforced().await, ["render", "netlify"]);
     server.stop().await;
 }
 
@@ -344,7 +336,8 @@ async fn a_disabled_schedule_does_nothing() {
         .await
         .unwrap();
     let clock = Arc::new(TestClock::new(START));
-    let server = Server::start(store.clone(), &clock, false, SyncMode::Enforce, "a:1");
+    let places = drifted();
+    let server = Server::start(store.clone(), &places, &clock, false, Mode::Apply, "a:1").await;
     settle().await;
     for _ in 0..3 {
         clock.advance(HOUR);
@@ -352,20 +345,15 @@ async fn a_disabled_schedule_does_nothing() {
     }
     assert_eq!(clock.sleepers(), 0, "nothing waits on the clock");
     assert_eq!(runs(&*schedules).await.len(), 1);
-    assert!(server.enforced().is_empty());
-    assert_eq!(
-        server
-            .sync
-            .applies
-            .load(std::sync::atomic::Ordering::SeqCst),
-        0
-    );
+    assert!(server.enforced().await.is_empty());
+    assert_eq!((applies(&places.render), applies(&places.netlify)), (0, 0));
+    assert_eq!(syncs(&places), 0);
     server.stop().await;
 }
 
 mod postgres {
     //! Two servers, each with its own PostgreSQL store (its own connections, as two
-    //! replicas have) on one schema.
+    //! replicas have) on one schema, syncing the same platforms.
 
     use super::*;
     use bridge_genesis_scale::{PostgresOptions, PostgresStore};
@@ -426,8 +414,10 @@ mod postgres {
             Arc::new(PostgresStore::connect_with(&url, options).await.unwrap());
         let schedules = a.schedules().unwrap();
         let clock = Arc::new(TestClock::new(START));
-        let one = Server::start(a.clone(), &clock, true, SyncMode::Enforce, "one:1");
-        let two = Server::start(b.clone(), &clock, true, SyncMode::Enforce, "two:2");
+        // Both servers sync the same platforms.
+        let places = drifted();
+        let one = Server::start(a.clone(), &places, &clock, true, Mode::Apply, "one:1").await;
+        let two = Server::start(b.clone(), &places, &clock, true, Mode::Apply, "two:2").await;
         sleeping(&clock, 2).await;
 
         for (n, slot) in [
@@ -438,16 +428,23 @@ mod postgres {
         .into_iter()
         .enumerate()
         {
+            if n > 0 {
+                redrift(&places);
+            }
             clock.set(slot);
             finished_runs(&*schedules, n + 1).await;
             sleeping(&clock, 2).await;
             settle().await;
-            let applies = one.enforced().len() + two.enforced().len();
+            let applied = applies(&places.render) + applies(&places.netlify);
             assert_eq!(
-                applies,
+                applied,
                 2 * (n + 1),
                 "slot {slot}: each provider applied once across both servers"
             );
+            assert_eq!(syncs(&places), 2 * (n + 1), "slot {slot}: synced once");
+            // Each commit is in the shared log once, whichever server looks.
+            assert_eq!(one.enforced().await.len(), 2 * (n + 1));
+            assert_eq!(two.enforced().await.len(), 2 * (n + 1));
         }
         let all = runs(&*schedules).await;
         assert_eq!(all.len(), 3);

@@ -1,35 +1,10 @@
-//! What the server asks of the sync engine, as a trait the binary implements: the server
-//! knows HTTP, not configuration files, token discovery or platform adapters.
-//!
-//! Every type here is an answer body: serialisable, documented in the OpenAPI document
-//! through its JSON schema, and free of values — keys, operations and counts only.
+//! The answers of `/envsync/*`: serialisable, documented in the OpenAPI document through
+//! their JSON schemas, and free of values — keys, operations and counts only — made from the
+//! operations' domain results.
 
-use std::future::Future;
-use std::pin::Pin;
-
+use bridge_operations::{Mode, ProviderSync, SecretClassifier};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-
-use crate::error::ApiError;
-
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Dry run (plan only) or enforce (write).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum SyncMode {
-    DryRun,
-    Enforce,
-}
-
-impl SyncMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SyncMode::DryRun => "dry-run",
-            SyncMode::Enforce => "enforce",
-        }
-    }
-}
 
 /// `GET /envsync/health`: the sync configuration and whether it can run. Nothing secret:
 /// whether a platform has a token, never where it came from or what it is.
@@ -108,9 +83,41 @@ pub struct SyncResult {
 }
 
 impl SyncResult {
-    /// Keys that differ after this run: the drift it found (dry run) or left (apply).
-    pub fn drift(&self) -> usize {
-        if self.applied { 0 } else { self.changes }
+    /// The answer for one provider's sync.
+    pub fn of(sync: &ProviderSync, mode: Mode, classifier: &SecretClassifier) -> Self {
+        let summary = sync.summary();
+        let counts = sync.counts();
+        SyncResult {
+            provider: sync.provider.clone(),
+            spec: sync.target.spec.to_string(),
+            mode: mode.as_str().to_owned(),
+            status: summary.status.to_owned(),
+            applied: summary.applied,
+            changes: summary.changes,
+            errors: summary.errors,
+            summary: ChangeSummary {
+                create: counts.create,
+                update: counts.update,
+                delete: counts.delete,
+                unknown: counts.unknown,
+                noop: counts.noop,
+            },
+            plan: sync
+                .planned(classifier)
+                .into_iter()
+                .map(|c| PlannedChange {
+                    key: c.key,
+                    op: c.op.to_owned(),
+                    secret: c.secret,
+                })
+                .collect(),
+            detail: summary.detail,
+            journal: if summary.applied {
+                sync.journal.and_then(|j| u64::try_from(j).ok())
+            } else {
+                None
+            },
+        }
     }
 }
 
@@ -123,27 +130,4 @@ pub struct ApplyAllResult {
     pub applied: usize,
     /// Providers refused, rejected or failed.
     pub failed: usize,
-}
-
-/// The sync engine as the server sees it.
-pub trait EnvSync: Send + Sync + 'static {
-    fn health(&self) -> BoxFuture<'_, EnvSyncHealth>;
-
-    /// The names `{provider}` may take.
-    fn providers(&self) -> Vec<String>;
-
-    /// Plans (and in enforce mode applies) the sync of one provider. The server makes sure
-    /// two applies to one provider never overlap.
-    fn sync<'a>(
-        &'a self,
-        provider: &'a str,
-        mode: SyncMode,
-    ) -> BoxFuture<'a, Result<SyncResult, ApiError>>;
-
-    /// The source checked against the schema ("Blueprint"): `None` when there is no schema,
-    /// else the violations (empty when it conforms), as text without values.
-    fn schema_check(&self) -> BoxFuture<'_, Result<Option<Vec<String>>, ApiError>>;
-
-    /// The parity report across the source and every provider, in the seed's shape.
-    fn parity(&self) -> BoxFuture<'_, Result<serde_json::Value, ApiError>>;
 }

@@ -24,8 +24,9 @@ use bridge_genesis::bus::{DurableConsumer, Event, HistoryQuery, Order, Role, Top
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
-use crate::AppState;
-use crate::service::SyncMode;
+use crate::State;
+use bridge_operations::{DriftNotice, Origin, ProviderSync};
+use bridge_sync::Mode;
 
 /// How the engine behaves (`ENVSYNC_MODE`, `DRIFT_ALERT_THRESHOLD`, `DRIFT_FREQUENCY_LIMIT`,
 /// the deploy hooks).
@@ -119,9 +120,9 @@ impl Reaction {
 }
 
 /// Runs `reaction` until shutdown.
-pub(crate) async fn run(state: AppState, reaction: Reaction) {
-    let mut live = state.inner.bus.store().live();
-    let mut shutdown = state.inner.shutdown.clone();
+pub(crate) async fn run(state: State, reaction: Reaction) {
+    let mut live = state.bus.store().live();
+    let mut shutdown = state.shutdown.clone();
     let Ok(pattern) = TopicPattern::parse(reaction.pattern()) else {
         return;
     };
@@ -134,13 +135,13 @@ pub(crate) async fn run(state: AppState, reaction: Reaction) {
         if let Err(e) = run_once(&state, reaction, &mut consumer).await {
             // Reopened from the stored floor next time, so the failed event comes again.
             consumer = None;
-            state.logger().warn(
+            state.logger.warn(
                 "a reaction failed; it will be retried",
                 &[("reaction", reaction.name()), ("error", &e)],
             );
         }
         let wanted = |t: &str| pattern.matches(t);
-        if !crate::tasks::wait_for_news(&mut live, &mut shutdown, started, wanted).await {
+        if !crate::workers::wait_for_news(&mut live, &mut shutdown, started, wanted).await {
             return;
         }
     }
@@ -149,14 +150,17 @@ pub(crate) async fn run(state: AppState, reaction: Reaction) {
 /// Handles every event of `reaction`'s pattern since its last ack, acking each once handled,
 /// on `slot`'s consumer (opened when empty).
 async fn run_once(
-    state: &AppState,
+    state: &State,
     reaction: Reaction,
     slot: &mut Option<DurableConsumer>,
 ) -> Result<(), String> {
     let consumer =
-        crate::tasks::open_from_now(state, slot, reaction.consumer(), reaction.pattern()).await?;
+        crate::workers::open_from_now(state, slot, reaction.consumer(), reaction.pattern()).await?;
     let mut handled: Option<HashSet<u64>> = None;
     loop {
+        if state.stopping() {
+            return Ok(());
+        }
         let batch = consumer.next_batch(16).await.map_err(|e| e.to_string())?;
         let Some(first) = batch.first() else {
             return Ok(());
@@ -173,6 +177,13 @@ async fn run_once(
             on_deploy_successes(state, &todo).await?;
         } else {
             for (i, event) in todo.iter().enumerate() {
+                if state.stopping() {
+                    // Shutting down: keep what was done; the rest comes again on next start.
+                    if let Some(done) = i.checked_sub(1).and_then(|i| todo.get(i)) {
+                        consumer.ack(done.seq).await.map_err(|e| e.to_string())?;
+                    }
+                    return Ok(());
+                }
                 if let Err(e) = react(state, reaction, event).await {
                     // Keep what was done: only this event and the ones after come again.
                     if let Some(done) = i.checked_sub(1).and_then(|i| todo.get(i)) {
@@ -197,7 +208,7 @@ const OUTCOME_TOPICS: [&str; 2] = ["genesis.heal", "genesis.intent"];
 /// run that has work, through the topic index, so the cost is the outcomes since the run's
 /// first event: a check per event used to scan everything published after that event.
 async fn handled_after(
-    state: &AppState,
+    state: &State,
     reaction: Reaction,
     seq: u64,
 ) -> Result<HashSet<u64>, String> {
@@ -215,7 +226,6 @@ async fn handled_after(
                 ..HistoryQuery::default()
             };
             let events = state
-                .inner
                 .bus
                 .history(query)
                 .await
@@ -237,7 +247,7 @@ async fn handled_after(
     Ok(handled)
 }
 
-async fn react(state: &AppState, reaction: Reaction, event: &Event) -> Result<(), String> {
+async fn react(state: &State, reaction: Reaction, event: &Event) -> Result<(), String> {
     match reaction {
         Reaction::Drift => on_drift(state, event).await,
         Reaction::DeployFailure => on_deploy_failure(state, event).await,
@@ -248,14 +258,13 @@ async fn react(state: &AppState, reaction: Reaction, event: &Event) -> Result<()
 
 /// Publishes an outcome of `reaction` caused by `cause`.
 async fn outcome(
-    state: &AppState,
+    state: &State,
     topic: &str,
     reaction: Reaction,
     cause: &Event,
     fields: Value,
 ) -> Result<(), String> {
     state
-        .inner
         .bus
         .publish(
             topic,
@@ -281,7 +290,7 @@ fn outcome_payload(reaction: Reaction, cause: &Event, fields: Value) -> Value {
 
 /// A `genesis.intent` escalation of `reaction`: `kind: "escalation"` plus `fields`.
 async fn escalate(
-    state: &AppState,
+    state: &State,
     reaction: Reaction,
     cause: &Event,
     fields: Value,
@@ -294,23 +303,35 @@ async fn escalate(
 }
 
 /// The provider a platform kind (`render`, `github`, ...) or report label stands for.
-async fn provider_for(state: &AppState, platform: &str) -> Option<String> {
-    let health = state.inner.envsync.health().await;
-    health
-        .providers
-        .iter()
-        .find(|p| p.name == platform)
-        .or_else(|| {
-            health
-                .providers
-                .iter()
-                .find(|p| p.spec.split(':').next() == Some(platform))
-        })
-        .map(|p| p.name.clone())
+fn provider_for(state: &State, platform: &str) -> Option<String> {
+    state.ops.provider_for(platform).map(|p| p.name.clone())
+}
+
+/// The origin of what `reaction` does about `cause`, for the events it leads to.
+fn origin(reaction: Reaction, cause: &Event) -> Origin {
+    Origin::Reaction {
+        name: reaction.name(),
+        cause_seq: cause.seq,
+    }
+}
+
+/// Syncs `provider` as `reaction`'s answer to `cause`.
+async fn resync(
+    state: &State,
+    reaction: Reaction,
+    cause: &Event,
+    provider: &str,
+    mode: Mode,
+) -> Result<ProviderSync, String> {
+    state
+        .ops
+        .sync_provider(provider, mode, origin(reaction, cause))
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// How many times `provider` was re-synced by a reaction in the last hour.
-async fn heals_last_hour(state: &AppState, provider: &str) -> usize {
+async fn heals_last_hour(state: &State, provider: &str) -> usize {
     let Ok(pattern) = TopicPattern::parse("genesis.heal") else {
         return 0;
     };
@@ -322,7 +343,6 @@ async fn heals_last_hour(state: &AppState, provider: &str) -> usize {
         ..HistoryQuery::default()
     };
     state
-        .inner
         .bus
         .history(query)
         .await
@@ -335,8 +355,24 @@ async fn heals_last_hour(state: &AppState, provider: &str) -> usize {
         .unwrap_or(0)
 }
 
-async fn on_drift(state: &AppState, event: &Event) -> Result<(), String> {
-    let options = &state.inner.autonomy;
+async fn on_drift(state: &State, event: &Event) -> Result<(), String> {
+    let options = &state.options;
+    // Only drift found by a verification that may write heals (see `Origin::may_heal`): an
+    // operator's `env verify`, the scheduler, a post-deploy check. A read never leads here,
+    // since it publishes nothing; an event without the mark (published by hand) does not heal.
+    if event.payload.get("heal").and_then(Value::as_bool) != Some(true) {
+        return outcome(
+            state,
+            "genesis.intent",
+            Reaction::Drift,
+            event,
+            json!({"kind": "ignored",
+                   "reason": "the drift was not found by a verification that may heal \
+                              (`heal: true`): an operator's env verify, the scheduler or a \
+                              post-deploy check"}),
+        )
+        .await;
+    }
     let Some(Value::Object(by_platform)) = event.payload.get("by_platform") else {
         return outcome(
             state,
@@ -352,7 +388,7 @@ async fn on_drift(state: &AppState, event: &Event) -> Result<(), String> {
         if drifted == 0 {
             continue;
         }
-        let Some(provider) = provider_for(state, platform).await else {
+        let Some(provider) = provider_for(state, platform) else {
             // The source itself, or a place that is not a sync target.
             continue;
         };
@@ -392,12 +428,12 @@ async fn on_drift(state: &AppState, event: &Event) -> Result<(), String> {
             .await?;
             continue;
         }
-        let result = state.inner.envsync.sync(&provider, SyncMode::Enforce).await;
-        let fields = match &result {
+        let result = resync(state, Reaction::Drift, event, &provider, Mode::Apply).await;
+        let fields = match result.as_ref().map(ProviderSync::summary) {
             Ok(r) => json!({"action": "resync", "provider": provider, "drifted": drifted,
                             "result": r.status, "changes": r.changes, "errors": r.errors}),
             Err(e) => json!({"action": "resync", "provider": provider, "drifted": drifted,
-                             "result": "failed", "detail": e.detail}),
+                             "result": "failed", "detail": e}),
         };
         outcome(state, "genesis.heal", Reaction::Drift, event, fields).await?;
     }
@@ -420,10 +456,10 @@ fn deploy_facts(event: &Event) -> (String, Value) {
     (platform, metadata)
 }
 
-async fn on_deploy_failure(state: &AppState, event: &Event) -> Result<(), String> {
-    let options = state.inner.autonomy.clone();
+async fn on_deploy_failure(state: &State, event: &Event) -> Result<(), String> {
+    let options = state.options.clone();
     let (platform, metadata) = deploy_facts(event);
-    let Some(provider) = provider_for(state, &platform).await else {
+    let Some(provider) = provider_for(state, &platform) else {
         return escalate(
             state,
             Reaction::DeployFailure,
@@ -433,7 +469,15 @@ async fn on_deploy_failure(state: &AppState, event: &Event) -> Result<(), String
         )
         .await;
     };
-    let plan = match state.inner.envsync.sync(&provider, SyncMode::DryRun).await {
+    let plan = match resync(
+        state,
+        Reaction::DeployFailure,
+        event,
+        &provider,
+        Mode::DryRun,
+    )
+    .await
+    {
         Ok(plan) => plan,
         Err(e) => {
             return escalate(
@@ -441,13 +485,13 @@ async fn on_deploy_failure(state: &AppState, event: &Event) -> Result<(), String
                 Reaction::DeployFailure,
                 event,
                 json!({"provider": provider, "metadata": metadata,
-                       "reason": format!("could not check parity: {}", e.detail)}),
+                       "reason": format!("could not check parity: {e}")}),
             )
             .await;
         }
     };
-    let missing: Vec<&str> = plan.plan.iter().map(|c| c.key.as_str()).collect();
-    if plan.changes == 0 {
+    let missing = plan.changed_keys();
+    if plan.summary().changes == 0 {
         return escalate(
             state,
             Reaction::DeployFailure,
@@ -468,8 +512,15 @@ async fn on_deploy_failure(state: &AppState, event: &Event) -> Result<(), String
         )
         .await;
     }
-    let healed = state.inner.envsync.sync(&provider, SyncMode::Enforce).await;
-    let healed = match healed {
+    let healed = resync(
+        state,
+        Reaction::DeployFailure,
+        event,
+        &provider,
+        Mode::Apply,
+    )
+    .await;
+    let healed = match healed.as_ref().map(ProviderSync::summary) {
         Ok(r) if r.errors == 0 => r,
         Ok(r) => {
             return escalate(
@@ -477,7 +528,7 @@ async fn on_deploy_failure(state: &AppState, event: &Event) -> Result<(), String
                 Reaction::DeployFailure,
                 event,
                 json!({"provider": provider, "keys": missing,
-                       "reason": format!("the heal did not go through: {}", r.detail.unwrap_or(r.status))}),
+                       "reason": format!("the heal did not go through: {}", r.detail.as_deref().unwrap_or(r.status))}),
             )
             .await;
         }
@@ -487,7 +538,7 @@ async fn on_deploy_failure(state: &AppState, event: &Event) -> Result<(), String
                 Reaction::DeployFailure,
                 event,
                 json!({"provider": provider, "keys": missing,
-                       "reason": format!("the heal failed: {}", e.detail)}),
+                       "reason": format!("the heal failed: {e}")}),
             )
             .await;
         }
@@ -575,11 +626,16 @@ async fn trigger_hook(url: &str, attempts: u32, backoff: Duration) -> Result<u32
 
 /// Successful deploys: one parity check for the batch, since it runs after every one of them,
 /// and one outcome per deploy, all published in one append.
-async fn on_deploy_successes(state: &AppState, events: &[&Event]) -> Result<(), String> {
+async fn on_deploy_successes(state: &State, events: &[&Event]) -> Result<(), String> {
     if events.is_empty() {
         return Ok(());
     }
-    let parity = state.inner.envsync.parity().await;
+    // A verification whose drift may be healed: the drift reaction picks it up.
+    let notice = match events.first() {
+        Some(first) => DriftNotice::Publish(origin(Reaction::DeploySuccess, first)),
+        None => DriftNotice::Quiet,
+    };
+    let parity = state.ops.parity(notice, bridge_sync::now_rfc3339()).await;
     let outcomes = events
         .iter()
         .map(|event| {
@@ -587,12 +643,12 @@ async fn on_deploy_successes(state: &AppState, events: &[&Event]) -> Result<(), 
             let fields = match &parity {
                 Ok(report) => json!({
                     "kind": "post_deploy_verification", "platform": platform, "metadata": metadata,
-                    "has_drift": report.get("has_drift").cloned().unwrap_or(Value::Null),
-                    "drift_count": report.pointer("/summary/drift_count").cloned().unwrap_or(Value::Null),
+                    "has_drift": report.has_drift,
+                    "drift_count": report.summary.drift_count,
                 }),
                 Err(e) => json!({
                     "kind": "post_deploy_verification", "platform": platform, "metadata": metadata,
-                    "error": e.detail,
+                    "error": e.to_string(),
                 }),
             };
             (
@@ -602,7 +658,6 @@ async fn on_deploy_successes(state: &AppState, events: &[&Event]) -> Result<(), 
         })
         .collect();
     state
-        .inner
         .bus
         .publish_all(outcomes, Role::System)
         .await
@@ -610,8 +665,8 @@ async fn on_deploy_successes(state: &AppState, events: &[&Event]) -> Result<(), 
         .map_err(|e| format!("publishing genesis.intent: {e}"))
 }
 
-async fn on_commit(state: &AppState, event: &Event) -> Result<(), String> {
-    match state.inner.envsync.schema_check().await {
+async fn on_commit(state: &State, event: &Event) -> Result<(), String> {
+    match state.ops.schema_check().await {
         Ok(None) => Ok(()),
         Ok(Some(violations)) if violations.is_empty() => Ok(()),
         Ok(Some(violations)) => {
@@ -631,7 +686,7 @@ async fn on_commit(state: &AppState, event: &Event) -> Result<(), String> {
                 "genesis.intent",
                 Reaction::Blueprint,
                 event,
-                json!({"kind": "blueprint_warning", "error": e.detail}),
+                json!({"kind": "blueprint_warning", "error": e.to_string()}),
             )
             .await
         }

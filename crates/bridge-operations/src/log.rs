@@ -7,7 +7,7 @@ use std::sync::mpsc::{SyncSender, TryRecvError, sync_channel};
 use std::time::Duration;
 
 /// How often queued log lines are written.
-pub(crate) const WRITE_EVERY: Duration = Duration::from_millis(10);
+pub const WRITE_EVERY: Duration = Duration::from_millis(10);
 
 use serde_json::{Map, Value};
 

@@ -30,8 +30,9 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::watch;
 
-use crate::AppState;
-use crate::service::{BoxFuture, SyncMode};
+use crate::State;
+use bridge_operations::{BoxFuture, Origin};
+use bridge_sync::Mode;
 
 /// The job name the scheduled sync claims its slots under.
 pub const JOB: &str = "envsync";
@@ -173,7 +174,7 @@ pub struct SchedulerOptions {
     /// `ENVSYNC_SCHEDULE`; `None`, and nothing runs.
     pub schedule: Option<Schedule>,
     /// `ENVSYNC_MODE`.
-    pub mode: SyncMode,
+    pub mode: Mode,
     /// Who claims the slots (`host:pid`), recorded with each run.
     pub owner: String,
 }
@@ -297,13 +298,13 @@ impl ScheduledSync {
 }
 
 /// Runs the schedule until shutdown (at once, when disabled or without a schedule).
-pub(crate) async fn run(state: AppState, sync: ScheduledSync) {
+pub(crate) async fn run(state: State, sync: ScheduledSync) {
     let options = &sync.options;
     let Some(schedule) = options.schedule.as_ref().filter(|_| options.enabled) else {
         return;
     };
-    let mut shutdown = state.inner.shutdown.clone();
-    let logger = state.logger();
+    let mut shutdown = state.shutdown.clone();
+    let logger = &state.logger;
     logger.info(
         "scheduled sync",
         &[
@@ -355,8 +356,8 @@ pub(crate) async fn run(state: AppState, sync: ScheduledSync) {
 }
 
 /// Claims `slot`; when won, syncs every provider, records the outcome and publishes it.
-async fn run_slot(state: &AppState, sync: &ScheduledSync, slot: OffsetDateTime) {
-    let logger = state.logger();
+async fn run_slot(state: &State, sync: &ScheduledSync, slot: OffsetDateTime) {
+    let logger = &state.logger;
     let mode = sync.options.mode;
     let slot_text = slot.format(&Rfc3339).unwrap_or_else(|_| slot.to_string());
     match sync
@@ -381,22 +382,25 @@ async fn run_slot(state: &AppState, sync: &ScheduledSync, slot: OffsetDateTime) 
         }
     }
 
-    let envsync = &state.inner.envsync;
     let mut results = Vec::new();
     let mut failed = Vec::new();
-    for provider in envsync.providers() {
-        let lock = (mode == SyncMode::Enforce).then(|| state.apply_lock(&provider));
-        let held = match &lock {
-            Some(lock) => Some(lock.lock().await),
-            None => None,
-        };
-        let result = envsync.sync(&provider, mode).await;
-        drop(held);
-        let metrics = &state.inner.metrics;
-        let entry = match result {
+    let providers: Vec<String> = state
+        .ops
+        .providers()
+        .iter()
+        .map(|p| p.name.clone())
+        .collect();
+    for provider in providers {
+        if state.stopping() {
+            break;
+        }
+        // Applies take the provider's lock inside the operation, as every apply does.
+        let result = state
+            .ops
+            .sync_provider(&provider, mode, Origin::Scheduler)
+            .await;
+        let entry = match result.as_ref().map(|r| r.summary()) {
             Ok(r) => {
-                metrics.record_sync(&provider, mode.as_str(), &r.status);
-                metrics.set_drift(&provider, r.drift() as u64);
                 if r.errors > 0 {
                     failed.push(provider.clone());
                 }
@@ -408,7 +412,10 @@ async fn run_slot(state: &AppState, sync: &ScheduledSync, slot: OffsetDateTime) 
                 })
             }
             Err(e) => {
-                metrics.record_sync(&provider, mode.as_str(), e.code);
+                state.logger.warn(
+                    "a scheduled sync failed",
+                    &[("provider", &provider), ("error", &e.to_string())],
+                );
                 failed.push(provider.clone());
                 json!({
                     "provider": provider,
@@ -450,7 +457,6 @@ async fn run_slot(state: &AppState, sync: &ScheduledSync, slot: OffsetDateTime) 
         "results": Value::Array(results),
     });
     if let Err(e) = state
-        .inner
         .bus
         .publish("genesis.intent", payload, Role::System)
         .await

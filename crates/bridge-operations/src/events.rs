@@ -1,0 +1,201 @@
+//! The `envsync.*` events an operation publishes: keys, operations, fingerprints and counts,
+//! never a value. The ledger records them through its one feeder, not from here.
+
+use bridge_core::FingerprintKey;
+use bridge_core::parity::ParityReport;
+use bridge_genesis::bus::{Bus, Role};
+use bridge_sync::{RecoveryOutcome, SyncOutcome, TargetStatus};
+use serde_json::{Map, Value, json};
+
+use crate::{OpsError, Origin};
+
+async fn publish(bus: &Bus, topic: &str, payload: Value) -> Result<(), OpsError> {
+    bus.publish(topic, payload, Role::System)
+        .await
+        .map(drop)
+        .map_err(|e| OpsError::State(format!("publishing {topic}: {e}")))
+}
+
+/// `envsync.init`: a sync that may write is starting.
+pub(crate) async fn init(
+    bus: &Bus,
+    origin: &Origin,
+    source: &str,
+    targets: &[String],
+) -> Result<(), OpsError> {
+    let payload = json!({
+        "source": source,
+        "targets": targets,
+        "mode": "enforce",
+        "origin": origin.name(),
+    });
+    publish(bus, "envsync.init", with_cause(payload, origin)).await
+}
+
+/// What an applied sync did: `envsync.commit` per target written, `envsync.error` per target
+/// that failed or was refused, then `envsync.complete`, in one append.
+pub(crate) async fn outcome(
+    bus: &Bus,
+    origin: &Origin,
+    outcome: &SyncOutcome,
+    key: &FingerprintKey,
+) -> Result<(), OpsError> {
+    let source = outcome.source.to_string();
+    let journal = outcome.journal.map(|j| j.0);
+    let (mut applied, mut failed) = (0, 0);
+    let mut events = Vec::new();
+    for t in &outcome.targets {
+        let changes: Vec<Value> = t
+            .plan
+            .iter()
+            .flat_map(|p| p.writes())
+            .map(|op| {
+                json!({
+                    "key": op.key,
+                    "op": op.change.as_str(),
+                    "fingerprint": op.after.as_ref().map(|v| key.fingerprint(v).to_hex()),
+                })
+            })
+            .collect();
+        let summary = crate::outcome::Summary::of(t);
+        let topic = match &t.status {
+            TargetStatus::InSync | TargetStatus::Planned => continue,
+            TargetStatus::Applied { .. } | TargetStatus::Unverified { .. } => {
+                applied += 1;
+                "envsync.commit"
+            }
+            _ => {
+                failed += 1;
+                "envsync.error"
+            }
+        };
+        let payload = json!({
+            "source": source,
+            "target": t.spec.to_string(),
+            "identity": t.identity,
+            "status": summary.status,
+            "error": summary.detail,
+            "journal": journal,
+            "changes": changes,
+            "origin": origin.name(),
+        });
+        events.push((topic, with_cause(payload, origin)));
+    }
+    if applied + failed == 0 {
+        return Ok(());
+    }
+    let complete = json!({
+        "source": source,
+        "targets": outcome.targets.len(),
+        "applied": applied,
+        "failed": failed,
+        "journal": journal,
+        "origin": origin.name(),
+    });
+    events.push(("envsync.complete", with_cause(complete, origin)));
+    bus.publish_all(events, Role::System)
+        .await
+        .map(drop)
+        .map_err(|e| OpsError::State(format!("publishing the sync's events: {e}")))
+}
+
+/// What a resume or rollback wrote: `envsync.commit` per target written, `envsync.error` per
+/// target that failed, then `envsync.complete`, each with `action`.
+pub(crate) async fn recovery(
+    bus: &Bus,
+    origin: &Origin,
+    action: &str,
+    outcome: &RecoveryOutcome,
+) -> Result<(), OpsError> {
+    let journal = outcome.journal.0;
+    let mut events = Vec::new();
+    let (mut applied, mut failed) = (0, 0);
+    for t in &outcome.targets {
+        let (topic, status) = match &t.error {
+            Some(_) => ("envsync.error", "failed"),
+            None if t.writes > 0 => ("envsync.commit", "applied"),
+            None => continue,
+        };
+        if t.error.is_some() {
+            failed += 1;
+        } else {
+            applied += 1;
+        }
+        let payload = json!({
+            "action": action,
+            "target": t.spec,
+            "status": status,
+            "writes": t.writes,
+            "already_done": t.already_done,
+            "unrestorable": t.unrestorable,
+            "error": t.error.as_ref().map(|e| e.to_string()),
+            "journal": journal,
+            "origin": origin.name(),
+        });
+        events.push((topic, with_cause(payload, origin)));
+    }
+    if events.is_empty() {
+        return Ok(());
+    }
+    let complete = json!({
+        "action": action,
+        "targets": outcome.targets.len(),
+        "applied": applied,
+        "failed": failed,
+        "journal": journal,
+        "origin": origin.name(),
+    });
+    events.push(("envsync.complete", with_cause(complete, origin)));
+    bus.publish_all(events, Role::System)
+        .await
+        .map(drop)
+        .map_err(|e| OpsError::State(format!("publishing the {action}'s events: {e}")))
+}
+
+/// `envsync.drift`: which keys are out of parity where (names only), and who found it, which
+/// decides whether a reaction may heal it.
+pub(crate) async fn drift(
+    bus: &Bus,
+    origin: &Origin,
+    report: &ParityReport,
+) -> Result<(), OpsError> {
+    let conflicts: Vec<&String> = report.conflicts.keys().collect();
+    // Keys each place differs on from the first (the reference): what a heal would write.
+    let mut by_platform = Map::new();
+    if let Some(reference) = report.platforms.first() {
+        for place in report.platforms.iter().skip(1) {
+            let missing = report
+                .missing
+                .get(&format!("missing_in_{place}"))
+                .map_or(0, Vec::len);
+            let differing = report
+                .conflicts
+                .values()
+                .filter(|values| {
+                    matches!((values.get(place), values.get(reference)), (Some(a), Some(b)) if a != b)
+                })
+                .count();
+            by_platform.insert(place.clone(), (missing + differing).into());
+        }
+    }
+    let payload = json!({
+        "verified_at": report.verified_at,
+        "platforms": report.platforms,
+        "missing": report.missing,
+        "conflicts": conflicts,
+        "by_platform": by_platform,
+        "drift_count": report.summary.drift_count,
+        "total_keys": report.summary.total_keys,
+        "origin": origin.name(),
+        "heal": origin.may_heal(),
+    });
+    publish(bus, "envsync.drift", with_cause(payload, origin)).await
+}
+
+/// Adds the causing event's sequence, for operations a reaction started.
+fn with_cause(mut payload: Value, origin: &Origin) -> Value {
+    if let (Origin::Reaction { cause_seq, .. }, Value::Object(map)) = (origin, &mut payload) {
+        map.insert("cause_seq".into(), (*cause_seq).into());
+    }
+    payload
+}
