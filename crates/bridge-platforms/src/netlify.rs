@@ -497,6 +497,9 @@ impl Platform for Netlify {
             values_readable: false,
             bulk_write: true,
             serial_writes: false,
+            ownership_applies: true,
+            applies_by_printing: false,
+            same_place_by_path: false,
         }
     }
 
