@@ -122,6 +122,14 @@ pub trait Platform: Send + Sync {
         self.spec().to_string()
     }
 
+    /// The place one apply lock covers: the Render service, the Netlify site (all its
+    /// contexts), the GitHub repository or environment, the file's absolute path. Wider
+    /// than [`Platform::identity`] where places share state that concurrent applies could
+    /// race on, as a Netlify site's contexts share each variable.
+    fn lock_scope(&self) -> String {
+        self.identity()
+    }
+
     /// What the platform holds now.
     async fn read(&self) -> Result<RemoteSet, PlatformError>;
 

@@ -511,6 +511,12 @@ impl Platform for Netlify {
         }
     }
 
+    /// The site, whatever the context: one variable holds the values of every context, so
+    /// applies to two contexts of one site write the same variables.
+    fn lock_scope(&self) -> String {
+        format!("netlify:{}", self.site_id)
+    }
+
     async fn read(&self) -> Result<RemoteSet, PlatformError> {
         let vars = self.list().await?;
         Ok(vars
@@ -657,6 +663,18 @@ mod tests {
 
     fn readable(v: &str) -> Option<RemoteValue> {
         Some(RemoteValue::Readable(SecretValue::new(v)))
+    }
+
+    #[test]
+    fn two_contexts_of_one_site_share_a_lock_scope_but_not_an_identity() {
+        let production = netlify("netlify:context=production");
+        let preview = netlify("netlify:context=deploy-preview");
+        let branch = netlify("netlify:context=branch:staging");
+        assert_eq!(production.lock_scope(), "netlify:site-1");
+        assert_eq!(preview.lock_scope(), production.lock_scope());
+        assert_eq!(branch.lock_scope(), production.lock_scope());
+        assert_ne!(preview.identity(), production.identity());
+        assert_ne!(branch.identity(), production.identity());
     }
 
     #[test]
