@@ -188,11 +188,7 @@ pub fn observe(remote: &RemoteSet, records: &BTreeMap<String, WriteRecord>) -> O
 
 /// Now, as RFC 3339 UTC to the second: how journals, records and reports stamp time.
 pub fn now_rfc3339() -> String {
-    let format =
-        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-    time::OffsetDateTime::now_utc()
-        .format(&format)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
+    bridge_core::time::rfc3339_seconds(time::OffsetDateTime::now_utc())
 }
 
 /// A keyed digest of a set: the fingerprint of its sorted `key, fingerprint-or-stamp` lines.

@@ -18,7 +18,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use time::{OffsetDateTime, UtcOffset, format_description::well_known::Rfc3339};
+use time::{OffsetDateTime, UtcOffset};
 
 use super::LedgerError;
 use super::merkle::{Hash, leaf_hash};
@@ -213,15 +213,19 @@ pub(crate) fn write_entry(
 
 /// RFC 3339 in UTC, so that one instant always has one spelling (and one leaf hash).
 pub(crate) fn format_timestamp(ts: OffsetDateTime) -> Result<String, LedgerError> {
-    ts.to_offset(UtcOffset::UTC)
-        .format(&Rfc3339)
-        .map_err(|e| LedgerError::Timestamp(e.to_string()))
+    bridge_core::time::checked_rfc3339(ts).ok_or_else(|| {
+        LedgerError::Timestamp(format!(
+            "year {} is outside 0000 to 9999",
+            ts.to_offset(UtcOffset::UTC).year()
+        ))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+    use time::format_description::well_known::Rfc3339;
 
     fn canon(v: &Value) -> String {
         String::from_utf8(canonical_json(v)).unwrap()
