@@ -131,7 +131,6 @@ fn write_value(out: &mut Vec<u8>, value: &Value) {
 /// SQLite without first validating them as UTF-8: bytes >= 0x20 other than `"` and `\` are
 /// copied unchanged, which for valid UTF-8 is exactly the canonical form.
 pub(crate) fn write_str(out: &mut Vec<u8>, s: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
     // Fast path for the usual string with nothing to escape: one check the compiler can
     // vectorise, one copy.
@@ -156,8 +155,7 @@ pub(crate) fn write_str(out: &mut Vec<u8>, s: &[u8]) {
         out.extend_from_slice(&s[start..i]);
         if short == 0 {
             out.extend_from_slice(b"\\u00");
-            out.push(HEX[usize::from(b >> 4)]);
-            out.push(HEX[usize::from(b & 0xf)]);
+            out.extend_from_slice(&bridge_core::hex::encode_byte(b));
         } else {
             out.push(b'\\');
             out.push(short);
