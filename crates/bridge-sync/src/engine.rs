@@ -1,4 +1,5 @@
-//! [`run`]: one sync from a source to its targets, in the order DESIGN.md fixes:
+//! [`run`]: one sync from a source to its targets, always in this order, so that no write
+//! happens before its journal entry and an interrupted apply can be resumed or rolled back:
 //! plan every target → journal the plan and the pre-images → apply op by op, each marked
 //! done as the platform confirms it → record what was written → verify.
 
