@@ -1,6 +1,6 @@
-//! `git` driven as a command (DESIGN.md): every call gets `GIT_TERMINAL_PROMPT=0` (never
-//! wait for a password), the C locale (stable messages), a deadline, and its error output
-//! redacted before it can reach an error. A token travels as an `http.extraHeader` set
+//! `git` driven as a command: every call gets `GIT_TERMINAL_PROMPT=0` (never wait for a
+//! password), the C locale (stable messages), a deadline, and its error output redacted
+//! before it can reach an error. A token travels as an `http.extraHeader` set
 //! through `GIT_CONFIG_*` variables, never in argv or in a URL git could echo.
 
 use std::collections::HashSet;

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use bridge_core::SecretValue;
 use serde_json::json;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::config::{AutosyncConfig, OnConflict, SourceConfig};
 use crate::error::{AutosyncError, Result};
@@ -37,9 +36,7 @@ struct Ctx<'a> {
 }
 
 fn now() -> String {
-    OffsetDateTime::now_utc()
-        .format(&Rfc3339)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
+    bridge_core::time::rfc3339(OffsetDateTime::now_utc())
 }
 
 impl<'a> Ctx<'a> {

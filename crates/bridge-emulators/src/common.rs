@@ -9,7 +9,6 @@ use crypto_box::aead::OsRng;
 use crypto_box::aead::rand_core::RngCore;
 use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
-use time::macros::format_description;
 
 /// An error answer already in the platform's shape. Boxed because a
 /// `Response` is large and handlers pass rejections around in `Result`s.
@@ -40,20 +39,12 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// `YYYY-MM-DDTHH:MM:SSZ`, the precision GitHub reports.
 pub(crate) fn now_seconds() -> String {
-    OffsetDateTime::now_utc()
-        .format(format_description!(
-            "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
-        ))
-        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
+    bridge_core::time::rfc3339_seconds(OffsetDateTime::now_utc())
 }
 
 /// RFC 3339 with milliseconds, as Netlify reports `updated_at`.
 pub(crate) fn now_millis() -> String {
-    OffsetDateTime::now_utc()
-        .format(format_description!(
-            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-        ))
-        .unwrap_or_else(|_| "1970-01-01T00:00:00.000Z".to_owned())
+    bridge_core::time::rfc3339_millis(OffsetDateTime::now_utc())
 }
 
 /// Parses a request body; the error text is safe to show a client.

@@ -48,12 +48,11 @@ struct Row {
 }
 
 fn rows(n: u64) -> Vec<Row> {
-    let fmt = time::format_description::well_known::Rfc3339;
     (0..n)
         .map(|i| {
             let e = entry(i);
             Row {
-                ts: e.timestamp.format(&fmt).unwrap_or_default(),
+                ts: bridge_core::time::rfc3339(e.timestamp),
                 topic: e.topic,
                 seq: i as i64,
                 payload: String::from_utf8(canonical_json(&e.payload)).unwrap_or_default(),

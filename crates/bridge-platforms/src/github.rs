@@ -415,6 +415,9 @@ impl Platform for Github {
             values_readable: false,
             bulk_write: false,
             serial_writes: true,
+            ownership_applies: true,
+            applies_by_printing: false,
+            same_place_by_path: false,
         }
     }
 

@@ -1,8 +1,7 @@
 //! One HTTP client for every remote platform: authentication, timeouts, retries with
 //! backoff, rate limits, error mapping and pagination.
 //!
-//! Every adapter talks through [`HttpClient::send`], so the rules of `DESIGN.md` hold in one
-//! place:
+//! Every adapter talks through [`HttpClient::send`], so these rules hold in one place:
 //! - the token goes out as `Authorization: Bearer`, marked sensitive, and appears in no error,
 //!   log or `Debug` output (errors carry method, path — never the query — status and the
 //!   platform's own `message`);

@@ -57,6 +57,19 @@ pub struct Capabilities {
     pub bulk_write: bool,
     /// The platform asks for writes one at a time (GitHub's guidance for content creation).
     pub serial_writes: bool,
+    /// Bridge's ownership records limit deletions here: the place also holds keys that
+    /// Bridge did not write (set by hand or by other tools), so a key is deleted only if
+    /// Bridge's records say Bridge wrote it. False where the place belongs to the user
+    /// running the sync (a `.env` file, a shell), where every key in scope may be deleted.
+    pub ownership_applies: bool,
+    /// Applying prints shell lines for the user to run (on stdout, in the CLI) instead of
+    /// changing the place: reading the place back after an apply shows nothing new, so an
+    /// apply cannot be verified, and whatever prints to the same output must make room.
+    pub applies_by_printing: bool,
+    /// The place is the file at the spec's path, so two platforms that both say so are one
+    /// place when their paths name the same file, even through a symlink or `..` that
+    /// their identities do not resolve.
+    pub same_place_by_path: bool,
 }
 
 /// The ops to apply, with what the platform held when they were planned (a bulk "replace
@@ -110,7 +123,9 @@ pub trait Platform: Send + Sync {
     }
 
     /// The place one apply lock covers: the Render service, the Netlify site (all its
-    /// contexts), the GitHub repository or environment, the file's absolute path.
+    /// contexts), the GitHub repository or environment, the file's absolute path. Wider
+    /// than [`Platform::identity`] where places share state that concurrent applies could
+    /// race on, as a Netlify site's contexts share each variable.
     fn lock_scope(&self) -> String {
         self.identity()
     }
@@ -270,4 +285,49 @@ pub(crate) fn required_target(
 /// The ops that write, in plan order.
 pub(crate) fn written_ops(ops: &[PlanOp]) -> Vec<&PlanOp> {
     ops.iter().filter(|op| op.change.writes()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn remote(target_id: &str) -> RemoteSettings {
+        RemoteSettings {
+            api_url: "http://127.0.0.1:9".into(),
+            target_id: Some(target_id.into()),
+            account_id: Some("team".into()),
+            token: Some(SecretValue::new("token")),
+        }
+    }
+
+    fn capabilities(spec: &str) -> Capabilities {
+        let ctx = OpenContext {
+            render: remote("srv-1"),
+            netlify: remote("site-1"),
+            github: remote("owner/repo"),
+            ..OpenContext::default()
+        };
+        open(&spec.parse().expect("spec"), &ctx)
+            .expect("opens")
+            .capabilities()
+    }
+
+    #[test]
+    fn ownership_applies_only_where_others_write_too() {
+        for spec in ["render", "netlify", "github"] {
+            assert!(capabilities(spec).ownership_applies, "{spec}");
+        }
+        for spec in ["local:.env", "process"] {
+            assert!(!capabilities(spec).ownership_applies, "{spec}");
+        }
+    }
+
+    #[test]
+    fn only_process_applies_by_printing_and_only_files_compare_paths() {
+        for spec in ["local:.env", "process", "render", "netlify", "github"] {
+            let caps = capabilities(spec);
+            assert_eq!(caps.applies_by_printing, spec == "process", "{spec}");
+            assert_eq!(caps.same_place_by_path, spec == "local:.env", "{spec}");
+        }
+    }
 }

@@ -102,6 +102,9 @@ impl Platform for LocalFile {
             values_readable: true,
             bulk_write: true,
             serial_writes: false,
+            ownership_applies: false,
+            applies_by_printing: false,
+            same_place_by_path: true,
         }
     }
 

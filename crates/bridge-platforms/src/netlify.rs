@@ -497,6 +497,9 @@ impl Platform for Netlify {
             values_readable: false,
             bulk_write: true,
             serial_writes: false,
+            ownership_applies: true,
+            applies_by_printing: false,
+            same_place_by_path: false,
         }
     }
 
@@ -508,8 +511,8 @@ impl Platform for Netlify {
         }
     }
 
-    /// Every context of a site shares its env vars (one value list per key), so one lock
-    /// covers the site.
+    /// The site, whatever the context: one variable holds the values of every context, so
+    /// applies to two contexts of one site write the same variables.
     fn lock_scope(&self) -> String {
         format!("netlify:{}", self.site_id)
     }
@@ -660,6 +663,18 @@ mod tests {
 
     fn readable(v: &str) -> Option<RemoteValue> {
         Some(RemoteValue::Readable(SecretValue::new(v)))
+    }
+
+    #[test]
+    fn two_contexts_of_one_site_share_a_lock_scope_but_not_an_identity() {
+        let production = netlify("netlify:context=production");
+        let preview = netlify("netlify:context=deploy-preview");
+        let branch = netlify("netlify:context=branch:staging");
+        assert_eq!(production.lock_scope(), "netlify:site-1");
+        assert_eq!(preview.lock_scope(), production.lock_scope());
+        assert_eq!(branch.lock_scope(), production.lock_scope());
+        assert_ne!(preview.identity(), production.identity());
+        assert_ne!(branch.identity(), production.identity());
     }
 
     #[test]

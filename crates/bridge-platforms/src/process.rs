@@ -70,6 +70,9 @@ impl Platform for ProcessEnv {
             values_readable: true,
             bulk_write: true,
             serial_writes: false,
+            ownership_applies: false,
+            applies_by_printing: true,
+            same_place_by_path: false,
         }
     }
 

@@ -202,6 +202,9 @@ impl Platform for Render {
             values_readable: true,
             bulk_write: true,
             serial_writes: false,
+            ownership_applies: true,
+            applies_by_printing: false,
+            same_place_by_path: false,
         }
     }
 

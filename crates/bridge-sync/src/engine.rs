@@ -1,4 +1,5 @@
-//! [`run`]: one sync from a source to its targets, in the order DESIGN.md fixes:
+//! [`run`]: one sync from a source to its targets, always in this order, so that no write
+//! happens before its journal entry and an interrupted apply can be resumed or rolled back:
 //! plan every target → journal the plan and the pre-images → apply op by op, each marked
 //! done as the platform confirms it → record what was written → verify.
 
@@ -11,8 +12,8 @@ use bridge_core::diff::{
 };
 use bridge_core::{EnvSet, Fingerprint, FingerprintKey, SecretValue};
 use bridge_platforms::{
-    ApplyProgress, Platform, PlatformError, PlatformKind, PlatformSpec, RemoteSet, RemoteValue,
-    RuleViolation, WriteRequest,
+    ApplyProgress, Platform, PlatformError, PlatformSpec, RemoteSet, RemoteValue, RuleViolation,
+    WriteRequest,
 };
 use tokio::task::JoinSet;
 
@@ -196,19 +197,9 @@ pub fn observe(remote: &RemoteSet, records: &BTreeMap<String, WriteRecord>) -> O
         .collect()
 }
 
-/// A platform whose keys are not all Bridge's own: deletions there are limited to keys
-/// Bridge wrote. A `.env` file or a shell belongs to the user running the sync.
-pub fn ownership_applies(kind: PlatformKind) -> bool {
-    !matches!(kind, PlatformKind::Local | PlatformKind::Process)
-}
-
 /// Now, as RFC 3339 UTC to the second: how journals, records and reports stamp time.
 pub fn now_rfc3339() -> String {
-    let format =
-        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-    time::OffsetDateTime::now_utc()
-        .format(&format)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
+    bridge_core::time::rfc3339_seconds(time::OffsetDateTime::now_utc())
 }
 
 /// A keyed digest of a set: the fingerprint of its sorted `key, fingerprint-or-stamp` lines.
@@ -246,9 +237,11 @@ struct Planned {
 pub async fn run(job: SyncJob) -> Result<SyncOutcome, SyncError> {
     let source_spec = job.source.spec().clone();
     let source_identity = job.source.identity();
-    if let Some(t) = job.targets.iter().find(|t| {
-        t.platform.identity() == source_identity || same_file(t.platform.spec(), &source_spec)
-    }) {
+    if let Some(t) = job
+        .targets
+        .iter()
+        .find(|t| t.platform.identity() == source_identity || same_file(&*t.platform, &*job.source))
+    {
         return Err(SyncError::SourceIsTarget {
             spec: t.platform.spec().clone(),
         });
@@ -443,7 +436,7 @@ async fn plan_target(
         &options.diff,
         Some(&options.fingerprints),
     );
-    hold_back(&mut plan, options, &records, target.platform.spec().kind);
+    hold_back(&mut plan, options, &records, &*target.platform);
     if !plan.has_writes() {
         return Ok(planned(Some(remote), Some(plan), TargetStatus::InSync));
     }
@@ -472,9 +465,9 @@ fn hold_back(
     plan: &mut SyncPlan,
     options: &SyncOptions,
     records: &BTreeMap<String, WriteRecord>,
-    kind: PlatformKind,
+    platform: &dyn Platform,
 ) {
-    let owned_only = ownership_applies(kind);
+    let owned_only = platform.capabilities().ownership_applies;
     plan.hold_back(|op| {
         if options.protect.iter().any(|p| p == &op.key) {
             Some(SkipReason::Protected)
@@ -665,9 +658,9 @@ async fn verify_applied(
     store: Option<&StateStore>,
     writes: usize,
 ) -> Result<TargetStatus, SyncError> {
-    // A `process` target prints lines for the user's shell; this process's environment
-    // never changes, so there is nothing to read back.
-    if target.platform.spec().kind == PlatformKind::Process {
+    // A target that prints lines for the user's shell (`process`) leaves this process's
+    // environment as it was, so there is nothing to read back.
+    if target.platform.capabilities().applies_by_printing {
         return Ok(TargetStatus::Applied { writes });
     }
     let remote = match target.platform.read().await {
@@ -684,7 +677,7 @@ async fn verify_applied(
         &options.diff,
         Some(&options.fingerprints),
     );
-    hold_back(&mut plan, options, &records, target.platform.spec().kind);
+    hold_back(&mut plan, options, &records, &*target.platform);
     // Unknown write-only values were left alone on purpose; they are not a failure.
     let remaining: Vec<String> = plan.writes().map(|op| op.key.clone()).collect();
     Ok(if remaining.is_empty() {
@@ -694,9 +687,13 @@ async fn verify_applied(
     })
 }
 
-fn same_file(a: &PlatformSpec, b: &PlatformSpec) -> bool {
-    match (a.kind, b.kind, &a.path, &b.path) {
-        (PlatformKind::Local, PlatformKind::Local, Some(pa), Some(pb)) => {
+/// Two platforms that are files at their spec paths, naming the same file.
+fn same_file(a: &dyn Platform, b: &dyn Platform) -> bool {
+    if !(a.capabilities().same_place_by_path && b.capabilities().same_place_by_path) {
+        return false;
+    }
+    match (&a.spec().path, &b.spec().path) {
+        (Some(pa), Some(pb)) => {
             pa == pb
                 || matches!(
                     (std::fs::canonicalize(pa), std::fs::canonicalize(pb)),

@@ -15,7 +15,7 @@ mod verify;
 
 pub use engine::{
     Mode, ProgressObserver, SyncError, SyncJob, SyncOptions, SyncOutcome, Target, TargetOutcome,
-    TargetStatus, digest_remote, digest_set, now_rfc3339, observe, ownership_applies, run,
+    TargetStatus, digest_remote, digest_set, now_rfc3339, observe, run,
 };
 pub use recovery::{RecoveryOutcome, RecoveryTarget, resume, rollback};
 pub use verify::{VerifyError, verify};

@@ -16,7 +16,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::task::JoinSet;
 
-use super::bus::{Bus, BusError, ConsumerOptions, ConsumerStart, PublishError};
+use super::bus::{Bus, ConsumerOptions, ConsumerStart};
+use super::error::{BusError, PublishError};
 use super::event::{Event, NewEvent, Payload};
 use super::policy::{Policy, PolicyMode, Refusal, Role};
 use super::store::{BoxFuture, EventStore, HistoryQuery, Order, StoreError};

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast::error::RecvError;
 
-use super::bus::BusError;
+use super::error::BusError;
 use super::event::Event;
 use super::store::EventStore;
 use super::topic::TopicPattern;

@@ -34,7 +34,8 @@ impl Event {
     /// `_genesis_timestamp`: RFC 3339 in UTC with microseconds, e.g.
     /// `2025-10-11T22:43:00.000000Z`. Fixed width, so text order is time order.
     pub fn timestamp_rfc3339(&self) -> String {
-        rfc3339(self.timestamp)
+        // Infallible, and no format-description parsing on the hot path.
+        bridge_core::time::rfc3339_micros(self.timestamp)
     }
 
     /// The payload's fields plus `_genesis_topic`, `_genesis_seq` and `_genesis_timestamp`.
@@ -116,22 +117,6 @@ pub(crate) fn from_unix_micros(micros: i64) -> Option<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000).ok()
 }
 
-fn rfc3339(at: OffsetDateTime) -> String {
-    let at = at.to_offset(time::UtcOffset::UTC);
-    // Written out by hand: infallible, fixed width, and no format-description parsing on the
-    // hot path.
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-        at.year(),
-        u8::from(at.month()),
-        at.day(),
-        at.hour(),
-        at.minute(),
-        at.second(),
-        at.microsecond()
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +154,9 @@ mod tests {
     fn micros_round_trip() {
         let at = from_unix_micros(-5).unwrap();
         assert_eq!(unix_micros(at), -5);
-        assert_eq!(rfc3339(at), "1969-12-31T23:59:59.999995Z");
+        assert_eq!(
+            bridge_core::time::rfc3339_micros(at),
+            "1969-12-31T23:59:59.999995Z"
+        );
     }
 }

@@ -18,6 +18,7 @@
 mod bus;
 pub mod conformance;
 mod consumer;
+mod error;
 mod event;
 mod policy;
 pub mod sqlite;
@@ -26,10 +27,10 @@ mod subscription;
 pub mod topic;
 
 pub use self::bus::{
-    Bus, BusError, BusStats, ConsumerOptions, ConsumerStart, DEFAULT_MAX_PAYLOAD_BYTES, Health,
-    MAX_CONSUMER_NAME_LEN, PublishError,
+    Bus, BusStats, ConsumerOptions, ConsumerStart, DEFAULT_MAX_PAYLOAD_BYTES, Health,
 };
 pub use self::consumer::DurableConsumer;
+pub use self::error::{BusError, MAX_CONSUMER_NAME_LEN, PublishError};
 pub use self::event::{Event, NewEvent, Payload, RESERVED_PREFIX};
 pub use self::policy::{Policy, PolicyMode, Refusal, Role, UnknownRole};
 pub use self::sqlite::{IntegrityCheck, SqliteOptions, SqliteStore, WriterStats};

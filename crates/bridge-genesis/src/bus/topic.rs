@@ -17,7 +17,8 @@ use std::str::FromStr;
 /// a `genesis.blocked` event, and stays far below NATS' subject limits.
 pub const MAX_TOPIC_LEN: usize = 255;
 
-/// The topics the product defines (DESIGN.md, "Events"). Strict policy refuses any other.
+/// The topics Bridge defines: the catalogue of events its parts and its clients exchange
+/// (`autosync.*` admits that whole family). Strict policy refuses any other.
 pub const KNOWN_TOPICS: &[&str] = &[
     "envsync.init",
     "envsync.commit",

@@ -187,36 +187,17 @@ pub fn verify_proof_document(json: &str, key: &VerifyingKey) -> Result<ProofDocu
     Ok(document)
 }
 
-/// Lowercase hex.
+/// Lowercase hex ([`bridge_core::hex::encode`]).
 pub fn to_hex(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(HEX[usize::from(b >> 4)]));
-        s.push(char::from(HEX[usize::from(b & 0xf)]));
-    }
-    s
+    bridge_core::hex::encode(bytes)
 }
 
 /// Parses a 64-digit hex hash (either case).
 pub fn from_hex(s: &str) -> Option<Hash> {
-    fn nibble(c: u8) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            b'A'..=b'F' => Some(c - b'A' + 10),
-            _ => None,
-        }
-    }
-    let s = s.as_bytes();
     if s.len() != 64 {
         return None;
     }
-    let mut out = [0u8; 32];
-    for (o, pair) in out.iter_mut().zip(s.chunks_exact(2)) {
-        *o = nibble(pair[0])? << 4 | nibble(pair[1])?;
-    }
-    Some(out)
+    bridge_core::hex::decode(s)?.try_into().ok()
 }
 
 mod hex_hash {

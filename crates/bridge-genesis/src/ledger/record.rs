@@ -18,7 +18,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use time::{OffsetDateTime, UtcOffset, format_description::well_known::Rfc3339};
+use time::{OffsetDateTime, UtcOffset};
 
 use super::LedgerError;
 use super::merkle::{Hash, leaf_hash};
@@ -131,7 +131,6 @@ fn write_value(out: &mut Vec<u8>, value: &Value) {
 /// SQLite without first validating them as UTF-8: bytes >= 0x20 other than `"` and `\` are
 /// copied unchanged, which for valid UTF-8 is exactly the canonical form.
 pub(crate) fn write_str(out: &mut Vec<u8>, s: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
     // Fast path for the usual string with nothing to escape: one check the compiler can
     // vectorise, one copy.
@@ -156,8 +155,7 @@ pub(crate) fn write_str(out: &mut Vec<u8>, s: &[u8]) {
         out.extend_from_slice(&s[start..i]);
         if short == 0 {
             out.extend_from_slice(b"\\u00");
-            out.push(HEX[usize::from(b >> 4)]);
-            out.push(HEX[usize::from(b & 0xf)]);
+            out.extend_from_slice(&bridge_core::hex::encode_byte(b));
         } else {
             out.push(b'\\');
             out.push(short);
@@ -213,15 +211,19 @@ pub(crate) fn write_entry(
 
 /// RFC 3339 in UTC, so that one instant always has one spelling (and one leaf hash).
 pub(crate) fn format_timestamp(ts: OffsetDateTime) -> Result<String, LedgerError> {
-    ts.to_offset(UtcOffset::UTC)
-        .format(&Rfc3339)
-        .map_err(|e| LedgerError::Timestamp(e.to_string()))
+    bridge_core::time::checked_rfc3339(ts).ok_or_else(|| {
+        LedgerError::Timestamp(format!(
+            "year {} is outside 0000 to 9999",
+            ts.to_offset(UtcOffset::UTC).year()
+        ))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+    use time::format_description::well_known::Rfc3339;
 
     fn canon(v: &Value) -> String {
         String::from_utf8(canonical_json(v)).unwrap()

@@ -271,13 +271,7 @@ fn ct_leaves() -> Vec<Hash> {
         "606162636465666768696a6b6c6d6e6f",
     ]
     .iter()
-    .map(|hex| {
-        let bytes: Vec<u8> = (0..hex.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-            .collect();
-        leaf_hash(&bytes)
-    })
+    .map(|hex| leaf_hash(&bridge_core::hex::decode(hex).unwrap()))
     .collect()
 }
 

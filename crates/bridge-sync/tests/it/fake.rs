@@ -70,6 +70,9 @@ impl Platform for FakePlatform {
             values_readable: !self.write_only,
             bulk_write: false,
             serial_writes: true,
+            ownership_applies: true,
+            applies_by_printing: false,
+            same_place_by_path: false,
         }
     }
 
