@@ -1,16 +1,17 @@
 //! One HTTP client for every remote platform: authentication, timeouts, retries with
 //! backoff, rate limits, error mapping and pagination.
 //!
-//! Every adapter talks through [`HttpClient::send`], so the rules of `DESIGN.md` hold in one
-//! place:
+//! Every adapter talks through [`HttpClient::send`], which sends through the one retry loop
+//! of [`retry`], so the rules of `DESIGN.md` hold in one place:
 //! - the token goes out as `Authorization: Bearer`, marked sensitive, and appears in no error,
 //!   log or `Debug` output (errors carry method, path — never the query — status and the
 //!   platform's own `message`);
 //! - 429, 5xx and GitHub's secondary limits are retried with exponential backoff and full
 //!   jitter, honouring `Retry-After` and the rate-limit reset headers, a bounded number of
-//!   times and never waiting longer than [`HttpOptions::max_wait`] at once;
+//!   times, never waiting longer than [`HttpOptions::max_wait`] at once nor retrying past
+//!   [`HttpOptions::total_timeout`];
 //! - a request that may have been acted on is only repeated when repeating it is harmless
-//!   (see [`Call::idempotent`]);
+//!   (see [`Call::idempotent`]); one whose connection could not be opened always is;
 //! - 401/403/404 become errors that say what to fix (the token variable, the id variable).
 
 use std::future::{Future, poll_fn};
@@ -25,6 +26,7 @@ use reqwest::StatusCode;
 use reqwest::header::{self, HeaderMap};
 
 mod platform;
+mod retry;
 
 pub(crate) use platform::{Call, Endpoint, HttpClient};
 
@@ -38,6 +40,9 @@ pub struct HttpOptions {
     pub request_timeout: Duration,
     /// How many times one request is sent at most (first try included).
     pub max_attempts: u32,
+    /// The longest one request may take in all, retries and waits included: no retry starts
+    /// whose wait would end past it, and each attempt's timeout is cut to what is left.
+    pub total_timeout: Duration,
     /// The first backoff step; step `n` is `base_delay * 2^n`, of which a random share is
     /// waited (full jitter).
     pub base_delay: Duration,
@@ -57,6 +62,7 @@ impl Default for HttpOptions {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             max_attempts: 6,
+            total_timeout: Duration::from_secs(300),
             base_delay: Duration::from_millis(500),
             max_wait: Duration::from_secs(60),
             concurrency: 8,
@@ -73,6 +79,27 @@ fn install_crypto_provider() {
     ONCE.call_once(|| {
         let _already_installed = rustls::crypto::ring::default_provider().install_default();
     });
+}
+
+/// The `User-Agent` of every request.
+const USER_AGENT: &str = concat!("bridge-genesisctl/", env!("CARGO_PKG_VERSION"));
+
+/// The reqwest client under every client of this module: rustls on `ring`, the timeouts of
+/// `options`, no retries of its own (ours are counted, bounded and aware of rate limits) and
+/// no redirects (one to another host would carry the token there).
+fn build_client(
+    options: &HttpOptions,
+    default_headers: HeaderMap,
+) -> Result<reqwest::Client, reqwest::Error> {
+    install_crypto_provider();
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .default_headers(default_headers)
+        .connect_timeout(options.connect_timeout)
+        .timeout(options.request_timeout)
+        .retry(reqwest::retry::never())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
 }
 
 /// What to do about a non-success answer.

@@ -2,17 +2,14 @@
 //! setting to fix.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use bridge_core::SecretValue;
 use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 
-use super::{
-    HttpOptions, Verdict, backoff, classify, epoch_now, error_chain, error_message,
-    install_crypto_provider, next_link, rate_limit_wait, retry_after, transport_message,
-};
+use super::retry::{self, Outgoing};
+use super::{HttpOptions, build_client, error_chain, error_message, next_link, transport_message};
 use crate::PlatformError;
 
 /// Who the client talks to and how to explain failures to the user.
@@ -149,7 +146,6 @@ impl HttpClient {
         extra_headers: &[(&'static str, &'static str)],
         options: HttpOptions,
     ) -> Result<Self, PlatformError> {
-        install_crypto_provider();
         let base = parse_base(base).ok_or_else(|| PlatformError::Unsupported {
             platform: endpoint.platform.clone(),
             what: format!(
@@ -176,22 +172,12 @@ impl HttpClient {
                 HeaderValue::from_static(value),
             );
         }
-        let inner = reqwest::Client::builder()
-            .user_agent(concat!("bridge-genesisctl/", env!("CARGO_PKG_VERSION")))
-            .default_headers(headers)
-            .connect_timeout(options.connect_timeout)
-            .timeout(options.request_timeout)
-            // Retries are ours: counted, bounded and aware of rate limits.
-            .retry(reqwest::retry::never())
-            // A redirect to another host would carry the token there.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| PlatformError::Transport {
-                platform: endpoint.platform.clone(),
-                method: "-".into(),
-                path: "-".into(),
-                message: format!("could not set up the HTTP client: {}", error_chain(&e)),
-            })?;
+        let inner = build_client(&options, headers).map_err(|e| PlatformError::Transport {
+            platform: endpoint.platform.clone(),
+            method: "-".into(),
+            path: "-".into(),
+            message: format!("could not set up the HTTP client: {}", error_chain(&e)),
+        })?;
         Ok(Self {
             inner,
             base,
@@ -239,74 +225,53 @@ impl HttpClient {
     pub(crate) async fn send(&self, call: Call<'_>) -> Result<Reply, PlatformError> {
         let method_name = call.method.as_str().to_string();
         let path = call.url.path().to_string();
-        let mut attempt: u32 = 0;
-        loop {
-            attempt += 1;
-            let last = attempt >= self.options.max_attempts.max(1);
-            let mut request = self.inner.request(call.method.clone(), call.url.clone());
-            if let Some(body) = &call.body {
-                request = request
-                    .header(header::CONTENT_TYPE, "application/json")
-                    .body(body.clone());
-            }
-            self.requests.fetch_add(1, Ordering::Relaxed);
-            let outcome = match request.send().await {
-                Ok(response) => {
-                    let status = response.status();
-                    let headers = response.headers().clone();
-                    match response.bytes().await {
-                        Ok(body) => Ok((status, headers, body.to_vec())),
-                        Err(e) => Err(e),
-                    }
-                }
-                Err(e) => Err(e),
-            };
-            let (status, headers, body) = match outcome {
-                Ok(answer) => answer,
-                Err(e) => {
-                    if call.idempotent && !last {
-                        self.pause(backoff(attempt, &self.options)).await;
-                        continue;
-                    }
-                    return Err(PlatformError::Transport {
-                        platform: self.endpoint.platform.clone(),
-                        method: method_name,
-                        path,
-                        message: transport_message(&e),
-                    });
-                }
-            };
-            if status.is_success() || (status == StatusCode::NOT_FOUND && call.allow_404) {
-                return Ok(Reply {
-                    status,
-                    headers,
-                    body,
+        let accept = |status: StatusCode| {
+            status.is_success() || (status == StatusCode::NOT_FOUND && call.allow_404)
+        };
+        let outcome = retry::send(
+            &self.inner,
+            &self.options,
+            Outgoing {
+                method: &call.method,
+                url: &call.url,
+                headers: &HeaderMap::new(),
+                body: call.body.as_deref(),
+                idempotent: call.idempotent,
+            },
+            accept,
+            &self.requests,
+        )
+        .await;
+        let answer = match outcome {
+            Ok(answer) => answer,
+            Err(failure) => {
+                return Err(PlatformError::Transport {
+                    platform: self.endpoint.platform.clone(),
+                    method: method_name,
+                    path,
+                    message: match failure.attempts {
+                        1 => transport_message(&failure.error),
+                        n => format!("{} (after {n} attempts)", transport_message(&failure.error)),
+                    },
                 });
             }
-            let message = error_message(&body);
-            let now = epoch_now();
-            match classify(status, &headers, &message) {
-                Verdict::RateLimited => {
-                    let wait = rate_limit_wait(status, &headers, now, attempt, &self.options);
-                    if last {
-                        return Err(PlatformError::RateLimited {
-                            platform: self.endpoint.platform.clone(),
-                            attempts: attempt,
-                            retry_after: Some(wait),
-                        });
-                    }
-                    self.pause(wait).await;
-                }
-                Verdict::Unavailable if !last && (call.idempotent || status.as_u16() == 503) => {
-                    let wait = retry_after(&headers, now)
-                        .unwrap_or_else(|| backoff(attempt, &self.options));
-                    self.pause(wait).await;
-                }
-                Verdict::Unavailable | Verdict::Fail => {
-                    return Err(self.failure(&call, method_name, path, status, message));
-                }
-            }
+        };
+        if accept(answer.status) {
+            return Ok(Reply {
+                status: answer.status,
+                headers: answer.headers,
+                body: answer.body,
+            });
         }
+        if let Some(wait) = answer.rate_limited {
+            return Err(PlatformError::RateLimited {
+                platform: self.endpoint.platform.clone(),
+                attempts: answer.attempts,
+                retry_after: Some(wait),
+            });
+        }
+        let message = error_message(&answer.body);
+        Err(self.failure(&call, method_name, path, answer.status, message))
     }
 
     /// Sends `call` and parses the JSON answer.
@@ -316,10 +281,6 @@ impl HttpClient {
     ) -> Result<T, PlatformError> {
         let what = call.what.to_string();
         self.send(call).await?.json(&self.endpoint.platform, &what)
-    }
-
-    async fn pause(&self, wait: Duration) {
-        tokio::time::sleep(wait.min(self.options.max_wait)).await;
     }
 
     fn failure(
