@@ -1,18 +1,22 @@
-//! One HTTP client for every remote platform: authentication, timeouts, retries with
-//! backoff, rate limits, error mapping and pagination.
+//! Every outbound HTTP call of Bridge goes through this module: one TLS set-up
+//! ([`install_tls`]), one retry loop (`retry.rs`), and two clients over them:
+//! - [`Client`]: a call to any absolute URL (a deploy hook, a vault, a Bridge server, GitHub
+//!   for Auto-Sync), answering status and body;
+//! - the platform adapters' client (`platform.rs`): one API root and token, pagination, and
+//!   errors that say which setting to fix.
 //!
-//! Every adapter talks through [`HttpClient::send`], which sends through the one retry loop
-//! of [`retry`], so the rules of `DESIGN.md` hold in one place:
-//! - the token goes out as `Authorization: Bearer`, marked sensitive, and appears in no error,
-//!   log or `Debug` output (errors carry method, path — never the query — status and the
-//!   platform's own `message`);
+//! The rules of `DESIGN.md` hold for both:
+//! - a token goes out as `Authorization: Bearer`, marked sensitive, and appears in no error,
+//!   log or `Debug` output; errors never carry a URL's query or userinfo (the platform client
+//!   names the API path, [`Client`] only the origin);
 //! - 429, 5xx and GitHub's secondary limits are retried with exponential backoff and full
 //!   jitter, honouring `Retry-After` and the rate-limit reset headers, a bounded number of
 //!   times, never waiting longer than [`HttpOptions::max_wait`] at once nor retrying past
 //!   [`HttpOptions::total_timeout`];
 //! - a request that may have been acted on is only repeated when repeating it is harmless
-//!   (see [`Call::idempotent`]); one whose connection could not be opened always is;
-//! - 401/403/404 become errors that say what to fix (the token variable, the id variable).
+//!   (a timeout or a 500 on a POST is final; a 429, a 503 or a refused connection is not);
+//! - 4xx other than 429 are final at once;
+//! - redirects are not followed (one to another host would carry the token there).
 
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
@@ -22,13 +26,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crypto_box::aead::OsRng;
 use crypto_box::aead::rand_core::RngCore;
-use reqwest::StatusCode;
-use reqwest::header::{self, HeaderMap};
+use reqwest::header;
 
+mod client;
 mod platform;
 mod retry;
 
+pub use client::{Client, HttpError, Request, Response, TransportKind};
 pub(crate) use platform::{Call, Endpoint, HttpClient};
+/// The types a caller of [`Client`] names, so that it needs no `reqwest` of its own.
+pub use reqwest::{Method, StatusCode, header::HeaderMap};
 
 /// How the client times out and retries. [`HttpOptions::default`] is what users get; tests
 /// shrink the waits.
@@ -71,10 +78,12 @@ impl Default for HttpOptions {
     }
 }
 
-/// Installs `ring` as rustls' process-wide crypto provider, once. reqwest is built without a
-/// provider so that the workspace does not compile aws-lc; another part of the process may
-/// have installed one already, which is just as good.
-fn install_crypto_provider() {
+/// Installs `ring` as rustls' process-wide crypto provider, once; every client of this module
+/// calls it before it is built, and anything else in the process that uses TLS (a server,
+/// a test's own client) calls it first too. reqwest is built without a provider so that the
+/// workspace does not compile aws-lc; another part of the process may have installed one
+/// already, which is just as good.
+pub fn install_tls() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let _already_installed = rustls::crypto::ring::default_provider().install_default();
@@ -91,7 +100,7 @@ fn build_client(
     options: &HttpOptions,
     default_headers: HeaderMap,
 ) -> Result<reqwest::Client, reqwest::Error> {
-    install_crypto_provider();
+    install_tls();
     reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .default_headers(default_headers)
