@@ -14,7 +14,6 @@ mod control;
 mod discovery;
 mod exit;
 mod genesis;
-mod http_tls;
 mod present;
 mod sandbox;
 mod shell;
