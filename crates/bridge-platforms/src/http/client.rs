@@ -22,6 +22,37 @@ use super::{HttpOptions, build_client, error_chain, error_message, install_tls};
 
 /// A retrying HTTP client for calls to absolute URLs. Build one per use (it holds a
 /// connection pool) and share it by reference.
+///
+/// A deploy hook: a POST to a URL that holds its key, sent at most `attempts` times with
+/// jittered backoff whose ceiling starts at `backoff` and doubles; the error text names the
+/// hook's origin, never its path or query.
+///
+/// ```no_run
+/// use std::time::Duration;
+///
+/// use bridge_platforms::HttpOptions;
+/// use bridge_platforms::http::{Client, Request};
+///
+/// /// The attempts made, or those and why the hook failed.
+/// async fn trigger_hook(
+///     url: &str,
+///     attempts: u32,
+///     backoff: Duration,
+/// ) -> Result<u32, (u32, String)> {
+///     let client = Client::new(HttpOptions {
+///         max_attempts: attempts.max(1),
+///         base_delay: backoff,
+///         request_timeout: Duration::from_secs(15),
+///         ..HttpOptions::default()
+///     })
+///     .map_err(|e| (0, e.to_string()))?;
+///     match client.send(Request::post(url)).await {
+///         Ok(answer) if answer.is_success() => Ok(answer.attempts),
+///         Ok(answer) => Err((answer.attempts, format!("answered {}", answer.status))),
+///         Err(e) => Err((e.attempts(), e.to_string())),
+///     }
+/// }
+/// ```
 pub struct Client {
     inner: reqwest::Client,
     options: HttpOptions,
