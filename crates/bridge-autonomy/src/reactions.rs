@@ -26,6 +26,8 @@ use time::OffsetDateTime;
 
 use crate::State;
 use bridge_operations::{DriftNotice, Origin, ProviderSync};
+use bridge_platforms::HttpOptions;
+use bridge_platforms::http::{Client, Request};
 use bridge_sync::Mode;
 
 /// How the engine behaves (`ENVSYNC_MODE`, `DRIFT_ALERT_THRESHOLD`, `DRIFT_FREQUENCY_LIMIT`,
@@ -598,30 +600,23 @@ async fn on_deploy_failure(state: &State, event: &Event) -> Result<(), String> {
     }
 }
 
-/// POSTs the deploy hook until it answers 2xx, at most `attempts` times, waiting `backoff`,
-/// then twice that, and so on. Returns the attempts made, or those and the last failure
-/// (which never contains the URL: it holds the hook's secret).
+/// POSTs the deploy hook through the shared HTTP client until it answers 2xx, at most
+/// `attempts` times, with backoff from `backoff` (jittered, doubling). Returns the attempts
+/// made, or those and the last failure (which never contains the URL: it holds the hook's
+/// secret).
 async fn trigger_hook(url: &str, attempts: u32, backoff: Duration) -> Result<u32, (u32, String)> {
-    // rustls on ring, as every HTTP client of Bridge (installing twice is harmless).
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(15))
-        .build()
-        .map_err(|e| (0, e.without_url().to_string()))?;
-    let mut wait = backoff;
-    let mut last = String::new();
-    for attempt in 1..=attempts.max(1) {
-        match client.post(url).send().await {
-            Ok(r) if r.status().is_success() => return Ok(attempt),
-            Ok(r) => last = format!("answered {}", r.status()),
-            Err(e) => last = e.without_url().to_string(),
-        }
-        if attempt < attempts {
-            tokio::time::sleep(wait).await;
-            wait *= 2;
-        }
+    let options = HttpOptions {
+        max_attempts: attempts.max(1),
+        base_delay: backoff,
+        request_timeout: Duration::from_secs(15),
+        ..HttpOptions::default()
+    };
+    let client = Client::new(options).map_err(|e| (0, e.to_string()))?;
+    match client.send(Request::post(url)).await {
+        Ok(answer) if answer.is_success() => Ok(answer.attempts),
+        Ok(answer) => Err((answer.attempts, format!("answered {}", answer.status))),
+        Err(e) => Err((e.attempts(), e.to_string())),
     }
-    Err((attempts.max(1), last))
 }
 
 /// Successful deploys: one parity check for the batch, since it runs after every one of them,

@@ -27,7 +27,6 @@ use croner::parser::{CronParser, Seconds, Year};
 use croner::{CivilDate, CivilDateTime, CivilTime, Cron, CronDateTime, Resolution, Weekday};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use tokio::sync::watch;
 
 use crate::State;
@@ -359,7 +358,7 @@ pub(crate) async fn run(state: State, sync: ScheduledSync) {
 async fn run_slot(state: &State, sync: &ScheduledSync, slot: OffsetDateTime) {
     let logger = &state.logger;
     let mode = sync.options.mode;
-    let slot_text = slot.format(&Rfc3339).unwrap_or_else(|_| slot.to_string());
+    let slot_text = bridge_core::time::rfc3339(slot);
     match sync
         .store
         .claim(JOB.to_owned(), slot, sync.options.owner.clone())

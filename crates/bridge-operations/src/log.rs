@@ -190,9 +190,7 @@ fn spawn_writer() -> Option<SyncSender<String>> {
 }
 
 fn now() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    now.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| now.unix_timestamp().to_string())
+    bridge_core::time::rfc3339(time::OffsetDateTime::now_utc())
 }
 
 #[cfg(test)]

@@ -101,6 +101,10 @@ impl Platform for MemoryPlatform {
             values_readable: true,
             bulk_write: true,
             serial_writes: false,
+            // A remote platform: deletions are bounded by what Bridge wrote.
+            ownership_applies: true,
+            applies_by_printing: false,
+            same_place_by_path: false,
         }
     }
 

@@ -5,11 +5,12 @@
 //! asked to *apply* plan ops. One file per platform: `local.rs` (a `.env` file, edited in
 //! place), `process.rs` (the current process environment; as a target it prints `export`
 //! lines), and the HTTP platforms `render.rs`, `netlify.rs`, `github.rs` over one client
-//! (`http.rs`). A [`PlatformSpec`] names one; [`open`] builds the adapter for it.
+//! ([`http`], which also serves every other outbound HTTP call of Bridge). A [`PlatformSpec`]
+//! names one; [`open`] builds the adapter for it.
 
 mod error;
 pub mod github;
-mod http;
+pub mod http;
 pub mod local;
 pub mod netlify;
 pub mod process;

@@ -329,24 +329,11 @@ fn write_atomically(path: &Path, file: &TokenFile) -> Result<(), TokenError> {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
+    bridge_core::hex::encode(bytes)
 }
 
 fn decode_hex32(text: &str) -> Option<[u8; 32]> {
-    if text.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, chunk) in text.as_bytes().chunks(2).enumerate() {
-        let pair = std::str::from_utf8(chunk).ok()?;
-        out[i] = u8::from_str_radix(pair, 16).ok()?;
-    }
-    Some(out)
+    bridge_core::hex::decode(text)?.try_into().ok()
 }
 
 /// The bearer token of an `Authorization` header value, if it has one.

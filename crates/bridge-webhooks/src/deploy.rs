@@ -253,9 +253,7 @@ impl DeployEventRequest {
 
 /// RFC 3339 in UTC (`…Z`), as every timestamp here is written.
 pub(crate) fn format_time(at: OffsetDateTime) -> String {
-    at.to_offset(time::UtcOffset::UTC)
-        .format(&Rfc3339)
-        .unwrap_or_else(|_| at.unix_timestamp().to_string())
+    bridge_core::time::rfc3339(at)
 }
 
 pub(crate) fn parse_time(text: &str) -> Option<OffsetDateTime> {

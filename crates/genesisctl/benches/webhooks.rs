@@ -58,7 +58,7 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        bridge_platforms::http::install_tls();
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(CONNECTIONS)
             .build()

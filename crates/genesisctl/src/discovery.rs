@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bridge_core::SecretValue;
-use bridge_platforms::PlatformKind;
+use bridge_platforms::http::{Client, Request};
+use bridge_platforms::{HttpOptions, PlatformKind};
 
 use crate::config::RemoteConfig;
 
@@ -128,13 +129,20 @@ fn from_files(
     None
 }
 
-fn client() -> Option<reqwest::Client> {
-    crate::http_tls::install();
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .user_agent(concat!("bridge-genesisctl/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .ok()
+/// The shared retrying client, with short bounds: discovery runs before a command's real
+/// work, so an unreachable vault or dashboard costs seconds, not minutes, before the next
+/// source is tried.
+fn client() -> Option<Client> {
+    Client::new(HttpOptions {
+        connect_timeout: Duration::from_secs(5),
+        request_timeout: Duration::from_secs(5),
+        max_attempts: 3,
+        base_delay: Duration::from_millis(250),
+        max_wait: Duration::from_secs(2),
+        total_timeout: Duration::from_secs(10),
+        ..HttpOptions::default()
+    })
+    .ok()
 }
 
 async fn from_vault(
@@ -147,26 +155,26 @@ async fn from_vault(
         return None;
     }
     let client = client()?;
-    let bearer = env("BRIDGE_VAULT_TOKEN").unwrap_or_default();
+    let bearer = env("BRIDGE_VAULT_TOKEN")
+        .filter(|t| !t.is_empty())
+        .map(SecretValue::new);
     for var in vars {
         if !cfg.vault_token_keys.is_empty() && !cfg.vault_token_keys.iter().any(|k| k == var) {
             continue;
         }
         let url = format!("{}/vault/secret", cfg.vault_url.trim_end_matches('/'));
         tried.push(format!("vault {url} key {var}"));
-        let Ok(response) = client
-            .get(&url)
-            .query(&[("key", var)])
-            .bearer_auth(&bearer)
-            .send()
-            .await
-        else {
+        let mut request = Request::get(&url).query(&[("key", var)]);
+        if let Some(bearer) = &bearer {
+            request = request.bearer(bearer);
+        }
+        let Ok(response) = client.send(request).await else {
             continue;
         };
-        if !response.status().is_success() {
+        if !response.is_success() {
             continue;
         }
-        let Ok(body) = response.json::<serde_json::Value>().await else {
+        let Ok(body) = response.json::<serde_json::Value>() else {
             continue;
         };
         if let Some(value) = body
@@ -197,16 +205,15 @@ async fn from_dashboard(
     let client = client()?;
     for url in &cfg.dashboard_token_urls {
         tried.push(format!("dashboard {url}"));
-        let Ok(response) = client.get(url).send().await else {
+        let Ok(response) = client.send(Request::get(url)).await else {
             continue;
         };
         let Ok(body) = response
             .error_for_status()
-            .map(|r| r.json::<serde_json::Value>())
+            .and_then(|r| r.json::<serde_json::Value>())
         else {
             continue;
         };
-        let Ok(body) = body.await else { continue };
         for var in vars {
             if let Some(value) = body
                 .get(*var)

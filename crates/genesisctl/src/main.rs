@@ -1,6 +1,6 @@
 //! `genesisctl`: the one binary. Parses the command line, merges it with the environment and
 //! `bridge.toml` into a [`config::Config`], runs the command, and turns the outcome into the
-//! exit codes DESIGN.md pins: 0 ok, 1 drift or plan not applied, 2 usage/config/input error,
+//! exit codes: 0 ok, 1 drift or plan not applied, 2 usage/config/input error,
 //! 3 platform or network failure.
 
 // In a binary, `pub` marks what other modules use; nothing is exported beyond the crate.
@@ -14,7 +14,6 @@ mod discovery;
 mod exit;
 mod genesis;
 mod health;
-mod http_tls;
 mod present;
 mod sandbox;
 mod shell;

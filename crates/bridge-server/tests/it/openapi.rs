@@ -124,7 +124,7 @@ fn the_document_lists_every_route_and_no_other() {
     ] {
         assert!(
             doc["paths"][path].is_object(),
-            "DESIGN.md's {path} is missing"
+            "the OpenAPI document lacks {path}"
         );
     }
 }

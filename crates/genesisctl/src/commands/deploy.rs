@@ -1,8 +1,13 @@
 //! `genesisctl deploy publish`: a deploy event stated by CI, sent to a Bridge server or stored
 //! straight into the local bus (and ledger) with `--local`.
 
+use std::time::Duration;
+
 use anyhow::{Context as _, anyhow};
 use bridge_webhooks::DeployEventRequest;
+use bridge_core::SecretValue;
+use bridge_platforms::HttpOptions;
+use bridge_platforms::http::{Client, Request};
 use serde_json::{Value, json};
 
 use crate::cli::DeployPublishArgs;
@@ -86,25 +91,29 @@ async fn publish_remote(args: &DeployPublishArgs, body: &Value) -> Result<Value,
                  `genesisctl token create --role operator`), or use --local"
             )
         })?;
-    crate::http_tls::install();
     let url = format!(
         "{}/engines/autonomy/deployment/event",
         server.trim_end_matches('/')
     );
-    let response = reqwest::Client::new()
-        .post(&url)
-        .bearer_auth(token)
-        .json(body)
-        .send()
-        .await
-        .map_err(|e| Failure {
-            code: Code::Platform,
-            error: anyhow!("sending the event to {server}: {}", e.without_url()),
-        })?;
-    let status = response.status();
+    let unsent = |e: bridge_platforms::http::HttpError| Failure {
+        code: Code::Platform,
+        error: anyhow!("sending the event to {server}: {e}"),
+    };
+    // A POST: repeated only where the server cannot have acted (429, 503, a refused
+    // connection), so a server that is restarting gets a few seconds to come back.
+    let client = Client::new(HttpOptions {
+        max_attempts: 4,
+        total_timeout: Duration::from_secs(120),
+        ..HttpOptions::default()
+    })
+    .map_err(unsent)?;
+    let request = Request::post(&url)
+        .bearer(&SecretValue::new(token))
+        .json(body);
+    let response = client.send(request).await.map_err(unsent)?;
+    let status = response.status;
     let answer: Value = response
         .json()
-        .await
         .with_context(|| format!("reading the answer of {server}"))
         .map_err(|error| Failure {
             code: Code::Platform,

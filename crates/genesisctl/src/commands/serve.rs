@@ -52,7 +52,8 @@ pub async fn run(ctx: Context<'_>, args: &ServeArgs) -> CmdResult {
         given_tokens,
     }));
     server_ctx.state.ensure()?;
-    crate::http_tls::install();
+    // rustls on `ring` for every client the server builds (platform adapters, deploy hooks).
+    bridge_platforms::http::install_tls();
     let bus = crate::genesis::open_bus(server_ctx).await?;
     let ledger = LedgerAccess {
         path: server_ctx.state.ledger_path(),

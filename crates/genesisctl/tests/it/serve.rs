@@ -121,7 +121,7 @@ async fn call(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sandbox_shows_drift_fixes_it_and_stops_cleanly() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    bridge_platforms::http::install_tls();
     let sandbox = Sandbox::bare();
     let server = Server::start(&sandbox);
     let client = reqwest::Client::builder()
@@ -275,7 +275,7 @@ fn token_create_prints_the_token_alone_and_stores_only_its_hash() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_are_one_object_per_line_and_never_hold_the_token() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    bridge_platforms::http::install_tls();
     let sandbox = Sandbox::new();
     sandbox.file(".env", "APP_NAME=demo\n");
     let token = sandbox
@@ -333,7 +333,7 @@ async fn json_logs_are_one_object_per_line_and_never_hold_the_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deploy_failure_caused_by_a_missing_variable_is_healed_and_redeployed() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    bridge_platforms::http::install_tls();
     let sandbox = Sandbox::bare();
     // Enforce mode: the reactions may write. The sandbox seeds Render without
     // FEATURE_NEW_CHECKOUT, and points the Render deploy hook at its emulator.
@@ -417,7 +417,7 @@ async fn events(client: &reqwest::Client, server: &Server, topic: &str) -> Vec<V
 /// does) publishes no drift, so no reaction heals and nothing is written anywhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_observer_reading_parity_in_enforce_mode_changes_nothing() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    bridge_platforms::http::install_tls();
     let sandbox = Sandbox::bare();
     let server = Server::start_with(&sandbox, &[("ENVSYNC_MODE", "enforce")]);
     let observer = sandbox.run(&[
@@ -465,7 +465,7 @@ async fn an_observer_reading_parity_in_enforce_mode_changes_nothing() {
 /// handled after the next start on the same state, each once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_with_a_backlog_is_bounded_and_the_backlog_survives() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    bridge_platforms::http::install_tls();
     let emulators = bridge_emulators::start(bridge_emulators::EmulatorConfig::default())
         .await
         .unwrap();
