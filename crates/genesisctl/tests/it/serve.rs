@@ -536,3 +536,46 @@ async fn shutdown_with_a_backlog_is_bounded_and_the_backlog_survives() {
     let (code, stderr) = server.stop();
     assert_eq!(code, 0, "{stderr}");
 }
+
+/// Each bus event is recorded once: three apply-alls on the sandbox, then the server's own
+/// feed and the CLI's, leave one ledger entry per event, and the ledger verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_apply_all_records_each_event_once_in_the_ledger() {
+    bridge_platforms::http::install_tls();
+    let sandbox = Sandbox::bare();
+    let server = Server::start(&sandbox);
+    let client = reqwest::Client::new();
+    for _ in 0..3 {
+        let (status, body) = call(
+            &client,
+            reqwest::Method::POST,
+            format!("{}/envsync/apply-all", server.url),
+            Some(&server.token),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let state_dir = server.state_dir.clone();
+    let (code, stderr) = server.stop();
+    assert_eq!(code, 0, "{stderr}");
+    let export = sandbox.run(&["--state-dir", &state_dir, "ledger", "export"]);
+    assert_eq!(export.code, 0, "{}", export.stderr);
+    let mut seqs: Vec<u64> = export
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter_map(|e| e["seq"].as_u64())
+        .collect();
+    assert!(!seqs.is_empty(), "{}", export.stdout);
+    let all = seqs.len();
+    seqs.sort_unstable();
+    seqs.dedup();
+    assert_eq!(
+        seqs.len(),
+        all,
+        "an event was recorded twice:\n{}",
+        export.stdout
+    );
+    let verify = sandbox.run(&["--state-dir", &state_dir, "ledger", "verify"]);
+    assert_eq!(verify.code, 0, "{}{}", verify.stdout, verify.stderr);
+}
