@@ -130,7 +130,7 @@ impl<'a> Context<'a> {
             interpolate_env: self.config.sync.interpolate_env,
             // Only an applied sync to a `process` target writes here, and JSON mode refuses
             // such targets, so stdout carries either JSON or export lines, never both.
-            process_output: Some(Output::new(std::io::stdout())),
+            process_output: Some(Output::new(self.shell.stdout())),
             render: RemoteSettings {
                 api_url: r.render_api_url.clone(),
                 target_id: id(&r.render_service_id),

@@ -53,6 +53,12 @@ impl Shell {
         }
     }
 
+    /// stdout for a stream of lines (`events tail`, `ledger export`, `export` lines of a
+    /// `process` target, completions), written as they come.
+    pub fn stdout(&self) -> io::Stdout {
+        io::stdout()
+    }
+
     pub fn print_json(&self, value: &impl Serialize) -> io::Result<()> {
         let mut text = serde_json::to_string_pretty(value).map_err(io::Error::other)?;
         text.push('\n');

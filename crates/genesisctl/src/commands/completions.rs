@@ -5,8 +5,8 @@ use clap::CommandFactory;
 use crate::cli::Cli;
 use crate::exit::{CmdResult, Code};
 
-pub fn run(shell: clap_complete::Shell) -> CmdResult {
+pub fn run(target: clap_complete::Shell, shell: &crate::shell::Shell) -> CmdResult {
     let mut command = Cli::command();
-    clap_complete::generate(shell, &mut command, "genesisctl", &mut std::io::stdout());
+    clap_complete::generate(target, &mut command, "genesisctl", &mut shell.stdout());
     Ok(Code::Ok)
 }

@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
-use bridge_webhooks::DeployEventRequest;
 use bridge_core::SecretValue;
 use bridge_platforms::HttpOptions;
 use bridge_platforms::http::{Client, Request};
+use bridge_webhooks::DeployEventRequest;
 use serde_json::{Value, json};
 
 use crate::cli::DeployPublishArgs;

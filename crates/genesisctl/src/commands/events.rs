@@ -52,7 +52,7 @@ pub async fn tail(
             newest.last().map_or(u64::MAX, |e| e.seq.saturating_sub(1))
         }
     };
-    let mut out = std::io::stdout().lock();
+    let mut out = ctx.shell.stdout().lock();
     let mut print = |event: &bridge_genesis::bus::Event| -> std::io::Result<()> {
         if ctx.shell.is_json() {
             writeln!(out, "{}", event.envelope())?;

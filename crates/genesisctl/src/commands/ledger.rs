@@ -221,7 +221,7 @@ pub fn export(ctx: &Context<'_>, out: Option<&PathBuf>) -> anyhow::Result<Code> 
                 .status("Exported", format!("{n} entries to {}", path.display()));
         }
         None => {
-            ledger.export_jsonl(std::io::stdout().lock())?;
+            ledger.export_jsonl(ctx.shell.stdout().lock())?;
         }
     }
     Ok(Code::Ok)

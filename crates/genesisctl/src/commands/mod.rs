@@ -30,7 +30,7 @@ use crate::shell::Shell;
 
 pub async fn run(cli: Cli, shell: &Shell) -> CmdResult {
     if let Command::Completions { shell: target } = &cli.command {
-        return completions::run(*target);
+        return completions::run(*target, shell);
     }
     if let Command::Autosync(command) = &cli.command {
         // Its --config is autosync.toml, so it builds its own context (only `run` needs one).
