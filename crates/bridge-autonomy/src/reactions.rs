@@ -25,10 +25,10 @@ use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
 use crate::State;
+use bridge_operations::Mode;
 use bridge_operations::{DriftNotice, Origin, ProviderSync};
 use bridge_platforms::HttpOptions;
 use bridge_platforms::http::{Client, Request};
-use bridge_sync::Mode;
 
 /// How the engine behaves (`ENVSYNC_MODE`, `DRIFT_ALERT_THRESHOLD`, `DRIFT_FREQUENCY_LIMIT`,
 /// the deploy hooks).
@@ -630,7 +630,10 @@ async fn on_deploy_successes(state: &State, events: &[&Event]) -> Result<(), Str
         Some(first) => DriftNotice::Publish(origin(Reaction::DeploySuccess, first)),
         None => DriftNotice::Quiet,
     };
-    let parity = state.ops.parity(notice, bridge_sync::now_rfc3339()).await;
+    let parity = state
+        .ops
+        .parity(notice, bridge_operations::now_rfc3339())
+        .await;
     let outcomes = events
         .iter()
         .map(|event| {

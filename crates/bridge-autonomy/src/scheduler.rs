@@ -30,8 +30,8 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 
 use crate::State;
+use bridge_operations::Mode;
 use bridge_operations::{BoxFuture, Origin};
-use bridge_sync::Mode;
 
 /// The job name the scheduled sync claims its slots under.
 pub const JOB: &str = "envsync";

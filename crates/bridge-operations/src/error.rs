@@ -11,7 +11,7 @@ pub enum OpsError {
     Platform {
         context: String,
         #[source]
-        source: PlatformError,
+        source: Box<PlatformError>,
     },
     /// The request or the configuration is at fault.
     #[error("{0}")]
@@ -46,7 +46,7 @@ impl OpsError {
     pub fn platform(source: PlatformError, context: impl Into<String>) -> Self {
         OpsError::Platform {
             context: context.into(),
-            source,
+            source: Box::new(source),
         }
     }
 

@@ -59,7 +59,7 @@ impl From<bridge_operations::OpsError> for Failure {
     fn from(error: bridge_operations::OpsError) -> Self {
         use bridge_operations::{ErrorKind, OpsError};
         match error {
-            OpsError::Platform { context, source } => Failure::platform(source, context),
+            OpsError::Platform { context, source } => Failure::platform(*source, context),
             other => {
                 let code = match other.kind() {
                     ErrorKind::Input | ErrorKind::NotFound => Code::Input,
