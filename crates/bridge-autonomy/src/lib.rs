@@ -14,6 +14,7 @@
 
 pub mod reactions;
 pub mod scheduler;
+mod wake;
 pub mod workers;
 
 use std::sync::Arc;

@@ -143,7 +143,7 @@ pub(crate) async fn run(state: State, reaction: Reaction) {
             );
         }
         let wanted = |t: &str| pattern.matches(t);
-        if !crate::workers::wait_for_news(&mut live, &mut shutdown, started, wanted).await {
+        if !crate::wake::wait_for_news(&mut live, &mut shutdown, started, wanted).await {
             return;
         }
     }
@@ -157,7 +157,7 @@ async fn run_once(
     slot: &mut Option<DurableConsumer>,
 ) -> Result<(), String> {
     let consumer =
-        crate::workers::open_from_now(state, slot, reaction.consumer(), reaction.pattern()).await?;
+        crate::wake::open_from_now(state, slot, reaction.consumer(), reaction.pattern()).await?;
     let mut handled: Option<HashSet<u64>> = None;
     loop {
         if state.stopping() {

@@ -11,15 +11,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bridge_genesis::bus::{ConsumerOptions, ConsumerStart, DurableConsumer, Event, Role};
+use bridge_genesis::bus::{DurableConsumer, Role};
 use bridge_genesis::feed::{CheckpointPolicy, DEFAULT_LEDGER_TOPICS, LedgerFeed};
 use serde_json::{Value, json};
-use tokio::sync::{Mutex, broadcast, watch};
+use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
 use crate::{Shared, State, WorkerParts};
 
-const POLL: Duration = Duration::from_secs(1);
+use crate::wake::{POLL, open_from_now, wait_for_news};
+
 /// The durable consumer behind `config_update`.
 pub const CASCADE_CONSUMER: &str = "cascade";
 /// How often the server signs a ledger checkpoint while events stream in: once this many
@@ -143,49 +144,6 @@ pub(crate) fn warn_failed(state: &Shared, task: &str, error: &str) {
     );
 }
 
-/// The least time from one run of a background consumer to the next when news wakes it.
-/// Under a stream of events every wake-up would otherwise handle an event or two and pay a
-/// read, a transaction and an fsync for them (the ledger's own file included); waiting this
-/// long lets one run take what a burst brought. Heals and ledger entries come at most this
-/// much later, which nothing downstream of them notices.
-pub(crate) const COALESCE: Duration = Duration::from_millis(100);
-
-/// Waits until the bus has news that `wanted` says matters (an event stored here whose topic
-/// it accepts, or a lag, which may hide one), a second has passed (for events stored by other
-/// processes), or shutdown begins. News is acted on no sooner than [`COALESCE`] after
-/// `last_run` began. `false` when the server is gone.
-pub(crate) async fn wait_for_news(
-    live: &mut broadcast::Receiver<Arc<Event>>,
-    shutdown: &mut tokio::sync::watch::Receiver<bool>,
-    last_run: tokio::time::Instant,
-    wanted: impl Fn(&str) -> bool,
-) -> bool {
-    let poll = tokio::time::sleep(POLL);
-    tokio::pin!(poll);
-    loop {
-        tokio::select! {
-            news = live.recv() => match news {
-                Ok(event) if !wanted(&event.topic) => {}
-                Err(broadcast::error::RecvError::Closed) => {
-                    poll.await;
-                    return true;
-                }
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => break,
-            },
-            _ = &mut poll => return true,
-            changed = shutdown.changed() => return changed.is_ok(),
-        }
-    }
-    tokio::select! {
-        _ = tokio::time::sleep_until(last_run + COALESCE) => {}
-        changed = shutdown.changed() => return changed.is_ok(),
-    }
-    // Everything announced so far is committed, so the coming run reads it: these need not
-    // wake the next wait.
-    while let Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) = live.try_recv() {}
-    true
-}
-
 /// Runs the cascade until shutdown, on a consumer kept open between runs.
 async fn run_cascade(state: State) {
     let mut live = state.bus.store().live();
@@ -207,7 +165,7 @@ async fn run_cascade(state: State) {
     }
 }
 
-/// Runs the ledger feed until shutdown; [`Background::finish`] runs it a last time.
+/// Runs the ledger feed until shutdown; [`Workers::finish`] runs it a last time.
 async fn run_ledger_feed(state: State, feed: Arc<Mutex<LedgerFeed>>) {
     let mut live = state.bus.store().live();
     let mut shutdown = state.shutdown.clone();
@@ -230,30 +188,6 @@ async fn run_ledger_feed(state: State, feed: Arc<Mutex<LedgerFeed>>) {
             return;
         }
     }
-}
-
-/// The consumer in `slot`, opened first when the slot is empty (at start, or after a failed
-/// run). A consumer created now starts at the head of the bus: it handles what happens from
-/// now on, not the whole past.
-pub(crate) async fn open_from_now<'a>(
-    state: &State,
-    slot: &'a mut Option<DurableConsumer>,
-    name: &str,
-    pattern: &str,
-) -> Result<&'a mut DurableConsumer, String> {
-    if let Some(consumer) = slot {
-        return Ok(consumer);
-    }
-    let options = ConsumerOptions {
-        start: ConsumerStart::New,
-        ..ConsumerOptions::default()
-    };
-    let consumer = state
-        .bus
-        .consumer_with(name, pattern, options)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(slot.insert(consumer))
 }
 
 /// `config_update` for every `envsync.commit` since the last run, on `slot`'s consumer

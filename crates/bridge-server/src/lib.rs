@@ -21,6 +21,7 @@ mod cache;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
+pub mod route;
 pub mod routes;
 pub mod stream;
 
@@ -83,6 +84,8 @@ pub(crate) struct Inner {
     pub(crate) webhooks: bridge_webhooks::webhook::WebhookVerifier,
     pub(crate) deliveries: routes::deploy::Deliveries,
     pub(crate) metrics: Arc<Metrics>,
+    /// The route table (what `/openapi.json` documents and `/metrics` labels).
+    pub(crate) routes: &'static [route::Route],
     pub(crate) history_cache: cache::HistoryCache,
     /// The last `GET /envsync/health` answer and when it was made.
     pub(crate) health_cache: Mutex<Option<(std::time::Instant, axum::body::Bytes)>>,
@@ -116,6 +119,7 @@ impl AppState {
         Self {
             inner: Arc::new(Inner {
                 metrics: parts.metrics,
+                routes: api::routes(),
                 history_cache: cache::HistoryCache::new(parts.bus.store().live()),
                 health_cache: Mutex::new(None),
                 options: parts.options,

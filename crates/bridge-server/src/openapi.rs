@@ -5,17 +5,17 @@
 use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
 
-use crate::api::{self, Access, Answer, In, ParamType, Route};
+use crate::route::{Access, Answer, In, ParamType, Route, common_errors, error_schema};
 
 /// The whole document.
-pub fn document(version: &str) -> Value {
+pub fn document(routes: &[Route], version: &str) -> Value {
     let mut settings = SchemaSettings::draft2020_12();
     settings.definitions_path = "/components/schemas".into();
     let mut generator = settings.into_generator();
-    let error_schema = api::error_schema(&mut generator).to_value();
+    let error_schema = error_schema(&mut generator).to_value();
 
     let mut paths = Map::new();
-    for route in api::routes() {
+    for route in routes {
         let operation = operation(route, &mut generator, &error_schema);
         let item = paths
             .entry(route.path.to_owned())
@@ -126,7 +126,7 @@ fn operation(route: &Route, generator: &mut schemars::SchemaGenerator, error: &V
         }),
     };
     responses.insert(route.success.to_string(), success.clone());
-    for code in api::common_errors(route) {
+    for code in common_errors(route) {
         if code < 400 {
             // Another success (a duplicate webhook delivery): same answer type.
             responses.insert(code.to_string(), success.clone());

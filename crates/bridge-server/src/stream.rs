@@ -21,7 +21,6 @@ use tokio::sync::{broadcast, watch};
 
 use crate::AppState;
 use crate::error::{ApiError, ApiQuery};
-use crate::routes::genesis::parse_pattern;
 
 const PAGE: usize = 256;
 /// How often a quiet stream looks at the store for events of other processes.
@@ -142,4 +141,10 @@ impl Cursor {
             }
         }
     }
+}
+
+/// The `topic` parameter of the history and the stream, as a pattern.
+pub(crate) fn parse_pattern(text: &str) -> Result<TopicPattern, ApiError> {
+    TopicPattern::parse(text)
+        .map_err(|e| ApiError::bad_request(format!("`topic` is not a valid pattern: {e}")))
 }

@@ -113,7 +113,7 @@ then serves until interrupted.\n\nExample:\n  eval \"$(genesisctl emulate --port
 
     /// Carry vetted commits from sibling repositories into this one
     #[command(subcommand)]
-    Autosync(crate::commands::autosync::AutosyncCommand),
+    Autosync(AutosyncCommand),
 
     /// Print a shell completion script
     #[command(
@@ -603,3 +603,35 @@ pub struct DeployPublishArgs {
     #[arg(long)]
     pub local: bool,
 }
+
+#[derive(Debug, Subcommand)]
+pub enum AutosyncCommand {
+    /// Show what `run` would carry from each source and why the rest is skipped; changes nothing
+    #[command(after_help = PLAN_HELP)]
+    Plan(AutosyncArgs),
+
+    /// Carry the selected commits: cherry-pick, validate, then fast-forward or open a pull request
+    #[command(after_help = RUN_HELP)]
+    Run(AutosyncArgs),
+
+    /// Show the state file: commits processed per source and the last run's outcome
+    #[command(after_help = STATUS_HELP)]
+    Status(AutosyncArgs),
+}
+
+const PLAN_HELP: &str = "The global --config FILE names the Auto-Sync configuration [default: autosync.toml].\n\n\
+Exit codes: 0 planned; 2 configuration error; 3 a source could not be reached.\n\n\
+Example:\n  genesisctl autosync plan --config autosync.toml\n  \
+genesisctl autosync plan --output json | jq '.sources[].skipped[] | {sha, reason, path}'";
+
+const RUN_HELP: &str = "The global --config FILE names the Auto-Sync configuration [default: autosync.toml].\n\n\
+Exit codes: 0 merged or nothing new; 1 a pull request was opened, a branch waits for review, \
+or a cherry-pick conflicted; 2 configuration error; 3 git, network or GitHub failure.\n\n\
+Example:\n  SOURCE_PAT=... GITHUB_TOKEN=... genesisctl autosync run --config autosync.toml";
+
+const STATUS_HELP: &str = "The global --config FILE names the Auto-Sync configuration [default: autosync.toml].\n\n\
+Example:\n  genesisctl autosync status\n  genesisctl autosync status --output json | jq '.last_run'";
+
+/// No options of its own yet: the configuration comes from the global `--config`.
+#[derive(Debug, Args)]
+pub struct AutosyncArgs {}

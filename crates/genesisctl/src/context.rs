@@ -176,6 +176,14 @@ impl<'a> Context<'a> {
         discover(kind, &self.config.remote, &env).await
     }
 
+    /// The bus of this command (or server), opened once.
+    pub async fn open_bus(&self) -> Result<bridge_genesis::bus::Bus> {
+        self.bus
+            .get_or_try_init(|| crate::genesis::connect_bus(&self.config, &self.state))
+            .await
+            .cloned()
+    }
+
     /// Opens every spec, labelled for reports.
     pub async fn places(&self, specs: &[PlatformSpec]) -> Result<Vec<Target>, OpsError> {
         let labels = assign_labels(specs).map_err(|e| OpsError::Input(e.to_string()))?;
@@ -314,7 +322,7 @@ impl Host for Context<'_> {
     }
 
     fn bus(&self) -> BoxFuture<'_, Result<bridge_genesis::bus::Bus, OpsError>> {
-        Box::pin(async move { crate::genesis::open_bus(self).await.map_err(state_error) })
+        Box::pin(async move { self.open_bus().await.map_err(state_error) })
     }
 
     fn classifier(&self) -> SecretClassifier {

@@ -10,19 +10,16 @@ use bridge_genesis::bus::{Bus, Event, EventStore, Policy, PolicyMode, Role, Sqli
 use bridge_genesis::feed::DEFAULT_LEDGER_TOPICS;
 use serde_json::Value;
 
-use crate::context::Context;
+use crate::config::Config;
+use crate::state::StateDir;
 
 /// The events file inside the state directory, when `--store` names no other.
 pub const EVENTS_FILE: &str = "events.db";
 
-/// The bus of this command (or server), opened once.
-pub async fn open_bus(ctx: &Context<'_>) -> Result<Bus> {
-    ctx.bus.get_or_try_init(|| connect_bus(ctx)).await.cloned()
-}
-
-async fn connect_bus(ctx: &Context<'_>) -> Result<Bus> {
-    let url = ctx.config.store_url.trim();
-    let bus_url = ctx.config.bus_url.trim();
+/// Connects the bus `config` names (`--store`, `--bus`), SQLite in `state` by default.
+pub async fn connect_bus(config: &Config, state: &StateDir) -> Result<Bus> {
+    let url = config.store_url.trim();
+    let bus_url = config.bus_url.trim();
     let store: Arc<dyn EventStore> = if let Some(server) = bus_url.strip_prefix("nats://") {
         // JetStream is both the bus and the event log: its stream sequence is _genesis_seq.
         let options = bridge_genesis_scale::NatsOptions::new("GENESIS", "genesis");
@@ -34,8 +31,8 @@ async fn connect_bus(ctx: &Context<'_>) -> Result<Bus> {
     } else if !bus_url.is_empty() {
         bail!("--bus {bus_url}: expected nats://HOST:PORT, or nothing for the store itself");
     } else if url.is_empty() {
-        ctx.state.ensure()?;
-        let path = ctx.state.path().join(EVENTS_FILE);
+        state.ensure()?;
+        let path = state.path().join(EVENTS_FILE);
         Arc::new(SqliteStore::open(&path).with_context(|| format!("opening {}", path.display()))?)
     } else if let Some(path) = url.strip_prefix("sqlite://") {
         Arc::new(SqliteStore::open(path).with_context(|| format!("opening {path}"))?)
@@ -52,7 +49,7 @@ async fn connect_bus(ctx: &Context<'_>) -> Result<Bus> {
              directory) or postgres://USER@HOST/DB"
         );
     };
-    let mode = if ctx.config.strict_policy {
+    let mode = if config.strict_policy {
         PolicyMode::Strict
     } else {
         PolicyMode::Permissive
@@ -69,8 +66,8 @@ pub async fn publish(bus: &Bus, topic: &str, payload: Value) -> Result<Event> {
 
 /// Appends to the ledger every event of interest published since the consumer's last ack,
 /// then signs a checkpoint. Returns how many entries it added.
-pub async fn record_in_ledger(ctx: &Context<'_>, bus: &Bus) -> Result<usize> {
-    bridge_genesis::feed::record_pending(bus, DEFAULT_LEDGER_TOPICS, || ctx.state.ledger())
+pub async fn record_in_ledger(state: &StateDir, bus: &Bus) -> Result<usize> {
+    bridge_genesis::feed::record_pending(bus, DEFAULT_LEDGER_TOPICS, || state.ledger())
         .await
         .map_err(|e| anyhow!("{e}"))
 }

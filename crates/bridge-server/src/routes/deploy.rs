@@ -24,9 +24,9 @@ use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
 use crate::AppState;
-use crate::api::{Access, Answer, Param, Route, schema_of};
 use crate::auth::Role;
 use crate::error::{ApiError, ApiJson};
+use crate::route::{Access, Answer, Param, Route, schema_of};
 use crate::routes::path_param;
 
 pub(crate) fn routes() -> Vec<Route> {

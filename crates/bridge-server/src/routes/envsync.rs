@@ -12,15 +12,15 @@ use axum::routing::{get, post};
 
 use crate::AppState;
 use crate::answers::{ApplyAllResult, EnvSyncHealth, SyncResult};
-use crate::api::{Access, Answer, Route, schema_of};
 use crate::auth::Principal;
 use crate::auth::Role;
 use crate::error::ApiError;
+use crate::route::{Access, Answer, Route, schema_of};
 use crate::routes::path_param;
 use bridge_operations::{DriftNotice, Mode, Origin};
 
 pub(crate) fn routes() -> Vec<Route> {
-    const PROVIDER: &[crate::api::Param] = &[path_param(
+    const PROVIDER: &[crate::route::Param] = &[path_param(
         "provider",
         "a configured provider, as `GET /envsync/health` lists them (e.g. `render`)",
     )];

@@ -11,7 +11,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json};
-use bridge_genesis::bus::{HistoryQuery, MAX_HISTORY_LIMIT, Order, PublishError, TopicPattern};
+use bridge_genesis::bus::{HistoryQuery, MAX_HISTORY_LIMIT, Order, PublishError};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -19,10 +19,11 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::AppState;
-use crate::api::{Access, Answer, In, Param, ParamType, Route, schema_of};
 use crate::auth::{Principal, Role};
 use crate::error::{ApiError, ApiJson};
+use crate::route::{Access, Answer, In, Param, ParamType, Route, schema_of};
 use crate::routes::query;
+use crate::stream::parse_pattern;
 
 pub(crate) fn routes() -> Vec<Route> {
     const HISTORY: &[Param] = &[
@@ -276,11 +277,6 @@ fn parse_time(name: &str, text: Option<String>) -> Result<Option<OffsetDateTime>
         })
     })
     .transpose()
-}
-
-pub(crate) fn parse_pattern(text: &str) -> Result<TopicPattern, ApiError> {
-    TopicPattern::parse(text)
-        .map_err(|e| ApiError::bad_request(format!("`topic` is not a valid pattern: {e}")))
 }
 
 async fn history(State(state): State<AppState>, uri: Uri) -> Result<Response, ApiError> {

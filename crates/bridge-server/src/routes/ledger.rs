@@ -13,9 +13,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::AppState;
-use crate::api::{Access, Answer, Param, ParamType, Route, schema_of};
 use crate::auth::Role;
 use crate::error::{ApiError, ApiQuery};
+use crate::route::{Access, Answer, Param, ParamType, Route, schema_of};
 use crate::routes::{path_param, query};
 
 pub(crate) fn routes() -> Vec<Route> {

@@ -7,7 +7,7 @@ pub mod ledger;
 pub mod system;
 pub mod vault;
 
-use crate::api::{In, Param, ParamType};
+use crate::route::{In, Param, ParamType};
 
 pub(crate) const fn path_param(name: &'static str, description: &'static str) -> Param {
     Param {

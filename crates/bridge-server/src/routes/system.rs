@@ -7,8 +7,8 @@ use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 
 use crate::AppState;
-use crate::api::{Access, Answer, Route, schema_of};
 use crate::auth::Role;
+use crate::route::{Access, Answer, Route, schema_of};
 
 pub(crate) fn routes() -> Vec<Route> {
     vec![
@@ -67,12 +67,17 @@ pub(crate) fn routes() -> Vec<Route> {
 }
 
 async fn openapi(State(state): State<AppState>) -> Json<serde_json::Value> {
-    Json(crate::openapi::document(&state.inner.options.version))
+    Json(crate::openapi::document(
+        state.inner.routes,
+        &state.inner.options.version,
+    ))
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let health = state.inner.bus.health().await;
-    let routes: Vec<(&str, &str)> = crate::api::routes()
+    let routes: Vec<(&str, &str)> = state
+        .inner
+        .routes
         .iter()
         .map(|r| (r.method, r.path))
         .collect();

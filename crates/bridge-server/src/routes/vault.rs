@@ -12,13 +12,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::AppState;
-use crate::api::{Access, Answer, ParamType, Route, schema_of};
 use crate::auth::{Principal, Role};
 use crate::error::{ApiError, ApiQuery};
+use crate::route::{Access, Answer, ParamType, Route, schema_of};
 use crate::routes::query;
 
 pub(crate) fn routes() -> Vec<Route> {
-    const KEY: &[crate::api::Param] = &[query(
+    const KEY: &[crate::route::Param] = &[query(
         "key",
         ParamType::String,
         true,

@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::harness::{Harness, concrete};
 
 fn document() -> Value {
-    bridge_server::openapi::document("test")
+    bridge_server::openapi::document(bridge_server::api::routes(), "test")
 }
 
 /// Follows a local `$ref`.

@@ -15,47 +15,15 @@ use bridge_autosync::{
     AutosyncConfig, AutosyncError, AutosyncEvents, Env, EventFuture, RunOutcome,
 };
 use bridge_genesis::bus::Bus;
-use clap::{Args, Subcommand};
 use serde_json::Value;
 
+use crate::cli::AutosyncCommand;
 use crate::cli::GlobalArgs;
 use crate::context::Context;
 use crate::exit::{CmdResult, Code, Failure};
 use crate::shell::Shell;
 
 const DEFAULT_CONFIG: &str = "autosync.toml";
-
-#[derive(Debug, Subcommand)]
-pub enum AutosyncCommand {
-    /// Show what `run` would carry from each source and why the rest is skipped; changes nothing
-    #[command(after_help = PLAN_HELP)]
-    Plan(AutosyncArgs),
-
-    /// Carry the selected commits: cherry-pick, validate, then fast-forward or open a pull request
-    #[command(after_help = RUN_HELP)]
-    Run(AutosyncArgs),
-
-    /// Show the state file: commits processed per source and the last run's outcome
-    #[command(after_help = STATUS_HELP)]
-    Status(AutosyncArgs),
-}
-
-const PLAN_HELP: &str = "The global --config FILE names the Auto-Sync configuration [default: autosync.toml].\n\n\
-Exit codes: 0 planned; 2 configuration error; 3 a source could not be reached.\n\n\
-Example:\n  genesisctl autosync plan --config autosync.toml\n  \
-genesisctl autosync plan --output json | jq '.sources[].skipped[] | {sha, reason, path}'";
-
-const RUN_HELP: &str = "The global --config FILE names the Auto-Sync configuration [default: autosync.toml].\n\n\
-Exit codes: 0 merged or nothing new; 1 a pull request was opened, a branch waits for review, \
-or a cherry-pick conflicted; 2 configuration error; 3 git, network or GitHub failure.\n\n\
-Example:\n  SOURCE_PAT=... GITHUB_TOKEN=... genesisctl autosync run --config autosync.toml";
-
-const STATUS_HELP: &str = "The global --config FILE names the Auto-Sync configuration [default: autosync.toml].\n\n\
-Example:\n  genesisctl autosync status\n  genesisctl autosync status --output json | jq '.last_run'";
-
-/// No options of its own yet: the configuration comes from the global `--config`.
-#[derive(Debug, Args)]
-pub struct AutosyncArgs {}
 
 fn failure(e: AutosyncError) -> Failure {
     let code = if e.is_input_error() {
@@ -117,7 +85,7 @@ pub async fn run(command: &AutosyncCommand, global: &GlobalArgs, shell: &Shell) 
                 quiet: global.quiet,
             };
             let ctx = Context::load(shell, &bridge_global, Vec::new())?;
-            let bus = crate::genesis::open_bus(&ctx).await?;
+            let bus = ctx.open_bus().await?;
             let events = BusEvents {
                 bus: bus.clone(),
                 failures: Mutex::new(Vec::new()),
@@ -125,7 +93,7 @@ pub async fn run(command: &AutosyncCommand, global: &GlobalArgs, shell: &Shell) 
             let report = bridge_autosync::run(&config, &env, &events)
                 .await
                 .map_err(failure)?;
-            crate::genesis::record_in_ledger(&ctx, &bus).await?;
+            crate::genesis::record_in_ledger(&ctx.state, &bus).await?;
             for warning in events
                 .failures
                 .into_inner()

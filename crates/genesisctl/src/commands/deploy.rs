@@ -57,7 +57,7 @@ async fn publish_local(ctx: &Context<'_>, request: DeployEventRequest) -> Result
     let event = request
         .into_event(time::OffsetDateTime::now_utc())
         .map_err(|e| anyhow!("--timestamp: {e}"))?;
-    let bus = crate::genesis::open_bus(ctx).await?;
+    let bus = ctx.open_bus().await?;
     let topics = event.topics();
     let batch = topics
         .iter()

@@ -10,7 +10,6 @@ use serde_json::{Value, json};
 
 use crate::context::Context;
 use crate::exit::Code;
-use crate::genesis::open_bus;
 
 pub async fn publish(
     ctx: &Context<'_>,
@@ -21,7 +20,7 @@ pub async fn publish(
     let payload: Value =
         serde_json::from_str(payload).map_err(|e| anyhow!("the payload is not JSON: {e}"))?;
     let role: Role = role.parse().map_err(|e| anyhow!("--as: {e}"))?;
-    let bus = open_bus(ctx).await?;
+    let bus = ctx.open_bus().await?;
     let event = bus
         .publish(topic, payload, role)
         .await
@@ -39,7 +38,7 @@ pub async fn tail(
     limit: usize,
     follow: bool,
 ) -> anyhow::Result<Code> {
-    let bus = open_bus(ctx).await?;
+    let bus = ctx.open_bus().await?;
     let pattern = topic.unwrap_or(">");
     let parsed = TopicPattern::parse(pattern).map_err(|e| anyhow!("--topic: {e}"))?;
     // Without --since, the last `limit` events; with it, everything after it.
@@ -110,7 +109,7 @@ pub async fn tail(
 }
 
 pub async fn stats(ctx: &Context<'_>) -> anyhow::Result<Code> {
-    let bus = open_bus(ctx).await?;
+    let bus = ctx.open_bus().await?;
     let stats = bus.stats().await?;
     if ctx.shell.is_json() {
         ctx.shell
@@ -140,7 +139,7 @@ pub async fn export(
     topic: Option<&str>,
     out: Option<&PathBuf>,
 ) -> anyhow::Result<Code> {
-    let bus = open_bus(ctx).await?;
+    let bus = ctx.open_bus().await?;
     let pattern = TopicPattern::parse(topic.unwrap_or(">")).map_err(|e| anyhow!("--topic: {e}"))?;
     let mut text = String::new();
     let mut after = 0;

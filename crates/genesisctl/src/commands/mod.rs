@@ -76,7 +76,7 @@ async fn record_in_ledger(ctx: &Context<'_>) {
     let Some(bus) = ctx.bus.get() else {
         return;
     };
-    if let Err(e) = crate::genesis::record_in_ledger(ctx, bus).await {
+    if let Err(e) = crate::genesis::record_in_ledger(&ctx.state, bus).await {
         ctx.shell.warn(format!(
             "the events were published but not yet recorded in the ledger ({e:#}); the next \
              command records them"

@@ -54,7 +54,7 @@ pub async fn run(ctx: Context<'_>, args: &ServeArgs) -> CmdResult {
     server_ctx.state.ensure()?;
     // rustls on `ring` for every client the server builds (platform adapters, deploy hooks).
     bridge_platforms::http::install_tls();
-    let bus = crate::genesis::open_bus(server_ctx).await?;
+    let bus = server_ctx.open_bus().await?;
     let ledger = LedgerAccess {
         path: server_ctx.state.ledger_path(),
         origin: LEDGER_ORIGIN.to_owned(),
