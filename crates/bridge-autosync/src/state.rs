@@ -127,22 +127,11 @@ impl StateFile {
             message: format!("cannot serialise: {e}"),
         })?;
         json.push(b'\n');
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".autosync-state-")
-            .suffix(".tmp")
-            .tempfile_in(dir)
-            .map_err(|e| fail("cannot create a temporary file beside it", e))?;
-        tmp.write_all(&json).map_err(|e| fail("cannot write", e))?;
-        tmp.as_file()
-            .sync_all()
-            .map_err(|e| fail("cannot flush", e))?;
-        tmp.persist(path)
-            .map_err(|e| fail("cannot replace it", e.error))?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            // Makes the rename durable; a failure here loses nothing already written.
-            let _ = d.sync_all();
-        }
-        Ok(())
+        // Beside it, fsynced, renamed over it, the directory fsynced: the one atomic writer.
+        bridge_platforms::local::write_atomically(path, &json).map_err(|e| AutosyncError::State {
+            path: path.to_owned(),
+            message: format!("cannot write: {e}"),
+        })
     }
 }
 

@@ -12,7 +12,7 @@
 
 use std::fmt;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 use std::time::{Duration, Instant, SystemTime};
@@ -122,6 +122,8 @@ pub enum TokenError {
         path: PathBuf,
         source: io::Error,
     },
+    #[error("writing {path}: {message}")]
+    Write { path: PathBuf, message: String },
     #[error("{path} is not a token file Bridge wrote: {message}")]
     Malformed { path: PathBuf, message: String },
     #[error("no source of randomness for a new token: {0}")]
@@ -312,20 +314,17 @@ fn write_atomically(path: &Path, file: &TokenFile) -> Result<(), TokenError> {
         path: path.to_owned(),
         message: e.to_string(),
     })?;
-    let tmp = path.with_extension("json.tmp");
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut out = options.open(&tmp).map_err(|e| io_err("creating", e))?;
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.write_all(b"\n"))
-        .and_then(|()| out.sync_all())
-        .map_err(|e| io_err("writing", e))?;
-    fs::rename(&tmp, path).map_err(|e| io_err("replacing", e))
+    let text = format!("{text}\n");
+    bridge_platforms::local::write_atomically(path, text.as_bytes()).map_err(|e| {
+        TokenError::Write {
+            path: path.to_owned(),
+            message: e.to_string(),
+        }
+    })?;
+    // Only hashes, but who may call what: owner-only, whatever the file was before.
+    use std::os::unix::fs::PermissionsExt as _;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+        .map_err(|e| io_err("setting permissions on", e))
 }
 
 fn hex(bytes: &[u8]) -> String {
