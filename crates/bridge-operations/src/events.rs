@@ -81,22 +81,36 @@ pub(crate) async fn outcome(
         });
         events.push((topic, with_cause(payload, origin)));
     }
-    if applied + failed == 0 {
-        return Ok(());
-    }
     let complete = json!({
         "source": source,
         "targets": outcome.targets.len(),
         "applied": applied,
         "failed": failed,
         "journal": journal,
-        "origin": origin.name(),
     });
+    publish_with_complete(bus, origin, events, complete, "the sync").await
+}
+
+/// Publishes `events` and, when there are any, `envsync.complete` with `complete`'s fields,
+/// in one append.
+async fn publish_with_complete(
+    bus: &Bus,
+    origin: &Origin,
+    mut events: Vec<(&str, Value)>,
+    mut complete: Value,
+    what: &str,
+) -> Result<(), OpsError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    if let Value::Object(map) = &mut complete {
+        map.insert("origin".into(), origin.name().into());
+    }
     events.push(("envsync.complete", with_cause(complete, origin)));
     bus.publish_all(events, Role::System)
         .await
         .map(drop)
-        .map_err(|e| OpsError::State(format!("publishing the sync's events: {e}")))
+        .map_err(|e| OpsError::State(format!("publishing the events of {what}: {e}")))
 }
 
 /// What a resume or rollback wrote: `envsync.commit` per target written, `envsync.error` per
@@ -134,22 +148,14 @@ pub(crate) async fn recovery(
         });
         events.push((topic, with_cause(payload, origin)));
     }
-    if events.is_empty() {
-        return Ok(());
-    }
     let complete = json!({
         "action": action,
         "targets": outcome.targets.len(),
         "applied": applied,
         "failed": failed,
         "journal": journal,
-        "origin": origin.name(),
     });
-    events.push(("envsync.complete", with_cause(complete, origin)));
-    bus.publish_all(events, Role::System)
-        .await
-        .map(drop)
-        .map_err(|e| OpsError::State(format!("publishing the {action}'s events: {e}")))
+    publish_with_complete(bus, origin, events, complete, action).await
 }
 
 /// `envsync.drift`: which keys are out of parity where (names only), and who found it, which
