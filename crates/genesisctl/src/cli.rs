@@ -480,8 +480,11 @@ const SERVE_HELP: &str = "\
 Every path but the two health checks and the dashboard needs `Authorization: Bearer TOKEN` \
 with a token from `genesisctl token create`: observer reads, operator also dry-runs, applies \
 and publishes, admiral may do everything, the vault included. GET /openapi.json describes \
-every route. SIGINT or SIGTERM stops accepting, lets requests in flight finish and records \
-every acknowledged event in the ledger before exiting.
+every route. SIGINT or SIGTERM stops accepting and gives requests in flight, then the \
+reactions and the scheduler, server.shutdown_timeout_secs (BRIDGE_SHUTDOWN_TIMEOUT_SECS, 10 s) \
+to finish; every acknowledged event is in the ledger before it exits, and work left over is \
+picked up on the next start. Reading (GET /parity, the dashboard) never triggers a heal: only \
+drift found by `env verify`, the scheduler or a post-deploy check does, in ENVSYNC_MODE=enforce.
 
 --sandbox starts emulated Render, Netlify and GitHub APIs in the same process, seeded with \
 variables and some drift, in a fresh state directory, and prints an admiral token: the whole \
