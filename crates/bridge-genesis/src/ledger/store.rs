@@ -515,11 +515,26 @@ type Encoded = (String, Vec<u8>, Option<i64>);
 /// The positions in a batch of the entries that record no bus event the file already
 /// holds, nor one recorded earlier in the same batch.
 fn unrecorded(tx: &Connection, encoded: &[Encoded]) -> Result<Vec<usize>, LedgerError> {
+    let seqs = || encoded.iter().filter_map(|(_, _, seq)| *seq);
+    let (Some(lo), Some(hi)) = (seqs().min(), seqs().max()) else {
+        return Ok((0..encoded.len()).collect());
+    };
+    // One range scan of the seq index for the batch (a feed's batch is a run of sequences),
+    // rather than a lookup per entry.
     let mut seen = std::collections::HashSet::new();
+    {
+        let mut stmt = tx.prepare_cached(
+            "SELECT seq FROM ledger_entries WHERE seq >= ?1 AND seq <= ?2 AND seq IS NOT NULL",
+        )?;
+        let mut rows = stmt.query(params![lo, hi])?;
+        while let Some(row) = rows.next()? {
+            seen.insert(row.get::<_, i64>(0)?);
+        }
+    }
     let mut keep = Vec::with_capacity(encoded.len());
     for (i, (_, _, seq)) in encoded.iter().enumerate() {
         if let Some(seq) = *seq
-            && (!seen.insert(seq) || recorded_at(tx, seq)?.is_some())
+            && !seen.insert(seq)
         {
             continue;
         }
