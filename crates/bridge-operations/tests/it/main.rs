@@ -145,6 +145,13 @@ async fn different_places_do_not_wait_for_each_other() {
     assert_eq!(r.host.concurrency.max_active.load(Ordering::SeqCst), 2);
 }
 
+/// The lock of `scope`, as another process holds it.
+async fn hold(dir: &std::path::Path, scope: &str) -> bridge_operations::ApplyGuard {
+    bridge_operations::locks::acquire(dir, [scope.to_owned()], "serve", Duration::from_secs(1))
+        .await
+        .unwrap()
+}
+
 /// An apply that cannot have the lock in time fails, names the place, and writes nothing; a
 /// dry run meanwhile goes ahead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,14 +159,7 @@ async fn a_busy_place_is_an_error_that_names_it_and_dry_runs_never_wait() {
     let r = rig(Duration::from_millis(100));
     let dir = r._dir.path().join("locks");
     std::fs::create_dir_all(&dir).unwrap();
-    let held = bridge_operations::locks::acquire(
-        &dir,
-        ["render:srv-1".to_owned()],
-        "serve",
-        Duration::from_secs(1),
-    )
-    .await
-    .unwrap();
+    let held = hold(&dir, "render:srv-1").await;
     let err = r
         .ops
         .sync(request("prod=render", Mode::Apply, Origin::Cli))
@@ -180,14 +180,7 @@ async fn a_busy_place_is_an_error_that_names_it_and_dry_runs_never_wait() {
     assert!(planned.targets[0].plan.is_some());
     drop(held);
     // A rollback takes the same lock.
-    let _held = bridge_operations::locks::acquire(
-        &dir,
-        ["render:srv-1".to_owned()],
-        "serve",
-        Duration::from_secs(1),
-    )
-    .await
-    .unwrap();
+    let _held = hold(&dir, "render:srv-1").await;
     let err = r
         .ops
         .rollback(&"render".parse().unwrap(), None, Origin::Cli)

@@ -171,15 +171,25 @@ fn origin(principal: &Principal) -> Origin {
     }
 }
 
+/// `POST /envsync/{dry-run|apply}/{provider}`: 404 for a provider not configured.
+async fn one_provider(
+    state: AppState,
+    provider: String,
+    principal: &Principal,
+    mode: Mode,
+) -> Result<Json<SyncResult>, ApiError> {
+    state.inner.ops.provider(&provider)?;
+    run_sync(state, provider, mode, origin(principal))
+        .await
+        .map(Json)
+}
+
 async fn dry_run(
     State(state): State<AppState>,
     Path(provider): Path<String>,
     principal: axum::Extension<Principal>,
 ) -> Result<Json<SyncResult>, ApiError> {
-    state.inner.ops.provider(&provider)?;
-    run_sync(state, provider, Mode::DryRun, origin(&principal))
-        .await
-        .map(Json)
+    one_provider(state, provider, &principal, Mode::DryRun).await
 }
 
 async fn apply(
@@ -187,10 +197,7 @@ async fn apply(
     Path(provider): Path<String>,
     principal: axum::Extension<Principal>,
 ) -> Result<Json<SyncResult>, ApiError> {
-    state.inner.ops.provider(&provider)?;
-    run_sync(state, provider, Mode::Apply, origin(&principal))
-        .await
-        .map(Json)
+    one_provider(state, provider, &principal, Mode::Apply).await
 }
 
 async fn apply_all(

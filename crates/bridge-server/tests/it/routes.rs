@@ -61,6 +61,15 @@ async fn dry_run_and_apply_answer_the_plan_and_unknown_providers_are_404() {
     assert_eq!(body["results"].as_array().unwrap().len(), 2);
 }
 
+/// The apply lock of `scope`, taken as a CLI in another process takes it.
+async fn try_lock(
+    dir: &std::path::Path,
+    scope: &str,
+) -> Result<bridge_operations::ApplyGuard, bridge_operations::OpsError> {
+    bridge_operations::locks::acquire(dir, [scope.to_owned()], "cli", Duration::from_millis(50))
+        .await
+}
+
 /// One apply at a time per place, whoever holds the lock: a second API apply to the same
 /// service waits, and past the lock timeout answers 409 naming the holder; a lock taken as
 /// another process takes it (the lock file) is respected the same way; dry runs never wait.
@@ -97,14 +106,10 @@ async fn applies_to_one_place_are_serialised_whoever_starts_them_and_dry_runs_ne
 
     // As a CLI in another process would take it.
     let locks = h.dir.path().join("locks");
-    let other = bridge_operations::locks::acquire(
-        &locks,
-        ["render:srv-test".to_owned()],
-        "another process",
-        Duration::from_millis(50),
-    )
-    .await;
-    assert!(other.is_err(), "the lock file was free during an apply");
+    assert!(
+        try_lock(&locks, "render:srv-test").await.is_err(),
+        "the lock file was free during an apply"
+    );
 
     let dry = Instant::now();
     let (status, body) = h
@@ -123,15 +128,7 @@ async fn applies_to_one_place_are_serialised_whoever_starts_them_and_dry_runs_ne
     assert_eq!(render.applies.load(Ordering::SeqCst), 1);
 
     // Released with the apply: the next one goes ahead, and finds nothing left to write.
-    let guard = bridge_operations::locks::acquire(
-        &locks,
-        ["render:srv-test".to_owned()],
-        "test",
-        Duration::from_millis(50),
-    )
-    .await
-    .unwrap();
-    drop(guard);
+    drop(try_lock(&locks, "render:srv-test").await.unwrap());
     let (status, body) = h
         .call(request("POST", "/envsync/apply/render", Some(&op), None))
         .await;
