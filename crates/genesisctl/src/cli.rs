@@ -175,10 +175,11 @@ with no variables is refused unless --allow-empty-source.\n\nExamples:\n  genesi
         allow_empty_source: bool,
     },
 
-    /// Save a plan to apply later with `env apply`; exits 1 when it has changes
+    /// Save a plan to apply later with `env apply`; exits 0 once written
     #[command(
         after_help = "The plan file holds keys, operations and keyed fingerprints, never values. \
-`env apply` re-reads the source and the targets and refuses the plan if either changed since.\n\nExample:\n  genesisctl env plan --from local:.env --target render,github --out plan.json\n  genesisctl env apply plan.json"
+`env apply` re-reads the source and the targets and refuses the plan if either changed since.\n\nExit codes: 0 written; with --detailed-exitcode, 0 no changes and 1 changes; 2 and 3 as \
+everywhere (input error, platform failure).\n\nExample:\n  genesisctl env plan --from local:.env --target render,github --out plan.json\n  genesisctl env apply plan.json"
     )]
     Plan {
         #[command(flatten)]
@@ -187,6 +188,10 @@ with no variables is refused unless --allow-empty-source.\n\nExamples:\n  genesi
         /// Where to write the plan
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+
+        /// Exit 1 when the plan has changes, 0 when it has none (for scripts that branch)
+        #[arg(long)]
+        detailed_exitcode: bool,
     },
 
     /// Apply a plan saved by `env plan`, exactly, or refuse if anything changed since

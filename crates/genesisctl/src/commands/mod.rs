@@ -116,7 +116,11 @@ async fn dispatch(ctx: &Context<'_>, command: Command) -> CmdResult {
             ..
         }) => verify::run(ctx, platforms.as_deref(), report, audit_md).await,
         Command::Env(EnvCommand::Check { from, .. }) => check::run(ctx, from.as_deref()).await,
-        Command::Env(EnvCommand::Plan { args, out }) => plan_file::plan(ctx, &args, &out).await,
+        Command::Env(EnvCommand::Plan {
+            args,
+            out,
+            detailed_exitcode,
+        }) => plan_file::plan(ctx, &args, &out, detailed_exitcode).await,
         Command::Env(EnvCommand::Apply { plan, force }) => {
             plan_file::apply(ctx, &plan, force).await
         }

@@ -85,7 +85,8 @@ fn describe(outcome: &SyncOutcome, scope: &Scope, key: &FingerprintKey) -> PlanF
     }
 }
 
-pub async fn plan(ctx: &Context<'_>, args: &SyncArgs, out: &Path) -> CmdResult {
+/// Writes the plan; exits 0 once written, or with `detailed` 1 when it has changes.
+pub async fn plan(ctx: &Context<'_>, args: &SyncArgs, out: &Path, detailed: bool) -> CmdResult {
     let source = ctx.source_spec(args.from.as_deref())?;
     let targets = ctx.target_specs(args.target.as_deref())?;
     let scope = sync::configured_scope(ctx);
@@ -105,7 +106,13 @@ pub async fn plan(ctx: &Context<'_>, args: &SyncArgs, out: &Path) -> CmdResult {
     let code = sync::report(ctx, &outcome, Options::diff())?;
     ctx.shell
         .status("Wrote", format!("plan to {}", out.display()));
-    Ok(code)
+    // The report says 1 for changes (a diff's answer); a plan written is a success unless the
+    // caller asked for the detailed answer. Input and platform errors keep 2 and 3.
+    Ok(if detailed || code > Code::Drift {
+        code
+    } else {
+        Code::Ok
+    })
 }
 
 pub async fn apply(ctx: &Context<'_>, path: &Path, force: bool) -> CmdResult {

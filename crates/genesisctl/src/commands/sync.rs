@@ -131,10 +131,12 @@ pub fn report(
     for t in &outcome.targets {
         let this = match &t.status {
             TargetStatus::InSync | TargetStatus::Applied { .. } => Code::Ok,
-            TargetStatus::Planned | TargetStatus::Refused(_) | TargetStatus::Unverified { .. } => {
-                Code::Drift
-            }
-            TargetStatus::Rejected(_) => Code::Input,
+            // Not applied, whether a guard refused the plan or the platform's rules would:
+            // the output names the guard or the rule.
+            TargetStatus::Planned
+            | TargetStatus::Refused(_)
+            | TargetStatus::Rejected(_)
+            | TargetStatus::Unverified { .. } => Code::Drift,
             TargetStatus::Failed(e) => code_of(e),
         };
         code = code.max(this);

@@ -298,8 +298,20 @@ async fn missing_settings_and_bad_tokens_say_what_to_fix() {
 async fn plan_files_apply_exactly_or_refuse_when_stale() {
     let emu = emulators(EmulatorConfig::default()).await;
     let s = sandbox(&emu);
+    // Writing a plan succeeds, changes or not, so `env plan --out p && env apply p` works.
     let plan = s.run(&["env", "plan", "--target", "render", "--out", "plan.json"]);
-    assert_eq!(plan.code, 1, "{plan:?}");
+    assert_eq!(plan.code, 0, "{plan:?}");
+    // `--detailed-exitcode`: 1 when it has changes.
+    let detailed = s.run(&[
+        "env",
+        "plan",
+        "--target",
+        "render",
+        "--out",
+        "plan.json",
+        "--detailed-exitcode",
+    ]);
+    assert_eq!(detailed.code, 1, "{detailed:?}");
     let text = s.read("plan.json");
     for secret in SECRET_VALUES {
         assert!(!text.contains(secret), "plan file holds {secret}");
@@ -314,12 +326,37 @@ async fn plan_files_apply_exactly_or_refuse_when_stale() {
     assert_eq!(
         s.run(&["env", "plan", "--target", "render", "--out", "plan.json"])
             .code,
-        1
+        0
     );
     let applied = s.run(&["env", "apply", "plan.json"]);
     assert_eq!(applied.code, 0, "{applied:?}");
+    // Nothing left to change: 0 with `--detailed-exitcode` too.
+    let none = s.run(&[
+        "env",
+        "plan",
+        "--target",
+        "render",
+        "--out",
+        "plan.json",
+        "--detailed-exitcode",
+    ]);
+    assert_eq!(none.code, 0, "{none:?}");
     let mut want = expected();
     want.insert("EXTRA".into(), "x".into());
     assert_eq!(emu.render().unwrap().vars(), want);
+    emu.shutdown().await;
+}
+
+/// A plan the platform's rules reject is "not applied", as a guard's refusal is: exit 1,
+/// naming the key and the rule, and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_platform_rule_rejection_exits_1_and_names_the_rule() {
+    let emu = emulators(EmulatorConfig::default()).await;
+    let s = sandbox(&emu);
+    s.file(".env", &format!("{}GITHUB_DEPLOY_KEY=abc\n", source_env()));
+    let run = s.run(&["env", "sync", "--target", "github"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.all().contains("GITHUB_DEPLOY_KEY"), "{}", run.all());
+    assert_eq!(emu.github().unwrap().stats().writes, 0);
     emu.shutdown().await;
 }
