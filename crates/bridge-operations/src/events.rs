@@ -150,6 +150,7 @@ pub(crate) async fn recovery(
     }
     let complete = json!({
         "action": action,
+        "written_as": outcome.written_as.map(|j| j.0),
         "targets": outcome.targets.len(),
         "applied": applied,
         "failed": failed,

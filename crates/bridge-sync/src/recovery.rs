@@ -5,20 +5,28 @@
 //! [`rollback`] takes the newest journal that wrote to a target (or a given one) and
 //! restores every op that was done to its pre-image: a created key is deleted, an updated
 //! or deleted key gets its old value back. A write-only value Bridge never wrote cannot be
-//! restored; it is reported, not guessed.
+//! restored; it is reported, not guessed. A rollback is itself an apply: it is journalled
+//! (with its own pre-images) before its first write, so a crash mid-way can be resumed, and
+//! the next rollback undoes it — rolling back twice returns to where you started, never
+//! further back than the caller asks with `to`.
 
 use bridge_core::FingerprintKey;
 use bridge_core::diff::{Change, PlanOp};
 use bridge_platforms::{PlatformError, RemoteValue};
 
 use crate::engine::{Sinks, apply_ops};
-use crate::store::{Journal, JournalId, JournalState, JournalTarget, PreImage, StateStore};
+use crate::store::{
+    Journal, JournalId, JournalOp, JournalState, JournalTarget, PreImage, StateStore,
+};
 use crate::{SyncError, Target};
 
 /// What a resume or rollback did.
 #[derive(Debug)]
 pub struct RecoveryOutcome {
+    /// The journal resumed or undone.
     pub journal: JournalId,
+    /// A rollback's own journal, when it wrote anything.
+    pub written_as: Option<JournalId>,
     pub targets: Vec<RecoveryTarget>,
 }
 
@@ -111,6 +119,7 @@ pub async fn resume(
     )?;
     Ok(Some(RecoveryOutcome {
         journal: journal.id,
+        written_as: None,
         targets,
     }))
 }
@@ -194,6 +203,7 @@ pub async fn rollback(
             report.error = Some(e);
             return Ok(Some(RecoveryOutcome {
                 journal: journal.id,
+                written_as: None,
                 targets: vec![report],
             }));
         }
@@ -224,22 +234,80 @@ pub async fn rollback(
         }
     }
     ops.sort_by(|a, b| a.key.cmp(&b.key));
+    // Journal the rollback like any apply: its ops and what they overwrite, before the first
+    // write.
+    let written_as = if ops.is_empty() {
+        None
+    } else {
+        let entry = JournalTarget {
+            identity: identity.clone(),
+            spec: jt.spec.clone(),
+            label: jt.label.clone(),
+            state: JournalState::Applying,
+            error: None,
+            ops: ops
+                .iter()
+                .map(|op| {
+                    Ok(JournalOp {
+                        key: op.key.clone(),
+                        change: op.change,
+                        after: op.after.clone(),
+                        before: pre_image(store, &identity, &op.key, current.get(&op.key))?,
+                        done: false,
+                    })
+                })
+                .collect::<Result<_, SyncError>>()?,
+        };
+        let source = format!("rollback of journal {}", journal.id);
+        Some(store.begin(&source, &crate::now_rfc3339(), &[entry])?)
+    };
     let sinks = Sinks {
         store: Some(store),
+        journal: written_as,
         ..Sinks::default()
     };
-    match apply_ops(target, &identity, &ops, &current, sinks, key).await? {
+    let applied = apply_ops(target, &identity, &ops, &current, sinks, key).await?;
+    let state = match applied {
         Ok(writes) => {
             report.writes = writes;
             store.finish_target(journal.id, &identity, JournalState::RolledBack, None)?;
             if journal.targets.len() == 1 {
                 store.finish(journal.id, JournalState::RolledBack)?;
             }
+            JournalState::Done
         }
-        Err(e) => report.error = Some(e),
+        Err(e) => {
+            report.error = Some(e);
+            JournalState::Failed
+        }
+    };
+    if let Some(id) = written_as {
+        let error = report.error.as_ref().map(|e| e.to_string());
+        store.finish_target(id, &identity, state, error.as_deref())?;
+        store.finish(id, state)?;
     }
     Ok(Some(RecoveryOutcome {
         journal: journal.id,
+        written_as,
         targets: vec![report],
     }))
+}
+
+/// What `key` holds on the target before a rollback overwrites it, for the rollback's own
+/// journal: a readable value, nothing, or a write-only value restorable only if it is the one
+/// Bridge last wrote.
+fn pre_image(
+    store: &StateStore,
+    identity: &str,
+    key: &str,
+    now: Option<&RemoteValue>,
+) -> Result<PreImage, SyncError> {
+    Ok(match now {
+        None => PreImage::Absent,
+        Some(RemoteValue::Readable(v)) => PreImage::Value(v.clone()),
+        Some(RemoteValue::WriteOnly { .. }) => match store.recorded_value(identity, key)? {
+            Some(v) => PreImage::Value(v),
+            None => PreImage::Unknown,
+        },
+    })
 }

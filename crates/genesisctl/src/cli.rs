@@ -211,8 +211,10 @@ everywhere (input error, platform failure).\n\nExample:\n  genesisctl env plan -
 
     /// Undo the last apply to a target (or the one given) from its journal
     #[command(
-        after_help = "Values the platform never returned and Bridge never wrote cannot be restored; \
-they are listed.\n\nExample:\n  genesisctl env rollback --target render\n  genesisctl env rollback --target local:.env.production --to 12"
+        after_help = "A rollback is itself an apply: journalled, under the target's apply lock, \
+published and recorded in the ledger. So a second rollback undoes the first, returning to \
+where you started; --to goes further back, explicitly. Values the platform never returned \
+and Bridge never wrote cannot be restored; they are listed.\n\nExample:\n  genesisctl env rollback --target render\n  genesisctl env rollback --target local:.env.production --to 12"
     )]
     Rollback {
         /// The target to restore

@@ -232,3 +232,39 @@ async fn rollback_of_write_only_values_restores_what_bridge_wrote() {
         "restored from the sealed record of our last write"
     );
 }
+
+/// A rollback is itself an apply: rolling back twice returns to where you were, never past
+/// the first sync to an empty service; and the rollback is journalled like any apply.
+#[tokio::test]
+async fn rolling_back_twice_returns_to_where_you_started() {
+    let f = fixture(false, "A=1\nB=2\n");
+    f.fake.set("KEEP", "theirs");
+    let key = FingerprintKey::from_bytes(KEY);
+    // First sync: A, B created. Second: B changes.
+    run(f.job(Deletions::Keep)).await.unwrap();
+    std::fs::write(&f.source_path, "A=1\nB=3\n").unwrap();
+    run(f.job(Deletions::Keep)).await.unwrap();
+    let after_both = f.fake.vars();
+
+    // Undo the latest apply: B goes back to 2.
+    let first = rollback(&f.store, &f.target(), None, &key)
+        .await
+        .unwrap()
+        .expect("an apply to undo");
+    assert!(first.is_ok(), "{first:?}");
+    assert_eq!(f.fake.vars()["B"], "2");
+    assert!(
+        first.written_as.is_some(),
+        "the rollback was not journalled"
+    );
+
+    // Undo the latest apply again: that is the rollback, so B is 3 again, and A and KEEP
+    // are still there.
+    let second = rollback(&f.store, &f.target(), None, &key)
+        .await
+        .unwrap()
+        .expect("an apply to undo");
+    assert!(second.is_ok(), "{second:?}");
+    assert_eq!(second.journal, first.written_as.unwrap());
+    assert_eq!(f.fake.vars(), after_both);
+}

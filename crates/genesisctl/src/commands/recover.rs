@@ -64,7 +64,12 @@ fn show(ctx: &Context<'_>, what: &str, outcome: &RecoveryOutcome) -> CmdResult {
             })
             .collect();
         ctx.shell
-            .print_json(&json!({"action": what, "journal": outcome.journal.0, "targets": targets}))
+            .print_json(&json!({
+                "action": what,
+                "journal": outcome.journal.0,
+                "written_as": outcome.written_as.map(|j| j.0),
+                "targets": targets,
+            }))
             .map_err(anyhow::Error::from)?;
         return Ok(code);
     }

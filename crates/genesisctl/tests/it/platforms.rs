@@ -360,3 +360,35 @@ async fn a_platform_rule_rejection_exits_1_and_names_the_rule() {
     assert_eq!(emu.github().unwrap().stats().writes, 0);
     emu.shutdown().await;
 }
+
+/// `env rollback` twice on Render returns to where it started (the second undoes the
+/// first), never past the first sync to an empty service; each names the apply it undoes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_back_twice_on_render_returns_to_where_it_started() {
+    let emu = emulators(EmulatorConfig::default()).await;
+    let s = sandbox(&emu);
+    let render = emu.render().unwrap();
+    assert_eq!(s.run(&["env", "sync", "--target", "render"]).code, 0);
+    s.file(
+        ".env",
+        &source_env().replace("LOG_LEVEL=info", "LOG_LEVEL=debug"),
+    );
+    assert_eq!(s.run(&["env", "sync", "--target", "render"]).code, 0);
+    let after_both = render.vars();
+
+    let first = s.run(&["env", "rollback", "--target", "render", "--output", "json"]);
+    assert_eq!(first.code, 0, "{first:?}");
+    assert_eq!(render.vars()["LOG_LEVEL"], "info");
+    let undone = first.json()["journal"].as_i64().unwrap();
+
+    let second = s.run(&["env", "rollback", "--target", "render", "--output", "json"]);
+    assert_eq!(second.code, 0, "{second:?}");
+    assert_eq!(
+        render.vars(),
+        after_both,
+        "the second rollback went past the first"
+    );
+    assert_eq!(second.json()["journal"], first.json()["written_as"]);
+    assert_ne!(second.json()["journal"].as_i64().unwrap(), undone);
+    emu.shutdown().await;
+}
