@@ -28,10 +28,12 @@ pub enum Observed {
 
 /// What is known about a write-only value: the fingerprint Bridge recorded when it last wrote
 /// it, and whether the platform reports a change since that write (its `updated_at`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct WriteOnlyState {
     pub recorded: Option<Fingerprint>,
     pub changed_since_record: bool,
+    /// The platform's own stamp, RFC 3339, when it gives one.
+    pub updated_at: Option<String>,
 }
 
 /// Everything a target was observed to hold.
@@ -472,6 +474,7 @@ mod tests {
             Observed::WriteOnly(WriteOnlyState {
                 recorded,
                 changed_since_record: changed,
+                updated_at: None,
             })
         };
         dst.insert("S1".into(), wo(fp("same"), false));

@@ -1,12 +1,17 @@
 //! Parity across N places: does every place hold every key, with the same value?
 //!
 //! [`ParityMatrix::build`] lines up the keys of several labelled observations (a `.env` file,
-//! Render, GitHub…) and judges each cell against the first place that holds a readable value
-//! (the reference, usually the canonical source). Write-only cells are compared through the
-//! fingerprint of Bridge's last write; when that is missing or the platform reports a change
-//! since, the cell is *unknown*, never assumed equal. [`ParityMatrix::report`] renders the
-//! seed's report: `verified_at, has_drift, missing_in_<label>[], conflicts{KEY:{label:value}},
-//! summary{total_keys, <label>_count, drift_count}`, with secret values shown as `"<secret>"`.
+//! Render, GitHub…) and judges each place's value for each key against the first place (the
+//! source), in one vocabulary ([`Cell`]): `equal`, `different`, `missing` (in the source,
+//! absent here), `extra` (here, absent from the source), `unknown` (write-only, never written
+//! by Bridge), `changed_outside` (write-only, its stamp moved since Bridge's write). Values are
+//! compared with the first readable value among the places; write-only ones through the
+//! fingerprint of Bridge's last write, never assumed equal. [`ParityMatrix::report`] renders
+//! the seed's report (`verified_at, has_drift, missing_in_<label>[], conflicts{KEY:{label:
+//! value}}, summary{total_keys, <label>_count, drift_count}`) plus `extra_in_<label>[]`,
+//! `changed_outside{KEY:{label:stamp}}`, `unknown{KEY:[labels]}` and `proven`, with secret
+//! values shown as `"<secret>"`. `has_drift` counts missing, extra, different and
+//! changed-outside keys; `proven` is false while any key is unknown.
 
 use std::collections::BTreeMap;
 
@@ -23,18 +28,47 @@ pub struct ParityColumn {
     pub observed: ObservedSet,
 }
 
-/// How one place's value for one key compares with the reference.
+/// How one place's value for one key compares with the source (the first place).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Cell {
-    /// Equal to the reference (or the reference itself).
-    Same,
+    /// Equal to the source's (or the source's own value).
+    Equal,
     /// Present with another value.
-    Differs,
-    /// Absent.
+    Different,
+    /// In the source, absent here.
     Missing,
-    /// Present, write-only, and not comparable.
+    /// Here, absent from the source.
+    Extra,
+    /// Write-only here and never written by Bridge: not comparable.
     Unknown,
+    /// Write-only here, and the platform's stamp moved since Bridge wrote it.
+    ChangedOutside,
+    /// Absent here and from the source: nothing to judge.
+    Absent,
+}
+
+impl Cell {
+    /// Whether this cell is drift: the place does not hold what the source says.
+    pub fn is_drift(self) -> bool {
+        matches!(
+            self,
+            Cell::Different | Cell::Missing | Cell::Extra | Cell::ChangedOutside
+        )
+    }
+
+    /// The word reports and events use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cell::Equal => "equal",
+            Cell::Different => "different",
+            Cell::Missing => "missing",
+            Cell::Extra => "extra",
+            Cell::Unknown => "unknown",
+            Cell::ChangedOutside => "changed_outside",
+            Cell::Absent => "absent",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -54,6 +88,8 @@ pub struct ParityRow {
     pub status: RowStatus,
     /// What each place shows for the report: the value, `"<secret>"`, or `None` when absent.
     shown: Vec<Option<String>>,
+    /// The platform's stamp of each changed-outside cell.
+    stamps: Vec<Option<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -134,20 +170,35 @@ impl ParityMatrix {
             .collect();
         let reference = tokens.iter().flatten().next();
 
+        let in_source = observed.first().is_some_and(Option::is_some);
         let cells: Vec<Cell> = observed
             .iter()
             .zip(&tokens)
-            .map(|(o, t)| match (o, t) {
-                (None, _) => Cell::Missing,
+            .enumerate()
+            .map(|(i, (o, t))| match (o, t) {
+                (None, _) if in_source => Cell::Missing,
+                (None, _) => Cell::Absent,
+                // A key the source does not hold is extra wherever it is, whatever its value.
+                (Some(_), _) if !in_source && i > 0 => Cell::Extra,
+                (Some(Observed::WriteOnly(s)), None) if s.changed_since_record => {
+                    Cell::ChangedOutside
+                }
                 (Some(_), None) => Cell::Unknown,
-                (Some(_), Some(t)) if Some(t) == reference => Cell::Same,
-                (Some(_), Some(_)) => Cell::Differs,
+                (Some(_), Some(t)) if Some(t) == reference => Cell::Equal,
+                (Some(_), Some(_)) => Cell::Different,
             })
             .collect();
-        let status = if cells
+        let stamps = observed
             .iter()
-            .any(|c| matches!(c, Cell::Missing | Cell::Differs))
-        {
+            .zip(&cells)
+            .map(|(o, c)| match (o, c) {
+                (Some(Observed::WriteOnly(s)), Cell::ChangedOutside) => {
+                    Some(s.updated_at.clone().unwrap_or_default())
+                }
+                _ => None,
+            })
+            .collect();
+        let status = if cells.iter().any(|c| c.is_drift()) {
             RowStatus::Drift
         } else if cells.contains(&Cell::Unknown) {
             RowStatus::Unknown
@@ -169,6 +220,7 @@ impl ParityMatrix {
             cells,
             status,
             shown,
+            stamps,
         }
     }
 
@@ -183,22 +235,45 @@ impl ParityMatrix {
         self.drift_count() > 0
     }
 
+    /// Whether every key could be judged: no value is unknown.
+    pub fn proven(&self) -> bool {
+        !self.rows.iter().any(|r| r.cells.contains(&Cell::Unknown))
+    }
+
+    /// The keys whose cell at place `index` is `cell`.
+    fn keys_at(&self, index: usize, cell: Cell) -> Vec<String> {
+        self.rows
+            .iter()
+            .filter(|r| r.cells[index] == cell)
+            .map(|r| r.key.clone())
+            .collect()
+    }
+
     /// The seed's parity report. `verified_at` is passed in: this crate reads no clock.
     pub fn report(&self, verified_at: String) -> ParityReport {
         let mut missing = BTreeMap::new();
+        let mut extra = BTreeMap::new();
         for (i, label) in self.labels.iter().enumerate() {
-            let keys: Vec<String> = self
-                .rows
-                .iter()
-                .filter(|r| r.cells[i] == Cell::Missing)
-                .map(|r| r.key.clone())
-                .collect();
-            missing.insert(format!("missing_in_{label}"), keys);
+            missing.insert(
+                format!("missing_in_{label}"),
+                self.keys_at(i, Cell::Missing),
+            );
+            extra.insert(format!("extra_in_{label}"), self.keys_at(i, Cell::Extra));
         }
         let mut conflicts = BTreeMap::new();
         let mut unknown = BTreeMap::new();
+        let mut changed_outside = BTreeMap::new();
         for row in &self.rows {
-            if row.cells.contains(&Cell::Differs) {
+            let stamped: BTreeMap<String, String> = self
+                .labels
+                .iter()
+                .zip(&row.stamps)
+                .filter_map(|(l, s)| Some((l.clone(), s.clone()?)))
+                .collect();
+            if !stamped.is_empty() {
+                changed_outside.insert(row.key.clone(), stamped);
+            }
+            if row.cells.contains(&Cell::Different) {
                 let by_label = self
                     .labels
                     .iter()
@@ -227,9 +302,12 @@ impl ParityMatrix {
         ParityReport {
             verified_at,
             has_drift: self.has_drift(),
+            proven: self.proven(),
             platforms: self.labels.clone(),
             missing,
+            extra,
             conflicts,
+            changed_outside,
             unknown,
             summary: ParitySummary {
                 total_keys: self.rows.len(),
@@ -249,11 +327,21 @@ impl ParityMatrix {
 #[derive(Debug, Clone, Serialize)]
 pub struct ParityReport {
     pub verified_at: String,
+    /// Any key missing, extra, different or changed outside Bridge.
     pub has_drift: bool,
+    /// Every key was judged: none is unknown. Parity holds only when this is true too.
+    pub proven: bool,
     pub platforms: Vec<String>,
+    /// `missing_in_<label>`: in the source, absent there.
     #[serde(flatten)]
     pub missing: BTreeMap<String, Vec<String>>,
+    /// `extra_in_<label>`: there, absent from the source.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Vec<String>>,
     pub conflicts: BTreeMap<String, BTreeMap<String, String>>,
+    /// Write-only values whose platform stamp moved since Bridge wrote them: `{KEY: {label:
+    /// stamp}}`.
+    pub changed_outside: BTreeMap<String, BTreeMap<String, String>>,
     /// Keys whose write-only value could not be compared, with the places concerned.
     pub unknown: BTreeMap<String, Vec<String>>,
     pub summary: ParitySummary,
@@ -298,12 +386,14 @@ mod tests {
         );
         let report = serde_json::to_value(m.report("2026-11-22T00:00:00Z".into())).unwrap();
         assert_eq!(report["has_drift"], true);
-        assert_eq!(report["missing_in_local"], serde_json::json!(["C"]));
+        // C is only on netlify: extra there, not missing from the source nor render.
+        assert_eq!(report["missing_in_local"], serde_json::json!([]));
+        assert_eq!(report["extra_in_netlify"], serde_json::json!(["C"]));
         assert_eq!(
             report["missing_in_netlify"],
             serde_json::json!(["API_TOKEN", "B"])
         );
-        assert_eq!(report["missing_in_render"], serde_json::json!(["C"]));
+        assert_eq!(report["missing_in_render"], serde_json::json!([]));
         assert_eq!(report["conflicts"]["B"]["local"], "2");
         assert_eq!(report["conflicts"]["B"]["render"], "3");
         assert_eq!(report["conflicts"]["API_TOKEN"]["render"], "<secret>");
@@ -325,16 +415,10 @@ mod tests {
             "T".into(),
             Observed::WriteOnly(WriteOnlyState {
                 recorded,
-                changed_since_record: false,
+                ..WriteOnlyState::default()
             }),
         );
-        github.insert(
-            "U".into(),
-            Observed::WriteOnly(WriteOnlyState {
-                recorded: None,
-                changed_since_record: false,
-            }),
-        );
+        github.insert("U".into(), Observed::WriteOnly(WriteOnlyState::default()));
         let columns = [
             column("local", &[("T", "v"), ("U", "w")]),
             ParityColumn {
@@ -348,11 +432,79 @@ mod tests {
             &SecretClassifier::default(),
             Some(&key),
         );
-        assert_eq!(m.rows[0].cells, vec![Cell::Same, Cell::Same]);
-        assert_eq!(m.rows[1].cells, vec![Cell::Same, Cell::Unknown]);
+        assert_eq!(m.rows[0].cells, vec![Cell::Equal, Cell::Equal]);
+        assert_eq!(m.rows[1].cells, vec![Cell::Equal, Cell::Unknown]);
         assert_eq!(m.rows[1].status, RowStatus::Unknown);
         assert!(!m.has_drift());
+        // Not drift, but not parity either: unproven.
+        assert!(!m.proven());
         let report = m.report(String::new());
         assert_eq!(report.unknown["U"], vec!["github".to_string()]);
+        assert!(!report.proven);
+    }
+
+    /// A write-only value whose stamp moved since Bridge wrote it is drift, changed outside
+    /// Bridge at its stamp; never unknown, never equal.
+    #[test]
+    fn a_write_only_value_changed_outside_bridge_is_drift_with_its_stamp() {
+        let key = FingerprintKey::from_bytes([3; 32]);
+        let mut github = ObservedSet::new();
+        github.insert(
+            "T".into(),
+            Observed::WriteOnly(WriteOnlyState {
+                recorded: Some(key.fingerprint(&SecretValue::new("v"))),
+                changed_since_record: true,
+                updated_at: Some("2026-12-01T10:00:00Z".into()),
+            }),
+        );
+        let columns = [
+            column("local", &[("T", "v")]),
+            ParityColumn {
+                label: "github".into(),
+                observed: github,
+            },
+        ];
+        let m = ParityMatrix::build(
+            &columns,
+            &KeyFilter::default(),
+            &SecretClassifier::default(),
+            Some(&key),
+        );
+        assert_eq!(m.rows[0].cells, vec![Cell::Equal, Cell::ChangedOutside]);
+        assert!(m.has_drift());
+        assert!(m.proven());
+        let report = serde_json::to_value(m.report(String::new())).unwrap();
+        assert_eq!(report["has_drift"], true);
+        assert_eq!(
+            report["changed_outside"]["T"]["github"],
+            "2026-12-01T10:00:00Z"
+        );
+        assert_eq!(report["unknown"], serde_json::json!({}));
+    }
+
+    /// A key added by hand on one target is extra there only: the other targets, which do
+    /// not hold it either, are not drifted by it.
+    #[test]
+    fn a_key_only_on_one_target_is_extra_there_and_nowhere_else() {
+        let columns = [
+            column("local", &[("A", "1")]),
+            column("render", &[("A", "1"), ("HAND_MADE", "x")]),
+            column("github", &[("A", "1")]),
+        ];
+        let m = ParityMatrix::build(
+            &columns,
+            &KeyFilter::default(),
+            &SecretClassifier::default(),
+            None,
+        );
+        let row = m.rows.iter().find(|r| r.key == "HAND_MADE").unwrap();
+        assert_eq!(row.cells, vec![Cell::Absent, Cell::Extra, Cell::Absent]);
+        let report = serde_json::to_value(m.report(String::new())).unwrap();
+        assert_eq!(report["extra_in_render"], serde_json::json!(["HAND_MADE"]));
+        assert_eq!(report["extra_in_github"], serde_json::json!([]));
+        assert_eq!(report["missing_in_local"], serde_json::json!([]));
+        assert_eq!(report["missing_in_github"], serde_json::json!([]));
+        assert_eq!(report["has_drift"], true);
+        assert_eq!(report["proven"], true);
     }
 }

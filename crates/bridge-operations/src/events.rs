@@ -2,7 +2,7 @@
 //! never a value. The ledger records them through its one feeder, not from here.
 
 use bridge_core::FingerprintKey;
-use bridge_core::parity::ParityReport;
+use bridge_core::parity::{ParityMatrix, ParityReport};
 use bridge_genesis::bus::{Bus, Role};
 use bridge_sync::{RecoveryOutcome, SyncOutcome, TargetStatus};
 use serde_json::{Map, Value, json};
@@ -164,31 +164,22 @@ pub(crate) async fn recovery(
 pub(crate) async fn drift(
     bus: &Bus,
     origin: &Origin,
+    matrix: &ParityMatrix,
     report: &ParityReport,
 ) -> Result<(), OpsError> {
     let conflicts: Vec<&String> = report.conflicts.keys().collect();
-    // Keys each place differs on from the first (the reference): what a heal would write.
+    // Keys each place drifts on from the source: what a heal of that place would write.
     let mut by_platform = Map::new();
-    if let Some(reference) = report.platforms.first() {
-        for place in report.platforms.iter().skip(1) {
-            let missing = report
-                .missing
-                .get(&format!("missing_in_{place}"))
-                .map_or(0, Vec::len);
-            let differing = report
-                .conflicts
-                .values()
-                .filter(|values| {
-                    matches!((values.get(place), values.get(reference)), (Some(a), Some(b)) if a != b)
-                })
-                .count();
-            by_platform.insert(place.clone(), (missing + differing).into());
-        }
+    for (i, place) in matrix.labels.iter().enumerate().skip(1) {
+        let drifted = matrix.rows.iter().filter(|r| r.cells[i].is_drift()).count();
+        by_platform.insert(place.clone(), drifted.into());
     }
     let payload = json!({
         "verified_at": report.verified_at,
         "platforms": report.platforms,
         "missing": report.missing,
+        "extra": report.extra,
+        "changed_outside": report.changed_outside.keys().collect::<Vec<_>>(),
         "conflicts": conflicts,
         "by_platform": by_platform,
         "drift_count": report.summary.drift_count,

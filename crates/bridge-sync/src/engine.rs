@@ -189,6 +189,7 @@ pub fn observe(remote: &RemoteSet, records: &BTreeMap<String, WriteRecord>) -> O
                             (Some(ours), Some(now)) => ours != now,
                             _ => false,
                         },
+                        updated_at: updated_at.clone(),
                     })
                 }
             };

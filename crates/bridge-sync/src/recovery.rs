@@ -16,7 +16,7 @@ use bridge_platforms::{PlatformError, RemoteValue};
 
 use crate::engine::{Sinks, apply_ops};
 use crate::store::{
-    Journal, JournalId, JournalOp, JournalState, JournalTarget, PreImage, StateStore,
+    Journal, JournalId, JournalOp, JournalState, JournalTarget, PreImage, StateStore, StoreError,
 };
 use crate::{SyncError, Target};
 
@@ -256,7 +256,7 @@ pub async fn rollback(
                         done: false,
                     })
                 })
-                .collect::<Result<_, SyncError>>()?,
+                .collect::<Result<_, StoreError>>()?,
         };
         let source = format!("rollback of journal {}", journal.id);
         Some(store.begin(&source, &crate::now_rfc3339(), &[entry])?)
@@ -301,7 +301,7 @@ fn pre_image(
     identity: &str,
     key: &str,
     now: Option<&RemoteValue>,
-) -> Result<PreImage, SyncError> {
+) -> Result<PreImage, StoreError> {
     Ok(match now {
         None => PreImage::Absent,
         Some(RemoteValue::Readable(v)) => PreImage::Value(v.clone()),

@@ -252,9 +252,13 @@ and Bridge never wrote cannot be restored; they are listed.\n\nExample:\n  genes
         interpolate_env: bool,
     },
 
-    /// Check that every place holds the same keys and values; exits 1 on drift
+    /// Check that every place holds the same keys and values; exits 1 on drift or unproven parity
     #[command(
-        after_help = "The first place is the reference the others are judged against.\n\nExample:\n  genesisctl env verify --platforms local:.env,local:.env.production --report parity.json --audit-md AUDIT.md"
+        after_help = "The first place is the source the others are judged against. Each key is, at \
+each place: equal, different, missing (in the source, absent here), extra (here, absent from \
+the source), unknown (write-only, never written by Bridge) or changed_outside (write-only, \
+changed since Bridge wrote it). Exit 0 only when nothing drifts and every key could be judged; \
+--allow-unknown accepts unknown values.\n\nExample:\n  genesisctl env verify --platforms local:.env,local:.env.production --report parity.json --audit-md AUDIT.md"
     )]
     Verify {
         /// The places to compare [default: sync.source and sync.targets]
@@ -268,6 +272,10 @@ and Bridge never wrote cannot be restored; they are listed.\n\nExample:\n  genes
         /// Also write an audit summary as Markdown to FILE
         #[arg(long, value_name = "FILE.md")]
         audit_md: Option<PathBuf>,
+
+        /// Exit 0 even when some write-only values cannot be compared (unknown)
+        #[arg(long)]
+        allow_unknown: bool,
 
         #[command(flatten)]
         scope: ScopeArgs,

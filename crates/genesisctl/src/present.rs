@@ -351,12 +351,13 @@ pub fn parity_text(m: &ParityMatrix) -> String {
             for (i, (cell, w)) in row.cells.iter().zip(&widths).enumerate() {
                 // No padding after the last column: lines end where their text does.
                 let w = if i == last { 0 } else { *w };
-                let (style, text) = match cell {
-                    Cell::Same => (GREEN, "ok"),
-                    Cell::Differs => (YELLOW, "differs"),
-                    Cell::Missing => (RED, "missing"),
-                    Cell::Unknown => (CYAN, "unknown"),
+                let style = match cell {
+                    Cell::Equal | Cell::Absent => GREEN,
+                    Cell::Different | Cell::ChangedOutside => YELLOW,
+                    Cell::Missing | Cell::Extra => RED,
+                    Cell::Unknown => CYAN,
                 };
+                let text = cell_word(*cell);
                 let _ = write!(out, "  {style}{text:<w$}{style:#}");
             }
             out.push('\n');
@@ -375,10 +376,13 @@ pub fn parity_text(m: &ParityMatrix) -> String {
         .zip(&m.counts)
         .map(|(l, n)| format!("{l} {n}"))
         .collect();
-    let verdict = if drift == 0 {
-        format!("{GREEN}in parity{GREEN:#}")
-    } else {
+    // Parity is claimed only when it is proven: an unknown value may differ.
+    let verdict = if drift > 0 {
         format!("{RED}drift{RED:#}")
+    } else if unknown > 0 {
+        format!("{CYAN}parity unproven{CYAN:#}")
+    } else {
+        format!("{GREEN}in parity{GREEN:#}")
     };
     let _ = writeln!(
         out,
@@ -387,7 +391,29 @@ pub fn parity_text(m: &ParityMatrix) -> String {
         m.labels.len(),
         places.join(", ")
     );
+    if unknown > 0 {
+        let keys: Vec<&str> = m
+            .rows
+            .iter()
+            .filter(|r| r.status == RowStatus::Unknown)
+            .map(|r| r.key.as_str())
+            .collect();
+        let _ = writeln!(
+            out,
+            "unknown: {} (write-only, never written by Bridge: `env sync` writes them, or pass \
+             --allow-unknown to accept)",
+            keys.join(", ")
+        );
+    }
     out
+}
+
+/// A cell as text and Markdown show it: the report's word, `-` where there is nothing.
+fn cell_word(cell: Cell) -> &'static str {
+    match cell {
+        Cell::Absent => "-",
+        other => other.as_str(),
+    }
 }
 
 /// The audit summary written by `env verify --audit-md`.
@@ -402,20 +428,23 @@ pub fn audit_markdown(m: &ParityMatrix, report: &bridge_core::parity::ParityRepo
         "- Result: {} ({} drifted, {} unknown)\n",
         if report.has_drift {
             "**drift**"
+        } else if !report.proven {
+            "**parity unproven**"
         } else {
             "in parity"
         },
         report.summary.drift_count,
         report.summary.unknown_count
     );
-    let _ = writeln!(md, "| Place | Keys | Missing |");
-    let _ = writeln!(md, "|---|---:|---:|");
+    let _ = writeln!(md, "| Place | Keys | Missing | Extra |");
+    let _ = writeln!(md, "|---|---:|---:|---:|");
     for (label, count) in m.labels.iter().zip(&m.counts) {
-        let missing = report
-            .missing
-            .get(&format!("missing_in_{label}"))
-            .map_or(0, Vec::len);
-        let _ = writeln!(md, "| {label} | {count} | {missing} |");
+        let listed = |lists: &std::collections::BTreeMap<String, Vec<String>>, prefix: &str| {
+            lists.get(&format!("{prefix}{label}")).map_or(0, Vec::len)
+        };
+        let missing = listed(&report.missing, "missing_in_");
+        let extra = listed(&report.extra, "extra_in_");
+        let _ = writeln!(md, "| {label} | {count} | {missing} | {extra} |");
     }
     let rows: Vec<_> = m
         .rows
@@ -436,16 +465,7 @@ pub fn audit_markdown(m: &ParityMatrix, report: &bridge_core::parity::ParityRepo
         for row in rows {
             let _ = write!(md, "| `{}` |", row.key);
             for cell in &row.cells {
-                let _ = write!(
-                    md,
-                    " {} |",
-                    match cell {
-                        Cell::Same => "ok",
-                        Cell::Differs => "differs",
-                        Cell::Missing => "missing",
-                        Cell::Unknown => "unknown",
-                    }
-                );
+                let _ = write!(md, " {} |", cell_word(*cell));
             }
             md.push('\n');
         }

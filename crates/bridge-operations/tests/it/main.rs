@@ -248,3 +248,27 @@ async fn only_a_verification_that_may_heal_announces_drift() {
     assert_eq!(drift[0]["origin"], "scheduler");
     assert_eq!(drift[0]["by_platform"]["render"], 1);
 }
+
+/// A key added by hand on one target is drift there only (`extra`), not on every place.
+#[tokio::test]
+async fn a_key_on_one_target_drifts_that_target_only() {
+    let r = rig(Duration::from_secs(10));
+    r.host.place("render").set("HAND_MADE", "x");
+    let report = r
+        .ops
+        .parity(
+            DriftNotice::Publish(Origin::Cli),
+            "2026-12-03T00:00:00Z".into(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        report.extra["extra_in_render"],
+        vec!["HAND_MADE".to_owned()]
+    );
+    assert!(report.extra["extra_in_netlify"].is_empty());
+    let drift = topics(&r.bus, "envsync.drift").await;
+    // render: B missing and HAND_MADE extra; netlify: B missing only.
+    assert_eq!(drift[0]["by_platform"]["render"], 2, "{:?}", drift[0]);
+    assert_eq!(drift[0]["by_platform"]["netlify"], 1, "{:?}", drift[0]);
+}

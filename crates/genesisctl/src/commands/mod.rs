@@ -113,8 +113,9 @@ async fn dispatch(ctx: &Context<'_>, command: Command) -> CmdResult {
             platforms,
             report,
             audit_md,
+            allow_unknown,
             ..
-        }) => verify::run(ctx, platforms.as_deref(), report, audit_md).await,
+        }) => verify::run(ctx, platforms.as_deref(), report, audit_md, allow_unknown).await,
         Command::Env(EnvCommand::Check { from, .. }) => check::run(ctx, from.as_deref()).await,
         Command::Env(EnvCommand::Plan {
             args,

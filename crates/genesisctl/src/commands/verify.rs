@@ -17,6 +17,7 @@ pub async fn run(
     platforms: Option<&str>,
     report_path: Option<PathBuf>,
     audit_path: Option<PathBuf>,
+    allow_unknown: bool,
 ) -> CmdResult {
     let specs = match platforms {
         Some(text) => PlatformSpec::parse_list(text).map_err(|e| anyhow!("--platforms: {e}"))?,
@@ -54,7 +55,8 @@ pub async fn run(
             ctx.shell.status("Wrote", path.display().to_string());
         }
     }
-    Ok(if report.has_drift {
+    // Parity only when proven: an unknown value may differ.
+    Ok(if report.has_drift || !(report.proven || allow_unknown) {
         Code::Drift
     } else {
         Code::Ok

@@ -126,11 +126,18 @@ fn an_applied_sync_publishes_commit_and_complete() {
         "json",
     ]);
     let event: serde_json::Value = serde_json::from_str(drift.stdout.trim()).unwrap();
+    // LOG_LEVEL left the source: extra in a.env, not missing from the source.
+    let a_env = event["platforms"][1].as_str().unwrap().to_owned();
     assert_eq!(
-        event["missing"]["missing_in_env"],
-        serde_json::json!(["LOG_LEVEL"])
+        event["extra"][format!("extra_in_{a_env}")],
+        serde_json::json!(["LOG_LEVEL"]),
+        "{event}"
     );
+    assert_eq!(event["missing"]["missing_in_env"], serde_json::json!([]));
     assert_eq!(event["conflicts"], serde_json::json!(["API_TOKEN"]));
+    assert_eq!(event["by_platform"][&a_env], 2, "{event}");
+    assert_eq!(event["heal"], true);
+    assert_eq!(event["origin"], "cli");
     assert!(!drift.stdout.contains("tok-"));
 }
 

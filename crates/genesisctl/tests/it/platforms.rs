@@ -151,11 +151,16 @@ async fn drift_on_every_platform_is_found_and_healed() {
     let report = verify.json();
     assert_eq!(report["conflicts"]["LOG_LEVEL"]["render"], "debug");
     assert_eq!(report["missing_in_netlify"], serde_json::json!(["PORT"]));
-    // The GitHub secret changed out of band: its stamp moved, so it is not "in parity".
-    assert_eq!(
-        report["unknown"]["DB_PASSWORD"],
-        serde_json::json!(["github"])
+    // The GitHub secret changed out of band: its stamp moved, so it is drift, changed
+    // outside Bridge at that stamp (neither "in parity" nor merely unknown).
+    assert!(
+        report["changed_outside"]["DB_PASSWORD"]["github"]
+            .as_str()
+            .is_some_and(|stamp| !stamp.is_empty()),
+        "{report}"
     );
+    assert!(report["unknown"].get("DB_PASSWORD").is_none(), "{report}");
+    assert_eq!(report["has_drift"], true);
 
     let diff = s.run(&["env", "diff", "--target", ALL, "--output", "json"]);
     assert_eq!(diff.code, 1);
@@ -390,5 +395,50 @@ async fn rolling_back_twice_on_render_returns_to_where_it_started() {
     );
     assert_eq!(second.json()["journal"], first.json()["written_as"]);
     assert_ne!(second.json()["journal"].as_i64().unwrap(), undone);
+    emu.shutdown().await;
+}
+
+/// A write-only value Bridge never wrote cannot be compared: parity is unproven, exit 1,
+/// naming the key, unless `--allow-unknown` accepts it. Before, this said "in parity", exit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_values_leave_parity_unproven() {
+    let emu = emulators(EmulatorConfig::default()).await;
+    let s = sandbox(&emu);
+    s.file(".env", "DB_PASSWORD=db-pass-987\n");
+    // Set on GitHub by hand: never written by Bridge, so no fingerprint is on record.
+    emu.github()
+        .unwrap()
+        .set_secret(None, "DB_PASSWORD", "db-pass-987");
+    let verify = s.run(&["env", "verify", "--platforms", "local:.env,github"]);
+    assert_eq!(verify.code, 1, "{verify:?}");
+    assert!(
+        verify.stdout.contains("parity unproven"),
+        "{}",
+        verify.stdout
+    );
+    assert!(
+        verify.stdout.contains("unknown: DB_PASSWORD"),
+        "{}",
+        verify.stdout
+    );
+    no_secret_in(&verify);
+    let json = s.run(&[
+        "env",
+        "verify",
+        "--platforms",
+        "local:.env,github",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(json.json()["proven"], false);
+    assert_eq!(json.json()["has_drift"], false);
+    let accepted = s.run(&[
+        "env",
+        "verify",
+        "--platforms",
+        "local:.env,github",
+        "--allow-unknown",
+    ]);
+    assert_eq!(accepted.code, 0, "{accepted:?}");
     emu.shutdown().await;
 }

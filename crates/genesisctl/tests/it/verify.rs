@@ -21,10 +21,13 @@ fn report_has_the_seed_shape_and_exit_1_on_drift() {
         assert!(report.get(field).is_some(), "missing {field}");
     }
     assert_eq!(report["has_drift"], true);
+    // Only in production: extra there, not missing from the source.
+    assert_eq!(report["missing_in_local"], serde_json::json!([]));
     assert_eq!(
-        report["missing_in_local"],
+        report["extra_in_production"],
         serde_json::json!(["LEGACY_QUEUE_URL"])
     );
+    assert_eq!(report["proven"], true);
     assert_eq!(
         report["missing_in_production"],
         serde_json::json!(["FEATURE_FLAGS", "SENTRY_DSN"])
@@ -41,10 +44,11 @@ fn report_has_the_seed_shape_and_exit_1_on_drift() {
     assert_eq!(report["summary"]["drift_count"], 5);
     let audit = s.read("AUDIT.md");
     assert!(
-        audit.contains("| `STRIPE_SECRET_KEY` | ok | differs |"),
+        audit.contains("| `STRIPE_SECRET_KEY` | equal | different |"),
         "{audit}"
     );
     assert!(!audit.contains("sk_live"), "{audit}");
+    assert!(audit.contains("| production | 10 | 2 | 1 |"), "{audit}");
 }
 
 #[test]
