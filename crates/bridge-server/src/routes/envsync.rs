@@ -101,7 +101,11 @@ pub(crate) fn routes() -> Vec<Route> {
             summary: "Parity report across the source and every provider",
             description: "The seed's shape: `verified_at, has_drift, missing_in_<platform>[], \
                           conflicts{KEY:{platform:value|\"<secret>\"}}, summary{total_keys, \
-                          <platform>_count, drift_count}`. Secret values appear as `<secret>`.",
+                          <platform>_count, drift_count}`, plus `extra_in_<platform>[]` (keys \
+                          absent from the source), `changed_outside{KEY:{platform:stamp}}`, \
+                          `unknown{KEY:[platforms]}` and `proven` (false while any key is \
+                          unknown). Secret values appear as `<secret>`. A read: it publishes \
+                          nothing, so no reaction follows it.",
             tag: "envsync",
             access: Access::Role(Role::Observer),
             params: &[],
