@@ -94,6 +94,18 @@ pub enum UpdateReason {
     Forced,
 }
 
+impl PlanOp {
+    /// The op as plans, reports and events name it: `create`, `update`, `delete`, `noop`,
+    /// `unknown`, or `write_unknown` (a write-only value that cannot be compared, written
+    /// because the source is canonical).
+    pub fn op_name(&self) -> &'static str {
+        match (self.change, self.reason) {
+            (Change::Update, Some(UpdateReason::Forced)) => "write_unknown",
+            (change, _) => change.as_str(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanOp {
     pub key: String,
@@ -125,10 +137,11 @@ pub enum Deletions {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum UnknownPolicy {
-    /// Report unknown write-only values and leave them alone.
-    #[default]
+    /// Report unknown write-only values and leave them alone (`--unknown=skip`).
     Report,
-    /// Write them, so that afterwards their fingerprint is on record.
+    /// Write them, so that afterwards their fingerprint is on record: the source is
+    /// canonical, and a rotated secret must reach a platform that cannot be read back.
+    #[default]
     Write,
 }
 
@@ -481,7 +494,11 @@ mod tests {
         dst.insert("S2".into(), wo(fp("old"), false));
         dst.insert("S3".into(), wo(fp("x"), true));
         dst.insert("S4".into(), wo(None, false));
-        let plan = diff(&src, &dst, &DiffOptions::default(), Some(&key));
+        let skip = DiffOptions {
+            unknown: UnknownPolicy::Report,
+            ..DiffOptions::default()
+        };
+        let plan = diff(&src, &dst, &skip, Some(&key));
         let reasons: Vec<_> = plan.ops.iter().map(|o| (o.change, o.reason)).collect();
         assert_eq!(
             reasons,
@@ -493,14 +510,12 @@ mod tests {
             ]
         );
         // Without the key nothing can be judged.
-        let blind = diff(&src, &dst, &DiffOptions::default(), None);
+        let blind = diff(&src, &dst, &skip, None);
         assert!(blind.ops.iter().all(|o| o.change == Change::Unknown));
-        let forced = DiffOptions {
-            unknown: UnknownPolicy::Write,
-            ..DiffOptions::default()
-        };
-        let plan = diff(&src, &dst, &forced, Some(&key));
+        // By default an unknown value is written (the source is canonical), named so.
+        let plan = diff(&src, &dst, &DiffOptions::default(), Some(&key));
         assert_eq!(plan.ops[3].reason, Some(UpdateReason::Forced));
+        assert_eq!(plan.ops[3].op_name(), "write_unknown");
     }
 
     #[test]

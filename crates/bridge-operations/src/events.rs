@@ -52,7 +52,7 @@ pub(crate) async fn outcome(
             .map(|op| {
                 json!({
                     "key": op.key,
-                    "op": op.change.as_str(),
+                    "op": op.op_name(),
                     "fingerprint": op.after.as_ref().map(|v| key.fingerprint(v).to_hex()),
                 })
             })

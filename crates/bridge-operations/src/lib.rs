@@ -27,7 +27,7 @@ pub mod testing;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bridge_core::diff::{DeletionGuard, Deletions, DiffOptions, UnknownPolicy};
+use bridge_core::diff::{DeletionGuard, Deletions, DiffOptions};
 use bridge_core::filter::KeyFilter;
 use bridge_core::parity::ParityMatrix;
 use bridge_core::schema::Schema;
@@ -44,6 +44,7 @@ pub use crate::locks::ApplyGuard;
 pub use crate::log::{LogFormat, LogLevel, Logger};
 pub use crate::outcome::{Counts, PlannedChange, ProviderSync, Summary};
 pub use bridge_core::SecretClassifier;
+pub use bridge_core::diff::UnknownPolicy;
 pub use bridge_core::parity::ParityReport;
 pub use bridge_sync::{Mode, now_rfc3339};
 
@@ -94,6 +95,9 @@ pub struct Scope {
     pub include_prefixes: Vec<String>,
     pub exclude_prefixes: Vec<String>,
     pub allow_deletions: bool,
+    /// What to do with write-only values that cannot be compared: write them (the default:
+    /// the source is canonical) or leave them (`--unknown=skip`).
+    pub unknown: UnknownPolicy,
 }
 
 /// What operations take from the configuration.
@@ -300,7 +304,7 @@ impl<'h> Operations<'h> {
                     } else {
                         Deletions::Keep
                     },
-                    unknown: UnknownPolicy::Report,
+                    unknown: scope.unknown,
                 },
                 guard: (!request.force).then_some(DeletionGuard {
                     max_share: self.settings.max_delete_share,

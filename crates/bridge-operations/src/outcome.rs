@@ -137,7 +137,7 @@ impl ProviderSync {
             .filter(|op| op.change != Change::Noop)
             .map(|op| PlannedChange {
                 key: op.key.clone(),
-                op: op.change.as_str(),
+                op: op.op_name(),
                 secret: match &op.after {
                     Some(value) => classifier.is_secret_entry(&op.key, value),
                     None => classifier.is_secret(&op.key),

@@ -311,8 +311,30 @@ pub struct SyncArgs {
     #[arg(long)]
     pub allow_deletions: bool,
 
+    /// Write-only values Bridge cannot compare (never written by it, e.g. on a fresh CI
+    /// runner): write them, as the source is canonical, or skip them and report them unknown
+    #[arg(long, value_enum, value_name = "WHAT", default_value = "write")]
+    pub unknown: UnknownArg,
+
     #[command(flatten)]
     pub scope: ScopeArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum UnknownArg {
+    /// Write them (`write_unknown` in a plan)
+    Write,
+    /// Leave them and report them `unknown`
+    Skip,
+}
+
+impl From<UnknownArg> for bridge_operations::UnknownPolicy {
+    fn from(arg: UnknownArg) -> Self {
+        match arg {
+            UnknownArg::Write => bridge_operations::UnknownPolicy::Write,
+            UnknownArg::Skip => bridge_operations::UnknownPolicy::Report,
+        }
+    }
 }
 
 /// Which keys a command looks at.

@@ -217,6 +217,7 @@ impl<'a> Context<'a> {
                 include_prefixes: cfg.include_prefixes.clone(),
                 exclude_prefixes: cfg.exclude_prefixes.clone(),
                 allow_deletions: cfg.allow_deletions,
+                unknown: bridge_operations::UnknownPolicy::default(),
             },
             ignore: cfg.ignore.clone(),
             protect: cfg.protect.clone(),

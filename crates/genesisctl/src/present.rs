@@ -92,7 +92,8 @@ pub struct TargetReport {
 #[derive(Serialize)]
 pub struct ChangeReport {
     pub key: String,
-    pub op: Change,
+    /// `create`, `update`, `delete`, `unknown` or `write_unknown`.
+    pub op: &'static str,
     pub secret: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub before: Option<String>,
@@ -174,7 +175,7 @@ fn change_report(op: &PlanOp, r: &Redactor<'_>) -> ChangeReport {
     let show = |v: &Option<SecretValue>| v.as_ref().map(|v| r.full(&op.key, v));
     ChangeReport {
         key: op.key.clone(),
-        op: op.change,
+        op: op.op_name(),
         secret: r.is_secret(&op.key)
             || [&op.before, &op.after]
                 .into_iter()
@@ -250,7 +251,7 @@ fn op_line(op: &PlanOp, width: usize, r: &Redactor<'_>) -> String {
                 Some(bridge_core::diff::UpdateReason::ChangedOutOfBand) => {
                     "  (changed out of band)"
                 }
-                Some(bridge_core::diff::UpdateReason::Forced) => "  (unknown; written anyway)",
+                Some(bridge_core::diff::UpdateReason::Forced) => "  (cannot compare: writing)",
                 _ => "",
             };
             format!(

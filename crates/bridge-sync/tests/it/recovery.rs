@@ -79,17 +79,28 @@ fn expect(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> 
 async fn write_only_values_are_judged_from_records_and_stamps() {
     let f = fixture(true, "A=1\nB=2\n");
     // Before any write of ours, the existing value is unknown: not equal, not different.
+    // With --unknown=skip it is only reported.
     f.fake.set("A", "1");
-    let out = run(f.job(Deletions::Keep)).await.unwrap();
+    let mut skip = f.job(Deletions::Keep);
+    skip.options.diff.unknown = bridge_core::diff::UnknownPolicy::Report;
+    skip.options.mode = Mode::DryRun;
+    let out = run(skip).await.unwrap();
     let plan = out.targets[0].plan.as_ref().unwrap();
     assert_eq!(plan.summary().unknown, 1);
     assert_eq!(plan.summary().create, 1);
-    assert_eq!(f.fake.writes(), 1);
+    // By default it is written (the source is canonical: a fresh runner must still
+    // propagate a rotated secret), and from then on it is on record.
+    let out = run(f.job(Deletions::Keep)).await.unwrap();
+    let plan = out.targets[0].plan.as_ref().unwrap();
+    assert_eq!(plan.ops[0].op_name(), "write_unknown");
+    assert_eq!(plan.summary().unknown, 0);
+    assert_eq!(f.fake.writes(), 2);
 
-    // Once B is written, its fingerprint and stamp are on record: a repeat writes nothing.
+    // Once A and B are written, their fingerprints and stamps are on record: a repeat
+    // writes nothing.
     let out = run(f.job(Deletions::Keep)).await.unwrap();
     assert!(matches!(out.targets[0].status, TargetStatus::InSync));
-    assert_eq!(f.fake.writes(), 1);
+    assert_eq!(f.fake.writes(), 2);
 
     // Change the source: B is updated, judged by fingerprint.
     f.write_source("A=1\nB=3\n");

@@ -29,6 +29,9 @@ struct PlanFile {
     include_prefixes: Vec<String>,
     exclude_prefixes: Vec<String>,
     allow_deletions: bool,
+    /// `--unknown=skip`: unknown write-only values were left out of the plan.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    skip_unknown: bool,
     targets: Vec<PlannedTarget>,
 }
 
@@ -59,6 +62,7 @@ fn describe(outcome: &SyncOutcome, scope: &Scope, key: &FingerprintKey) -> PlanF
         include_prefixes: scope.include_prefixes.clone(),
         exclude_prefixes: scope.exclude_prefixes.clone(),
         allow_deletions: scope.allow_deletions,
+        skip_unknown: scope.unknown == bridge_operations::UnknownPolicy::Report,
         targets: outcome
             .targets
             .iter()
@@ -73,7 +77,7 @@ fn describe(outcome: &SyncOutcome, scope: &Scope, key: &FingerprintKey) -> PlanF
                     .flat_map(|p| p.writes())
                     .map(|op| PlannedChange {
                         key: op.key.clone(),
-                        op: op.change.as_str().into(),
+                        op: op.op_name().into(),
                         after: match op.change {
                             Change::Delete => None,
                             _ => op.after.as_ref().map(|v| key.fingerprint(v).to_hex()),
@@ -89,7 +93,10 @@ fn describe(outcome: &SyncOutcome, scope: &Scope, key: &FingerprintKey) -> PlanF
 pub async fn plan(ctx: &Context<'_>, args: &SyncArgs, out: &Path, detailed: bool) -> CmdResult {
     let source = ctx.source_spec(args.from.as_deref())?;
     let targets = ctx.target_specs(args.target.as_deref())?;
-    let scope = sync::configured_scope(ctx);
+    let scope = Scope {
+        unknown: args.unknown.into(),
+        ..sync::configured_scope(ctx)
+    };
     let outcome = sync::execute(ctx, source, targets, &scope, Options::diff()).await?;
     if let Some((t, e)) = outcome.failures().next() {
         return Err(Failure {
@@ -146,6 +153,11 @@ pub async fn apply(ctx: &Context<'_>, path: &Path, force: bool) -> CmdResult {
         include_prefixes: saved.include_prefixes.clone(),
         exclude_prefixes: saved.exclude_prefixes.clone(),
         allow_deletions: saved.allow_deletions,
+        unknown: if saved.skip_unknown {
+            bridge_operations::UnknownPolicy::Report
+        } else {
+            bridge_operations::UnknownPolicy::Write
+        },
     };
 
     // Plan again, and compare everything but the time.

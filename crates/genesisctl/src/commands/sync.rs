@@ -38,13 +38,17 @@ pub fn configured_scope(ctx: &Context<'_>) -> Scope {
         include_prefixes: cfg.include_prefixes.clone(),
         exclude_prefixes: cfg.exclude_prefixes.clone(),
         allow_deletions: cfg.allow_deletions,
+        unknown: bridge_operations::UnknownPolicy::default(),
     }
 }
 
 pub async fn run(ctx: &Context<'_>, args: &SyncArgs, options: Options) -> CmdResult {
     let source_spec = ctx.source_spec(args.from.as_deref())?;
     let target_specs = ctx.target_specs(args.target.as_deref())?;
-    let scope = configured_scope(ctx);
+    let scope = Scope {
+        unknown: args.unknown.into(),
+        ..configured_scope(ctx)
+    };
     let outcome = execute(ctx, source_spec, target_specs, &scope, options).await?;
     report(ctx, &outcome, options)
 }

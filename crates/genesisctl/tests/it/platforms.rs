@@ -442,3 +442,49 @@ async fn unknown_values_leave_parity_unproven() {
     assert_eq!(accepted.code, 0, "{accepted:?}");
     emu.shutdown().await;
 }
+
+/// From a fresh state directory (a CI runner), a rotated secret that GitHub cannot show back
+/// is written anyway (`write_unknown`, "cannot compare: writing"), and then is on record;
+/// `--unknown=skip` leaves it and reports it unknown. Before, it stayed unwritten, exit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_runner_writes_secrets_it_cannot_compare() {
+    let emu = emulators(EmulatorConfig::default()).await;
+    let s = sandbox(&emu);
+    s.file(".env", "DB_PASSWORD=rotated-pass-2\n");
+    let github = emu.github().unwrap();
+    github.set_secret(None, "DB_PASSWORD", "old-pass-1");
+
+    let skipped = s.run(&[
+        "env",
+        "sync",
+        "--target",
+        "github",
+        "--unknown",
+        "skip",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(github.stats().writes, 0, "{skipped:?}");
+    assert!(skipped.stdout.contains("\"unknown\""), "{}", skipped.stdout);
+
+    let plan = s.run(&["env", "diff", "--target", "github", "--output", "json"]);
+    assert!(plan.stdout.contains("\"write_unknown\""), "{}", plan.stdout);
+    let text = s.run(&["env", "diff", "--target", "github"]);
+    assert!(
+        text.stdout.contains("cannot compare: writing"),
+        "{}",
+        text.stdout
+    );
+
+    let sync = s.run(&["env", "sync", "--target", "github"]);
+    assert_eq!(sync.code, 0, "{sync:?}");
+    assert!(!sync.all().contains("rotated-pass-2") && !text.all().contains("rotated-pass-2"));
+    assert_eq!(github.secrets(None)["DB_PASSWORD"], "rotated-pass-2");
+    // Now on record: a repeat writes nothing, and parity is proven.
+    let writes = github.stats().writes;
+    assert_eq!(s.run(&["env", "sync", "--target", "github"]).code, 0);
+    assert_eq!(github.stats().writes, writes);
+    let verify = s.run(&["env", "verify", "--platforms", "local:.env,github"]);
+    assert_eq!(verify.code, 0, "{verify:?}");
+    emu.shutdown().await;
+}
