@@ -133,6 +133,16 @@ pub struct SyncRequest {
     pub progress: Option<ProgressObserver>,
 }
 
+/// One rollback: which apply to undo, whether to write, whether the deletion guard holds.
+#[derive(Debug, Clone, Copy)]
+pub struct RollbackRequest {
+    /// The journal to undo; `None`: the latest apply to the target.
+    pub to: Option<i64>,
+    pub mode: Mode,
+    /// Lifts the deletion guard.
+    pub force: bool,
+}
+
 /// Told of every target's sync (the server's metrics listen).
 pub trait SyncListener: Send + Sync {
     fn synced(&self, label: &str, mode: Mode, summary: &Summary);
@@ -468,20 +478,35 @@ impl<'h> Operations<'h> {
     pub async fn rollback(
         &self,
         target: &PlatformSpec,
-        to: Option<i64>,
+        request: RollbackRequest,
         origin: Origin,
     ) -> Result<Option<RecoveryOutcome>, OpsError> {
         let Some(store) = self.host.state_store(false)? else {
             return Ok(None);
         };
         let place = self.open_one(target).await?;
-        let _held = self.lock(std::slice::from_ref(&place)).await?;
+        let dry_run = request.mode == Mode::DryRun;
+        // A dry run reads and plans only: no lock, no events.
+        let _held = if dry_run {
+            None
+        } else {
+            Some(self.lock(std::slice::from_ref(&place)).await?)
+        };
         let key = self.host.fingerprint_key();
-        let outcome = bridge_sync::rollback(&store, &place, to.map(JournalId), &key)
+        let options = bridge_sync::RollbackOptions {
+            to: request.to.map(JournalId),
+            mode: request.mode,
+            guard: (!request.force).then_some(DeletionGuard {
+                max_share: self.settings.max_delete_share,
+            }),
+        };
+        let outcome = bridge_sync::rollback_with(&store, &place, options, &key)
             .await
             .map_err(sync_error)?;
-        self.announce_recovery(&origin, "rollback", outcome.as_ref())
-            .await;
+        if !dry_run {
+            self.announce_recovery(&origin, "rollback", outcome.as_ref())
+                .await;
+        }
         Ok(outcome)
     }
 

@@ -17,5 +17,7 @@ pub use engine::{
     Mode, ProgressObserver, SyncError, SyncJob, SyncOptions, SyncOutcome, Target, TargetOutcome,
     TargetStatus, digest_remote, digest_set, now_rfc3339, observe, run,
 };
-pub use recovery::{RecoveryOutcome, RecoveryTarget, resume, rollback};
+pub use recovery::{
+    RecoveryOutcome, RecoveryTarget, RollbackOptions, resume, rollback, rollback_with,
+};
 pub use verify::{VerifyError, verify};

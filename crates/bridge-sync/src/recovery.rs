@@ -11,14 +11,14 @@
 //! further back than the caller asks with `to`.
 
 use bridge_core::FingerprintKey;
-use bridge_core::diff::{Change, PlanOp};
+use bridge_core::diff::{Change, DeletionGuard, DeletionRefused, PlanOp, SyncPlan};
 use bridge_platforms::{PlatformError, RemoteValue};
 
 use crate::engine::{Sinks, apply_ops};
 use crate::store::{
     Journal, JournalId, JournalOp, JournalState, JournalTarget, PreImage, StateStore, StoreError,
 };
-use crate::{SyncError, Target};
+use crate::{Mode, SyncError, Target};
 
 /// What a resume or rollback did.
 #[derive(Debug)]
@@ -40,13 +40,31 @@ pub struct RecoveryTarget {
     pub already_done: usize,
     /// Keys whose earlier value cannot be restored (rollback of write-only values).
     pub unrestorable: Vec<String>,
+    /// A rollback's ops: what it writes, or would write in a dry run.
+    pub planned: Vec<PlanOp>,
+    /// Why a rollback wrote nothing: the deletion guard refused it.
+    pub refused: Option<DeletionRefused>,
     pub error: Option<PlatformError>,
 }
 
 impl RecoveryOutcome {
     pub fn is_ok(&self) -> bool {
-        self.targets.iter().all(|t| t.error.is_none())
+        self.targets
+            .iter()
+            .all(|t| t.error.is_none() && t.refused.is_none())
     }
+}
+
+/// How a rollback runs.
+#[derive(Debug, Clone, Copy)]
+pub struct RollbackOptions {
+    /// The journal to undo; `None`: the newest that wrote to the target.
+    pub to: Option<JournalId>,
+    /// A dry run plans the rollback and writes nothing.
+    pub mode: Mode,
+    /// `None` when `--force` lifts it: a rollback deletes keys like a sync, within the same
+    /// bound.
+    pub guard: Option<DeletionGuard>,
 }
 
 /// Finishes the newest unfinished journal, or says there is none (`Ok(None)`).
@@ -68,6 +86,8 @@ pub async fn resume(
             writes: 0,
             already_done,
             unrestorable: Vec::new(),
+            planned: Vec::new(),
+            refused: None,
             error: None,
         };
         let pending: Vec<PlanOp> = jt
@@ -178,8 +198,23 @@ pub async fn rollback(
     to: Option<JournalId>,
     key: &FingerprintKey,
 ) -> Result<Option<RecoveryOutcome>, SyncError> {
+    let options = RollbackOptions {
+        to,
+        mode: Mode::Apply,
+        guard: None,
+    };
+    rollback_with(store, target, options, key).await
+}
+
+/// [`rollback`] with a dry run and the deletion guard.
+pub async fn rollback_with(
+    store: &StateStore,
+    target: &Target,
+    options: RollbackOptions,
+    key: &FingerprintKey,
+) -> Result<Option<RecoveryOutcome>, SyncError> {
     let identity = target.platform.identity();
-    let journal = match to {
+    let journal = match options.to {
         Some(id) => Some(store.journal(id)?),
         None => store.latest_for_target(&identity)?,
     };
@@ -195,6 +230,8 @@ pub async fn rollback(
         writes: 0,
         already_done: jt.ops.iter().filter(|o| o.done).count(),
         unrestorable: Vec::new(),
+        planned: Vec::new(),
+        refused: None,
         error: None,
     };
     let current = match target.platform.read().await {
@@ -234,6 +271,24 @@ pub async fn rollback(
         }
     }
     ops.sort_by(|a, b| a.key.cmp(&b.key));
+    report.planned = ops.clone();
+    if let Some(guard) = options.guard {
+        let plan = SyncPlan {
+            ops: ops.clone(),
+            target_len: current.len(),
+            ..SyncPlan::default()
+        };
+        if let Err(refused) = guard.check(&plan) {
+            report.refused = Some(refused);
+        }
+    }
+    if options.mode == Mode::DryRun || report.refused.is_some() {
+        return Ok(Some(RecoveryOutcome {
+            journal: journal.id,
+            written_as: None,
+            targets: vec![report],
+        }));
+    }
     // Journal the rollback like any apply: its ops and what they overwrite, before the first
     // write.
     let written_as = if ops.is_empty() {

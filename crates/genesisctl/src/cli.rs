@@ -213,7 +213,9 @@ everywhere (input error, platform failure).\n\nExample:\n  genesisctl env plan -
     #[command(
         after_help = "A rollback is itself an apply: journalled, under the target's apply lock, \
 published and recorded in the ledger. So a second rollback undoes the first, returning to \
-where you started; --to goes further back, explicitly. Values the platform never returned \
+where you started; --to goes further back, explicitly. It lists what it writes and the journal \
+it undoes; --dry-run stops there. It passes the deletion guard like a sync: undoing the first \
+apply to a place deletes what it created, which needs --force. Values the platform never returned \
 and Bridge never wrote cannot be restored; they are listed.\n\nExample:\n  genesisctl env rollback --target render\n  genesisctl env rollback --target local:.env.production --to 12"
     )]
     Rollback {
@@ -224,6 +226,14 @@ and Bridge never wrote cannot be restored; they are listed.\n\nExample:\n  genes
         /// The journal to undo [default: the newest that wrote to the target]
         #[arg(long, value_name = "JOURNAL")]
         to: Option<i64>,
+
+        /// Show what the rollback would write, and write nothing
+        #[arg(long)]
+        dry_run: bool,
+
+        /// Delete more than sync.max_delete_share of the target's keys if the rollback says so
+        #[arg(long)]
+        force: bool,
     },
 
     /// Write a snapshot of a source as {provider, source, synced_at, variables}

@@ -183,7 +183,15 @@ async fn a_busy_place_is_an_error_that_names_it_and_dry_runs_never_wait() {
     let _held = hold(&dir, "render:srv-1").await;
     let err = r
         .ops
-        .rollback(&"render".parse().unwrap(), None, Origin::Cli)
+        .rollback(
+            &"render".parse().unwrap(),
+            bridge_operations::RollbackRequest {
+                to: None,
+                mode: Mode::Apply,
+                force: false,
+            },
+            Origin::Cli,
+        )
         .await
         .err()
         .unwrap();

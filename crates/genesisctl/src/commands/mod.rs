@@ -126,8 +126,22 @@ async fn dispatch(ctx: &Context<'_>, command: Command) -> CmdResult {
             plan_file::apply(ctx, &plan, force).await
         }
         Command::Env(EnvCommand::Resume) => recover::resume(ctx).await,
-        Command::Env(EnvCommand::Rollback { target, to }) => {
-            recover::rollback(ctx, &target, to).await
+        Command::Env(EnvCommand::Rollback {
+            target,
+            to,
+            dry_run,
+            force,
+        }) => {
+            let request = bridge_operations::RollbackRequest {
+                to,
+                mode: if dry_run {
+                    bridge_sync::Mode::DryRun
+                } else {
+                    bridge_sync::Mode::Apply
+                },
+                force,
+            };
+            recover::rollback(ctx, &target, request).await
         }
         Command::Events(command) => Ok(match command {
             EventsCommand::Publish {

@@ -19,11 +19,24 @@ pub async fn resume(ctx: &Context<'_>) -> CmdResult {
     }
 }
 
-pub async fn rollback(ctx: &Context<'_>, target: &str, to: Option<i64>) -> CmdResult {
+pub async fn rollback(
+    ctx: &Context<'_>,
+    target: &str,
+    request: bridge_operations::RollbackRequest,
+) -> CmdResult {
     let spec: PlatformSpec = target.parse().map_err(|e| anyhow!("--target: {e}"))?;
     let ops = ctx.operations()?;
-    match ops.rollback(&spec, to, Origin::Cli).await? {
-        Some(outcome) => show(ctx, "rollback", &outcome),
+    let dry_run = request.mode == bridge_sync::Mode::DryRun;
+    match ops.rollback(&spec, request, Origin::Cli).await? {
+        Some(outcome) => show(
+            ctx,
+            if dry_run {
+                "rollback (dry run)"
+            } else {
+                "rollback"
+            },
+            &outcome,
+        ),
         None => Err(anyhow!("no journalled apply to {spec} to roll back").into()),
     }
 }
@@ -44,7 +57,7 @@ fn show(ctx: &Context<'_>, what: &str, outcome: &RecoveryOutcome) -> CmdResult {
     for t in &outcome.targets {
         if let Some(e) = &t.error {
             code = code.max(code_of(e));
-        } else if !t.unrestorable.is_empty() {
+        } else if !t.unrestorable.is_empty() || t.refused.is_some() {
             code = code.max(Code::Drift);
         }
     }
@@ -59,6 +72,10 @@ fn show(ctx: &Context<'_>, what: &str, outcome: &RecoveryOutcome) -> CmdResult {
                     "writes": t.writes,
                     "already_done": t.already_done,
                     "unrestorable": t.unrestorable,
+                    "planned": t.planned.iter()
+                        .map(|op| json!({"key": op.key, "op": op.op_name()}))
+                        .collect::<Vec<_>>(),
+                    "refused": t.refused.as_ref().map(|r| r.to_string()),
                     "error": t.error.as_ref().map(|e| e.to_string()),
                 })
             })
@@ -75,10 +92,19 @@ fn show(ctx: &Context<'_>, what: &str, outcome: &RecoveryOutcome) -> CmdResult {
     }
     let mut text = String::new();
     for t in &outcome.targets {
-        match &t.error {
-            Some(e) => text.push_str(&format!("{RED}failed{RED:#} {}: {e}\n", t.spec)),
-            None => text.push_str(&format!(
-                "{GREEN}{what}{GREEN:#} {} (journal {}): {} writes now, {} already done before\n",
+        // What a rollback writes, before the verdict: the keys and ops, never values.
+        for op in &t.planned {
+            text.push_str(&format!("  {} {}\n", op.op_name(), op.key));
+        }
+        match (&t.error, &t.refused) {
+            (Some(e), _) => text.push_str(&format!("{RED}failed{RED:#} {}: {e}\n", t.spec)),
+            (None, Some(refused)) => text.push_str(&format!(
+                "{RED}refused{RED:#} {} (undoing journal {}): {refused}; nothing written \
+                 (--force to go ahead)\n",
+                t.spec, outcome.journal
+            )),
+            (None, None) => text.push_str(&format!(
+                "{GREEN}{what}{GREEN:#} {} (undoing journal {}): {} writes now, {} already done before\n",
                 t.spec, outcome.journal, t.writes, t.already_done
             )),
         }

@@ -209,9 +209,16 @@ async fn failure_after_k_writes_then_resume_and_rollback() {
     no_secret_in(&r);
     assert_eq!(github.stats().writes, 2);
 
-    // Rollback restores exactly what was there.
+    // Rollback restores exactly what was there. It deletes the 2 keys the failed sync
+    // created, of 3 there: over the deletion guard, so it needs --force, like a sync.
     github.set_fail_after_writes(None);
-    let back = s.run(&["env", "rollback", "--target", "github", "--output", "json"]);
+    let refused = s.run(&["env", "rollback", "--target", "github"]);
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(refused.stdout.contains("--force"), "{}", refused.stdout);
+    assert_eq!(github.stats().writes, 2, "a refused rollback wrote");
+    let back = s.run(&[
+        "env", "rollback", "--target", "github", "--force", "--output", "json",
+    ]);
     assert_eq!(back.code, 0, "{back:?}");
     assert_eq!(github.variables(None), before_vars);
     assert!(
@@ -381,6 +388,13 @@ async fn rolling_back_twice_on_render_returns_to_where_it_started() {
     assert_eq!(s.run(&["env", "sync", "--target", "render"]).code, 0);
     let after_both = render.vars();
 
+    // A dry run shows what it would write, and writes nothing.
+    let writes = render.stats().writes;
+    let dry = s.run(&["env", "rollback", "--target", "render", "--dry-run"]);
+    assert_eq!(dry.code, 0, "{dry:?}");
+    assert!(dry.stdout.contains("update LOG_LEVEL"), "{}", dry.stdout);
+    assert!(dry.stdout.contains("undoing journal"), "{}", dry.stdout);
+    assert_eq!(render.stats().writes, writes);
     let first = s.run(&["env", "rollback", "--target", "render", "--output", "json"]);
     assert_eq!(first.code, 0, "{first:?}");
     assert_eq!(render.vars()["LOG_LEVEL"], "info");
