@@ -19,3 +19,6 @@ step() {
 step env diff --from local:.env --target local:.env.production
 step env sync --from local:.env --target local:.env.production
 step env verify --platforms local:.env,production=local:.env.production
+# The key left over in production was kept (deletions are opt-in): remove it, then parity.
+step env sync --from local:.env --target local:.env.production --allow-deletions
+step env verify --platforms local:.env,production=local:.env.production

@@ -332,6 +332,49 @@ async fn resync(
         .map_err(|e| e.to_string())
 }
 
+/// The keys a drift event says are only on `platform` (`extra_in_<platform>`).
+fn extra_keys(event: &Event, platform: &str) -> Vec<String> {
+    event
+        .payload
+        .get("extra")
+        .and_then(|e| e.get(format!("extra_in_{platform}")))
+        .and_then(Value::as_array)
+        .map(|keys| {
+            keys.iter()
+                .filter_map(|k| k.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether the drift reaction already escalated `extra` on `provider` (the newest 1,000
+/// intents are looked at).
+async fn already_escalated(
+    state: &State,
+    provider: &str,
+    extra: &[String],
+) -> Result<bool, String> {
+    let pattern = TopicPattern::parse("genesis.intent").map_err(|e| e.to_string())?;
+    let query = HistoryQuery {
+        pattern: Some(pattern),
+        limit: 1_000,
+        order: Order::Descending,
+        ..HistoryQuery::default()
+    };
+    let intents = state
+        .bus
+        .history(query)
+        .await
+        .map_err(|e| format!("reading earlier escalations: {e}"))?;
+    Ok(intents.iter().any(|e| {
+        let p = &e.payload;
+        p.get("reaction").and_then(Value::as_str) == Some(Reaction::Drift.name())
+            && p.get("kind").and_then(Value::as_str) == Some("escalation")
+            && p.get("provider").and_then(Value::as_str) == Some(provider)
+            && p.get("extra") == Some(&json!(extra))
+    }))
+}
+
 /// How many times `provider` was re-synced by a reaction in the last hour.
 async fn heals_last_hour(state: &State, provider: &str) -> usize {
     let Ok(pattern) = TopicPattern::parse("genesis.heal") else {
@@ -394,6 +437,24 @@ async fn on_drift(state: &State, event: &Event) -> Result<(), String> {
             // The source itself, or a place that is not a sync target.
             continue;
         };
+        // Keys only on this place, and nothing else drifted: with deletions off a heal
+        // writes nothing, so healing would loop until the flapping limit. Say so once.
+        let extra = extra_keys(event, platform);
+        if extra.len() == drifted && !state.ops.settings().scope.allow_deletions {
+            let fields = if already_escalated(state, &provider, &extra).await? {
+                json!({"kind": "ignored", "provider": provider, "extra": extra,
+                       "reason": "already escalated: keys only on this place, and deletions are off"})
+            } else {
+                json!({"kind": "escalation", "provider": provider, "extra": extra,
+                       "reason": format!(
+                           "{} only on {provider}, not in the source; deletions are off \
+                            (ENVSYNC_ALLOW_DELETIONS), so a heal cannot remove them: add them to \
+                            the source, or delete them with env sync --allow-deletions",
+                           extra.join(", "))})
+            };
+            outcome(state, "genesis.intent", Reaction::Drift, event, fields).await?;
+            continue;
+        }
         let heals = heals_last_hour(state, &provider).await;
         let decision = if drifted > options.drift_alert_threshold {
             Some(format!(

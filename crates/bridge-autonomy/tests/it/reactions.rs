@@ -412,3 +412,36 @@ async fn deploys_arriving_one_by_one_are_handled_in_few_runs() {
     );
     h.stop().await;
 }
+
+/// A key added by hand on one target, with deletions off: a heal could not remove it, so the
+/// reaction escalates once, naming the key and why, writes nothing, and does not escalate the
+/// same key again (before: six no-op heals, then "something keeps undoing it").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_only_on_a_target_is_escalated_once_not_healed_again_and_again() {
+    let mut h = Harness::start(enforcing()).await;
+    let render = h.places.render.clone();
+    render.set("HAND_MADE", "x");
+    let event = || {
+        json!({"verified_at": "now", "by_platform": {"render": 1, "netlify": 0},
+               "extra": {"extra_in_render": ["HAND_MADE"], "extra_in_netlify": []},
+               "drift_count": 1, "origin": "scheduler", "heal": true})
+    };
+    let first = h.publish("envsync.drift", event()).await;
+    let out = h.outcomes(first, 1).await;
+    assert_eq!(out[0]["topic"], "genesis.intent", "{out:?}");
+    assert_eq!(out[0]["kind"], "escalation");
+    assert_eq!(out[0]["extra"], json!(["HAND_MADE"]));
+    let reason = out[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("HAND_MADE") && reason.contains("deletions are off"),
+        "{reason}"
+    );
+    for _ in 0..3 {
+        let again = h.publish("envsync.drift", event()).await;
+        let out = h.outcomes(again, 1).await;
+        assert_eq!(out[0]["kind"], "ignored", "{out:?}");
+    }
+    assert_eq!(applies(&render), 0);
+    assert!(h.events("genesis.heal").await.is_empty());
+    h.stop().await;
+}

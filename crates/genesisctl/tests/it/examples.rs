@@ -114,3 +114,80 @@ fn the_extractor_joins_folded_blocks_and_stops_at_redirections() {
         ["genesisctl", "deploy", "publish", "--platform", "X"]
     );
 }
+
+/// The quick-start demo (`examples/demo.sh`) as the README tells it: the plan, the sync,
+/// a verify that ends in drift by design (the leftover key is kept, `extra`), then the sync
+/// with --allow-deletions and a verify in parity.
+#[test]
+fn the_demo_runs_as_the_readme_says() {
+    let s = crate::sandbox::with_examples();
+    let steps: [(&[&str], i32); 5] = [
+        (
+            &[
+                "env",
+                "diff",
+                "--from",
+                "local:.env",
+                "--target",
+                "local:.env.production",
+            ],
+            1,
+        ),
+        (
+            &[
+                "env",
+                "sync",
+                "--from",
+                "local:.env",
+                "--target",
+                "local:.env.production",
+            ],
+            0,
+        ),
+        (
+            &[
+                "env",
+                "verify",
+                "--platforms",
+                "local:.env,production=local:.env.production",
+            ],
+            1,
+        ),
+        (
+            &[
+                "env",
+                "sync",
+                "--from",
+                "local:.env",
+                "--target",
+                "local:.env.production",
+                "--allow-deletions",
+            ],
+            0,
+        ),
+        (
+            &[
+                "env",
+                "verify",
+                "--platforms",
+                "local:.env,production=local:.env.production",
+            ],
+            0,
+        ),
+    ];
+    for (i, (args, code)) in steps.into_iter().enumerate() {
+        let run = s.run(args);
+        assert_eq!(run.code, code, "step {i}: {args:?}: {run:?}");
+        if i == 2 {
+            assert!(run.stdout.contains("extra"), "{}", run.stdout);
+        }
+    }
+    let demo = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo.sh"),
+    )
+    .unwrap();
+    assert!(
+        demo.contains("--allow-deletions"),
+        "the demo and this test disagree"
+    );
+}
