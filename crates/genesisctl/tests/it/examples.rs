@@ -121,6 +121,12 @@ fn the_extractor_joins_folded_blocks_and_stops_at_redirections() {
 #[test]
 fn the_demo_runs_as_the_readme_says() {
     let s = crate::sandbox::with_examples();
+    const VERIFY: &[&str] = &[
+        "env",
+        "verify",
+        "--platforms",
+        "local:.env,production=local:.env.production",
+    ];
     let steps: [(&[&str], i32); 5] = [
         (
             &[
@@ -144,15 +150,7 @@ fn the_demo_runs_as_the_readme_says() {
             ],
             0,
         ),
-        (
-            &[
-                "env",
-                "verify",
-                "--platforms",
-                "local:.env,production=local:.env.production",
-            ],
-            1,
-        ),
+        (VERIFY, 1),
         (
             &[
                 "env",
@@ -165,15 +163,7 @@ fn the_demo_runs_as_the_readme_says() {
             ],
             0,
         ),
-        (
-            &[
-                "env",
-                "verify",
-                "--platforms",
-                "local:.env,production=local:.env.production",
-            ],
-            0,
-        ),
+        (VERIFY, 0),
     ];
     for (i, (args, code)) in steps.into_iter().enumerate() {
         let run = s.run(args);

@@ -310,11 +310,8 @@ async fn missing_settings_and_bad_tokens_say_what_to_fix() {
 async fn plan_files_apply_exactly_or_refuse_when_stale() {
     let emu = emulators(EmulatorConfig::default()).await;
     let s = sandbox(&emu);
-    // Writing a plan succeeds, changes or not, so `env plan --out p && env apply p` works.
-    let plan = s.run(&["env", "plan", "--target", "render", "--out", "plan.json"]);
-    assert_eq!(plan.code, 0, "{plan:?}");
-    // `--detailed-exitcode`: 1 when it has changes.
-    let detailed = s.run(&[
+    const PLAN: [&str; 6] = ["env", "plan", "--target", "render", "--out", "plan.json"];
+    const DETAILED: [&str; 7] = [
         "env",
         "plan",
         "--target",
@@ -322,7 +319,12 @@ async fn plan_files_apply_exactly_or_refuse_when_stale() {
         "--out",
         "plan.json",
         "--detailed-exitcode",
-    ]);
+    ];
+    // Writing a plan succeeds, changes or not, so `env plan --out p && env apply p` works.
+    let plan = s.run(&PLAN);
+    assert_eq!(plan.code, 0, "{plan:?}");
+    // `--detailed-exitcode`: 1 when it has changes.
+    let detailed = s.run(&DETAILED);
     assert_eq!(detailed.code, 1, "{detailed:?}");
     let text = s.read("plan.json");
     for secret in SECRET_VALUES {
@@ -335,23 +337,11 @@ async fn plan_files_apply_exactly_or_refuse_when_stale() {
     assert!(stale.stderr.contains("stale"), "{}", stale.stderr);
     assert_eq!(emu.render().unwrap().stats().writes, 0);
     // A fresh plan applies.
-    assert_eq!(
-        s.run(&["env", "plan", "--target", "render", "--out", "plan.json"])
-            .code,
-        0
-    );
+    assert_eq!(s.run(&PLAN).code, 0);
     let applied = s.run(&["env", "apply", "plan.json"]);
     assert_eq!(applied.code, 0, "{applied:?}");
     // Nothing left to change: 0 with `--detailed-exitcode` too.
-    let none = s.run(&[
-        "env",
-        "plan",
-        "--target",
-        "render",
-        "--out",
-        "plan.json",
-        "--detailed-exitcode",
-    ]);
+    let none = s.run(&DETAILED);
     assert_eq!(none.code, 0, "{none:?}");
     let mut want = expected();
     want.insert("EXTRA".into(), "x".into());
