@@ -87,8 +87,8 @@ pub async fn acquire(
 
 fn busy(scope: &str, holder: &str, waited: Duration) -> OpsError {
     OpsError::Busy(format!(
-        "{scope} is being applied by {holder}; waited {}s for it to finish (raise \
-         --lock-timeout, or wait and try again)",
+        "{scope} is being applied by {holder}; waited {}s for it to finish: try again once it \
+         has (a dead holder's lock is released by the system)",
         waited.as_secs()
     ))
 }
