@@ -156,7 +156,8 @@ pub enum EnvCommand {
     #[command(
         after_help = "Deletions happen only with --allow-deletions, and a sync that would delete more \
 than sync.max_delete_share of a target's keys (25% by default) is refused unless --force. A source \
-with no variables is refused unless --allow-empty-source.\n\nExamples:\n  genesisctl env sync --from local:.env --target local:.env.production\n  genesisctl env sync --target local:.env.ci --dry-run\n  eval \"$(genesisctl env sync --from local:.env --target process)\""
+with no variables is refused unless --allow-empty-source. On a terminal the plan is shown and \
+confirmed before the first write (--yes skips the question); without one it proceeds.\n\nExamples:\n  genesisctl env sync --from local:.env --target local:.env.production\n  genesisctl env sync --target local:.env.ci --dry-run\n  eval \"$(genesisctl env sync --from local:.env --target process)\""
     )]
     Sync {
         #[command(flatten)]
@@ -173,6 +174,10 @@ with no variables is refused unless --allow-empty-source.\n\nExamples:\n  genesi
         /// Sync even when the source holds no variables
         #[arg(long)]
         allow_empty_source: bool,
+
+        /// Write without asking (on a terminal the plan is shown and confirmed first)
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
 
     /// Save a plan to apply later with `env apply`; exits 0 once written
@@ -203,11 +208,21 @@ everywhere (input error, platform failure).\n\nExample:\n  genesisctl env plan -
         /// Delete even when the deletion guard would refuse
         #[arg(long)]
         force: bool,
+
+        /// Write without asking (on a terminal the plan is shown and confirmed first)
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
 
     /// Finish the last apply that was interrupted, without repeating a write
-    #[command(after_help = "Example:\n  genesisctl env resume")]
-    Resume,
+    #[command(
+        after_help = "On a terminal it shows what is left to write and asks first.\n\nExample:\n  genesisctl env resume"
+    )]
+    Resume {
+        /// Write without asking (on a terminal the plan is shown and confirmed first)
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
 
     /// Undo the last apply to a target (or the one given) from its journal
     #[command(
@@ -215,7 +230,8 @@ everywhere (input error, platform failure).\n\nExample:\n  genesisctl env plan -
 published and recorded in the ledger. So a second rollback undoes the first, returning to \
 where you started; --to goes further back, explicitly. It lists what it writes and the journal \
 it undoes; --dry-run stops there. It passes the deletion guard like a sync: undoing the first \
-apply to a place deletes what it created, which needs --force. Values the platform never returned \
+apply to a place deletes what it created, which needs --force. On a terminal it asks before \
+writing; without one it needs --yes. Values the platform never returned \
 and Bridge never wrote cannot be restored; they are listed.\n\nExample:\n  genesisctl env rollback --target render\n  genesisctl env rollback --target local:.env.production --to 12"
     )]
     Rollback {
@@ -234,6 +250,10 @@ and Bridge never wrote cannot be restored; they are listed.\n\nExample:\n  genes
         /// Delete more than sync.max_delete_share of the target's keys if the rollback says so
         #[arg(long)]
         force: bool,
+
+        /// Write without asking; needed when there is no terminal to ask on
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
 
     /// Write a snapshot of a source as {provider, source, synced_at, variables}

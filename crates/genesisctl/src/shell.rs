@@ -35,6 +35,26 @@ impl Shell {
         wanted.then(|| Progress(Arc::new(Mutex::new(BTreeMap::new()))))
     }
 
+    /// Whether a person is there to answer: stdin and stdout are terminals and the output is
+    /// text. Scripts and CI are not asked anything.
+    pub fn interactive(&self) -> bool {
+        !self.is_json() && io::stdin().is_terminal() && io::stdout().is_terminal()
+    }
+
+    /// Asks `question` on stderr and reads the answer from stdin: `y` or `yes` is yes,
+    /// anything else (end of input included) is no.
+    pub fn confirm(&self, question: &str) -> io::Result<bool> {
+        let mut err = anstream::stderr();
+        write!(err, "{question} [y/N] ")?;
+        err.flush()?;
+        let mut answer = String::new();
+        io::stdin().read_line(&mut answer)?;
+        Ok(matches!(
+            answer.trim().to_ascii_lowercase().as_str(),
+            "y" | "yes"
+        ))
+    }
+
     pub fn is_json(&self) -> bool {
         self.format == OutputFormat::Json
     }

@@ -61,7 +61,7 @@ fn publishes(command: &Command) -> bool {
         Command::Env(
             EnvCommand::Sync { .. }
                 | EnvCommand::Apply { .. }
-                | EnvCommand::Resume
+                | EnvCommand::Resume { .. }
                 | EnvCommand::Rollback { .. }
                 | EnvCommand::Verify { .. }
         ) | Command::Events(EventsCommand::Publish { .. })
@@ -94,11 +94,13 @@ async fn dispatch(ctx: &Context<'_>, command: Command) -> CmdResult {
             dry_run,
             force,
             allow_empty_source,
+            yes,
         }) => {
             let options = sync::Options {
                 dry_run,
                 force,
                 allow_empty_source,
+                yes,
             };
             sync::run(ctx, &args, options).await
         }
@@ -122,15 +124,16 @@ async fn dispatch(ctx: &Context<'_>, command: Command) -> CmdResult {
             out,
             detailed_exitcode,
         }) => plan_file::plan(ctx, &args, &out, detailed_exitcode).await,
-        Command::Env(EnvCommand::Apply { plan, force }) => {
-            plan_file::apply(ctx, &plan, force).await
+        Command::Env(EnvCommand::Apply { plan, force, yes }) => {
+            plan_file::apply(ctx, &plan, force, yes).await
         }
-        Command::Env(EnvCommand::Resume) => recover::resume(ctx).await,
+        Command::Env(EnvCommand::Resume { yes }) => recover::resume(ctx, yes).await,
         Command::Env(EnvCommand::Rollback {
             target,
             to,
             dry_run,
             force,
+            yes,
         }) => {
             let request = bridge_operations::RollbackRequest {
                 to,
@@ -141,7 +144,7 @@ async fn dispatch(ctx: &Context<'_>, command: Command) -> CmdResult {
                 },
                 force,
             };
-            recover::rollback(ctx, &target, request).await
+            recover::rollback(ctx, &target, request, yes).await
         }
         Command::Events(command) => Ok(match command {
             EventsCommand::Publish {
@@ -240,7 +243,7 @@ fn command_flags(command: &Command) -> Vec<FlagValue> {
         | Command::Ledger(_)
         | Command::Events(_)
         | Command::Env(EnvCommand::Apply { .. })
-        | Command::Env(EnvCommand::Resume)
+        | Command::Env(EnvCommand::Resume { .. })
         | Command::Env(EnvCommand::Rollback { .. }) => vec![],
     }
 }

@@ -122,7 +122,7 @@ pub async fn plan(ctx: &Context<'_>, args: &SyncArgs, out: &Path, detailed: bool
     })
 }
 
-pub async fn apply(ctx: &Context<'_>, path: &Path, force: bool) -> CmdResult {
+pub async fn apply(ctx: &Context<'_>, path: &Path, force: bool, yes: bool) -> CmdResult {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the plan {}", path.display()))?;
     let saved: PlanFile = serde_json::from_str(&text).map_err(|e| {
@@ -178,10 +178,22 @@ pub async fn apply(ctx: &Context<'_>, path: &Path, force: bool) -> CmdResult {
         ));
         return Ok(Code::Drift);
     }
+    if !yes && ctx.shell.interactive() {
+        sync::report(ctx, &now, Options::diff())?;
+        if !ctx
+            .shell
+            .confirm("Apply this plan?")
+            .map_err(anyhow::Error::from)?
+        {
+            ctx.shell.status("Not applied", "nothing was written");
+            return Ok(Code::Drift);
+        }
+    }
     let options = Options {
         dry_run: false,
         force,
         allow_empty_source: false,
+        yes: true,
     };
     let outcome = sync::execute(ctx, source, targets, &scope, options).await?;
     sync::report(ctx, &outcome, options)

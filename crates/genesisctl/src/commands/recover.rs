@@ -11,8 +11,41 @@ use crate::context::Context;
 use crate::exit::{CmdResult, Code, code_of};
 use crate::shell::{GREEN, RED, YELLOW};
 
-pub async fn resume(ctx: &Context<'_>) -> CmdResult {
+pub async fn resume(ctx: &Context<'_>, yes: bool) -> CmdResult {
     let ops = ctx.operations()?;
+    if !yes && ctx.shell.interactive() {
+        let pending = match ops.existing_store()? {
+            Some(store) => store.latest_unfinished().map_err(|e| anyhow!(e))?,
+            None => None,
+        };
+        let Some(journal) = pending else {
+            return nothing(ctx, "every journalled apply finished; nothing to resume");
+        };
+        let mut text = format!("journal {} left unfinished:\n", journal.id);
+        for t in &journal.targets {
+            let left: Vec<&str> = t
+                .ops
+                .iter()
+                .filter(|o| !o.done)
+                .map(|o| o.key.as_str())
+                .collect();
+            text.push_str(&format!(
+                "  {}: {} to write: {}\n",
+                t.spec,
+                left.len(),
+                left.join(", ")
+            ));
+        }
+        ctx.shell.print(&text).map_err(anyhow::Error::from)?;
+        if !ctx
+            .shell
+            .confirm("Resume it?")
+            .map_err(anyhow::Error::from)?
+        {
+            ctx.shell.status("Not applied", "nothing was written");
+            return Ok(Code::Drift);
+        }
+    }
     match ops.resume(Origin::Cli).await? {
         Some(outcome) => show(ctx, "resume", &outcome),
         None => nothing(ctx, "every journalled apply finished; nothing to resume"),
@@ -23,10 +56,41 @@ pub async fn rollback(
     ctx: &Context<'_>,
     target: &str,
     request: bridge_operations::RollbackRequest,
+    yes: bool,
 ) -> CmdResult {
     let spec: PlatformSpec = target.parse().map_err(|e| anyhow!("--target: {e}"))?;
     let ops = ctx.operations()?;
     let dry_run = request.mode == bridge_sync::Mode::DryRun;
+    if !dry_run && !yes {
+        if !ctx.shell.interactive() {
+            return Err(anyhow!(
+                "env rollback writes to {spec}: pass --yes (there is no terminal to ask on), or \
+                 --dry-run to see what it would write"
+            )
+            .into());
+        }
+        // Show what it would write, then ask.
+        let preview = bridge_operations::RollbackRequest {
+            mode: bridge_sync::Mode::DryRun,
+            ..request
+        };
+        let Some(planned) = ops.rollback(&spec, preview, Origin::Cli).await? else {
+            return Err(anyhow!("no journalled apply to {spec} to roll back").into());
+        };
+        let code = show(ctx, "rollback (dry run)", &planned)?;
+        let nothing_to_do = planned.targets.iter().all(|t| t.planned.is_empty());
+        if code != Code::Ok || nothing_to_do {
+            return Ok(code);
+        }
+        if !ctx
+            .shell
+            .confirm("Roll back?")
+            .map_err(anyhow::Error::from)?
+        {
+            ctx.shell.status("Not applied", "nothing was written");
+            return Ok(Code::Drift);
+        }
+    }
     match ops.rollback(&spec, request, Origin::Cli).await? {
         Some(outcome) => show(
             ctx,

@@ -15,6 +15,8 @@ pub struct Options {
     pub dry_run: bool,
     pub force: bool,
     pub allow_empty_source: bool,
+    /// Write without asking, even on a terminal.
+    pub yes: bool,
 }
 
 impl Options {
@@ -23,6 +25,7 @@ impl Options {
             dry_run: true,
             force: false,
             allow_empty_source: false,
+            yes: false,
         }
     }
 }
@@ -49,8 +52,43 @@ pub async fn run(ctx: &Context<'_>, args: &SyncArgs, options: Options) -> CmdRes
         unknown: args.unknown.into(),
         ..configured_scope(ctx)
     };
+    if !options.dry_run && !options.yes && ctx.shell.interactive() {
+        // A person is there: show the plan, then ask before the first write.
+        let preview = Options {
+            dry_run: true,
+            ..options
+        };
+        let planned = execute(
+            ctx,
+            source_spec.clone(),
+            target_specs.clone(),
+            &scope,
+            preview,
+        )
+        .await?;
+        let code = report(ctx, &planned, preview)?;
+        if !has_writes(&planned) {
+            return Ok(code);
+        }
+        if !ctx
+            .shell
+            .confirm("Apply these changes?")
+            .map_err(anyhow::Error::from)?
+        {
+            ctx.shell.status("Not applied", "nothing was written");
+            return Ok(Code::Drift);
+        }
+    }
     let outcome = execute(ctx, source_spec, target_specs, &scope, options).await?;
     report(ctx, &outcome, options)
+}
+
+/// Whether a dry run found anything to write.
+pub fn has_writes(outcome: &bridge_sync::SyncOutcome) -> bool {
+    outcome
+        .targets
+        .iter()
+        .any(|t| matches!(t.status, TargetStatus::Planned))
 }
 
 /// Runs a sync (or a dry run) through the operations layer and returns what happened,

@@ -212,12 +212,17 @@ async fn failure_after_k_writes_then_resume_and_rollback() {
     // Rollback restores exactly what was there. It deletes the 2 keys the failed sync
     // created, of 3 there: over the deletion guard, so it needs --force, like a sync.
     github.set_fail_after_writes(None);
-    let refused = s.run(&["env", "rollback", "--target", "github"]);
+    // Without a terminal to ask on, a rollback needs --yes.
+    let unasked = s.run(&["env", "rollback", "--target", "github"]);
+    assert_eq!(unasked.code, 2, "{unasked:?}");
+    assert!(unasked.stderr.contains("--yes"), "{}", unasked.stderr);
+    assert_eq!(github.stats().writes, 2, "an unconfirmed rollback wrote");
+    let refused = s.run(&["env", "rollback", "--target", "github", "--yes"]);
     assert_eq!(refused.code, 1, "{refused:?}");
     assert!(refused.stdout.contains("--force"), "{}", refused.stdout);
     assert_eq!(github.stats().writes, 2, "a refused rollback wrote");
     let back = s.run(&[
-        "env", "rollback", "--target", "github", "--force", "--output", "json",
+        "env", "rollback", "--target", "github", "--force", "--yes", "--output", "json",
     ]);
     assert_eq!(back.code, 0, "{back:?}");
     assert_eq!(github.variables(None), before_vars);
@@ -385,12 +390,16 @@ async fn rolling_back_twice_on_render_returns_to_where_it_started() {
     assert!(dry.stdout.contains("update LOG_LEVEL"), "{}", dry.stdout);
     assert!(dry.stdout.contains("undoing journal"), "{}", dry.stdout);
     assert_eq!(render.stats().writes, writes);
-    let first = s.run(&["env", "rollback", "--target", "render", "--output", "json"]);
+    let first = s.run(&[
+        "env", "rollback", "--target", "render", "--yes", "--output", "json",
+    ]);
     assert_eq!(first.code, 0, "{first:?}");
     assert_eq!(render.vars()["LOG_LEVEL"], "info");
     let undone = first.json()["journal"].as_i64().unwrap();
 
-    let second = s.run(&["env", "rollback", "--target", "render", "--output", "json"]);
+    let second = s.run(&[
+        "env", "rollback", "--target", "render", "--yes", "--output", "json",
+    ]);
     assert_eq!(second.code, 0, "{second:?}");
     assert_eq!(
         render.vars(),

@@ -285,3 +285,71 @@ fn ignored_keys_are_out_of_every_sync_and_diff() {
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(s.read("t.env"), "A=1\nIGNORED=target-value\n");
 }
+
+/// Runs `args` on a pseudo-terminal (util-linux `script`), answering `answer` to its
+/// question; returns the exit code and what the terminal showed.
+fn on_a_terminal(s: &Sandbox, args: &[&str], answer: &str) -> (i32, String) {
+    let bin = env!("CARGO_BIN_EXE_genesisctl");
+    let command = std::iter::once(bin)
+        .chain(args.iter().copied())
+        .map(|a| format!("'{a}'"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut child = std::process::Command::new("script")
+        .args(["-qefc", &command, "/dev/null"])
+        .current_dir(s.path("."))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("TERM", "dumb")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("script (util-linux) runs");
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().unwrap();
+        // Let the question be asked before answering it.
+        std::thread::sleep(std::time::Duration::from_millis(800));
+        // A command that asks nothing may be gone already.
+        let _ = stdin.write_all(format!("{answer}\n").as_bytes());
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// On a terminal, `env sync` shows the plan before any write and asks: `n` writes nothing
+/// (exit 1), `y` applies; `--yes` does not ask. Without a terminal (every other test) it
+/// proceeds as scripts expect.
+#[test]
+fn on_a_terminal_sync_shows_the_plan_and_asks_first() {
+    let s = Sandbox::new();
+    s.file(".env", "A=1\nB=2\n");
+    let args = [
+        "env",
+        "sync",
+        "--from",
+        "local:.env",
+        "--target",
+        "local:prod.env",
+    ];
+    let (code, screen) = on_a_terminal(&s, &args, "n");
+    assert_eq!(code, 1, "{screen}");
+    assert!(screen.contains("+ A"), "the plan was not shown: {screen}");
+    assert!(screen.contains("Apply these changes? [y/N]"), "{screen}");
+    assert!(!s.path("prod.env").exists(), "written though refused");
+
+    let (code, screen) = on_a_terminal(&s, &args, "y");
+    assert_eq!(code, 0, "{screen}");
+    assert!(s.read("prod.env").contains("B=2"), "{screen}");
+
+    s.file(".env", "A=1\nB=3\n");
+    let mut yes = args.to_vec();
+    yes.push("--yes");
+    let (code, screen) = on_a_terminal(&s, &yes, "");
+    assert_eq!(code, 0, "{screen}");
+    assert!(!screen.contains("[y/N]"), "--yes asked anyway: {screen}");
+    assert!(s.read("prod.env").contains("B=3"));
+}
