@@ -240,6 +240,20 @@ impl ParityMatrix {
         !self.rows.iter().any(|r| r.cells.contains(&Cell::Unknown))
     }
 
+    /// How many keys drift at each place after the source: what a heal of that place would
+    /// write, and what the drift gauge shows.
+    pub fn drift_by_place(&self) -> BTreeMap<String, usize> {
+        self.labels
+            .iter()
+            .enumerate()
+            .skip(1)
+            .map(|(i, label)| {
+                let n = self.rows.iter().filter(|r| r.cells[i].is_drift()).count();
+                (label.clone(), n)
+            })
+            .collect()
+    }
+
     /// The keys whose cell at place `index` is `cell`.
     fn keys_at(&self, index: usize, cell: Cell) -> Vec<String> {
         self.rows
@@ -309,6 +323,7 @@ impl ParityMatrix {
             conflicts,
             changed_outside,
             unknown,
+            drift_by_place: self.drift_by_place(),
             summary: ParitySummary {
                 total_keys: self.rows.len(),
                 counts,
@@ -344,6 +359,10 @@ pub struct ParityReport {
     pub changed_outside: BTreeMap<String, BTreeMap<String, String>>,
     /// Keys whose write-only value could not be compared, with the places concerned.
     pub unknown: BTreeMap<String, Vec<String>>,
+    /// Keys drifted per place after the source (see [`ParityMatrix::drift_by_place`]); not
+    /// part of the seed's report.
+    #[serde(skip)]
+    pub drift_by_place: BTreeMap<String, usize>,
     pub summary: ParitySummary,
 }
 

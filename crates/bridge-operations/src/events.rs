@@ -2,7 +2,7 @@
 //! never a value. The ledger records them through its one feeder, not from here.
 
 use bridge_core::FingerprintKey;
-use bridge_core::parity::{ParityMatrix, ParityReport};
+use bridge_core::parity::ParityReport;
 use bridge_genesis::bus::{Bus, Role};
 use bridge_sync::{RecoveryOutcome, SyncOutcome, TargetStatus};
 use serde_json::{Map, Value, json};
@@ -164,16 +164,15 @@ pub(crate) async fn recovery(
 pub(crate) async fn drift(
     bus: &Bus,
     origin: &Origin,
-    matrix: &ParityMatrix,
     report: &ParityReport,
 ) -> Result<(), OpsError> {
     let conflicts: Vec<&String> = report.conflicts.keys().collect();
     // Keys each place drifts on from the source: what a heal of that place would write.
-    let mut by_platform = Map::new();
-    for (i, place) in matrix.labels.iter().enumerate().skip(1) {
-        let drifted = matrix.rows.iter().filter(|r| r.cells[i].is_drift()).count();
-        by_platform.insert(place.clone(), drifted.into());
-    }
+    let by_platform: Map<String, Value> = report
+        .drift_by_place
+        .iter()
+        .map(|(place, n)| (place.clone(), (*n).into()))
+        .collect();
     let payload = json!({
         "verified_at": report.verified_at,
         "platforms": report.platforms,

@@ -380,7 +380,7 @@ impl<'h> Operations<'h> {
         if report.has_drift
             && let DriftNotice::Publish(origin) = &notice
             && let Some(bus) = self.bus().await
-            && let Err(e) = events::drift(&bus, origin, &matrix, &report).await
+            && let Err(e) = events::drift(&bus, origin, &report).await
         {
             self.host
                 .warn(&format!("could not publish envsync.drift: {e}"));
