@@ -242,13 +242,9 @@ async fn parity(State(state): State<AppState>) -> Result<Json<serde_json::Value>
     })
     .await
     .map_err(|e| ApiError::internal(format!("the parity task ended abnormally: {e}")))??;
-    for (name, missing) in &report.missing {
-        if let Some(platform) = name.strip_prefix("missing_in_") {
-            state
-                .inner
-                .metrics
-                .set_drift(platform, missing.len() as u64);
-        }
+    // Every kind of drift counts: missing, extra, different, changed outside Bridge.
+    for (platform, drifted) in &report.drift_by_place {
+        state.inner.metrics.set_drift(platform, *drifted as u64);
     }
     let report = serde_json::to_value(&report).map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(Json(report))

@@ -240,6 +240,33 @@ async fn parity_answers_the_seed_report_and_sets_the_drift_gauge() {
     assert!(text.contains("bridge_bus_up 1"));
 }
 
+/// The drift gauge counts every kind of drift at a place: a value changed there and a key
+/// only there count as much as a key missing there.
+#[tokio::test]
+async fn the_drift_gauge_counts_different_and_extra_keys_too() {
+    let h = Harness::new().await;
+    let render = h.place("render");
+    render.set("A", "changed-by-hand");
+    render.set("HAND_MADE", "x");
+    let (status, _) = h
+        .call(request("GET", "/parity", Some(&h.observer), None))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let response = h
+        .send(request("GET", "/metrics", Some(&h.observer), None))
+        .await;
+    let bytes = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let text = String::from_utf8_lossy(&bytes);
+    // API_KEY missing, A different, HAND_MADE extra.
+    assert!(
+        text.contains("bridge_drift_keys{platform=\"render\"} 3"),
+        "{text}"
+    );
+}
+
 #[tokio::test]
 async fn the_vault_answers_allowed_keys_to_admirals_and_records_every_read() {
     let h = Harness::new().await;
