@@ -12,3 +12,4 @@ pub mod bus;
 pub mod feed;
 pub mod ledger;
 pub mod schedule;
+mod sqlite_setup;

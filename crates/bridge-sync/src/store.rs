@@ -13,10 +13,11 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use bridge_core::diff::Change;
 use bridge_core::{Fingerprint, SecretValue};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::sealing::{SealError, Sealer};
 
@@ -179,6 +180,42 @@ CREATE TABLE IF NOT EXISTS journal_ops (
 CREATE INDEX IF NOT EXISTS journal_ops_key ON journal_ops (journal_id, target, key);
 ";
 
+/// How long a call waits for another connection's write to finish.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Switches the file to WAL and creates the tables. Several openers of a fresh file race
+/// here: while it is still in rollback-journal mode, SQLite answers "database is locked" at
+/// once, without waiting, where waiting could deadlock. So the step is retried, briefly,
+/// until [`BUSY_TIMEOUT`].
+fn prepare(conn: &Connection) -> rusqlite::Result<()> {
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        let attempt = conn
+            .pragma_update(None, "journal_mode", "WAL")
+            // A journal entry must be on disk before the write it describes.
+            .and_then(|()| conn.pragma_update(None, "synchronous", "FULL"))
+            .and_then(|()| conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} COMMIT;")));
+        match attempt {
+            Err(e) if is_busy(&e) && Instant::now() < deadline => {
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
 fn change_str(change: Change) -> &'static str {
     change.as_str()
 }
@@ -205,14 +242,8 @@ impl StateStore {
         // First: switching to WAL needs a lock that another process, or a reaction of the
         // server syncing at the same moment, may hold; without a timeout the open fails at
         // once with "database is locked".
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(wrap)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(wrap)?;
-        // A journal entry must be on disk before the write it describes.
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(wrap)?;
-        conn.execute_batch(SCHEMA).map_err(wrap)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(wrap)?;
+        prepare(&conn).map_err(wrap)?;
         Ok(Self {
             conn: Mutex::new(conn),
             path: display,
@@ -319,7 +350,7 @@ impl StateStore {
             .collect::<Result<_, _>>()?;
         self.with(|conn| {
             self.durability(conn, Durability::Full)?;
-            let tx = conn.transaction().map_err(|e| self.sql(e))?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.sql(e))?;
             {
                 let mut put = tx
                     .prepare_cached(
@@ -342,6 +373,52 @@ impl StateStore {
                 }
             }
             tx.commit().map_err(|e| self.sql(e))
+        })
+    }
+
+    /// Moves the stamp of `key` from `from` to `to` in the records of every other place that
+    /// `shares` names and that still holds `from`: a write elsewhere moved a stamp those
+    /// places share, and nothing else changed it. A record holding another stamp keeps it,
+    /// and reads as changed outside Bridge, which it was.
+    pub fn advance_shared_stamp(
+        &self,
+        key: &str,
+        from: &str,
+        to: &str,
+        shares: impl Fn(&str) -> bool,
+    ) -> Result<usize, StoreError> {
+        self.with(|conn| {
+            self.durability(conn, Durability::Full)?;
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| self.sql(e))?;
+            let targets: Vec<String> = {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "SELECT target FROM write_records WHERE key = ?1 AND updated_at = ?2",
+                    )
+                    .map_err(|e| self.sql(e))?;
+                let rows = stmt
+                    .query_map(params![key, from], |row| row.get::<_, String>(0))
+                    .map_err(|e| self.sql(e))?;
+                rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))?
+            };
+            let mut moved = 0;
+            {
+                let mut put = tx
+                    .prepare_cached(
+                        "UPDATE write_records SET updated_at = ?3
+                         WHERE target = ?1 AND key = ?2 AND updated_at = ?4",
+                    )
+                    .map_err(|e| self.sql(e))?;
+                for target in targets.iter().filter(|t| shares(t)) {
+                    moved += put
+                        .execute(params![target, key, to, from])
+                        .map_err(|e| self.sql(e))?;
+                }
+            }
+            tx.commit().map_err(|e| self.sql(e))?;
+            Ok(moved)
         })
     }
 
@@ -369,7 +446,7 @@ impl StateStore {
         }
         self.with(|conn| {
             self.durability(conn, Durability::Full)?;
-            let tx = conn.transaction().map_err(|e| self.sql(e))?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.sql(e))?;
             tx.execute(
                 "INSERT INTO journals (created_at, source, state) VALUES (?1, ?2, 'applying')",
                 params![now, source],
@@ -413,7 +490,7 @@ impl StateStore {
     pub fn mark_done(&self, id: JournalId, target: &str, keys: &[&str]) -> Result<(), StoreError> {
         self.with(|conn| {
             self.durability(conn, Durability::Crash)?;
-            let tx = conn.transaction().map_err(|e| self.sql(e))?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.sql(e))?;
             {
                 let mut stmt = tx
                     .prepare_cached(
@@ -623,6 +700,94 @@ mod tests {
         assert_eq!(s.recorded_value("gh", "A").unwrap(), Some(v));
         s.record("gh", &[], &["A"], "now").unwrap();
         assert!(s.records("gh").unwrap().is_empty());
+    }
+
+    fn journal_target(identity: &str) -> JournalTarget {
+        JournalTarget {
+            identity: identity.into(),
+            spec: "render".into(),
+            label: "render".into(),
+            state: JournalState::Applying,
+            error: None,
+            ops: vec![JournalOp {
+                key: "A".into(),
+                change: Change::Create,
+                after: Some(SecretValue::new("v")),
+                before: PreImage::Absent,
+                done: false,
+            }],
+        }
+    }
+
+    /// Two processes (or two applies of one server) opening a fresh state directory at
+    /// once: the first switches the file to WAL and creates the tables while the other
+    /// waits, and neither fails with "database is locked".
+    #[test]
+    fn opening_one_fresh_store_from_many_threads_at_once_succeeds() {
+        for _ in 0..10 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("state.db");
+            let key = FingerprintKey::from_bytes([1; 32]);
+            let (_, sealer) = Sealer::generate();
+            let threads: Vec<_> = (0..6)
+                .map(|i| {
+                    let path = path.clone();
+                    let key = key.clone();
+                    let sealer = sealer.clone();
+                    std::thread::spawn(move || -> Result<(), StoreError> {
+                        let s = StateStore::open(&path, sealer)?;
+                        let v = SecretValue::new("v");
+                        let target = format!("t{i}");
+                        for _ in 0..2 {
+                            let id = s.begin("src", "now", &[journal_target(&target)])?;
+                            s.mark_done(id, &target, &["A"])?;
+                            s.record(
+                                &target,
+                                &[("A", key.fingerprint(&v), &v, Some("s1"))],
+                                &[],
+                                "now",
+                            )?;
+                            s.advance_shared_stamp("A", "s1", "s2", |t| t != target)?;
+                            s.finish_target(id, &target, JournalState::Done, None)?;
+                            s.finish(id, JournalState::Done)?;
+                            s.latest_unfinished()?;
+                        }
+                        s.records(&target).map(|_| ())
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap().unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn a_shared_stamp_advances_only_where_nothing_else_moved_it() {
+        let (_dir, s) = store();
+        let key = FingerprintKey::from_bytes([1; 32]);
+        let v = SecretValue::new("v1");
+        let at = |target: &str, stamp: &str| {
+            s.record(
+                target,
+                &[("T", key.fingerprint(&v), &v, Some(stamp))],
+                &[],
+                "now",
+            )
+            .unwrap();
+        };
+        at("netlify:site:production", "s1");
+        at("netlify:site:deploy-preview", "s0");
+        at("netlify:other:production", "s1");
+        let siblings = |t: &str| t.starts_with("netlify:site:");
+        let moved = s.advance_shared_stamp("T", "s1", "s2", siblings).unwrap();
+        assert_eq!(moved, 1);
+        let stamp = |target: &str| s.records(target).unwrap()["T"].updated_at.clone();
+        assert_eq!(stamp("netlify:site:production").as_deref(), Some("s2"));
+        // Moved by someone else before our write: it keeps its stamp, and reads as such.
+        assert_eq!(stamp("netlify:site:deploy-preview").as_deref(), Some("s0"));
+        // Not a place that shares the stamp.
+        assert_eq!(stamp("netlify:other:production").as_deref(), Some("s1"));
     }
 
     #[test]

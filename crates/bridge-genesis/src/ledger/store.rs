@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension as _, Transaction, TransactionBehavior, params};
+
+use crate::sqlite_setup::retry_while_busy;
 use time::OffsetDateTime;
 
 use super::LedgerError;
@@ -155,16 +157,21 @@ impl Ledger {
             return Err(LedgerError::InvalidOrigin(origin.to_owned()));
         }
         let conn = Connection::open(path)?;
-        conn.busy_timeout(Duration::from_secs(5))?;
-        // WAL lets verifiers and proof readers run beside the writer; FULL makes a committed
-        // append survive a power cut, which is what an audit log promises.
-        conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.execute_batch(SCHEMA)?;
-        conn.execute(
-            "INSERT OR IGNORE INTO ledger_meta (key, value) VALUES ('origin', ?1)",
-            [origin],
-        )?;
+        let patience = Duration::from_secs(5);
+        conn.busy_timeout(patience)?;
+        retry_while_busy(&conn, patience, |conn| {
+            // WAL lets verifiers and proof readers run beside the writer; FULL makes a
+            // committed append survive a power cut, which is what an audit log promises.
+            conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+            tx.execute_batch(SCHEMA)?;
+            tx.execute(
+                "INSERT OR IGNORE INTO ledger_meta (key, value) VALUES ('origin', ?1)",
+                [origin],
+            )?;
+            tx.commit()
+        })?;
         let found: String = conn.query_row(
             "SELECT value FROM ledger_meta WHERE key = 'origin'",
             [],

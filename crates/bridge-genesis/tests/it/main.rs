@@ -6,4 +6,5 @@
 mod bus;
 mod feed;
 mod ledger;
+mod opening;
 mod schedule;

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::sqlite_setup::retry_while_busy;
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 
@@ -105,9 +106,10 @@ pub(super) fn open_writer(
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(err("set busy timeout"))?;
     stable_plans(&conn).map_err(err("fix query plans"))?;
-    let mode: String = conn
-        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-        .map_err(err("first read (journal_mode=WAL)"))?;
+    let mode: String = retry_while_busy(&conn, BUSY_TIMEOUT, |conn| {
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+    })
+    .map_err(err("first read (journal_mode=WAL)"))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(corrupt(
             store,
@@ -120,8 +122,10 @@ pub(super) fn open_writer(
     // Checkpoints run on their own thread (see `checkpointer.rs`), never inside a commit.
     conn.pragma_update(None, "wal_autocheckpoint", 0)
         .map_err(err("turn off automatic checkpoints"))?;
-    conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} COMMIT;"))
-        .map_err(err("create tables"))?;
+    retry_while_busy(&conn, BUSY_TIMEOUT, |conn| {
+        conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} COMMIT;"))
+    })
+    .map_err(err("create tables"))?;
     let version: Option<String> = conn
         .query_row(
             "SELECT value FROM genesis_meta WHERE key = 'schema_version'",
