@@ -160,7 +160,7 @@ impl Platform for MemoryPlatform {
         }
         Ok(ApplyReport {
             writes,
-            stamps: BTreeMap::new(),
+            ..ApplyReport::default()
         })
     }
 }

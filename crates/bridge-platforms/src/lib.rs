@@ -102,6 +102,18 @@ pub struct ApplyReport {
     /// For write-only values just written: the platform's `updated_at` after the write, so
     /// that a later change made elsewhere can be told from ours.
     pub stamps: BTreeMap<String, String>,
+    /// Stamps this apply moved that other places share (see
+    /// [`Platform::shares_stamps_with`]): a Netlify variable has one `updated_at` for all its
+    /// contexts, so a write to one context moves every context's stamp.
+    pub shared_stamps: BTreeMap<String, StampMove>,
+}
+
+/// A shared stamp that one apply moved: what the platform showed just before its writes, and
+/// after them. A sibling place whose record still holds `from` saw no change but ours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StampMove {
+    pub from: String,
+    pub to: String,
 }
 
 /// A plan op that the platform would refuse, found before any write.
@@ -129,6 +141,13 @@ pub trait Platform: Send + Sync {
     /// race on, as a Netlify site's contexts share each variable.
     fn lock_scope(&self) -> String {
         self.identity()
+    }
+
+    /// Whether the place `identity` (another adapter's [`Platform::identity`]) shares this
+    /// one's per-key stamps, as two contexts of one Netlify site share each variable's
+    /// `updated_at`. Such places are always in the same [`Platform::lock_scope`].
+    fn shares_stamps_with(&self, _identity: &str) -> bool {
+        false
     }
 
     /// What the platform holds now.

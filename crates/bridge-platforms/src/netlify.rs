@@ -34,7 +34,8 @@ use crate::http::{Call, Endpoint, HttpClient, HttpOptions, run_bounded};
 use crate::render::missing_value;
 use crate::{
     ApplyProgress, ApplyReport, Capabilities, Platform, PlatformError, PlatformSpec, RemoteSet,
-    RemoteSettings, RemoteValue, RuleViolation, WriteRequest, required_token, written_ops,
+    RemoteSettings, RemoteValue, RuleViolation, StampMove, WriteRequest, required_token,
+    written_ops,
 };
 
 /// Netlify's API root, unless `NETLIFY_API_URL` says otherwise.
@@ -104,6 +105,8 @@ impl Context {
 #[derive(Debug, Clone)]
 struct Known {
     is_secret: bool,
+    /// The variable's one stamp, shared by all its contexts.
+    updated_at: Option<String>,
     /// `(context, branch, value id)` of each value.
     values: Vec<(String, Option<String>, Option<String>)>,
 }
@@ -296,6 +299,7 @@ impl Netlify {
                     v.key.clone(),
                     Known {
                         is_secret: v.is_secret,
+                        updated_at: v.updated_at.clone(),
                         values,
                     },
                 )
@@ -329,16 +333,10 @@ impl Netlify {
         Some(RemoteValue::Readable(SecretValue::new(value)))
     }
 
-    /// The last read's knowledge, reading now if there was none (a resumed apply).
-    async fn known(&self) -> Result<BTreeMap<String, Known>, PlatformError> {
-        if let Some(known) = self
-            .known
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-        {
-            return Ok(known);
-        }
+    /// What the site holds now. An apply reads again rather than trust the plan's read: it
+    /// runs under the site's lock, and another context of this site may have been written
+    /// since (a variable created there is set here, not created twice).
+    async fn fresh_known(&self) -> Result<BTreeMap<String, Known>, PlatformError> {
         self.list().await?;
         Ok(self
             .known
@@ -397,12 +395,8 @@ impl Netlify {
         }
     }
 
-    /// Runs one update or delete; returns the key and, for a secret, Netlify's new stamp.
-    async fn run(
-        &self,
-        account: &str,
-        task: Task<'_>,
-    ) -> Result<(String, Option<String>), PlatformError> {
+    /// Runs one update or delete.
+    async fn run(&self, account: &str, task: Task<'_>) -> Result<Written, PlatformError> {
         match task {
             Task::Set {
                 key,
@@ -427,23 +421,61 @@ impl Netlify {
                         .ok()
                         .and_then(|s| s.updated_at);
                 }
-                Ok((key.to_string(), stamp.filter(|_| secret)))
+                Ok(Written {
+                    key: key.to_string(),
+                    stamp,
+                    secret,
+                    value_deleted: false,
+                })
             }
             Task::DeleteVar { key } => {
                 let what = format!("delete {key} from site {}", self.site_id);
                 let call =
                     Call::new(Method::DELETE, self.env_url(account, &[key]), &what).allow_404();
                 self.client.send(call).await?;
-                Ok((key.to_string(), None))
+                Ok(Written::deleted(key, false))
             }
             Task::DeleteValue { key, id } => {
                 let what = format!("delete a value of {key} from site {}", self.site_id);
                 let url = self.env_url(account, &[key, "value", &id]);
                 let call = Call::new(Method::DELETE, url, &what).allow_404();
                 self.client.send(call).await?;
-                Ok((key.to_string(), None))
+                Ok(Written::deleted(key, true))
             }
         }
+    }
+
+    /// The stamps the writes left: this context's for its write-only values, and every
+    /// variable's move from what `before` showed, which the site's other contexts share.
+    async fn moved_stamps(
+        &self,
+        before: &BTreeMap<String, Known>,
+        mut written: Vec<Written>,
+    ) -> Result<MovedStamps, PlatformError> {
+        // A removed value's `204` carries no stamp: read the site once more to learn it.
+        if written.iter().any(|w| w.value_deleted) {
+            let now = self.fresh_known().await?;
+            for w in written.iter_mut().filter(|w| w.value_deleted) {
+                w.stamp = now.get(&w.key).and_then(|k| k.updated_at.clone());
+            }
+        }
+        let mut moved = MovedStamps::default();
+        for w in written {
+            let Some(to) = w.stamp else { continue };
+            if let Some(from) = before.get(&w.key).and_then(|k| k.updated_at.clone()) {
+                moved.shared.insert(
+                    w.key.clone(),
+                    StampMove {
+                        from,
+                        to: to.clone(),
+                    },
+                );
+            }
+            if w.secret {
+                moved.own.insert(w.key, to);
+            }
+        }
+        Ok(moved)
     }
 
     /// Creates `ops`' variables in one call; returns the stamps of the secret ones.
@@ -469,6 +501,35 @@ impl Netlify {
             .filter_map(|v| Some((v.key, v.updated_at?)))
             .collect())
     }
+}
+
+/// What one update or delete did.
+struct Written {
+    key: String,
+    /// Netlify's stamp after the write, when its answer carried one.
+    stamp: Option<String>,
+    /// A write-only value: its stamp is what later reads are judged by.
+    secret: bool,
+    /// One context's value was removed and the variable kept: its stamp moved, and the
+    /// `204` does not say to what.
+    value_deleted: bool,
+}
+
+impl Written {
+    fn deleted(key: &str, value_deleted: bool) -> Self {
+        Self {
+            key: key.to_string(),
+            stamp: None,
+            secret: false,
+            value_deleted,
+        }
+    }
+}
+
+#[derive(Default)]
+struct MovedStamps {
+    own: BTreeMap<String, String>,
+    shared: BTreeMap<String, StampMove>,
 }
 
 #[derive(Deserialize)]
@@ -517,6 +578,14 @@ impl Platform for Netlify {
         format!("netlify:{}", self.site_id)
     }
 
+    /// Every context of this site: a variable's one `updated_at` is theirs too.
+    fn shares_stamps_with(&self, identity: &str) -> bool {
+        identity != self.identity()
+            && identity
+                .strip_prefix(&self.lock_scope())
+                .is_some_and(|rest| rest.starts_with(':'))
+    }
+
     async fn read(&self) -> Result<RemoteSet, PlatformError> {
         let vars = self.list().await?;
         Ok(vars
@@ -563,7 +632,7 @@ impl Platform for Netlify {
             return Ok(ApplyReport::default());
         }
         let account = self.account()?;
-        let known = self.known().await?;
+        let known = self.fresh_known().await?;
         let mut creates: Vec<(&str, &SecretValue)> = Vec::new();
         let mut tasks: Vec<Task<'_>> = Vec::new();
         for op in &ops {
@@ -596,7 +665,7 @@ impl Platform for Netlify {
             progress.applied(&keys);
             report.writes += keys.len();
         }
-        let mut stamps = BTreeMap::new();
+        let mut written = Vec::new();
         let mut done = 0;
         // Built up front: a lazy `map` over the tasks would keep a closure in this future's
         // state, which trips the `Send` check async-trait imposes.
@@ -604,21 +673,19 @@ impl Platform for Netlify {
         for task in tasks {
             futures.push(self.run(account, task));
         }
-        let result = run_bounded(
-            futures,
-            self.client.options().concurrency,
-            |(key, stamp): (String, Option<String>)| {
-                progress.applied(&[key.as_str()]);
-                done += 1;
-                if let Some(stamp) = stamp {
-                    stamps.insert(key, stamp);
-                }
-            },
-        )
+        let result = run_bounded(futures, self.client.options().concurrency, |w: Written| {
+            progress.applied(&[w.key.as_str()]);
+            done += 1;
+            written.push(w);
+        })
         .await;
-        result?;
         report.writes += done;
-        report.stamps.extend(stamps);
+        // Even after a failure: what was written moved stamps that siblings share.
+        let moved = self.moved_stamps(&known, written).await;
+        result?;
+        let moved = moved?;
+        report.stamps.extend(moved.own);
+        report.shared_stamps = moved.shared;
         Ok(report)
     }
 }
@@ -675,6 +742,12 @@ mod tests {
         assert_eq!(branch.lock_scope(), production.lock_scope());
         assert_ne!(preview.identity(), production.identity());
         assert_ne!(branch.identity(), production.identity());
+        // Each context shares the variables' stamps with the site's other contexts only.
+        assert!(production.shares_stamps_with(&preview.identity()));
+        assert!(preview.shares_stamps_with(&branch.identity()));
+        assert!(!production.shares_stamps_with(&production.identity()));
+        assert!(!production.shares_stamps_with("netlify:site-10:production"));
+        assert!(!production.shares_stamps_with("github:site-1"));
     }
 
     #[test]
@@ -755,6 +828,7 @@ mod tests {
         let prod = netlify("netlify:context=production");
         let k = Known {
             is_secret: false,
+            updated_at: None,
             values: vec![
                 ("all".into(), None, Some("id-all".into())),
                 ("production".into(), None, Some("id-prod".into())),
@@ -765,6 +839,7 @@ mod tests {
         );
         let single = Known {
             is_secret: false,
+            updated_at: None,
             values: vec![("production".into(), None, Some("id-prod".into()))],
         };
         assert!(matches!(
@@ -774,6 +849,7 @@ mod tests {
         let all = netlify("netlify");
         let secret = Known {
             is_secret: true,
+            updated_at: None,
             values: SECRET_CONTEXTS
                 .iter()
                 .map(|c| (c.to_string(), None, Some(format!("id-{c}"))))

@@ -320,43 +320,60 @@ pub async fn run(job: SyncJob) -> Result<SyncOutcome, SyncError> {
         None => None,
     };
 
-    // Phase three: apply side by side, each op marked done when confirmed.
-    let mut tasks = JoinSet::new();
+    // Phase three: apply side by side, each op marked done when confirmed. Targets that
+    // share a lock scope (two contexts of one Netlify site) write the same variables, so
+    // they go one after the other.
+    let mut by_scope: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for &i in &to_apply {
-        let p = &mut planned[i];
-        let plan = p.plan.clone().unwrap_or_default();
-        let remote = p.remote.clone().unwrap_or_default();
-        let target = p.target.clone();
-        let identity = p.identity.clone();
+        by_scope
+            .entry(planned[i].target.platform.lock_scope())
+            .or_default()
+            .push(i);
+    }
+    let mut tasks = JoinSet::new();
+    for indices in by_scope.into_values() {
+        let work: Vec<_> = indices
+            .into_iter()
+            .map(|i| {
+                let p = &planned[i];
+                (
+                    i,
+                    p.target.clone(),
+                    p.identity.clone(),
+                    p.plan.clone().unwrap_or_default(),
+                    p.remote.clone().unwrap_or_default(),
+                )
+            })
+            .collect();
         let store = job.store.clone();
         let options = job.options.clone();
         let source = Arc::clone(&source);
         let observer = job.observer.clone();
         tasks.spawn(async move {
-            let status = apply_target(
-                &target,
-                &identity,
-                &plan,
-                &remote,
-                Sinks {
+            let mut statuses = Vec::with_capacity(work.len());
+            for (i, target, identity, plan, remote) in work {
+                let sinks = Sinks {
                     store: store.as_deref(),
                     journal,
-                    observer,
-                },
-                &options,
-                &source,
-            )
-            .await;
-            (i, status)
+                    observer: observer.clone(),
+                };
+                let status =
+                    apply_target(&target, &identity, &plan, &remote, sinks, &options, &source)
+                        .await;
+                statuses.push((i, status));
+            }
+            statuses
         });
     }
     let mut all_ok = true;
     while let Some(joined) = tasks.join_next().await {
         match joined {
-            Ok((i, status)) => {
-                let status = status?;
-                all_ok &= matches!(status, TargetStatus::Applied { .. });
-                planned[i].status = status;
+            Ok(statuses) => {
+                for (i, status) in statuses {
+                    let status = status?;
+                    all_ok &= matches!(status, TargetStatus::Applied { .. });
+                    planned[i].status = status;
+                }
             }
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         }
@@ -583,9 +600,9 @@ pub(crate) async fn apply_ops(
         .done
         .into_inner()
         .unwrap_or_else(|p| p.into_inner());
-    let stamps = result
+    let (stamps, shared) = result
         .as_ref()
-        .map(|r| r.stamps.clone())
+        .map(|r| (r.stamps.clone(), r.shared_stamps.clone()))
         .unwrap_or_default();
     if let Some(store) = store {
         let by_key: BTreeMap<&str, &bridge_core::diff::PlanOp> =
@@ -608,6 +625,12 @@ pub(crate) async fn apply_ops(
             }
         }
         store.record(identity, &written, &deleted, &now_rfc3339())?;
+        let platform = &*target.platform;
+        for (k, moved) in &shared {
+            store.advance_shared_stamp(k, &moved.from, &moved.to, |other| {
+                platform.shares_stamps_with(other)
+            })?;
+        }
     }
     Ok(result.map(|r| r.writes))
 }

@@ -501,3 +501,54 @@ async fn a_fresh_runner_writes_secrets_it_cannot_compare() {
     assert_eq!(verify.code, 0, "{verify:?}");
     emu.shutdown().await;
 }
+
+/// Two deploy contexts of one Netlify site, in one command and in two: no `409`, no
+/// context's record spoilt by the other's write (the variable's one `updated_at` moves on
+/// either), both verify clean, and a repeat writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_netlify_contexts_of_one_site_live_side_by_side() {
+    const BOTH: &str = "netlify:context=production,stg=netlify:context=deploy-preview";
+    const CHECKED: &str =
+        "local:.env,netlify:context=production,stg=netlify:context=deploy-preview";
+    let emu = emulators(EmulatorConfig::default()).await;
+    let s = sandbox(&emu);
+    let netlify = emu.netlify().unwrap();
+
+    let sync = s.run(&["env", "sync", "--target", BOTH, "--output", "json"]);
+    assert_eq!(sync.code, 0, "{sync:?}");
+    no_secret_in(&sync);
+    assert_eq!(netlify.vars("production"), expected());
+    assert_eq!(netlify.vars("deploy-preview"), expected());
+    let verify = s.run(&["env", "verify", "--platforms", CHECKED, "--output", "json"]);
+    assert_eq!(verify.code, 0, "{verify:?}");
+    assert_eq!(verify.json()["proven"], true, "{verify:?}");
+
+    netlify.reset_stats();
+    let again = s.run(&["env", "sync", "--target", BOTH, "--output", "json"]);
+    assert_eq!(again.code, 0, "{again:?}");
+    for t in again.json()["targets"].as_array().unwrap() {
+        assert_eq!(t["status"], "in_sync", "{t}");
+    }
+    assert_eq!(netlify.stats().writes, 0);
+
+    // One context at a time: a rotated secret reaches production, then staging, and
+    // neither write makes the other context's record look changed outside Bridge.
+    s.file(".env", &source_env().replace("whsec_555", "whsec_666"));
+    let prod = s.run(&["env", "sync", "--target", "netlify:context=production"]);
+    assert_eq!(prod.code, 0, "{prod:?}");
+    let stg_only = "stg=netlify:context=deploy-preview";
+    let plan = s.run(&["env", "diff", "--target", stg_only, "--output", "json"]);
+    assert_eq!(plan.code, 1, "{plan:?}");
+    let stg = s.run(&["env", "sync", "--target", stg_only]);
+    assert_eq!(stg.code, 0, "{stg:?}");
+    let verify = s.run(&["env", "verify", "--platforms", CHECKED, "--output", "json"]);
+    assert_eq!(verify.code, 0, "{verify:?}");
+    let report = verify.json();
+    assert_eq!(report["changed_outside"], serde_json::json!({}), "{report}");
+    assert_eq!(report["unknown"], serde_json::json!({}), "{report}");
+    netlify.reset_stats();
+    let again = s.run(&["env", "sync", "--target", BOTH]);
+    assert_eq!(again.code, 0, "{again:?}");
+    assert_eq!(netlify.stats().writes, 0);
+    emu.shutdown().await;
+}
