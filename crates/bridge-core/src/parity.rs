@@ -4,12 +4,13 @@
 //! Render, GitHub…) and judges each place's value for each key against the first place (the
 //! source), in one vocabulary ([`Cell`]): `equal`, `different`, `missing` (in the source,
 //! absent here), `extra` (here, absent from the source), `unknown` (write-only, never written
-//! by Bridge), `changed_outside` (write-only, its stamp moved since Bridge's write). Values are
+//! by Bridge), `changed_outside` (write-only, its stamp moved since Bridge's write),
+//! `protected` (on the protect list: Bridge never writes it, so does not judge it). Values are
 //! compared with the first readable value among the places; write-only ones through the
 //! fingerprint of Bridge's last write, never assumed equal. [`ParityMatrix::report`] renders
 //! the seed's report (`verified_at, has_drift, missing_in_<label>[], conflicts{KEY:{label:
 //! value}}, summary{total_keys, <label>_count, drift_count}`) plus `extra_in_<label>[]`,
-//! `changed_outside{KEY:{label:stamp}}`, `unknown{KEY:[labels]}` and `proven`, with secret
+//! `changed_outside{KEY:{label:stamp}}`, `unknown{KEY:[labels]}`, `protected[]` and `proven`, with secret
 //! values shown as `"<secret>"`. `has_drift` counts missing, extra, different and
 //! changed-outside keys; `proven` is false while any key is unknown.
 
@@ -44,6 +45,9 @@ pub enum Cell {
     Unknown,
     /// Write-only here, and the platform's stamp moved since Bridge wrote it.
     ChangedOutside,
+    /// On the protect list: a platform manages it (Render's `DATABASE_URL`), Bridge never
+    /// writes it, so whatever it holds here is neither drift nor unproven.
+    Protected,
     /// Absent here and from the source: nothing to judge.
     Absent,
 }
@@ -66,6 +70,7 @@ impl Cell {
             Cell::Extra => "extra",
             Cell::Unknown => "unknown",
             Cell::ChangedOutside => "changed_outside",
+            Cell::Protected => "protected",
             Cell::Absent => "absent",
         }
     }
@@ -103,11 +108,14 @@ pub struct ParityMatrix {
 pub const SECRET_PLACEHOLDER: &str = "<secret>";
 
 impl ParityMatrix {
+    /// Lines up `columns` (the first is the source). Keys on `protect` are judged at no
+    /// place but the source: their cells elsewhere are [`Cell::Protected`].
     pub fn build(
         columns: &[ParityColumn],
         filter: &KeyFilter,
         classifier: &SecretClassifier,
         fingerprints: Option<&FingerprintKey>,
+        protect: &[String],
     ) -> Self {
         let mut keys: BTreeMap<&str, ()> = BTreeMap::new();
         for column in columns {
@@ -121,7 +129,10 @@ impl ParityMatrix {
             .collect();
         let rows = keys
             .into_keys()
-            .map(|key| Self::row(key, columns, classifier, fingerprints))
+            .map(|key| {
+                let protected = protect.iter().any(|p| p == key);
+                Self::row(key, columns, classifier, fingerprints, protected)
+            })
             .collect();
         Self {
             labels: columns.iter().map(|c| c.label.clone()).collect(),
@@ -135,6 +146,7 @@ impl ParityMatrix {
         columns: &[ParityColumn],
         classifier: &SecretClassifier,
         fingerprints: Option<&FingerprintKey>,
+        protected: bool,
     ) -> ParityRow {
         let observed: Vec<Option<&Observed>> =
             columns.iter().map(|c| c.observed.get(key)).collect();
@@ -176,6 +188,8 @@ impl ParityMatrix {
             .zip(&tokens)
             .enumerate()
             .map(|(i, (o, t))| match (o, t) {
+                (None, _) if i > 0 && protected && in_source => Cell::Protected,
+                (Some(_), _) if i > 0 && protected => Cell::Protected,
                 (None, _) if in_source => Cell::Missing,
                 (None, _) => Cell::Absent,
                 // A key the source does not hold is extra wherever it is, whatever its value.
@@ -274,6 +288,12 @@ impl ParityMatrix {
             );
             extra.insert(format!("extra_in_{label}"), self.keys_at(i, Cell::Extra));
         }
+        let protected = self
+            .rows
+            .iter()
+            .filter(|r| r.cells.contains(&Cell::Protected))
+            .map(|r| r.key.clone())
+            .collect();
         let mut conflicts = BTreeMap::new();
         let mut unknown = BTreeMap::new();
         let mut changed_outside = BTreeMap::new();
@@ -323,6 +343,7 @@ impl ParityMatrix {
             conflicts,
             changed_outside,
             unknown,
+            protected,
             drift_by_place: self.drift_by_place(),
             summary: ParitySummary {
                 total_keys: self.rows.len(),
@@ -359,6 +380,8 @@ pub struct ParityReport {
     pub changed_outside: BTreeMap<String, BTreeMap<String, String>>,
     /// Keys whose write-only value could not be compared, with the places concerned.
     pub unknown: BTreeMap<String, Vec<String>>,
+    /// Keys on the protect list: Bridge never writes them, so judges them nowhere.
+    pub protected: Vec<String>,
     /// Keys drifted per place after the source (see [`ParityMatrix::drift_by_place`]); not
     /// part of the seed's report.
     #[serde(skip)]
@@ -402,6 +425,7 @@ mod tests {
             &KeyFilter::default(),
             &SecretClassifier::default(),
             None,
+            &[],
         );
         let report = serde_json::to_value(m.report("2026-11-22T00:00:00Z".into())).unwrap();
         assert_eq!(report["has_drift"], true);
@@ -450,6 +474,7 @@ mod tests {
             &KeyFilter::default(),
             &SecretClassifier::default(),
             Some(&key),
+            &[],
         );
         assert_eq!(m.rows[0].cells, vec![Cell::Equal, Cell::Equal]);
         assert_eq!(m.rows[1].cells, vec![Cell::Equal, Cell::Unknown]);
@@ -488,6 +513,7 @@ mod tests {
             &KeyFilter::default(),
             &SecretClassifier::default(),
             Some(&key),
+            &[],
         );
         assert_eq!(m.rows[0].cells, vec![Cell::Equal, Cell::ChangedOutside]);
         assert!(m.has_drift());
@@ -515,6 +541,7 @@ mod tests {
             &KeyFilter::default(),
             &SecretClassifier::default(),
             None,
+            &[],
         );
         let row = m.rows.iter().find(|r| r.key == "HAND_MADE").unwrap();
         assert_eq!(row.cells, vec![Cell::Absent, Cell::Extra, Cell::Absent]);
@@ -525,5 +552,52 @@ mod tests {
         assert_eq!(report["missing_in_github"], serde_json::json!([]));
         assert_eq!(report["has_drift"], true);
         assert_eq!(report["proven"], true);
+    }
+
+    #[test]
+    fn protected_keys_are_judged_nowhere_but_in_the_source() {
+        let columns = [
+            column("local", &[("A", "1"), ("DATABASE_URL", "postgres://local")]),
+            column(
+                "render",
+                &[("A", "1"), ("DATABASE_URL", "postgres://render")],
+            ),
+            column("netlify", &[("A", "1"), ("MANAGED_ELSEWHERE", "x")]),
+        ];
+        let protect = ["DATABASE_URL".to_string(), "MANAGED_ELSEWHERE".to_string()];
+        let m = ParityMatrix::build(
+            &columns,
+            &KeyFilter::default(),
+            &SecretClassifier::default(),
+            None,
+            &protect,
+        );
+        let cells = |key: &str| m.rows.iter().find(|r| r.key == key).unwrap().cells.clone();
+        // Different on render and absent on netlify: protected at both, not drift.
+        assert_eq!(
+            cells("DATABASE_URL"),
+            [Cell::Equal, Cell::Protected, Cell::Protected]
+        );
+        assert_eq!(
+            cells("MANAGED_ELSEWHERE"),
+            [Cell::Absent, Cell::Absent, Cell::Protected]
+        );
+        assert!(!m.has_drift());
+        assert!(m.proven());
+        let report = serde_json::to_value(m.report("t".into())).unwrap();
+        assert_eq!(
+            report["protected"],
+            serde_json::json!(["DATABASE_URL", "MANAGED_ELSEWHERE"])
+        );
+        assert_eq!(report["conflicts"], serde_json::json!({}));
+        // Without the list the same places drift.
+        let unprotected = ParityMatrix::build(
+            &columns,
+            &KeyFilter::default(),
+            &SecretClassifier::default(),
+            None,
+            &[],
+        );
+        assert!(unprotected.has_drift());
     }
 }

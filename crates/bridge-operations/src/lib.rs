@@ -33,6 +33,7 @@ use bridge_core::parity::ParityMatrix;
 use bridge_core::schema::Schema;
 use bridge_platforms::spec::assign_labels;
 use bridge_platforms::{PlatformError, PlatformSpec};
+pub use bridge_sync::PlannedSync;
 use bridge_sync::store::{JournalId, JournalTarget, StateStore};
 use bridge_sync::{
     ProgressObserver, RecoveryOutcome, SyncError, SyncJob, SyncOptions, SyncOutcome, Target,
@@ -131,6 +132,17 @@ pub struct SyncRequest {
     pub origin: Origin,
     /// Told how far each target's apply has got.
     pub progress: Option<ProgressObserver>,
+    /// Asked between the plan and the first write.
+    pub gate: Option<Arc<dyn ApplyGate>>,
+}
+
+/// Asked once a sync is planned and before its first write, with the apply locks held, so
+/// that what it approves is exactly what is written: the CLI prints the plan here and, on a
+/// terminal, asks. Called only when the plan has writes and the sync is not a dry run; it
+/// may block (a person answering a question).
+pub trait ApplyGate: Send + Sync {
+    /// Whether to apply `plan`. A refusal writes nothing and publishes nothing.
+    fn approve(&self, plan: &PlannedSync) -> bool;
 }
 
 /// One rollback: which apply to undo, whether to write, whether the deletion guard holds.
@@ -266,6 +278,7 @@ impl<'h> Operations<'h> {
                 allow_empty_source: false,
                 origin,
                 progress: None,
+                gate: None,
             })
             .await?;
         let journal = outcome.journal.map(|j| j.0);
@@ -324,20 +337,24 @@ impl<'h> Operations<'h> {
                 protect: self.settings.protect.clone(),
             },
         };
+        let planned = bridge_sync::plan(job).await.map_err(sync_error)?;
+        if !dry_run
+            && planned.has_writes()
+            && let Some(gate) = &request.gate
+            && !gate.approve(&planned)
+        {
+            return Ok(planned.into_outcome());
+        }
         let bus = if dry_run { None } else { self.bus().await };
         if let Some(bus) = &bus {
-            let targets: Vec<String> = job
-                .targets
-                .iter()
-                .map(|t| t.platform.spec().to_string())
-                .collect();
-            let source = job.source.spec().to_string();
+            let targets: Vec<String> = planned.targets().map(|t| t.spec.to_string()).collect();
+            let source = planned.source().to_string();
             if let Err(e) = events::init(bus, &request.origin, &source, &targets).await {
                 self.host
                     .warn(&format!("could not publish envsync.init: {e}"));
             }
         }
-        let outcome = bridge_sync::run(job).await.map_err(sync_error)?;
+        let outcome = planned.apply().await.map_err(sync_error)?;
         if let Some(bus) = &bus
             && let Err(e) = events::outcome(bus, &request.origin, &outcome, &key).await
         {
@@ -373,6 +390,7 @@ impl<'h> Operations<'h> {
             &self.host.classifier(),
             key.as_ref(),
             store.as_ref(),
+            &self.settings.protect,
         )
         .await
         .map_err(|e| OpsError::platform(e.source, format!("reading {}", e.spec)))?;

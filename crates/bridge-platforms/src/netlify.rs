@@ -17,9 +17,15 @@
 //! present. A secret for the `dev` context is refused by [`Platform::check_rules`].
 //!
 //! Calls: a read is one `GET /accounts/{account}/env?site_id=` (or `GET /sites/{site}/env`
-//! when `NETLIFY_ACCOUNT_ID` is not set); an apply makes every new variable in one bulk
-//! `POST`, then sets (`PATCH`) and deletes values several at a time, within Netlify's 500
-//! requests a minute. Writes need the account: Netlify has no site-only write route.
+//! when `NETLIFY_ACCOUNT_ID` is not set); an apply reads the site again (it holds the site's
+//! lock, and another context's apply may have written since the plan's read), makes every
+//! new variable in one bulk `POST`, then sets (`PATCH`, one context: `PUT` would replace every
+//! context's value) and deletes values several at a time, within Netlify's 500 requests a
+//! minute. Writes need the account: Netlify has no site-only write route.
+//!
+//! A variable has one `updated_at` for all its contexts, so a write here moves the stamp the
+//! site's other contexts are judged by: the apply reports each move (from, to) in
+//! [`ApplyReport::shared_stamps`].
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};

@@ -227,15 +227,116 @@ pub fn digest_set(set: &EnvSet, key: &FingerprintKey) -> Fingerprint {
 
 /// What phase one found for a target.
 struct Planned {
+    /// What is reported: the plan, and the status as planned (then as applied).
+    outcome: TargetOutcome,
     target: Target,
-    identity: String,
-    state_digest: Option<Fingerprint>,
     remote: Option<RemoteSet>,
-    plan: Option<SyncPlan>,
-    status: TargetStatus,
 }
 
+/// Plans and, unless it is a dry run, applies: [`plan`] then [`PlannedSync::apply`].
 pub async fn run(job: SyncJob) -> Result<SyncOutcome, SyncError> {
+    plan(job).await?.apply().await
+}
+
+/// A sync planned for every target and not yet applied: what [`PlannedSync::outcome`]
+/// shows (to print it, or to ask whether to go on) is exactly what
+/// [`PlannedSync::apply`] writes.
+pub struct PlannedSync {
+    job: SyncJob,
+    source_spec: PlatformSpec,
+    source_digest: Fingerprint,
+    source: Arc<EnvSet>,
+    planned: Vec<Planned>,
+}
+
+impl PlannedSync {
+    /// The source planned from.
+    pub fn source(&self) -> &PlatformSpec {
+        &self.source_spec
+    }
+
+    /// Every target's plan, with its status as planned (`Planned` where writes wait).
+    pub fn targets(&self) -> impl Iterator<Item = &TargetOutcome> {
+        self.planned.iter().map(|p| &p.outcome)
+    }
+
+    /// Whether applying would write anything.
+    pub fn has_writes(&self) -> bool {
+        self.planned
+            .iter()
+            .any(|p| matches!(p.outcome.status, TargetStatus::Planned))
+    }
+
+    /// The plan as the outcome, writing nothing.
+    pub fn into_outcome(self) -> SyncOutcome {
+        outcome(
+            self.source_spec,
+            self.source_digest,
+            self.source.len(),
+            self.planned,
+            None,
+        )
+    }
+
+    /// Journals the plan, then applies it (a dry run returns the plan).
+    pub async fn apply(self) -> Result<SyncOutcome, SyncError> {
+        let PlannedSync {
+            job,
+            source_spec,
+            source_digest,
+            source,
+            mut planned,
+        } = self;
+        let to_apply: Vec<usize> = planned
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| matches!(p.outcome.status, TargetStatus::Planned))
+            .map(|(i, _)| i)
+            .collect();
+        if job.options.mode == Mode::DryRun || to_apply.is_empty() {
+            return Ok(outcome(
+                source_spec,
+                source_digest,
+                source.len(),
+                planned,
+                None,
+            ));
+        }
+
+        // Phase two: journal every write and its pre-image before the first one.
+        let journal = match &job.store {
+            Some(store) => {
+                let mut entries = Vec::new();
+                for &i in &to_apply {
+                    entries.push(journal_entry(&planned[i], store)?);
+                }
+                Some(store.begin(&source_spec.to_string(), &now_rfc3339(), &entries)?)
+            }
+            None => None,
+        };
+        let all_ok = apply_planned(&job, &source, &mut planned, &to_apply, journal).await?;
+        if let (Some(store), Some(id)) = (&job.store, journal) {
+            store.finish(
+                id,
+                if all_ok {
+                    JournalState::Done
+                } else {
+                    JournalState::Failed
+                },
+            )?;
+        }
+        Ok(outcome(
+            source_spec,
+            source_digest,
+            source.len(),
+            planned,
+            journal,
+        ))
+    }
+}
+
+/// Loads the source and plans every target side by side; writes nothing.
+pub async fn plan(job: SyncJob) -> Result<PlannedSync, SyncError> {
     let source_spec = job.source.spec().clone();
     let source_identity = job.source.identity();
     if let Some(t) = job
@@ -270,7 +371,6 @@ pub async fn run(job: SyncJob) -> Result<SyncOutcome, SyncError> {
     let source_digest = digest_set(&source, &job.options.fingerprints);
     let source = Arc::new(source);
 
-    // Phase one: plan every target side by side.
     let mut tasks = JoinSet::new();
     for (index, target) in job.targets.iter().cloned().enumerate() {
         let source = Arc::clone(&source);
@@ -290,41 +390,27 @@ pub async fn run(job: SyncJob) -> Result<SyncOutcome, SyncError> {
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         }
     }
-    let mut planned: Vec<Planned> = planned.into_iter().flatten().collect();
+    Ok(PlannedSync {
+        job,
+        source_spec,
+        source_digest,
+        source,
+        planned: planned.into_iter().flatten().collect(),
+    })
+}
 
-    let to_apply: Vec<usize> = planned
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| matches!(p.status, TargetStatus::Planned))
-        .map(|(i, _)| i)
-        .collect();
-    if job.options.mode == Mode::DryRun || to_apply.is_empty() {
-        return Ok(outcome(
-            source_spec,
-            source_digest,
-            source.len(),
-            planned,
-            None,
-        ));
-    }
-
-    // Phase two: journal every write and its pre-image before the first one.
-    let journal = match &job.store {
-        Some(store) => {
-            let mut entries = Vec::new();
-            for &i in &to_apply {
-                entries.push(journal_entry(&planned[i], store)?);
-            }
-            Some(store.begin(&source_spec.to_string(), &now_rfc3339(), &entries)?)
-        }
-        None => None,
-    };
-
-    // Phase three: apply side by side, each op marked done when confirmed. Targets that
-    // share a lock scope (two contexts of one Netlify site) write the same variables, so
-    // they go one after the other.
+/// Phase three: applies side by side, each op marked done when confirmed; returns whether
+/// every target was applied. Targets that share a lock scope (two contexts of one Netlify
+/// site) write the same variables, so they go one after the other.
+async fn apply_planned(
+    job: &SyncJob,
+    source: &Arc<EnvSet>,
+    planned: &mut [Planned],
+    to_apply: &[usize],
+    journal: Option<JournalId>,
+) -> Result<bool, SyncError> {
     let mut by_scope: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    for &i in &to_apply {
+    for &i in to_apply {
         by_scope
             .entry(planned[i].target.platform.lock_scope())
             .or_default()
@@ -339,15 +425,15 @@ pub async fn run(job: SyncJob) -> Result<SyncOutcome, SyncError> {
                 (
                     i,
                     p.target.clone(),
-                    p.identity.clone(),
-                    p.plan.clone().unwrap_or_default(),
+                    p.outcome.identity.clone(),
+                    p.outcome.plan.clone().unwrap_or_default(),
                     p.remote.clone().unwrap_or_default(),
                 )
             })
             .collect();
         let store = job.store.clone();
         let options = job.options.clone();
-        let source = Arc::clone(&source);
+        let source = Arc::clone(source);
         let observer = job.observer.clone();
         tasks.spawn(async move {
             let mut statuses = Vec::with_capacity(work.len());
@@ -372,29 +458,13 @@ pub async fn run(job: SyncJob) -> Result<SyncOutcome, SyncError> {
                 for (i, status) in statuses {
                     let status = status?;
                     all_ok &= matches!(status, TargetStatus::Applied { .. });
-                    planned[i].status = status;
+                    planned[i].outcome.status = status;
                 }
             }
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         }
     }
-    if let (Some(store), Some(id)) = (&job.store, journal) {
-        store.finish(
-            id,
-            if all_ok {
-                JournalState::Done
-            } else {
-                JournalState::Failed
-            },
-        )?;
-    }
-    Ok(outcome(
-        source_spec,
-        source_digest,
-        source.len(),
-        planned,
-        journal,
-    ))
+    Ok(all_ok)
 }
 
 fn outcome(
@@ -408,17 +478,7 @@ fn outcome(
         source,
         source_digest,
         source_len,
-        targets: planned
-            .into_iter()
-            .map(|p| TargetOutcome {
-                label: p.target.label.clone(),
-                spec: p.target.platform.spec().clone(),
-                identity: p.identity,
-                state_digest: p.state_digest,
-                plan: p.plan,
-                status: p.status,
-            })
-            .collect(),
+        targets: planned.into_iter().map(|p| p.outcome).collect(),
         journal,
     }
 }
@@ -431,14 +491,18 @@ async fn plan_target(
 ) -> Result<Planned, SyncError> {
     let identity = target.platform.identity();
     let planned = |remote: Option<RemoteSet>, plan, status| Planned {
+        outcome: TargetOutcome {
+            label: target.label.clone(),
+            spec: target.platform.spec().clone(),
+            identity: identity.clone(),
+            state_digest: remote
+                .as_ref()
+                .map(|r| digest_remote(r, &options.fingerprints)),
+            plan,
+            status,
+        },
         target: target.clone(),
-        identity: identity.clone(),
-        state_digest: remote
-            .as_ref()
-            .map(|r| digest_remote(r, &options.fingerprints)),
         remote,
-        plan,
-        status,
     };
     let remote = match target.platform.read().await {
         Ok(remote) => remote,
@@ -500,13 +564,13 @@ fn hold_back(
 fn journal_entry(p: &Planned, store: &StateStore) -> Result<JournalTarget, StoreError> {
     let remote = p.remote.as_ref();
     let mut ops = Vec::new();
-    for op in p.plan.iter().flat_map(|plan| plan.writes()) {
+    for op in p.outcome.plan.iter().flat_map(|plan| plan.writes()) {
         let before = match remote.and_then(|r| r.get(&op.key)) {
             None => PreImage::Absent,
             Some(RemoteValue::Readable(v)) => PreImage::Value(v.clone()),
             // Write-only: restorable only if the value there is the one we wrote.
             Some(RemoteValue::WriteOnly { .. }) => match store
-                .recorded_value(&p.identity, &op.key)?
+                .recorded_value(&p.outcome.identity, &op.key)?
             {
                 Some(v) if op.reason != Some(bridge_core::diff::UpdateReason::ChangedOutOfBand) => {
                     PreImage::Value(v)
@@ -523,7 +587,7 @@ fn journal_entry(p: &Planned, store: &StateStore) -> Result<JournalTarget, Store
         });
     }
     Ok(JournalTarget {
-        identity: p.identity.clone(),
+        identity: p.outcome.identity.clone(),
         spec: p.target.platform.spec().to_string(),
         label: p.target.label.clone(),
         state: JournalState::Applying,

@@ -31,6 +31,7 @@ pub async fn verify(
     classifier: &SecretClassifier,
     fingerprints: Option<&FingerprintKey>,
     store: Option<&StateStore>,
+    protect: &[String],
 ) -> Result<ParityMatrix, VerifyError> {
     let mut tasks = JoinSet::new();
     for (index, place) in places.iter().cloned().enumerate() {
@@ -86,5 +87,6 @@ pub async fn verify(
         filter,
         classifier,
         fingerprints,
+        protect,
     ))
 }

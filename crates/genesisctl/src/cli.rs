@@ -156,8 +156,8 @@ pub enum EnvCommand {
     #[command(
         after_help = "Deletions happen only with --allow-deletions, and a sync that would delete more \
 than sync.max_delete_share of a target's keys (25% by default) is refused unless --force. A source \
-with no variables is refused unless --allow-empty-source. On a terminal the plan is shown and \
-confirmed before the first write (--yes skips the question); without one it proceeds.\n\nExamples:\n  genesisctl env sync --from local:.env --target local:.env.production\n  genesisctl env sync --target local:.env.ci --dry-run\n  eval \"$(genesisctl env sync --from local:.env --target process)\""
+with no variables is refused unless --allow-empty-source. The full plan prints before the first \
+write; on a terminal it is confirmed first (--yes skips the question), without one the sync proceeds.\n\nExamples:\n  genesisctl env sync --from local:.env --target local:.env.production\n  genesisctl env sync --target local:.env.ci --dry-run\n  eval \"$(genesisctl env sync --from local:.env --target process)\""
     )]
     Sync {
         #[command(flatten)]

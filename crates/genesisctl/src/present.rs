@@ -193,13 +193,28 @@ fn change_report(op: &PlanOp, r: &Redactor<'_>) -> ChangeReport {
 
 /// The text of a sync or diff, one block per target.
 pub fn sync_text(outcome: &SyncOutcome, r: &Redactor<'_>) -> String {
+    plan_text(&outcome.source, outcome.targets.iter(), r, Stage::Outcome)
+}
+
+/// When a plan is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Before its writes, which follow (or wait for a yes).
+    BeforeApply,
+    /// After a dry run, or once applied.
+    Outcome,
+}
+
+/// Each target's changes and status line, from `source`.
+pub fn plan_text<'a>(
+    source: &bridge_platforms::PlatformSpec,
+    targets: impl Iterator<Item = &'a bridge_sync::TargetOutcome>,
+    r: &Redactor<'_>,
+    stage: Stage,
+) -> String {
     let mut out = String::new();
-    for t in &outcome.targets {
-        let _ = writeln!(
-            out,
-            "{BOLD}{}{BOLD:#} → {BOLD}{}{BOLD:#}",
-            outcome.source, t.spec
-        );
+    for t in targets {
+        let _ = writeln!(out, "{BOLD}{source}{BOLD:#} → {BOLD}{}{BOLD:#}", t.spec);
         if let Some(plan) = &t.plan {
             let width = plan
                 .ops
@@ -232,7 +247,26 @@ pub fn sync_text(outcome: &SyncOutcome, r: &Redactor<'_>) -> String {
                 );
             }
         }
-        let _ = writeln!(out, "  {}", status_line(t));
+        let _ = writeln!(out, "  {}", status_line(t, stage));
+    }
+    out
+}
+
+/// One status line per target: what an apply did, after its plan was shown.
+pub fn results_text(outcome: &SyncOutcome) -> String {
+    let mut out = String::new();
+    for t in &outcome.targets {
+        let status = match &t.status {
+            TargetStatus::Applied { writes } => {
+                format!("{GREEN}applied{GREEN:#} ({writes} writes)")
+            }
+            _ => status_line(t, Stage::Outcome),
+        };
+        let _ = writeln!(
+            out,
+            "{BOLD}{}{BOLD:#} → {BOLD}{}{BOLD:#}: {status}",
+            outcome.source, t.spec
+        );
     }
     out
 }
@@ -267,7 +301,7 @@ fn op_line(op: &PlanOp, width: usize, r: &Redactor<'_>) -> String {
     }
 }
 
-fn status_line(t: &bridge_sync::TargetOutcome) -> String {
+fn status_line(t: &bridge_sync::TargetOutcome, stage: Stage) -> String {
     let counts = |plan: &SyncPlan| {
         let s = plan.summary();
         let mut parts = Vec::new();
@@ -290,6 +324,9 @@ fn status_line(t: &bridge_sync::TargetOutcome) -> String {
     };
     match (&t.status, &t.plan) {
         (TargetStatus::InSync, Some(plan)) => format!("{GREEN}in sync{GREEN:#} ({})", counts(plan)),
+        (TargetStatus::Planned, Some(plan)) if stage == Stage::BeforeApply => {
+            format!("{YELLOW}to apply{YELLOW:#}: {}", counts(plan))
+        }
         (TargetStatus::Planned, Some(plan)) => {
             format!(
                 "{YELLOW}would change{YELLOW:#}: {} (dry run; nothing written)",
@@ -353,7 +390,7 @@ pub fn parity_text(m: &ParityMatrix) -> String {
                 // No padding after the last column: lines end where their text does.
                 let w = if i == last { 0 } else { *w };
                 let style = match cell {
-                    Cell::Equal | Cell::Absent => GREEN,
+                    Cell::Equal | Cell::Absent | Cell::Protected => GREEN,
                     Cell::Different | Cell::ChangedOutside => YELLOW,
                     Cell::Missing | Cell::Extra => RED,
                     Cell::Unknown => CYAN,
@@ -404,6 +441,19 @@ pub fn parity_text(m: &ParityMatrix) -> String {
             "unknown: {} (write-only, never written by Bridge: `env sync` writes them, or pass \
              --allow-unknown to accept)",
             keys.join(", ")
+        );
+    }
+    let protected: Vec<&str> = m
+        .rows
+        .iter()
+        .filter(|r| r.cells.contains(&Cell::Protected))
+        .map(|r| r.key.as_str())
+        .collect();
+    if !protected.is_empty() {
+        let _ = writeln!(
+            out,
+            "{DIM}protected: {} (sync.protect: never written, not judged){DIM:#}",
+            protected.join(", ")
         );
     }
     out

@@ -18,6 +18,7 @@ pub const CYAN: Style = Style::new().fg_color(Some(anstyle::Color::Ansi(AnsiColo
 pub const BOLD: Style = Style::new().bold();
 pub const DIM: Style = Style::new().dimmed();
 
+#[derive(Debug, Clone)]
 pub struct Shell {
     format: OutputFormat,
     quiet: bool,

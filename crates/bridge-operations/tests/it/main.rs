@@ -64,6 +64,7 @@ fn request(target: &str, mode: Mode, origin: Origin) -> SyncRequest {
         allow_empty_source: false,
         origin,
         progress: None,
+        gate: None,
     }
 }
 
@@ -279,4 +280,56 @@ async fn a_key_on_one_target_drifts_that_target_only() {
     // render: B missing and HAND_MADE extra; netlify: B missing only.
     assert_eq!(drift[0]["by_platform"]["render"], 2, "{:?}", drift[0]);
     assert_eq!(drift[0]["by_platform"]["netlify"], 1, "{:?}", drift[0]);
+}
+
+/// Asked between the plan and the first write: what it sees is the plan, nothing is
+/// written yet, and a refusal writes and publishes nothing.
+struct RecordingGate {
+    host: &'static MemoryHost,
+    approve: bool,
+    seen: std::sync::Mutex<Vec<(String, usize)>>,
+}
+
+impl bridge_operations::ApplyGate for RecordingGate {
+    fn approve(&self, plan: &bridge_operations::PlannedSync) -> bool {
+        let mut seen = self.seen.lock().unwrap();
+        for t in plan.targets() {
+            let writes = t.plan.as_ref().map_or(0, |p| p.writes().count());
+            seen.push((t.label.clone(), writes));
+        }
+        // Nothing written yet when the plan is shown.
+        assert_eq!(self.host.place("render").applies.load(Ordering::SeqCst), 0);
+        self.approve
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gate_sees_the_plan_before_any_write_and_a_refusal_writes_nothing() {
+    let r = rig(Duration::from_secs(10));
+    for approve in [false, true] {
+        let gate = Arc::new(RecordingGate {
+            host: r.host,
+            approve,
+            seen: Default::default(),
+        });
+        let mut req = request("render", Mode::Apply, Origin::Cli);
+        req.gate = Some(gate.clone());
+        let outcome = r.ops.sync(req).await.unwrap();
+        assert_eq!(*gate.seen.lock().unwrap(), [("render".to_string(), 1)]);
+        let applies = r.host.place("render").applies.load(Ordering::SeqCst);
+        let published = topics(&r.bus, "envsync.*").await.len();
+        if approve {
+            assert_eq!(applies, 1);
+            assert!(outcome.journal.is_some());
+            assert!(published > 0);
+        } else {
+            assert_eq!(applies, 0, "declined, yet written");
+            assert!(outcome.journal.is_none());
+            assert!(matches!(
+                outcome.targets[0].status,
+                bridge_sync::TargetStatus::Planned
+            ));
+            assert_eq!(published, 0, "declined, yet published");
+        }
+    }
 }

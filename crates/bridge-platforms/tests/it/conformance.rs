@@ -121,8 +121,9 @@ async fn call_counts(which: Which) {
         // Read + one per-key PUT each (few keys; a bulk replace beyond PER_KEY_MAX).
         Which::Render if FIRST.len() <= bridge_platforms::render::PER_KEY_MAX => 1 + n,
         Which::Render => 2,
-        // Read + one bulk create.
-        Which::Netlify => 2,
+        // Read, the apply's own read under the site's lock (another context of the site may
+        // have been written since), one bulk create.
+        Which::Netlify => 3,
         // Two lists + public key + N serial writes + one list for the stamps.
         Which::Github => 2 + 1 + n + 1,
     };

@@ -211,6 +211,7 @@ async fn verify_lines_up_every_place() {
         &SecretClassifier::default(),
         None,
         None,
+        &[],
     )
     .await
     .expect("verifies");
@@ -227,6 +228,7 @@ async fn verify_lines_up_every_place() {
         &SecretClassifier::default(),
         None,
         None,
+        &[],
     )
     .await
     .expect("verifies");
@@ -239,6 +241,7 @@ async fn verify_lines_up_every_place() {
         &SecretClassifier::default(),
         None,
         None,
+        &[],
     )
     .await
     .expect_err("fails");

@@ -97,7 +97,7 @@ pub async fn plan(ctx: &Context<'_>, args: &SyncArgs, out: &Path, detailed: bool
         unknown: args.unknown.into(),
         ..sync::configured_scope(ctx)
     };
-    let outcome = sync::execute(ctx, source, targets, &scope, Options::diff()).await?;
+    let outcome = sync::execute(ctx, source, targets, &scope, Options::diff(), None).await?;
     if let Some((t, e)) = outcome.failures().next() {
         return Err(Failure {
             code: code_of(e),
@@ -168,6 +168,7 @@ pub async fn apply(ctx: &Context<'_>, path: &Path, force: bool, yes: bool) -> Cm
         targets.clone(),
         &scope,
         Options::diff(),
+        None,
     )
     .await?;
     let fresh = describe(&now, &scope, &key);
@@ -178,25 +179,13 @@ pub async fn apply(ctx: &Context<'_>, path: &Path, force: bool, yes: bool) -> Cm
         ));
         return Ok(Code::Drift);
     }
-    if !yes && ctx.shell.interactive() {
-        sync::report(ctx, &now, Options::diff())?;
-        if !ctx
-            .shell
-            .confirm("Apply this plan?")
-            .map_err(anyhow::Error::from)?
-        {
-            ctx.shell.status("Not applied", "nothing was written");
-            return Ok(Code::Drift);
-        }
-    }
     let options = Options {
         dry_run: false,
         force,
         allow_empty_source: false,
-        yes: true,
+        yes,
     };
-    let outcome = sync::execute(ctx, source, targets, &scope, options).await?;
-    sync::report(ctx, &outcome, options)
+    sync::apply(ctx, source, targets, &scope, options).await
 }
 
 /// Why a saved plan no longer describes what applying it would do, if it doesn't.

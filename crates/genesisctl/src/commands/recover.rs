@@ -13,7 +13,8 @@ use crate::shell::{GREEN, RED, YELLOW};
 
 pub async fn resume(ctx: &Context<'_>, yes: bool) -> CmdResult {
     let ops = ctx.operations()?;
-    if !yes && ctx.shell.interactive() {
+    // What is left prints before the writes; on a terminal, a person then says yes or no.
+    if !ctx.shell.is_json() {
         let pending = match ops.existing_store()? {
             Some(store) => store.latest_unfinished().map_err(|e| anyhow!(e))?,
             None => None,
@@ -37,10 +38,12 @@ pub async fn resume(ctx: &Context<'_>, yes: bool) -> CmdResult {
             ));
         }
         ctx.shell.print(&text).map_err(anyhow::Error::from)?;
-        if !ctx
-            .shell
-            .confirm("Resume it?")
-            .map_err(anyhow::Error::from)?
+        if !yes
+            && ctx.shell.interactive()
+            && !ctx
+                .shell
+                .confirm("Resume it?")
+                .map_err(anyhow::Error::from)?
         {
             ctx.shell.status("Not applied", "nothing was written");
             return Ok(Code::Drift);

@@ -1,14 +1,17 @@
 //! `genesisctl env diff` and `env sync`: plan, guard, apply, report.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use anyhow::anyhow;
-use bridge_operations::{Origin, SyncRequest};
+use bridge_operations::{ApplyGate, Origin, SyncRequest};
 use bridge_platforms::PlatformKind;
 use bridge_sync::{Mode, TargetStatus};
 
 use crate::cli::SyncArgs;
 use crate::context::Context;
 use crate::exit::{CmdResult, Code, Failure, code_of};
-use crate::present::{Redactor, sync_report, sync_text};
+use crate::present::{Redactor, Stage, plan_text, results_text, sync_report, sync_text};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
@@ -52,43 +55,98 @@ pub async fn run(ctx: &Context<'_>, args: &SyncArgs, options: Options) -> CmdRes
         unknown: args.unknown.into(),
         ..configured_scope(ctx)
     };
-    if !options.dry_run && !options.yes && ctx.shell.interactive() {
-        // A person is there: show the plan, then ask before the first write.
-        let preview = Options {
-            dry_run: true,
-            ..options
-        };
-        let planned = execute(
-            ctx,
-            source_spec.clone(),
-            target_specs.clone(),
-            &scope,
-            preview,
-        )
-        .await?;
-        let code = report(ctx, &planned, preview)?;
-        if !has_writes(&planned) {
-            return Ok(code);
-        }
-        if !ctx
-            .shell
-            .confirm("Apply these changes?")
-            .map_err(anyhow::Error::from)?
-        {
-            ctx.shell.status("Not applied", "nothing was written");
-            return Ok(Code::Drift);
-        }
+    apply(ctx, source_spec, target_specs, &scope, options).await
+}
+
+/// Plans, shows the plan before the first write (and on a terminal asks, unless `--yes`),
+/// applies, and reports.
+pub async fn apply(
+    ctx: &Context<'_>,
+    source_spec: bridge_platforms::PlatformSpec,
+    target_specs: Vec<bridge_platforms::PlatformSpec>,
+    scope: &Scope,
+    options: Options,
+) -> CmdResult {
+    let gate = (!options.dry_run).then(|| Arc::new(PlanGate::new(ctx, options.yes)));
+    let as_gate = gate.clone().map(|g| g as Arc<dyn ApplyGate>);
+    let outcome = execute(ctx, source_spec, target_specs, scope, options, as_gate).await?;
+    let Some(gate) = gate else {
+        return report(ctx, &outcome, options);
+    };
+    if gate.declined.load(Ordering::SeqCst) {
+        ctx.shell.status("Not applied", "nothing was written");
+        return Ok(Code::Drift);
     }
-    let outcome = execute(ctx, source_spec, target_specs, &scope, options).await?;
+    if gate.shown.load(Ordering::SeqCst) && !ctx.shell.is_json() {
+        // The changes were printed before the writes; now what became of them.
+        let text = results_text(&outcome);
+        if writes_to_process(&outcome) {
+            ctx.shell.print_to_stderr(&text);
+        } else {
+            ctx.shell.print(&text).map_err(anyhow::Error::from)?;
+        }
+        return Ok(exit_code(&outcome));
+    }
     report(ctx, &outcome, options)
 }
 
-/// Whether a dry run found anything to write.
-pub fn has_writes(outcome: &bridge_sync::SyncOutcome) -> bool {
+/// Shows the plan once it is made and before any write; on a terminal, asks.
+struct PlanGate {
+    shell: crate::shell::Shell,
+    key: bridge_core::FingerprintKey,
+    classifier: bridge_core::SecretClassifier,
+    ask: bool,
+    shown: AtomicBool,
+    declined: AtomicBool,
+}
+
+impl PlanGate {
+    fn new(ctx: &Context<'_>, yes: bool) -> Self {
+        Self {
+            shell: ctx.shell.clone(),
+            key: ctx.fingerprint_key(),
+            classifier: ctx.classifier(),
+            ask: !yes && ctx.shell.interactive(),
+            shown: AtomicBool::new(false),
+            declined: AtomicBool::new(false),
+        }
+    }
+}
+
+impl ApplyGate for PlanGate {
+    fn approve(&self, plan: &bridge_operations::PlannedSync) -> bool {
+        // JSON keeps stdout for the one report, which holds the plan.
+        if self.shell.is_json() {
+            return true;
+        }
+        let redactor = Redactor {
+            classifier: &self.classifier,
+            key: &self.key,
+        };
+        let text = plan_text(plan.source(), plan.targets(), &redactor, Stage::BeforeApply);
+        let to_process = plan.targets().any(|t| t.spec.kind == PlatformKind::Process);
+        if to_process {
+            // stdout belongs to the export lines that the user evals.
+            self.shell.print_to_stderr(&text);
+        } else if self.shell.print(&text).is_err() {
+            return false;
+        }
+        self.shown.store(true, Ordering::SeqCst);
+        if !self.ask {
+            return true;
+        }
+        // A person answering: this thread waits, and nothing else of this command runs.
+        let yes = self.shell.confirm("Apply these changes?").unwrap_or(false);
+        self.declined.store(!yes, Ordering::SeqCst);
+        yes
+    }
+}
+
+fn writes_to_process(outcome: &bridge_sync::SyncOutcome) -> bool {
     outcome
         .targets
         .iter()
-        .any(|t| matches!(t.status, TargetStatus::Planned))
+        .any(|t| t.spec.kind == PlatformKind::Process)
 }
 
 /// Runs a sync (or a dry run) through the operations layer and returns what happened,
@@ -99,6 +157,7 @@ pub async fn execute(
     target_specs: Vec<bridge_platforms::PlatformSpec>,
     scope: &Scope,
     options: Options,
+    gate: Option<Arc<dyn ApplyGate>>,
 ) -> Result<bridge_sync::SyncOutcome, Failure> {
     let to_process = target_specs.iter().any(|s| s.kind == PlatformKind::Process);
     if to_process && ctx.shell.is_json() {
@@ -131,6 +190,7 @@ pub async fn execute(
         allow_empty_source: options.allow_empty_source,
         origin: Origin::Cli,
         progress: observer,
+        gate,
     };
     let outcome = ctx.operations()?.sync(request).await;
     if let Some(p) = &progress {
@@ -169,6 +229,11 @@ pub fn report(
         }
     }
 
+    Ok(exit_code(outcome))
+}
+
+/// The exit code of an outcome: the worst of its targets'.
+pub fn exit_code(outcome: &bridge_sync::SyncOutcome) -> Code {
     let mut code = Code::Ok;
     for t in &outcome.targets {
         let this = match &t.status {
@@ -183,5 +248,5 @@ pub fn report(
         };
         code = code.max(this);
     }
-    Ok(code)
+    code
 }

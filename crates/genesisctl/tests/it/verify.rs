@@ -91,3 +91,29 @@ fn places_default_to_source_and_targets_from_config() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("at least two places"), "{}", r.stderr);
 }
+
+/// A key a platform manages (`sync.protect`) is `protected` wherever it is: a sync never
+/// writes it, so its value there is neither drift nor unproven.
+#[test]
+fn protected_keys_are_reported_as_such_and_are_not_drift() {
+    let s = Sandbox::new();
+    s.file(".env", "A=1\nDATABASE_URL=postgres://local\n");
+    s.file(
+        ".env.prod",
+        "A=1\nDATABASE_URL=postgres://managed-by-render\n",
+    );
+    let places = "local:.env,prod=local:.env.prod";
+    let drift = s.run(&["env", "verify", "--platforms", places]);
+    assert_eq!(drift.code, 1, "{drift:?}");
+    s.file("bridge.toml", "[sync]\nprotect = [\"DATABASE_URL\"]\n");
+    let r = s.run(&["env", "verify", "--platforms", places, "--output", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let report = r.json();
+    assert_eq!(report["protected"], serde_json::json!(["DATABASE_URL"]));
+    assert_eq!(report["has_drift"], false);
+    assert_eq!(report["conflicts"], serde_json::json!({}));
+    let text = s.run(&["env", "verify", "--platforms", places]);
+    assert_eq!(text.code, 0, "{text:?}");
+    assert!(text.stdout.contains("protected: DATABASE_URL"), "{text:?}");
+    assert!(!text.all().contains("managed-by-render"), "{text:?}");
+}
