@@ -26,7 +26,7 @@ use time::OffsetDateTime;
 
 use crate::State;
 use bridge_operations::Mode;
-use bridge_operations::{DriftNotice, Origin, ProviderSync};
+use bridge_operations::{DriftNotice, ErrorKind, Origin, ProviderSync};
 use bridge_platforms::HttpOptions;
 use bridge_platforms::http::{Client, Request};
 
@@ -325,11 +325,28 @@ async fn resync(
     provider: &str,
     mode: Mode,
 ) -> Result<ProviderSync, String> {
-    state
+    let first = state
         .ops
         .sync_provider(provider, mode, origin(reaction, cause))
-        .await
-        .map_err(|e| e.to_string())
+        .await;
+    match first {
+        // An unfinished journal stands in the way (an apply cut off mid-way, the server's
+        // own at shutdown included): finish it first. The resume refuses a stale journal,
+        // which then escalates with the way out.
+        Err(e) if e.kind() == ErrorKind::NotApplied => {
+            state
+                .ops
+                .resume(origin(reaction, cause))
+                .await
+                .map_err(|e| format!("an unfinished journal could not be resumed: {e}"))?;
+            state
+                .ops
+                .sync_provider(provider, mode, origin(reaction, cause))
+                .await
+                .map_err(|e| e.to_string())
+        }
+        other => other.map_err(|e| e.to_string()),
+    }
 }
 
 /// The keys a drift event says are only on `platform` (`extra_in_<platform>`).

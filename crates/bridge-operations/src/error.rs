@@ -22,6 +22,10 @@ pub enum OpsError {
     /// Another apply holds the lock of a place this one needs, past the lock timeout.
     #[error("{0}")]
     Busy(String),
+    /// Nothing was written, on purpose: an unfinished journal stands in the way, or a
+    /// journal is stale. The message names the way out.
+    #[error("{0}")]
+    NotApplied(String),
     /// The state directory, the state store or the bus failed.
     #[error("{0}")]
     State(String),
@@ -38,6 +42,8 @@ pub enum ErrorKind {
     Upstream,
     /// Another apply is running (exit 3, HTTP 409).
     Busy,
+    /// Refused before any write, as a plan not applied (exit 1, HTTP 409).
+    NotApplied,
     /// Bridge's own state (exit 3, HTTP 500).
     Internal,
 }
@@ -57,6 +63,7 @@ impl OpsError {
             OpsError::Input(_) => ErrorKind::Input,
             OpsError::NotFound(_) => ErrorKind::NotFound,
             OpsError::Busy(_) => ErrorKind::Busy,
+            OpsError::NotApplied(_) => ErrorKind::NotApplied,
             OpsError::State(_) => ErrorKind::Internal,
         }
     }

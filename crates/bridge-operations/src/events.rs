@@ -4,6 +4,7 @@
 use bridge_core::FingerprintKey;
 use bridge_core::parity::ParityReport;
 use bridge_genesis::bus::{Bus, Role};
+use bridge_sync::store::Journal;
 use bridge_sync::{RecoveryOutcome, SyncOutcome, TargetStatus};
 use serde_json::{Map, Value, json};
 
@@ -195,4 +196,34 @@ fn with_cause(mut payload: Value, origin: &Origin) -> Value {
         map.insert("cause_seq".into(), (*cause_seq).into());
     }
     payload
+}
+
+/// A journal given up (`env resume --discard`): `envsync.complete` with `action: discard`,
+/// naming the ops that will never be written.
+pub(crate) async fn discarded(
+    bus: &Bus,
+    origin: &Origin,
+    journal: &Journal,
+) -> Result<(), OpsError> {
+    let targets: Vec<Value> = journal
+        .targets
+        .iter()
+        .map(|t| {
+            let unwritten: Vec<&str> = t
+                .ops
+                .iter()
+                .filter(|o| !o.done && o.change.writes())
+                .map(|o| o.key.as_str())
+                .collect();
+            json!({"target": t.spec, "unwritten": unwritten})
+        })
+        .collect();
+    let payload = json!({
+        "action": "discard",
+        "journal": journal.id.0,
+        "source": journal.source,
+        "targets": targets,
+        "origin": origin.name(),
+    });
+    publish(bus, "envsync.complete", with_cause(payload, origin)).await
 }

@@ -34,7 +34,7 @@ use bridge_core::schema::Schema;
 use bridge_platforms::spec::assign_labels;
 use bridge_platforms::{PlatformError, PlatformSpec};
 pub use bridge_sync::PlannedSync;
-use bridge_sync::store::{JournalId, JournalTarget, StateStore};
+use bridge_sync::store::{Journal, JournalId, JournalTarget, StateStore, StoreError};
 use bridge_sync::{
     ProgressObserver, RecoveryOutcome, SyncError, SyncJob, SyncOptions, SyncOutcome, Target,
 };
@@ -528,6 +528,29 @@ impl<'h> Operations<'h> {
         Ok(outcome)
     }
 
+    /// Gives up unfinished journal `id` (`env resume --discard ID`): its unwritten ops will
+    /// never be written, and syncs to its targets may go ahead. Announced as
+    /// `envsync.complete` with `action: discard`, so the ledger keeps it.
+    pub async fn discard(&self, id: i64, origin: Origin) -> Result<Journal, OpsError> {
+        let store = self
+            .host
+            .state_store(false)?
+            .ok_or_else(|| OpsError::NotFound(format!("no journal {id}: no state store yet")))?;
+        let journal = store.discard(JournalId(id)).map_err(|e| match e {
+            StoreError::NoJournal(_) => OpsError::NotFound(e.to_string()),
+            StoreError::Finished { .. } => OpsError::Input(e.to_string()),
+            other => state(other),
+        })?;
+        if let Some(bus) = self.bus().await
+            && let Err(e) = events::discarded(&bus, &origin, &journal).await
+        {
+            self.host.warn(&format!(
+                "journal {id} was discarded but its event was not published: {e}"
+            ));
+        }
+        Ok(journal)
+    }
+
     async fn announce_recovery(
         &self,
         origin: &Origin,
@@ -562,7 +585,15 @@ impl<'h> Operations<'h> {
     async fn lock(&self, places: &[Target]) -> Result<ApplyGuard, OpsError> {
         let dir = self.host.lock_dir()?;
         let scopes = places.iter().map(|t| t.platform.lock_scope());
-        locks::acquire(&dir, scopes, &self.owner, self.settings.lock_timeout).await
+        let waiting = |message: &str| self.host.warn(message);
+        locks::acquire_saying(
+            &dir,
+            scopes,
+            &self.owner,
+            self.settings.lock_timeout,
+            &waiting,
+        )
+        .await
     }
 
     /// The bus, or `None` with a warning: an apply goes ahead when its events cannot be
@@ -588,6 +619,9 @@ fn sync_error(e: SyncError) -> OpsError {
             OpsError::platform(source, format!("reading the source {spec}"))
         }
         SyncError::Store(e) => OpsError::State(e.to_string()),
+        e @ (SyncError::Unfinished { .. } | SyncError::StaleJournal { .. }) => {
+            OpsError::NotApplied(e.to_string())
+        }
         other => OpsError::Input(other.to_string()),
     }
 }

@@ -58,6 +58,17 @@ pub async fn acquire(
     owner: &str,
     timeout: Duration,
 ) -> Result<ApplyGuard, OpsError> {
+    acquire_saying(dir, scopes, owner, timeout, &|_| {}).await
+}
+
+/// [`acquire`], telling `waiting` once per scope it has to wait for, and for whom.
+pub async fn acquire_saying(
+    dir: &Path,
+    scopes: impl IntoIterator<Item = String>,
+    owner: &str,
+    timeout: Duration,
+    waiting: &(dyn Fn(&str) + Sync),
+) -> Result<ApplyGuard, OpsError> {
     let scopes: Vec<String> = scopes
         .into_iter()
         .collect::<BTreeSet<_>>()
@@ -76,7 +87,7 @@ pub async fn acquire(
             .await
             .map_err(|_| busy(scope, "another apply in this process", timeout))?;
         tasks.push(task);
-        files.push(lock_file(dir, scope, owner, deadline, timeout).await?);
+        files.push(lock_file(dir, scope, owner, deadline, timeout, waiting).await?);
     }
     Ok(ApplyGuard {
         scopes,
@@ -112,12 +123,25 @@ pub fn lock_path(dir: &Path, scope: &str) -> PathBuf {
     dir.join(format!("{readable}.{short}.lock"))
 }
 
+/// Who holds a lock file, as its holder wrote it.
+fn holder_of(file: &mut File) -> String {
+    let mut holder = String::new();
+    let _ = file
+        .seek(SeekFrom::Start(0))
+        .and_then(|_| file.read_to_string(&mut holder));
+    match holder.trim() {
+        "" => "another process".to_owned(),
+        holder => format!("another process ({holder})"),
+    }
+}
+
 async fn lock_file(
     dir: &Path,
     scope: &str,
     owner: &str,
     deadline: Instant,
     timeout: Duration,
+    waiting: &(dyn Fn(&str) + Sync),
 ) -> Result<File, OpsError> {
     let path = lock_path(dir, scope);
     let state = |e: std::io::Error| OpsError::State(format!("the lock {}: {e}", path.display()));
@@ -129,22 +153,23 @@ async fn lock_file(
         .mode(0o600)
         .open(&path)
         .map_err(state)?;
+    let mut told = false;
     loop {
         match file.try_lock() {
             Ok(()) => break,
             Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                if !told {
+                    told = true;
+                    waiting(&format!(
+                        "waiting for {scope}: {} is applying to it (up to {}s)",
+                        holder_of(&mut file),
+                        timeout.as_secs()
+                    ));
+                }
                 tokio::time::sleep(RETRY).await;
             }
             Err(TryLockError::WouldBlock) => {
-                let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
-                let holder = holder.trim();
-                let holder = if holder.is_empty() {
-                    "another process".to_owned()
-                } else {
-                    format!("another process ({holder})")
-                };
-                return Err(busy(scope, &holder, timeout));
+                return Err(busy(scope, &holder_of(&mut file), timeout));
             }
             Err(TryLockError::Error(e)) => return Err(state(e)),
         }

@@ -105,6 +105,7 @@ impl Platform for MemoryPlatform {
             ownership_applies: true,
             applies_by_printing: false,
             same_place_by_path: false,
+            atomic_apply: false,
         }
     }
 

@@ -418,6 +418,7 @@ impl Platform for Github {
             ownership_applies: true,
             applies_by_printing: false,
             same_place_by_path: false,
+            atomic_apply: false,
         }
     }
 

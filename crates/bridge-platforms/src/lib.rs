@@ -71,6 +71,9 @@ pub struct Capabilities {
     /// place when their paths name the same file, even through a symlink or `..` that
     /// their identities do not resolve.
     pub same_place_by_path: bool,
+    /// An apply lands whole or not at all (a file replaced by rename, lines printed at the
+    /// end): one that failed wrote nothing, so its journal has nothing left to resume.
+    pub atomic_apply: bool,
 }
 
 /// The ops to apply, with what the platform held when they were planned (a bulk "replace

@@ -105,6 +105,7 @@ impl Platform for LocalFile {
             ownership_applies: false,
             applies_by_printing: false,
             same_place_by_path: true,
+            atomic_apply: true,
         }
     }
 

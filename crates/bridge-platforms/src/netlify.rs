@@ -567,6 +567,7 @@ impl Platform for Netlify {
             ownership_applies: true,
             applies_by_printing: false,
             same_place_by_path: false,
+            atomic_apply: false,
         }
     }
 

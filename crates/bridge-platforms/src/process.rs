@@ -73,6 +73,7 @@ impl Platform for ProcessEnv {
             ownership_applies: false,
             applies_by_printing: true,
             same_place_by_path: false,
+            atomic_apply: true,
         }
     }
 

@@ -205,6 +205,7 @@ impl Platform for Render {
             ownership_applies: true,
             applies_by_printing: false,
             same_place_by_path: false,
+            atomic_apply: false,
         }
     }
 

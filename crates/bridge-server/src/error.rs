@@ -85,6 +85,7 @@ impl From<bridge_operations::OpsError> for ApiError {
             ErrorKind::NotFound => ApiError::not_found(detail),
             ErrorKind::Upstream => ApiError::upstream(detail),
             ErrorKind::Busy => ApiError::new(StatusCode::CONFLICT, "busy", detail),
+            ErrorKind::NotApplied => ApiError::new(StatusCode::CONFLICT, "not_applied", detail),
             ErrorKind::Internal => ApiError::internal(detail),
         }
     }

@@ -18,7 +18,7 @@ use bridge_platforms::{
 use tokio::task::JoinSet;
 
 use crate::store::{
-    JournalId, JournalOp, JournalState, JournalTarget, PreImage, StateStore, StoreError,
+    JournalId, JournalOp, JournalState, JournalTarget, Landed, PreImage, StateStore, StoreError,
     WriteRecord,
 };
 
@@ -165,6 +165,22 @@ pub enum SyncError {
     EmptySource { spec: PlatformSpec, scope: String },
     #[error("{spec} is both the source and a target")]
     SourceIsTarget { spec: PlatformSpec },
+    #[error(
+        "journal {journal} left unfinished writes on {spec}; nothing was written. Finish them \
+         with `genesisctl env resume`, or give them up with `genesisctl env resume --discard \
+         {journal}`, then sync again"
+    )]
+    Unfinished { journal: JournalId, spec: String },
+    #[error(
+        "journal {journal}: {spec} changed since the journal was written ({why}); resuming \
+         would write an older plan over it, so nothing was written. Give it up with \
+         `genesisctl env resume --discard {journal}`, then sync again"
+    )]
+    StaleJournal {
+        journal: JournalId,
+        spec: String,
+        why: String,
+    },
     #[error("{0}")]
     Store(#[from] StoreError),
 }
@@ -308,7 +324,11 @@ impl PlannedSync {
             Some(store) => {
                 let mut entries = Vec::new();
                 for &i in &to_apply {
-                    entries.push(journal_entry(&planned[i], store)?);
+                    entries.push(journal_entry(
+                        &planned[i],
+                        store,
+                        &job.options.fingerprints,
+                    )?);
                 }
                 Some(store.begin(&source_spec.to_string(), &now_rfc3339(), &entries)?)
             }
@@ -370,6 +390,20 @@ pub async fn plan(job: SyncJob) -> Result<PlannedSync, SyncError> {
     }
     let source_digest = digest_set(&source, &job.options.fingerprints);
     let source = Arc::new(source);
+    // An apply over a target with an unfinished journal would race that journal's resume,
+    // which would later write its older plan over this one.
+    if job.options.mode == Mode::Apply
+        && let Some(store) = &job.store
+    {
+        for t in &job.targets {
+            if let Some(journal) = store.unfinished_on(&t.platform.identity())? {
+                return Err(SyncError::Unfinished {
+                    journal,
+                    spec: t.platform.spec().to_string(),
+                });
+            }
+        }
+    }
 
     let mut tasks = JoinSet::new();
     for (index, target) in job.targets.iter().cloned().enumerate() {
@@ -561,7 +595,34 @@ fn hold_back(
     });
 }
 
-fn journal_entry(p: &Planned, store: &StateStore) -> Result<JournalTarget, StoreError> {
+/// A digest of what `remote` holds outside the keys `touched`: readable values by
+/// fingerprint, write-only ones by presence only (their stamps move with writes to sibling
+/// places, as a Netlify variable's do for every context). A resume compares it with the
+/// journal's to tell whether someone wrote there since.
+pub(crate) fn untouched_digest(
+    remote: &RemoteSet,
+    touched: &dyn Fn(&str) -> bool,
+    key: &FingerprintKey,
+) -> String {
+    let mut text = String::new();
+    for (k, v) in remote.iter().filter(|(k, _)| !touched(k)) {
+        let item = match v {
+            RemoteValue::Readable(v) => format!("v:{}", key.fingerprint(v).to_hex()),
+            RemoteValue::WriteOnly { .. } => "w".to_string(),
+        };
+        text.push_str(k);
+        text.push('\0');
+        text.push_str(&item);
+        text.push('\n');
+    }
+    key.fingerprint(&SecretValue::new(text)).to_hex()
+}
+
+fn journal_entry(
+    p: &Planned,
+    store: &StateStore,
+    key: &FingerprintKey,
+) -> Result<JournalTarget, StoreError> {
     let remote = p.remote.as_ref();
     let mut ops = Vec::new();
     for op in p.outcome.plan.iter().flat_map(|plan| plan.writes()) {
@@ -578,20 +639,33 @@ fn journal_entry(p: &Planned, store: &StateStore) -> Result<JournalTarget, Store
                 _ => PreImage::Unknown,
             },
         };
+        let before_stamp = match remote.and_then(|r| r.get(&op.key)) {
+            Some(RemoteValue::WriteOnly { updated_at }) => updated_at.clone(),
+            _ => None,
+        };
         ops.push(JournalOp {
             key: op.key.clone(),
             change: op.change,
             after: op.after.clone(),
             before,
+            before_stamp,
             done: false,
         });
     }
+    let untouched = remote.map(|r| {
+        untouched_digest(
+            r,
+            &|k: &str| ops.iter().any(|o: &JournalOp| o.key == k),
+            key,
+        )
+    });
     Ok(JournalTarget {
         identity: p.outcome.identity.clone(),
         spec: p.target.platform.spec().to_string(),
         label: p.target.label.clone(),
         state: JournalState::Applying,
         error: None,
+        untouched,
         ops,
     })
 }
@@ -603,14 +677,31 @@ pub(crate) struct JournalProgress<'a> {
     pub(crate) label: &'a str,
     pub(crate) total: usize,
     pub(crate) identity: &'a str,
+    /// The ops being applied, by key: what each confirmed one wrote.
+    pub(crate) ops: BTreeMap<&'a str, &'a bridge_core::diff::PlanOp>,
+    pub(crate) fingerprints: &'a FingerprintKey,
     pub(crate) done: Mutex<Vec<String>>,
     pub(crate) error: Mutex<Option<StoreError>>,
 }
 
 impl ApplyProgress for JournalProgress<'_> {
     fn applied(&self, keys: &[&str]) {
+        let landed: Vec<Landed<'_>> = keys
+            .iter()
+            .filter_map(|k| {
+                let op = self.ops.get(k)?;
+                Some(match (&op.change, &op.after) {
+                    (Change::Delete, _) | (_, None) => Landed::Deleted { key: k },
+                    (_, Some(value)) => Landed::Written {
+                        key: k,
+                        fingerprint: self.fingerprints.fingerprint(value),
+                        value,
+                    },
+                })
+            })
+            .collect();
         if let (Some(store), Some(id)) = (self.sinks.store, self.sinks.journal)
-            && let Err(e) = store.mark_done(id, self.identity, keys)
+            && let Err(e) = store.mark_done(id, self.identity, &landed, &now_rfc3339())
         {
             // The trait cannot fail; keep the first error for the caller to report.
             let mut slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
@@ -639,6 +730,8 @@ pub(crate) async fn apply_ops(
         label: &target.label,
         total: ops.iter().filter(|op| op.change.writes()).count(),
         identity,
+        ops: ops.iter().map(|op| (op.key.as_str(), op)).collect(),
+        fingerprints: key,
         done: Mutex::new(Vec::new()),
         error: Mutex::new(None),
     };
@@ -664,38 +757,18 @@ pub(crate) async fn apply_ops(
         .done
         .into_inner()
         .unwrap_or_else(|p| p.into_inner());
-    let (stamps, shared) = result
-        .as_ref()
-        .map(|r| (r.stamps.clone(), r.shared_stamps.clone()))
-        .unwrap_or_default();
-    if let Some(store) = store {
-        let by_key: BTreeMap<&str, &bridge_core::diff::PlanOp> =
-            ops.iter().map(|op| (op.key.as_str(), op)).collect();
-        let mut written = Vec::new();
-        let mut deleted = Vec::new();
-        for k in &done {
-            let Some(op) = by_key.get(k.as_str()) else {
-                continue;
-            };
-            match (&op.change, &op.after) {
-                (Change::Delete, _) => deleted.push(k.as_str()),
-                (_, Some(v)) => written.push((
-                    k.as_str(),
-                    key.fingerprint(v),
-                    v,
-                    stamps.get(k).map(String::as_str),
-                )),
-                _ => {}
-            }
-        }
-        store.record(identity, &written, &deleted, &now_rfc3339())?;
+    // Each confirmed op was recorded as it was marked done; the platform's stamps come
+    // after the writes.
+    if let (Some(store), Ok(report)) = (store, &result) {
+        store.set_stamps(identity, &report.stamps, false)?;
         let platform = &*target.platform;
-        for (k, moved) in &shared {
+        for (k, moved) in &report.shared_stamps {
             store.advance_shared_stamp(k, &moved.from, &moved.to, |other| {
                 platform.shares_stamps_with(other)
             })?;
         }
     }
+    drop(done);
     Ok(result.map(|r| r.writes))
 }
 
@@ -728,6 +801,10 @@ async fn apply_target(
         let (state, error) = match &status {
             TargetStatus::Applied { .. } | TargetStatus::Unverified { .. } => {
                 (JournalState::Done, None)
+            }
+            // All or nothing, and it failed: nothing landed, nothing is left to resume.
+            TargetStatus::Failed(e) if target.platform.capabilities().atomic_apply => {
+                (JournalState::Discarded, Some(e.to_string()))
             }
             TargetStatus::Failed(e) => (JournalState::Failed, Some(e.to_string())),
             _ => (JournalState::Failed, None),

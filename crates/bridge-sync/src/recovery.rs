@@ -10,13 +10,16 @@
 //! the next rollback undoes it — rolling back twice returns to where you started, never
 //! further back than the caller asks with `to`.
 
+use std::collections::BTreeMap;
+
 use bridge_core::FingerprintKey;
 use bridge_core::diff::{Change, DeletionGuard, DeletionRefused, PlanOp, SyncPlan};
-use bridge_platforms::{PlatformError, RemoteValue};
+use bridge_platforms::{PlatformError, RemoteSet, RemoteValue};
 
-use crate::engine::{Sinks, apply_ops};
+use crate::engine::{Sinks, apply_ops, untouched_digest};
 use crate::store::{
-    Journal, JournalId, JournalOp, JournalState, JournalTarget, PreImage, StateStore, StoreError,
+    Journal, JournalId, JournalOp, JournalState, JournalTarget, Landed, PreImage, StateStore,
+    StoreError,
 };
 use crate::{Mode, SyncError, Target};
 
@@ -44,6 +47,9 @@ pub struct RecoveryTarget {
     pub planned: Vec<PlanOp>,
     /// Why a rollback wrote nothing: the deletion guard refused it.
     pub refused: Option<DeletionRefused>,
+    /// Write-only values a resume wrote again: their op was in flight at the crash and the
+    /// platform's stamp moved, so the write may have landed (same value both times).
+    pub resent: Vec<String>,
     pub error: Option<PlatformError>,
 }
 
@@ -68,48 +74,74 @@ pub struct RollbackOptions {
 }
 
 /// Finishes the newest unfinished journal, or says there is none (`Ok(None)`).
+///
+/// Every target with ops left is read first, and the resume refuses, before any write, when
+/// one changed since the journal was written in a way its own ops do not explain
+/// ([`SyncError::StaleJournal`]). Then, per target: an op whose effect the read already
+/// shows (its value is there, its key is gone) landed before the crash and is recorded, not
+/// repeated; the rest are written. A write-only value cannot be read back, so one whose op
+/// was in flight at the crash is written again if its stamp moved since the plan (it may
+/// have landed): the one write a resume may repeat, always with the same value.
 pub async fn resume(
     store: &StateStore,
-    open: &dyn Fn(&JournalTarget) -> Result<Target, PlatformError>,
+    open: &(dyn Fn(&JournalTarget) -> Result<Target, PlatformError> + Sync),
     key: &FingerprintKey,
 ) -> Result<Option<RecoveryOutcome>, SyncError> {
     let Some(journal) = store.latest_unfinished()? else {
         return Ok(None);
     };
+    // Read every target before writing to any: a stale one stops the whole resume.
+    let mut reads = Vec::new();
+    for jt in &journal.targets {
+        // A target whose all-or-nothing apply failed wrote nothing and is not resumed.
+        let pending = jt.state != JournalState::Discarded
+            && jt.ops.iter().any(|o| !o.done && o.change.writes());
+        let read = if pending {
+            match open(jt) {
+                Ok(target) => match target.platform.read().await {
+                    Ok(current) => {
+                        if let Some(why) = staleness(jt, &current, key) {
+                            return Err(SyncError::StaleJournal {
+                                journal: journal.id,
+                                spec: jt.spec.clone(),
+                                why,
+                            });
+                        }
+                        Some(Ok((target, current)))
+                    }
+                    Err(e) => Some(Err(e)),
+                },
+                Err(e) => Some(Err(e)),
+            }
+        } else {
+            None
+        };
+        reads.push(read);
+    }
     let mut targets = Vec::new();
     let mut all_ok = true;
-    for jt in &journal.targets {
-        let already_done = jt.ops.iter().filter(|o| o.done).count();
+    for (jt, read) in journal.targets.iter().zip(reads) {
         let mut report = RecoveryTarget {
             label: jt.label.clone(),
             spec: jt.spec.clone(),
             writes: 0,
-            already_done,
+            already_done: jt.ops.iter().filter(|o| o.done).count(),
             unrestorable: Vec::new(),
             planned: Vec::new(),
             refused: None,
+            resent: Vec::new(),
             error: None,
         };
-        let pending: Vec<PlanOp> = jt
-            .ops
-            .iter()
-            .filter(|o| !o.done && o.change.writes())
-            .map(|o| PlanOp {
-                key: o.key.clone(),
-                change: o.change,
-                before: None,
-                after: o.after.clone(),
-                reason: None,
-            })
-            .collect();
-        if pending.is_empty() {
-            store.finish_target(journal.id, &jt.identity, JournalState::Done, None)?;
+        if jt.state == JournalState::Discarded {
             targets.push(report);
             continue;
         }
-        let result = match open(jt) {
-            Ok(target) => apply_pending(store, &journal, jt, &target, &pending, key).await?,
-            Err(e) => Err(e),
+        let result = match read {
+            None => Ok(0),
+            Some(Err(e)) => Err(e),
+            Some(Ok((target, current))) => {
+                finish_pending(store, &journal, jt, &target, &current, key, &mut report).await?
+            }
         };
         match result {
             Ok(writes) => {
@@ -144,51 +176,107 @@ pub async fn resume(
     }))
 }
 
-async fn apply_pending(
+/// Why `current` shows that someone wrote to the target since `jt` was journalled, if it
+/// does: a key outside the journal changed, or a readable key holds neither the value before
+/// nor the value after the journal's op. Write-only values cannot be judged here.
+fn staleness(jt: &JournalTarget, current: &RemoteSet, key: &FingerprintKey) -> Option<String> {
+    if let Some(expected) = &jt.untouched {
+        let touched = |k: &str| jt.ops.iter().any(|o| o.key == k);
+        if &untouched_digest(current, &touched, key) != expected {
+            return Some("keys the journal does not write were changed, added or removed".into());
+        }
+    }
+    for op in &jt.ops {
+        let explained = match current.get(&op.key) {
+            Some(RemoteValue::WriteOnly { .. }) => true,
+            Some(RemoteValue::Readable(now)) => {
+                op.after.as_ref() == Some(now)
+                    || (!op.done && matches!(&op.before, PreImage::Value(v) if v == now))
+            }
+            None => op.change == Change::Delete || (!op.done && op.before == PreImage::Absent),
+        };
+        if !explained {
+            return Some(format!(
+                "{} holds what neither the journal nor its pre-image says",
+                op.key
+            ));
+        }
+    }
+    None
+}
+
+/// Records the ops whose effect `current` already shows, fills in the stamps of write-only
+/// values written before the crash, and writes the rest.
+async fn finish_pending(
     store: &StateStore,
     journal: &Journal,
     jt: &JournalTarget,
     target: &Target,
-    ops: &[PlanOp],
+    current: &RemoteSet,
     key: &FingerprintKey,
+    report: &mut RecoveryTarget,
 ) -> Result<Result<usize, PlatformError>, SyncError> {
-    let current = match target.platform.read().await {
-        Ok(current) => current,
-        Err(e) => return Ok(Err(e)),
-    };
-    // A create whose key now exists (the write landed but the confirmation was lost) is
-    // an update; a delete whose key is gone is already done.
-    let ops: Vec<PlanOp> = ops
-        .iter()
-        .filter_map(|op| {
-            let exists = current.contains_key(&op.key);
-            match (op.change, exists) {
-                (Change::Delete, false) => None,
-                (Change::Create, true) => Some(PlanOp {
-                    change: Change::Update,
-                    ..op.clone()
-                }),
-                (Change::Update, false) => Some(PlanOp {
-                    change: Change::Create,
-                    ..op.clone()
-                }),
-                _ => Some(op.clone()),
-            }
-        })
-        .collect();
-    let skipped: Vec<&str> = jt
+    // Records of writes confirmed before the crash have no stamp yet: the platform told it
+    // only after the writes. Take today's (a change made between the crash and now is
+    // adopted as ours: the window a crash leaves for write-only values).
+    let stamps: BTreeMap<String, String> = jt
         .ops
         .iter()
-        .filter(|o| !o.done && o.change == Change::Delete && !current.contains_key(&o.key))
-        .map(|o| o.key.as_str())
+        .filter(|o| o.done && o.change != Change::Delete)
+        .filter_map(|o| match current.get(&o.key) {
+            Some(RemoteValue::WriteOnly {
+                updated_at: Some(stamp),
+            }) => Some((o.key.clone(), stamp.clone())),
+            _ => None,
+        })
         .collect();
-    store.mark_done(journal.id, &jt.identity, &skipped)?;
+    store.set_stamps(&jt.identity, &stamps, true)?;
+
+    let mut landed = Vec::new();
+    let mut ops = Vec::new();
+    for o in jt.ops.iter().filter(|o| !o.done && o.change.writes()) {
+        let now = current.get(&o.key);
+        match (o.change, &o.after, now) {
+            (Change::Delete, _, None) => landed.push(Landed::Deleted { key: &o.key }),
+            (Change::Delete, _, Some(_)) => ops.push(pending_op(o, Change::Delete)),
+            (_, Some(after), Some(RemoteValue::Readable(v))) if v == after => {
+                landed.push(Landed::Written {
+                    key: &o.key,
+                    fingerprint: key.fingerprint(after),
+                    value: after,
+                });
+            }
+            (_, _, Some(now)) => {
+                if let RemoteValue::WriteOnly { updated_at } = now
+                    && (o.before == PreImage::Absent || *updated_at != o.before_stamp)
+                {
+                    report.resent.push(o.key.clone());
+                }
+                ops.push(pending_op(o, Change::Update));
+            }
+            (_, _, None) => ops.push(pending_op(o, Change::Create)),
+        }
+    }
+    store.mark_done(journal.id, &jt.identity, &landed, &crate::now_rfc3339())?;
+    if ops.is_empty() {
+        return Ok(Ok(0));
+    }
     let sinks = Sinks {
         store: Some(store),
         journal: Some(journal.id),
         observer: None,
     };
-    Ok(apply_ops(target, &jt.identity, &ops, &current, sinks, key).await?)
+    Ok(apply_ops(target, &jt.identity, &ops, current, sinks, key).await?)
+}
+
+fn pending_op(o: &JournalOp, change: Change) -> PlanOp {
+    PlanOp {
+        key: o.key.clone(),
+        change,
+        before: None,
+        after: o.after.clone(),
+        reason: None,
+    }
 }
 
 /// Restores `target` to the pre-image of journal `to` (default: the newest that wrote to it).
@@ -232,6 +320,7 @@ pub async fn rollback_with(
         unrestorable: Vec::new(),
         planned: Vec::new(),
         refused: None,
+        resent: Vec::new(),
         error: None,
     };
     let current = match target.platform.read().await {
@@ -300,6 +389,11 @@ pub async fn rollback_with(
             label: jt.label.clone(),
             state: JournalState::Applying,
             error: None,
+            untouched: Some(untouched_digest(
+                &current,
+                &|k: &str| ops.iter().any(|o| o.key == k),
+                key,
+            )),
             ops: ops
                 .iter()
                 .map(|op| {
@@ -308,6 +402,10 @@ pub async fn rollback_with(
                         change: op.change,
                         after: op.after.clone(),
                         before: pre_image(store, &identity, &op.key, current.get(&op.key))?,
+                        before_stamp: match current.get(&op.key) {
+                            Some(RemoteValue::WriteOnly { updated_at }) => updated_at.clone(),
+                            _ => None,
+                        },
                         done: false,
                     })
                 })

@@ -33,6 +33,8 @@ pub enum StoreError {
     Seal(#[from] SealError),
     #[error("state store: journal {0} does not exist")]
     NoJournal(i64),
+    #[error("journal {journal} is {state}, not unfinished: there is nothing to discard")]
+    Finished { journal: i64, state: &'static str },
     #[error("state store: {0}")]
     Corrupt(String),
 }
@@ -70,6 +72,8 @@ pub enum JournalState {
     Done,
     Failed,
     RolledBack,
+    /// Given up by `env resume --discard`: its unfinished ops will never be written.
+    Discarded,
 }
 
 impl JournalState {
@@ -79,6 +83,7 @@ impl JournalState {
             JournalState::Done => "done",
             JournalState::Failed => "failed",
             JournalState::RolledBack => "rolled_back",
+            JournalState::Discarded => "discarded",
         }
     }
 
@@ -88,6 +93,7 @@ impl JournalState {
             "done" => JournalState::Done,
             "failed" => JournalState::Failed,
             "rolled_back" => JournalState::RolledBack,
+            "discarded" => JournalState::Discarded,
             other => {
                 return Err(StoreError::Corrupt(format!(
                     "unknown journal state {other}"
@@ -104,7 +110,31 @@ pub struct JournalOp {
     pub change: Change,
     pub after: Option<SecretValue>,
     pub before: PreImage,
+    /// For a write-only value: the platform's stamp when planned. At resume, a stamp that
+    /// has not moved proves the op's write did not land.
+    pub before_stamp: Option<String>,
     pub done: bool,
+}
+
+/// An op the platform confirmed, recorded in the transaction that marks it done.
+#[derive(Debug, Clone, Copy)]
+pub enum Landed<'a> {
+    /// Written: what the record keeps (its stamp follows with [`StateStore::set_stamps`]).
+    Written {
+        key: &'a str,
+        fingerprint: Fingerprint,
+        value: &'a SecretValue,
+    },
+    /// Deleted: the record goes.
+    Deleted { key: &'a str },
+}
+
+impl Landed<'_> {
+    fn key(&self) -> &str {
+        match self {
+            Landed::Written { key, .. } | Landed::Deleted { key } => key,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -116,6 +146,9 @@ pub struct JournalTarget {
     pub label: String,
     pub state: JournalState,
     pub error: Option<String>,
+    /// A digest of what the target held when planned, outside the keys of `ops`: a resume
+    /// refuses when it changed (someone wrote there since), as an apply refuses a stale plan.
+    pub untouched: Option<String>,
     pub ops: Vec<JournalOp>,
 }
 
@@ -180,6 +213,29 @@ CREATE TABLE IF NOT EXISTS journal_ops (
 CREATE INDEX IF NOT EXISTS journal_ops_key ON journal_ops (journal_id, target, key);
 ";
 
+/// Columns added since the first schema, for state files written by earlier versions:
+/// `(table, column, type)`.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("journal_ops", "before_stamp", "TEXT"),
+    ("journal_targets", "untouched", "TEXT"),
+];
+
+/// Adds the columns an older file lacks (inside the caller's transaction).
+fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
+    for (table, column, kind) in ADDED_COLUMNS {
+        let mut stmt = conn.prepare(&format!("PRAGMA table_info({table})"))?;
+        let has = stmt
+            .query_map([], |row| row.get::<_, String>(1))?
+            .collect::<rusqlite::Result<Vec<_>>>()?
+            .iter()
+            .any(|c| c == column);
+        if !has {
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"))?;
+        }
+    }
+    Ok(())
+}
+
 /// How long a call waits for another connection's write to finish.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -195,7 +251,13 @@ fn prepare(conn: &Connection) -> rusqlite::Result<()> {
             .pragma_update(None, "journal_mode", "WAL")
             // A journal entry must be on disk before the write it describes.
             .and_then(|()| conn.pragma_update(None, "synchronous", "FULL"))
-            .and_then(|()| conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} COMMIT;")));
+            .and_then(|()| {
+                let tx =
+                    rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+                tx.execute_batch(SCHEMA)?;
+                add_missing_columns(&tx)?;
+                tx.commit()
+            });
         match attempt {
             Err(e) if is_busy(&e) && Instant::now() < deadline => {
                 if !conn.is_autocommit() {
@@ -455,15 +517,15 @@ impl StateStore {
             let id = tx.last_insert_rowid();
             for (t, ops) in &sealed_targets {
                 tx.execute(
-                    "INSERT INTO journal_targets (journal_id, target, spec, label, state)
-                     VALUES (?1, ?2, ?3, ?4, 'applying')",
-                    params![id, t.identity, t.spec, t.label],
+                    "INSERT INTO journal_targets (journal_id, target, spec, label, state, untouched)
+                     VALUES (?1, ?2, ?3, ?4, 'applying', ?5)",
+                    params![id, t.identity, t.spec, t.label, t.untouched],
                 )
                 .map_err(|e| self.sql(e))?;
                 let mut insert = tx
                     .prepare_cached(
-                        "INSERT INTO journal_ops (journal_id, target, seq, key, change, after, before_kind, before, done)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                        "INSERT INTO journal_ops (journal_id, target, seq, key, change, after, before_kind, before, done, before_stamp)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                     )
                     .map_err(|e| self.sql(e))?;
                 for (seq, (op, after, kind, before)) in ops.iter().enumerate() {
@@ -477,7 +539,8 @@ impl StateStore {
                             after,
                             kind,
                             before,
-                            op.done as i64
+                            op.done as i64,
+                            op.before_stamp
                         ])
                         .map_err(|e| self.sql(e))?;
                 }
@@ -487,22 +550,112 @@ impl StateStore {
         })
     }
 
-    pub fn mark_done(&self, id: JournalId, target: &str, keys: &[&str]) -> Result<(), StoreError> {
+    /// Marks ops done and, in the same transaction, records what they wrote: a write's
+    /// fingerprint, sealed value and ownership, a deletion's forgetting. A crash therefore
+    /// never leaves an op done without its record, nor a record without its op.
+    pub fn mark_done(
+        &self,
+        id: JournalId,
+        target: &str,
+        landed: &[Landed<'_>],
+        now: &str,
+    ) -> Result<(), StoreError> {
+        let sealed: Vec<Option<Vec<u8>>> = landed
+            .iter()
+            .map(|l| match l {
+                Landed::Written { value, .. } => self.sealer.seal(value).map(Some),
+                Landed::Deleted { .. } => Ok(None),
+            })
+            .collect::<Result<_, _>>()?;
         self.with(|conn| {
             self.durability(conn, Durability::Crash)?;
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.sql(e))?;
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| self.sql(e))?;
             {
-                let mut stmt = tx
+                let mut done = tx
                     .prepare_cached(
                         "UPDATE journal_ops SET done = 1 WHERE journal_id = ?1 AND target = ?2 AND key = ?3",
                     )
                     .map_err(|e| self.sql(e))?;
-                for key in keys {
-                    stmt.execute(params![id.0, target, key])
+                let mut put = tx
+                    .prepare_cached(
+                        "INSERT INTO write_records (target, key, fingerprint, updated_at, sealed, written_at)
+                         VALUES (?1, ?2, ?3, NULL, ?4, ?5)
+                         ON CONFLICT (target, key) DO UPDATE SET fingerprint = excluded.fingerprint,
+                           updated_at = NULL, sealed = excluded.sealed, written_at = excluded.written_at",
+                    )
+                    .map_err(|e| self.sql(e))?;
+                let mut forget = tx
+                    .prepare_cached("DELETE FROM write_records WHERE target = ?1 AND key = ?2")
+                    .map_err(|e| self.sql(e))?;
+                for (l, sealed) in landed.iter().zip(&sealed) {
+                    done.execute(params![id.0, target, l.key()])
+                        .map_err(|e| self.sql(e))?;
+                    match (l, sealed) {
+                        (Landed::Written { key, fingerprint, .. }, Some(sealed)) => put
+                            .execute(params![target, key, fingerprint.to_hex(), sealed, now])
+                            .map_err(|e| self.sql(e))?,
+                        (_, _) => forget
+                            .execute(params![target, l.key()])
+                            .map_err(|e| self.sql(e))?,
+                    };
+                }
+            }
+            tx.commit().map_err(|e| self.sql(e))
+        })
+    }
+
+    /// Sets the platform's stamps on records just written (the platform tells them after the
+    /// writes, or a resume reads them). With `only_unset`, a record keeps a stamp it has.
+    pub fn set_stamps(
+        &self,
+        target: &str,
+        stamps: &BTreeMap<String, String>,
+        only_unset: bool,
+    ) -> Result<(), StoreError> {
+        if stamps.is_empty() {
+            return Ok(());
+        }
+        self.with(|conn| {
+            self.durability(conn, Durability::Full)?;
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| self.sql(e))?;
+            {
+                let sql = if only_unset {
+                    "UPDATE write_records SET updated_at = ?3 WHERE target = ?1 AND key = ?2 AND updated_at IS NULL"
+                } else {
+                    "UPDATE write_records SET updated_at = ?3 WHERE target = ?1 AND key = ?2"
+                };
+                let mut put = tx.prepare_cached(sql).map_err(|e| self.sql(e))?;
+                for (key, stamp) in stamps {
+                    put.execute(params![target, key, stamp])
                         .map_err(|e| self.sql(e))?;
                 }
             }
             tx.commit().map_err(|e| self.sql(e))
+        })
+    }
+
+    /// The newest journal that left ops unwritten on `target` and was neither finished,
+    /// rolled back nor discarded: while it stands, a new apply there would race its resume.
+    pub fn unfinished_on(&self, target: &str) -> Result<Option<JournalId>, StoreError> {
+        self.with(|conn| {
+            conn.query_row(
+                "SELECT j.id FROM journals j JOIN journal_targets t ON t.journal_id = j.id
+                 WHERE t.target = ?1 AND j.state IN ('applying', 'failed')
+                   AND t.state IN ('applying', 'failed')
+                   AND EXISTS (SELECT 1 FROM journal_ops o
+                               WHERE o.journal_id = j.id AND o.target = t.target AND o.done = 0
+                                 AND o.change IN ('create', 'update', 'delete'))
+                 ORDER BY j.id DESC LIMIT 1",
+                [target],
+                |row| row.get(0),
+            )
+            .optional()
+            .map(|id| id.map(JournalId))
+            .map_err(|e| self.sql(e))
         })
     }
 
@@ -534,6 +687,20 @@ impl StateStore {
             .map_err(|e| self.sql(e))?;
             Ok(())
         })
+    }
+
+    /// Gives up journal `id`: its unwritten ops will never be written, and applies to its
+    /// targets may go ahead. Refused for a journal that finished.
+    pub fn discard(&self, id: JournalId) -> Result<Journal, StoreError> {
+        let journal = self.journal(id)?;
+        if !matches!(journal.state, JournalState::Applying | JournalState::Failed) {
+            return Err(StoreError::Finished {
+                journal: id.0,
+                state: journal.state.as_str(),
+            });
+        }
+        self.finish(id, JournalState::Discarded)?;
+        Ok(journal)
     }
 
     /// The newest journal that did not finish cleanly (applying or failed).
@@ -575,6 +742,15 @@ impl StateStore {
             String,
             Option<Vec<u8>>,
             i64,
+            Option<String>,
+        );
+        type TargetRow = (
+            String,
+            String,
+            String,
+            String,
+            Option<String>,
+            Option<String>,
         );
         let (head, targets, ops) = self.with(|conn| {
             let head: Option<(String, String, String)> = conn
@@ -588,11 +764,11 @@ impl StateStore {
             let head = head.ok_or(StoreError::NoJournal(id.0))?;
             let mut stmt = conn
                 .prepare(
-                    "SELECT target, spec, label, state, error FROM journal_targets
+                    "SELECT target, spec, label, state, error, untouched FROM journal_targets
                      WHERE journal_id = ?1 ORDER BY rowid",
                 )
                 .map_err(|e| self.sql(e))?;
-            let targets: Vec<(String, String, String, String, Option<String>)> = stmt
+            let targets: Vec<TargetRow> = stmt
                 .query_map([id.0], |row| {
                     Ok((
                         row.get(0)?,
@@ -600,6 +776,7 @@ impl StateStore {
                         row.get(2)?,
                         row.get(3)?,
                         row.get(4)?,
+                        row.get(5)?,
                     ))
                 })
                 .map_err(|e| self.sql(e))?
@@ -607,8 +784,8 @@ impl StateStore {
                 .map_err(|e| self.sql(e))?;
             let mut stmt = conn
                 .prepare(
-                    "SELECT target, key, change, after, before_kind, before, done FROM journal_ops
-                     WHERE journal_id = ?1 ORDER BY target, seq",
+                    "SELECT target, key, change, after, before_kind, before, done, before_stamp
+                     FROM journal_ops WHERE journal_id = ?1 ORDER BY target, seq",
                 )
                 .map_err(|e| self.sql(e))?;
             let ops: Vec<OpRow> = stmt
@@ -621,6 +798,7 @@ impl StateStore {
                         row.get(4)?,
                         row.get(5)?,
                         row.get(6)?,
+                        row.get(7)?,
                     ))
                 })
                 .map_err(|e| self.sql(e))?
@@ -630,7 +808,7 @@ impl StateStore {
         })?;
 
         let mut by_target: BTreeMap<String, Vec<JournalOp>> = BTreeMap::new();
-        for (target, key, change, after, before_kind, before, done) in ops {
+        for (target, key, change, after, before_kind, before, done, before_stamp) in ops {
             let before = match (before_kind.as_str(), before) {
                 ("absent", _) => PreImage::Absent,
                 ("unknown", _) => PreImage::Unknown,
@@ -644,12 +822,13 @@ impl StateStore {
                 change: parse_change(&change)?,
                 after: after.map(|a| self.sealer.open(&a)).transpose()?,
                 before,
+                before_stamp,
                 done: done != 0,
             });
         }
         let targets = targets
             .into_iter()
-            .map(|(identity, spec, label, state, error)| {
+            .map(|(identity, spec, label, state, error, untouched)| {
                 Ok(JournalTarget {
                     ops: by_target.remove(&identity).unwrap_or_default(),
                     identity,
@@ -657,6 +836,7 @@ impl StateStore {
                     label,
                     state: JournalState::parse(&state)?,
                     error,
+                    untouched,
                 })
             })
             .collect::<Result<_, StoreError>>()?;
@@ -709,11 +889,13 @@ mod tests {
             label: "render".into(),
             state: JournalState::Applying,
             error: None,
+            untouched: None,
             ops: vec![JournalOp {
                 key: "A".into(),
                 change: Change::Create,
                 after: Some(SecretValue::new("v")),
                 before: PreImage::Absent,
+                before_stamp: None,
                 done: false,
             }],
         }
@@ -740,7 +922,7 @@ mod tests {
                         let target = format!("t{i}");
                         for _ in 0..2 {
                             let id = s.begin("src", "now", &[journal_target(&target)])?;
-                            s.mark_done(id, &target, &["A"])?;
+                            s.mark_done(id, &target, &[Landed::Deleted { key: "A" }], "now")?;
                             s.record(
                                 &target,
                                 &[("A", key.fingerprint(&v), &v, Some("s1"))],
@@ -798,6 +980,7 @@ mod tests {
             change,
             after: after.map(SecretValue::new),
             before,
+            before_stamp: None,
             done: false,
         };
         let id = s
@@ -810,6 +993,7 @@ mod tests {
                     label: "render".into(),
                     state: JournalState::Applying,
                     error: None,
+                    untouched: Some("digest".into()),
                     ops: vec![
                         op("A", Change::Create, Some("1"), PreImage::Absent),
                         op(
@@ -823,9 +1007,51 @@ mod tests {
                 }],
             )
             .unwrap();
-        s.mark_done(id, "render:srv-1", &["A", "C"]).unwrap();
+        let key = FingerprintKey::from_bytes([1; 32]);
+        let one = SecretValue::new("1");
+        let landed = [
+            Landed::Written {
+                key: "A",
+                fingerprint: key.fingerprint(&one),
+                value: &one,
+            },
+            Landed::Deleted { key: "C" },
+        ];
+        s.record(
+            "render:srv-1",
+            &[("C", key.fingerprint(&one), &one, Some("s"))],
+            &[],
+            "t",
+        )
+        .unwrap();
+        assert_eq!(s.unfinished_on("render:srv-1").unwrap(), Some(id));
+        s.mark_done(id, "render:srv-1", &landed, "t1").unwrap();
+        // Marked done and recorded in one step: A is owned now, C forgotten.
+        let records = s.records("render:srv-1").unwrap();
+        assert_eq!(records.keys().collect::<Vec<_>>(), ["A"]);
+        assert_eq!(records["A"].fingerprint, key.fingerprint(&one));
+        assert_eq!(records["A"].updated_at, None);
+        s.set_stamps(
+            "render:srv-1",
+            &[("A".to_string(), "s1".to_string())].into(),
+            true,
+        )
+        .unwrap();
+        s.set_stamps(
+            "render:srv-1",
+            &[("A".to_string(), "s2".to_string())].into(),
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            s.records("render:srv-1").unwrap()["A"]
+                .updated_at
+                .as_deref(),
+            Some("s1")
+        );
         let j = s.latest_unfinished().unwrap().unwrap();
         assert_eq!(j.id, id);
+        assert_eq!(j.targets[0].untouched.as_deref(), Some("digest"));
         let ops = &j.targets[0].ops;
         assert_eq!(
             ops.iter().map(|o| o.done).collect::<Vec<_>>(),
@@ -835,6 +1061,7 @@ mod tests {
         assert_eq!(ops[1].before, PreImage::Value(SecretValue::new("old")));
         s.finish(id, JournalState::Done).unwrap();
         assert!(s.latest_unfinished().unwrap().is_none());
+        assert_eq!(s.unfinished_on("render:srv-1").unwrap(), None);
         assert_eq!(s.latest_for_target("render:srv-1").unwrap().unwrap().id, id);
         // The database holds no clear value.
         let raw = std::fs::read(_dir.path().join("state.db")).unwrap_or_default();

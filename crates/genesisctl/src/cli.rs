@@ -216,12 +216,21 @@ everywhere (input error, platform failure).\n\nExample:\n  genesisctl env plan -
 
     /// Finish the last apply that was interrupted, without repeating a write
     #[command(
-        after_help = "On a terminal it shows what is left to write and asks first.\n\nExample:\n  genesisctl env resume"
+        after_help = "It reads every target first and refuses, writing nothing, when one changed \
+since the journal was written (exit 1): an older plan would overwrite newer values. An op whose \
+effect is already there (it landed before the crash) is recorded, not repeated. It prints what \
+is left to write before writing; on a terminal it asks first. While a journal is unfinished, \
+syncs to its targets refuse; --discard ID gives it up instead (announced, and kept in the \
+ledger).\n\nExamples:\n  genesisctl env resume\n  genesisctl env resume --discard 12"
     )]
     Resume {
         /// Write without asking (on a terminal the plan is shown and confirmed first)
         #[arg(long, short = 'y')]
         yes: bool,
+
+        /// Give up this unfinished journal: its unwritten ops are never written
+        #[arg(long, value_name = "JOURNAL", conflicts_with = "yes")]
+        discard: Option<i64>,
     },
 
     /// Undo the last apply to a target (or the one given) from its journal

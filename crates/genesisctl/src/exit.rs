@@ -63,6 +63,7 @@ impl From<bridge_operations::OpsError> for Failure {
             other => {
                 let code = match other.kind() {
                     ErrorKind::Input | ErrorKind::NotFound => Code::Input,
+                    ErrorKind::NotApplied => Code::Drift,
                     ErrorKind::Upstream | ErrorKind::Busy | ErrorKind::Internal => Code::Platform,
                 };
                 Failure {

@@ -24,6 +24,9 @@ struct FakeState {
     clock: u64,
     writes: u64,
     fail_after: Option<u64>,
+    /// After this many writes the process "dies": the apply never returns. With `true`, the
+    /// next write lands first, its confirmation lost with the process.
+    crash_after: Option<(u64, bool)>,
 }
 
 impl FakePlatform {
@@ -57,6 +60,11 @@ impl FakePlatform {
     pub fn fail_after(&self, n: Option<u64>) {
         self.state.lock().unwrap().fail_after = n;
     }
+
+    /// See [`FakeState::crash_after`]; `None` heals the platform.
+    pub fn crash_after(&self, n: Option<(u64, bool)>) {
+        self.state.lock().unwrap().crash_after = n;
+    }
 }
 
 #[async_trait]
@@ -73,6 +81,7 @@ impl Platform for FakePlatform {
             ownership_applies: true,
             applies_by_printing: false,
             same_place_by_path: false,
+            atomic_apply: false,
         }
     }
 
@@ -104,6 +113,33 @@ impl Platform for FakePlatform {
     ) -> Result<ApplyReport, PlatformError> {
         let mut report = ApplyReport::default();
         for op in request.ops.iter().filter(|o| o.change.writes()) {
+            let crashed = {
+                let mut s = self.state.lock().unwrap();
+                match s.crash_after {
+                    Some((n, land)) if s.writes >= n => {
+                        if land {
+                            s.writes += 1;
+                            s.clock += 1;
+                            let stamp = s.clock;
+                            match &op.after {
+                                Some(v) if op.change != Change::Delete => {
+                                    s.vars
+                                        .insert(op.key.clone(), (v.expose().to_string(), stamp));
+                                }
+                                _ => {
+                                    s.vars.remove(&op.key);
+                                }
+                            }
+                        }
+                        true
+                    }
+                    _ => false,
+                }
+            };
+            if crashed {
+                // The process is gone: nothing after this point runs.
+                std::future::pending::<()>().await;
+            }
             {
                 let mut s = self.state.lock().unwrap();
                 if s.fail_after.is_some_and(|n| s.writes >= n) {

@@ -279,3 +279,139 @@ async fn rolling_back_twice_returns_to_where_you_started() {
     assert_eq!(second.journal, first.written_as.unwrap());
     assert_eq!(f.fake.vars(), after_both);
 }
+
+/// Runs `job` until the fake platform "dies" (its apply never returns), as `kill -9` would
+/// stop the process: the future is dropped mid-apply.
+async fn run_until_crash(job: SyncJob) {
+    let crashed = tokio::time::timeout(std::time::Duration::from_millis(500), run(job)).await;
+    assert!(crashed.is_err(), "the apply was meant to crash");
+}
+
+const FIVE: &str = "A=1\nB=2\nC=3\nD=4\nE=5\n";
+
+#[tokio::test]
+async fn a_crash_leaves_a_record_for_every_confirmed_write_and_resume_repeats_none() {
+    let f = fixture(false, FIVE);
+    // Three writes confirmed, the fourth lands with its confirmation lost, then death.
+    f.fake.crash_after(Some((3, true)));
+    run_until_crash(f.job(Deletions::Keep)).await;
+    let records = f.store.records("fake:1").unwrap();
+    assert_eq!(
+        records.keys().collect::<Vec<_>>(),
+        ["A", "B", "C"],
+        "every confirmed write is recorded, in the step that marks it done"
+    );
+    assert_eq!(f.fake.writes(), 4);
+
+    f.fake.crash_after(None);
+    let key = FingerprintKey::from_bytes(KEY);
+    let open =
+        |_: &bridge_sync::store::JournalTarget| -> Result<Target, PlatformError> { Ok(f.target()) };
+    let outcome = resume(&f.store, &open, &key).await.unwrap().unwrap();
+    // D landed before the crash: recorded, not written again; only E is written.
+    assert_eq!(f.fake.writes(), 5, "a write was repeated");
+    assert_eq!(outcome.targets[0].writes, 1);
+    assert!(outcome.targets[0].resent.is_empty());
+    assert_eq!(
+        f.fake.vars(),
+        expect(&[("A", "1"), ("B", "2"), ("C", "3"), ("D", "4"), ("E", "5")])
+    );
+    let records = f.store.records("fake:1").unwrap();
+    assert_eq!(
+        records.len(),
+        5,
+        "the state holds what an uninterrupted apply leaves"
+    );
+    for (k, v) in [("A", "1"), ("D", "4"), ("E", "5")] {
+        assert_eq!(
+            records[k].fingerprint,
+            key.fingerprint(&bridge_core::SecretValue::new(v))
+        );
+    }
+    // And the next sync has nothing to do.
+    let again = run(f.job(Deletions::Keep)).await.unwrap();
+    assert!(matches!(again.targets[0].status, TargetStatus::InSync));
+}
+
+#[tokio::test]
+async fn a_write_only_value_in_flight_at_the_crash_is_the_one_write_resume_may_repeat() {
+    let f = fixture(true, FIVE);
+    f.fake.crash_after(Some((3, true)));
+    run_until_crash(f.job(Deletions::Keep)).await;
+    f.fake.crash_after(None);
+    let key = FingerprintKey::from_bytes(KEY);
+    let open =
+        |_: &bridge_sync::store::JournalTarget| -> Result<Target, PlatformError> { Ok(f.target()) };
+    let outcome = resume(&f.store, &open, &key).await.unwrap().unwrap();
+    // D cannot be read back, so it is sent again (same value); E for the first time.
+    assert_eq!(outcome.targets[0].resent, ["D"]);
+    assert_eq!(f.fake.writes(), 6);
+    // Records written before the crash got their stamps from the resume's read.
+    let records = f.store.records("fake:1").unwrap();
+    assert_eq!(records.len(), 5);
+    assert!(
+        records.values().all(|r| r.updated_at.is_some()),
+        "{records:?}"
+    );
+    let again = run(f.job(Deletions::Keep)).await.unwrap();
+    assert!(matches!(again.targets[0].status, TargetStatus::InSync));
+}
+
+#[tokio::test]
+async fn a_sync_refuses_while_a_journal_on_its_target_is_unfinished() {
+    let f = fixture(false, FIVE);
+    f.fake.crash_after(Some((2, false)));
+    run_until_crash(f.job(Deletions::Keep)).await;
+    f.fake.crash_after(None);
+    let writes = f.fake.writes();
+    let refused = run(f.job(Deletions::Keep)).await.err().expect("refused");
+    let text = refused.to_string();
+    assert!(
+        matches!(refused, bridge_sync::SyncError::Unfinished { .. }),
+        "{text}"
+    );
+    assert!(
+        text.contains("journal 1") && text.contains("env resume --discard 1"),
+        "{text}"
+    );
+    assert_eq!(f.fake.writes(), writes, "a refused sync wrote");
+    // A dry run still plans.
+    let mut dry = f.job(Deletions::Keep);
+    dry.options.mode = Mode::DryRun;
+    assert!(run(dry).await.is_ok());
+    // Given up, the journal no longer stands in the way.
+    f.store.discard(bridge_sync::store::JournalId(1)).unwrap();
+    let after = run(f.job(Deletions::Keep)).await.unwrap();
+    assert!(matches!(
+        after.targets[0].status,
+        TargetStatus::Applied { .. }
+    ));
+    assert!(f.store.discard(bridge_sync::store::JournalId(1)).is_err());
+}
+
+#[tokio::test]
+async fn resume_refuses_a_journal_whose_target_changed_since() {
+    for change in ["outside the journal", "a key the journal writes"] {
+        let f = fixture(false, FIVE);
+        f.fake.crash_after(Some((2, false)));
+        run_until_crash(f.job(Deletions::Keep)).await;
+        f.fake.crash_after(None);
+        // Someone else writes there meanwhile.
+        match change {
+            "outside the journal" => f.fake.set("Z", "hand-made"),
+            _ => f.fake.set("E", "newer"),
+        }
+        let writes = f.fake.writes();
+        let key = FingerprintKey::from_bytes(KEY);
+        let open = |_: &bridge_sync::store::JournalTarget| -> Result<Target, PlatformError> {
+            Ok(f.target())
+        };
+        let err = resume(&f.store, &open, &key).await.expect_err("refused");
+        assert!(
+            matches!(err, bridge_sync::SyncError::StaleJournal { .. }),
+            "{change}: {err}"
+        );
+        assert!(err.to_string().contains("--discard 1"), "{err}");
+        assert_eq!(f.fake.writes(), writes, "{change}: a stale resume wrote");
+    }
+}

@@ -127,7 +127,10 @@ async fn dispatch(ctx: &Context<'_>, command: Command) -> CmdResult {
         Command::Env(EnvCommand::Apply { plan, force, yes }) => {
             plan_file::apply(ctx, &plan, force, yes).await
         }
-        Command::Env(EnvCommand::Resume { yes }) => recover::resume(ctx, yes).await,
+        Command::Env(EnvCommand::Resume {
+            discard: Some(id), ..
+        }) => recover::discard(ctx, id).await,
+        Command::Env(EnvCommand::Resume { yes, .. }) => recover::resume(ctx, yes).await,
         Command::Env(EnvCommand::Rollback {
             target,
             to,

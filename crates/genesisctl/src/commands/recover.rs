@@ -55,6 +55,45 @@ pub async fn resume(ctx: &Context<'_>, yes: bool) -> CmdResult {
     }
 }
 
+/// `env resume --discard ID`: gives up an unfinished journal.
+pub async fn discard(ctx: &Context<'_>, id: i64) -> CmdResult {
+    let journal = ctx.operations()?.discard(id, Origin::Cli).await?;
+    let unwritten: Vec<serde_json::Value> = journal
+        .targets
+        .iter()
+        .map(|t| {
+            let keys: Vec<&str> = t
+                .ops
+                .iter()
+                .filter(|o| !o.done && o.change.writes())
+                .map(|o| o.key.as_str())
+                .collect();
+            json!({"target": t.spec, "unwritten": keys})
+        })
+        .collect();
+    if ctx.shell.is_json() {
+        ctx.shell
+            .print_json(&json!({"journal": id, "discarded": true, "targets": unwritten}))
+            .map_err(anyhow::Error::from)?;
+    } else {
+        let mut text = format!("journal {id} discarded; these writes will never be made:\n");
+        for t in &unwritten {
+            let keys: Vec<&str> = t["unwritten"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|k| k.as_str()).collect())
+                .unwrap_or_default();
+            text.push_str(&format!(
+                "  {}: {}\n",
+                t["target"].as_str().unwrap_or(""),
+                keys.join(", ")
+            ));
+        }
+        text.push_str("sync again to bring the targets to the source\n");
+        ctx.shell.print(&text).map_err(anyhow::Error::from)?;
+    }
+    Ok(Code::Ok)
+}
+
 pub async fn rollback(
     ctx: &Context<'_>,
     target: &str,
@@ -139,6 +178,7 @@ fn show(ctx: &Context<'_>, what: &str, outcome: &RecoveryOutcome) -> CmdResult {
                     "writes": t.writes,
                     "already_done": t.already_done,
                     "unrestorable": t.unrestorable,
+                    "resent": t.resent,
                     "planned": t.planned.iter()
                         .map(|op| json!({"key": op.key, "op": op.op_name()}))
                         .collect::<Vec<_>>(),
@@ -174,6 +214,13 @@ fn show(ctx: &Context<'_>, what: &str, outcome: &RecoveryOutcome) -> CmdResult {
                 "{GREEN}{what}{GREEN:#} {} (undoing journal {}): {} writes now, {} already done before\n",
                 t.spec, outcome.journal, t.writes, t.already_done
             )),
+        }
+        if !t.resent.is_empty() {
+            text.push_str(&format!(
+                "  {YELLOW}written again{YELLOW:#} (write-only, in flight at the crash: it may \
+                 have landed; same value): {}\n",
+                t.resent.join(", ")
+            ));
         }
         if !t.unrestorable.is_empty() {
             text.push_str(&format!(

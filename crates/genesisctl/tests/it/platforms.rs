@@ -552,3 +552,118 @@ async fn two_netlify_contexts_of_one_site_live_side_by_side() {
     assert_eq!(netlify.stats().writes, 0);
     emu.shutdown().await;
 }
+
+/// An apply that failed half-way leaves an unfinished journal: a later sync to that target
+/// refuses (exit 1) and names the two ways out; `env resume --discard` gives the journal up,
+/// announced and kept in the ledger, and the next sync goes ahead. `env resume` instead
+/// finishes it without repeating a write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unfinished_journal_stops_later_syncs_until_resumed_or_discarded() {
+    let emu = emulators(EmulatorConfig::default()).await;
+    let s = sandbox(&emu);
+    let github = emu.github().unwrap();
+    for way_out in ["discard", "resume"] {
+        github.reset_stats();
+        github.set_fail_after_writes(Some(2));
+        let failed = s.run(&["env", "sync", "--target", "github"]);
+        assert_eq!(failed.code, 3, "{failed:?}");
+        github.set_fail_after_writes(None);
+        // Journal 2 is the sync after the discard.
+        let journal = if way_out == "discard" { "1" } else { "3" };
+        let refused = s.run(&["env", "sync", "--target", "github"]);
+        assert_eq!(refused.code, 1, "{refused:?}");
+        assert!(
+            refused
+                .stderr
+                .contains(&format!("journal {journal} left unfinished"))
+                && refused.stderr.contains("genesisctl env resume")
+                && refused.stderr.contains(&format!("--discard {journal}")),
+            "{refused:?}"
+        );
+        if way_out == "discard" {
+            let discard = s.run(&["env", "resume", "--discard", journal]);
+            assert_eq!(discard.code, 0, "{discard:?}");
+            assert!(discard.stdout.contains("will never be made"), "{discard:?}");
+            let again = s.run(&["env", "resume", "--discard", journal]);
+            assert_eq!(again.code, 2, "{again:?}");
+            let events = s.run(&[
+                "events",
+                "tail",
+                "--topic",
+                "envsync.complete",
+                "--output",
+                "json",
+            ]);
+            assert!(
+                events
+                    .stdout
+                    .lines()
+                    .any(|l| l.contains("\"action\":\"discard\"") && l.contains("\"journal\":1")),
+                "{events:?}"
+            );
+            let ledger = s.run(&["ledger", "verify"]);
+            assert_eq!(ledger.code, 0, "{ledger:?}");
+            // The discard left the platform half-written: a sync brings it to the source.
+            let sync = s.run(&["env", "sync", "--target", "github"]);
+            assert_eq!(sync.code, 0, "{sync:?}");
+            // Wipe GitHub for the second round.
+            for k in expected().keys() {
+                github.remove_secret(None, k);
+                github.remove_variable(None, k);
+            }
+        } else {
+            github.reset_stats();
+            let resumed = s.run(&["env", "resume", "--yes"]);
+            assert_eq!(resumed.code, 0, "{resumed:?}");
+            // Four of six were left; none of the two done is sent again.
+            assert_eq!(github.stats().writes, 4, "{:?}", github.stats());
+            let verify = s.run(&["env", "verify", "--platforms", "local:.env,github"]);
+            assert_eq!(verify.code, 0, "{verify:?}");
+        }
+    }
+    emu.shutdown().await;
+}
+
+/// Two `env sync` on one state directory at once: the second waits for the first's lock,
+/// saying for whom, then finds nothing left to write; neither reports `unverified`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_syncs_on_one_state_directory_take_turns() {
+    let emu = emulators(EmulatorConfig {
+        latency: std::time::Duration::from_millis(30),
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let s = sandbox(&emu);
+    let spawn = || {
+        s.command(&["env", "sync", "--target", "github"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawns")
+    };
+    let first = spawn();
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    let second = spawn();
+    let outputs: Vec<_> = [first, second]
+        .into_iter()
+        .map(|c| c.wait_with_output().expect("waits"))
+        .collect();
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    for o in &outputs {
+        assert_eq!(o.status.code(), Some(0), "{}", text(o));
+        assert!(!text(o).contains("unverified"), "{}", text(o));
+    }
+    let waited = text(&outputs[1]);
+    assert!(
+        waited.contains("waiting for github:") && waited.contains("is applying to it"),
+        "{waited}"
+    );
+    assert!(waited.contains("in sync"), "{waited}");
+    emu.shutdown().await;
+}
