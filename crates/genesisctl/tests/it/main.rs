@@ -13,6 +13,8 @@ mod autosync;
 mod check;
 mod config;
 mod deploy;
+mod docs_fake;
+mod docs_semantics;
 mod errors;
 mod events;
 mod examples;
