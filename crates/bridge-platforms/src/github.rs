@@ -401,6 +401,16 @@ fn name_violations(key: &str) -> Vec<String> {
     {
         out.push("GitHub reserves names starting with GITHUB_".to_string());
     }
+    // Names are case-insensitive and stored upper case: `api_token` would be listed back as
+    // `API_TOKEN`, a different key to every comparison, so it could never be proven equal
+    // (and every sync would write it again).
+    if valid && key.chars().any(|c| c.is_ascii_lowercase()) {
+        out.push(format!(
+            "GitHub stores names in upper case, so this key would come back as {}; rename it \
+             in the source (workflows read names case-insensitively)",
+            key.to_ascii_uppercase()
+        ));
+    }
     out
 }
 
@@ -684,9 +694,11 @@ mod tests {
         };
         let violations = github("github").check_rules(&plan);
         let keys: Vec<&str> = violations.iter().map(|v| v.key.as_str()).collect();
-        assert_eq!(keys, ["1ST", "github_sha", "BIG"]);
+        // github_sha: reserved, and lower case.
+        assert_eq!(keys, ["1ST", "github_sha", "github_sha", "BIG"]);
         assert!(violations[1].rule.contains("GITHUB_"));
-        assert!(violations[2].rule.contains("48 KB"));
+        assert!(violations[2].rule.contains("come back as GITHUB_SHA"));
+        assert!(violations[3].rule.contains("48 KB"));
     }
 
     #[test]

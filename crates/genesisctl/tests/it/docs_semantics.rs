@@ -175,20 +175,26 @@ async fn github_write_only_secrets_are_judged_by_record_and_stamp() {
     assert_eq!(report["proven"], true, "{report}");
 }
 
-/// KNOWN BUG (found by this fake; see the commit message). docs: GitHub secret and variable
-/// names are case-insensitive and stored uppercase. The binary writes `lower_var` and
-/// `my_api_token` as sent, then compares them case-sensitively with the `LOWER_VAR` and
-/// `MY_API_TOKEN` GitHub lists back: the sync ends `unverified` (exit 1), verify reports each
-/// key missing and its uppercase twin extra, and every later sync writes them again.
+/// docs: GitHub secret and variable names are case-insensitive and stored uppercase. Sent as
+/// `lower_var`, a key came back as `LOWER_VAR`: the sync ended `unverified`, verify reported
+/// each key missing and its upper-case twin extra, and every later sync wrote them again. Now
+/// the plan refuses such a key, naming the name GitHub keeps.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known bug: GitHub stores names uppercase and the binary compares them as sent"]
 async fn github_names_are_case_insensitive_and_stored_uppercase() {
     let fake = DocsFake::start().await;
+    // Stored upper case, a lower-case key could never be judged equal: refused at plan
+    // time, naming the name GitHub would show, with nothing written.
     let s = sandbox(&fake, "lower_var=x\nmy_api_token=tok-1\n");
-    let sync = run(
-        &s,
-        &["env", "sync", "--target", "github", "--output", "json"],
+    let sync = run(&s, &["env", "sync", "--target", "github"]);
+    assert_eq!(sync.code, 1, "{sync:?}");
+    assert!(
+        sync.stdout.contains("LOWER_VAR") && sync.stdout.contains("MY_API_TOKEN"),
+        "{sync:?}"
     );
+    assert_eq!(fake.writes(), NONE);
+    // Upper case, as GitHub keeps it: in parity, and a repeat writes nothing.
+    let s = sandbox(&fake, "LOWER_VAR=x\nMY_API_TOKEN=tok-1\n");
+    let sync = run(&s, &["env", "sync", "--target", "github"]);
     assert_eq!(sync.code, 0, "{sync:?}");
     let (verified, report) = verify(&s, "local:.env,github");
     assert_eq!(verified.code, 0, "{report}");
