@@ -295,8 +295,9 @@ and Bridge never wrote cannot be restored; they are listed.\n\nExample:\n  genes
     #[command(
         after_help = "The first place is the source the others are judged against. Each key is, at \
 each place: equal, different, missing (in the source, absent here), extra (here, absent from \
-the source), unknown (write-only, never written by Bridge) or changed_outside (write-only, \
-changed since Bridge wrote it). Exit 0 only when nothing drifts and every key could be judged; \
+the source), unknown (write-only, never written by Bridge), changed_outside (write-only, \
+changed since Bridge wrote it) or protected (on sync.protect: never written, so not judged). \
+Exit 0 only when nothing drifts and every key could be judged; \
 --allow-unknown accepts unknown values.\n\nExample:\n  genesisctl env verify --platforms local:.env,local:.env.production --report parity.json --audit-md AUDIT.md"
     )]
     Verify {
