@@ -181,3 +181,92 @@ fn the_demo_runs_as_the_readme_says() {
         "the demo and this test disagree"
     );
 }
+
+/// The `genesisctl …` lines of the shell blocks in the README and `docs/`: comments and
+/// `$(…)`/`eval` wrappers cut away, one command per line.
+fn documented_commands(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut in_shell = false;
+    let mut pending = String::new();
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if let Some(fence) = trimmed.strip_prefix("```") {
+            in_shell = !in_shell && matches!(fence, "sh" | "bash" | "shell" | "console");
+            continue;
+        }
+        if !in_shell {
+            continue;
+        }
+        // A line ending in `\` goes on on the next.
+        if let Some(head) = trimmed.strip_suffix('\\') {
+            pending.push_str(head);
+            pending.push(' ');
+            continue;
+        }
+        let joined = std::mem::take(&mut pending) + trimmed;
+        let line = joined.trim_start_matches("$ ");
+        let line = line.split(" #").next().unwrap_or("").trim();
+        // `eval "$(genesisctl …)"` and `X=$(genesisctl …)`: the command inside.
+        let line = match line.find("$(genesisctl") {
+            Some(at) => line[at + 2..].trim_end_matches(")\"").trim_end_matches(')'),
+            None => line,
+        };
+        if line.starts_with("genesisctl ") {
+            out.push(line.to_owned());
+        }
+    }
+    out
+}
+
+/// Every command the README and `docs/` show is a real command with real flags: each parses
+/// (with `--help` appended, which clap answers only once every flag before it is accepted).
+#[test]
+fn every_genesisctl_command_in_the_readme_and_docs_parses() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut files = vec![root.join("README.md"), root.join("ARCHITECTURE.md")];
+    for entry in std::fs::read_dir(root.join("docs")).unwrap() {
+        files.push(entry.unwrap().path());
+    }
+    let sandbox = Sandbox::new();
+    let mut checked = 0;
+    for path in files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+    {
+        let Ok(text) = std::fs::read_to_string(path) else {
+            continue;
+        };
+        for command in documented_commands(&text) {
+            let words = words(&command);
+            let mut args: Vec<&str> = words[1..].iter().map(String::as_str).collect();
+            // `--` hands the rest to another program (`genesisctl run -- cmd`).
+            if let Some(end) = args.iter().position(|a| *a == "--") {
+                args.truncate(end);
+            }
+            args.push("--help");
+            let run = sandbox.run(&args);
+            assert_eq!(
+                run.code,
+                0,
+                "{}: `{command}` does not parse:\n{}",
+                path.display(),
+                run.stderr
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 30, "only {checked} commands found");
+}
+
+#[test]
+fn the_documented_command_extractor_reads_shell_blocks_only() {
+    let text = "```sh\ngenesisctl env resume   # finish it\ngenesisctl env diff \\\n  --target render\neval \"$(genesisctl env sync --target process)\"\necho x\n```\n```toml\ngenesisctl = 1\n```\n";
+    assert_eq!(
+        documented_commands(text),
+        [
+            "genesisctl env resume",
+            "genesisctl env diff  --target render",
+            "genesisctl env sync --target process"
+        ]
+    );
+}
