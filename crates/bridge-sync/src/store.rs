@@ -35,6 +35,17 @@ pub enum StoreError {
     NoJournal(i64),
     #[error("journal {journal} is {state}, not unfinished: there is nothing to discard")]
     Finished { journal: i64, state: &'static str },
+    #[error(
+        "the state store {path} holds records made with another fingerprint key (id {stored}); \
+         this run's key has id {given}. Give every runner the key the records were made with \
+         (BRIDGE_FINGERPRINT_KEY or BRIDGE_FINGERPRINT_KEY_FILE): judged with another key, every \
+         secret would look changed"
+    )]
+    FingerprintKeyMismatch {
+        path: String,
+        stored: String,
+        given: String,
+    },
     #[error("state store: {0}")]
     Corrupt(String),
 }
@@ -211,6 +222,10 @@ CREATE TABLE IF NOT EXISTS journal_ops (
     PRIMARY KEY (journal_id, target, seq)
 );
 CREATE INDEX IF NOT EXISTS journal_ops_key ON journal_ops (journal_id, target, key);
+CREATE TABLE IF NOT EXISTS state_meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 ";
 
 /// Columns added since the first schema, for state files written by earlier versions:
@@ -687,6 +702,34 @@ impl StateStore {
             .map_err(|e| self.sql(e))?;
             Ok(())
         })
+    }
+
+    /// Checks that the records were made with the fingerprint key whose id is `key_id` (a
+    /// fingerprint of a fixed text under it, which reveals nothing of the key), recording it
+    /// on first use.
+    pub fn check_fingerprint_key(&self, key_id: &str) -> Result<(), StoreError> {
+        let stored: String = self.with(|conn| {
+            conn.execute(
+                "INSERT OR IGNORE INTO state_meta (key, value) VALUES ('fingerprint_key_id', ?1)",
+                [key_id],
+            )
+            .map_err(|e| self.sql(e))?;
+            conn.query_row(
+                "SELECT value FROM state_meta WHERE key = 'fingerprint_key_id'",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(|e| self.sql(e))
+        })?;
+        if stored == key_id {
+            Ok(())
+        } else {
+            Err(StoreError::FingerprintKeyMismatch {
+                path: self.path.clone(),
+                stored,
+                given: key_id.to_owned(),
+            })
+        }
     }
 
     /// Gives up journal `id`: its unwritten ops will never be written, and applies to its

@@ -71,7 +71,7 @@ impl<'a> Context<'a> {
             env_names,
             flags,
         })?;
-        let state = StateDir::new(config.state_dir.clone());
+        let state = StateDir::new(config.state_dir.clone()).with_env_keys(&env)?;
         Ok(Self {
             shell,
             config,
@@ -295,7 +295,18 @@ pub const LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300
 pub const LOCKS_DIR: &str = "locks";
 
 fn state_error(e: anyhow::Error) -> OpsError {
-    OpsError::State(format!("{e:#}"))
+    // A key that does not match the records is the caller's to fix (exit 2), not a fault.
+    let mismatch = e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<bridge_sync::store::StoreError>(),
+            Some(bridge_sync::store::StoreError::FingerprintKeyMismatch { .. })
+        )
+    });
+    if mismatch {
+        OpsError::Input(format!("{e:#}"))
+    } else {
+        OpsError::State(format!("{e:#}"))
+    }
 }
 
 impl Host for Context<'_> {

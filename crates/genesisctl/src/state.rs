@@ -4,6 +4,11 @@
 //!   fingerprints;
 //! - `state.key` (0600): the X25519 key that seals values at rest in the store;
 //! - `state.db`: the state store (write records, ownership, journals).
+//!
+//! Each key may come from the environment instead, for runners that start empty and must
+//! judge, seal and sign as every other runner does: `BRIDGE_FINGERPRINT_KEY`,
+//! `BRIDGE_STATE_KEY`, `BRIDGE_LEDGER_KEY` (64 hex digits), or the same names with `_FILE`
+//! naming a file that holds them. A key from the environment is never written to disk.
 
 use std::fs;
 use std::io::{self, Write};
@@ -26,9 +31,25 @@ pub const LEDGER_PUB_FILE: &str = "ledger.pub";
 /// The identity of this log in its checkpoints.
 pub const LEDGER_ORIGIN: &str = "bridge.local/ledger";
 
+/// A fingerprint key's public id: the first 16 hex digits of its fingerprint of a fixed
+/// text. Two runners with one key have one id; the id reveals nothing of the key.
+pub fn key_id(key: &FingerprintKey) -> String {
+    let probe = bridge_core::SecretValue::new("bridge fingerprint key id");
+    key.fingerprint(&probe).to_hex()[..16].to_owned()
+}
+
 pub struct StateDir {
     path: PathBuf,
+    /// Keys given in the environment: `(key file name, key)`.
+    given: Vec<(&'static str, [u8; 32])>,
 }
+
+/// The environment variable that may hold each key file's key.
+const KEY_VARIABLES: [(&str, &str); 3] = [
+    (KEY_FILE, "BRIDGE_FINGERPRINT_KEY"),
+    (STATE_KEY_FILE, "BRIDGE_STATE_KEY"),
+    (LEDGER_KEY_FILE, "BRIDGE_LEDGER_KEY"),
+];
 
 /// Whether something was made just now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +60,42 @@ pub enum Created {
 
 impl StateDir {
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into() }
+        Self {
+            path: path.into(),
+            given: Vec::new(),
+        }
+    }
+
+    /// The directory, with the keys `env` gives (see the module docs). A variable set both
+    /// directly and as `…_FILE`, a `…_FILE` that cannot be read, or a value that is not 64
+    /// hex digits is an error, found before anything runs.
+    pub fn with_env_keys(mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
+        for (file, variable) in KEY_VARIABLES {
+            let direct = env(variable).filter(|v| !v.trim().is_empty());
+            let file_variable = format!("{variable}_FILE");
+            let from_file = env(&file_variable).filter(|v| !v.trim().is_empty());
+            let given = match (direct, from_file) {
+                (Some(_), Some(_)) => {
+                    bail!("both {variable} and {file_variable} are set; keep one")
+                }
+                (Some(value), None) => Some((variable.to_string(), value)),
+                (None, Some(path)) => {
+                    let value = fs::read_to_string(path.trim())
+                        .with_context(|| format!("{file_variable}: reading {}", path.trim()))?;
+                    Some((file_variable, value))
+                }
+                (None, None) => None,
+            };
+            if let Some((from, value)) = given {
+                let bytes = hex::decode(value.trim())
+                    .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+                    .with_context(|| {
+                        format!("{from} is not a valid key: it must be 64 hex digits (32 bytes)")
+                    })?;
+                self.given.push((file, bytes));
+            }
+        }
+        Ok(self)
     }
 
     pub fn path(&self) -> &Path {
@@ -88,11 +144,18 @@ impl StateDir {
         Ok(Sealer::from_secret_bytes(bytes))
     }
 
-    /// The state store (`state.db`), created on first use.
+    /// The state store (`state.db`), created on first use, checked against this run's
+    /// fingerprint key.
     pub fn store(&self) -> Result<StateStore> {
         let sealer = self.sealer()?;
+        // Keys from the environment create no file, so the directory may not exist yet.
+        self.ensure()?;
         let path = self.path.join(STORE_FILE);
-        StateStore::open(&path, sealer).with_context(|| format!("opening {}", path.display()))
+        let store = StateStore::open(&path, sealer)
+            .with_context(|| format!("opening {}", path.display()))?;
+        let (key, _) = self.key()?;
+        store.check_fingerprint_key(&key_id(&key))?;
+        Ok(store)
     }
 
     /// The state store if it exists; commands that only read do not create one.
@@ -128,6 +191,9 @@ impl StateDir {
     }
 
     fn load_secret(&self, name: &str, what: &str) -> Result<Option<[u8; 32]>> {
+        if let Some((_, bytes)) = self.given.iter().find(|(f, _)| *f == name) {
+            return Ok(Some(*bytes));
+        }
         let path = self.path.join(name);
         let text = match fs::read_to_string(&path) {
             Ok(text) => text,

@@ -46,7 +46,8 @@ pub async fn run(ctx: Context<'_>, args: &ServeArgs) -> CmdResult {
     // routes and the background workers.
     let server_ctx: &'static Context<'static> = Box::leak(Box::new(Context {
         shell: quiet,
-        state: StateDir::new(config.state_dir.clone()),
+        state: StateDir::new(config.state_dir.clone())
+            .with_env_keys(&|name| std::env::var(name).ok())?,
         config,
         bus: tokio::sync::OnceCell::new(),
         given_tokens,

@@ -75,3 +75,86 @@ fn report_files_hold_no_secret() {
         }
     }
 }
+
+/// Runners that start empty take their keys from the environment (directly or from a file)
+/// and write none to disk; a store made under another fingerprint key says so (exit 2)
+/// instead of judging every secret changed; a malformed key is a clear error.
+#[test]
+fn keys_come_from_the_environment_and_a_mismatched_key_is_refused() {
+    const K1: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+    const K2: &str = "2222222222222222222222222222222222222222222222222222222222222222";
+    const S1: &str = "3333333333333333333333333333333333333333333333333333333333333333";
+    let mut s = crate::sandbox::Sandbox::bare();
+    s.file(".env", "API_TOKEN=tok-1\nLOG_LEVEL=info\n");
+    s.env("BRIDGE_FINGERPRINT_KEY", K1)
+        .env("BRIDGE_STATE_KEY", S1);
+    let sync = s.run(&["env", "sync", "--target", "local:out.env"]);
+    assert_eq!(sync.code, 0, "{sync:?}");
+    assert!(s.path(".bridge/state.db").exists());
+    for file in ["fingerprint.key", "state.key"] {
+        assert!(
+            !s.path(&format!(".bridge/{file}")).exists(),
+            "{file} written to disk"
+        );
+    }
+    // The redacted fingerprint is the key's: another runner with K1 prints the same.
+    let diff = s.run(&[
+        "env",
+        "diff",
+        "--target",
+        "local:none.env",
+        "--output",
+        "json",
+    ]);
+    let shown = diff.json().to_string();
+
+    // The same key from a file.
+    let mut f = crate::sandbox::Sandbox::bare();
+    f.file(".env", "API_TOKEN=tok-1\nLOG_LEVEL=info\n");
+    f.file("keys/fp", &format!("{K1}\n"));
+    let key_file = f.path("keys/fp").display().to_string();
+    f.env("BRIDGE_FINGERPRINT_KEY_FILE", &key_file);
+    let same = f.run(&[
+        "env",
+        "diff",
+        "--target",
+        "local:none.env",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(same.json().to_string(), shown, "one key, one fingerprint");
+
+    // Another key against these records: refused, naming the way out, exit 2.
+    s.env("BRIDGE_FINGERPRINT_KEY", K2);
+    let other = s.run(&["env", "sync", "--target", "local:out.env"]);
+    assert_eq!(other.code, 2, "{other:?}");
+    assert!(
+        other.stderr.contains("another fingerprint key")
+            && other.stderr.contains("BRIDGE_FINGERPRINT_KEY"),
+        "{other:?}"
+    );
+    assert!(
+        !other.all().contains(K1) && !other.all().contains(K2),
+        "a key was printed"
+    );
+
+    // Malformed, and given twice.
+    let mut bad = crate::sandbox::Sandbox::bare();
+    bad.file(".env", "A=1\n");
+    bad.env("BRIDGE_STATE_KEY", "not-hex");
+    let r = bad.run(&["env", "sync", "--target", "local:out.env"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("BRIDGE_STATE_KEY is not a valid key"),
+        "{r:?}"
+    );
+    bad.env("BRIDGE_STATE_KEY", S1)
+        .env("BRIDGE_STATE_KEY_FILE", &key_file);
+    let r = bad.run(&["env", "sync", "--target", "local:out.env"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("both BRIDGE_STATE_KEY and BRIDGE_STATE_KEY_FILE"),
+        "{r:?}"
+    );
+}
