@@ -98,9 +98,9 @@ pub async fn acquire_saying(
 
 fn busy(scope: &str, holder: &str, waited: Duration) -> OpsError {
     OpsError::Busy(format!(
-        "{scope} is being applied by {holder}; waited {}s for it to finish: try again once it \
-         has (a dead holder's lock is released by the system)",
-        waited.as_secs()
+        "{scope} is being applied by {holder}; waited {} for it to finish (--lock-timeout): \
+         try again once it has (a dead holder's lock is released by the system)",
+        span(waited)
     ))
 }
 
@@ -121,6 +121,15 @@ pub fn lock_path(dir: &Path, scope: &str) -> PathBuf {
     let digest = Sha256::digest(scope.as_bytes());
     let short = bridge_core::hex::encode(&digest[..8]);
     dir.join(format!("{readable}.{short}.lock"))
+}
+
+/// A wait as people read it: `300s`, `250ms`.
+fn span(d: Duration) -> String {
+    if d >= Duration::from_secs(1) {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
 }
 
 /// Who holds a lock file, as its holder wrote it.
@@ -161,9 +170,9 @@ async fn lock_file(
                 if !told {
                     told = true;
                     waiting(&format!(
-                        "waiting for {scope}: {} is applying to it (up to {}s)",
+                        "waiting for {scope}: {} is applying to it (up to {})",
                         holder_of(&mut file),
-                        timeout.as_secs()
+                        span(timeout)
                     ));
                 }
                 tokio::time::sleep(RETRY).await;

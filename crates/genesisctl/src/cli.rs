@@ -49,6 +49,11 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "URL")]
     pub bus: Option<String>,
 
+    /// How long an apply waits for another's lock on the same place, then exit 3: 300, 90s,
+    /// 5m, 1h [env: BRIDGE_LOCK_TIMEOUT] [default: 5m]
+    #[arg(long, global = true, value_name = "DURATION")]
+    pub lock_timeout: Option<String>,
+
     /// Output format: text for people, json for machines (nothing but JSON on stdout)
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,

@@ -47,6 +47,8 @@ enum Kind {
     Specs,
     DiscoveryOrder,
     Listen,
+    /// A span of time: `300`, `90s`, `5m`, `1h`, `250ms`.
+    Duration,
     /// A whole number above 0.
     Count,
 }
@@ -90,6 +92,13 @@ const SETTINGS: &[SettingDef] = &[
         Kind::Text,
         "",
         "event store URL (sqlite://PATH or postgres://…); empty = sqlite in the state dir",
+    ),
+    def(
+        "lock_timeout",
+        Some("BRIDGE_LOCK_TIMEOUT"),
+        Kind::Duration,
+        "5m",
+        "how long an apply waits for another's lock on the same place before exit 3",
     ),
     def(
         "bus",
@@ -389,6 +398,8 @@ pub struct Config {
     pub bus_url: String,
     /// `GENESIS_STRICT_POLICY`: refuse events on unknown topics.
     pub strict_policy: bool,
+    /// `--lock-timeout`: how long an apply waits for a place's lock.
+    pub lock_timeout: std::time::Duration,
     pub server: ServerConfig,
     pub autonomy: AutonomyConfig,
     pub schedule: ScheduleConfig,
@@ -617,6 +628,7 @@ impl Config {
         let state_dir = PathBuf::from(take("state_dir")?.0.text()?);
         let store_url = take("store")?.0.text()?;
         let bus_url = take("bus")?.0.text()?;
+        let lock_timeout = take("lock_timeout")?.0.duration()?;
         let strict_policy = take("genesis.strict_policy")?.0.bool()?;
         let server = ServerConfig {
             listen: take("listen")?.0.text()?,
@@ -683,6 +695,7 @@ impl Config {
             store_url,
             bus_url,
             strict_policy,
+            lock_timeout,
             server,
             autonomy,
             schedule,
@@ -756,6 +769,7 @@ enum Typed {
     Spec(PlatformSpec),
     Specs(Vec<PlatformSpec>),
     Count(u64),
+    Duration(std::time::Duration),
 }
 
 impl Typed {
@@ -763,6 +777,13 @@ impl Typed {
         match self {
             Typed::Count(n) => Ok(n),
             _ => bail!("internal: not a count"),
+        }
+    }
+
+    fn duration(self) -> Result<std::time::Duration> {
+        match self {
+            Typed::Duration(d) => Ok(d),
+            _ => bail!("internal: not a duration"),
         }
     }
 
@@ -803,6 +824,7 @@ impl Typed {
             Typed::Spec(s) => Value::String(s.to_string()),
             Typed::Specs(s) => Value::from(s.iter().map(|s| s.to_string()).collect::<Vec<_>>()),
             Typed::Count(n) => Value::from(*n),
+            Typed::Duration(d) => Value::from(format!("{}s", d.as_secs_f64())),
         }
     }
 }
@@ -926,6 +948,17 @@ fn parse_value(d: &SettingDef, raw: &Raw) -> Result<Typed, String> {
                 .map(Typed::Count)
                 .ok_or_else(|| format!("expected a whole number above 0, got `{t}`"))
         }
+        Kind::Duration => {
+            if let Raw::Toml(toml::Value::Integer(i)) = raw {
+                return u64::try_from(*i)
+                    .map(|s| Typed::Duration(std::time::Duration::from_secs(s)))
+                    .map_err(|_| format!("expected a duration, got {i}"));
+            }
+            let t = text("a duration such as 5m")?;
+            parse_duration(&t).map(Typed::Duration).ok_or_else(|| {
+                format!("expected a duration such as 300, 90s, 5m, 1h or 250ms, got `{t}`")
+            })
+        }
         Kind::Listen => {
             let t = text("host:port")?;
             t.parse::<std::net::SocketAddr>()
@@ -935,9 +968,41 @@ fn parse_value(d: &SettingDef, raw: &Raw) -> Result<Typed, String> {
     }
 }
 
+/// `300` (seconds), `90s`, `5m`, `1h`, `250ms`.
+fn parse_duration(text: &str) -> Option<std::time::Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    let millis = match unit.trim() {
+        "" | "s" => n.checked_mul(1_000)?,
+        "ms" => n,
+        "m" => n.checked_mul(60_000)?,
+        "h" => n.checked_mul(3_600_000)?,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_millis(millis))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_take_the_units_people_write() {
+        let d = |t| parse_duration(t);
+        assert_eq!(d("300"), Some(std::time::Duration::from_secs(300)));
+        assert_eq!(d("90s"), Some(std::time::Duration::from_secs(90)));
+        assert_eq!(d("5m"), Some(std::time::Duration::from_secs(300)));
+        assert_eq!(d("1h"), Some(std::time::Duration::from_secs(3600)));
+        assert_eq!(d("250ms"), Some(std::time::Duration::from_millis(250)));
+        assert_eq!(d(" 0s "), Some(std::time::Duration::ZERO));
+        for bad in ["", "m", "5 minutes", "-1s", "1.5m", "99999999999999999999h"] {
+            assert_eq!(d(bad), None, "{bad}");
+        }
+    }
 
     fn load(file: Option<&str>, env: &[(&str, &str)], flags: Vec<FlagValue>) -> Result<Config> {
         let dir = tempfile::tempdir()?;

@@ -55,6 +55,11 @@ impl<'a> Context<'a> {
             ),
             (global.store.clone(), "store", "--store"),
             (global.bus.clone(), "bus", "--bus"),
+            (
+                global.lock_timeout.clone(),
+                "lock_timeout",
+                "--lock-timeout",
+            ),
         ] {
             if let Some(value) = value {
                 flags.push(FlagValue {
@@ -223,7 +228,7 @@ impl<'a> Context<'a> {
             protect: cfg.protect.clone(),
             max_delete_share: cfg.max_delete_share,
             schema: self.config.schema.clone(),
-            lock_timeout: LOCK_TIMEOUT,
+            lock_timeout: self.config.lock_timeout,
         };
         Ok(Operations::new(self, settings)?)
     }
@@ -287,9 +292,6 @@ pub fn interpolate_flag() -> FlagValue {
 }
 
 pub use bridge_sync::now_rfc3339;
-
-/// How long an apply waits for another apply to a place it needs.
-pub const LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// The lock files, inside the state directory.
 pub const LOCKS_DIR: &str = "locks";

@@ -81,6 +81,7 @@ pub async fn run(command: &AutosyncCommand, global: &GlobalArgs, shell: &Shell) 
                 config: None,
                 store: global.store.clone(),
                 bus: global.bus.clone(),
+                lock_timeout: global.lock_timeout.clone(),
                 output: global.output,
                 quiet: global.quiet,
             };

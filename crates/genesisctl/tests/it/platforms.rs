@@ -667,3 +667,43 @@ async fn two_syncs_on_one_state_directory_take_turns() {
     assert!(waited.contains("in sync"), "{waited}");
     emu.shutdown().await;
 }
+
+/// `--lock-timeout` bounds the wait for another apply's lock: past it, exit 3, naming the
+/// holder and the flag; nothing written by the waiter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_past_the_lock_timeout_exits_3_naming_the_holder() {
+    let emu = emulators(EmulatorConfig {
+        latency: std::time::Duration::from_millis(40),
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let s = sandbox(&emu);
+    let first = s
+        .command(&["env", "sync", "--target", "github"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawns");
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    let second = s.run(&[
+        "--lock-timeout",
+        "100ms",
+        "env",
+        "sync",
+        "--target",
+        "github",
+    ]);
+    assert_eq!(second.code, 3, "{second:?}");
+    assert!(
+        second.stderr.contains("is being applied by another process")
+            && second.stderr.contains("waited 100ms")
+            && second.stderr.contains("--lock-timeout"),
+        "{second:?}"
+    );
+    let first = first.wait_with_output().expect("waits");
+    assert_eq!(first.status.code(), Some(0));
+    let bad = s.run(&["--lock-timeout", "soon", "env", "diff", "--target", "github"]);
+    assert_eq!(bad.code, 2, "{bad:?}");
+    assert!(bad.stderr.contains("expected a duration"), "{bad:?}");
+    emu.shutdown().await;
+}
