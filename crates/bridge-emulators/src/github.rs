@@ -23,7 +23,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use crypto_box::SecretKey;
@@ -34,6 +34,7 @@ use serde_json::{Value, json};
 use crate::common::{Reject, Reply, lock, now_seconds, parse_json};
 use crate::layer::{Core, RouteKind, fault_controls, finish, route};
 use crate::platform::{GITHUB_DOCS, Platform};
+use crate::write_log::BodyKey;
 
 /// The emulated repository's owner.
 pub(crate) const OWNER: &str = "bridge";
@@ -710,14 +711,20 @@ async fn create_variable(
     }
     let now = now_seconds();
     scope.variables.insert(
-        name,
+        name.clone(),
         Variable {
             value,
             created_at: now.clone(),
             updated_at: now,
         },
     );
-    Ok((StatusCode::CREATED, Json(json!({}))).into_response())
+    // The name came in the body: tell the write log which key this was.
+    Ok((
+        StatusCode::CREATED,
+        Extension(BodyKey(name)),
+        Json(json!({})),
+    )
+        .into_response())
 }
 
 async fn get_variable(State(h): State<GithubHandle>, Path(p): Path<Params>) -> Reply {

@@ -18,6 +18,7 @@ use crate::common::lock;
 use crate::faults::{Decision, FaultSettings, FaultState};
 use crate::platform::Platform;
 use crate::stats::Stats;
+use crate::write_log::{BodyKey, WriteRecord, key_in_path};
 
 /// Shared, platform-agnostic state of one running emulator.
 #[derive(Debug)]
@@ -26,6 +27,7 @@ pub(crate) struct Core {
     /// `http://127.0.0.1:PORT`, without a trailing slash.
     pub(crate) root_url: String,
     stats: Mutex<Stats>,
+    write_log: Mutex<Vec<WriteRecord>>,
     faults: Mutex<FaultState>,
     render_reset_epoch: AtomicBool,
 }
@@ -41,6 +43,7 @@ impl Core {
             platform,
             root_url,
             stats: Mutex::new(Stats::default()),
+            write_log: Mutex::new(Vec::new()),
             faults: Mutex::new(FaultState::new(settings, seed)),
             render_reset_epoch: AtomicBool::new(false),
         }
@@ -52,6 +55,15 @@ impl Core {
 
     pub(crate) fn reset_stats(&self) {
         *lock(&self.stats) = Stats::default();
+        lock(&self.write_log).clear();
+    }
+
+    pub(crate) fn write_log(&self) -> Vec<WriteRecord> {
+        lock(&self.write_log).clone()
+    }
+
+    pub(crate) fn take_write_log(&self) -> Vec<WriteRecord> {
+        std::mem::take(&mut *lock(&self.write_log))
     }
 
     pub(crate) fn update_faults(&self, f: impl FnOnce(&mut FaultSettings)) {
@@ -181,6 +193,7 @@ async fn guard(State(ctx): State<RouteCtx>, req: Request, next: Next) -> Respons
     let method = req.method().clone();
     lock(&core.stats).record_request(format!("{method} {}", ctx.template));
     let is_write = ctx.kind == RouteKind::Api && is_mutating(&method);
+    let path = is_write.then(|| req.uri().path().to_owned());
     let decision = core.decide();
 
     let mut response = if decision.rate.exceeded {
@@ -202,6 +215,18 @@ async fn guard(State(ctx): State<RouteCtx>, req: Request, next: Next) -> Respons
         }
         response
     };
+    if let Some(path) = path {
+        let key = match response.extensions_mut().remove::<BodyKey>() {
+            Some(BodyKey(key)) => Some(key),
+            None => key_in_path(ctx.template, &path),
+        };
+        lock(&core.write_log).push(WriteRecord {
+            method: method.to_string(),
+            path,
+            key,
+            status: response.status().as_u16(),
+        });
+    }
     platform.rate_headers(
         &decision.rate,
         core.render_reset_epoch.load(Ordering::Relaxed),
@@ -220,10 +245,21 @@ macro_rules! fault_controls {
                 self.core.stats()
             }
 
-            /// Zeroes the counters; this also restarts the `fail_after_writes`
-            /// budget, which counts successful writes.
+            /// Zeroes the counters and empties the write log; this also restarts
+            /// the `fail_after_writes` budget, which counts successful writes.
             pub fn reset_stats(&self) {
                 self.core.reset_stats();
+            }
+
+            /// Every write request since start or the last reset, oldest first.
+            pub fn write_log(&self) -> Vec<$crate::WriteRecord> {
+                self.core.write_log()
+            }
+
+            /// The write log, emptied as it is read: what was written since the
+            /// last call, for a test that looks at one phase at a time.
+            pub fn take_write_log(&self) -> Vec<$crate::WriteRecord> {
+                self.core.take_write_log()
             }
 
             /// After `n` successful writes every further write answers 500;

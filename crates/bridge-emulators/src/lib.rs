@@ -2,7 +2,8 @@
 //! an HTTP server on its own 127.0.0.1 port, with the real paths and JSON
 //! shapes so Bridge's real clients can talk to them through base URLs.
 //! Every emulator can add latency and inject failures, rate limits and write
-//! budgets, and counts its traffic for tests (`GET /_emulator/stats`).
+//! budgets, and counts its traffic for tests (`GET /_emulator/stats`); each handle also
+//! logs the write requests it answered (`write_log`), method, path and key.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), bridge_emulators::EmulatorError> {
@@ -22,6 +23,7 @@ mod netlify;
 mod platform;
 mod render;
 mod stats;
+mod write_log;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +36,7 @@ pub use github::{GithubHandle, PullRequest};
 pub use netlify::{NetlifyHandle, SecretValueMode};
 pub use render::RenderHandle;
 pub use stats::Stats;
+pub use write_log::WriteRecord;
 
 use faults::FaultSettings;
 use layer::Core;

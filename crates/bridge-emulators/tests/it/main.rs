@@ -6,6 +6,7 @@ mod faults;
 mod github;
 mod netlify;
 mod render;
+mod write_log;
 
 use bridge_emulators::{EmulatorConfig, Emulators};
 
