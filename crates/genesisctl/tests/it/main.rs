@@ -12,6 +12,7 @@ mod sandbox;
 mod autosync;
 mod check;
 mod config;
+mod crash;
 mod deploy;
 mod docs_fake;
 mod docs_semantics;
