@@ -695,14 +695,23 @@ async fn a_wait_past_the_lock_timeout_exits_3_naming_the_holder() {
     ]);
     assert_eq!(second.code, 3, "{second:?}");
     assert!(
-        second.stderr.contains("is being applied by another process")
+        second
+            .stderr
+            .contains("is being applied by another process")
             && second.stderr.contains("waited 100ms")
             && second.stderr.contains("--lock-timeout"),
         "{second:?}"
     );
     let first = first.wait_with_output().expect("waits");
     assert_eq!(first.status.code(), Some(0));
-    let bad = s.run(&["--lock-timeout", "soon", "env", "diff", "--target", "github"]);
+    let bad = s.run(&[
+        "--lock-timeout",
+        "soon",
+        "env",
+        "diff",
+        "--target",
+        "github",
+    ]);
     assert_eq!(bad.code, 2, "{bad:?}");
     assert!(bad.stderr.contains("expected a duration"), "{bad:?}");
     emu.shutdown().await;
