@@ -29,9 +29,9 @@
 //!      by both the killed sync and the resume, and the resume wrote no key whose op was
 //!      done, except for the ops in the in-flight window, which are counted apart;
 //!    - `env rollback --target T --yes`, for each platform, restores the v1 snapshot;
-//! 6. kills a second v2 sync mid-way and, while its journal is unfinished, runs the sync
-//!    again: it must refuse (exit non-zero, no write and no journal for a target the
-//!    unfinished journal holds).
+//! 6. kills a second v2 sync mid-way and, while its journal has writes left, runs the sync
+//!    again: it must refuse (exit non-zero, no write and no journal for a target on which
+//!    the unfinished journal has ops not done).
 //!
 //! A summary line (trials, mismatches, records missing, repeated writes, in-window
 //! repeats, ...) and the failing trials per check go to stderr, with a paragraph per
@@ -549,7 +549,7 @@ fn check_rollbacks(
     }
 }
 
-/// A second v2 sync is killed among its writes; while its journal is unfinished on a
+/// A second v2 sync is killed among its writes; while its journal has writes left on a
 /// target, a sync to that target must refuse.
 fn probe_refusal(
     s: &Sandbox,
@@ -568,11 +568,14 @@ fn probe_refusal(
     else {
         return;
     };
+    // A target is held while the journal has writes left on it; one whose every op is done
+    // has nothing a later resume would write over a new sync.
     let held: BTreeSet<&str> = j
         .targets
         .iter()
-        .filter(|(_, state)| state.as_str() != "done")
+        .filter(|(_, state)| matches!(state.as_str(), "applying" | "failed"))
         .map(|(identity, _)| platform_of(identity))
+        .filter(|p| j.ops.iter().any(|op| op.platform == *p && !op.done))
         .collect();
     if held.is_empty() {
         return;
@@ -596,9 +599,10 @@ fn probe_refusal(
         report.fail(
             Check::SyncRefusesWhileUnfinished,
             format!(
-                "journal {} unfinished on {}: the sync exited {}, journalled {:?}, sent {} \
-                 writes to those targets",
+                "journal {} has {} ops left on {}: the sync exited {}, journalled {:?}, sent \
+                 {} writes to those targets",
                 j.id,
+                j.ops.iter().filter(|op| !op.done).count(),
                 held.iter().copied().collect::<Vec<_>>().join(","),
                 run.code,
                 journalled,
