@@ -71,6 +71,26 @@ fn words(command: &str) -> Vec<String> {
         .collect()
 }
 
+/// Runs `genesisctl …` (`command`, found in `path`) with `--help` appended, which clap
+/// answers only once every flag before it is accepted; `--` hands the rest to another
+/// program (`genesisctl run -- cmd`), so it and what follows are left out.
+fn assert_parses(sandbox: &Sandbox, path: &Path, command: &str) {
+    let words = words(command);
+    let mut args: Vec<&str> = words[1..].iter().map(String::as_str).collect();
+    if let Some(end) = args.iter().position(|a| *a == "--") {
+        args.truncate(end);
+    }
+    args.push("--help");
+    let run = sandbox.run(&args);
+    assert_eq!(
+        run.code,
+        0,
+        "{}: `{command}` does not parse:\n{}",
+        path.display(),
+        run.stderr
+    );
+}
+
 #[test]
 fn every_genesisctl_command_in_the_example_workflows_parses() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/workflows");
@@ -80,20 +100,10 @@ fn every_genesisctl_command_in_the_example_workflows_parses() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();
         for command in run_commands(&text) {
-            let words = words(&command);
-            if words.first().map(String::as_str) != Some("genesisctl") {
+            if words(&command).first().map(String::as_str) != Some("genesisctl") {
                 continue;
             }
-            let mut args: Vec<&str> = words[1..].iter().map(String::as_str).collect();
-            args.push("--help");
-            let run = sandbox.run(&args);
-            assert_eq!(
-                run.code,
-                0,
-                "{}: `{command}` does not parse:\n{}",
-                path.display(),
-                run.stderr
-            );
+            assert_parses(&sandbox, &path, &command);
             checked += 1;
         }
     }
@@ -237,21 +247,7 @@ fn every_genesisctl_command_in_the_readme_and_docs_parses() {
             continue;
         };
         for command in documented_commands(&text) {
-            let words = words(&command);
-            let mut args: Vec<&str> = words[1..].iter().map(String::as_str).collect();
-            // `--` hands the rest to another program (`genesisctl run -- cmd`).
-            if let Some(end) = args.iter().position(|a| *a == "--") {
-                args.truncate(end);
-            }
-            args.push("--help");
-            let run = sandbox.run(&args);
-            assert_eq!(
-                run.code,
-                0,
-                "{}: `{command}` does not parse:\n{}",
-                path.display(),
-                run.stderr
-            );
+            assert_parses(&sandbox, path, &command);
             checked += 1;
         }
     }
