@@ -753,10 +753,6 @@ pub(crate) async fn apply_ops(
     {
         return Err(e);
     }
-    let done = progress
-        .done
-        .into_inner()
-        .unwrap_or_else(|p| p.into_inner());
     // Each confirmed op was recorded as it was marked done; the platform's stamps come
     // after the writes.
     if let (Some(store), Ok(report)) = (store, &result) {
@@ -768,7 +764,6 @@ pub(crate) async fn apply_ops(
             })?;
         }
     }
-    drop(done);
     Ok(result.map(|r| r.writes))
 }
 
