@@ -1,20 +1,30 @@
-//! Scale-out backends of the Genesis bus: [`PostgresStore`], where several processes append
-//! to one database, and [`NatsStore`], where the log is a NATS JetStream stream. Both
-//! implement [`bridge_genesis::bus::EventStore`] and pass the bus crate's conformance suite.
+//! The shared stores, for deployments of more than one process or machine:
+//!
+//! - the Genesis bus's [`PostgresStore`], where several processes append to one database,
+//!   and [`NatsStore`], where the log is a NATS JetStream stream. Both implement
+//!   [`bridge_genesis::bus::EventStore`] and pass the bus crate's conformance suite;
+//! - the sync state on PostgreSQL, [`PostgresState`] (write records, ownership, journals),
+//!   which passes the state store's conformance suite;
+//! - the apply locks on PostgreSQL, [`PgLocks`] (advisory locks).
 //!
 //! Errors are [`StoreError`]s, as for the embedded SQLite store, so callers handle every
 //! backend alike. A failure of the database or the server is reported as
 //! [`StoreError::Io`] whose source is a [`BackendError`] naming the client library's error.
 
+mod locks;
 mod nats;
+mod pg;
 mod postgres;
+mod state;
 
 use std::sync::Arc;
 
 use bridge_genesis::bus::StoreError;
 
+pub use self::locks::PgLocks;
 pub use self::nats::{DEFAULT_ACK_TIMEOUT, NatsOptions, NatsStore, PUBLISH_ATTEMPTS};
 pub use self::postgres::{PostgresOptions, PostgresStore};
+pub use self::state::{CALL_TIMEOUT, PostgresState, schema_version};
 
 /// What the client library of a backend reported.
 #[derive(Debug, thiserror::Error)]

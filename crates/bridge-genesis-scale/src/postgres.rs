@@ -23,7 +23,7 @@
 //! ([`PostgresOptions::schema`] picks one), so one database can hold several buses.
 
 use std::future::poll_fn;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bridge_genesis::bus::{
@@ -32,11 +32,12 @@ use bridge_genesis::bus::{
 };
 use bridge_genesis::schedule::{ScheduleStore, ScheduledRun};
 use time::OffsetDateTime;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Row};
 
+use crate::pg::{Pool, describe, quote_ident, set_search_path};
 use crate::{backend_error, from_unix_micros, pattern_regex, to_i64, to_u64};
 
 const SCHEMA: &str = r#"
@@ -154,14 +155,11 @@ impl PostgresStore {
             .parse()
             .map_err(|e| backend_error("postgres", "parse url", e))?;
         let name = describe(&config, options.schema.as_deref());
-        let pool = Pool {
-            store: name.clone(),
-            config,
-            schema: options.schema.clone(),
-            idle: Mutex::new(Vec::new()),
-            permits: Arc::new(Semaphore::new(options.max_connections.max(1))),
-        };
-        let mut client = pool.get().await?;
+        let pool = Pool::new(config, options.schema.clone(), options.max_connections);
+        let mut client = pool
+            .get()
+            .await
+            .map_err(|e| backend_error(&name, "connect", e))?;
         let err = |op| {
             let name = name.clone();
             move |e| backend_error(&name, op, e)
@@ -228,7 +226,7 @@ impl PostgresStore {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let mut client = self.inner.pool.get().await?;
+        let mut client = self.inner.pool.get().await.map_err(self.err("connect"))?;
         let tx = client.transaction().await.map_err(self.err("begin"))?;
         let n = events.len() as i64;
         // The head row's lock is the appenders' queue: held until COMMIT.
@@ -338,7 +336,7 @@ impl PostgresStore {
             .iter()
             .map(|a| a.as_ref() as &(dyn ToSql + Sync))
             .collect();
-        let client = self.inner.pool.get().await?;
+        let client = self.inner.pool.get().await.map_err(self.err("connect"))?;
         let rows = client
             .query(&sql, &params)
             .await
@@ -349,7 +347,7 @@ impl PostgresStore {
     }
 
     async fn stats_now(&self, recent_since: OffsetDateTime) -> Result<StoreStats, StoreError> {
-        let client = self.inner.pool.get().await?;
+        let client = self.inner.pool.get().await.map_err(self.err("connect"))?;
         let mut stats = StoreStats::default();
         for row in client
             .query("SELECT topic, events FROM genesis_topic_counts", &[])
@@ -378,7 +376,7 @@ impl PostgresStore {
         pattern: TopicPattern,
         start_after: u64,
     ) -> Result<u64, StoreError> {
-        let client = self.inner.pool.get().await?;
+        let client = self.inner.pool.get().await.map_err(self.err("connect"))?;
         // A floor past the end would ack events that do not exist yet.
         client
             .execute(
@@ -409,7 +407,7 @@ impl PostgresStore {
     }
 
     async fn ack_now(&self, name: String, seq: u64) -> Result<u64, StoreError> {
-        let client = self.inner.pool.get().await?;
+        let client = self.inner.pool.get().await.map_err(self.err("connect"))?;
         // Forward only, and never past the committed end of the log.
         let floor = client
             .query_opt(
@@ -445,7 +443,7 @@ impl PostgresStore {
     }
 
     async fn consumers_now(&self) -> Result<Vec<ConsumerState>, StoreError> {
-        let client = self.inner.pool.get().await?;
+        let client = self.inner.pool.get().await.map_err(self.err("connect"))?;
         let rows = client
             .query(
                 "SELECT name, pattern, acked_seq FROM genesis_consumers ORDER BY name",
@@ -496,7 +494,7 @@ impl EventStore for PostgresStore {
 
     fn last_seq(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
         Box::pin(async move {
-            let client = self.inner.pool.get().await?;
+            let client = self.inner.pool.get().await.map_err(self.err("connect"))?;
             read_last_seq(&client, &self.inner.name).await
         })
     }
@@ -524,7 +522,7 @@ impl EventStore for PostgresStore {
 
     fn delete_consumer(&self, name: String) -> BoxFuture<'_, Result<bool, StoreError>> {
         Box::pin(async move {
-            let client = self.inner.pool.get().await?;
+            let client = self.inner.pool.get().await.map_err(self.err("connect"))?;
             let deleted = client
                 .execute("DELETE FROM genesis_consumers WHERE name = $1", &[&name])
                 .await
@@ -552,7 +550,7 @@ impl ScheduleStore for PostgresStore {
         owner: String,
     ) -> BoxFuture<'_, Result<bool, StoreError>> {
         Box::pin(async move {
-            let client = self.inner.pool.get().await?;
+            let client = self.inner.pool.get().await.map_err(self.err("connect"))?;
             let inserted = client
                 .execute(
                     &format!(
@@ -574,7 +572,7 @@ impl ScheduleStore for PostgresStore {
         outcome: String,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            let client = self.inner.pool.get().await?;
+            let client = self.inner.pool.get().await.map_err(self.err("connect"))?;
             client
                 .execute(
                     &format!(
@@ -591,7 +589,7 @@ impl ScheduleStore for PostgresStore {
 
     fn last_slot(&self, job: String) -> BoxFuture<'_, Result<Option<OffsetDateTime>, StoreError>> {
         Box::pin(async move {
-            let client = self.inner.pool.get().await?;
+            let client = self.inner.pool.get().await.map_err(self.err("connect"))?;
             let slot: Option<i64> = client
                 .query_one(
                     "SELECT max(slot_us) FROM genesis_schedule_runs WHERE job = $1",
@@ -610,7 +608,7 @@ impl ScheduleStore for PostgresStore {
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<ScheduledRun>, StoreError>> {
         Box::pin(async move {
-            let client = self.inner.pool.get().await?;
+            let client = self.inner.pool.get().await.map_err(self.err("connect"))?;
             let rows = client
                 .query(
                     "SELECT slot_us, owner, claimed_us, finished_us, outcome \
@@ -682,30 +680,6 @@ fn decode_event(store: &str, row: &Row) -> Result<Event, StoreError> {
     })
 }
 
-/// `postgres:host:port/dbname` plus the schema: enough to tell stores apart, never the
-/// password.
-fn describe(config: &Config, schema: Option<&str>) -> String {
-    let host = match config.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
-        #[cfg(unix)]
-        Some(tokio_postgres::config::Host::Unix(path)) => path.display().to_string(),
-        None => "localhost".to_owned(),
-    };
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    let db = config
-        .get_dbname()
-        .or(config.get_user())
-        .unwrap_or("postgres");
-    match schema {
-        Some(schema) => format!("postgres:{host}:{port}/{db} (schema {schema})"),
-        None => format!("postgres:{host}:{port}/{db}"),
-    }
-}
-
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 /// `genesis_<schema>`, hashed when it would pass PostgreSQL's 63-byte identifier limit.
 fn channel_name(schema: &str) -> String {
     let name = format!("genesis_{schema}");
@@ -717,108 +691,6 @@ fn channel_name(schema: &str) -> String {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     });
     format!("genesis_{hash:016x}")
-}
-
-async fn connect_client(
-    config: &Config,
-    schema: Option<&str>,
-    store: &str,
-) -> Result<Client, StoreError> {
-    let (client, connection) = config
-        .connect(NoTls)
-        .await
-        .map_err(|e| backend_error(store, "connect", e))?;
-    // Ends when the client is dropped.
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    set_search_path(&client, schema, store).await?;
-    Ok(client)
-}
-
-async fn set_search_path(
-    client: &Client,
-    schema: Option<&str>,
-    store: &str,
-) -> Result<(), StoreError> {
-    if let Some(schema) = schema {
-        client
-            .batch_execute(&format!("SET search_path TO {}", quote_ident(schema)))
-            .await
-            .map_err(|e| backend_error(store, "set search_path", e))?;
-    }
-    Ok(())
-}
-
-/// A few connections, opened on demand and kept for reuse: a transaction needs a connection
-/// to itself, and PostgreSQL connections are too costly to open per call.
-struct Pool {
-    store: String,
-    config: Config,
-    schema: Option<String>,
-    idle: Mutex<Vec<Client>>,
-    permits: Arc<Semaphore>,
-}
-
-impl Pool {
-    async fn get(&self) -> Result<Pooled<'_>, StoreError> {
-        let permit =
-            self.permits
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|_| StoreError::WriterStopped {
-                    store: self.store.clone(),
-                })?;
-        let reused = self
-            .idle
-            .lock()
-            .ok()
-            .and_then(|mut idle| idle.pop())
-            .filter(|c| !c.is_closed());
-        let client = match reused {
-            Some(client) => client,
-            None => connect_client(&self.config, self.schema.as_deref(), &self.store).await?,
-        };
-        Ok(Pooled {
-            pool: self,
-            client: Some(client),
-            _permit: permit,
-        })
-    }
-}
-
-struct Pooled<'a> {
-    pool: &'a Pool,
-    client: Option<Client>,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl std::ops::Deref for Pooled<'_> {
-    type Target = Client;
-    fn deref(&self) -> &Client {
-        // Only `Drop` takes it out.
-        self.client.as_ref().unwrap_or_else(|| unreachable!())
-    }
-}
-
-impl std::ops::DerefMut for Pooled<'_> {
-    fn deref_mut(&mut self) -> &mut Client {
-        self.client.as_mut().unwrap_or_else(|| unreachable!())
-    }
-}
-
-impl Drop for Pooled<'_> {
-    fn drop(&mut self) {
-        // A transaction dropped without COMMIT has queued its ROLLBACK on this connection,
-        // ahead of whatever the next user sends, so the connection is clean to reuse.
-        if let Some(client) = self.client.take()
-            && !client.is_closed()
-            && let Ok(mut idle) = self.pool.idle.lock()
-        {
-            idle.push(client);
-        }
-    }
 }
 
 /// Reads what other transactions (in any process) committed and broadcasts it in order.
@@ -861,7 +733,9 @@ impl LiveReader {
             }
         });
         let result = async {
-            set_search_path(&client, self.schema.as_deref(), &self.store).await?;
+            set_search_path(&client, self.schema.as_deref())
+                .await
+                .map_err(|e| backend_error(&self.store, "set search_path", e))?;
             client
                 .batch_execute(&format!("LISTEN {}", quote_ident(&self.channel)))
                 .await
@@ -925,14 +799,5 @@ mod tests {
         let long = channel_name(&"s".repeat(80));
         assert!(long.len() <= 63, "{long}");
         assert_eq!(long, channel_name(&"s".repeat(80)));
-    }
-
-    #[test]
-    fn descriptions_hide_passwords() {
-        let config: Config = "host=db user=u password=hunter2 dbname=bus"
-            .parse()
-            .unwrap();
-        let text = describe(&config, Some("s"));
-        assert_eq!(text, "postgres:db:5432/bus (schema s)");
     }
 }

@@ -227,3 +227,23 @@ pub(crate) async fn discarded(
     });
     publish(bus, "envsync.complete", with_cause(payload, origin)).await
 }
+
+/// `envsync.complete` with `action: unlock`: an apply lock was broken by hand.
+pub(crate) async fn unlocked(
+    bus: &Bus,
+    origin: &Origin,
+    lock: &crate::locks::LockInfo,
+) -> Result<(), OpsError> {
+    let holder = lock
+        .holder
+        .as_ref()
+        .map(|h| json!({"owner": h.owner, "host": h.host, "pid": h.pid, "since": h.since}));
+    let payload = json!({
+        "action": "unlock",
+        "lock": lock.id,
+        "scope": lock.scope,
+        "holder": holder,
+        "origin": origin.name(),
+    });
+    publish(bus, "envsync.complete", with_cause(payload, origin)).await
+}

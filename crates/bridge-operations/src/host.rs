@@ -3,8 +3,8 @@
 //! discovery and terminals; operations know none of them.
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use bridge_core::{FingerprintKey, SecretClassifier};
 use bridge_genesis::bus::Bus;
@@ -13,6 +13,7 @@ use bridge_sync::Target;
 use bridge_sync::store::StateStore;
 
 use crate::OpsError;
+use crate::locks::LockService;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -30,7 +31,7 @@ pub trait Host: Send + Sync {
     fn existing_fingerprint_key(&self) -> Option<FingerprintKey>;
 
     /// The state store: created when `create`, else only if it exists already.
-    fn state_store(&self, create: bool) -> Result<Option<StateStore>, OpsError>;
+    fn state_store(&self, create: bool) -> BoxFuture<'_, Result<Option<StateStore>, OpsError>>;
 
     /// The bus events are published on (opened once, shared after).
     fn bus(&self) -> BoxFuture<'_, Result<Bus, OpsError>>;
@@ -38,8 +39,8 @@ pub trait Host: Send + Sync {
     /// Which keys hold secrets.
     fn classifier(&self) -> SecretClassifier;
 
-    /// Where the cross-process apply locks live (created by the host on demand).
-    fn lock_dir(&self) -> Result<PathBuf, OpsError>;
+    /// The cross-process apply locks: the state store's (created by the host on demand).
+    fn locks(&self) -> BoxFuture<'_, Result<Arc<dyn LockService>, OpsError>>;
 
     /// Says something that went wrong beside the operation (an event not published).
     fn warn(&self, message: &str);

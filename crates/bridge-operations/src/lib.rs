@@ -41,7 +41,7 @@ use bridge_sync::{
 
 pub use crate::error::{ErrorKind, OpsError};
 pub use crate::host::{BoxFuture, Host};
-pub use crate::locks::ApplyGuard;
+pub use crate::locks::{ApplyGuard, LockInfo, LockService};
 pub use crate::log::{LogFormat, LogLevel, Logger};
 pub use crate::outcome::{Counts, PlannedChange, ProviderSync, Summary};
 pub use bridge_core::SecretClassifier;
@@ -302,7 +302,7 @@ impl<'h> Operations<'h> {
         let targets = self.host.open(&request.targets).await?;
         let key = self.host.fingerprint_key();
         // A dry run reads the records that judge write-only values but creates no store.
-        let store = self.host.state_store(!dry_run)?;
+        let store = self.host.state_store(!dry_run).await?;
         let _held = if dry_run {
             None
         } else {
@@ -383,7 +383,7 @@ impl<'h> Operations<'h> {
         // Fingerprints are needed only to judge write-only values; comparing readable values
         // needs no key, so a verify leaves the state directory alone.
         let key = self.host.existing_fingerprint_key();
-        let store = self.host.state_store(false)?;
+        let store = self.host.state_store(false).await?;
         let matrix = bridge_sync::verify(
             &places,
             &self.filter(),
@@ -454,10 +454,10 @@ impl<'h> Operations<'h> {
     /// Finishes the latest interrupted apply from its journal, under the apply lock of each
     /// of its targets. `None` when every journalled apply finished.
     pub async fn resume(&self, origin: Origin) -> Result<Option<RecoveryOutcome>, OpsError> {
-        let Some(store) = self.host.state_store(false)? else {
+        let Some(store) = self.host.state_store(false).await? else {
             return Ok(None);
         };
-        let Some(journal) = store.latest_unfinished().map_err(state)? else {
+        let Some(journal) = store.latest_unfinished().await.map_err(state)? else {
             return Ok(None);
         };
         // Open every target of the journal up front (opening may need the network for tokens).
@@ -499,7 +499,7 @@ impl<'h> Operations<'h> {
         request: RollbackRequest,
         origin: Origin,
     ) -> Result<Option<RecoveryOutcome>, OpsError> {
-        let Some(store) = self.host.state_store(false)? else {
+        let Some(store) = self.host.state_store(false).await? else {
             return Ok(None);
         };
         let place = self.open_one(target).await?;
@@ -532,11 +532,11 @@ impl<'h> Operations<'h> {
     /// never be written, and syncs to its targets may go ahead. Announced as
     /// `envsync.complete` with `action: discard`, so the ledger keeps it.
     pub async fn discard(&self, id: i64, origin: Origin) -> Result<Journal, OpsError> {
-        let store = self
-            .host
-            .state_store(false)?
-            .ok_or_else(|| OpsError::NotFound(format!("no journal {id}: no state store yet")))?;
-        let journal = store.discard(JournalId(id)).map_err(|e| match e {
+        let store =
+            self.host.state_store(false).await?.ok_or_else(|| {
+                OpsError::NotFound(format!("no journal {id}: no state store yet"))
+            })?;
+        let journal = store.discard(JournalId(id)).await.map_err(|e| match e {
             StoreError::NoJournal(_) => OpsError::NotFound(e.to_string()),
             StoreError::Finished { .. } => OpsError::Input(e.to_string()),
             other => state(other),
@@ -570,8 +570,28 @@ impl<'h> Operations<'h> {
     }
 
     /// The state store, if one exists (reads create none).
-    pub fn existing_store(&self) -> Result<Option<StateStore>, OpsError> {
-        self.host.state_store(false)
+    pub async fn existing_store(&self) -> Result<Option<StateStore>, OpsError> {
+        self.host.state_store(false).await
+    }
+
+    /// The apply locks held now, by any process sharing the store (`genesisctl state locks`).
+    pub async fn locks(&self) -> Result<Vec<LockInfo>, OpsError> {
+        self.host.locks().await?.list().await
+    }
+
+    /// Breaks the apply lock `id` (`genesisctl state unlock ID`), announced as
+    /// `envsync.complete` with `action: unlock`, so the ledger keeps who broke whose lock.
+    pub async fn unlock(&self, id: &str, origin: Origin) -> Result<LockInfo, OpsError> {
+        let broken = self.host.locks().await?.force(id).await?;
+        if let Some(bus) = self.bus().await
+            && let Err(e) = events::unlocked(&bus, &origin, &broken).await
+        {
+            self.host.warn(&format!(
+                "the lock {} was broken but its event was not published: {e}",
+                broken.id
+            ));
+        }
+        Ok(broken)
     }
 
     async fn open_one(&self, spec: &PlatformSpec) -> Result<Target, OpsError> {
@@ -583,11 +603,11 @@ impl<'h> Operations<'h> {
 
     /// The apply locks of `places`.
     async fn lock(&self, places: &[Target]) -> Result<ApplyGuard, OpsError> {
-        let dir = self.host.lock_dir()?;
+        let service = self.host.locks().await?;
         let scopes = places.iter().map(|t| t.platform.lock_scope());
         let waiting = |message: &str| self.host.warn(message);
         locks::acquire_saying(
-            &dir,
+            service.as_ref(),
             scopes,
             &self.owner,
             self.settings.lock_timeout,

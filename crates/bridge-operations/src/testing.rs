@@ -23,6 +23,8 @@ use bridge_sync::Target;
 use bridge_sync::sealing::Sealer;
 use bridge_sync::store::StateStore;
 
+use crate::locks::{FileLocks, LockService};
+
 use crate::{BoxFuture, Host, OpsError, Scope, Settings};
 
 /// Applies running at once across every place of one host, and the most ever.
@@ -152,7 +154,7 @@ impl Platform for MemoryPlatform {
                 (_, None) => continue,
             }
             writes += 1;
-            progress.applied(&[op.key.as_str()]);
+            progress.applied(&[op.key.as_str()]).await;
         }
         self.applies.fetch_add(1, Ordering::SeqCst);
         self.active.fetch_sub(1, Ordering::SeqCst);
@@ -232,13 +234,15 @@ impl Host for MemoryHost {
         Some(self.fingerprint_key())
     }
 
-    fn state_store(&self, _create: bool) -> Result<Option<StateStore>, OpsError> {
-        StateStore::open(
-            &self.dir.join("state.db"),
-            Sealer::from_secret_bytes([6; 32]),
-        )
-        .map(Some)
-        .map_err(|e| OpsError::State(e.to_string()))
+    fn state_store(&self, _create: bool) -> BoxFuture<'_, Result<Option<StateStore>, OpsError>> {
+        Box::pin(async move {
+            StateStore::open_sqlite(
+                &self.dir.join("state.db"),
+                Sealer::from_secret_bytes([6; 32]),
+            )
+            .map(Some)
+            .map_err(|e| OpsError::State(e.to_string()))
+        })
     }
 
     fn bus(&self) -> BoxFuture<'_, Result<Bus, OpsError>> {
@@ -249,10 +253,12 @@ impl Host for MemoryHost {
         SecretClassifier::default()
     }
 
-    fn lock_dir(&self) -> Result<PathBuf, OpsError> {
-        let dir = self.dir.join("locks");
-        std::fs::create_dir_all(&dir).map_err(|e| OpsError::State(e.to_string()))?;
-        Ok(dir)
+    fn locks(&self) -> BoxFuture<'_, Result<Arc<dyn LockService>, OpsError>> {
+        Box::pin(async move {
+            let dir = self.dir.join("locks");
+            std::fs::create_dir_all(&dir).map_err(|e| OpsError::State(e.to_string()))?;
+            Ok(Arc::new(FileLocks::new(dir)) as Arc<dyn LockService>)
+        })
     }
 
     fn warn(&self, message: &str) {

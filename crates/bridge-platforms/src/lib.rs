@@ -86,15 +86,19 @@ pub struct WriteRequest<'a> {
 
 /// Told about every op as soon as the platform has confirmed it, so that a journal can
 /// record progress and a resumed apply never repeats a write.
+/// Async because recording may cross a network (a PostgreSQL state store): the next write
+/// waits until the previous one is recorded.
+#[async_trait::async_trait]
 pub trait ApplyProgress: Send + Sync {
-    fn applied(&self, keys: &[&str]);
+    async fn applied(&self, keys: &[&str]);
 }
 
 /// Progress that nobody records.
 pub struct NoProgress;
 
+#[async_trait::async_trait]
 impl ApplyProgress for NoProgress {
-    fn applied(&self, _keys: &[&str]) {}
+    async fn applied(&self, _keys: &[&str]) {}
 }
 
 /// What applying did.

@@ -151,10 +151,12 @@ impl Platform for LocalFile {
             return Ok(ApplyReport::default());
         }
         let original = self.read_text()?;
-        let fallback = |name: &str| std::env::var(name).ok();
-        let options = self.parse_options(&fallback);
-        let edited = dotenv::apply_edits(original.as_deref().unwrap_or(""), &edits, &options)
-            .map_err(|e| self.parse_error(e))?;
+        let edited = {
+            let fallback = |name: &str| std::env::var(name).ok();
+            let options = self.parse_options(&fallback);
+            dotenv::apply_edits(original.as_deref().unwrap_or(""), &edits, &options)
+                .map_err(|e| self.parse_error(e))?
+        };
         write_atomically(&self.path, edited.as_bytes())?;
         // One atomic rename makes every edit visible at once.
         let keys: Vec<&str> = edits
@@ -163,7 +165,7 @@ impl Platform for LocalFile {
                 Edit::Set { key, .. } | Edit::Remove { key } => *key,
             })
             .collect();
-        progress.applied(&keys);
+        progress.applied(&keys).await;
         Ok(ApplyReport {
             writes: edits.len(),
             ..ApplyReport::default()

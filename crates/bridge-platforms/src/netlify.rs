@@ -669,7 +669,7 @@ impl Platform for Netlify {
         if !creates.is_empty() {
             report.stamps = self.create_all(account, &creates).await?;
             let keys: Vec<&str> = creates.iter().map(|(k, _)| *k).collect();
-            progress.applied(&keys);
+            progress.applied(&keys).await;
             report.writes += keys.len();
         }
         let mut written = Vec::new();
@@ -678,10 +678,14 @@ impl Platform for Netlify {
         // state, which trips the `Send` check async-trait imposes.
         let mut futures = Vec::with_capacity(tasks.len());
         for task in tasks {
-            futures.push(self.run(account, task));
+            futures.push(async move {
+                let w = self.run(account, task).await?;
+                // Recorded before the next write of this task's slot starts.
+                progress.applied(&[w.key.as_str()]).await;
+                Ok::<_, PlatformError>(w)
+            });
         }
         let result = run_bounded(futures, self.client.options().concurrency, |w: Written| {
-            progress.applied(&[w.key.as_str()]);
             done += 1;
             written.push(w);
         })

@@ -112,17 +112,19 @@ impl Platform for ProcessEnv {
             writes += 1;
             keys.push(op.key.as_str());
         }
-        let mut out = output.0.lock().map_err(|_| PlatformError::Write {
-            platform: "process".into(),
-            what: "the output is unusable after an earlier failure".into(),
-        })?;
-        out.write_all(script.as_bytes())
-            .and_then(|()| out.flush())
-            .map_err(|e| PlatformError::Write {
+        {
+            let mut out = output.0.lock().map_err(|_| PlatformError::Write {
                 platform: "process".into(),
-                what: format!("printing export lines: {e}"),
+                what: "the output is unusable after an earlier failure".into(),
             })?;
-        progress.applied(&keys);
+            out.write_all(script.as_bytes())
+                .and_then(|()| out.flush())
+                .map_err(|e| PlatformError::Write {
+                    platform: "process".into(),
+                    what: format!("printing export lines: {e}"),
+                })?;
+        }
+        progress.applied(&keys).await;
         Ok(ApplyReport {
             writes,
             ..ApplyReport::default()

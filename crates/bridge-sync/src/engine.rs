@@ -324,26 +324,29 @@ impl PlannedSync {
             Some(store) => {
                 let mut entries = Vec::new();
                 for &i in &to_apply {
-                    entries.push(journal_entry(
-                        &planned[i],
-                        store,
-                        &job.options.fingerprints,
-                    )?);
+                    entries
+                        .push(journal_entry(&planned[i], store, &job.options.fingerprints).await?);
                 }
-                Some(store.begin(&source_spec.to_string(), &now_rfc3339(), &entries)?)
+                Some(
+                    store
+                        .begin(&source_spec.to_string(), &now_rfc3339(), &entries)
+                        .await?,
+                )
             }
             None => None,
         };
         let all_ok = apply_planned(&job, &source, &mut planned, &to_apply, journal).await?;
         if let (Some(store), Some(id)) = (&job.store, journal) {
-            store.finish(
-                id,
-                if all_ok {
-                    JournalState::Done
-                } else {
-                    JournalState::Failed
-                },
-            )?;
+            store
+                .finish(
+                    id,
+                    if all_ok {
+                        JournalState::Done
+                    } else {
+                        JournalState::Failed
+                    },
+                )
+                .await?;
         }
         Ok(outcome(
             source_spec,
@@ -396,7 +399,7 @@ pub async fn plan(job: SyncJob) -> Result<PlannedSync, SyncError> {
         && let Some(store) = &job.store
     {
         for t in &job.targets {
-            if let Some(journal) = store.unfinished_on(&t.platform.identity())? {
+            if let Some(journal) = store.unfinished_on(&t.platform.identity()).await? {
                 return Err(SyncError::Unfinished {
                     journal,
                     spec: t.platform.spec().to_string(),
@@ -543,7 +546,7 @@ async fn plan_target(
         Err(e) => return Ok(planned(None, None, TargetStatus::Failed(e))),
     };
     let records = match store {
-        Some(store) => store.records(&identity)?,
+        Some(store) => store.records(&identity).await?,
         None => BTreeMap::new(),
     };
     let mut plan = diff(
@@ -618,7 +621,7 @@ pub(crate) fn untouched_digest(
     key.fingerprint(&SecretValue::new(text)).to_hex()
 }
 
-fn journal_entry(
+async fn journal_entry(
     p: &Planned,
     store: &StateStore,
     key: &FingerprintKey,
@@ -631,7 +634,8 @@ fn journal_entry(
             Some(RemoteValue::Readable(v)) => PreImage::Value(v.clone()),
             // Write-only: restorable only if the value there is the one we wrote.
             Some(RemoteValue::WriteOnly { .. }) => match store
-                .recorded_value(&p.outcome.identity, &op.key)?
+                .recorded_value(&p.outcome.identity, &op.key)
+                .await?
             {
                 Some(v) if op.reason != Some(bridge_core::diff::UpdateReason::ChangedOutOfBand) => {
                     PreImage::Value(v)
@@ -684,8 +688,9 @@ pub(crate) struct JournalProgress<'a> {
     pub(crate) error: Mutex<Option<StoreError>>,
 }
 
+#[async_trait::async_trait]
 impl ApplyProgress for JournalProgress<'_> {
-    fn applied(&self, keys: &[&str]) {
+    async fn applied(&self, keys: &[&str]) {
         let landed: Vec<Landed<'_>> = keys
             .iter()
             .filter_map(|k| {
@@ -701,7 +706,9 @@ impl ApplyProgress for JournalProgress<'_> {
             })
             .collect();
         if let (Some(store), Some(id)) = (self.sinks.store, self.sinks.journal)
-            && let Err(e) = store.mark_done(id, self.identity, &landed, &now_rfc3339())
+            && let Err(e) = store
+                .mark_done(id, self.identity, &landed, &now_rfc3339())
+                .await
         {
             // The trait cannot fail; keep the first error for the caller to report.
             let mut slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
@@ -756,12 +763,14 @@ pub(crate) async fn apply_ops(
     // Each confirmed op was recorded as it was marked done; the platform's stamps come
     // after the writes.
     if let (Some(store), Ok(report)) = (store, &result) {
-        store.set_stamps(identity, &report.stamps, false)?;
+        store.set_stamps(identity, &report.stamps, false).await?;
         let platform = &*target.platform;
         for (k, moved) in &report.shared_stamps {
-            store.advance_shared_stamp(k, &moved.from, &moved.to, |other| {
-                platform.shares_stamps_with(other)
-            })?;
+            store
+                .advance_shared_stamp(k, &moved.from, &moved.to, |other| {
+                    platform.shares_stamps_with(other)
+                })
+                .await?;
         }
     }
     Ok(result.map(|r| r.writes))
@@ -804,7 +813,9 @@ async fn apply_target(
             TargetStatus::Failed(e) => (JournalState::Failed, Some(e.to_string())),
             _ => (JournalState::Failed, None),
         };
-        store.finish_target(id, identity, state, error.as_deref())?;
+        store
+            .finish_target(id, identity, state, error.as_deref())
+            .await?;
     }
     Ok(status)
 }
@@ -828,7 +839,7 @@ async fn verify_applied(
         Err(e) => return Ok(TargetStatus::Failed(e)),
     };
     let records = match store {
-        Some(store) => store.records(identity)?,
+        Some(store) => store.records(identity).await?,
         None => BTreeMap::new(),
     };
     let mut plan = diff(

@@ -87,7 +87,7 @@ pub async fn resume(
     open: &(dyn Fn(&JournalTarget) -> Result<Target, PlatformError> + Sync),
     key: &FingerprintKey,
 ) -> Result<Option<RecoveryOutcome>, SyncError> {
-    let Some(journal) = store.latest_unfinished()? else {
+    let Some(journal) = store.latest_unfinished().await? else {
         return Ok(None);
     };
     // Read every target before writing to any: a stale one stops the whole resume.
@@ -146,29 +146,35 @@ pub async fn resume(
         match result {
             Ok(writes) => {
                 report.writes = writes;
-                store.finish_target(journal.id, &jt.identity, JournalState::Done, None)?;
+                store
+                    .finish_target(journal.id, &jt.identity, JournalState::Done, None)
+                    .await?;
             }
             Err(e) => {
                 all_ok = false;
-                store.finish_target(
-                    journal.id,
-                    &jt.identity,
-                    JournalState::Failed,
-                    Some(&e.to_string()),
-                )?;
+                store
+                    .finish_target(
+                        journal.id,
+                        &jt.identity,
+                        JournalState::Failed,
+                        Some(&e.to_string()),
+                    )
+                    .await?;
                 report.error = Some(e);
             }
         }
         targets.push(report);
     }
-    store.finish(
-        journal.id,
-        if all_ok {
-            JournalState::Done
-        } else {
-            JournalState::Failed
-        },
-    )?;
+    store
+        .finish(
+            journal.id,
+            if all_ok {
+                JournalState::Done
+            } else {
+                JournalState::Failed
+            },
+        )
+        .await?;
     Ok(Some(RecoveryOutcome {
         journal: journal.id,
         written_as: None,
@@ -230,7 +236,7 @@ async fn finish_pending(
             _ => None,
         })
         .collect();
-    store.set_stamps(&jt.identity, &stamps, true)?;
+    store.set_stamps(&jt.identity, &stamps, true).await?;
 
     let mut landed = Vec::new();
     let mut ops = Vec::new();
@@ -257,7 +263,9 @@ async fn finish_pending(
             (_, _, None) => ops.push(pending_op(o, Change::Create)),
         }
     }
-    store.mark_done(journal.id, &jt.identity, &landed, &crate::now_rfc3339())?;
+    store
+        .mark_done(journal.id, &jt.identity, &landed, &crate::now_rfc3339())
+        .await?;
     if ops.is_empty() {
         return Ok(Ok(0));
     }
@@ -303,8 +311,8 @@ pub async fn rollback_with(
 ) -> Result<Option<RecoveryOutcome>, SyncError> {
     let identity = target.platform.identity();
     let journal = match options.to {
-        Some(id) => Some(store.journal(id)?),
-        None => store.latest_for_target(&identity)?,
+        Some(id) => Some(store.journal(id).await?),
+        None => store.latest_for_target(&identity).await?,
     };
     let Some(journal) = journal else {
         return Ok(None);
@@ -394,25 +402,30 @@ pub async fn rollback_with(
                 &|k: &str| ops.iter().any(|o| o.key == k),
                 key,
             )),
-            ops: ops
-                .iter()
-                .map(|op| {
-                    Ok(JournalOp {
+            ops: {
+                let mut entries = Vec::with_capacity(ops.len());
+                for op in &ops {
+                    entries.push(JournalOp {
                         key: op.key.clone(),
                         change: op.change,
                         after: op.after.clone(),
-                        before: pre_image(store, &identity, &op.key, current.get(&op.key))?,
+                        before: pre_image(store, &identity, &op.key, current.get(&op.key)).await?,
                         before_stamp: match current.get(&op.key) {
                             Some(RemoteValue::WriteOnly { updated_at }) => updated_at.clone(),
                             _ => None,
                         },
                         done: false,
-                    })
-                })
-                .collect::<Result<_, StoreError>>()?,
+                    });
+                }
+                entries
+            },
         };
         let source = format!("rollback of journal {}", journal.id);
-        Some(store.begin(&source, &crate::now_rfc3339(), &[entry])?)
+        Some(
+            store
+                .begin(&source, &crate::now_rfc3339(), &[entry])
+                .await?,
+        )
     };
     let sinks = Sinks {
         store: Some(store),
@@ -423,9 +436,11 @@ pub async fn rollback_with(
     let state = match applied {
         Ok(writes) => {
             report.writes = writes;
-            store.finish_target(journal.id, &identity, JournalState::RolledBack, None)?;
+            store
+                .finish_target(journal.id, &identity, JournalState::RolledBack, None)
+                .await?;
             if journal.targets.len() == 1 {
-                store.finish(journal.id, JournalState::RolledBack)?;
+                store.finish(journal.id, JournalState::RolledBack).await?;
             }
             JournalState::Done
         }
@@ -436,8 +451,10 @@ pub async fn rollback_with(
     };
     if let Some(id) = written_as {
         let error = report.error.as_ref().map(|e| e.to_string());
-        store.finish_target(id, &identity, state, error.as_deref())?;
-        store.finish(id, state)?;
+        store
+            .finish_target(id, &identity, state, error.as_deref())
+            .await?;
+        store.finish(id, state).await?;
     }
     Ok(Some(RecoveryOutcome {
         journal: journal.id,
@@ -449,7 +466,7 @@ pub async fn rollback_with(
 /// What `key` holds on the target before a rollback overwrites it, for the rollback's own
 /// journal: a readable value, nothing, or a write-only value restorable only if it is the one
 /// Bridge last wrote.
-fn pre_image(
+async fn pre_image(
     store: &StateStore,
     identity: &str,
     key: &str,
@@ -458,7 +475,7 @@ fn pre_image(
     Ok(match now {
         None => PreImage::Absent,
         Some(RemoteValue::Readable(v)) => PreImage::Value(v.clone()),
-        Some(RemoteValue::WriteOnly { .. }) => match store.recorded_value(identity, key)? {
+        Some(RemoteValue::WriteOnly { .. }) => match store.recorded_value(identity, key).await? {
             Some(v) => PreImage::Value(v),
             None => PreImage::Unknown,
         },

@@ -40,6 +40,12 @@ impl Sealer {
         (bytes, Self::from_secret_bytes(bytes))
     }
 
+    /// The public half of the key, as 16 hex digits: an id two runners compare to know they
+    /// seal alike (a public key reveals nothing that opens a box).
+    pub fn key_id(&self) -> String {
+        bridge_core::hex::encode(&self.public.as_bytes()[..8])
+    }
+
     pub fn seal(&self, value: &SecretValue) -> Result<Vec<u8>, SealError> {
         self.public
             .seal(&mut OsRng, value.expose().as_bytes())

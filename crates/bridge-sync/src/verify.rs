@@ -66,6 +66,7 @@ pub async fn verify(
         let records = match store {
             Some(store) => store
                 .records(&place.platform.identity())
+                .await
                 .map_err(|e| VerifyError {
                     label: place.label.clone(),
                     spec: place.platform.spec().clone(),

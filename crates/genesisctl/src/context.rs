@@ -13,7 +13,6 @@ use bridge_platforms::spec::assign_labels;
 use bridge_platforms::{OpenContext, PlatformKind, PlatformSpec, RemoteSettings};
 use bridge_sync::Target;
 use bridge_sync::store::StateStore;
-use std::os::unix::fs::DirBuilderExt as _;
 
 use crate::cli::{GlobalArgs, ScopeArgs};
 use crate::config::{Config, FlagValue, Sources};
@@ -31,6 +30,10 @@ pub struct Context<'a> {
     pub bus: tokio::sync::OnceCell<bridge_genesis::bus::Bus>,
     /// Tokens given directly (the sandbox's emulators); discovery runs for the others.
     pub given_tokens: Vec<(PlatformKind, String)>,
+    /// The state store, opened on first use and shared after (one pool of connections for
+    /// a PostgreSQL store).
+    state_store: tokio::sync::OnceCell<StateStore>,
+    locks: tokio::sync::OnceCell<Arc<dyn bridge_operations::LockService>>,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -77,13 +80,25 @@ impl<'a> Context<'a> {
             flags,
         })?;
         let state = StateDir::new(config.state_dir.clone()).with_env_keys(&env)?;
-        Ok(Self {
+        Ok(Self::new(shell, config, state, Vec::new()))
+    }
+
+    /// A context on configuration made already (the server's, the sandbox's).
+    pub fn new(
+        shell: &'a Shell,
+        config: Config,
+        state: StateDir,
+        given_tokens: Vec<(PlatformKind, String)>,
+    ) -> Self {
+        Self {
             shell,
             config,
             state,
             bus: tokio::sync::OnceCell::new(),
-            given_tokens: Vec::new(),
-        })
+            given_tokens,
+            state_store: tokio::sync::OnceCell::new(),
+            locks: tokio::sync::OnceCell::new(),
+        }
     }
 
     pub fn classifier(&self) -> SecretClassifier {
@@ -179,6 +194,29 @@ impl<'a> Context<'a> {
 
     pub async fn discover(&self, kind: PlatformKind) -> Discovery {
         discover(kind, &self.config.remote, &env).await
+    }
+
+    /// What `--store` names.
+    pub fn store_url(&self) -> crate::store::StoreUrl {
+        crate::store::StoreUrl::parse(&self.config.store_url)
+    }
+
+    /// The state store of this command (or server), opened once; `create: false` opens
+    /// none that does not exist yet.
+    pub async fn open_state_store(&self, create: bool) -> Result<Option<StateStore>> {
+        if let Some(store) = self.state_store.get() {
+            return Ok(Some(store.clone()));
+        }
+        let url = self.store_url();
+        let Some(store) = crate::store::open_state(&url, &self.state, create).await? else {
+            return Ok(None);
+        };
+        Ok(Some(
+            self.state_store
+                .get_or_init(|| async { store })
+                .await
+                .clone(),
+        ))
     }
 
     /// The bus of this command (or server), opened once.
@@ -293,15 +331,16 @@ pub fn interpolate_flag() -> FlagValue {
 
 pub use bridge_sync::now_rfc3339;
 
-/// The lock files, inside the state directory.
-pub const LOCKS_DIR: &str = "locks";
-
 fn state_error(e: anyhow::Error) -> OpsError {
     // A key that does not match the records is the caller's to fix (exit 2), not a fault.
     let mismatch = e.chain().any(|c| {
         matches!(
             c.downcast_ref::<bridge_sync::store::StoreError>(),
-            Some(bridge_sync::store::StoreError::FingerprintKeyMismatch { .. })
+            Some(
+                bridge_sync::store::StoreError::FingerprintKeyMismatch { .. }
+                    | bridge_sync::store::StoreError::StateKeyMismatch { .. }
+                    | bridge_sync::store::StoreError::SchemaTooNew { .. }
+            )
         )
     });
     if mismatch {
@@ -327,12 +366,8 @@ impl Host for Context<'_> {
         self.state.load_key().ok().flatten()
     }
 
-    fn state_store(&self, create: bool) -> Result<Option<StateStore>, OpsError> {
-        if create {
-            self.state.store().map(Some).map_err(state_error)
-        } else {
-            self.state.existing_store().map_err(state_error)
-        }
+    fn state_store(&self, create: bool) -> BoxFuture<'_, Result<Option<StateStore>, OpsError>> {
+        Box::pin(async move { self.open_state_store(create).await.map_err(state_error) })
     }
 
     fn bus(&self) -> BoxFuture<'_, Result<bridge_genesis::bus::Bus, OpsError>> {
@@ -343,15 +378,15 @@ impl Host for Context<'_> {
         Context::classifier(self)
     }
 
-    fn lock_dir(&self) -> Result<PathBuf, OpsError> {
-        self.state.ensure().map_err(state_error)?;
-        let dir = self.state.path().join(LOCKS_DIR);
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
-            .map_err(|e| OpsError::State(format!("creating {}: {e}", dir.display())))?;
-        Ok(dir)
+    fn locks(&self) -> BoxFuture<'_, Result<Arc<dyn bridge_operations::LockService>, OpsError>> {
+        Box::pin(async move {
+            let url = self.store_url();
+            self.locks
+                .get_or_try_init(|| crate::store::open_locks(&url, &self.state))
+                .await
+                .cloned()
+                .map_err(state_error)
+        })
     }
 
     fn warn(&self, message: &str) {

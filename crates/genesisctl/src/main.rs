@@ -18,6 +18,7 @@ mod present;
 mod sandbox;
 mod shell;
 mod state;
+mod store;
 
 use std::process::ExitCode;
 

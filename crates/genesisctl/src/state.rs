@@ -144,26 +144,15 @@ impl StateDir {
         Ok(Sealer::from_secret_bytes(bytes))
     }
 
-    /// The state store (`state.db`), created on first use, checked against this run's
-    /// fingerprint key.
+    /// The local state store (`state.db`), created on first use. `crate::store::open_state`
+    /// checks it against this run's keys.
     pub fn store(&self) -> Result<StateStore> {
         let sealer = self.sealer()?;
         // Keys from the environment create no file, so the directory may not exist yet.
         self.ensure()?;
         let path = self.path.join(STORE_FILE);
-        let store = StateStore::open(&path, sealer)
-            .with_context(|| format!("opening {}", path.display()))?;
-        let (key, _) = self.key()?;
-        store.check_fingerprint_key(&key_id(&key))?;
-        Ok(store)
-    }
-
-    /// The state store if it exists; commands that only read do not create one.
-    pub fn existing_store(&self) -> Result<Option<StateStore>> {
-        if !self.path.join(STORE_FILE).exists() {
-            return Ok(None);
-        }
-        self.store().map(Some)
+        StateStore::open_sqlite(&path, sealer)
+            .with_context(|| format!("opening {}", path.display()))
     }
 
     /// The ledger's signing key, created on first use, with its public half beside it.

@@ -8,3 +8,4 @@ mod nats;
 mod postgres;
 mod proxy;
 mod services;
+mod state;

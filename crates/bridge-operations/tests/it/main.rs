@@ -148,7 +148,8 @@ async fn different_places_do_not_wait_for_each_other() {
 
 /// The lock of `scope`, as another process holds it.
 async fn hold(dir: &std::path::Path, scope: &str) -> bridge_operations::ApplyGuard {
-    bridge_operations::locks::acquire(dir, [scope.to_owned()], "serve", Duration::from_secs(1))
+    let locks = bridge_operations::locks::FileLocks::new(dir);
+    bridge_operations::locks::acquire(&locks, [scope.to_owned()], "serve", Duration::from_secs(1))
         .await
         .unwrap()
 }

@@ -191,8 +191,9 @@ impl Recorder {
     }
 }
 
+#[async_trait::async_trait]
 impl ApplyProgress for Recorder {
-    fn applied(&self, keys: &[&str]) {
+    async fn applied(&self, keys: &[&str]) {
         self.0
             .lock()
             .expect("recorder")

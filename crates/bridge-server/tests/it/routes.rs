@@ -66,7 +66,8 @@ async fn try_lock(
     dir: &std::path::Path,
     scope: &str,
 ) -> Result<bridge_operations::ApplyGuard, bridge_operations::OpsError> {
-    bridge_operations::locks::acquire(dir, [scope.to_owned()], "cli", Duration::from_millis(50))
+    let locks = bridge_operations::locks::FileLocks::new(dir);
+    bridge_operations::locks::acquire(&locks, [scope.to_owned()], "cli", Duration::from_millis(50))
         .await
 }
 

@@ -23,7 +23,7 @@ fn fixture(write_only: bool, source: &str) -> Fixture {
     let source_path = dir.path().join("src.env");
     std::fs::write(&source_path, source).unwrap();
     let (_, sealer) = Sealer::generate();
-    let store = Arc::new(StateStore::open(&dir.path().join("state.db"), sealer).unwrap());
+    let store = Arc::new(StateStore::open_sqlite(&dir.path().join("state.db"), sealer).unwrap());
     Fixture {
         _dir: dir,
         source_path,
@@ -295,7 +295,7 @@ async fn a_crash_leaves_a_record_for_every_confirmed_write_and_resume_repeats_no
     // Three writes confirmed, the fourth lands with its confirmation lost, then death.
     f.fake.crash_after(Some((3, true)));
     run_until_crash(f.job(Deletions::Keep)).await;
-    let records = f.store.records("fake:1").unwrap();
+    let records = f.store.records("fake:1").await.unwrap();
     assert_eq!(
         records.keys().collect::<Vec<_>>(),
         ["A", "B", "C"],
@@ -316,7 +316,7 @@ async fn a_crash_leaves_a_record_for_every_confirmed_write_and_resume_repeats_no
         f.fake.vars(),
         expect(&[("A", "1"), ("B", "2"), ("C", "3"), ("D", "4"), ("E", "5")])
     );
-    let records = f.store.records("fake:1").unwrap();
+    let records = f.store.records("fake:1").await.unwrap();
     assert_eq!(
         records.len(),
         5,
@@ -347,7 +347,7 @@ async fn a_write_only_value_in_flight_at_the_crash_is_the_one_write_resume_may_r
     assert_eq!(outcome.targets[0].resent, ["D"]);
     assert_eq!(f.fake.writes(), 6);
     // Records written before the crash got their stamps from the resume's read.
-    let records = f.store.records("fake:1").unwrap();
+    let records = f.store.records("fake:1").await.unwrap();
     assert_eq!(records.len(), 5);
     assert!(
         records.values().all(|r| r.updated_at.is_some()),
@@ -380,13 +380,21 @@ async fn a_sync_refuses_while_a_journal_on_its_target_is_unfinished() {
     dry.options.mode = Mode::DryRun;
     assert!(run(dry).await.is_ok());
     // Given up, the journal no longer stands in the way.
-    f.store.discard(bridge_sync::store::JournalId(1)).unwrap();
+    f.store
+        .discard(bridge_sync::store::JournalId(1))
+        .await
+        .unwrap();
     let after = run(f.job(Deletions::Keep)).await.unwrap();
     assert!(matches!(
         after.targets[0].status,
         TargetStatus::Applied { .. }
     ));
-    assert!(f.store.discard(bridge_sync::store::JournalId(1)).is_err());
+    assert!(
+        f.store
+            .discard(bridge_sync::store::JournalId(1))
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]

@@ -15,8 +15,8 @@ pub async fn resume(ctx: &Context<'_>, yes: bool) -> CmdResult {
     let ops = ctx.operations()?;
     // What is left prints before the writes; on a terminal, a person then says yes or no.
     if !ctx.shell.is_json() {
-        let pending = match ops.existing_store()? {
-            Some(store) => store.latest_unfinished().map_err(|e| anyhow!(e))?,
+        let pending = match ops.existing_store().await? {
+            Some(store) => store.latest_unfinished().await.map_err(|e| anyhow!(e))?,
             None => None,
         };
         let Some(journal) = pending else {

@@ -44,14 +44,10 @@ pub async fn run(ctx: Context<'_>, args: &ServeArgs) -> CmdResult {
     let quiet: &'static Shell = Box::leak(Box::new(Shell::new(OutputFormat::Json, true)));
     // The server's context lives as long as the process: its operations are shared by the
     // routes and the background workers.
-    let server_ctx: &'static Context<'static> = Box::leak(Box::new(Context {
-        shell: quiet,
-        state: StateDir::new(config.state_dir.clone())
-            .with_env_keys(&|name| std::env::var(name).ok())?,
-        config,
-        bus: tokio::sync::OnceCell::new(),
-        given_tokens,
-    }));
+    let state =
+        StateDir::new(config.state_dir.clone()).with_env_keys(&|name| std::env::var(name).ok())?;
+    let server_ctx: &'static Context<'static> =
+        Box::leak(Box::new(Context::new(quiet, config, state, given_tokens)));
     server_ctx.state.ensure()?;
     // rustls on `ring` for every client the server builds (platform adapters, deploy hooks).
     bridge_platforms::http::install_tls();

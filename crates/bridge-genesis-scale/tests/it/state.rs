@@ -1,0 +1,177 @@
+//! The sync state and the apply locks on PostgreSQL: the state store's conformance suite
+//! (each case in a schema of its own), two handles on one schema, schema versions, and locks
+//! that exclude across connections and die with their session.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bridge_genesis_scale::{PgLocks, PostgresState};
+use bridge_operations::OpsError;
+use bridge_operations::locks::{self, LockService};
+use bridge_sync::store::{StateBackend, StoreError, conformance};
+
+use crate::services;
+
+async fn drop_schemas(url: &str, schemas: &[String]) {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect for cleanup");
+    tokio::spawn(connection);
+    for schema in schemas {
+        client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+            .await
+            .expect("drop schema");
+    }
+}
+
+#[tokio::test]
+async fn postgres_state_passes_the_conformance_suite() {
+    let Some(url) = services::postgres().await else {
+        return;
+    };
+    let run = services::unique("state_test");
+    let made = std::sync::Mutex::new(Vec::new());
+    conformance::run_all(|| {
+        let schema = format!("{run}_{}", made.lock().unwrap().len());
+        made.lock().unwrap().push(schema.clone());
+        let url = url.clone();
+        async move {
+            Arc::new(PostgresState::connect(&url, Some(&schema)).await.unwrap())
+                as Arc<dyn StateBackend>
+        }
+    })
+    .await;
+    let shared = format!("{run}_shared");
+    let a = PostgresState::connect(&url, Some(&shared)).await.unwrap();
+    let b = PostgresState::connect(&url, Some(&shared)).await.unwrap();
+    conformance::two_handles_share_one_history(Arc::new(a), Arc::new(b)).await;
+    let mut schemas = made.into_inner().unwrap();
+    schemas.push(shared);
+    drop_schemas(&url, &schemas).await;
+}
+
+/// Many first starts at once migrate once, and a schema from a newer Bridge is refused.
+#[tokio::test]
+async fn migrations_run_once_and_a_newer_schema_is_refused() {
+    let Some(url) = services::postgres().await else {
+        return;
+    };
+    let schema = services::unique("state_migrate");
+    let opens = (0..6).map(|_| PostgresState::connect(&url, Some(&schema)));
+    for opened in futures_util::future::join_all(opens).await {
+        opened.unwrap();
+    }
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let version: String = client
+        .query_one(
+            &format!(
+                "SELECT value FROM \"{schema}\".bridge_state_meta WHERE key = 'schema_version'"
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(version, bridge_genesis_scale::schema_version().to_string());
+    client
+        .execute(
+            &format!("UPDATE \"{schema}\".bridge_state_meta SET value = '99' WHERE key = 'schema_version'"),
+            &[],
+        )
+        .await
+        .unwrap();
+    let err = PostgresState::connect(&url, Some(&schema))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::SchemaTooNew { found: 99, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("upgrade genesisctl"), "{err}");
+    drop_schemas(&url, &[schema]).await;
+}
+
+/// An unreachable server is `Unavailable`, naming the store and not its password.
+#[tokio::test]
+async fn an_unreachable_store_says_so_without_its_password() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let url = format!("postgres://bridge:hunter2@127.0.0.1:{port}/state");
+    let err = PostgresState::connect(&url, None).await.unwrap_err();
+    assert!(err.is_unavailable(), "{err}");
+    let text = err.to_string();
+    assert!(text.contains(&format!("127.0.0.1:{port}/state")), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+}
+
+/// Tries `service` until it gives the lock, for up to `within`.
+async fn take(service: &PgLocks, scope: &str, within: Duration) -> Option<Box<dyn locks::Lease>> {
+    let me = locks::Holder::this_process("test");
+    let deadline = Instant::now() + within;
+    loop {
+        match service.try_lock(scope, &me).await.unwrap() {
+            locks::Attempt::Taken(lease) => return Some(lease),
+            locks::Attempt::Held(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            locks::Attempt::Held(_) => return None,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn advisory_locks_exclude_across_stores_and_die_with_their_session() {
+    let Some(url) = services::postgres().await else {
+        return;
+    };
+    let schema = services::unique("locks_test");
+    // Two handles, as two machines sharing the store: their tries bypass this process's
+    // own turn-taking, so only PostgreSQL decides.
+    let a = PgLocks::connect(&url, Some(&schema)).await.unwrap();
+    let b = PgLocks::connect(&url, Some(&schema)).await.unwrap();
+    let scope = "render:srv-locks-1".to_owned();
+    let held = locks::acquire(&a, [scope.clone()], "genesisctl", Duration::from_secs(1))
+        .await
+        .unwrap();
+    let me = locks::Holder::this_process("test");
+    match b.try_lock(&scope, &me).await.unwrap() {
+        locks::Attempt::Held(Some(holder)) => {
+            assert_eq!(holder.pid, std::process::id());
+            assert_eq!(holder.host, locks::host_name());
+            assert_eq!(holder.owner, "genesisctl");
+        }
+        other => panic!("expected the lock held, with its holder: {other:?}"),
+    }
+    let listed = b.list().await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].scope, scope);
+    assert_eq!(listed[0].id, locks::lock_id(&scope));
+
+    // Released: the other takes it, promptly.
+    drop(held);
+    let again = take(&b, &scope, Duration::from_secs(1))
+        .await
+        .expect("released");
+
+    // Broken by hand: the holder's session ends, and the lock with it.
+    let broken = a.force(&locks::lock_id(&scope)).await.unwrap();
+    assert_eq!(broken.scope, scope);
+    let after = take(&a, &scope, Duration::from_secs(2))
+        .await
+        .expect("broken");
+    assert!(matches!(
+        b.force("0000000000000000").await,
+        Err(OpsError::NotFound(_))
+    ));
+    // The broken lease's release finds its session gone and does no harm.
+    again.release(Box::new(()));
+    after.release(Box::new(()));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(a.list().await.unwrap().is_empty());
+    drop_schemas(&url, &[schema]).await;
+}
