@@ -24,7 +24,9 @@ use crate::state::{migrate, parse_store_config, state_error};
 /// The PostgreSQL [`LockService`].
 pub struct PgLocks {
     name: String,
-    schema: Option<String>,
+    /// The schema the tables live in: advisory locks are per database, and two schemas are
+    /// two stores, so it is part of every lock's key.
+    namespace: String,
     pool: Arc<Pool>,
 }
 
@@ -43,15 +45,20 @@ impl PgLocks {
         let name = format!("PostgreSQL store {}", describe(&config, schema));
         // Lock sessions are held apart from the pool's count; the pool only reuses them.
         let pool = Arc::new(Pool::new(config, schema.map(str::to_owned), 64));
-        let locks = Self {
+        let mut locks = Self {
             name,
-            schema: schema.map(str::to_owned),
+            namespace: String::new(),
             pool,
         };
         let mut client = locks.session().await?;
         migrate(&mut client, schema, &locks.name)
             .await
             .map_err(|e| OpsError::State(e.to_string()))?;
+        locks.namespace = client
+            .query_one("SELECT current_schema()", &[])
+            .await
+            .map_err(|e| locks.failed("read the current schema", e))?
+            .get(0);
         locks.pool.put_back(client);
         Ok(locks)
     }
@@ -73,13 +80,10 @@ impl PgLocks {
         ))
     }
 
-    /// The advisory lock key of `scope`: its [`lock_id`], after the schema when there is
-    /// one, since advisory locks are per database and two schemas are two stores.
+    /// The advisory lock key of `scope`: the [`lock_id`] of the schema and the scope, since
+    /// advisory locks are per database and two schemas are two stores.
     fn key(&self, scope: &str) -> i64 {
-        let id = match &self.schema {
-            Some(schema) => lock_id(&format!("{schema}\0{scope}")),
-            None => lock_id(scope),
-        };
+        let id = lock_id(&format!("{}\0{scope}", self.namespace));
         u64::from_str_radix(&id, 16).unwrap_or(0).cast_signed()
     }
 

@@ -282,6 +282,80 @@ impl PostgresStore {
             .collect())
     }
 
+    /// Loads `events` (a whole log, from sequence 1, as another store recorded it) into this
+    /// store's empty log, keeping each event's sequence number, time and publisher: what
+    /// `genesisctl state migrate` and `state import` move. Refused when the log holds an
+    /// event or `events` is not gap-free from 1, so two histories are never mixed.
+    pub async fn import_events(&self, events: &[Event]) -> Result<usize, StoreError> {
+        for (i, e) in events.iter().enumerate() {
+            if e.seq != i as u64 + 1 {
+                return Err(StoreError::Corrupt {
+                    store: self.inner.name.clone(),
+                    what: format!("import: event {} follows {i}: the log has a gap", e.seq),
+                });
+            }
+        }
+        let mut client = self.inner.pool.get().await.map_err(self.err("connect"))?;
+        let tx = client.transaction().await.map_err(self.err("begin"))?;
+        let last: i64 = tx
+            .query_one("SELECT last_seq FROM genesis_log_head FOR UPDATE", &[])
+            .await
+            .map_err(self.err("lock the log head"))?
+            .get(0);
+        if last != 0 {
+            return Err(StoreError::Corrupt {
+                store: self.inner.name.clone(),
+                what: format!(
+                    "import: the log already holds {last} events; import only into an empty store"
+                ),
+            });
+        }
+        for chunk in events.chunks(1_000) {
+            let seqs: Vec<i64> = chunk.iter().map(|e| to_i64(e.seq)).collect();
+            let topics: Vec<&str> = chunk.iter().map(|e| e.topic.as_str()).collect();
+            let ats: Vec<i64> = chunk
+                .iter()
+                .map(|e| crate::unix_micros(e.timestamp))
+                .collect();
+            let whos: Vec<&str> = chunk.iter().map(|e| e.who.as_str()).collect();
+            let payloads: Vec<String> = chunk
+                .iter()
+                .map(|e| serde_json::Value::Object(e.payload.clone()).to_string())
+                .collect();
+            tx.execute(
+                "INSERT INTO genesis_events (seq, topic, at_us, who, payload) \
+                 SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[])",
+                &[&seqs, &topics, &ats, &whos, &payloads],
+            )
+            .await
+            .map_err(self.err("import events"))?;
+            tx.execute(
+                "INSERT INTO genesis_topic_counts (topic, events) \
+                 SELECT t, count(*) FROM unnest($1::text[]) AS u(t) GROUP BY t \
+                 ON CONFLICT (topic) DO UPDATE SET events = genesis_topic_counts.events + excluded.events",
+                &[&topics],
+            )
+            .await
+            .map_err(self.err("import topic counts"))?;
+        }
+        if let Some(tail) = events.last() {
+            tx.execute(
+                "UPDATE genesis_log_head SET last_seq = $1, last_at_us = greatest(last_at_us, $2)",
+                &[&to_i64(tail.seq), &crate::unix_micros(tail.timestamp)],
+            )
+            .await
+            .map_err(self.err("advance the log head"))?;
+            tx.execute(
+                "SELECT pg_notify($1, $2)",
+                &[&self.inner.channel, &tail.seq.to_string()],
+            )
+            .await
+            .map_err(self.err("notify"))?;
+        }
+        tx.commit().await.map_err(self.err("commit"))?;
+        Ok(events.len())
+    }
+
     async fn read_now(&self, q: HistoryQuery) -> Result<Vec<Event>, StoreError> {
         let limit = q.effective_limit();
         if limit == 0 {

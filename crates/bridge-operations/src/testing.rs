@@ -154,7 +154,7 @@ impl Platform for MemoryPlatform {
                 (_, None) => continue,
             }
             writes += 1;
-            progress.applied(&[op.key.as_str()]).await;
+            progress.applied(&[op.key.as_str()]).await?;
         }
         self.applies.fetch_add(1, Ordering::SeqCst);
         self.active.fetch_sub(1, Ordering::SeqCst);

@@ -33,6 +33,10 @@ pub enum PlatformError {
     #[error("{platform}: {what}")]
     Write { platform: String, what: String },
 
+    /// The apply was stopped between two writes (its progress could not be recorded).
+    #[error(transparent)]
+    Interrupted(#[from] crate::Interrupted),
+
     /// Configuration the adapter cannot work without.
     #[error("{platform}: {variable} is not set; {hint}")]
     MissingSetting {

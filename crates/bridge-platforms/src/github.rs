@@ -606,7 +606,7 @@ impl Platform for Github {
                 },
                 (_, None) => return Err(missing_value(self.platform(), key)),
             }
-            progress.applied(&[key]).await;
+            progress.applied(&[key]).await?;
             report.writes += 1;
         }
         if !written_secrets.is_empty() {

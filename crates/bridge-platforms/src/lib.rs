@@ -87,18 +87,26 @@ pub struct WriteRequest<'a> {
 /// Told about every op as soon as the platform has confirmed it, so that a journal can
 /// record progress and a resumed apply never repeats a write.
 /// Async because recording may cross a network (a PostgreSQL state store): the next write
-/// waits until the previous one is recorded.
+/// waits until the previous one is recorded. An error stops the apply: a write whose record
+/// cannot be kept must not be followed by more.
 #[async_trait::async_trait]
 pub trait ApplyProgress: Send + Sync {
-    async fn applied(&self, keys: &[&str]);
+    async fn applied(&self, keys: &[&str]) -> Result<(), Interrupted>;
 }
+
+/// Why an apply was stopped by whoever records its progress.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("stopped before the next write: {0}")]
+pub struct Interrupted(pub String);
 
 /// Progress that nobody records.
 pub struct NoProgress;
 
 #[async_trait::async_trait]
 impl ApplyProgress for NoProgress {
-    async fn applied(&self, _keys: &[&str]) {}
+    async fn applied(&self, _keys: &[&str]) -> Result<(), Interrupted> {
+        Ok(())
+    }
 }
 
 /// What applying did.

@@ -165,7 +165,7 @@ impl Platform for LocalFile {
                 Edit::Set { key, .. } | Edit::Remove { key } => *key,
             })
             .collect();
-        progress.applied(&keys).await;
+        progress.applied(&keys).await?;
         Ok(ApplyReport {
             writes: edits.len(),
             ..ApplyReport::default()

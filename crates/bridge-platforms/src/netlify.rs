@@ -669,7 +669,7 @@ impl Platform for Netlify {
         if !creates.is_empty() {
             report.stamps = self.create_all(account, &creates).await?;
             let keys: Vec<&str> = creates.iter().map(|(k, _)| *k).collect();
-            progress.applied(&keys).await;
+            progress.applied(&keys).await?;
             report.writes += keys.len();
         }
         let mut written = Vec::new();
@@ -681,7 +681,7 @@ impl Platform for Netlify {
             futures.push(async move {
                 let w = self.run(account, task).await?;
                 // Recorded before the next write of this task's slot starts.
-                progress.applied(&[w.key.as_str()]).await;
+                progress.applied(&[w.key.as_str()]).await?;
                 Ok::<_, PlatformError>(w)
             });
         }

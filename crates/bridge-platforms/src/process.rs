@@ -124,7 +124,7 @@ impl Platform for ProcessEnv {
                     what: format!("printing export lines: {e}"),
                 })?;
         }
-        progress.applied(&keys).await;
+        progress.applied(&keys).await?;
         Ok(ApplyReport {
             writes,
             ..ApplyReport::default()

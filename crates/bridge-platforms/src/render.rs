@@ -264,7 +264,7 @@ impl Platform for Render {
                         (_, Some(value)) => self.set_one(&op.key, value).await?,
                         (_, None) => return Err(missing_value(self.platform(), &op.key)),
                     }
-                    progress.applied(&[op.key.as_str()]).await;
+                    progress.applied(&[op.key.as_str()]).await?;
                 }
             }
             _ => {
@@ -287,7 +287,7 @@ impl Platform for Render {
                 self.client.send(call).await?;
                 // One call made every change at once; report them together.
                 let keys: Vec<&str> = ops.iter().map(|op| op.key.as_str()).collect();
-                progress.applied(&keys).await;
+                progress.applied(&keys).await?;
             }
         }
         Ok(ApplyReport {

@@ -690,7 +690,7 @@ pub(crate) struct JournalProgress<'a> {
 
 #[async_trait::async_trait]
 impl ApplyProgress for JournalProgress<'_> {
-    async fn applied(&self, keys: &[&str]) {
+    async fn applied(&self, keys: &[&str]) -> Result<(), bridge_platforms::Interrupted> {
         let landed: Vec<Landed<'_>> = keys
             .iter()
             .filter_map(|k| {
@@ -710,15 +710,19 @@ impl ApplyProgress for JournalProgress<'_> {
                 .mark_done(id, self.identity, &landed, &now_rfc3339())
                 .await
         {
-            // The trait cannot fail; keep the first error for the caller to report.
+            // Keep the first error for the caller to report, and stop the platform: what it
+            // would write next could not be recorded either.
+            let stop = bridge_platforms::Interrupted(e.to_string());
             let mut slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
             slot.get_or_insert(e);
+            return Err(stop);
         }
         let mut done = self.done.lock().unwrap_or_else(|p| p.into_inner());
         done.extend(keys.iter().map(|k| k.to_string()));
         if let Some(observer) = &self.sinks.observer {
             observer(self.label, done.len(), self.total);
         }
+        Ok(())
     }
 }
 

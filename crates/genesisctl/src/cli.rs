@@ -93,6 +93,10 @@ pub enum Command {
     #[command(subcommand)]
     Ledger(LedgerCommand),
 
+    /// The state store: apply locks, backups, and moving a state directory to a shared store
+    #[command(subcommand)]
+    State(StateCommand),
+
     /// Check each remote platform: where its token comes from, and whether the API accepts it
     #[command(subcommand)]
     Platforms(PlatformsCommand),
@@ -444,6 +448,75 @@ pub enum EventsCommand {
         out: Option<PathBuf>,
     },
 }
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// List the apply locks held now, by any runner sharing the store
+    #[command(
+        after_help = "Each lock names its place, and who holds it: what, on which host, with which pid, since when.\n\nExample:\n  genesisctl state locks\n  genesisctl --store \"$BRIDGE_STORE\" state locks --output json"
+    )]
+    Locks,
+
+    /// Break an apply lock (as `state locks` lists it), with a warning and an event
+    #[command(after_help = STATE_UNLOCK_HELP)]
+    Unlock {
+        /// The lock's id (16 hex digits) or its place
+        id: String,
+        /// Do not ask (required without a terminal)
+        #[arg(long)]
+        yes: bool,
+    },
+
+    /// Write the state (records, journals, events) to a file, for a backup
+    #[command(
+        after_help = "Values stay sealed to the state key: the file opens only with the keys of the store it came from.\n\nExample:\n  genesisctl --store \"$BRIDGE_STORE\" state export --out bridge-state.json"
+    )]
+    Export {
+        /// Write here (0600) instead of stdout
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+
+    /// Load a `state export` file into an empty store
+    #[command(
+        after_help = "Refused when the store already holds journals or records, so two histories are never mixed. Events are imported into a PostgreSQL store only.\n\nExample:\n  genesisctl --store postgres://bridge@db/bridge state import bridge-state.json"
+    )]
+    Import {
+        /// The file `state export` wrote
+        file: PathBuf,
+    },
+
+    /// Move a state directory's history (records, journals, events) to a PostgreSQL store
+    #[command(after_help = STATE_MIGRATE_HELP)]
+    Migrate {
+        /// The state directory to move (its keys stay the keys of the store)
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// The PostgreSQL store, postgres://USER@HOST/DB
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
+}
+
+const STATE_UNLOCK_HELP: &str = "\
+A lock is released by the system when its holder ends, kill -9 and a vanished machine \
+included, so breaking one is for a holder that is hung. On PostgreSQL it ends the holder's \
+lock session; the holder itself keeps running, so if it is still applying, its writes and \
+the next runner's may interleave. On the embedded store a lock is a file lock of a live \
+process on this machine, and breaking it is refused: stop that process instead.
+
+Example:
+  genesisctl state unlock 3f1a9c0d5e7b2a14 --yes";
+
+const STATE_MIGRATE_HELP: &str = "\
+Copies the sync state (write records, ownership, journals with their sealed pre-images) and \
+the events, keeping every sequence number and time, into a store that holds none yet; then \
+reads everything back and compares. Every runner of the new store then needs this \
+directory's keys: set BRIDGE_FINGERPRINT_KEY and BRIDGE_STATE_KEY from its fingerprint.key \
+and state.key. The ledger and the tokens stay in the directory.
+
+Example:
+  genesisctl state migrate --from .bridge --to postgres://bridge@db.internal/bridge";
 
 #[derive(Debug, Subcommand)]
 pub enum LedgerCommand {

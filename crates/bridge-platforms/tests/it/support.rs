@@ -193,11 +193,12 @@ impl Recorder {
 
 #[async_trait::async_trait]
 impl ApplyProgress for Recorder {
-    async fn applied(&self, keys: &[&str]) {
+    async fn applied(&self, keys: &[&str]) -> Result<(), bridge_platforms::Interrupted> {
         self.0
             .lock()
             .expect("recorder")
             .extend(keys.iter().map(|k| k.to_string()));
+        Ok(())
     }
 }
 

@@ -169,7 +169,7 @@ impl Platform for FakePlatform {
                 }
                 report.writes += 1;
             }
-            progress.applied(&[op.key.as_str()]).await;
+            progress.applied(&[op.key.as_str()]).await?;
         }
         Ok(report)
     }

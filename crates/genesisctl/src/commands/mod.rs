@@ -16,12 +16,14 @@ mod plan_file;
 mod recover;
 mod run_cmd;
 mod serve;
+mod state;
 pub mod sync;
 mod token;
 pub mod verify;
 
 use crate::cli::{
     Cli, Command, ConfigCommand, EnvCommand, EventsCommand, LedgerCommand, PlatformsCommand,
+    StateCommand,
 };
 use crate::config::FlagValue;
 use crate::context::{Context, interpolate_flag, scope_flags};
@@ -66,6 +68,7 @@ fn publishes(command: &Command) -> bool {
                 | EnvCommand::Verify { .. }
         ) | Command::Events(EventsCommand::Publish { .. })
             | Command::Deploy(_)
+            | Command::State(StateCommand::Unlock { .. })
     )
 }
 
@@ -190,6 +193,7 @@ async fn dispatch(ctx: &Context<'_>, command: Command) -> CmdResult {
             deploy::publish(ctx, &args).await
         }
         Command::Token(command) => token::run(ctx, &command),
+        Command::State(command) => state::run(ctx, command).await,
         Command::Completions { .. }
         | Command::Emulate(_)
         | Command::Autosync(_)
@@ -244,6 +248,7 @@ fn command_flags(command: &Command) -> Vec<FlagValue> {
         | Command::Autosync(_)
         | Command::Platforms(_)
         | Command::Ledger(_)
+        | Command::State(_)
         | Command::Events(_)
         | Command::Env(EnvCommand::Apply { .. })
         | Command::Env(EnvCommand::Resume { .. })

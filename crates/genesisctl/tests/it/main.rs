@@ -25,5 +25,6 @@ mod misc;
 mod platforms;
 mod secrets;
 mod serve;
+mod shared_state;
 mod sync;
 mod verify;

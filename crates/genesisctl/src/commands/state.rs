@@ -1,0 +1,479 @@
+//! `genesisctl state locks|unlock|export|import|migrate`: the state store as a whole — who
+//! holds which apply lock, backups, and moving a state directory's history to a shared
+//! PostgreSQL store.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context as _, anyhow, bail};
+use bridge_genesis::bus::{Event, EventStore, HistoryQuery};
+use bridge_operations::{LockInfo, Origin};
+use bridge_sync::store::{StateDump, StateStore};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::cli::StateCommand;
+use crate::context::Context;
+use crate::exit::{CmdResult, Code, Failure};
+use crate::state::StateDir;
+use crate::store::StoreUrl;
+
+/// The `state export` file's format name: a reader refuses one it does not know.
+const FORMAT: &str = "bridge-state/1";
+
+/// What `state export` writes and `state import` reads. Values stay sealed.
+#[derive(Debug, Serialize, Deserialize)]
+struct ExportFile {
+    format: String,
+    exported_at: String,
+    /// The store it came from, as errors name it.
+    store: String,
+    state: StateDump,
+    events: Vec<ExportedEvent>,
+}
+
+/// One event as recorded: sequence, topic, time, publisher, payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct ExportedEvent {
+    seq: u64,
+    topic: String,
+    /// RFC 3339, microseconds, UTC.
+    at: String,
+    who: String,
+    payload: serde_json::Map<String, serde_json::Value>,
+}
+
+impl ExportedEvent {
+    fn of(e: &Event) -> Self {
+        Self {
+            seq: e.seq,
+            topic: e.topic.clone(),
+            at: e.timestamp_rfc3339(),
+            who: e.who.clone(),
+            payload: e.payload.clone(),
+        }
+    }
+
+    fn event(&self) -> anyhow::Result<Event> {
+        let timestamp =
+            time::OffsetDateTime::parse(&self.at, &time::format_description::well_known::Rfc3339)
+                .with_context(|| format!("event {}: bad time {}", self.seq, self.at))?;
+        Ok(Event {
+            seq: self.seq,
+            topic: self.topic.clone(),
+            timestamp,
+            who: self.who.clone(),
+            payload: self.payload.clone(),
+        })
+    }
+}
+
+pub async fn run(ctx: &Context<'_>, command: StateCommand) -> CmdResult {
+    match command {
+        StateCommand::Locks => locks(ctx).await,
+        StateCommand::Unlock { id, yes } => unlock(ctx, &id, yes).await,
+        StateCommand::Export { out } => export(ctx, out.as_deref()).await,
+        StateCommand::Import { file } => import(ctx, &file).await,
+        StateCommand::Migrate { from, to } => migrate(ctx, &from, &to).await,
+    }
+}
+
+fn lock_json(lock: &LockInfo) -> serde_json::Value {
+    let holder = lock.holder.as_ref();
+    json!({
+        "id": lock.id,
+        "scope": lock.scope,
+        "owner": holder.map(|h| &h.owner),
+        "host": holder.map(|h| &h.host),
+        "pid": holder.map(|h| h.pid),
+        "since": holder.map(|h| &h.since),
+    })
+}
+
+async fn locks(ctx: &Context<'_>) -> CmdResult {
+    let locks = ctx.operations()?.locks().await?;
+    if ctx.shell.is_json() {
+        let list: Vec<_> = locks.iter().map(lock_json).collect();
+        ctx.shell
+            .print_json(&json!({ "locks": list }))
+            .map_err(anyhow::Error::from)?;
+        return Ok(Code::Ok);
+    }
+    if locks.is_empty() {
+        ctx.shell.status("None", "no apply lock is held");
+        return Ok(Code::Ok);
+    }
+    let mut text = String::new();
+    for lock in &locks {
+        let holder = lock
+            .holder
+            .as_ref()
+            .map_or_else(|| "(holder unknown)".to_owned(), ToString::to_string);
+        text.push_str(&format!("{}  {}  {holder}\n", lock.id, lock.scope));
+    }
+    ctx.shell.print(&text).map_err(anyhow::Error::from)?;
+    Ok(Code::Ok)
+}
+
+async fn unlock(ctx: &Context<'_>, id: &str, yes: bool) -> CmdResult {
+    let ops = ctx.operations()?;
+    let held = ops.locks().await?;
+    let Some(lock) = held.iter().find(|l| l.id == id || l.scope == id) else {
+        return Err(anyhow!("no apply lock {id} is held: see `genesisctl state locks`").into());
+    };
+    let holder = lock
+        .holder
+        .as_ref()
+        .map_or_else(|| "an unknown holder".to_owned(), ToString::to_string);
+    ctx.shell.warn(format!(
+        "breaking the apply lock of {} held by {holder}: if that process is still applying, \
+         its writes and the next runner's may interleave",
+        lock.scope
+    ));
+    if !yes {
+        if !ctx.shell.interactive() {
+            return Err(anyhow!(
+                "state unlock breaks another runner's lock: pass --yes (there is no terminal \
+                 to ask on)"
+            )
+            .into());
+        }
+        if !ctx
+            .shell
+            .confirm("Break it?")
+            .map_err(anyhow::Error::from)?
+        {
+            ctx.shell.status("Kept", "the lock was not broken");
+            return Ok(Code::Drift);
+        }
+    }
+    let broken = ops.unlock(&lock.id, Origin::Cli).await?;
+    if ctx.shell.is_json() {
+        ctx.shell
+            .print_json(&json!({ "unlocked": lock_json(&broken) }))
+            .map_err(anyhow::Error::from)?;
+    } else {
+        ctx.shell
+            .status("Unlocked", format!("{} ({})", broken.scope, broken.id));
+    }
+    Ok(Code::Ok)
+}
+
+/// Exit 3 when the store could not be reached, 2 for anything else.
+fn store_failure(error: anyhow::Error) -> Failure {
+    let unreachable = error.chain().any(|c| {
+        c.downcast_ref::<bridge_sync::store::StoreError>()
+            .is_some_and(bridge_sync::store::StoreError::is_unavailable)
+            || c.downcast_ref::<bridge_genesis::bus::StoreError>()
+                .is_some_and(|e| matches!(e, bridge_genesis::bus::StoreError::Io { .. }))
+    });
+    Failure {
+        code: if unreachable {
+            Code::Platform
+        } else {
+            Code::Input
+        },
+        error,
+    }
+}
+
+/// Every event of `store`, oldest first.
+async fn all_events(store: &Arc<dyn EventStore>) -> anyhow::Result<Vec<Event>> {
+    let mut events = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store
+            .read(HistoryQuery::default().after_seq(after).limit(1_000))
+            .await
+            .with_context(|| format!("reading the events of {}", store.describe()))?;
+        let Some(last) = page.last() else {
+            return Ok(events);
+        };
+        after = last.seq;
+        events.extend(page);
+    }
+}
+
+async fn export(ctx: &Context<'_>, out: Option<&Path>) -> CmdResult {
+    let store = ctx.open_state_store(false).await.map_err(store_failure)?;
+    let (state, described) = match &store {
+        Some(store) => (
+            store
+                .backend()
+                .export()
+                .await
+                .map_err(|e| store_failure(e.into()))?,
+            store.describe(),
+        ),
+        None => (StateDump::default(), "an empty state directory".to_owned()),
+    };
+    let bus = ctx.open_bus().await.map_err(store_failure)?;
+    let events = all_events(bus.store()).await.map_err(store_failure)?;
+    let file = ExportFile {
+        format: FORMAT.to_owned(),
+        exported_at: bridge_sync::now_rfc3339(),
+        store: described,
+        events: events.iter().map(ExportedEvent::of).collect(),
+        state,
+    };
+    let text = serde_json::to_string_pretty(&file).map_err(anyhow::Error::from)?;
+    match out {
+        Some(path) => {
+            bridge_platforms::local::write_atomically(path, format!("{text}\n").as_bytes())
+                .with_context(|| format!("writing {}", path.display()))?;
+            ctx.shell.status(
+                "Exported",
+                format!(
+                    "{} records, {} journals, {} events to {}",
+                    file.state.records.len(),
+                    file.state.journals.len(),
+                    file.events.len(),
+                    path.display()
+                ),
+            );
+        }
+        None => ctx
+            .shell
+            .print(&format!("{text}\n"))
+            .map_err(anyhow::Error::from)?,
+    }
+    Ok(Code::Ok)
+}
+
+async fn import(ctx: &Context<'_>, file: &Path) -> CmdResult {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let export: ExportFile = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a `genesisctl state export` file", file.display()))?;
+    if export.format != FORMAT {
+        return Err(anyhow!(
+            "{}: format {} is not {FORMAT}, the one this genesisctl reads",
+            file.display(),
+            export.format
+        )
+        .into());
+    }
+    let url = ctx.store_url();
+    let (records, journals) = (export.state.records.len(), export.state.journals.len());
+    check_keys(&ctx.state, &export.state)?;
+    let store = ctx
+        .open_state_store(true)
+        .await
+        .map_err(store_failure)?
+        .ok_or_else(|| anyhow!("no state store to import into"))?;
+    store
+        .backend()
+        .import(export.state)
+        .await
+        .map_err(|e| store_failure(e.into()))?;
+    let events = match &url {
+        StoreUrl::Postgres(url) => import_events(url, &export.events).await?,
+        StoreUrl::Local if !export.events.is_empty() => {
+            ctx.shell.warn(format!(
+                "{} events were not imported: a local store keeps its events in events.db, \
+                 which a backup of the state directory restores",
+                export.events.len()
+            ));
+            0
+        }
+        StoreUrl::Local => 0,
+    };
+    report(
+        ctx,
+        "Imported",
+        records,
+        journals,
+        events,
+        &store.describe(),
+    )
+}
+
+/// The dump's keys must be this run's, or nothing in it could be judged or opened: checked
+/// before anything is written.
+fn check_keys(dir: &StateDir, dump: &StateDump) -> anyhow::Result<()> {
+    let (key, _) = dir.key()?;
+    let ours = [
+        (
+            "fingerprint_key_id",
+            crate::state::key_id(&key),
+            "BRIDGE_FINGERPRINT_KEY",
+        ),
+        ("state_key_id", dir.sealer()?.key_id(), "BRIDGE_STATE_KEY"),
+    ];
+    for (name, id, variable) in ours {
+        if let Some(theirs) = dump.meta.get(name)
+            && *theirs != id
+        {
+            bail!(
+                "the export was made with another key ({name} {theirs}, this run's is {id}): \
+                 set {variable} to the key of the store it came from"
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn import_events(url: &str, events: &[ExportedEvent]) -> Result<usize, Failure> {
+    let events: Vec<Event> = events
+        .iter()
+        .map(ExportedEvent::event)
+        .collect::<anyhow::Result<_>>()?;
+    let store = bridge_genesis_scale::PostgresStore::connect(url)
+        .await
+        .context("connecting to the --store PostgreSQL event store")
+        .map_err(store_failure)?;
+    store
+        .import_events(&events)
+        .await
+        .context("importing the events")
+        .map_err(store_failure)
+}
+
+fn report(
+    ctx: &Context<'_>,
+    verb: &str,
+    records: usize,
+    journals: usize,
+    events: usize,
+    store: &str,
+) -> CmdResult {
+    if ctx.shell.is_json() {
+        ctx.shell
+            .print_json(&json!({
+                "store": store,
+                "records": records,
+                "journals": journals,
+                "events": events,
+            }))
+            .map_err(anyhow::Error::from)?;
+    } else {
+        ctx.shell.status(
+            verb,
+            format!("{records} records, {journals} journals and {events} events into the {store}"),
+        );
+    }
+    Ok(Code::Ok)
+}
+
+async fn migrate(ctx: &Context<'_>, from: &Path, to: &str) -> CmdResult {
+    let StoreUrl::Postgres(url) = StoreUrl::parse(to) else {
+        return Err(anyhow!(
+            "--to {to}: expected postgres://USER@HOST/DB (a store every runner can reach)"
+        )
+        .into());
+    };
+    let dir = StateDir::new(from).with_env_keys(&|name| std::env::var(name).ok())?;
+    if !from.join(crate::state::STORE_FILE).exists() {
+        return Err(anyhow!(
+            "{} holds no state store ({}): nothing to migrate",
+            from.display(),
+            crate::state::STORE_FILE
+        )
+        .into());
+    }
+    let source = dir.store().map_err(store_failure)?;
+    // Opened with the directory's keys, so the copy is judged and sealed as before.
+    check_keys(
+        &dir,
+        &source
+            .backend()
+            .export()
+            .await
+            .map_err(|e| store_failure(e.into()))?,
+    )?;
+    let dump = source
+        .backend()
+        .export()
+        .await
+        .map_err(|e| store_failure(e.into()))?;
+    let events_path = from.join(crate::genesis::EVENTS_FILE);
+    let events = if events_path.exists() {
+        let store: Arc<dyn EventStore> = Arc::new(
+            bridge_genesis::bus::SqliteStore::open(&events_path)
+                .with_context(|| format!("opening {}", events_path.display()))?,
+        );
+        all_events(&store).await?
+    } else {
+        Vec::new()
+    };
+
+    let backend = bridge_genesis_scale::PostgresState::connect(&url, None)
+        .await
+        .context("opening the --to PostgreSQL state store")
+        .map_err(store_failure)?;
+    let target = StateStore::new(Arc::new(backend), dir.sealer()?);
+    target
+        .backend()
+        .import(dump.clone())
+        .await
+        .map_err(|e| store_failure(e.into()))?;
+    let pg_events = bridge_genesis_scale::PostgresStore::connect(&url)
+        .await
+        .context("connecting to the --to PostgreSQL event store")
+        .map_err(store_failure)?;
+    pg_events
+        .import_events(&events)
+        .await
+        .context("importing the events")
+        .map_err(store_failure)?;
+
+    // Read everything back: the move is done only when the copy is the original.
+    let copied = target
+        .backend()
+        .export()
+        .await
+        .map_err(|e| store_failure(e.into()))?;
+    let mut expected = dump.clone();
+    expected.meta.remove("schema_version");
+    let mut got = copied;
+    got.meta.remove("schema_version");
+    if got != expected {
+        return Err(Failure {
+            code: Code::Platform,
+            error: anyhow!(
+                "the copy in {} differs from {}: do not use it; drop its bridge_* tables and \
+                 migrate again",
+                target.describe(),
+                from.display()
+            ),
+        });
+    }
+    let pg: Arc<dyn EventStore> = Arc::new(pg_events);
+    let back = all_events(&pg).await.map_err(store_failure)?;
+    let same = back.len() == events.len()
+        && back
+            .iter()
+            .zip(&events)
+            .all(|(a, b)| ExportedEvent::of(a) == ExportedEvent::of(b));
+    if !same {
+        return Err(Failure {
+            code: Code::Platform,
+            error: anyhow!(
+                "the events in {} differ from those of {} ({} against {})",
+                pg.describe(),
+                events_path.display(),
+                back.len(),
+                events.len()
+            ),
+        });
+    }
+    if !ctx.shell.is_json() {
+        ctx.shell.status(
+            "Verified",
+            "every record, journal and event reads back as it was",
+        );
+        ctx.shell.warn(format!(
+            "every runner of this store needs the keys of {}: set BRIDGE_FINGERPRINT_KEY and \
+             BRIDGE_STATE_KEY from its fingerprint.key and state.key (or their _FILE forms)",
+            from.display()
+        ));
+    }
+    report(
+        ctx,
+        "Migrated",
+        dump.records.len(),
+        dump.journals.len(),
+        events.len(),
+        &target.describe(),
+    )
+}

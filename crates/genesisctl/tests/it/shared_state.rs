@@ -1,0 +1,500 @@
+//! One PostgreSQL store shared by runners in different directories (as CI runners, laptops
+//! and a server are): the real binary, the GitHub emulator and the real PostgreSQL on the
+//! machine. Each test gets a schema of its own, named on the URL's search path.
+//!
+//! Skipped when no PostgreSQL answers, unless BRIDGE_REQUIRE_SERVICES=1 (CI).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use bridge_emulators::{EmulatorConfig, Emulators};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+use crate::sandbox::{KEY_HEX, Run, Sandbox};
+
+/// The state key every runner is given (a test value).
+const STATE_KEY_HEX: &str = "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf";
+const POSTGRES: &str = "127.0.0.1:5432";
+
+fn base_url() -> String {
+    std::env::var("BRIDGE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| format!("postgres://postgres@{POSTGRES}/test"))
+}
+
+/// A schema of this test's own in the test database, dropped when the test passes.
+struct PgSchema {
+    name: String,
+    client: tokio_postgres::Client,
+}
+
+impl PgSchema {
+    async fn create() -> Option<Self> {
+        let connected = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio_postgres::connect(&base_url(), tokio_postgres::NoTls),
+        )
+        .await;
+        let (client, connection) = match connected {
+            Ok(Ok(pair)) => pair,
+            other => {
+                assert!(
+                    std::env::var("BRIDGE_REQUIRE_SERVICES").as_deref() != Ok("1"),
+                    "PostgreSQL is required (BRIDGE_REQUIRE_SERVICES=1) but: {:?}",
+                    other.map(|r| r.map(|_| ()))
+                );
+                eprintln!("skipped: no PostgreSQL at {}", base_url());
+                return None;
+            }
+        };
+        tokio::spawn(connection);
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "shared_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        );
+        client
+            .batch_execute(&format!("CREATE SCHEMA \"{name}\""))
+            .await
+            .unwrap();
+        Some(Self { name, client })
+    }
+
+    /// The store URL through `addr` (PostgreSQL itself, or a proxy before it).
+    fn url_via(&self, addr: &str) -> String {
+        let base = base_url().replace(POSTGRES, addr);
+        let joiner = if base.contains('?') { '&' } else { '?' };
+        format!("{base}{joiner}options=-csearch_path%3D{}", self.name)
+    }
+
+    fn url(&self) -> String {
+        self.url_via(POSTGRES)
+    }
+
+    async fn drop_schema(self) {
+        self.client
+            .batch_execute(&format!("DROP SCHEMA \"{}\" CASCADE", self.name))
+            .await
+            .unwrap();
+    }
+}
+
+fn plain_env(values: &[(&str, &str)]) -> String {
+    values.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
+}
+
+const SOURCE: &[(&str, &str)] = &[
+    ("LOG_LEVEL", "info"),
+    ("PUBLIC_URL", "https://shop.example.com"),
+    ("STRIPE_SECRET_KEY", "sk_live_abc123"),
+    ("DB_PASSWORD", "db-pass-987"),
+];
+
+/// Plain values only: every one a GitHub variable, which a resume can read back.
+const PLAIN: &[(&str, &str)] = &[
+    ("APP_NAME", "shop"),
+    ("APP_REGION", "eu-west"),
+    ("APP_COLOR", "teal"),
+    ("APP_PORT", "8080"),
+    ("APP_MODE", "live"),
+    ("APP_TIER", "gold"),
+];
+
+/// A runner that starts empty: no state directory, the store and the keys from the
+/// environment, the platforms from the emulators.
+fn runner(emu: &Emulators, store: &str, source: &str) -> Sandbox {
+    let mut s = Sandbox::bare();
+    s.file(".env", source);
+    for (k, v) in emu.exports() {
+        s.env(&k, &v);
+    }
+    s.env("BRIDGE_STORE", store)
+        .env("BRIDGE_FINGERPRINT_KEY", KEY_HEX)
+        .env("BRIDGE_STATE_KEY", STATE_KEY_HEX);
+    s
+}
+
+fn github_only(latency: Duration) -> EmulatorConfig {
+    EmulatorConfig {
+        render: false,
+        netlify: false,
+        latency,
+        ..EmulatorConfig::default()
+    }
+}
+
+/// Successful writes per key.
+fn writes_by_key(emu: &Emulators) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for w in emu.github().unwrap().write_log() {
+        if (200..300).contains(&w.status) {
+            *out.entry(w.key.unwrap_or_default()).or_default() += 1;
+        }
+    }
+    out
+}
+
+fn ok(run: &Run) {
+    assert_eq!(run.code, 0, "{run:?}");
+}
+
+/// A fresh runner's repeat sync writes nothing, a rotated secret is written exactly once,
+/// and a third empty directory proves parity for the write-only secrets the first wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runners_that_start_empty_share_one_history() {
+    let Some(pg) = PgSchema::create().await else {
+        return;
+    };
+    let emu = bridge_emulators::start(github_only(Duration::ZERO))
+        .await
+        .unwrap();
+    let github = emu.github().unwrap();
+    let first = runner(&emu, &pg.url(), &plain_env(SOURCE));
+    ok(&first.run(&["env", "sync", "--target", "github"]));
+    assert_eq!(github.take_write_log().len(), SOURCE.len());
+
+    let second = runner(&emu, &pg.url(), &plain_env(SOURCE));
+    let repeat = second.run(&["env", "sync", "--target", "github", "--output", "json"]);
+    ok(&repeat);
+    assert!(
+        github.take_write_log().is_empty(),
+        "a fresh runner rewrote what another wrote: {repeat:?}"
+    );
+
+    let rotated: Vec<(&str, &str)> = SOURCE
+        .iter()
+        .map(|(k, v)| {
+            (
+                *k,
+                if *k == "DB_PASSWORD" {
+                    "db-pass-rotated"
+                } else {
+                    *v
+                },
+            )
+        })
+        .collect();
+    second.file(".env", &plain_env(&rotated));
+    ok(&second.run(&["env", "sync", "--target", "github"]));
+    let log = github.take_write_log();
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(log[0].key.as_deref(), Some("DB_PASSWORD"));
+    // The first runner, with the rotated file too, finds nothing left to do.
+    first.file(".env", &plain_env(&rotated));
+    ok(&first.run(&["env", "sync", "--target", "github"]));
+    assert!(github.take_write_log().is_empty());
+
+    let third = runner(&emu, &pg.url(), &plain_env(&rotated));
+    let verify = third.run(&[
+        "env",
+        "verify",
+        "--platforms",
+        "local:.env,github",
+        "--output",
+        "json",
+    ]);
+    ok(&verify);
+    assert_eq!(verify.json()["proven"], true, "{verify:?}");
+    // Nothing of the shared state was written into the runners' directories.
+    assert!(!third.path(".bridge/state.db").exists());
+
+    // A runner with another fingerprint key is stopped, not misled.
+    let mut stranger = runner(&emu, &pg.url(), &plain_env(&rotated));
+    stranger.env(
+        "BRIDGE_FINGERPRINT_KEY",
+        "ff0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+    );
+    let refused = stranger.run(&["env", "verify", "--platforms", "local:.env,github"]);
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(
+        refused.stderr.contains("BRIDGE_FINGERPRINT_KEY"),
+        "{refused:?}"
+    );
+    emu.shutdown().await;
+    pg.drop_schema().await;
+}
+
+/// Two syncs to one target from two directories at once: one waits, naming the other's
+/// host and pid, then finds nothing to do; the platform gets each write once, from one
+/// process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_directories_syncing_at_once_take_turns() {
+    let Some(pg) = PgSchema::create().await else {
+        return;
+    };
+    let emu = bridge_emulators::start(github_only(Duration::from_millis(40)))
+        .await
+        .unwrap();
+    let a = runner(&emu, &pg.url(), &plain_env(PLAIN));
+    let b = runner(&emu, &pg.url(), &plain_env(PLAIN));
+    let first = a
+        .command(&["env", "sync", "--target", "github"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(|| !emu.github().unwrap().write_log().is_empty()).await;
+    let second = b.run(&["env", "sync", "--target", "github"]);
+    let first = first.wait_with_output().unwrap();
+    assert_eq!(first.status.code(), Some(0));
+    ok(&second);
+    assert!(
+        second.stderr.contains("waiting for github:")
+            && second
+                .stderr
+                .contains(&format!("pid {}", first_pid_hint(&second)))
+            && second.stderr.contains(" since "),
+        "{second:?}"
+    );
+    assert!(second.all().contains("in sync"), "{second:?}");
+    let writes = writes_by_key(&emu);
+    assert_eq!(writes.len(), PLAIN.len(), "{writes:?}");
+    assert!(writes.values().all(|n| *n == 1), "{writes:?}");
+    emu.shutdown().await;
+    pg.drop_schema().await;
+}
+
+/// The pid the waiter named: whatever follows `pid ` in its message (the holder is another
+/// process, so the test can only check that one was named).
+fn first_pid_hint(run: &Run) -> String {
+    run.stderr
+        .split("pid ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or("?")
+        .to_owned()
+}
+
+async fn wait_for(mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// kill -9 of a runner mid-apply: PostgreSQL ends its session and the lock with it, and a
+/// runner in another directory resumes the journal without repeating a write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_holder_frees_its_lock_and_another_directory_resumes() {
+    let Some(pg) = PgSchema::create().await else {
+        return;
+    };
+    let emu = bridge_emulators::start(github_only(Duration::from_millis(150)))
+        .await
+        .unwrap();
+    let a = runner(&emu, &pg.url(), &plain_env(PLAIN));
+    let b = runner(&emu, &pg.url(), &plain_env(PLAIN));
+    let mut killed = a
+        .command(&["env", "sync", "--target", "github"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(|| emu.github().unwrap().write_log().len() >= 2).await;
+    let held = b.run(&["state", "locks", "--output", "json"]);
+    ok(&held);
+    let locks = held.json()["locks"].as_array().unwrap().clone();
+    assert_eq!(locks.len(), 1, "{held:?}");
+    assert_eq!(locks[0]["pid"], killed.id(), "{held:?}");
+    killed.kill().unwrap(); // SIGKILL
+    killed.wait().unwrap();
+    // What the dead process had in flight lands or not; either way it settles.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let freed = b.run(&["state", "locks", "--output", "json"]);
+    ok(&freed);
+    assert_eq!(freed.json()["locks"], serde_json::json!([]), "{freed:?}");
+    let resumed = b.run(&["env", "resume", "--yes"]);
+    ok(&resumed);
+    let writes = writes_by_key(&emu);
+    assert_eq!(writes.len(), PLAIN.len(), "{writes:?}");
+    assert!(
+        writes.values().all(|n| *n == 1),
+        "a write was repeated: {writes:?}"
+    );
+    ok(&b.run(&["env", "verify", "--platforms", "local:.env,github"]));
+    emu.shutdown().await;
+    pg.drop_schema().await;
+}
+
+/// A TCP proxy before PostgreSQL that can cut every connection and refuse new ones, as a
+/// network partition would, without touching the shared server.
+struct Partition {
+    addr: String,
+    cut: tokio::sync::watch::Sender<bool>,
+    accept: JoinHandle<()>,
+}
+
+impl Partition {
+    async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (cut, watch) = tokio::sync::watch::channel(false);
+        let upstream = base_url()
+            .split('@')
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or(POSTGRES)
+            .to_owned();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if *watch.borrow() {
+                    continue; // dropped: the client sees its connection closed
+                }
+                let Ok(mut server) = TcpStream::connect(&upstream).await else {
+                    continue;
+                };
+                let mut stop = watch.clone();
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = stop.wait_for(|cut| *cut) => {}
+                    }
+                    // Both ends close here.
+                });
+            }
+        });
+        Self { addr, cut, accept }
+    }
+
+    fn cut(&self) {
+        self.cut.send_replace(true);
+    }
+
+    fn heal(&self) {
+        self.cut.send_replace(false);
+    }
+}
+
+impl Drop for Partition {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cut();
+    }
+}
+
+/// The store unreachable mid-apply: the apply stops at once with exit 3 naming the store
+/// (no write after the one it could not record), and resumes once the store is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_lost_mid_apply_stops_it_and_it_resumes_when_back() {
+    let Some(pg) = PgSchema::create().await else {
+        return;
+    };
+    let partition = Partition::start().await;
+    let emu = bridge_emulators::start(github_only(Duration::from_millis(150)))
+        .await
+        .unwrap();
+    let url = pg.url_via(&partition.addr);
+    let a = runner(&emu, &url, &plain_env(PLAIN));
+    let running = a
+        .command(&["env", "sync", "--target", "github"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(|| emu.github().unwrap().write_log().len() >= 2).await;
+    partition.cut();
+    let stopped = tokio::task::spawn_blocking(move || running.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&stopped.stderr);
+    assert_eq!(stopped.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("PostgreSQL state store") && stderr.contains("unreachable"),
+        "{stderr}"
+    );
+    let written = emu.github().unwrap().write_log().len();
+    assert!(
+        written < PLAIN.len(),
+        "the apply went on writing without a store: {written}"
+    );
+
+    let refused = a.run(&["env", "resume", "--yes"]);
+    assert_eq!(refused.code, 3, "{refused:?}");
+    assert!(refused.stderr.contains("unreachable"), "{refused:?}");
+
+    partition.heal();
+    let b = runner(&emu, &url, &plain_env(PLAIN));
+    let resumed = b.run(&["env", "resume", "--yes"]);
+    ok(&resumed);
+    let writes = writes_by_key(&emu);
+    assert_eq!(writes.len(), PLAIN.len(), "{writes:?}");
+    assert!(writes.values().all(|n| *n == 1), "{writes:?}");
+    ok(&b.run(&["env", "verify", "--platforms", "local:.env,github"]));
+    emu.shutdown().await;
+    drop(partition);
+    pg.drop_schema().await;
+}
+
+/// A state directory moves to the shared store whole: a runner from an empty directory
+/// then sees its records (a repeat sync writes nothing) and its events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_directory_migrates_to_postgres_and_exports() {
+    let Some(pg) = PgSchema::create().await else {
+        return;
+    };
+    let emu = bridge_emulators::start(github_only(Duration::ZERO))
+        .await
+        .unwrap();
+    let mut local = Sandbox::new();
+    local.file(".env", &plain_env(SOURCE));
+    for (k, v) in emu.exports() {
+        local.env(&k, &v);
+    }
+    local.env("BRIDGE_STATE_KEY", STATE_KEY_HEX);
+    ok(&local.run(&["env", "sync", "--target", "github"]));
+    let events_before = local.run(&["events", "tail", "--output", "json"]);
+    ok(&events_before);
+
+    let migrated = local.run(&[
+        "state",
+        "migrate",
+        "--from",
+        ".bridge",
+        "--to",
+        &pg.url(),
+        "--output",
+        "json",
+    ]);
+    ok(&migrated);
+    let report = migrated.json();
+    assert_eq!(report["records"], SOURCE.len(), "{migrated:?}");
+    assert_eq!(report["journals"], 1, "{migrated:?}");
+    let events = events_before.stdout.lines().count();
+    assert_eq!(report["events"], events, "{migrated:?}");
+    // A second migration would mix two histories.
+    let again = local.run(&["state", "migrate", "--from", ".bridge", "--to", &pg.url()]);
+    assert_eq!(again.code, 2, "{again:?}");
+    assert!(again.stderr.contains("empty store"), "{again:?}");
+
+    let github = emu.github().unwrap();
+    github.take_write_log();
+    let fresh = runner(&emu, &pg.url(), &plain_env(SOURCE));
+    ok(&fresh.run(&["env", "sync", "--target", "github"]));
+    assert!(github.take_write_log().is_empty());
+    let tail = fresh.run(&["events", "tail", "--output", "json"]);
+    ok(&tail);
+    assert_eq!(
+        tail.stdout.lines().take(events).collect::<Vec<_>>(),
+        events_before.stdout.lines().collect::<Vec<_>>(),
+        "the events moved with their sequence numbers and times"
+    );
+
+    // A backup of the shared store restores into another, empty one.
+    let backup = fresh.run(&["state", "export", "--out", "backup.json"]);
+    ok(&backup);
+    let Some(other) = PgSchema::create().await else {
+        return;
+    };
+    let restore = runner(&emu, &other.url(), "");
+    std::fs::copy(fresh.path("backup.json"), restore.path("backup.json")).unwrap();
+    ok(&restore.run(&["state", "import", "backup.json"]));
+    restore.file(".env", &plain_env(SOURCE));
+    ok(&restore.run(&["env", "sync", "--target", "github"]));
+    assert!(github.take_write_log().is_empty());
+    emu.shutdown().await;
+    pg.drop_schema().await;
+    other.drop_schema().await;
+}
