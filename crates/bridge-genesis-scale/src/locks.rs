@@ -1,15 +1,17 @@
 //! [`PgLocks`]: the apply locks of a PostgreSQL store, so that runners on different machines
 //! take turns on one place.
 //!
-//! Each held lock is a session-level advisory lock on a connection of its own, kept for as
-//! long as the lock is held. PostgreSQL releases it when that session ends: on release, when
-//! the holder's process dies (its socket closes), and when its machine vanishes (TCP
+//! A held lock is a session-level advisory lock. A process keeps one lock session (a
+//! connection of its own) for every lock it holds — the process's own turn-taking already
+//! gives each scope to one task at a time — so a sync of three places opens one connection
+//! for its locks, not three. PostgreSQL releases the locks when that session ends: on release,
+//! when the holder's process dies (its socket closes), and when its machine vanishes (TCP
 //! keepalives end the session within about a minute). A row in `bridge_locks` says who holds
-//! it — owner, host, pid, since — for waiters and `genesisctl state locks`; the advisory lock,
-//! not the row, is what excludes, so a row whose lock is no longer held is stale and ignored.
+//! each — owner, host, pid, since — for waiters and `genesisctl state locks`; the advisory
+//! lock, not the row, is what excludes, so a row whose lock is no longer held is stale.
 //!
 //! `state unlock` ends the holder's lock session with `pg_terminate_backend`, which releases
-//! exactly that lock. The holder's process is not stopped by it: break a lock only for a
+//! every lock that process held. The process itself is not stopped: break a lock only for a
 //! holder that is gone or hung.
 
 use std::sync::Arc;
@@ -17,6 +19,7 @@ use std::sync::Arc;
 use bridge_operations::OpsError;
 use bridge_operations::locks::{Attempt, BoxFuture, Holder, Lease, LockInfo, LockService, lock_id};
 use tokio_postgres::Client;
+use tokio_postgres::types::Type;
 
 use crate::pg::{Pool, describe};
 use crate::state::{migrate, parse_store_config, state_error};
@@ -28,6 +31,13 @@ pub struct PgLocks {
     /// two stores, so it is part of every lock's key.
     namespace: String,
     pool: Arc<Pool>,
+    session: Arc<Session>,
+}
+
+/// The process's lock session, opened on first use and again after it was lost.
+#[derive(Default)]
+struct Session {
+    client: tokio::sync::Mutex<Option<Client>>,
 }
 
 impl std::fmt::Debug for PgLocks {
@@ -49,22 +59,23 @@ impl PgLocks {
             name,
             namespace: String::new(),
             pool,
+            session: Arc::default(),
         };
-        let mut client = locks.session().await?;
+        let mut client = locks.connect_session().await?;
         migrate(&mut client, schema, &locks.name)
             .await
             .map_err(|e| OpsError::State(e.to_string()))?;
         locks.namespace = client
-            .query_one("SELECT current_schema()", &[])
+            .query_typed_one("SELECT current_schema()", &[])
             .await
             .map_err(|e| locks.failed("read the current schema", e))?
             .get(0);
-        locks.pool.put_back(client);
+        *locks.session.client.lock().await = Some(client);
         Ok(locks)
     }
 
-    /// A connection for one lock session.
-    async fn session(&self) -> Result<Client, OpsError> {
+    /// A connection of its own, kept out of the pool, for the lock session.
+    async fn connect_session(&self) -> Result<Client, OpsError> {
         let pooled = self
             .pool
             .get()
@@ -152,12 +163,11 @@ impl PgLocks {
     }
 }
 
-/// A held advisory lock and the session holding it.
+/// A held advisory lock, on the process's lock session.
 struct PgLease {
-    client: Option<Client>,
     key: i64,
     scope: String,
-    pool: Arc<Pool>,
+    session: Arc<Session>,
 }
 
 impl std::fmt::Debug for PgLease {
@@ -169,34 +179,36 @@ impl std::fmt::Debug for PgLease {
 }
 
 impl Lease for PgLease {
-    fn release(mut self: Box<Self>, after: Box<dyn Send>) {
-        let Some(client) = self.client.take() else {
-            drop(after);
-            return;
-        };
+    fn release(self: Box<Self>, after: Box<dyn Send>) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            // No runtime to unlock on: closing the session releases the lock.
-            drop(client);
+            // No runtime to unlock on: the session closes with the process, and the server
+            // releases the lock with it.
             drop(after);
             return;
         };
         runtime.spawn(async move {
-            let released = client
-                .execute(
-                    "DELETE FROM bridge_locks WHERE scope = $1 AND backend_pid = pg_backend_pid()",
-                    &[&self.scope],
-                )
-                .await
-                .is_ok()
-                && client
-                    .query_one("SELECT pg_advisory_unlock($1)", &[&self.key])
+            let mut session = self.session.client.lock().await;
+            let released = match session.as_ref() {
+                Some(client) => client
+                    .query_typed_one(
+                        // A data-modifying WITH runs whether or not it is read.
+                        "WITH forgotten AS (
+                           DELETE FROM bridge_locks
+                           WHERE scope = $1 AND backend_pid = pg_backend_pid())
+                         SELECT pg_advisory_unlock($2)",
+                        &[(&self.scope, Type::TEXT), (&self.key, Type::INT8)],
+                    )
                     .await
-                    .is_ok_and(|r| r.get::<_, bool>(0));
-            if released {
-                self.pool.put_back(client);
+                    .is_ok_and(|r| r.get::<_, bool>(0)),
+                None => true,
+            };
+            if !released {
+                // A session that cannot unlock is closed: the server then releases whatever
+                // it held, and the next lock opens a new one.
+                *session = None;
             }
-            // Otherwise the connection closes here, and the server releases the lock with
-            // the session. Only then does the next task of this process get its turn.
+            drop(session);
+            // Only now does the next task of this process get its turn.
             drop(after);
         });
     }
@@ -213,46 +225,51 @@ impl LockService for PgLocks {
         holder: &'a Holder,
     ) -> BoxFuture<'a, Result<Attempt, OpsError>> {
         Box::pin(async move {
-            let client = self.session().await?;
-            let key = self.key(scope);
-            let got: bool = client
-                .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
-                .await
-                .map_err(|e| self.failed("take a lock", e))?
-                .get(0);
-            if !got {
-                let by = self.holder_of(&client, scope).await;
-                self.pool.put_back(client);
-                return Ok(Attempt::Held(by));
+            let mut session = self.session.client.lock().await;
+            if session.as_ref().is_none_or(Client::is_closed) {
+                *session = Some(self.connect_session().await?);
             }
-            let noted = client
-                .execute(
-                    "INSERT INTO bridge_locks (scope, id, lock_key, owner, host, pid, since, backend_pid)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, pg_backend_pid())
+            let Some(client) = session.as_ref() else {
+                unreachable!("set just above")
+            };
+            let key = self.key(scope);
+            let (id, pid) = (lock_id(scope), i64::from(holder.pid));
+            // One statement: try the lock and, when it is had, say who has it.
+            let taken = client
+                .query_typed_opt(
+                    "WITH tried AS (SELECT pg_try_advisory_lock($3) AS got)
+                     INSERT INTO bridge_locks (scope, id, lock_key, owner, host, pid, since, backend_pid)
+                     SELECT $1, $2, $3, $4, $5, $6, $7, pg_backend_pid() FROM tried WHERE got
                      ON CONFLICT (scope) DO UPDATE SET id = excluded.id,
                        lock_key = excluded.lock_key, owner = excluded.owner, host = excluded.host,
                        pid = excluded.pid, since = excluded.since,
-                       backend_pid = excluded.backend_pid",
+                       backend_pid = excluded.backend_pid
+                     RETURNING true",
                     &[
-                        &scope,
-                        &lock_id(scope),
-                        &key,
-                        &holder.owner,
-                        &holder.host,
-                        &i64::from(holder.pid),
-                        &holder.since,
+                        (&scope, Type::TEXT),
+                        (&id, Type::TEXT),
+                        (&key, Type::INT8),
+                        (&holder.owner, Type::TEXT),
+                        (&holder.host, Type::TEXT),
+                        (&pid, Type::INT8),
+                        (&holder.since, Type::TEXT),
                     ],
                 )
                 .await;
-            if let Err(e) = noted {
-                // Dropping the session releases the lock just taken.
-                return Err(self.failed("note the lock's holder", e));
+            match taken {
+                Ok(Some(_)) => {}
+                Ok(None) => return Ok(Attempt::Held(self.holder_of(client, scope).await)),
+                Err(e) => {
+                    // Closing the session releases whatever it holds, this lock included if
+                    // it was taken: a session that fails here is not to be trusted with them.
+                    *session = None;
+                    return Err(self.failed("take a lock", e));
+                }
             }
             Ok(Attempt::Taken(Box::new(PgLease {
-                client: Some(client),
                 key,
                 scope: scope.to_owned(),
-                pool: self.pool.clone(),
+                session: self.session.clone(),
             })))
         })
     }

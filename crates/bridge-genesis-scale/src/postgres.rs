@@ -23,7 +23,7 @@
 //! ([`PostgresOptions::schema`] picks one), so one database can hold several buses.
 
 use std::future::poll_fn;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bridge_genesis::bus::{
@@ -34,7 +34,7 @@ use bridge_genesis::schedule::{ScheduleStore, ScheduledRun};
 use time::OffsetDateTime;
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Row};
 
 use crate::pg::{Pool, describe, quote_ident, set_search_path};
@@ -125,13 +125,27 @@ struct Inner {
     pool: Pool,
     channel: String,
     live: broadcast::Sender<Arc<Event>>,
-    listener: JoinHandle<()>,
+    /// The live reader: made at connect, started by the first [`EventStore::live`] call, so
+    /// a command that only appends and reads (most CLI runs) opens no LISTEN connection.
+    listener: Mutex<Listener>,
+}
+
+enum Listener {
+    Idle(Box<LiveReader>),
+    Running(JoinHandle<()>),
+    Stopped,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         // The reader owns its connection; aborting it closes that connection.
-        self.listener.abort();
+        let listener = self
+            .listener
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Listener::Running(task) = std::mem::replace(listener, Listener::Stopped) {
+            task.abort();
+        }
     }
 }
 
@@ -164,33 +178,51 @@ impl PostgresStore {
             let name = name.clone();
             move |e| backend_error(&name, op, e)
         };
-        if let Some(schema) = &options.schema {
-            // Serialised like the tables: concurrent CREATE SCHEMA IF NOT EXISTS can collide.
+        // Made once per database (schema): a store that has its tables takes no DDL lock,
+        // so opening it costs one query.
+        let found = client
+            .query_typed_one(
+                "SELECT to_regclass('genesis_schedule_runs') IS NOT NULL \
+                 AND to_regclass('genesis_log_head') IS NOT NULL, current_schema()",
+                &[],
+            )
+            .await
+            .map_err(err("look for the tables"))?;
+        let ready: bool = found.get(0);
+        let mut schema: Option<String> = found.get(1);
+        if !ready {
+            if let Some(schema) = &options.schema {
+                // Serialised like the tables: concurrent CREATE SCHEMA IF NOT EXISTS can collide.
+                let tx = client.transaction().await.map_err(err("begin"))?;
+                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&DDL_LOCK])
+                    .await
+                    .map_err(err("lock for DDL"))?;
+                tx.batch_execute(&format!(
+                    "CREATE SCHEMA IF NOT EXISTS {}",
+                    quote_ident(schema)
+                ))
+                .await
+                .map_err(err("create schema"))?;
+                tx.commit().await.map_err(err("create schema"))?;
+            }
             let tx = client.transaction().await.map_err(err("begin"))?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&DDL_LOCK])
                 .await
                 .map_err(err("lock for DDL"))?;
-            tx.batch_execute(&format!(
-                "CREATE SCHEMA IF NOT EXISTS {}",
-                quote_ident(schema)
-            ))
-            .await
-            .map_err(err("create schema"))?;
-            tx.commit().await.map_err(err("create schema"))?;
+            tx.batch_execute(SCHEMA)
+                .await
+                .map_err(err("create tables"))?;
+            tx.commit().await.map_err(err("create tables"))?;
         }
-        let tx = client.transaction().await.map_err(err("begin"))?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&DDL_LOCK])
-            .await
-            .map_err(err("lock for DDL"))?;
-        tx.batch_execute(SCHEMA)
-            .await
-            .map_err(err("create tables"))?;
-        tx.commit().await.map_err(err("create tables"))?;
-        let schema: String = client
-            .query_one("SELECT current_schema()", &[])
-            .await
-            .map_err(err("read current schema"))?
-            .get(0);
+        if !ready {
+            // The schema may have been made just now.
+            schema = client
+                .query_one("SELECT current_schema()", &[])
+                .await
+                .map_err(err("read current schema"))?
+                .get(0);
+        }
+        let schema = schema.unwrap_or_else(|| "public".to_owned());
         let last_seq = read_last_seq(&client, &name).await?;
         drop(client);
 
@@ -206,14 +238,13 @@ impl PostgresStore {
             live: live.clone(),
             last: last_seq,
         };
-        let listener = tokio::spawn(reader.run());
         Ok(Self {
             inner: Arc::new(Inner {
                 name,
                 pool,
                 channel,
                 live,
-                listener,
+                listener: Mutex::new(Listener::Idle(Box::new(reader))),
             }),
         })
     }
@@ -231,12 +262,12 @@ impl PostgresStore {
         let n = events.len() as i64;
         // The head row's lock is the appenders' queue: held until COMMIT.
         let head = tx
-            .query_one(
+            .query_typed_one(
                 "UPDATE genesis_log_head SET last_seq = last_seq + $1, \
                  last_at_us = greatest(last_at_us, \
                    floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint) \
                  RETURNING last_seq, last_at_us",
-                &[&n],
+                &[(&n, Type::INT8)],
             )
             .await
             .map_err(self.err("advance the log head"))?;
@@ -251,26 +282,35 @@ impl PostgresStore {
         let topics: Vec<&str> = events.iter().map(|e| e.topic().as_str()).collect();
         let whos: Vec<&str> = events.iter().map(NewEvent::who).collect();
         let payloads: Vec<&str> = events.iter().map(NewEvent::payload_json).collect();
-        tx.execute(
+        tx.query_typed(
             "INSERT INTO genesis_events (seq, topic, at_us, who, payload) \
              SELECT s, t, $2, w, p FROM unnest($1::bigint[], $3::text[], $4::text[], $5::text[]) \
              AS u(s, t, w, p)",
-            &[&seqs, &at_us, &topics, &whos, &payloads],
+            &[
+                (&seqs, Type::INT8_ARRAY),
+                (&at_us, Type::INT8),
+                (&topics, Type::TEXT_ARRAY),
+                (&whos, Type::TEXT_ARRAY),
+                (&payloads, Type::TEXT_ARRAY),
+            ],
         )
         .await
         .map_err(self.err("append"))?;
-        tx.execute(
+        tx.query_typed(
             "INSERT INTO genesis_topic_counts (topic, events) \
              SELECT t, count(*) FROM unnest($1::text[]) AS u(t) GROUP BY t \
              ON CONFLICT (topic) DO UPDATE SET events = genesis_topic_counts.events + excluded.events",
-            &[&topics],
+            &[(&topics, Type::TEXT_ARRAY)],
         )
         .await
         .map_err(self.err("update topic counts"))?;
         // Delivered at COMMIT, to every listening process (this one included).
-        tx.execute(
+        tx.query_typed(
             "SELECT pg_notify($1, $2)",
-            &[&self.inner.channel, &last_seq.to_string()],
+            &[
+                (&self.inner.channel, Type::TEXT),
+                (&last_seq.to_string(), Type::TEXT),
+            ],
         )
         .await
         .map_err(self.err("notify"))?;
@@ -453,18 +493,22 @@ impl PostgresStore {
         let client = self.inner.pool.get().await.map_err(self.err("connect"))?;
         // A floor past the end would ack events that do not exist yet.
         client
-            .execute(
+            .query_typed(
                 "INSERT INTO genesis_consumers (name, pattern, acked_seq) \
                  SELECT $1, $2, least($3, last_seq) FROM genesis_log_head \
                  ON CONFLICT (name) DO NOTHING",
-                &[&name, &pattern.as_str(), &to_i64(start_after)],
+                &[
+                    (&name, Type::TEXT),
+                    (&pattern.as_str(), Type::TEXT),
+                    (&to_i64(start_after), Type::INT8),
+                ],
             )
             .await
             .map_err(self.err("open consumer"))?;
         let row = client
-            .query_one(
+            .query_typed_one(
                 "SELECT pattern, acked_seq FROM genesis_consumers WHERE name = $1",
-                &[&name],
+                &[(&name, Type::TEXT)],
             )
             .await
             .map_err(self.err("open consumer"))?;
@@ -484,11 +528,11 @@ impl PostgresStore {
         let client = self.inner.pool.get().await.map_err(self.err("connect"))?;
         // Forward only, and never past the committed end of the log.
         let floor = client
-            .query_opt(
+            .query_typed_opt(
                 "UPDATE genesis_consumers SET acked_seq = greatest(acked_seq, $2) \
                  FROM genesis_log_head h WHERE name = $1 AND $2 <= h.last_seq \
                  RETURNING acked_seq",
-                &[&name, &to_i64(seq)],
+                &[(&name, Type::TEXT), (&to_i64(seq), Type::INT8)],
             )
             .await
             .map_err(self.err("ack consumer"))?;
@@ -578,7 +622,19 @@ impl EventStore for PostgresStore {
     }
 
     fn live(&self) -> broadcast::Receiver<Arc<Event>> {
-        self.inner.live.subscribe()
+        // Subscribe first: nothing the reader broadcasts once started is missed.
+        let receiver = self.inner.live.subscribe();
+        let mut listener = self
+            .inner
+            .listener
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if matches!(*listener, Listener::Idle(_))
+            && let Listener::Idle(reader) = std::mem::replace(&mut *listener, Listener::Stopped)
+        {
+            *listener = Listener::Running(tokio::spawn(reader.run()));
+        }
+        receiver
     }
 
     fn open_consumer(
@@ -721,7 +777,7 @@ impl PostgresStore {
 
 async fn read_last_seq(client: &Client, store: &str) -> Result<u64, StoreError> {
     let row = client
-        .query_one("SELECT last_seq FROM genesis_log_head", &[])
+        .query_typed_one("SELECT last_seq FROM genesis_log_head", &[])
         .await
         .map_err(|e| backend_error(store, "read last seq", e))?;
     Ok(to_u64(row.get(0)))

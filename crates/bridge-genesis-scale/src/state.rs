@@ -15,9 +15,10 @@ use std::future::Future;
 use std::time::Duration;
 
 use bridge_sync::store::{
-    JournalRow, JournalState, LandedRow, OpRow, RecordRow, StateBackend, StateDump, StoreError,
-    TargetRow,
+    JournalRow, JournalState, LandedRow, OpRow, RecordHead, RecordRow, StateBackend, StateDump,
+    StoreError, TargetRow,
 };
+use tokio_postgres::types::Type;
 use tokio_postgres::{Config, GenericClient, Row};
 
 use crate::pg::{Pool, describe, quote_ident};
@@ -115,6 +116,27 @@ pub(crate) async fn migrate(
     store: &str,
 ) -> Result<(), StoreError> {
     let err = |op: &'static str| move |e| state_error(store, op, e);
+    let known = schema_version();
+    // The common case, a store already at this version, costs one query and no lock.
+    let current = client
+        .query_typed_opt(
+            "SELECT value FROM bridge_state_meta WHERE key = 'schema_version'",
+            &[],
+        )
+        .await;
+    match current {
+        Ok(row) => {
+            let found: i64 = row
+                .and_then(|row| row.get::<_, String>(0).parse().ok())
+                .unwrap_or(0);
+            if found == known {
+                return Ok(());
+            }
+        }
+        // No table yet (undefined_table): migrate below. Anything else is a real failure.
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {}
+        Err(e) => return Err(err("read the schema version")(e)),
+    }
     let tx = client.transaction().await.map_err(err("begin"))?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK])
         .await
@@ -144,7 +166,6 @@ pub(crate) async fn migrate(
         .map_err(err("read the schema version"))?
         .and_then(|row| row.get::<_, String>(0).parse().ok())
         .unwrap_or(0);
-    let known = schema_version();
     if found > known {
         return Err(StoreError::SchemaTooNew {
             store: store.to_owned(),
@@ -183,9 +204,20 @@ impl PostgresState {
     /// Connects to `url` (`postgres://…` or `host=… dbname=…`), migrating the schema.
     /// `schema` picks a PostgreSQL schema of its own (tests); `None` uses the search path.
     pub async fn connect(url: &str, schema: Option<&str>) -> Result<Self, StoreError> {
+        Self::connect_with(url, schema, 4).await
+    }
+
+    /// [`PostgresState::connect`] with at most `connections` open at once. A command
+    /// wants one (its queries are short; opening another costs more than waiting), a server
+    /// a few.
+    pub async fn connect_with(
+        url: &str,
+        schema: Option<&str>,
+        connections: usize,
+    ) -> Result<Self, StoreError> {
         let config = parse_config(url)?;
         let name = format!("PostgreSQL state store {}", describe(&config, schema));
-        let pool = Pool::new(config, schema.map(str::to_owned), 4);
+        let pool = Pool::new(config, schema.map(str::to_owned), connections);
         let store = Self { name, pool };
         store
             .timed("connect", async {
@@ -373,13 +405,20 @@ impl PostgresState {
         let stamps: Vec<Option<&str>> = rows.iter().map(|r| r.updated_at.as_deref()).collect();
         let sealed: Vec<&[u8]> = rows.iter().map(|r| r.sealed.as_slice()).collect();
         let at: Vec<&str> = rows.iter().map(|r| r.written_at.as_str()).collect();
-        tx.execute(
+        tx.query_typed(
             "INSERT INTO bridge_write_records (target, key, fingerprint, updated_at, sealed, written_at)
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::text[])
              ON CONFLICT (target, key) DO UPDATE SET fingerprint = excluded.fingerprint,
                updated_at = excluded.updated_at, sealed = excluded.sealed,
                written_at = excluded.written_at",
-            &[&targets, &keys, &fps, &stamps, &sealed, &at],
+            &[
+                (&targets, Type::TEXT_ARRAY),
+                (&keys, Type::TEXT_ARRAY),
+                (&fps, Type::TEXT_ARRAY),
+                (&stamps, Type::TEXT_ARRAY),
+                (&sealed, Type::BYTEA_ARRAY),
+                (&at, Type::TEXT_ARRAY),
+            ],
         )
         .await
         .map_err(self.err("record writes"))?;
@@ -426,18 +465,25 @@ impl StateBackend for PostgresState {
         self.name.clone()
     }
 
-    async fn records(&self, target: &str) -> Result<Vec<RecordRow>, StoreError> {
+    async fn records(&self, target: &str) -> Result<Vec<RecordHead>, StoreError> {
         self.timed("read records", async {
             let client = self.pool.get().await.map_err(self.err("connect"))?;
             let rows = client
-                .query(
-                    "SELECT target, key, fingerprint, updated_at, sealed, written_at
-                     FROM bridge_write_records WHERE target = $1",
-                    &[&target],
+                .query_typed(
+                    "SELECT key, fingerprint, updated_at FROM bridge_write_records
+                     WHERE target = $1",
+                    &[(&target, Type::TEXT)],
                 )
                 .await
                 .map_err(self.err("read records"))?;
-            Ok(rows.iter().map(record_row).collect())
+            Ok(rows
+                .iter()
+                .map(|r| RecordHead {
+                    key: r.get(0),
+                    fingerprint: r.get(1),
+                    updated_at: r.get(2),
+                })
+                .collect())
         })
         .await
     }
@@ -553,10 +599,14 @@ impl StateBackend for PostgresState {
             let mut client = self.pool.get().await.map_err(self.err("connect"))?;
             let tx = client.transaction().await.map_err(self.err("begin"))?;
             let keys: Vec<&str> = landed.iter().map(LandedRow::key).collect();
-            tx.execute(
+            tx.query_typed(
                 "UPDATE bridge_journal_ops SET done = true
                  WHERE journal_id = $1 AND target = $2 AND key = ANY($3)",
-                &[&journal, &target, &keys],
+                &[
+                    (&journal, Type::INT8),
+                    (&target, Type::TEXT),
+                    (&keys, Type::TEXT_ARRAY),
+                ],
             )
             .await
             .map_err(self.err("mark ops done"))?;
@@ -625,7 +675,7 @@ impl StateBackend for PostgresState {
         self.timed("find unfinished journals", async {
             let client = self.pool.get().await.map_err(self.err("connect"))?;
             Ok(client
-                .query_opt(
+                .query_typed_opt(
                     "SELECT j.id FROM bridge_journals j
                      JOIN bridge_journal_targets t ON t.journal_id = j.id
                      WHERE t.target = $1 AND j.state IN ('applying', 'failed')
@@ -635,7 +685,7 @@ impl StateBackend for PostgresState {
                                      AND NOT o.done
                                      AND o.change IN ('create', 'update', 'delete'))
                      ORDER BY j.id DESC LIMIT 1",
-                    &[&target],
+                    &[(&target, Type::TEXT)],
                 )
                 .await
                 .map_err(self.err("find unfinished journals"))?
@@ -684,22 +734,51 @@ impl StateBackend for PostgresState {
     async fn claim_meta(&self, key: &str, value: &str) -> Result<String, StoreError> {
         self.timed("read the store's keys", async {
             let client = self.pool.get().await.map_err(self.err("connect"))?;
-            client
-                .execute(
-                    "INSERT INTO bridge_state_meta (key, value) VALUES ($1, $2)
-                     ON CONFLICT (key) DO NOTHING",
+            // One statement: the insert's row when it claimed the key, else the row there.
+            Ok(client
+                .query_one(
+                    "WITH claimed AS (
+                       INSERT INTO bridge_state_meta (key, value) VALUES ($1, $2)
+                       ON CONFLICT (key) DO NOTHING RETURNING value)
+                     SELECT value FROM claimed
+                     UNION ALL SELECT value FROM bridge_state_meta WHERE key = $1
+                     LIMIT 1",
                     &[&key, &value],
                 )
                 .await
-                .map_err(self.err("claim a setting"))?;
-            Ok(client
-                .query_one(
-                    "SELECT value FROM bridge_state_meta WHERE key = $1",
-                    &[&key],
+                .map_err(self.err("claim a setting"))?
+                .get(0))
+        })
+        .await
+    }
+
+    async fn claim_meta_all(&self, pairs: &[(&str, &str)]) -> Result<Vec<String>, StoreError> {
+        let keys: Vec<&str> = pairs.iter().map(|(k, _)| *k).collect();
+        let values: Vec<&str> = pairs.iter().map(|(_, v)| *v).collect();
+        self.timed("read the store's keys", async {
+            let client = self.pool.get().await.map_err(self.err("connect"))?;
+            // One statement: what it claimed now, else what was there (the statement's
+            // snapshot of the table predates its own insert, so each key comes from one side).
+            let rows = client
+                .query_typed(
+                    "WITH wanted AS (SELECT * FROM unnest($1::text[], $2::text[]) AS w (key, value)),
+                     claimed AS (
+                       INSERT INTO bridge_state_meta (key, value) SELECT key, value FROM wanted
+                       ON CONFLICT (key) DO NOTHING RETURNING key, value)
+                     SELECT w.key, coalesce(c.value, m.value) FROM wanted w
+                     LEFT JOIN claimed c USING (key) LEFT JOIN bridge_state_meta m USING (key)",
+                    &[(&keys, Type::TEXT_ARRAY), (&values, Type::TEXT_ARRAY)],
                 )
                 .await
-                .map_err(self.err("read a setting"))?
-                .get(0))
+                .map_err(self.err("claim settings"))?;
+            keys.iter()
+                .map(|k| {
+                    rows.iter()
+                        .find(|r| r.get::<_, &str>(0) == *k)
+                        .map(|r| r.get::<_, String>(1))
+                        .ok_or_else(|| StoreError::Corrupt(format!("setting {k} vanished")))
+                })
+                .collect()
         })
         .await
     }

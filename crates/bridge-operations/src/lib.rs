@@ -301,13 +301,18 @@ impl<'h> Operations<'h> {
         let source = self.open_one(&request.source).await?.platform;
         let targets = self.host.open(&request.targets).await?;
         let key = self.host.fingerprint_key();
-        // A dry run reads the records that judge write-only values but creates no store.
-        let store = self.host.state_store(!dry_run).await?;
-        let _held = if dry_run {
-            None
-        } else {
-            Some(self.lock(&targets).await?)
+        // A dry run reads the records that judge write-only values but creates no store. On a
+        // shared store each of the store, the locks and the bus is a connection to make, so
+        // they are opened side by side, the bus while the plan is made.
+        let lock = async {
+            if dry_run {
+                Ok(None)
+            } else {
+                self.lock(&targets).await.map(Some)
+            }
         };
+        let (store, held) = tokio::join!(self.host.state_store(!dry_run), lock);
+        let (store, _held) = (store?, held?);
         let scope = &request.scope;
         let job = SyncJob {
             observer: request.progress.clone(),
@@ -337,7 +342,9 @@ impl<'h> Operations<'h> {
                 protect: self.settings.protect.clone(),
             },
         };
-        let planned = bridge_sync::plan(job).await.map_err(sync_error)?;
+        let bus = async { if dry_run { None } else { self.bus().await } };
+        let (planned, bus) = tokio::join!(bridge_sync::plan(job), bus);
+        let planned = planned.map_err(sync_error)?;
         if !dry_run
             && planned.has_writes()
             && let Some(gate) = &request.gate
@@ -345,7 +352,6 @@ impl<'h> Operations<'h> {
         {
             return Ok(planned.into_outcome());
         }
-        let bus = if dry_run { None } else { self.bus().await };
         if let Some(bus) = &bus {
             let targets: Vec<String> = planned.targets().map(|t| t.spec.to_string()).collect();
             let source = planned.source().to_string();

@@ -395,19 +395,8 @@ pub async fn plan(job: SyncJob) -> Result<PlannedSync, SyncError> {
     let source = Arc::new(source);
     // An apply over a target with an unfinished journal would race that journal's resume,
     // which would later write its older plan over this one.
-    if job.options.mode == Mode::Apply
-        && let Some(store) = &job.store
-    {
-        for t in &job.targets {
-            if let Some(journal) = store.unfinished_on(&t.platform.identity()).await? {
-                return Err(SyncError::Unfinished {
-                    journal,
-                    spec: t.platform.spec().to_string(),
-                });
-            }
-        }
-    }
-
+    // Planning only reads, so it starts at once; the check for unfinished journals runs
+    // beside it, and a refusal drops the planning tasks (which aborts them) before any write.
     let mut tasks = JoinSet::new();
     for (index, target) in job.targets.iter().cloned().enumerate() {
         let source = Arc::clone(&source);
@@ -419,6 +408,22 @@ pub async fn plan(job: SyncJob) -> Result<PlannedSync, SyncError> {
                 plan_target(target, &source, &options, store.as_deref()).await,
             )
         });
+    }
+    if job.options.mode == Mode::Apply
+        && let Some(store) = &job.store
+    {
+        let identities: Vec<String> = job.targets.iter().map(|t| t.platform.identity()).collect();
+        let found =
+            futures_util::future::join_all(identities.iter().map(|id| store.unfinished_on(id)))
+                .await;
+        for (t, found) in job.targets.iter().zip(found) {
+            if let Some(journal) = found? {
+                return Err(SyncError::Unfinished {
+                    journal,
+                    spec: t.platform.spec().to_string(),
+                });
+            }
+        }
     }
     let mut planned: Vec<Option<Planned>> = job.targets.iter().map(|_| None).collect();
     while let Some(joined) = tasks.join_next().await {
@@ -541,14 +546,19 @@ async fn plan_target(
         target: target.clone(),
         remote,
     };
-    let remote = match target.platform.read().await {
+    // The platform and the records side by side: on a shared store both are a round trip.
+    let records = async {
+        match store {
+            Some(store) => store.records(&identity).await,
+            None => Ok(BTreeMap::new()),
+        }
+    };
+    let (remote, records) = tokio::join!(target.platform.read(), records);
+    let remote = match remote {
         Ok(remote) => remote,
         Err(e) => return Ok(planned(None, None, TargetStatus::Failed(e))),
     };
-    let records = match store {
-        Some(store) => store.records(&identity).await?,
-        None => BTreeMap::new(),
-    };
+    let records = records?;
     let mut plan = diff(
         source,
         &observe(&remote, &records),

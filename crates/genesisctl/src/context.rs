@@ -34,6 +34,9 @@ pub struct Context<'a> {
     /// a PostgreSQL store).
     state_store: tokio::sync::OnceCell<StateStore>,
     locks: tokio::sync::OnceCell<Arc<dyn bridge_operations::LockService>>,
+    /// Connections each PostgreSQL store may open: a command's queries are short and one at
+    /// a time, so opening a second costs more than waiting; a server serves many at once.
+    connections: usize,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -98,7 +101,14 @@ impl<'a> Context<'a> {
             given_tokens,
             state_store: tokio::sync::OnceCell::new(),
             locks: tokio::sync::OnceCell::new(),
+            connections: 1,
         }
+    }
+
+    /// The context of a server: more connections to a PostgreSQL store.
+    pub fn serving(mut self) -> Self {
+        self.connections = 8;
+        self
     }
 
     pub fn classifier(&self) -> SecretClassifier {
@@ -208,7 +218,8 @@ impl<'a> Context<'a> {
             return Ok(Some(store.clone()));
         }
         let url = self.store_url();
-        let Some(store) = crate::store::open_state(&url, &self.state, create).await? else {
+        let opened = crate::store::open_state(&url, &self.state, create, self.connections);
+        let Some(store) = opened.await? else {
             return Ok(None);
         };
         Ok(Some(
@@ -222,7 +233,9 @@ impl<'a> Context<'a> {
     /// The bus of this command (or server), opened once.
     pub async fn open_bus(&self) -> Result<bridge_genesis::bus::Bus> {
         self.bus
-            .get_or_try_init(|| crate::genesis::connect_bus(&self.config, &self.state))
+            .get_or_try_init(|| {
+                crate::genesis::connect_bus(&self.config, &self.state, self.connections.max(2))
+            })
             .await
             .cloned()
     }

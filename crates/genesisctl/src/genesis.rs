@@ -16,8 +16,9 @@ use crate::state::StateDir;
 /// The events file inside the state directory, when `--store` names no other.
 pub const EVENTS_FILE: &str = "events.db";
 
-/// Connects the bus `config` names (`--store`, `--bus`), SQLite in `state` by default.
-pub async fn connect_bus(config: &Config, state: &StateDir) -> Result<Bus> {
+/// Connects the bus `config` names (`--store`, `--bus`), SQLite in `state` by default, with
+/// at most `connections` to a PostgreSQL store.
+pub async fn connect_bus(config: &Config, state: &StateDir, connections: usize) -> Result<Bus> {
     let url = config.store_url.trim();
     let bus_url = config.bus_url.trim();
     let store: Arc<dyn EventStore> = if let Some(server) = bus_url.strip_prefix("nats://") {
@@ -38,8 +39,12 @@ pub async fn connect_bus(config: &Config, state: &StateDir) -> Result<Bus> {
         Arc::new(SqliteStore::open(path).with_context(|| format!("opening {path}"))?)
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         // Several `genesisctl serve` replicas (or CLIs) share one log through PostgreSQL.
+        let options = bridge_genesis_scale::PostgresOptions {
+            max_connections: connections,
+            ..bridge_genesis_scale::PostgresOptions::default()
+        };
         Arc::new(
-            bridge_genesis_scale::PostgresStore::connect(url)
+            bridge_genesis_scale::PostgresStore::connect_with(url, options)
                 .await
                 .with_context(|| "connecting to the --store PostgreSQL database".to_string())?,
         )

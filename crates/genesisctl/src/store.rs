@@ -45,11 +45,13 @@ impl StoreUrl {
 
 /// Opens the state store `url` names, checked against this run's fingerprint and state keys.
 /// `create: false` answers `None` for a local store that does not exist yet (reads create
-/// nothing); a PostgreSQL store always exists once reachable.
+/// nothing); a PostgreSQL store always exists once reachable, and opens at most
+/// `connections` at once.
 pub async fn open_state(
     url: &StoreUrl,
     dir: &StateDir,
     create: bool,
+    connections: usize,
 ) -> Result<Option<StateStore>> {
     let store = match url {
         StoreUrl::Local => {
@@ -59,15 +61,14 @@ pub async fn open_state(
             dir.store()?
         }
         StoreUrl::Postgres(url) => {
-            let backend = bridge_genesis_scale::PostgresState::connect(url, None)
+            let backend = bridge_genesis_scale::PostgresState::connect_with(url, None, connections)
                 .await
                 .context("opening the --store PostgreSQL state store")?;
             StateStore::new(Arc::new(backend), dir.sealer()?)
         }
     };
     let (key, _) = dir.key()?;
-    store.check_fingerprint_key(&key_id(&key)).await?;
-    store.check_state_key().await?;
+    store.check_keys(&key_id(&key)).await?;
     Ok(Some(store))
 }
 

@@ -235,6 +235,16 @@ pub struct RecordRow {
     pub written_at: String,
 }
 
+/// What judging a target needs of one record: no sealed value, which only a rollback or an
+/// export reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordHead {
+    pub key: String,
+    /// Hex of the keyed fingerprint.
+    pub fingerprint: String,
+    pub updated_at: Option<String>,
+}
+
 /// How a pre-image is kept: `absent`, `unknown`, or `value` with the sealed value.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OpRow {
@@ -306,7 +316,8 @@ pub trait StateBackend: Send + Sync {
     /// The store as people read it in errors: `state store /path/state.db`, or
     /// `PostgreSQL state store HOST:PORT/DB` (never a password).
     fn describe(&self) -> String;
-    async fn records(&self, target: &str) -> Result<Vec<RecordRow>, StoreError>;
+    /// Every record of `target`, without the sealed values.
+    async fn records(&self, target: &str) -> Result<Vec<RecordHead>, StoreError>;
     async fn sealed_value(&self, target: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Upserts `written` and forgets `deleted`, for one target.
     async fn record(
@@ -357,6 +368,15 @@ pub trait StateBackend: Send + Sync {
     async fn finish(&self, journal: i64, state: JournalState) -> Result<(), StoreError>;
     /// Sets `key` to `value` unless it has a value, and answers the value it has.
     async fn claim_meta(&self, key: &str, value: &str) -> Result<String, StoreError>;
+    /// [`StateBackend::claim_meta`] for several keys (a backend across a network does it
+    /// in one round trip).
+    async fn claim_meta_all(&self, pairs: &[(&str, &str)]) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::with_capacity(pairs.len());
+        for (key, value) in pairs {
+            out.push(self.claim_meta(key, value).await?);
+        }
+        Ok(out)
+    }
     async fn latest_unfinished(&self) -> Result<Option<i64>, StoreError>;
     async fn latest_for_target(&self, target: &str) -> Result<Option<i64>, StoreError>;
     async fn journal(&self, id: i64) -> Result<Option<JournalRow>, StoreError>;
@@ -600,6 +620,37 @@ impl StateStore {
 
     pub async fn finish(&self, id: JournalId, state: JournalState) -> Result<(), StoreError> {
         self.backend.finish(id.0, state).await
+    }
+
+    /// Both checks at once: [`StateStore::check_fingerprint_key`] and
+    /// [`StateStore::check_state_key`], in one call to the backend.
+    pub async fn check_keys(&self, fingerprint_key_id: &str) -> Result<(), StoreError> {
+        let sealing = self.sealer.key_id();
+        let stored = self
+            .backend
+            .claim_meta_all(&[
+                ("fingerprint_key_id", fingerprint_key_id),
+                ("state_key_id", &sealing),
+            ])
+            .await?;
+        let (Some(fingerprint), Some(state)) = (stored.first(), stored.get(1)) else {
+            return Err(StoreError::Corrupt("a key check answered nothing".into()));
+        };
+        if fingerprint != fingerprint_key_id {
+            return Err(StoreError::FingerprintKeyMismatch {
+                store: self.describe(),
+                stored: fingerprint.clone(),
+                given: fingerprint_key_id.to_owned(),
+            });
+        }
+        if *state != sealing {
+            return Err(StoreError::StateKeyMismatch {
+                store: self.describe(),
+                stored: state.clone(),
+                given: sealing,
+            });
+        }
+        Ok(())
     }
 
     /// Checks that the records were made with the fingerprint key whose id is `key_id` (a

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    JournalRow, JournalState, LandedRow, OpRow, RecordRow, SCHEMA_VERSION, StateBackend, StateDump,
-    StoreError, TargetRow,
+    JournalRow, JournalState, LandedRow, OpRow, RecordHead, RecordRow, SCHEMA_VERSION,
+    StateBackend, StateDump, StoreError, TargetRow,
 };
 
 const SCHEMA: &str = "
@@ -362,13 +362,18 @@ impl StateBackend for SqliteState {
         format!("state store {}", self.path)
     }
 
-    async fn records(&self, target: &str) -> Result<Vec<RecordRow>, StoreError> {
+    async fn records(&self, target: &str) -> Result<Vec<RecordHead>, StoreError> {
         self.with(|conn| {
             conn.prepare_cached(
-                "SELECT target, key, fingerprint, updated_at, sealed, written_at
-                 FROM write_records WHERE target = ?1",
+                "SELECT key, fingerprint, updated_at FROM write_records WHERE target = ?1",
             )?
-            .query_map([target], record_row)?
+            .query_map([target], |row| {
+                Ok(RecordHead {
+                    key: row.get(0)?,
+                    fingerprint: row.get(1)?,
+                    updated_at: row.get(2)?,
+                })
+            })?
             .collect()
         })
     }

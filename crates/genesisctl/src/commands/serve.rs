@@ -46,8 +46,9 @@ pub async fn run(ctx: Context<'_>, args: &ServeArgs) -> CmdResult {
     // routes and the background workers.
     let state =
         StateDir::new(config.state_dir.clone()).with_env_keys(&|name| std::env::var(name).ok())?;
-    let server_ctx: &'static Context<'static> =
-        Box::leak(Box::new(Context::new(quiet, config, state, given_tokens)));
+    let server_ctx: &'static Context<'static> = Box::leak(Box::new(
+        Context::new(quiet, config, state, given_tokens).serving(),
+    ));
     server_ctx.state.ensure()?;
     // rustls on `ring` for every client the server builds (platform adapters, deploy hooks).
     bridge_platforms::http::install_tls();

@@ -498,3 +498,81 @@ async fn a_state_directory_migrates_to_postgres_and_exports() {
     pg.drop_schema().await;
     other.drop_schema().await;
 }
+
+/// A server and a CI runner on one store: what the server's API applied, a runner from an
+/// empty directory neither rewrites nor doubts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_and_a_fresh_runner_share_the_store() {
+    use std::io::{BufRead, BufReader};
+    let Some(pg) = PgSchema::create().await else {
+        return;
+    };
+    bridge_platforms::http::install_tls();
+    let emu = bridge_emulators::start(github_only(Duration::ZERO))
+        .await
+        .unwrap();
+    let mut server_dir = runner(&emu, &pg.url(), &plain_env(SOURCE));
+    server_dir.env("ENVSYNC_TARGETS", "github");
+    let token = server_dir.run(&["token", "create", "--role", "admiral"]);
+    ok(&token);
+    let token = token.stdout.trim().to_owned();
+    let mut server = server_dir
+        .command(&["serve", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = server.stdout.take().unwrap();
+    let url = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("Listening on ").map(|u| u.trim().to_owned()))
+        .expect("a Listening line");
+    let applied = reqwest::Client::new()
+        .post(format!("{url}/envsync/apply/github"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let status = applied.status().as_u16();
+    assert_eq!(status, 200, "{}", applied.text().await.unwrap());
+    let github = emu.github().unwrap();
+    assert_eq!(github.take_write_log().len(), SOURCE.len());
+
+    let ci = runner(&emu, &pg.url(), &plain_env(SOURCE));
+    ok(&ci.run(&["env", "sync", "--target", "github"]));
+    assert!(
+        github.take_write_log().is_empty(),
+        "the runner rewrote the server's writes"
+    );
+    let verify = ci.run(&[
+        "env",
+        "verify",
+        "--platforms",
+        "local:.env,github",
+        "--output",
+        "json",
+    ]);
+    ok(&verify);
+    assert_eq!(verify.json()["proven"], true, "{verify:?}");
+    let events = ci.run(&[
+        "events",
+        "tail",
+        "--topic",
+        "envsync.commit",
+        "--output",
+        "json",
+    ]);
+    ok(&events);
+    assert!(
+        events.stdout.contains("\"origin\":\"api\""),
+        "the server's apply is in the shared history: {events:?}"
+    );
+    std::process::Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    let _ = server.wait();
+    emu.shutdown().await;
+    pg.drop_schema().await;
+}
