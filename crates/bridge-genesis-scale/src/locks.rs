@@ -11,10 +11,11 @@
 //! lock, not the row, is what excludes, so a row whose lock is no longer held is stale.
 //!
 //! `state unlock` ends the holder's lock session with `pg_terminate_backend`, which releases
-//! every lock that process held. The process itself is not stopped: break a lock only for a
-//! holder that is gone or hung.
+//! every lock that process held (and says which). The process itself is not stopped: break a
+//! lock only for a holder that is gone or hung.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use bridge_operations::OpsError;
 use bridge_operations::locks::{Attempt, BoxFuture, Holder, Lease, LockInfo, LockService, lock_id};
@@ -34,11 +35,25 @@ pub struct PgLocks {
     session: Arc<Session>,
 }
 
-/// The process's lock session, opened on first use and again after it was lost.
+/// The process's lock session, opened on first use and again after it was lost. Each
+/// opening has a generation: a lease taken on an earlier one died with it and must never
+/// touch the session that replaced it.
 #[derive(Default)]
 struct Session {
-    client: tokio::sync::Mutex<Option<Client>>,
+    current: tokio::sync::Mutex<Option<(u64, Client)>>,
+    opened: std::sync::atomic::AtomicU64,
 }
+
+/// Server-side keepalives for the lock session: a machine that vanishes without closing its
+/// connection is noticed within about a minute (30 s idle, then 3 probes 10 s apart), and its
+/// session ends with its locks. `idle_session_timeout` is off for the session, which is idle
+/// for as long as it holds a lock. Each is best effort (an older server lacks the last).
+const SESSION_SETTINGS: [&str; 4] = [
+    "SET tcp_keepalives_idle = 30",
+    "SET tcp_keepalives_interval = 10",
+    "SET tcp_keepalives_count = 3",
+    "SET idle_session_timeout = 0",
+];
 
 impl std::fmt::Debug for PgLocks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -70,7 +85,8 @@ impl PgLocks {
             .await
             .map_err(|e| locks.failed("read the current schema", e))?
             .get(0);
-        *locks.session.client.lock().await = Some(client);
+        let generation = locks.session.opened.fetch_add(1, Ordering::SeqCst) + 1;
+        *locks.session.current.lock().await = Some((generation, client));
         Ok(locks)
     }
 
@@ -81,7 +97,11 @@ impl PgLocks {
             .get()
             .await
             .map_err(|e| self.failed("connect", e))?;
-        Ok(pooled.detach())
+        let client = pooled.detach();
+        for setting in SESSION_SETTINGS {
+            let _ = client.batch_execute(setting).await;
+        }
+        Ok(client)
     }
 
     fn failed(&self, op: &'static str, e: tokio_postgres::Error) -> OpsError {
@@ -163,10 +183,11 @@ impl PgLocks {
     }
 }
 
-/// A held advisory lock, on the process's lock session.
+/// A held advisory lock, on the process's lock session of generation `generation`.
 struct PgLease {
     key: i64,
     scope: String,
+    generation: u64,
     session: Arc<Session>,
 }
 
@@ -187,9 +208,11 @@ impl Lease for PgLease {
             return;
         };
         runtime.spawn(async move {
-            let mut session = self.session.client.lock().await;
+            let mut session = self.session.current.lock().await;
             let released = match session.as_ref() {
-                Some(client) => client
+                // Taken on a session that has since been replaced: it died with that session.
+                Some((generation, _)) if *generation != self.generation => true,
+                Some((_, client)) => client
                     .query_typed_one(
                         // A data-modifying WITH runs whether or not it is read.
                         "WITH forgotten AS (
@@ -202,9 +225,8 @@ impl Lease for PgLease {
                     .is_ok_and(|r| r.get::<_, bool>(0)),
                 None => true,
             };
-            if !released {
-                // A session that cannot unlock is closed: the server then releases whatever
-                // it held, and the next lock opens a new one.
+            if !released && session.as_ref().is_some_and(|(_, c)| c.is_closed()) {
+                // The session died: its locks went with it, and the next lock opens a new one.
                 *session = None;
             }
             drop(session);
@@ -225,13 +247,16 @@ impl LockService for PgLocks {
         holder: &'a Holder,
     ) -> BoxFuture<'a, Result<Attempt, OpsError>> {
         Box::pin(async move {
-            let mut session = self.session.client.lock().await;
-            if session.as_ref().is_none_or(Client::is_closed) {
-                *session = Some(self.connect_session().await?);
+            let mut session = self.session.current.lock().await;
+            if session.as_ref().is_none_or(|(_, c)| c.is_closed()) {
+                let client = self.connect_session().await?;
+                let generation = self.session.opened.fetch_add(1, Ordering::SeqCst) + 1;
+                *session = Some((generation, client));
             }
-            let Some(client) = session.as_ref() else {
+            let Some((generation, client)) = session.as_ref() else {
                 unreachable!("set just above")
             };
+            let generation = *generation;
             let key = self.key(scope);
             let (id, pid) = (lock_id(scope), i64::from(holder.pid));
             // One statement: try the lock and, when it is had, say who has it.
@@ -260,15 +285,23 @@ impl LockService for PgLocks {
                 Ok(Some(_)) => {}
                 Ok(None) => return Ok(Attempt::Held(self.holder_of(client, scope).await)),
                 Err(e) => {
-                    // Closing the session releases whatever it holds, this lock included if
-                    // it was taken: a session that fails here is not to be trusted with them.
-                    *session = None;
+                    // The statement may have taken the lock before it failed (a session-level
+                    // lock outlives its statement): give this one back, and only this one,
+                    // since other tasks' locks live on the same session.
+                    if !client.is_closed() {
+                        let _ = client
+                            .query_typed("SELECT pg_advisory_unlock($1)", &[(&key, Type::INT8)])
+                            .await;
+                    } else {
+                        *session = None;
+                    }
                     return Err(self.failed("take a lock", e));
                 }
             }
             Ok(Attempt::Taken(Box::new(PgLease {
                 key,
                 scope: scope.to_owned(),
+                generation,
                 session: self.session.clone(),
             })))
         })
@@ -278,10 +311,13 @@ impl LockService for PgLocks {
         Box::pin(async move { Ok(self.held().await?.into_iter().map(|(l, _)| l).collect()) })
     }
 
-    fn force<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<LockInfo, OpsError>> {
+    fn force<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Vec<LockInfo>, OpsError>> {
         Box::pin(async move {
             let held = self.held().await?;
-            let Some((lock, backend)) = held.into_iter().find(|(l, _)| l.id == id || l.scope == id)
+            let Some(backend) = held
+                .iter()
+                .find(|(l, _)| l.id == id || l.scope == id)
+                .map(|(_, b)| *b)
             else {
                 return Err(OpsError::NotFound(format!(
                     "no lock {id} is held in the {}: see `genesisctl state locks`",
@@ -293,18 +329,32 @@ impl LockService for PgLocks {
                 .get()
                 .await
                 .map_err(|e| self.failed("connect", e))?;
-            client
+            let ended: bool = client
                 .query_one("SELECT pg_terminate_backend($1)", &[&backend])
                 .await
-                .map_err(|e| self.failed("end the holder's lock session", e))?;
+                .map_err(|e| self.failed("end the holder's lock session", e))?
+                .get(0);
+            if !ended {
+                return Err(OpsError::State(format!(
+                    "the {} did not end the holder's lock session (backend {backend}): the \
+                     lock is still held; ending it needs the role that opened it, or a \
+                     superuser",
+                    self.name
+                )));
+            }
+            // Every lock of that session went with it.
             client
                 .execute(
-                    "DELETE FROM bridge_locks WHERE scope = $1 AND backend_pid = $2",
-                    &[&lock.scope, &backend],
+                    "DELETE FROM bridge_locks WHERE backend_pid = $1",
+                    &[&backend],
                 )
                 .await
-                .map_err(|e| self.failed("forget the lock", e))?;
-            Ok(lock)
+                .map_err(|e| self.failed("forget the locks", e))?;
+            Ok(held
+                .into_iter()
+                .filter(|(_, b)| *b == backend)
+                .map(|(l, _)| l)
+                .collect())
         })
     }
 }

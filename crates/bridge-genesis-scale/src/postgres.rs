@@ -282,38 +282,45 @@ impl PostgresStore {
         let topics: Vec<&str> = events.iter().map(|e| e.topic().as_str()).collect();
         let whos: Vec<&str> = events.iter().map(NewEvent::who).collect();
         let payloads: Vec<&str> = events.iter().map(NewEvent::payload_json).collect();
-        tx.query_typed(
-            "INSERT INTO genesis_events (seq, topic, at_us, who, payload) \
-             SELECT s, t, $2, w, p FROM unnest($1::bigint[], $3::text[], $4::text[], $5::text[]) \
-             AS u(s, t, w, p)",
-            &[
-                (&seqs, Type::INT8_ARRAY),
-                (&at_us, Type::INT8),
-                (&topics, Type::TEXT_ARRAY),
-                (&whos, Type::TEXT_ARRAY),
-                (&payloads, Type::TEXT_ARRAY),
-            ],
-        )
-        .await
-        .map_err(self.err("append"))?;
-        tx.query_typed(
-            "INSERT INTO genesis_topic_counts (topic, events) \
-             SELECT t, count(*) FROM unnest($1::text[]) AS u(t) GROUP BY t \
-             ON CONFLICT (topic) DO UPDATE SET events = genesis_topic_counts.events + excluded.events",
-            &[(&topics, Type::TEXT_ARRAY)],
-        )
-        .await
-        .map_err(self.err("update topic counts"))?;
+        let last = last_seq.to_string();
+        // The three are independent: sent together, they cost one round trip, and the server
+        // runs them in the order sent (an error in one aborts the transaction for the rest).
+        let insert = async {
+            tx.query_typed(
+                "INSERT INTO genesis_events (seq, topic, at_us, who, payload) \
+                 SELECT s, t, $2, w, p FROM unnest($1::bigint[], $3::text[], $4::text[], $5::text[]) \
+                 AS u(s, t, w, p)",
+                &[
+                    (&seqs, Type::INT8_ARRAY),
+                    (&at_us, Type::INT8),
+                    (&topics, Type::TEXT_ARRAY),
+                    (&whos, Type::TEXT_ARRAY),
+                    (&payloads, Type::TEXT_ARRAY),
+                ],
+            )
+            .await
+            .map_err(self.err("append"))
+        };
+        let count = async {
+            tx.query_typed(
+                "INSERT INTO genesis_topic_counts (topic, events) \
+                 SELECT t, count(*) FROM unnest($1::text[]) AS u(t) GROUP BY t \
+                 ON CONFLICT (topic) DO UPDATE SET events = genesis_topic_counts.events + excluded.events",
+                &[(&topics, Type::TEXT_ARRAY)],
+            )
+            .await
+            .map_err(self.err("update topic counts"))
+        };
         // Delivered at COMMIT, to every listening process (this one included).
-        tx.query_typed(
-            "SELECT pg_notify($1, $2)",
-            &[
-                (&self.inner.channel, Type::TEXT),
-                (&last_seq.to_string(), Type::TEXT),
-            ],
-        )
-        .await
-        .map_err(self.err("notify"))?;
+        let notify = async {
+            tx.query_typed(
+                "SELECT pg_notify($1, $2)",
+                &[(&self.inner.channel, Type::TEXT), (&last, Type::TEXT)],
+            )
+            .await
+            .map_err(self.err("notify"))
+        };
+        tokio::try_join!(insert, count, notify)?;
         tx.commit().await.map_err(self.err("commit"))?;
         Ok(events
             .into_iter()
@@ -491,27 +498,35 @@ impl PostgresStore {
         start_after: u64,
     ) -> Result<u64, StoreError> {
         let client = self.inner.pool.get().await.map_err(self.err("connect"))?;
-        // A floor past the end would ack events that do not exist yet.
-        client
-            .query_typed(
-                "INSERT INTO genesis_consumers (name, pattern, acked_seq) \
-                 SELECT $1, $2, least($3, last_seq) FROM genesis_log_head \
-                 ON CONFLICT (name) DO NOTHING",
-                &[
-                    (&name, Type::TEXT),
-                    (&pattern.as_str(), Type::TEXT),
-                    (&to_i64(start_after), Type::INT8),
-                ],
-            )
-            .await
-            .map_err(self.err("open consumer"))?;
-        let row = client
-            .query_typed_one(
-                "SELECT pattern, acked_seq FROM genesis_consumers WHERE name = $1",
-                &[(&name, Type::TEXT)],
-            )
-            .await
-            .map_err(self.err("open consumer"))?;
+        // A floor past the end would ack events that do not exist yet. Both statements go
+        // together; the server runs the insert first.
+        let start = to_i64(start_after);
+        let pattern_text = pattern.as_str();
+        let insert = async {
+            client
+                .query_typed(
+                    "INSERT INTO genesis_consumers (name, pattern, acked_seq) \
+                     SELECT $1, $2, least($3, last_seq) FROM genesis_log_head \
+                     ON CONFLICT (name) DO NOTHING",
+                    &[
+                        (&name, Type::TEXT),
+                        (&pattern_text, Type::TEXT),
+                        (&start, Type::INT8),
+                    ],
+                )
+                .await
+                .map_err(self.err("open consumer"))
+        };
+        let read = async {
+            client
+                .query_typed_one(
+                    "SELECT pattern, acked_seq FROM genesis_consumers WHERE name = $1",
+                    &[(&name, Type::TEXT)],
+                )
+                .await
+                .map_err(self.err("open consumer"))
+        };
+        let (_, row) = tokio::try_join!(insert, read)?;
         let stored: String = row.get(0);
         if stored != pattern.as_str() {
             return Err(StoreError::ConsumerPatternMismatch {

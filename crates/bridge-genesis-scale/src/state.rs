@@ -233,7 +233,9 @@ impl PostgresState {
         move |e| state_error(&self.name, op, e)
     }
 
-    /// Runs one call within [`CALL_TIMEOUT`].
+    /// Runs one call within [`CALL_TIMEOUT`]. A call cut short may have committed (its
+    /// COMMIT sent, the answer lost): `Unavailable` then says the store could not be heard,
+    /// and what was written is for the journal to tell, as after a crash.
     async fn timed<T>(
         &self,
         op: &str,
@@ -599,17 +601,6 @@ impl StateBackend for PostgresState {
             let mut client = self.pool.get().await.map_err(self.err("connect"))?;
             let tx = client.transaction().await.map_err(self.err("begin"))?;
             let keys: Vec<&str> = landed.iter().map(LandedRow::key).collect();
-            tx.query_typed(
-                "UPDATE bridge_journal_ops SET done = true
-                 WHERE journal_id = $1 AND target = $2 AND key = ANY($3)",
-                &[
-                    (&journal, Type::INT8),
-                    (&target, Type::TEXT),
-                    (&keys, Type::TEXT_ARRAY),
-                ],
-            )
-            .await
-            .map_err(self.err("mark ops done"))?;
             let mut written = Vec::new();
             let mut deleted = Vec::new();
             for l in &landed {
@@ -629,15 +620,34 @@ impl StateBackend for PostgresState {
                     LandedRow::Deleted { key } => deleted.push(key.as_str()),
                 }
             }
-            self.upsert_records(&tx, &written).await?;
-            if !deleted.is_empty() {
-                tx.execute(
-                    "DELETE FROM bridge_write_records WHERE target = $1 AND key = ANY($2)",
-                    &[&target, &deleted],
+            // Sent together, run in order, committed as one: an op is never done without its
+            // record, nor recorded without being done.
+            let done = async {
+                tx.query_typed(
+                    "UPDATE bridge_journal_ops SET done = true
+                     WHERE journal_id = $1 AND target = $2 AND key = ANY($3)",
+                    &[
+                        (&journal, Type::INT8),
+                        (&target, Type::TEXT),
+                        (&keys, Type::TEXT_ARRAY),
+                    ],
                 )
                 .await
-                .map_err(self.err("forget deleted keys"))?;
-            }
+                .map_err(self.err("mark ops done"))
+            };
+            let recorded = self.upsert_records(&tx, &written);
+            let forgotten = async {
+                if deleted.is_empty() {
+                    return Ok(Vec::new());
+                }
+                tx.query_typed(
+                    "DELETE FROM bridge_write_records WHERE target = $1 AND key = ANY($2)",
+                    &[(&target, Type::TEXT), (&deleted, Type::TEXT_ARRAY)],
+                )
+                .await
+                .map_err(self.err("forget deleted keys"))
+            };
+            tokio::try_join!(done, recorded, forgotten)?;
             tx.commit().await.map_err(self.err("commit"))
         })
         .await
@@ -734,15 +744,13 @@ impl StateBackend for PostgresState {
     async fn claim_meta(&self, key: &str, value: &str) -> Result<String, StoreError> {
         self.timed("read the store's keys", async {
             let client = self.pool.get().await.map_err(self.err("connect"))?;
-            // One statement: the insert's row when it claimed the key, else the row there.
+            // One statement, which answers a row whoever got there first: a conflicting insert
+            // waits for the other claimer, then "updates" the row to itself and returns it.
             Ok(client
                 .query_one(
-                    "WITH claimed AS (
-                       INSERT INTO bridge_state_meta (key, value) VALUES ($1, $2)
-                       ON CONFLICT (key) DO NOTHING RETURNING value)
-                     SELECT value FROM claimed
-                     UNION ALL SELECT value FROM bridge_state_meta WHERE key = $1
-                     LIMIT 1",
+                    "INSERT INTO bridge_state_meta (key, value) VALUES ($1, $2)
+                     ON CONFLICT (key) DO UPDATE SET value = bridge_state_meta.value
+                     RETURNING value",
                     &[&key, &value],
                 )
                 .await
@@ -757,16 +765,16 @@ impl StateBackend for PostgresState {
         let values: Vec<&str> = pairs.iter().map(|(_, v)| *v).collect();
         self.timed("read the store's keys", async {
             let client = self.pool.get().await.map_err(self.err("connect"))?;
-            // One statement: what it claimed now, else what was there (the statement's
-            // snapshot of the table predates its own insert, so each key comes from one side).
+            // One statement, which answers every key whoever claimed it first: a conflicting
+            // insert waits for the other claimer, then "updates" the row to itself and
+            // returns it (a DO NOTHING would return nothing, and a plain read could not see a
+            // row committed after the statement began).
             let rows = client
                 .query_typed(
-                    "WITH wanted AS (SELECT * FROM unnest($1::text[], $2::text[]) AS w (key, value)),
-                     claimed AS (
-                       INSERT INTO bridge_state_meta (key, value) SELECT key, value FROM wanted
-                       ON CONFLICT (key) DO NOTHING RETURNING key, value)
-                     SELECT w.key, coalesce(c.value, m.value) FROM wanted w
-                     LEFT JOIN claimed c USING (key) LEFT JOIN bridge_state_meta m USING (key)",
+                    "INSERT INTO bridge_state_meta (key, value)
+                     SELECT * FROM unnest($1::text[], $2::text[])
+                     ON CONFLICT (key) DO UPDATE SET value = bridge_state_meta.value
+                     RETURNING key, value",
                     &[(&keys, Type::TEXT_ARRAY), (&values, Type::TEXT_ARRAY)],
                 )
                 .await
@@ -774,8 +782,8 @@ impl StateBackend for PostgresState {
             keys.iter()
                 .map(|k| {
                     rows.iter()
-                        .find(|r| r.get::<_, &str>(0) == *k)
-                        .map(|r| r.get::<_, String>(1))
+                        .find(|r| r.try_get::<_, &str>(0).is_ok_and(|key| key == *k))
+                        .and_then(|r| r.try_get::<_, String>(1).ok())
                         .ok_or_else(|| StoreError::Corrupt(format!("setting {k} vanished")))
                 })
                 .collect()

@@ -587,15 +587,18 @@ impl<'h> Operations<'h> {
 
     /// Breaks the apply lock `id` (`genesisctl state unlock ID`), announced as
     /// `envsync.complete` with `action: unlock`, so the ledger keeps who broke whose lock.
-    pub async fn unlock(&self, id: &str, origin: Origin) -> Result<LockInfo, OpsError> {
+    /// Answers every lock broken with it (a holder's locks share one session).
+    pub async fn unlock(&self, id: &str, origin: Origin) -> Result<Vec<LockInfo>, OpsError> {
         let broken = self.host.locks().await?.force(id).await?;
-        if let Some(bus) = self.bus().await
-            && let Err(e) = events::unlocked(&bus, &origin, &broken).await
-        {
-            self.host.warn(&format!(
-                "the lock {} was broken but its event was not published: {e}",
-                broken.id
-            ));
+        if let Some(bus) = self.bus().await {
+            for lock in &broken {
+                if let Err(e) = events::unlocked(&bus, &origin, lock).await {
+                    self.host.warn(&format!(
+                        "the lock {} was broken but its event was not published: {e}",
+                        lock.id
+                    ));
+                }
+            }
         }
         Ok(broken)
     }

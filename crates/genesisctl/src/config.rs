@@ -594,9 +594,16 @@ impl Config {
             .iter()
             .filter_map(|d| {
                 let (value, origin) = typed.get(d.name)?;
+                // A store or bus URL may carry a password: shown without it.
+                let value = match (d.name, value.to_json()) {
+                    ("store" | "bus", serde_json::Value::String(url)) => {
+                        serde_json::Value::String(crate::store::redact_url(&url))
+                    }
+                    (_, json) => json,
+                };
                 Some(ShownSetting {
                     name: d.name.into(),
-                    value: value.to_json(),
+                    value,
                     origin: origin.to_string(),
                     env: d.env,
                     help: d.help,

@@ -207,7 +207,7 @@ impl<'a> Context<'a> {
     }
 
     /// What `--store` names.
-    pub fn store_url(&self) -> crate::store::StoreUrl {
+    pub fn store_url(&self) -> Result<crate::store::StoreUrl> {
         crate::store::StoreUrl::parse(&self.config.store_url)
     }
 
@@ -217,7 +217,7 @@ impl<'a> Context<'a> {
         if let Some(store) = self.state_store.get() {
             return Ok(Some(store.clone()));
         }
-        let url = self.store_url();
+        let url = self.store_url()?;
         let opened = crate::store::open_state(&url, &self.state, create, self.connections);
         let Some(store) = opened.await? else {
             return Ok(None);
@@ -393,7 +393,9 @@ impl Host for Context<'_> {
 
     fn locks(&self) -> BoxFuture<'_, Result<Arc<dyn bridge_operations::LockService>, OpsError>> {
         Box::pin(async move {
-            let url = self.store_url();
+            let url = self
+                .store_url()
+                .map_err(|e| OpsError::Input(format!("{e:#}")))?;
             self.locks
                 .get_or_try_init(|| crate::store::open_locks(&url, &self.state))
                 .await

@@ -30,7 +30,10 @@ pub async fn connect_bus(config: &Config, state: &StateDir, connections: usize) 
                 .with_context(|| format!("connecting to the --bus NATS server {server}"))?,
         )
     } else if !bus_url.is_empty() {
-        bail!("--bus {bus_url}: expected nats://HOST:PORT, or nothing for the store itself");
+        bail!(
+            "--bus {}: expected nats://HOST:PORT, or nothing for the store itself",
+            crate::store::redact_url(bus_url)
+        );
     } else if url.is_empty() {
         state.ensure()?;
         let path = state.path().join(EVENTS_FILE);
@@ -50,8 +53,9 @@ pub async fn connect_bus(config: &Config, state: &StateDir, connections: usize) 
         )
     } else {
         bail!(
-            "--store {url}: expected sqlite://PATH (the default is SQLite in the state \
-             directory) or postgres://USER@HOST/DB"
+            "--store {}: expected sqlite://PATH (the default is SQLite in the state \
+             directory) or postgres://USER@HOST/DB",
+            crate::store::redact_url(url)
         );
     };
     let mode = if config.strict_policy {

@@ -33,14 +33,49 @@ pub enum StoreUrl {
 }
 
 impl StoreUrl {
-    pub fn parse(url: &str) -> Self {
+    /// Empty or `sqlite://…` is the local store, `postgres://` or `postgresql://` (any case)
+    /// a shared one; anything else is refused rather than quietly kept local.
+    pub fn parse(url: &str) -> Result<Self> {
         let url = url.trim();
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            StoreUrl::Postgres(url.to_owned())
-        } else {
-            StoreUrl::Local
+        let scheme = url
+            .split_once("://")
+            .map(|(scheme, _)| scheme.to_ascii_lowercase());
+        match scheme.as_deref() {
+            None if url.is_empty() => Ok(StoreUrl::Local),
+            Some("sqlite") => Ok(StoreUrl::Local),
+            Some("postgres" | "postgresql") => Ok(StoreUrl::Postgres(url.to_owned())),
+            _ => anyhow::bail!(
+                "--store {}: expected sqlite://PATH (the default is SQLite in the state \
+                 directory) or postgres://USER@HOST/DB",
+                redact_url(url)
+            ),
         }
     }
+}
+
+/// `url` with its password, if any, replaced by `***`: for messages and `config show`.
+/// Covers `scheme://user:password@host…` and `password=…` in query strings and key/value
+/// connection strings.
+pub fn redact_url(url: &str) -> String {
+    let mut out = url.to_owned();
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let authority = &rest[..authority_end];
+        if let Some((userinfo, host)) = authority.rsplit_once('@')
+            && let Some((user, _)) = userinfo.split_once(':')
+        {
+            out = format!("{scheme}://{user}:***@{host}{}", &rest[authority_end..]);
+        }
+    }
+    let lower = out.to_ascii_lowercase();
+    if let Some(at) = lower.find("password=") {
+        let start = at + "password=".len();
+        let end = out[start..]
+            .find(['&', ' '])
+            .map_or(out.len(), |i| start + i);
+        out.replace_range(start..end, "***");
+    }
+    out
 }
 
 /// Opens the state store `url` names, checked against this run's fingerprint and state keys.
@@ -90,5 +125,54 @@ pub async fn open_locks(url: &StoreUrl, dir: &StateDir) -> Result<Arc<dyn LockSe
                 .await
                 .context("opening the --store PostgreSQL apply locks")?,
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_show() {
+        for (url, shown) in [
+            (
+                "postgres://bridge:hunter2@db.internal:5432/bridge",
+                "postgres://bridge:***@db.internal:5432/bridge",
+            ),
+            (
+                "postgresql://u:p%40ss@h/db?sslmode=require",
+                "postgresql://u:***@h/db?sslmode=require",
+            ),
+            (
+                "postgres://u@h/db?password=hunter2&x=1",
+                "postgres://u@h/db?password=***&x=1",
+            ),
+            (
+                "host=db user=u password=hunter2 dbname=b",
+                "host=db user=u password=*** dbname=b",
+            ),
+            ("postgres://u@h/db", "postgres://u@h/db"),
+        ] {
+            assert_eq!(redact_url(url), shown);
+        }
+    }
+
+    #[test]
+    fn store_urls_are_chosen_strictly() {
+        assert_eq!(StoreUrl::parse("").unwrap(), StoreUrl::Local);
+        assert_eq!(
+            StoreUrl::parse("sqlite:///tmp/e.db").unwrap(),
+            StoreUrl::Local
+        );
+        assert!(matches!(
+            StoreUrl::parse("POSTGRES://u@h/db").unwrap(),
+            StoreUrl::Postgres(_)
+        ));
+        let err = StoreUrl::parse("mysql://u:hunter2@h/db")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("mysql://u:***@h/db"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(StoreUrl::parse("db.internal").is_err());
     }
 }

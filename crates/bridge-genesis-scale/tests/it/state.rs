@@ -95,6 +95,63 @@ async fn migrations_run_once_and_a_newer_schema_is_refused() {
     drop_schemas(&url, &[schema]).await;
 }
 
+/// First starts at once record one pair of key ids: every runner with the same keys is let
+/// in, and none sees a missing row (a claim that lost the race still answers the winner's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_key_checks_agree() {
+    let Some(url) = services::postgres().await else {
+        return;
+    };
+    let schema = services::unique("state_keys");
+    let sealer = bridge_sync::sealing::Sealer::from_secret_bytes([7; 32]);
+    let checks = (0..8).map(|_| {
+        let (url, schema, sealer) = (url.clone(), schema.clone(), sealer.clone());
+        tokio::spawn(async move {
+            let backend = PostgresState::connect(&url, Some(&schema)).await?;
+            let store = bridge_sync::store::StateStore::new(Arc::new(backend), sealer);
+            store.check_keys("same-key-id").await
+        })
+    });
+    for check in futures_util::future::join_all(checks).await {
+        check.unwrap().unwrap();
+    }
+    // The race made certain: another runner's claim is in flight (inserted, not committed)
+    // when this one claims; it waits, and must then answer the other's row.
+    let raced = services::unique("state_keys_race");
+    let backend = PostgresState::connect(&url, Some(&raced)).await.unwrap();
+    let store = bridge_sync::store::StateStore::new(Arc::new(backend), sealer.clone());
+    let (mut other, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let tx = other.transaction().await.unwrap();
+    tx.execute(
+        &format!(
+            "INSERT INTO \"{raced}\".bridge_state_meta (key, value) VALUES ($1, $2), ($3, $4)"
+        ),
+        &[
+            &"fingerprint_key_id",
+            &"same-key-id",
+            &"state_key_id",
+            &sealer.key_id(),
+        ],
+    )
+    .await
+    .unwrap();
+    let claim = tokio::spawn(async move { store.check_keys("same-key-id").await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    tx.commit().await.unwrap();
+    claim.await.unwrap().unwrap();
+    drop_schemas(&url, &[raced]).await;
+    let backend = PostgresState::connect(&url, Some(&schema)).await.unwrap();
+    let other = bridge_sync::store::StateStore::new(Arc::new(backend), sealer);
+    assert!(matches!(
+        other.check_keys("another-key-id").await,
+        Err(StoreError::FingerprintKeyMismatch { .. })
+    ));
+    drop_schemas(&url, &[schema]).await;
+}
+
 /// An unreachable server is `Unavailable`, naming the store and not its password.
 #[tokio::test]
 async fn an_unreachable_store_says_so_without_its_password() {
@@ -160,7 +217,8 @@ async fn advisory_locks_exclude_across_stores_and_die_with_their_session() {
 
     // Broken by hand: the holder's session ends, and the lock with it.
     let broken = a.force(&locks::lock_id(&scope)).await.unwrap();
-    assert_eq!(broken.scope, scope);
+    assert_eq!(broken.len(), 1);
+    assert_eq!(broken[0].scope, scope);
     let after = take(&a, &scope, Duration::from_secs(2))
         .await
         .expect("broken");
@@ -168,10 +226,22 @@ async fn advisory_locks_exclude_across_stores_and_die_with_their_session() {
         b.force("0000000000000000").await,
         Err(OpsError::NotFound(_))
     ));
-    // The broken lease's release finds its session gone and does no harm.
+    // b's next lock opens a new session; releasing the lease that died with the old one
+    // must leave the new session, and the lock on it, alone.
+    let other = "render:srv-locks-2";
+    let on_new_session = take(&b, other, Duration::from_secs(2))
+        .await
+        .expect("new session");
     again.release(Box::new(()));
-    after.release(Box::new(()));
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(a.list().await.unwrap().is_empty());
+    let c = PgLocks::connect(&url, Some(&schema)).await.unwrap();
+    assert!(
+        take(&c, other, Duration::from_millis(100)).await.is_none(),
+        "releasing a dead session's lease freed a lock held on its successor"
+    );
+    on_new_session.release(Box::new(()));
+    after.release(Box::new(()));
+    assert!(take(&c, other, Duration::from_secs(2)).await.is_some());
+    tokio::time::sleep(Duration::from_millis(200)).await;
     drop_schemas(&url, &[schema]).await;
 }

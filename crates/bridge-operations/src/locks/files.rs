@@ -153,7 +153,7 @@ impl LockService for FileLocks {
         Box::pin(async move { self.held() })
     }
 
-    fn force<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<LockInfo, OpsError>> {
+    fn force<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Vec<LockInfo>, OpsError>> {
         Box::pin(async move {
             let held = self.held()?;
             let Some(lock) = held.into_iter().find(|l| l.id == id || l.scope == id) else {

@@ -33,6 +33,9 @@ use crate::OpsError;
 /// How often a lock held by another process is tried again.
 const RETRY: Duration = Duration::from_millis(50);
 
+/// The least time one try at a lock is given, even at the deadline.
+const MIN_TRY: Duration = Duration::from_secs(5);
+
 type Table = Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>;
 
 static IN_PROCESS: LazyLock<Table> = LazyLock::new(|| Mutex::new(HashMap::new()));
@@ -126,8 +129,8 @@ pub trait LockService: Send + Sync {
     /// The locks held now.
     fn list(&self) -> BoxFuture<'_, Result<Vec<LockInfo>, OpsError>>;
     /// Breaks the lock `id` (see each service for what that does to its holder), answering
-    /// what it broke.
-    fn force<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<LockInfo, OpsError>>;
+    /// every lock that went with it.
+    fn force<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Vec<LockInfo>, OpsError>>;
 }
 
 pub use crate::host::BoxFuture;
@@ -195,7 +198,21 @@ pub async fn acquire_saying(
             .map_err(|_| busy(scope, "another apply in this process", timeout))?;
         let mut told = false;
         let lease = loop {
-            match service.try_lock(scope, &holder).await? {
+            // A try that gets no answer (a store that went silent) is bounded by the same
+            // deadline as the wait, and stalls no other scope's turn beyond it.
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .max(MIN_TRY);
+            let attempt = tokio::time::timeout(left, service.try_lock(scope, &holder))
+                .await
+                .map_err(|_| {
+                    OpsError::State(format!(
+                        "{} did not answer when asked for the lock of {scope} within {}",
+                        service.describe(),
+                        span(left)
+                    ))
+                })??;
+            match attempt {
                 Attempt::Taken(lease) => break lease,
                 Attempt::Held(by) if Instant::now() < deadline => {
                     if !told {

@@ -45,7 +45,8 @@ pub enum StoreError {
         #[source]
         source: BoxError,
     },
-    /// The backend could not be reached: nothing was written by the call that says so.
+    /// The backend could not be reached, or did not answer in time. A write it cut short may
+    /// or may not have committed: as after a crash, the journal says which.
     #[error("{store} is unreachable: {source}")]
     Unavailable {
         store: String,

@@ -149,12 +149,21 @@ async fn unlock(ctx: &Context<'_>, id: &str, yes: bool) -> CmdResult {
     }
     let broken = ops.unlock(&lock.id, Origin::Cli).await?;
     if ctx.shell.is_json() {
+        let list: Vec<_> = broken.iter().map(lock_json).collect();
         ctx.shell
-            .print_json(&json!({ "unlocked": lock_json(&broken) }))
+            .print_json(&json!({ "unlocked": list }))
             .map_err(anyhow::Error::from)?;
     } else {
-        ctx.shell
-            .status("Unlocked", format!("{} ({})", broken.scope, broken.id));
+        for lock in &broken {
+            ctx.shell
+                .status("Unlocked", format!("{} ({})", lock.scope, lock.id));
+        }
+        if broken.len() > 1 {
+            ctx.shell.warn(format!(
+                "the holder's {} locks shared one session, and all were released",
+                broken.len()
+            ));
+        }
     }
     Ok(Code::Ok)
 }
@@ -253,9 +262,17 @@ async fn import(ctx: &Context<'_>, file: &Path) -> CmdResult {
         )
         .into());
     }
-    let url = ctx.store_url();
+    let url = ctx.store_url()?;
     let (records, journals) = (export.state.records.len(), export.state.journals.len());
     check_keys(&ctx.state, &export.state)?;
+    // The event log is checked before anything is written, so a refusal leaves the store as
+    // it was (the state import refuses a store with records or journals on its own).
+    let events_store = match &url {
+        StoreUrl::Postgres(url) if !export.events.is_empty() => {
+            Some(empty_event_store(url, "--store").await?)
+        }
+        _ => None,
+    };
     let store = ctx
         .open_state_store(true)
         .await
@@ -266,9 +283,10 @@ async fn import(ctx: &Context<'_>, file: &Path) -> CmdResult {
         .import(export.state)
         .await
         .map_err(|e| store_failure(e.into()))?;
-    let events = match &url {
-        StoreUrl::Postgres(url) => import_events(url, &export.events).await?,
-        StoreUrl::Local if !export.events.is_empty() => {
+    let events = match (&url, &events_store) {
+        (StoreUrl::Postgres(_), Some(store)) => import_events(store, &export.events).await?,
+        (StoreUrl::Postgres(_), None) => 0,
+        (StoreUrl::Local, _) if !export.events.is_empty() => {
             ctx.shell.warn(format!(
                 "{} events were not imported: a local store keeps its events in events.db, \
                  which a backup of the state directory restores",
@@ -276,7 +294,7 @@ async fn import(ctx: &Context<'_>, file: &Path) -> CmdResult {
             ));
             0
         }
-        StoreUrl::Local => 0,
+        (StoreUrl::Local, _) => 0,
     };
     report(
         ctx,
@@ -313,15 +331,39 @@ fn check_keys(dir: &StateDir, dump: &StateDump) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn import_events(url: &str, events: &[ExportedEvent]) -> Result<usize, Failure> {
+/// The event store at `url`, refused unless its log is empty (`flag` names where the URL came
+/// from).
+async fn empty_event_store(
+    url: &str,
+    flag: &str,
+) -> Result<bridge_genesis_scale::PostgresStore, Failure> {
+    let store = bridge_genesis_scale::PostgresStore::connect(url)
+        .await
+        .with_context(|| format!("connecting to the {flag} PostgreSQL event store"))
+        .map_err(store_failure)?;
+    let last = store
+        .last_seq()
+        .await
+        .context("reading the event log's end")
+        .map_err(store_failure)?;
+    if last > 0 {
+        return Err(anyhow!(
+            "the {flag} event log already holds {last} events; import only into an empty \
+             store, so that two histories are never mixed"
+        )
+        .into());
+    }
+    Ok(store)
+}
+
+async fn import_events(
+    store: &bridge_genesis_scale::PostgresStore,
+    events: &[ExportedEvent],
+) -> Result<usize, Failure> {
     let events: Vec<Event> = events
         .iter()
         .map(ExportedEvent::event)
         .collect::<anyhow::Result<_>>()?;
-    let store = bridge_genesis_scale::PostgresStore::connect(url)
-        .await
-        .context("connecting to the --store PostgreSQL event store")
-        .map_err(store_failure)?;
     store
         .import_events(&events)
         .await
@@ -356,9 +398,10 @@ fn report(
 }
 
 async fn migrate(ctx: &Context<'_>, from: &Path, to: &str) -> CmdResult {
-    let StoreUrl::Postgres(url) = StoreUrl::parse(to) else {
+    let Ok(StoreUrl::Postgres(url)) = StoreUrl::parse(to) else {
         return Err(anyhow!(
-            "--to {to}: expected postgres://USER@HOST/DB (a store every runner can reach)"
+            "--to {}: expected postgres://USER@HOST/DB (a store every runner can reach)",
+            crate::store::redact_url(to)
         )
         .into());
     };
@@ -397,6 +440,8 @@ async fn migrate(ctx: &Context<'_>, from: &Path, to: &str) -> CmdResult {
         Vec::new()
     };
 
+    // Both logs are checked empty before anything is written.
+    let pg_events = empty_event_store(&url, "--to").await?;
     let backend = bridge_genesis_scale::PostgresState::connect(&url, None)
         .await
         .context("opening the --to PostgreSQL state store")
@@ -407,10 +452,6 @@ async fn migrate(ctx: &Context<'_>, from: &Path, to: &str) -> CmdResult {
         .import(dump.clone())
         .await
         .map_err(|e| store_failure(e.into()))?;
-    let pg_events = bridge_genesis_scale::PostgresStore::connect(&url)
-        .await
-        .context("connecting to the --to PostgreSQL event store")
-        .map_err(store_failure)?;
     pg_events
         .import_events(&events)
         .await
