@@ -410,9 +410,15 @@ impl PostgresStore {
         }
         let mut sql =
             String::from("SELECT seq, topic, at_us, who, payload FROM genesis_events WHERE true");
-        let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+        // Each bound value with its type, so the read is one round trip (no prepare).
+        let mut args: Vec<(Box<dyn ToSql + Sync + Send>, Type)> = Vec::new();
         let mut bound = |sql: &mut String, clause: &str, value: Box<dyn ToSql + Sync + Send>| {
-            args.push(value);
+            let kind = if clause.contains("topic") {
+                Type::TEXT
+            } else {
+                Type::INT8
+            };
+            args.push((value, kind));
             sql.push_str(&clause.replace('?', &format!("${}", args.len())));
         };
         if let Some(after) = q.after_seq {
@@ -453,13 +459,13 @@ impl PostgresStore {
             Order::Descending => " ORDER BY seq DESC",
         });
         bound(&mut sql, " LIMIT ?", Box::new(limit as i64));
-        let params: Vec<&(dyn ToSql + Sync)> = args
+        let params: Vec<(&(dyn ToSql + Sync), Type)> = args
             .iter()
-            .map(|a| a.as_ref() as &(dyn ToSql + Sync))
+            .map(|(a, t)| (a.as_ref() as &(dyn ToSql + Sync), t.clone()))
             .collect();
         let client = self.inner.pool.get().await.map_err(self.err("connect"))?;
         let rows = client
-            .query(&sql, &params)
+            .query_typed(&sql, &params)
             .await
             .map_err(self.err("read history"))?;
         rows.iter()
