@@ -37,7 +37,8 @@ impl PgBackend {
     }
 }
 
-async fn drop_schemas(url: &str, schemas: &[String]) {
+/// Drops `schemas` (and what they hold): a passed test's cleanup.
+pub(crate) async fn drop_schemas(url: &str, schemas: &[String]) {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .expect("connect for cleanup");

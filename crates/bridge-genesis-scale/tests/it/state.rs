@@ -10,20 +10,8 @@ use bridge_operations::OpsError;
 use bridge_operations::locks::{self, LockService};
 use bridge_sync::store::{StateBackend, StoreError, conformance};
 
+use crate::postgres::drop_schemas;
 use crate::services;
-
-async fn drop_schemas(url: &str, schemas: &[String]) {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .expect("connect for cleanup");
-    tokio::spawn(connection);
-    for schema in schemas {
-        client
-            .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-            .await
-            .expect("drop schema");
-    }
-}
 
 #[tokio::test]
 async fn postgres_state_passes_the_conformance_suite() {
