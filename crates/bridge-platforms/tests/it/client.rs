@@ -296,20 +296,27 @@ async fn the_total_time_bound_ends_the_retries() {
     };
     let client = Client::new(options).unwrap();
     let started = Instant::now();
-    let response = bounded(client.send(Request::get(&server.url("/x"))))
-        .await
-        .unwrap();
-    assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE);
+    // The bound ends the retries either with the last answer (the 503) or, when it falls
+    // during the last attempt (a loaded machine), with that attempt timed out: both are
+    // the bound at work, after several attempts and far fewer than allowed.
+    let attempts = match bounded(client.send(Request::get(&server.url("/x")))).await {
+        Ok(response) => {
+            assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE);
+            response.attempts
+        }
+        Err(HttpError::Transport {
+            kind: TransportKind::Timeout,
+            attempts,
+            ..
+        }) => attempts,
+        Err(other) => panic!("ended otherwise than by the time bound: {other:?}"),
+    };
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "{:?}",
         started.elapsed()
     );
-    assert!(
-        response.attempts > 1 && response.attempts < 50,
-        "{}",
-        response.attempts
-    );
+    assert!(attempts > 1 && attempts < 50, "{attempts}");
 }
 
 #[tokio::test]
