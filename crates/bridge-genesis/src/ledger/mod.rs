@@ -3,15 +3,17 @@
 //! - Entries ([`NewEntry`] in, [`LedgerEntry`] out) are hashed as RFC 6962 leaves over their
 //!   canonical JSON ([`record`](LedgerEntry::canonical_bytes)); the tree is the RFC 6962 /
 //!   RFC 9162 Merkle tree.
-//! - [`Ledger`] stores them in SQLite (WAL, `synchronous=FULL`) and keeps the tree's right edge
-//!   in memory, so an append costs O(log n) hashes and never reads old leaves.
+//! - [`Ledger`] keeps the tree's right edge in memory, so an append costs O(log n) hashes and
+//!   never reads old leaves. Its rows live in a [`LedgerRows`] backend: [`SqliteRows`] (WAL,
+//!   `synchronous=FULL`) by default, or the shared PostgreSQL store.
 //! - [`Ledger::checkpoint`] signs a C2SP `tlog-checkpoint` note with Ed25519 after proving the
 //!   new tree extends the last signed one; every checkpoint is kept.
 //! - Inclusion and consistency proofs, and their verifiers ([`verify_inclusion`],
 //!   [`verify_consistency`], [`verify_checkpoint`], [`verify_proof_json`]), need only hashes and
 //!   the public key, so anyone can check them offline.
 //! - [`Ledger::verify`] / [`verify_file`] recompute everything from the stored rows and name
-//!   the first entry or checkpoint that does not add up.
+//!   the first entry or checkpoint that does not add up; another backend's rows are checked
+//!   by the same verifier through a [`VerifyImage`].
 //!
 //! Payloads must arrive redacted: whatever is appended is kept, in clear, forever.
 
@@ -20,6 +22,8 @@ mod checkpoint;
 mod merkle;
 mod proof;
 mod record;
+pub mod rows;
+mod sqlite;
 mod store;
 mod verify;
 
@@ -34,6 +38,8 @@ pub use proof::{
     verify_proof_json,
 };
 pub use record::{LedgerEntry, NewEntry, canonical_json};
+pub use rows::LedgerRows;
+pub use sqlite::{SqliteRows, VerifyImage};
 pub use store::{Ledger, StoredCheckpoint};
 pub use verify::{Problem, VerifyReport, verify_file};
 
@@ -46,6 +52,20 @@ pub enum LedgerError {
     /// SQLite failed for a reason other than a damaged file (locked, I/O, full disk, ...).
     #[error("ledger storage failed: {0}")]
     Storage(#[source] rusqlite::Error),
+    /// A store other than SQLite answered with an error.
+    #[error("ledger storage {store} failed: {message}")]
+    Backend {
+        /// Where the rows are (never a password).
+        store: String,
+        message: String,
+    },
+    /// A store other than SQLite could not be reached (refused, reset, or no answer in time).
+    #[error("the ledger's store {store} is unreachable: {message}")]
+    Unavailable {
+        /// Where the rows are (never a password).
+        store: String,
+        message: String,
+    },
     /// The database file is not a database, or is truncated or corrupt.
     #[error("ledger database is corrupt or truncated: {0}")]
     Corrupt(String),

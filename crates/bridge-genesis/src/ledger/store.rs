@@ -1,4 +1,4 @@
-//! The [`Ledger`] handle: SQLite storage, appends, reads, checkpoints and proofs.
+//! The [`Ledger`] handle: appends, reads, checkpoints and proofs, over any [`LedgerRows`].
 //!
 //! The tree's right edge (one hash per set bit of the size) lives in memory and is rebuilt
 //! from the stored leaf hashes on open, so an append hashes O(log n) nodes and reads nothing.
@@ -9,13 +9,8 @@
 use std::io::Write;
 use std::ops::Range;
 use std::path::Path;
-use std::time::Duration;
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{Connection, OptionalExtension as _, Transaction, TransactionBehavior, params};
-
-use crate::sqlite_setup::retry_while_busy;
 use time::OffsetDateTime;
 
 use super::LedgerError;
@@ -26,38 +21,14 @@ use super::merkle::{
 };
 use super::proof::{ConsistencyProof, InclusionProof};
 use super::record::{LedgerEntry, NewEntry, canonical_json, format_timestamp, write_entry};
-use super::verify::{self, ROW_COLUMNS, RawRow, VerifyReport};
+use super::rows::{CheckpointRow, Checkpoints, EntryRow, LedgerRows};
+use super::sqlite::SqliteRows;
+use super::verify::VerifyReport;
 
 /// Subtrees of 2^CACHE_LEVEL leaves and larger are cached in memory.
 const CACHE_LEVEL: u32 = 8;
 /// Leaves per cached subtree at the lowest cached level: the most a proof reads from disk.
 const BLOCK: u64 = 1 << CACHE_LEVEL;
-
-// Table names carry a prefix because the ledger may share one SQLite file with the bus and
-// the other stores. STRICT makes SQLite refuse values of the wrong type.
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS ledger_meta (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-) STRICT;
-CREATE TABLE IF NOT EXISTS ledger_entries (
-    idx INTEGER PRIMARY KEY,
-    timestamp TEXT NOT NULL,
-    topic TEXT NOT NULL,
-    seq INTEGER,
-    payload TEXT NOT NULL,
-    leaf_hash BLOB NOT NULL
-) STRICT;
-CREATE TABLE IF NOT EXISTS ledger_checkpoints (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    size INTEGER NOT NULL,
-    root BLOB NOT NULL,
-    note TEXT NOT NULL,
-    created_at TEXT NOT NULL
-) STRICT;
-CREATE INDEX IF NOT EXISTS ledger_checkpoints_by_size ON ledger_checkpoints (size);
-CREATE INDEX IF NOT EXISTS ledger_entries_by_seq ON ledger_entries (seq) WHERE seq IS NOT NULL;
-";
 
 /// A checkpoint as stored: its row id and when it was made, besides the signed content.
 ///
@@ -113,12 +84,12 @@ impl Tree {
     }
 }
 
-/// A tamper-evident, append-only log of events in one SQLite file.
+/// A tamper-evident, append-only log of events.
 ///
 /// Not `Sync`: share it behind a mutex or give it to one task. Several handles (or processes)
-/// may append to one file; each picks up the others' entries at its next write.
+/// may append to one log; each picks up the others' entries at its next write.
 pub struct Ledger {
-    conn: Connection,
+    rows: Box<dyn LedgerRows>,
     origin: String,
     key: Option<SigningKey>,
     tree: Tree,
@@ -130,6 +101,7 @@ impl std::fmt::Debug for Ledger {
     // By hand, so that the signing key can never end up in a log line.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ledger")
+            .field("rows", &self.rows.describe())
             .field("origin", &self.origin)
             .field("len", &self.tree.size())
             .field("can_sign", &self.key.is_some())
@@ -156,27 +128,19 @@ impl Ledger {
         if !valid_origin(origin) {
             return Err(LedgerError::InvalidOrigin(origin.to_owned()));
         }
-        let conn = Connection::open(path)?;
-        let patience = Duration::from_secs(5);
-        conn.busy_timeout(patience)?;
-        retry_while_busy(&conn, patience, |conn| {
-            // WAL lets verifiers and proof readers run beside the writer; FULL makes a
-            // committed append survive a power cut, which is what an audit log promises.
-            conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
-            conn.pragma_update(None, "synchronous", "FULL")?;
-            let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
-            tx.execute_batch(SCHEMA)?;
-            tx.execute(
-                "INSERT OR IGNORE INTO ledger_meta (key, value) VALUES ('origin', ?1)",
-                [origin],
-            )?;
-            tx.commit()
-        })?;
-        let found: String = conn.query_row(
-            "SELECT value FROM ledger_meta WHERE key = 'origin'",
-            [],
-            |r| r.get(0),
-        )?;
+        Self::open_rows(Box::new(SqliteRows::open(path)?), origin, key)
+    }
+
+    /// Opens the ledger kept by `rows`, as [`open`](Self::open) does a file.
+    pub fn open_rows(
+        rows: Box<dyn LedgerRows>,
+        origin: &str,
+        key: Option<SigningKey>,
+    ) -> Result<Self, LedgerError> {
+        if !valid_origin(origin) {
+            return Err(LedgerError::InvalidOrigin(origin.to_owned()));
+        }
+        let found = rows.setup(origin)?;
         if found != origin {
             return Err(LedgerError::OriginMismatch {
                 expected: origin.to_owned(),
@@ -184,18 +148,23 @@ impl Ledger {
             });
         }
         let mut ledger = Ledger {
-            conn,
+            rows,
             origin: origin.to_owned(),
             key,
             tree: Tree::default(),
             damage: None,
         };
-        match catch_up(&ledger.conn, &mut ledger.tree) {
+        match catch_up(&*ledger.rows, &mut ledger.tree) {
             Ok(()) => {}
             Err(LedgerError::Damaged(why)) => ledger.damage = Some(why),
             Err(e) => return Err(e),
         }
         Ok(ledger)
+    }
+
+    /// Where the rows are kept, for messages.
+    pub fn describe(&self) -> String {
+        self.rows.describe()
     }
 
     /// The log's origin.
@@ -208,7 +177,7 @@ impl Ledger {
         self.key.as_ref().map(SigningKey::verifying_key)
     }
 
-    /// Number of entries (of the intact prefix, if the file is damaged).
+    /// Number of entries (of the intact prefix, if the log is damaged).
     pub fn len(&self) -> u64 {
         self.tree.size()
     }
@@ -223,22 +192,30 @@ impl Ledger {
         self.tree.root()
     }
 
-    /// Why the file cannot be extended, if it cannot.
+    /// Why the log cannot be extended, if it cannot.
     pub fn damage(&self) -> Option<&str> {
         self.damage.as_deref()
+    }
+
+    /// Picks up what other handles appended since this one last read or wrote.
+    pub fn refresh(&mut self) -> Result<(), LedgerError> {
+        self.intact()?;
+        let result = catch_up(&*self.rows, &mut self.tree);
+        self.note_damage(result)
     }
 
     /// Appends one entry in its own transaction; returns its index (for a bus event the
     /// ledger already records, the index it is recorded at).
     ///
-    /// Each call waits for an fsync; use [`append_batch`](Self::append_batch) for volume.
+    /// Each call waits for a durable commit; use [`append_batch`](Self::append_batch) for
+    /// volume.
     pub fn append(&mut self, entry: NewEntry) -> Result<u64, LedgerError> {
         let seq = entry.seq;
         if let Some(&index) = self.append_batch(std::slice::from_ref(&entry))?.first() {
             return Ok(index);
         }
         let recorded = match seq {
-            Some(seq) => recorded_at(&self.conn, sql_int(seq, "bus sequence")?)?,
+            Some(seq) => self.rows.index_of_seq(seq)?,
             None => None,
         };
         recorded
@@ -246,9 +223,9 @@ impl Ledger {
     }
 
     /// Appends entries in one transaction (all or none); returns the indexes of those
-    /// appended. A bus event is recorded once: an entry whose `seq` the file already holds
+    /// appended. A bus event is recorded once: an entry whose `seq` the log already holds
     /// (appended by another handle, thread or process) or that repeats one earlier in the
-    /// batch is left out, checked under the write lock, so feeders racing on one file cannot
+    /// batch is left out, checked under the write lock, so feeders racing on one log cannot
     /// record an event twice.
     pub fn append_batch(&mut self, entries: &[NewEntry]) -> Result<Vec<u64>, LedgerError> {
         self.intact()?;
@@ -258,14 +235,12 @@ impl Ledger {
         // Encode before taking the write lock, so the lock is held only for the inserts.
         let mut encoded = Vec::with_capacity(entries.len());
         for e in entries {
-            let seq = e.seq.map(|s| sql_int(s, "bus sequence")).transpose()?;
-            encoded.push((
-                format_timestamp(e.timestamp)?,
-                canonical_json(&e.payload),
-                seq,
-            ));
+            encoded.push(Encoded {
+                timestamp: format_timestamp(e.timestamp)?,
+                payload: canonical_json(&e.payload),
+            });
         }
-        let result = append_rows(&mut self.conn, &mut self.tree, entries, &encoded);
+        let result = append_rows(&*self.rows, &mut self.tree, entries, &encoded);
         self.note_damage(result)
     }
 
@@ -277,41 +252,38 @@ impl Ledger {
 
     /// The stored entries with indexes in `range`, in order.
     pub fn entries(&self, range: Range<u64>) -> Result<Vec<LedgerEntry>, LedgerError> {
-        let (start, end) = (sql_int(range.start, "index")?, sql_int_sat(range.end));
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT idx, timestamp, topic, seq, payload FROM ledger_entries
-             WHERE idx >= ?1 AND idx < ?2 ORDER BY idx",
-        )?;
-        let mut rows = stmt.query(params![start, end])?;
         let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            let index = u64::try_from(row.get::<_, i64>(0)?).unwrap_or_default();
-            let payload: String = row.get(4)?;
+        self.rows.scan_entries(range.start, range.end, &mut |row| {
+            let (index, row) = match row {
+                Ok(r) => (r.index, r),
+                Err((index, why)) => {
+                    return Err(LedgerError::Damaged(format!(
+                        "entry {} cannot be read: {why}",
+                        index.map_or_else(|| "?".to_owned(), |i| i.to_string())
+                    )));
+                }
+            };
+            let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
             out.push(LedgerEntry {
                 index,
-                timestamp: row.get(1)?,
-                topic: row.get(2)?,
-                seq: row
-                    .get::<_, Option<i64>>(3)?
-                    .map(|s| u64::try_from(s).unwrap_or_default()),
-                payload: serde_json::from_str(&payload)
+                timestamp: text(row.timestamp),
+                topic: text(row.topic),
+                seq: row.seq,
+                payload: serde_json::from_slice(row.payload)
                     .map_err(|_| LedgerError::Payload { index })?,
             });
-        }
+            Ok(())
+        })?;
         Ok(out)
     }
 
     /// Writes every entry as one line of canonical JSON (the exact bytes its leaf hashes, so
     /// `SHA-256(0x00 || line)` is its leaf hash); returns the number written.
     pub fn export_jsonl(&self, mut w: impl Write) -> Result<u64, LedgerError> {
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT {ROW_COLUMNS} FROM ledger_entries ORDER BY idx"
-        ))?;
-        let mut rows = stmt.query([])?;
         let mut buf = Vec::with_capacity(1024);
         let mut n = 0;
-        while let Some(row) = rows.next()? {
-            let r = RawRow::read(row)?.map_err(|(index, why)| {
+        self.rows.scan_entries(0, u64::MAX, &mut |row| {
+            let r = row.map_err(|(index, why)| {
                 LedgerError::Damaged(format!(
                     "entry {} cannot be exported: {why}",
                     index.map_or_else(|| "?".to_owned(), |i| i.to_string())
@@ -322,7 +294,8 @@ impl Ledger {
             buf.push(b'\n');
             w.write_all(&buf)?;
             n += 1;
-        }
+            Ok(())
+        })?;
         w.flush()?;
         Ok(n)
     }
@@ -339,32 +312,27 @@ impl Ledger {
         let Some(key) = self.key.as_ref() else {
             return Err(LedgerError::NoSigningKey);
         };
-        let result = sign_checkpoint(
-            &mut self.conn,
-            &mut self.tree,
-            &self.origin,
-            key,
-            &created_at,
-        );
+        let rows = &*self.rows;
+        let tree = &mut self.tree;
+        let origin = &self.origin;
+        let result = in_write_transaction(rows, || {
+            sign_checkpoint(rows, tree, origin, key, &created_at)
+        });
         self.note_damage(result)
     }
 
     /// The most recent checkpoint, as stored (not verified).
     pub fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, LedgerError> {
-        last_checkpoint(&self.conn)
+        last_checkpoint(&*self.rows)
     }
 
     /// Every checkpoint, oldest first, as stored (not verified).
     pub fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, LedgerError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT id, created_at, note FROM ledger_checkpoints ORDER BY id")?;
-        let rows = stmt.query_map([], checkpoint_row)?;
-        let mut out = Vec::new();
-        for row in rows {
-            out.push(parse_stored(row?)?);
-        }
-        Ok(out)
+        self.rows
+            .checkpoints(Checkpoints::All)?
+            .into_iter()
+            .map(parse_stored)
+            .collect()
     }
 
     /// The root of the tree of the first `size` entries.
@@ -377,7 +345,7 @@ impl Ledger {
         if size == 0 {
             return Ok(EMPTY_ROOT);
         }
-        StoredNodes::new(&self.conn, &self.tree).subtree(0, size)
+        StoredNodes::new(&*self.rows, &self.tree).subtree(0, size)
     }
 
     /// Proof that entry `index` is in the tree of the first `size` entries, with the latest
@@ -385,7 +353,7 @@ impl Ledger {
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<InclusionProof, LedgerError> {
         self.intact()?;
         self.check_size(size)?;
-        let mut src = StoredNodes::new(&self.conn, &self.tree);
+        let mut src = StoredNodes::new(&*self.rows, &self.tree);
         let audit_path = inclusion_path_in(&mut src, index, size)?;
         let leaf_hash = src.subtree(index, index + 1)?;
         let root = if size == self.tree.size() {
@@ -408,18 +376,17 @@ impl Ledger {
     pub fn consistency_proof(&self, m: u64, n: u64) -> Result<Vec<Hash>, LedgerError> {
         self.intact()?;
         self.check_size(n)?;
-        consistency_path_in(&mut StoredNodes::new(&self.conn, &self.tree), m, n)
+        consistency_path_in(&mut StoredNodes::new(&*self.rows, &self.tree), m, n)
     }
 
     /// The latest signed checkpoint stored for exactly `size` entries, if any.
     fn signed_note(&self, size: u64) -> Result<Option<String>, LedgerError> {
         Ok(self
-            .conn
-            .prepare_cached(
-                "SELECT note FROM ledger_checkpoints WHERE size = ?1 ORDER BY id DESC LIMIT 1",
-            )?
-            .query_row([sql_int(size, "tree size")?], |r| r.get::<_, String>(0))
-            .optional()?)
+            .rows
+            .checkpoints(Checkpoints::LatestOfSize(size))?
+            .into_iter()
+            .next()
+            .map(|c| c.note))
     }
 
     /// A portable proof that the signed tree of `n` entries extends the signed tree of `m`,
@@ -466,7 +433,7 @@ impl Ledger {
     /// Recomputes everything from the stored rows; see [`VerifyReport`]. Corruption is a
     /// finding, not an error; errors are left for conditions such as a locked database.
     pub fn verify(&self, key: &VerifyingKey) -> Result<VerifyReport, LedgerError> {
-        verify::run(&self.conn, &self.origin, key)
+        self.rows.verify(&self.origin, key)
     }
 
     fn intact(&self) -> Result<(), LedgerError> {
@@ -496,17 +463,23 @@ impl Ledger {
     }
 }
 
+/// An entry's encoded parts, made before the write lock is taken.
+struct Encoded {
+    timestamp: String,
+    payload: Vec<u8>,
+}
+
 fn append_rows(
-    conn: &mut Connection,
+    rows: &dyn LedgerRows,
     tree: &mut Tree,
     entries: &[NewEntry],
     encoded: &[Encoded],
 ) -> Result<Vec<u64>, LedgerError> {
-    // IMMEDIATE takes the write lock now, so the tail we catch up to (and the events it
-    // records) cannot move under us.
-    let hashes = in_immediate_transaction(conn, |tx| {
-        let keep = unrecorded(tx, encoded)?;
-        insert_rows(tx, tree, entries, encoded, &keep)
+    // The write transaction excludes every other writer, so the tail we catch up to (and the
+    // events it records) cannot move under us.
+    let hashes = in_write_transaction(rows, || {
+        let keep = unrecorded(rows, entries)?;
+        insert_rows(rows, tree, entries, encoded, &keep)
     })?;
     let start = tree.size();
     let added = hashes.len() as u64;
@@ -517,30 +490,18 @@ fn append_rows(
     Ok((start..start + added).collect())
 }
 
-type Encoded = (String, Vec<u8>, Option<i64>);
-
-/// The positions in a batch of the entries that record no bus event the file already
+/// The positions in a batch of the entries that record no bus event the log already
 /// holds, nor one recorded earlier in the same batch.
-fn unrecorded(tx: &Connection, encoded: &[Encoded]) -> Result<Vec<usize>, LedgerError> {
-    let seqs = || encoded.iter().filter_map(|(_, _, seq)| *seq);
+fn unrecorded(rows: &dyn LedgerRows, entries: &[NewEntry]) -> Result<Vec<usize>, LedgerError> {
+    let seqs = || entries.iter().filter_map(|e| e.seq);
     let (Some(lo), Some(hi)) = (seqs().min(), seqs().max()) else {
-        return Ok((0..encoded.len()).collect());
+        return Ok((0..entries.len()).collect());
     };
-    // One range scan of the seq index for the batch (a feed's batch is a run of sequences),
-    // rather than a lookup per entry.
-    let mut seen = std::collections::HashSet::new();
-    {
-        let mut stmt = tx.prepare_cached(
-            "SELECT seq FROM ledger_entries WHERE seq >= ?1 AND seq <= ?2 AND seq IS NOT NULL",
-        )?;
-        let mut rows = stmt.query(params![lo, hi])?;
-        while let Some(row) = rows.next()? {
-            seen.insert(row.get::<_, i64>(0)?);
-        }
-    }
-    let mut keep = Vec::with_capacity(encoded.len());
-    for (i, (_, _, seq)) in encoded.iter().enumerate() {
-        if let Some(seq) = *seq
+    let mut seen: std::collections::HashSet<u64> =
+        rows.recorded_seqs(lo, hi)?.into_iter().collect();
+    let mut keep = Vec::with_capacity(entries.len());
+    for (i, e) in entries.iter().enumerate() {
+        if let Some(seq) = e.seq
             && !seen.insert(seq)
         {
             continue;
@@ -550,30 +511,19 @@ fn unrecorded(tx: &Connection, encoded: &[Encoded]) -> Result<Vec<usize>, Ledger
     Ok(keep)
 }
 
-/// The index of the entry that records bus event `seq`, if one does.
-fn recorded_at(conn: &Connection, seq: i64) -> Result<Option<u64>, LedgerError> {
-    let idx: Option<i64> = conn
-        .prepare_cached("SELECT min(idx) FROM ledger_entries WHERE seq = ?1")?
-        .query_row([seq], |r| r.get(0))?;
-    Ok(idx.and_then(|i| u64::try_from(i).ok()))
-}
-
-/// Runs `f` in a `BEGIN IMMEDIATE` transaction, committed when it succeeds and rolled back
-/// when it fails. The statements are cached: a feed appending a few entries many times a
-/// second paid as much for parsing `BEGIN` and `COMMIT` anew as for its inserts.
-fn in_immediate_transaction<T>(
-    conn: &Connection,
-    f: impl FnOnce(&Connection) -> Result<T, LedgerError>,
+/// Runs `f` in the backend's write transaction, committed when it succeeds and rolled back
+/// when it (or the commit) fails.
+fn in_write_transaction<T>(
+    rows: &dyn LedgerRows,
+    f: impl FnOnce() -> Result<T, LedgerError>,
 ) -> Result<T, LedgerError> {
-    conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-    let result = f(conn).and_then(|value| {
-        conn.prepare_cached("COMMIT")?.execute([])?;
+    rows.begin_write()?;
+    let result = f().and_then(|value| {
+        rows.commit()?;
         Ok(value)
     });
-    if result.is_err() && !conn.is_autocommit() {
-        let _ = conn
-            .prepare_cached("ROLLBACK")
-            .and_then(|mut stmt| stmt.execute([]));
+    if result.is_err() {
+        rows.rollback();
     }
     result
 }
@@ -581,63 +531,64 @@ fn in_immediate_transaction<T>(
 /// Inserts the entries at positions `keep` after the stored tail (caught up first); returns
 /// their leaf hashes.
 fn insert_rows(
-    tx: &Connection,
+    rows: &dyn LedgerRows,
     tree: &mut Tree,
     entries: &[NewEntry],
     encoded: &[Encoded],
     keep: &[usize],
 ) -> Result<Vec<Hash>, LedgerError> {
-    catch_up(tx, tree)?;
+    catch_up(rows, tree)?;
     let start = tree.size();
     let mut hashes = Vec::with_capacity(keep.len());
     let mut buf = Vec::with_capacity(512);
-    {
-        let mut insert = tx.prepare_cached(
-            "INSERT INTO ledger_entries (idx, timestamp, topic, seq, payload, leaf_hash)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?;
-        for (i, &at) in keep.iter().enumerate() {
-            let (Some(e), Some((ts, payload, seq))) = (entries.get(at), encoded.get(at)) else {
-                continue;
-            };
-            let index = start + i as u64;
-            buf.clear();
-            write_entry(
-                &mut buf,
-                index,
-                ts.as_bytes(),
-                e.topic.as_bytes(),
-                e.seq,
-                payload,
-            );
-            let leaf = leaf_hash(&buf);
-            insert.execute(params![
-                sql_int(index, "index")?,
-                ts,
-                e.topic,
-                seq,
-                // The canonical encoder only emits UTF-8; bind it as text without a copy.
-                ToSqlOutput::Borrowed(ValueRef::Text(payload)),
-                &leaf[..],
-            ])?;
-            hashes.push(leaf);
-        }
+    for (i, &at) in keep.iter().enumerate() {
+        let (Some(e), Some(enc)) = (entries.get(at), encoded.get(at)) else {
+            continue;
+        };
+        buf.clear();
+        write_entry(
+            &mut buf,
+            start + i as u64,
+            enc.timestamp.as_bytes(),
+            e.topic.as_bytes(),
+            e.seq,
+            &enc.payload,
+        );
+        hashes.push(leaf_hash(&buf));
     }
+    let mut new_rows = Vec::with_capacity(hashes.len());
+    for ((i, &at), hash) in keep.iter().enumerate().zip(&hashes) {
+        let (Some(e), Some(enc)) = (entries.get(at), encoded.get(at)) else {
+            continue;
+        };
+        new_rows.push(EntryRow {
+            index: start + i as u64,
+            timestamp: &enc.timestamp,
+            topic: &e.topic,
+            seq: e.seq,
+            // The canonical encoder only emits UTF-8.
+            payload: std::str::from_utf8(&enc.payload)
+                .map_err(|_| LedgerError::Damaged("a canonical payload is not UTF-8".into()))?,
+            leaf_hash: hash,
+        });
+    }
+    rows.insert_entries(&new_rows)?;
     Ok(hashes)
 }
 
+/// Inside the write transaction: catches up, proves the tree extends the last checkpoint and
+/// stores a signed one of it.
 fn sign_checkpoint(
-    conn: &mut Connection,
+    rows: &dyn LedgerRows,
     tree: &mut Tree,
     origin: &str,
     key: &SigningKey,
     created_at: &str,
 ) -> Result<StoredCheckpoint, LedgerError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    catch_up(&tx, tree)?;
+    catch_up(rows, tree)?;
     let n = tree.size();
     let root_n = tree.root();
-    if let Some(last) = last_checkpoint(&tx)? {
+    if let Some(last) = last_checkpoint(rows)? {
         let id = last.id;
         let prev = verify_checkpoint(&last.checkpoint.note, &key.verifying_key())
             .map_err(|e| LedgerError::Refused(format!("the last checkpoint (#{id}): {e}")))?;
@@ -655,8 +606,8 @@ fn sign_checkpoint(
         }
         // Entries since the last checkpoint are what this signature newly vouches for: make
         // sure each still matches the leaf hash the tree was built from.
-        check_rows(&tx, m, n)?;
-        let proof = consistency_path_in(&mut StoredNodes::new(&tx, tree), m, n)?;
+        check_rows(rows, m, n)?;
+        let proof = consistency_path_in(&mut StoredNodes::new(rows, tree), m, n)?;
         if !verify_consistency(m, n, &prev.root, &root_n, &proof) {
             return Err(LedgerError::Refused(format!(
                 "the ledger is not an extension of the last checkpoint (#{id}, size {m}): \
@@ -665,12 +616,7 @@ fn sign_checkpoint(
         }
     }
     let cp = checkpoint::sign(origin, n, &root_n, key);
-    tx.execute(
-        "INSERT INTO ledger_checkpoints (size, root, note, created_at) VALUES (?1, ?2, ?3, ?4)",
-        params![sql_int(n, "tree size")?, &root_n[..], cp.note, created_at],
-    )?;
-    let id = u64::try_from(tx.last_insert_rowid()).unwrap_or_default();
-    tx.commit()?;
+    let id = rows.insert_checkpoint(n, &root_n, &cp.note, created_at)?;
     Ok(StoredCheckpoint {
         id,
         created_at: created_at.to_owned(),
@@ -679,16 +625,12 @@ fn sign_checkpoint(
 }
 
 /// Checks that rows `from..to` exist and match their stored leaf hashes.
-fn check_rows(conn: &Connection, from: u64, to: u64) -> Result<(), LedgerError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {ROW_COLUMNS} FROM ledger_entries WHERE idx >= ?1 AND idx < ?2 ORDER BY idx"
-    ))?;
-    let mut rows = stmt.query(params![sql_int(from, "index")?, sql_int(to, "index")?])?;
+fn check_rows(rows: &dyn LedgerRows, from: u64, to: u64) -> Result<(), LedgerError> {
     let mut buf = Vec::with_capacity(1024);
     let mut expected = from;
-    while let Some(row) = rows.next()? {
+    rows.scan_entries(from, to, &mut |row| {
         let refuse = |why: &str| LedgerError::Refused(format!("entry {expected} {why}"));
-        let r = RawRow::read(row)?.map_err(|(_, why)| refuse(why))?;
+        let r = row.map_err(|(_, why)| refuse(why))?;
         if r.index != expected {
             return Err(refuse("is missing"));
         }
@@ -696,7 +638,8 @@ fn check_rows(conn: &Connection, from: u64, to: u64) -> Result<(), LedgerError> 
             return Err(refuse("no longer matches its leaf hash"));
         }
         expected += 1;
-    }
+        Ok(())
+    })?;
     if expected != to {
         return Err(LedgerError::Refused(format!("entry {expected} is missing")));
     }
@@ -705,127 +648,81 @@ fn check_rows(conn: &Connection, from: u64, to: u64) -> Result<(), LedgerError> 
 
 /// Brings `tree` up to the stored tail: on open, and before each write in case another handle
 /// appended. Uses the stored leaf hashes (checked later by checkpoints and `verify`).
-fn catch_up(conn: &Connection, tree: &mut Tree) -> Result<(), LedgerError> {
-    let last: Option<i64> =
-        conn.query_row("SELECT max(idx) FROM ledger_entries", [], |r| r.get(0))?;
-    let stored = match last {
-        None => 0,
-        Some(i) => u64::try_from(i)
-            .map_err(|_| LedgerError::Damaged("an entry has a negative index".into()))?
-            .saturating_add(1),
-    };
+fn catch_up(rows: &dyn LedgerRows, tree: &mut Tree) -> Result<(), LedgerError> {
+    let stored = rows.stored_len()?;
     if stored < tree.size() {
         return Err(LedgerError::Damaged(format!(
-            "the file holds {stored} entries but {} were appended",
+            "the log holds {stored} entries but {} were appended",
             tree.size()
         )));
     }
     if stored == tree.size() {
         return Ok(());
     }
-    let mut stmt = conn
-        .prepare_cached("SELECT idx, leaf_hash FROM ledger_entries WHERE idx >= ?1 ORDER BY idx")?;
-    let mut rows = stmt.query([sql_int(tree.size(), "index")?])?;
-    while let Some(row) = rows.next()? {
-        let idx = row.get::<_, i64>(0)?;
+    rows.leaf_hashes(tree.size(), u64::MAX, &mut |idx, leaf| {
         if u64::try_from(idx).ok() != Some(tree.size()) {
             return Err(LedgerError::Damaged(format!(
                 "entry {} is missing",
                 tree.size()
             )));
         }
-        let leaf = match row.get_ref(1)? {
-            ValueRef::Blob(b) => Hash::try_from(b).ok(),
-            _ => None,
-        };
         let Some(leaf) = leaf else {
             return Err(LedgerError::Damaged(format!(
                 "entry {idx} has a malformed leaf hash"
             )));
         };
         tree.push(leaf);
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
-fn checkpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, String, String)> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-}
-
-fn parse_stored(
-    (id, created_at, note): (i64, String, String),
-) -> Result<StoredCheckpoint, LedgerError> {
-    let id = u64::try_from(id).unwrap_or_default();
-    let (checkpoint, _, _) = checkpoint::parse(&note)
+fn parse_stored(row: CheckpointRow) -> Result<StoredCheckpoint, LedgerError> {
+    let id = row.id;
+    let (checkpoint, _, _) = checkpoint::parse(&row.note)
         .map_err(|e| LedgerError::Damaged(format!("checkpoint #{id} cannot be read: {e}")))?;
     Ok(StoredCheckpoint {
         id,
-        created_at,
+        created_at: row.created_at,
         checkpoint,
     })
 }
 
-fn last_checkpoint(conn: &Connection) -> Result<Option<StoredCheckpoint>, LedgerError> {
-    conn.prepare_cached(
-        "SELECT id, created_at, note FROM ledger_checkpoints ORDER BY id DESC LIMIT 1",
-    )?
-    .query_row([], checkpoint_row)
-    .optional()?
-    .map(parse_stored)
-    .transpose()
-}
-
-/// SQLite integers are signed; refuse what does not fit rather than wrap.
-fn sql_int(v: u64, what: &'static str) -> Result<i64, LedgerError> {
-    i64::try_from(v).map_err(|_| LedgerError::OutOfRange {
-        what,
-        value: v,
-        size: i64::MAX as u64,
-    })
-}
-
-fn sql_int_sat(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
+fn last_checkpoint(rows: &dyn LedgerRows) -> Result<Option<StoredCheckpoint>, LedgerError> {
+    rows.checkpoints(Checkpoints::Latest)?
+        .into_iter()
+        .next()
+        .map(parse_stored)
+        .transpose()
 }
 
 /// Node hashes from the cache, falling back to the stored leaf hashes of one 256-leaf block.
 struct StoredNodes<'a> {
-    conn: &'a Connection,
+    rows: &'a dyn LedgerRows,
     tree: &'a Tree,
     /// The last block read: `(first index, leaf hashes)`; proofs revisit the same block.
     block: Option<(u64, Vec<Hash>)>,
 }
 
 impl<'a> StoredNodes<'a> {
-    fn new(conn: &'a Connection, tree: &'a Tree) -> Self {
+    fn new(rows: &'a dyn LedgerRows, tree: &'a Tree) -> Self {
         StoredNodes {
-            conn,
+            rows,
             tree,
             block: None,
         }
     }
 
     fn read_leaves(&self, start: u64, end: u64) -> Result<Vec<Hash>, LedgerError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT idx, leaf_hash FROM ledger_entries WHERE idx >= ?1 AND idx < ?2 ORDER BY idx",
-        )?;
-        let mut rows = stmt.query(params![sql_int(start, "index")?, sql_int(end, "index")?])?;
-        let mut out = Vec::with_capacity((end - start) as usize);
-        while let Some(row) = rows.next()? {
+        let mut out = Vec::with_capacity(usize::try_from(end - start).unwrap_or(0));
+        self.rows.leaf_hashes(start, end, &mut |idx, leaf| {
             let expected = start + out.len() as u64;
-            let leaf = match (row.get_ref(0)?, row.get_ref(1)?) {
-                (ValueRef::Integer(i), ValueRef::Blob(b))
-                    if u64::try_from(i).ok() == Some(expected) =>
-                {
-                    Hash::try_from(b).ok()
-                }
-                _ => None,
-            };
+            let leaf = leaf.filter(|_| u64::try_from(idx).ok() == Some(expected));
             let leaf = leaf.ok_or_else(|| {
                 LedgerError::Damaged(format!("entry {expected} is missing or malformed"))
             })?;
             out.push(leaf);
-        }
+            Ok(())
+        })?;
         if out.len() as u64 != end - start {
             return Err(LedgerError::Damaged(format!(
                 "entry {} is missing",
@@ -900,15 +797,14 @@ mod tests {
         };
         l.append_batch(&[entry(1, 0), entry(2, 1)]).unwrap();
         let again = [entry(2, 1)];
-        let encoded = [(
-            format_timestamp(again[0].timestamp).unwrap(),
-            canonical_json(&again[0].payload),
-            Some(2),
-        )];
-        let hashes = in_immediate_transaction(&l.conn, |tx| {
-            insert_rows(tx, &mut l.tree, &again, &encoded, &[0])
-        })
-        .unwrap();
+        let encoded = [Encoded {
+            timestamp: format_timestamp(again[0].timestamp).unwrap(),
+            payload: canonical_json(&again[0].payload),
+        }];
+        let rows = &*l.rows;
+        let tree = &mut l.tree;
+        let hashes =
+            in_write_transaction(rows, || insert_rows(rows, tree, &again, &encoded, &[0])).unwrap();
         for h in hashes {
             l.tree.push(h);
         }

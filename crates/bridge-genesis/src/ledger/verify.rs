@@ -24,21 +24,19 @@ use std::path::Path;
 
 use ed25519_dalek::VerifyingKey;
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, OpenFlags, Row};
+use rusqlite::{Connection, OpenFlags};
 
 use super::LedgerError;
 use super::checkpoint::{CheckpointError, verify_checkpoint};
 use super::merkle::{Frontier, Hash, leaf_hash};
 use super::record::write_entry;
+use super::sqlite::{ROW_COLUMNS, read_row};
 
 /// Entry-level problems kept in a report; a wholesale rewrite must not exhaust memory.
 const MAX_ENTRY_PROBLEMS: usize = 100;
 
 /// The reason given when a row's content and leaf hash disagree.
 const CHANGED: &str = "its content no longer matches its leaf hash";
-
-/// The row columns every scan reads, in this order.
-pub(crate) const ROW_COLUMNS: &str = "idx, timestamp, topic, seq, payload, leaf_hash";
 
 /// One thing found wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -428,7 +426,7 @@ impl Verifier {
         );
         while let Some(row) = rows.next()? {
             self.entries += 1;
-            let (index, parsed) = match RawRow::read(row)? {
+            let (index, parsed) = match read_row(row)? {
                 Ok(r) => (Some(r.index), Ok(r)),
                 Err((index, reason)) => (index, Err(reason)),
             };
@@ -530,7 +528,7 @@ impl Verifier {
         let mut buf = Vec::with_capacity(1024);
         let mut found = None;
         while let Some(row) = rows.next()? {
-            let Ok(r) = RawRow::read(row)? else { continue };
+            let Ok(r) = read_row(row)? else { continue };
             if r.index == s.index {
                 continue;
             }
@@ -590,79 +588,5 @@ impl Verifier {
             problems: self.problems,
             omitted: self.omitted,
         }
-    }
-}
-
-/// Why a row could not be read as an entry: its index if that much was readable, and the
-/// column that is not what the ledger writes (only tampering produces one).
-pub(crate) type RowError = (Option<u64>, &'static str);
-
-/// One entry row, borrowed from SQLite without copying.
-pub(crate) struct RawRow<'a> {
-    pub(crate) index: u64,
-    pub(crate) timestamp: &'a [u8],
-    pub(crate) topic: &'a [u8],
-    pub(crate) seq: Option<u64>,
-    pub(crate) payload: &'a [u8],
-    pub(crate) stored: Hash,
-}
-
-impl<'a> RawRow<'a> {
-    /// Reads a row selected with [`ROW_COLUMNS`].
-    pub(crate) fn read(row: &'a Row<'_>) -> rusqlite::Result<Result<Self, RowError>> {
-        let ValueRef::Integer(idx) = row.get_ref(0)? else {
-            return Ok(Err((None, "its index is not an integer")));
-        };
-        let Ok(index) = u64::try_from(idx) else {
-            return Ok(Err((None, "its index is negative")));
-        };
-        let bad =
-            |reason| -> rusqlite::Result<Result<Self, RowError>> { Ok(Err((Some(index), reason))) };
-        let ValueRef::Text(timestamp) = row.get_ref(1)? else {
-            return bad("its timestamp is not text");
-        };
-        let ValueRef::Text(topic) = row.get_ref(2)? else {
-            return bad("its topic is not text");
-        };
-        let seq = match row.get_ref(3)? {
-            ValueRef::Null => None,
-            ValueRef::Integer(s) => match u64::try_from(s) {
-                Ok(s) => Some(s),
-                Err(_) => return bad("its bus sequence is negative"),
-            },
-            _ => return bad("its bus sequence is not an integer"),
-        };
-        let ValueRef::Text(payload) = row.get_ref(4)? else {
-            return bad("its payload is not text");
-        };
-        let stored = match row.get_ref(5)? {
-            ValueRef::Blob(b) => match Hash::try_from(b) {
-                Ok(h) => h,
-                Err(_) => return bad("its stored leaf hash is not 32 bytes"),
-            },
-            _ => return bad("its stored leaf hash is not a blob"),
-        };
-        Ok(Ok(RawRow {
-            index,
-            timestamp,
-            topic,
-            seq,
-            payload,
-            stored,
-        }))
-    }
-
-    /// The leaf hash of the row's content; `buf` is reused so the scan does not allocate.
-    pub(crate) fn recompute(&self, buf: &mut Vec<u8>) -> Hash {
-        buf.clear();
-        write_entry(
-            buf,
-            self.index,
-            self.timestamp,
-            self.topic,
-            self.seq,
-            self.payload,
-        );
-        leaf_hash(buf)
     }
 }
