@@ -11,6 +11,7 @@
 //! backend alike. A failure of the database or the server is reported as
 //! [`StoreError::Io`] whose source is a [`BackendError`] naming the client library's error.
 
+mod ledger;
 mod locks;
 mod nats;
 mod pg;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 
 use bridge_genesis::bus::StoreError;
 
+pub use self::ledger::PostgresLedgerRows;
 pub use self::locks::PgLocks;
 pub use self::nats::{DEFAULT_ACK_TIMEOUT, NatsOptions, NatsStore, PUBLISH_ATTEMPTS};
 pub use self::postgres::{PostgresOptions, PostgresStore};

@@ -30,9 +30,10 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 const MIGRATE_LOCK: i64 = 0x6272_6964_6765_7374;
 
 /// The migrations, in order: `(version, SQL)`. Never edit one that has shipped; add the next.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE bridge_write_records (
     target      text COLLATE "C" NOT NULL,
     key         text COLLATE "C" NOT NULL,
@@ -85,7 +86,34 @@ CREATE TABLE bridge_locks (
     backend_pid integer NOT NULL
 );
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+CREATE TABLE bridge_ledger_meta (
+    key   text COLLATE "C" PRIMARY KEY,
+    value text NOT NULL
+);
+CREATE TABLE bridge_ledger_entries (
+    idx       bigint PRIMARY KEY,
+    timestamp text NOT NULL,
+    topic     text NOT NULL,
+    seq       bigint,
+    payload   text NOT NULL,
+    leaf_hash bytea NOT NULL
+);
+CREATE INDEX bridge_ledger_entries_by_seq ON bridge_ledger_entries (seq) WHERE seq IS NOT NULL;
+CREATE TABLE bridge_ledger_checkpoints (
+    id         bigserial PRIMARY KEY,
+    size       bigint NOT NULL,
+    root       bytea NOT NULL,
+    note       text NOT NULL,
+    created_at text NOT NULL
+);
+CREATE INDEX bridge_ledger_checkpoints_by_size ON bridge_ledger_checkpoints (size);
+"#,
+    ),
+];
 
 /// The newest schema version this build knows.
 pub fn schema_version() -> i64 {
@@ -95,7 +123,12 @@ pub fn schema_version() -> i64 {
 /// A connection failure, a reset or a closed connection is the store being unreachable; an
 /// answer with an error code is the store refusing.
 pub(crate) fn state_error(store: &str, op: &str, e: tokio_postgres::Error) -> StoreError {
-    let source = Box::new(std::io::Error::other(format!("{op}: {e}")));
+    // A server's answer says what it refused only in its own Display.
+    let message = match e.as_db_error() {
+        Some(db) => format!("{op}: {db}"),
+        None => format!("{op}: {e}"),
+    };
+    let source = Box::new(std::io::Error::other(message));
     if e.as_db_error().is_some() {
         StoreError::Backend {
             store: store.to_owned(),
@@ -428,7 +461,7 @@ impl PostgresState {
     }
 }
 
-fn parse_config(url: &str) -> Result<Config, StoreError> {
+pub(crate) fn parse_config(url: &str) -> Result<Config, StoreError> {
     let mut config: Config = url.parse().map_err(|e: tokio_postgres::Error| {
         // The parser's message quotes no part of the URL, so no password leaks here.
         StoreError::Backend {

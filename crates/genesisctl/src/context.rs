@@ -230,6 +230,11 @@ impl<'a> Context<'a> {
         ))
     }
 
+    /// The Truth ledger of the store this command uses.
+    pub fn ledger_access(&self) -> Result<bridge_genesis::ledger::LedgerAccess> {
+        crate::store::ledger_access(&self.store_url()?, &self.state)
+    }
+
     /// The bus of this command (or server), opened once.
     pub async fn open_bus(&self) -> Result<bridge_genesis::bus::Bus> {
         self.bus

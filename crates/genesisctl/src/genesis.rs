@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result, anyhow, bail};
 use bridge_genesis::bus::{Bus, Event, EventStore, Policy, PolicyMode, Role, SqliteStore};
 use bridge_genesis::feed::DEFAULT_LEDGER_TOPICS;
+use bridge_genesis::ledger::LedgerAccess;
 use serde_json::Value;
 
 use crate::config::Config;
@@ -75,8 +76,8 @@ pub async fn publish(bus: &Bus, topic: &str, payload: Value) -> Result<Event> {
 
 /// Appends to the ledger every event of interest published since the consumer's last ack,
 /// then signs a checkpoint. Returns how many entries it added.
-pub async fn record_in_ledger(state: &StateDir, bus: &Bus) -> Result<usize> {
-    bridge_genesis::feed::record_pending(bus, DEFAULT_LEDGER_TOPICS, || state.ledger())
+pub async fn record_in_ledger(ledger: &LedgerAccess, bus: &Bus) -> Result<usize> {
+    bridge_genesis::feed::record_pending(bus, DEFAULT_LEDGER_TOPICS, || ledger.open())
         .await
         .map_err(|e| anyhow!("{e}"))
 }

@@ -160,21 +160,17 @@ impl StateDir {
         let (bytes, _) = self.secret(LEDGER_KEY_FILE, "a ledger signing key")?;
         let key = ed25519_dalek::SigningKey::from_bytes(&bytes);
         let public = self.path.join(LEDGER_PUB_FILE);
-        if !public.exists() {
+        // A key from the environment leaves no file behind: an ephemeral runner's directory
+        // may not even exist, and `ledger public-key` prints it anyway.
+        let given = self.given.iter().any(|(f, _)| *f == LEDGER_KEY_FILE);
+        if !given && !public.exists() {
             let text = format!("{}\n", hex::encode(key.verifying_key().as_bytes()));
             fs::write(&public, text).with_context(|| format!("writing {}", public.display()))?;
         }
         Ok(key)
     }
 
-    /// The Truth ledger (`ledger.db`), able to sign checkpoints; created on first use.
-    pub fn ledger(&self) -> Result<bridge_genesis::ledger::Ledger> {
-        let key = self.ledger_key()?;
-        let path = self.path.join(LEDGER_FILE);
-        bridge_genesis::ledger::Ledger::open(&path, LEDGER_ORIGIN, Some(key))
-            .with_context(|| format!("opening the ledger {}", path.display()))
-    }
-
+    /// The Truth ledger's file, when the store is local.
     pub fn ledger_path(&self) -> PathBuf {
         self.path.join(LEDGER_FILE)
     }

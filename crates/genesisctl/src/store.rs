@@ -3,11 +3,11 @@
 //! then keeps only what belongs to one machine: the keys (unless they come from the
 //! environment) and the ledger.
 //!
-//! | `--store`            | events        | sync state, journals | apply locks            |
-//! |----------------------|---------------|----------------------|------------------------|
-//! | (none)               | `events.db`   | `state.db`           | `locks/*.lock` (flock) |
-//! | `sqlite://PATH`      | `PATH`        | `state.db`           | `locks/*.lock` (flock) |
-//! | `postgres://…`       | PostgreSQL    | PostgreSQL           | PostgreSQL advisory    |
+//! | `--store`            | events        | sync state, journals | apply locks            | ledger       |
+//! |----------------------|---------------|----------------------|------------------------|--------------|
+//! | (none)               | `events.db`   | `state.db`           | `locks/*.lock` (flock) | `ledger.db`  |
+//! | `sqlite://PATH`      | `PATH`        | `state.db`           | `locks/*.lock` (flock) | `ledger.db`  |
+//! | `postgres://…`       | PostgreSQL    | PostgreSQL           | PostgreSQL advisory    | PostgreSQL   |
 //!
 //! `--bus nats://…` moves only the events.
 
@@ -15,10 +15,11 @@ use std::os::unix::fs::DirBuilderExt as _;
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
+use bridge_genesis::ledger::{LedgerAccess, LedgerRows};
 use bridge_operations::locks::{FileLocks, LockService};
 use bridge_sync::store::StateStore;
 
-use crate::state::{StateDir, key_id};
+use crate::state::{LEDGER_ORIGIN, StateDir, key_id};
 
 /// The lock files, inside the state directory.
 pub const LOCKS_DIR: &str = "locks";
@@ -126,6 +127,25 @@ pub async fn open_locks(url: &StoreUrl, dir: &StateDir) -> Result<Arc<dyn LockSe
                 .context("opening the --store PostgreSQL apply locks")?,
         )),
     }
+}
+
+/// The Truth ledger of the store `url` names, signing with this run's ledger key:
+/// `ledger.db` in the state directory, or the store's own tables, which every runner
+/// sharing it appends to (and signs with the same `BRIDGE_LEDGER_KEY`).
+pub fn ledger_access(url: &StoreUrl, dir: &StateDir) -> Result<LedgerAccess> {
+    let key = dir.ledger_key()?;
+    Ok(match url {
+        StoreUrl::Local => LedgerAccess::sqlite(dir.ledger_path(), LEDGER_ORIGIN, key),
+        StoreUrl::Postgres(url) => {
+            let describe = format!("the --store ledger {}", redact_url(url));
+            let url = url.clone();
+            let rows = move || {
+                let rows = bridge_genesis_scale::PostgresLedgerRows::connect(&url, None)?;
+                Ok(Box::new(rows) as Box<dyn LedgerRows>)
+            };
+            LedgerAccess::new(describe, LEDGER_ORIGIN, key, Arc::new(rows))
+        }
+    })
 }
 
 #[cfg(test)]

@@ -201,11 +201,11 @@ impl Harness {
     }
 
     pub fn ledger(&self) -> LedgerAccess {
-        LedgerAccess {
-            path: self.dir.path().join("ledger.db"),
-            origin: "bridge.test/ledger".into(),
-            key: ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]),
-        }
+        LedgerAccess::sqlite(
+            self.dir.path().join("ledger.db"),
+            "bridge.test/ledger",
+            ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]),
+        )
     }
 
     /// Starts the workers (with the scheduled sync when given) and waits until their

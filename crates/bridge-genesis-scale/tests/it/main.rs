@@ -4,6 +4,7 @@
 // Tests may unwrap (clippy.toml); helpers outside #[test] functions need it said.
 #![allow(clippy::unwrap_used)]
 
+mod ledger;
 mod nats;
 mod postgres;
 mod proxy;

@@ -2,30 +2,97 @@
 //! checkpoints, so each user (the feed, a request) opens a handle of its own.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
-use ed25519_dalek::SigningKey;
+use ed25519_dalek::{SigningKey, VerifyingKey};
 
-use super::{Ledger, LedgerError};
+use super::{Ledger, LedgerError, LedgerRows, SqliteRows};
+
+/// Opens a fresh connection to the ledger's rows.
+pub type OpenRows = Arc<dyn Fn() -> Result<Box<dyn LedgerRows>, LedgerError> + Send + Sync>;
 
 #[derive(Clone)]
 pub struct LedgerAccess {
-    pub path: PathBuf,
-    pub origin: String,
-    pub key: SigningKey,
+    origin: String,
+    key: SigningKey,
+    describe: String,
+    rows: OpenRows,
+    /// One handle kept between requests: opening costs a connection on a networked store.
+    idle: Arc<Mutex<Option<Ledger>>>,
 }
 
 impl std::fmt::Debug for LedgerAccess {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LedgerAccess")
-            .field("path", &self.path)
+            .field("rows", &self.describe)
             .field("origin", &self.origin)
             .finish_non_exhaustive()
     }
 }
 
 impl LedgerAccess {
+    /// The ledger in the SQLite file at `path`.
+    pub fn sqlite(path: impl Into<PathBuf>, origin: &str, key: SigningKey) -> Self {
+        let path = path.into();
+        let describe = path.display().to_string();
+        let rows: OpenRows =
+            Arc::new(move || Ok(Box::new(SqliteRows::open(&path)?) as Box<dyn LedgerRows>));
+        Self::new(describe, origin, key, rows)
+    }
+
+    /// The ledger whose rows `rows` opens; `describe` names them in messages.
+    pub fn new(describe: String, origin: &str, key: SigningKey, rows: OpenRows) -> Self {
+        Self {
+            origin: origin.to_owned(),
+            key,
+            describe,
+            rows,
+            idle: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// Where the rows are, for messages.
+    pub fn describe(&self) -> &str {
+        &self.describe
+    }
+
+    pub fn verifying_key(&self) -> VerifyingKey {
+        self.key.verifying_key()
+    }
+
     /// A fresh handle, able to sign.
     pub fn open(&self) -> Result<Ledger, LedgerError> {
-        Ledger::open(&self.path, &self.origin, Some(self.key.clone()))
+        Ledger::open_rows((self.rows)()?, &self.origin, Some(self.key.clone()))
+    }
+
+    /// A fresh connection to the rows, for a verification that needs no handle.
+    pub fn rows(&self) -> Result<Box<dyn LedgerRows>, LedgerError> {
+        (self.rows)()
+    }
+
+    /// Runs `f` on a handle brought up to date with what others appended: the one kept from
+    /// the last call when it still can be, or a fresh one. Blocks: call it where blocking is
+    /// allowed.
+    pub fn with<T>(&self, f: impl FnOnce(&mut Ledger) -> T) -> Result<T, LedgerError> {
+        let kept = self.idle.lock().ok().and_then(|mut idle| idle.take());
+        // A handle that cannot catch up (its connection lost, rows removed under it) is
+        // replaced by a fresh one, which reads the rows as they are now.
+        let kept = kept.filter(|l| l.damage().is_none()).and_then(|mut l| {
+            l.refresh().ok()?;
+            Some(l)
+        });
+        let mut ledger = match kept {
+            Some(ledger) => ledger,
+            None => self.open()?,
+        };
+        let out = f(&mut ledger);
+        if let Ok(mut idle) = self.idle.lock() {
+            *idle = Some(ledger);
+        }
+        Ok(out)
     }
 }

@@ -19,6 +19,8 @@
 
 mod access;
 mod checkpoint;
+pub mod conformance;
+mod dump;
 mod merkle;
 mod proof;
 mod record;
@@ -27,8 +29,9 @@ mod sqlite;
 mod store;
 mod verify;
 
-pub use access::LedgerAccess;
+pub use access::{LedgerAccess, OpenRows};
 pub use checkpoint::{Checkpoint, CheckpointError, key_id, verify_checkpoint};
+pub use dump::{DumpCheckpoint, DumpEntry, LedgerDump};
 pub use merkle::{
     EMPTY_ROOT, Hash, consistency_path, inclusion_path, leaf_hash, node_hash, root,
     verify_consistency, verify_inclusion,

@@ -1327,3 +1327,17 @@ fn tampered_files_open_for_inspection() {
         })
     );
 }
+
+/// The embedded backend passes the suite every ledger backend runs.
+#[test]
+fn sqlite_rows_pass_the_conformance_suite() {
+    use bridge_genesis::ledger::{LedgerRows, SqliteRows, conformance};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_owned();
+    let made = std::sync::atomic::AtomicUsize::new(0);
+    conformance::run_all(&|| {
+        let n = made.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let path = root.join(format!("ledger-{n}.db"));
+        Box::new(move || Box::new(SqliteRows::open(&path).unwrap()) as Box<dyn LedgerRows>)
+    });
+}

@@ -1,8 +1,8 @@
 //! `/ledger/*`: the Truth ledger over HTTP — entries, the latest signed checkpoint, proofs
 //! anyone can check offline with the public key, and a full verification.
 //!
-//! The ledger is SQLite and synchronous; each request opens a handle on a blocking thread
-//! (a handle picks up entries other handles appended, so it is never stale).
+//! The ledger is synchronous; each request runs on a blocking thread with a handle brought up
+//! to date with what other handles (the feed, other processes) appended, so it is never stale.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -219,19 +219,16 @@ fn ledger_error(e: ledger::LedgerError) -> ApiError {
     ApiError::unavailable(format!("the ledger: {e}"))
 }
 
-/// Runs `f` on a fresh ledger handle on a blocking thread.
+/// Runs `f` on a ledger handle, up to date, on a blocking thread.
 async fn with_ledger<T, F>(state: &AppState, f: F) -> Result<T, ApiError>
 where
     T: Send + 'static,
     F: FnOnce(&mut Ledger) -> Result<T, ApiError> + Send + 'static,
 {
     let access = state.inner.ledger.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut ledger = access.open().map_err(ledger_error)?;
-        f(&mut ledger)
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("the ledger task ended abnormally: {e}")))?
+    tokio::task::spawn_blocking(move || access.with(f).map_err(ledger_error)?)
+        .await
+        .map_err(|e| ApiError::internal(format!("the ledger task ended abnormally: {e}")))?
 }
 
 async fn entries(
@@ -339,7 +336,7 @@ async fn consistency(
 }
 
 async fn verify(State(state): State<AppState>) -> Result<Json<VerifyBody>, ApiError> {
-    let key = state.inner.ledger.key.verifying_key();
+    let key = state.inner.ledger.verifying_key();
     with_ledger(&state, move |ledger| {
         let report = ledger.verify(&key).map_err(ledger_error)?;
         Ok(Json(VerifyBody {
@@ -358,7 +355,7 @@ async fn verify(State(state): State<AppState>) -> Result<Json<VerifyBody>, ApiEr
 async fn public_key(State(state): State<AppState>) -> Json<PublicKeyBody> {
     let access = &state.inner.ledger;
     Json(PublicKeyBody {
-        origin: access.origin.clone(),
-        public_key: to_hex(access.key.verifying_key().as_bytes()),
+        origin: access.origin().to_owned(),
+        public_key: to_hex(access.verifying_key().as_bytes()),
     })
 }

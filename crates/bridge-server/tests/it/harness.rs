@@ -110,11 +110,11 @@ fn state_in(
     let state = AppState::new(Parts {
         options: options.clone(),
         bus,
-        ledger: LedgerAccess {
-            path: dir.join("ledger.db"),
-            origin: "bridge.test/ledger".into(),
-            key: ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]),
-        },
+        ledger: LedgerAccess::sqlite(
+            dir.join("ledger.db"),
+            "bridge.test/ledger",
+            ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]),
+        ),
         ops: ops.clone(),
         health: health(),
         metrics,
@@ -184,11 +184,11 @@ impl Harness {
 
     /// The ledger of this server's state directory.
     pub fn ledger(&self) -> LedgerAccess {
-        LedgerAccess {
-            path: self.dir.path().join("ledger.db"),
-            origin: "bridge.test/ledger".into(),
-            key: ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]),
-        }
+        LedgerAccess::sqlite(
+            self.dir.path().join("ledger.db"),
+            "bridge.test/ledger",
+            ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]),
+        )
     }
 
     /// The background workers `genesisctl serve` runs beside the server (cascade, ledger
@@ -241,11 +241,11 @@ impl Harness {
                 .await
                 .unwrap();
         }
-        let access = LedgerAccess {
-            path: self.dir.path().join("ledger.db"),
-            origin: "bridge.test/ledger".into(),
-            key: ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]),
-        };
+        let access = LedgerAccess::sqlite(
+            self.dir.path().join("ledger.db"),
+            "bridge.test/ledger",
+            ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]),
+        );
         bridge_genesis::feed::record_pending(
             self.state.bus(),
             bridge_genesis::feed::DEFAULT_LEDGER_TOPICS,

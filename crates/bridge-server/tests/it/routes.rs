@@ -175,11 +175,11 @@ async fn repeated_apply_all_publishes_each_event_once() {
         // A one-shot feed (as a CLI command runs) between applies.
         h.seed_ledger().await;
     }
-    let ledger = bridge_server::LedgerAccess {
-        path: h.dir.path().join("ledger.db"),
-        origin: "bridge.test/ledger".into(),
-        key: ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]),
-    }
+    let ledger = bridge_server::LedgerAccess::sqlite(
+        h.dir.path().join("ledger.db"),
+        "bridge.test/ledger",
+        ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]),
+    )
     .open()
     .unwrap();
     let mut seqs: Vec<u64> = ledger

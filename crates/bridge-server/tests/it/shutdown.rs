@@ -85,11 +85,11 @@ async fn shutdown_under_load_loses_no_acknowledged_event() {
     }
     // The ledger feed's last run (the workers' finish): every acknowledged deploy event is
     // an entry.
-    let access = LedgerAccess {
-        path: h.dir.path().join("ledger.db"),
-        origin: "bridge.test/ledger".into(),
-        key: ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]),
-    };
+    let access = LedgerAccess::sqlite(
+        h.dir.path().join("ledger.db"),
+        "bridge.test/ledger",
+        ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]),
+    );
     bridge_genesis::feed::record_pending(
         h.state.bus(),
         bridge_genesis::feed::DEFAULT_LEDGER_TOPICS,

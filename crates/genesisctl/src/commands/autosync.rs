@@ -94,7 +94,7 @@ pub async fn run(command: &AutosyncCommand, global: &GlobalArgs, shell: &Shell) 
             let report = bridge_autosync::run(&config, &env, &events)
                 .await
                 .map_err(failure)?;
-            crate::genesis::record_in_ledger(&ctx.state, &bus).await?;
+            crate::genesis::record_in_ledger(&ctx.ledger_access()?, &bus).await?;
             for warning in events
                 .failures
                 .into_inner()

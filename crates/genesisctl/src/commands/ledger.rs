@@ -13,6 +13,7 @@ use serde_json::json;
 use crate::context::Context;
 use crate::exit::Code;
 use crate::shell::{GREEN, RED};
+use crate::store::StoreUrl;
 
 /// A public key given as 64 hex digits, or a file holding them.
 pub fn parse_public_key(text: &str) -> anyhow::Result<VerifyingKey> {
@@ -39,16 +40,28 @@ fn own_key(ctx: &Context<'_>, flag: Option<&str>) -> anyhow::Result<VerifyingKey
 }
 
 pub fn verify(ctx: &Context<'_>, public_key: Option<&str>) -> anyhow::Result<Code> {
-    let path = ctx.state.ledger_path();
-    if !path.exists() {
-        bail!(
-            "no ledger at {} yet: it is created by the first applied sync",
-            path.display()
-        );
-    }
     let key = own_key(ctx, public_key)?;
-    let report = ledger::verify_file(&path, crate::state::LEDGER_ORIGIN, &key)
-        .with_context(|| format!("verifying {}", path.display()))?;
+    let report = match ctx.store_url()? {
+        StoreUrl::Local => {
+            let path = ctx.state.ledger_path();
+            if !path.exists() {
+                bail!(
+                    "no ledger at {} yet: it is created by the first applied sync",
+                    path.display()
+                );
+            }
+            // Read-only, so that verifying never creates or changes what it checks.
+            ledger::verify_file(&path, crate::state::LEDGER_ORIGIN, &key)
+                .with_context(|| format!("verifying {}", path.display()))?
+        }
+        StoreUrl::Postgres(_) => {
+            let access = ctx.ledger_access()?;
+            access
+                .rows()
+                .and_then(|rows| rows.verify(access.origin(), &key))
+                .with_context(|| format!("verifying {}", access.describe()))?
+        }
+    };
     if ctx.shell.is_json() {
         let problems: Vec<String> = report.problems.iter().map(|p| p.to_string()).collect();
         ctx.shell
@@ -113,7 +126,7 @@ pub fn show(ctx: &Context<'_>, from: u64, limit: u64) -> anyhow::Result<Code> {
 }
 
 pub fn proof(ctx: &Context<'_>, index: u64) -> anyhow::Result<Code> {
-    let mut ledger = ctx.state.ledger()?;
+    let mut ledger = open(ctx)?;
     if index >= ledger.len() {
         bail!(
             "entry {index} does not exist (the ledger has {} entries)",
@@ -135,7 +148,7 @@ pub fn proof(ctx: &Context<'_>, index: u64) -> anyhow::Result<Code> {
 /// `ledger proof --from M [--to N]`: the signed tree of N entries (the latest checkpoint's
 /// by default) extends the signed tree of M.
 pub fn consistency_proof(ctx: &Context<'_>, from: u64, to: Option<u64>) -> anyhow::Result<Code> {
-    let ledger = ctx.state.ledger()?;
+    let ledger = open(ctx)?;
     let to = match to {
         Some(to) => to,
         None => match ledger.latest_checkpoint()? {
@@ -228,7 +241,7 @@ pub fn export(ctx: &Context<'_>, out: Option<&PathBuf>) -> anyhow::Result<Code> 
 }
 
 pub fn checkpoint(ctx: &Context<'_>) -> anyhow::Result<Code> {
-    let mut ledger = ctx.state.ledger()?;
+    let mut ledger = open(ctx)?;
     let c = ledger.checkpoint(time::OffsetDateTime::now_utc())?;
     if ctx.shell.is_json() {
         ctx.shell
@@ -251,12 +264,22 @@ pub fn public_key(ctx: &Context<'_>) -> anyhow::Result<Code> {
 }
 
 fn open_existing(ctx: &Context<'_>) -> anyhow::Result<Ledger> {
-    let path = ctx.state.ledger_path();
-    if !path.exists() {
-        bail!(
-            "no ledger at {} yet: it is created by the first applied sync",
-            path.display()
-        );
+    if ctx.store_url()? == StoreUrl::Local {
+        let path = ctx.state.ledger_path();
+        if !path.exists() {
+            bail!(
+                "no ledger at {} yet: it is created by the first applied sync",
+                path.display()
+            );
+        }
     }
-    ctx.state.ledger()
+    open(ctx)
+}
+
+/// The ledger of this command's store, able to sign.
+fn open(ctx: &Context<'_>) -> anyhow::Result<Ledger> {
+    let access = ctx.ledger_access()?;
+    access
+        .open()
+        .with_context(|| format!("opening {}", access.describe()))
 }

@@ -79,7 +79,11 @@ async fn record_in_ledger(ctx: &Context<'_>) {
     let Some(bus) = ctx.bus.get() else {
         return;
     };
-    if let Err(e) = crate::genesis::record_in_ledger(&ctx.state, bus).await {
+    let recorded = match ctx.ledger_access() {
+        Ok(ledger) => crate::genesis::record_in_ledger(&ledger, bus).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = recorded {
         ctx.shell.warn(format!(
             "the events were published but not yet recorded in the ledger ({e:#}); the next \
              command records them"

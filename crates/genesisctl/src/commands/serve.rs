@@ -10,8 +10,8 @@ use anyhow::{Context as _, anyhow};
 use bridge_autonomy::{WorkerParts, Workers};
 use bridge_server::auth::{TOKENS_FILE, create_token};
 use bridge_server::{
-    AppState, LedgerAccess, LogFormat, LogLevel, Logger, Metrics, Parts, Role, ServerOptions,
-    TokenStore, VaultLookup,
+    AppState, LogFormat, LogLevel, Logger, Metrics, Parts, Role, ServerOptions, TokenStore,
+    VaultLookup,
 };
 use serde_json::json;
 
@@ -20,7 +20,7 @@ use crate::commands::emulate::wait_for_shutdown;
 use crate::context::{Context, now_rfc3339};
 use crate::exit::{CmdResult, Code};
 use crate::shell::Shell;
-use crate::state::{LEDGER_ORIGIN, StateDir};
+use crate::state::StateDir;
 
 pub async fn run(ctx: Context<'_>, args: &ServeArgs) -> CmdResult {
     let shell = ctx.shell;
@@ -53,11 +53,7 @@ pub async fn run(ctx: Context<'_>, args: &ServeArgs) -> CmdResult {
     // rustls on `ring` for every client the server builds (platform adapters, deploy hooks).
     bridge_platforms::http::install_tls();
     let bus = server_ctx.open_bus().await?;
-    let ledger = LedgerAccess {
-        path: server_ctx.state.ledger_path(),
-        origin: LEDGER_ORIGIN.to_owned(),
-        key: server_ctx.state.ledger_key()?,
-    };
+    let ledger = server_ctx.ledger_access()?;
     let tokens_path = server_ctx.state.path().join(TOKENS_FILE);
     let sandbox_token = match &sandbox {
         Some(_) => Some(

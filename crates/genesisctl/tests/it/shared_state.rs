@@ -16,6 +16,7 @@ use crate::sandbox::{KEY_HEX, Run, Sandbox};
 
 /// The state key every runner is given (a test value).
 const STATE_KEY_HEX: &str = "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf";
+const LEDGER_KEY_HEX: &str = "c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf";
 const POSTGRES: &str = "127.0.0.1:5432";
 
 fn base_url() -> String {
@@ -112,7 +113,8 @@ fn runner(emu: &Emulators, store: &str, source: &str) -> Sandbox {
     }
     s.env("BRIDGE_STORE", store)
         .env("BRIDGE_FINGERPRINT_KEY", KEY_HEX)
-        .env("BRIDGE_STATE_KEY", STATE_KEY_HEX);
+        .env("BRIDGE_STATE_KEY", STATE_KEY_HEX)
+        .env("BRIDGE_LEDGER_KEY", LEDGER_KEY_HEX);
     s
 }
 
@@ -198,7 +200,40 @@ async fn runners_that_start_empty_share_one_history() {
     ok(&verify);
     assert_eq!(verify.json()["proven"], true, "{verify:?}");
     // Nothing of the shared state was written into the runners' directories.
-    assert!(!third.path(".bridge/state.db").exists());
+    for runner in [&first, &second, &third] {
+        for file in ["state.db", "events.db", "ledger.db"] {
+            assert!(!runner.path(&format!(".bridge/{file}")).exists(), "{file}");
+        }
+    }
+
+    // One ledger: the third runner sees both runners' applies, signed with the one key.
+    let ledger = third.run(&["ledger", "show", "--output", "json"]);
+    ok(&ledger);
+    let entries = ledger.json();
+    let commits: Vec<&serde_json::Value> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["topic"] == "envsync.commit")
+        .collect();
+    assert_eq!(commits.len(), 2, "two applies wrote: {ledger:?}");
+    let mut seqs: Vec<u64> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    let recorded = seqs.len();
+    seqs.dedup();
+    assert_eq!(seqs.len(), recorded, "an event recorded twice: {ledger:?}");
+    let verified = third.run(&["ledger", "verify", "--output", "json"]);
+    ok(&verified);
+    assert_eq!(verified.json()["ok"], true, "{verified:?}");
+    assert_eq!(
+        verified.json()["attested_size"],
+        verified.json()["entries"],
+        "every entry is under a signed checkpoint: {verified:?}"
+    );
 
     // A runner with another fingerprint key is stopped, not misled.
     let mut stranger = runner(&emu, &pg.url(), &plain_env(&rotated));
@@ -561,6 +596,30 @@ async fn a_server_and_a_fresh_runner_share_the_store() {
         events.stdout.contains("\"origin\":\"api\""),
         "the server's apply is in the shared history: {events:?}"
     );
+    // The server's feed and the runner's both record the shared events in the one ledger,
+    // each event once; the server serves what the runner recorded.
+    let verified = ci.run(&["ledger", "verify", "--output", "json"]);
+    ok(&verified);
+    assert_eq!(verified.json()["ok"], true, "{verified:?}");
+    let recorded = verified.json()["entries"].as_u64().unwrap();
+    assert!(recorded > 0, "{verified:?}");
+    let page: serde_json::Value = reqwest::Client::new()
+        .get(format!("{url}/ledger/entries?limit=1000"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(page["total"].as_u64().unwrap() >= recorded, "{page}");
+    let from_api: Vec<&str> = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["payload"]["origin"].as_str())
+        .collect();
+    assert!(from_api.contains(&"api"), "{page}");
     std::process::Command::new("kill")
         .args(["-TERM", &server.id().to_string()])
         .status()

@@ -1,0 +1,541 @@
+//! [`PostgresLedgerRows`]: the Truth ledger's rows in the shared store, so every runner and
+//! every server appends to one log, signed with the one `BRIDGE_LEDGER_KEY`.
+//!
+//! The ledger is synchronous (it hashes and signs on a blocking thread), the client is not:
+//! each handle keeps its connection on a thread of its own with a single-threaded runtime,
+//! and every call is a job sent to that thread, bounded by [`CALL_TIMEOUT`]. A call may then
+//! come from anywhere, a runtime worker included, without nesting runtimes.
+//!
+//! The write transaction holds the row lock of the origin row in `bridge_ledger_meta`, so
+//! writers on any machine take turns and each sees the tail the previous one committed
+//! (READ COMMITTED gives every statement a fresh snapshot).
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use bridge_genesis::ledger::rows::{
+    CheckpointRow, Checkpoints, EntryRow, LeafVisitor, LedgerRows, RawRow, RowVisitor,
+};
+use bridge_genesis::ledger::{Hash, LedgerError, VerifyImage, VerifyReport};
+use ed25519_dalek::VerifyingKey;
+use tokio::runtime::Runtime;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Config, Row};
+
+use crate::pg::{connect_client, describe};
+use crate::state::{CALL_TIMEOUT, migrate, parse_config};
+
+/// Rows fetched per round trip when scanning entries.
+const PAGE: i64 = 1_000;
+/// Leaf hashes fetched per round trip (32 bytes each).
+const LEAF_PAGE: i64 = 10_000;
+
+type Job = Box<dyn FnOnce(&mut Worker) + Send>;
+
+/// The connection and the runtime that drives it, on their own thread.
+struct Worker {
+    runtime: Runtime,
+    client: Client,
+    store: String,
+}
+
+impl Worker {
+    /// Runs one query within [`CALL_TIMEOUT`].
+    fn run<T>(
+        &mut self,
+        op: &str,
+        call: impl AsyncFnOnce(&Client) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, LedgerError> {
+        let Worker {
+            runtime,
+            client,
+            store,
+        } = self;
+        let outcome =
+            runtime.block_on(async { tokio::time::timeout(CALL_TIMEOUT, call(client)).await });
+        match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(ledger_error(store, op, &e)),
+            Err(_) => Err(LedgerError::Unavailable {
+                store: store.clone(),
+                message: format!("{op}: no answer within {} s", CALL_TIMEOUT.as_secs()),
+            }),
+        }
+    }
+}
+
+/// An answer with an error code is the store refusing; anything else (refused, reset,
+/// closed) is the store being unreachable.
+fn ledger_error(store: &str, op: &str, e: &tokio_postgres::Error) -> LedgerError {
+    // A server's answer says what it refused only in its own Display; the client's says
+    // "db error".
+    let message = match e.as_db_error() {
+        Some(db) => format!("{op}: {db}"),
+        None => format!("{op}: {e}"),
+    };
+    if e.as_db_error().is_some() {
+        LedgerError::Backend {
+            store: store.to_owned(),
+            message,
+        }
+    } else {
+        LedgerError::Unavailable {
+            store: store.to_owned(),
+            message,
+        }
+    }
+}
+
+/// The ledger's rows in a PostgreSQL store.
+pub struct PostgresLedgerRows {
+    jobs: mpsc::Sender<Job>,
+    store: String,
+}
+
+impl std::fmt::Debug for PostgresLedgerRows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresLedgerRows")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresLedgerRows {
+    /// Connects to the store `url` names (its tables in `schema`, or the search path's
+    /// first), bringing its schema up to date as the state store does.
+    pub fn connect(url: &str, schema: Option<&str>) -> Result<Self, LedgerError> {
+        let config: Config = parse_config(url).map_err(|e| LedgerError::Backend {
+            store: "the --store URL".to_owned(),
+            message: e.to_string(),
+        })?;
+        let store = format!("PostgreSQL ledger {}", describe(&config, schema));
+        let schema = schema.map(str::to_owned);
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let (ready, started) = mpsc::channel();
+        let name = store.clone();
+        std::thread::Builder::new()
+            .name("ledger-postgres".into())
+            .spawn(move || {
+                let worker = start(&config, schema.as_deref(), &name);
+                let mut worker = match worker {
+                    Ok(worker) => {
+                        let _ = ready.send(Ok(()));
+                        worker
+                    }
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                        return;
+                    }
+                };
+                // Ends when the handle (the only sender) is dropped; the connection with it.
+                for job in queue {
+                    job(&mut worker);
+                }
+            })
+            .map_err(|e| LedgerError::Unavailable {
+                store: store.clone(),
+                message: format!("starting the connection's thread: {e}"),
+            })?;
+        match started.recv() {
+            Ok(Ok(())) => Ok(Self { jobs, store }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(gone(&store)),
+        }
+    }
+
+    /// Runs `f` on the connection's thread and waits for its answer.
+    fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Worker) -> Result<T, LedgerError> + Send + 'static,
+    ) -> Result<T, LedgerError> {
+        let (answer, answered) = mpsc::sync_channel(1);
+        let job: Job = Box::new(move |worker| {
+            let _ = answer.send(f(worker));
+        });
+        self.jobs.send(job).map_err(|_| gone(&self.store))?;
+        answered.recv().map_err(|_| gone(&self.store))?
+    }
+
+    /// Pages through `start..end`, handing each page's rows to `visit` on this thread.
+    fn pages(
+        &self,
+        sql: &'static str,
+        page: i64,
+        start: u64,
+        end: u64,
+        mut visit: impl FnMut(&[Row]) -> Result<(), LedgerError>,
+    ) -> Result<(), LedgerError> {
+        let mut from = to_i64(start);
+        let end = to_i64(end);
+        while from < end {
+            let rows = self.call(move |w| {
+                w.run("read the ledger", async |c| {
+                    c.query(sql, &[&from, &end, &page]).await
+                })
+            })?;
+            let Some(last) = rows.last() else { break };
+            let last: i64 = last.get(0);
+            visit(&rows)?;
+            if (rows.len() as i64) < page {
+                break;
+            }
+            from = last.saturating_add(1);
+        }
+        Ok(())
+    }
+}
+
+fn gone(store: &str) -> LedgerError {
+    LedgerError::Unavailable {
+        store: store.to_owned(),
+        message: "the connection's thread has stopped".to_owned(),
+    }
+}
+
+fn start(config: &Config, schema: Option<&str>, store: &str) -> Result<Worker, LedgerError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| LedgerError::Unavailable {
+            store: store.to_owned(),
+            message: format!("starting a runtime: {e}"),
+        })?;
+    let connected = runtime.block_on(async {
+        let timeout = config
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(Duration::from_secs(10))
+            + CALL_TIMEOUT;
+        let connect = async {
+            let mut client = connect_client(config, schema)
+                .await
+                .map_err(|e| ledger_error(store, "connect", &e))?;
+            migrate(&mut client, schema, store)
+                .await
+                .map_err(|e| LedgerError::Backend {
+                    store: store.to_owned(),
+                    message: e.to_string(),
+                })?;
+            Ok(client)
+        };
+        tokio::time::timeout(timeout, connect)
+            .await
+            .unwrap_or_else(|_| {
+                Err(LedgerError::Unavailable {
+                    store: store.to_owned(),
+                    message: "connect: no answer in time".to_owned(),
+                })
+            })
+    })?;
+    Ok(Worker {
+        runtime,
+        client: connected,
+        store: store.to_owned(),
+    })
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or_default()
+}
+
+const SCAN_ENTRIES: &str = "SELECT idx, timestamp, topic, seq, payload, leaf_hash
+     FROM bridge_ledger_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx LIMIT $3";
+const SCAN_LEAVES: &str = "SELECT idx, leaf_hash FROM bridge_ledger_entries
+     WHERE idx >= $1 AND idx < $2 ORDER BY idx LIMIT $3";
+
+impl LedgerRows for PostgresLedgerRows {
+    fn describe(&self) -> String {
+        self.store.clone()
+    }
+
+    fn setup(&self, origin: &str) -> Result<String, LedgerError> {
+        let origin = origin.to_owned();
+        self.call(move |w| {
+            w.run("record the origin", async |c| {
+                c.execute(
+                    "INSERT INTO bridge_ledger_meta (key, value) VALUES ('origin', $1)
+                     ON CONFLICT (key) DO NOTHING",
+                    &[&origin],
+                )
+                .await?;
+                let row = c
+                    .query_one(
+                        "SELECT value FROM bridge_ledger_meta WHERE key = 'origin'",
+                        &[],
+                    )
+                    .await?;
+                Ok(row.get::<_, String>(0))
+            })
+        })
+    }
+
+    fn begin_write(&self) -> Result<(), LedgerError> {
+        self.call(|w| {
+            w.run("begin", async |c| {
+                c.batch_execute("BEGIN").await?;
+                // Every writer of this log, on any machine, waits here for the one before.
+                c.query_opt(
+                    "SELECT 1 FROM bridge_ledger_meta WHERE key = 'origin' FOR UPDATE",
+                    &[],
+                )
+                .await?;
+                Ok(())
+            })
+        })
+    }
+
+    fn commit(&self) -> Result<(), LedgerError> {
+        self.call(|w| w.run("commit", async |c| c.batch_execute("COMMIT").await))
+    }
+
+    fn rollback(&self) {
+        let _ = self.call(|w| w.run("rollback", async |c| c.batch_execute("ROLLBACK").await));
+    }
+
+    fn stored_len(&self) -> Result<u64, LedgerError> {
+        let last: Option<i64> = self.call(|w| {
+            w.run("read the tail", async |c| {
+                Ok(
+                    c.query_one("SELECT max(idx) FROM bridge_ledger_entries", &[])
+                        .await?
+                        .get(0),
+                )
+            })
+        })?;
+        match last {
+            None => Ok(0),
+            Some(i) if i < 0 => Err(LedgerError::Damaged("an entry has a negative index".into())),
+            Some(i) => Ok(to_u64(i).saturating_add(1)),
+        }
+    }
+
+    fn leaf_hashes(
+        &self,
+        start: u64,
+        end: u64,
+        visit: &mut LeafVisitor<'_>,
+    ) -> Result<(), LedgerError> {
+        self.pages(SCAN_LEAVES, LEAF_PAGE, start, end, |rows| {
+            for row in rows {
+                let leaf: &[u8] = row.get(1);
+                visit(row.get(0), Hash::try_from(leaf).ok())?;
+            }
+            Ok(())
+        })
+    }
+
+    fn recorded_seqs(&self, lo: u64, hi: u64) -> Result<Vec<u64>, LedgerError> {
+        let (lo, hi) = (to_i64(lo), to_i64(hi));
+        let rows = self.call(move |w| {
+            w.run("read recorded events", async |c| {
+                c.query(
+                    "SELECT seq FROM bridge_ledger_entries WHERE seq >= $1 AND seq <= $2",
+                    &[&lo, &hi],
+                )
+                .await
+            })
+        })?;
+        Ok(rows.iter().map(|r| to_u64(r.get(0))).collect())
+    }
+
+    fn index_of_seq(&self, seq: u64) -> Result<Option<u64>, LedgerError> {
+        let seq = to_i64(seq);
+        let idx: Option<i64> = self.call(move |w| {
+            w.run("find a recorded event", async |c| {
+                Ok(c.query_one(
+                    "SELECT min(idx) FROM bridge_ledger_entries WHERE seq = $1",
+                    &[&seq],
+                )
+                .await?
+                .get(0))
+            })
+        })?;
+        Ok(idx.map(to_u64))
+    }
+
+    fn insert_entries(&self, rows: &[EntryRow<'_>]) -> Result<(), LedgerError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        // One statement per batch: the columns as arrays, unnested server-side.
+        let mut idx = Vec::with_capacity(rows.len());
+        let mut ts = Vec::with_capacity(rows.len());
+        let mut topic = Vec::with_capacity(rows.len());
+        let mut seq = Vec::with_capacity(rows.len());
+        let mut payload = Vec::with_capacity(rows.len());
+        let mut leaf = Vec::with_capacity(rows.len());
+        for r in rows {
+            idx.push(i64::try_from(r.index).map_err(|_| LedgerError::OutOfRange {
+                what: "index",
+                value: r.index,
+                size: i64::MAX as u64,
+            })?);
+            ts.push(r.timestamp.to_owned());
+            topic.push(r.topic.to_owned());
+            seq.push(r.seq.map(to_i64));
+            payload.push(r.payload.to_owned());
+            leaf.push(r.leaf_hash.to_vec());
+        }
+        self.call(move |w| {
+            w.run("append", async |c| {
+                let params: [&(dyn ToSql + Sync); 6] = [&idx, &ts, &topic, &seq, &payload, &leaf];
+                c.execute(
+                    "INSERT INTO bridge_ledger_entries (idx, timestamp, topic, seq, payload, leaf_hash)
+                     SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[],
+                                          $5::text[], $6::bytea[])",
+                    &params,
+                )
+                .await
+            })
+        })?;
+        Ok(())
+    }
+
+    fn scan_entries(
+        &self,
+        start: u64,
+        end: u64,
+        visit: &mut RowVisitor<'_>,
+    ) -> Result<(), LedgerError> {
+        self.pages(SCAN_ENTRIES, PAGE, start, end, |rows| {
+            for row in rows {
+                let index = to_u64(row.get(0));
+                let timestamp: &str = row.get(1);
+                let topic: &str = row.get(2);
+                let seq: Option<i64> = row.get(3);
+                let payload: &str = row.get(4);
+                let stored: &[u8] = row.get(5);
+                let Ok(stored) = Hash::try_from(stored) else {
+                    visit(Err((Some(index), "its stored leaf hash is not 32 bytes")))?;
+                    continue;
+                };
+                if seq.is_some_and(|s| s < 0) {
+                    visit(Err((Some(index), "its bus sequence is negative")))?;
+                    continue;
+                }
+                visit(Ok(RawRow {
+                    index,
+                    timestamp: timestamp.as_bytes(),
+                    topic: topic.as_bytes(),
+                    seq: seq.map(to_u64),
+                    payload: payload.as_bytes(),
+                    stored,
+                }))?;
+            }
+            Ok(())
+        })
+    }
+
+    fn checkpoints(&self, which: Checkpoints) -> Result<Vec<CheckpointRow>, LedgerError> {
+        let rows = self.call(move |w| {
+            w.run("read checkpoints", async |c| match which {
+                Checkpoints::All => {
+                    c.query(
+                        "SELECT id, created_at, note FROM bridge_ledger_checkpoints ORDER BY id",
+                        &[],
+                    )
+                    .await
+                }
+                Checkpoints::Latest => {
+                    c.query(
+                        "SELECT id, created_at, note FROM bridge_ledger_checkpoints
+                         ORDER BY id DESC LIMIT 1",
+                        &[],
+                    )
+                    .await
+                }
+                Checkpoints::LatestOfSize(size) => {
+                    c.query(
+                        "SELECT id, created_at, note FROM bridge_ledger_checkpoints
+                         WHERE size = $1 ORDER BY id DESC LIMIT 1",
+                        &[&to_i64(size)],
+                    )
+                    .await
+                }
+            })
+        })?;
+        Ok(rows
+            .iter()
+            .map(|r| CheckpointRow {
+                id: to_u64(r.get(0)),
+                created_at: r.get(1),
+                note: r.get(2),
+            })
+            .collect())
+    }
+
+    fn insert_checkpoint(
+        &self,
+        size: u64,
+        root: &Hash,
+        note: &str,
+        created_at: &str,
+    ) -> Result<u64, LedgerError> {
+        let (size, root, note, created_at) = (
+            to_i64(size),
+            root.to_vec(),
+            note.to_owned(),
+            created_at.to_owned(),
+        );
+        let id: i64 = self.call(move |w| {
+            w.run("store a checkpoint", async |c| {
+                Ok(c.query_one(
+                    "INSERT INTO bridge_ledger_checkpoints (size, root, note, created_at)
+                     VALUES ($1, $2, $3, $4) RETURNING id",
+                    &[&size, &root, &note, &created_at],
+                )
+                .await?
+                .get(0))
+            })
+        })?;
+        Ok(to_u64(id))
+    }
+
+    fn verify(&self, origin: &str, key: &VerifyingKey) -> Result<VerifyReport, LedgerError> {
+        // Everything is copied as stored and checked by the verifier the SQLite ledger uses;
+        // one snapshot (REPEATABLE READ) so a writer appending meanwhile changes nothing.
+        let image = VerifyImage::new()?;
+        self.call(|w| {
+            w.run("begin", async |c| {
+                c.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .await
+            })
+        })?;
+        let copied: Result<(), LedgerError> = (|| {
+            self.pages(SCAN_ENTRIES, PAGE, 0, u64::MAX, |rows| {
+                for row in rows {
+                    image.entry(
+                        row.get(0),
+                        row.get(1),
+                        row.get(2),
+                        row.get(3),
+                        row.get(4),
+                        row.get(5),
+                    )?;
+                }
+                Ok(())
+            })?;
+            let checkpoints = self.call(|w| {
+                w.run("read checkpoints", async |c| {
+                    c.query(
+                        "SELECT id, size, root, note, created_at FROM bridge_ledger_checkpoints
+                         ORDER BY id",
+                        &[],
+                    )
+                    .await
+                })
+            })?;
+            for row in &checkpoints {
+                image.checkpoint(row.get(0), row.get(1), row.get(2), row.get(3), row.get(4))?;
+            }
+            Ok(())
+        })();
+        self.rollback();
+        copied?;
+        image.verify(origin, key)
+    }
+}

@@ -1,0 +1,163 @@
+//! [`LedgerDump`]: every row of a ledger, as stored, for moving a ledger to another backend
+//! (`state migrate`) and for backups (`state export` / `state import`).
+//!
+//! Rows are copied verbatim — payloads as their canonical text, leaf hashes and signed notes
+//! as they are — so the copy proves exactly what the original proved; nothing is re-signed.
+//! Verify the copy with the public key afterwards.
+
+use serde::{Deserialize, Serialize};
+
+use super::LedgerError;
+use super::checkpoint::{self, valid_origin};
+use super::merkle::Hash;
+use super::proof::{from_hex, to_hex};
+use super::rows::{CheckpointRow, Checkpoints, EntryRow, LedgerRows};
+
+/// Entries inserted per statement when loading.
+const BATCH: usize = 1_000;
+
+/// One entry row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DumpEntry {
+    pub index: u64,
+    pub timestamp: String,
+    pub topic: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// The canonical JSON, as text: re-encoding it could change the bytes its leaf hashes.
+    pub payload: String,
+    /// 64 hex digits.
+    pub leaf_hash: String,
+}
+
+/// One checkpoint row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DumpCheckpoint {
+    pub id: u64,
+    pub created_at: String,
+    /// The signed note.
+    pub note: String,
+}
+
+/// A whole ledger.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerDump {
+    pub origin: String,
+    pub entries: Vec<DumpEntry>,
+    pub checkpoints: Vec<DumpCheckpoint>,
+}
+
+impl LedgerDump {
+    /// Reads every row of the log `rows` keeps under `origin`. A row that cannot be read
+    /// as one the ledger wrote refuses the dump: verify the ledger to see what happened.
+    pub fn read(rows: &dyn LedgerRows, origin: &str) -> Result<Self, LedgerError> {
+        check_origin(rows, origin)?;
+        let mut entries = Vec::new();
+        rows.scan_entries(0, u64::MAX, &mut |row| {
+            let r = row.map_err(|(index, why)| {
+                LedgerError::Damaged(format!(
+                    "entry {} cannot be copied: {why}",
+                    index.map_or_else(|| "?".to_owned(), |i| i.to_string())
+                ))
+            })?;
+            let text = |bytes: &[u8], what: &str| {
+                String::from_utf8(bytes.to_vec()).map_err(|_| {
+                    LedgerError::Damaged(format!("entry {}: its {what} is not UTF-8", r.index))
+                })
+            };
+            entries.push(DumpEntry {
+                index: r.index,
+                timestamp: text(r.timestamp, "timestamp")?,
+                topic: text(r.topic, "topic")?,
+                seq: r.seq,
+                payload: text(r.payload, "payload")?,
+                leaf_hash: to_hex(&r.stored),
+            });
+            Ok(())
+        })?;
+        let checkpoints = rows
+            .checkpoints(Checkpoints::All)?
+            .into_iter()
+            .map(|c: CheckpointRow| DumpCheckpoint {
+                id: c.id,
+                created_at: c.created_at,
+                note: c.note,
+            })
+            .collect();
+        Ok(Self {
+            origin: origin.to_owned(),
+            entries,
+            checkpoints,
+        })
+    }
+
+    /// Loads the dump into `rows`, which must hold no entry and no checkpoint yet (one
+    /// transaction: all or nothing). Checkpoints keep their order; their ids are the
+    /// target's.
+    pub fn load(&self, rows: &dyn LedgerRows) -> Result<(), LedgerError> {
+        check_origin(rows, &self.origin)?;
+        let mut hashes = Vec::with_capacity(self.entries.len());
+        for e in &self.entries {
+            let hash: Hash = from_hex(&e.leaf_hash).ok_or_else(|| {
+                LedgerError::Damaged(format!(
+                    "entry {}: its leaf hash is not 64 hex digits",
+                    e.index
+                ))
+            })?;
+            hashes.push(hash);
+        }
+        let mut parsed = Vec::with_capacity(self.checkpoints.len());
+        for c in &self.checkpoints {
+            let (cp, _, _) = checkpoint::parse(&c.note).map_err(|e| {
+                LedgerError::Damaged(format!("checkpoint #{} cannot be read: {e}", c.id))
+            })?;
+            parsed.push((cp.size, cp.root));
+        }
+        rows.begin_write()?;
+        let loaded = (|| {
+            if rows.stored_len()? > 0 || !rows.checkpoints(Checkpoints::Latest)?.is_empty() {
+                return Err(LedgerError::Refused(format!(
+                    "{} already holds a ledger; load into an empty one",
+                    rows.describe()
+                )));
+            }
+            for (chunk, chunk_hashes) in self.entries.chunks(BATCH).zip(hashes.chunks(BATCH)) {
+                let batch: Vec<EntryRow<'_>> = chunk
+                    .iter()
+                    .zip(chunk_hashes)
+                    .map(|(e, hash)| EntryRow {
+                        index: e.index,
+                        timestamp: &e.timestamp,
+                        topic: &e.topic,
+                        seq: e.seq,
+                        payload: &e.payload,
+                        leaf_hash: hash,
+                    })
+                    .collect();
+                rows.insert_entries(&batch)?;
+            }
+            for (c, (size, root)) in self.checkpoints.iter().zip(&parsed) {
+                rows.insert_checkpoint(*size, root, &c.note, &c.created_at)?;
+            }
+            rows.commit()
+        })();
+        if loaded.is_err() {
+            rows.rollback();
+        }
+        loaded
+    }
+}
+
+fn check_origin(rows: &dyn LedgerRows, origin: &str) -> Result<(), LedgerError> {
+    if !valid_origin(origin) {
+        return Err(LedgerError::InvalidOrigin(origin.to_owned()));
+    }
+    let found = rows.setup(origin)?;
+    if found != origin {
+        return Err(LedgerError::OriginMismatch {
+            expected: origin.to_owned(),
+            found,
+        });
+    }
+    Ok(())
+}
