@@ -117,7 +117,9 @@ impl Workers {
         }
         let access = self.state.ledger.clone();
         let mut feed = self.feed.lock().await;
-        let flush = feed.flush(&self.state.bus, DEFAULT_LEDGER_TOPICS, || access.open());
+        let flush = feed.flush(&self.state.bus, DEFAULT_LEDGER_TOPICS, move || {
+            access.open()
+        });
         match tokio::time::timeout(left(), flush).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => warn_failed(&self.state, "ledger feed", &e.to_string()),
@@ -179,7 +181,7 @@ async fn run_ledger_feed(state: State, feed: Arc<Mutex<LedgerFeed>>) {
         let outcome = feed
             .lock()
             .await
-            .record_pending(&state.bus, DEFAULT_LEDGER_TOPICS, || access.open())
+            .record_pending(&state.bus, DEFAULT_LEDGER_TOPICS, move || access.open())
             .await;
         if let Err(e) = outcome {
             warn_failed(&state, "ledger feed", &e.to_string());

@@ -53,10 +53,10 @@ pub enum FeedError {
 pub async fn record_pending<E>(
     bus: &Bus,
     topics: &[&str],
-    open: impl FnOnce() -> Result<Ledger, E>,
+    open: impl FnOnce() -> Result<Ledger, E> + Send + 'static,
 ) -> Result<usize, FeedError>
 where
-    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
 {
     let mut feed = LedgerFeed::new(CheckpointPolicy::AFTER_EVERY_RUN);
     feed.record_pending(bus, topics, open).await
@@ -126,10 +126,10 @@ impl LedgerFeed {
         &mut self,
         bus: &Bus,
         topics: &[&str],
-        open: impl FnOnce() -> Result<Ledger, E>,
+        open: impl FnOnce() -> Result<Ledger, E> + Send + 'static,
     ) -> Result<usize, FeedError>
     where
-        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
     {
         self.run(bus, topics, open, false).await
     }
@@ -140,10 +140,10 @@ impl LedgerFeed {
         &mut self,
         bus: &Bus,
         topics: &[&str],
-        open: impl FnOnce() -> Result<Ledger, E>,
+        open: impl FnOnce() -> Result<Ledger, E> + Send + 'static,
     ) -> Result<usize, FeedError>
     where
-        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
     {
         self.run(bus, topics, open, true).await
     }
@@ -153,11 +153,11 @@ impl LedgerFeed {
         &mut self,
         bus: &Bus,
         topics: &[&str],
-        open: impl FnOnce() -> Result<Ledger, E>,
+        open: impl FnOnce() -> Result<Ledger, E> + Send + 'static,
         sign_now: bool,
     ) -> Result<usize, FeedError>
     where
-        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
     {
         let result = self.append_pending(bus, topics, open, sign_now).await;
         if result.is_err() {
@@ -171,11 +171,11 @@ impl LedgerFeed {
         &mut self,
         bus: &Bus,
         topics: &[&str],
-        open: impl FnOnce() -> Result<Ledger, E>,
+        open: impl FnOnce() -> Result<Ledger, E> + Send + 'static,
         sign_now: bool,
     ) -> Result<usize, FeedError>
     where
-        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
     {
         // One feed at a time in a process: two would read the same batch and append it twice.
         let _one_at_a_time = FEED_LOCK.lock().await;
@@ -194,7 +194,11 @@ impl LedgerFeed {
             };
             let ledger = match (self.ledger.take(), open.take()) {
                 (Some(l), _) => l,
-                (None, Some(open)) => open().map_err(|e| FeedError::Open(e.into()))?,
+                // Opening may connect to a networked store: off the runtime too.
+                (None, Some(open)) => tokio::task::spawn_blocking(open)
+                    .await
+                    .map_err(|e| FeedError::Task(e.to_string()))?
+                    .map_err(|e| FeedError::Open(e.into()))?,
                 (None, None) => unreachable!("the ledger is opened with the first batch"),
             };
             let entries: Vec<NewEntry> = batch

@@ -77,7 +77,8 @@ pub async fn publish(bus: &Bus, topic: &str, payload: Value) -> Result<Event> {
 /// Appends to the ledger every event of interest published since the consumer's last ack,
 /// then signs a checkpoint. Returns how many entries it added.
 pub async fn record_in_ledger(ledger: &LedgerAccess, bus: &Bus) -> Result<usize> {
-    bridge_genesis::feed::record_pending(bus, DEFAULT_LEDGER_TOPICS, || ledger.open())
+    let ledger = ledger.clone();
+    bridge_genesis::feed::record_pending(bus, DEFAULT_LEDGER_TOPICS, move || ledger.open())
         .await
         .map_err(|e| anyhow!("{e}"))
 }

@@ -41,29 +41,32 @@ async fn two_feeders_on_one_ledger_record_each_event_once() {
     let store = Arc::new(SqliteStore::open(dir.path().join("events.db")).unwrap());
     let bus = Bus::new(store, Policy::default());
     let path = dir.path().join("ledger.db");
-    let open = || Ledger::open(&path, ORIGIN, Some(key()));
+    let open = {
+        let path = path.clone();
+        move || Ledger::open(&path, ORIGIN, Some(key()))
+    };
 
     let mut server = LedgerFeed::new(CheckpointPolicy::AFTER_EVERY_RUN);
     publish(&bus, 3).await;
     assert_eq!(
         server
-            .record_pending(&bus, DEFAULT_LEDGER_TOPICS, open)
+            .record_pending(&bus, DEFAULT_LEDGER_TOPICS, open.clone())
             .await
             .unwrap(),
         3
     );
 
     publish(&bus, 2).await;
-    record_pending(&bus, DEFAULT_LEDGER_TOPICS, open)
+    record_pending(&bus, DEFAULT_LEDGER_TOPICS, open.clone())
         .await
         .unwrap();
     publish(&bus, 1).await;
     server
-        .record_pending(&bus, DEFAULT_LEDGER_TOPICS, open)
+        .record_pending(&bus, DEFAULT_LEDGER_TOPICS, open.clone())
         .await
         .unwrap();
     server
-        .flush(&bus, DEFAULT_LEDGER_TOPICS, open)
+        .flush(&bus, DEFAULT_LEDGER_TOPICS, open.clone())
         .await
         .unwrap();
 

@@ -249,7 +249,7 @@ impl Harness {
         bridge_genesis::feed::record_pending(
             self.state.bus(),
             bridge_genesis::feed::DEFAULT_LEDGER_TOPICS,
-            || access.open(),
+            move || access.open(),
         )
         .await
         .unwrap();

@@ -93,7 +93,10 @@ async fn shutdown_under_load_loses_no_acknowledged_event() {
     bridge_genesis::feed::record_pending(
         h.state.bus(),
         bridge_genesis::feed::DEFAULT_LEDGER_TOPICS,
-        || access.open(),
+        {
+            let access = access.clone();
+            move || access.open()
+        },
     )
     .await
     .unwrap();
