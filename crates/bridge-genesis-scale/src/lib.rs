@@ -5,7 +5,8 @@
 //!   [`bridge_genesis::bus::EventStore`] and pass the bus crate's conformance suite;
 //! - the sync state on PostgreSQL, [`PostgresState`] (write records, ownership, journals),
 //!   which passes the state store's conformance suite;
-//! - the apply locks on PostgreSQL, [`PgLocks`] (advisory locks).
+//! - the apply locks on PostgreSQL, [`PgLocks`] (advisory locks);
+//! - the API's token hashes on PostgreSQL, [`PgTokens`] (`bridge_operations::tokens`).
 //!
 //! Errors are [`StoreError`]s, as for the embedded SQLite store, so callers handle every
 //! backend alike. A failure of the database or the server is reported as
@@ -17,6 +18,7 @@ mod nats;
 mod pg;
 mod postgres;
 mod state;
+mod tokens;
 
 use std::sync::Arc;
 
@@ -27,6 +29,7 @@ pub use self::locks::PgLocks;
 pub use self::nats::{DEFAULT_ACK_TIMEOUT, NatsOptions, NatsStore, PUBLISH_ATTEMPTS};
 pub use self::postgres::{PostgresOptions, PostgresStore};
 pub use self::state::{CALL_TIMEOUT, PostgresState, schema_version};
+pub use self::tokens::PgTokens;
 
 /// What the client library of a backend reported.
 #[derive(Debug, thiserror::Error)]

@@ -113,6 +113,24 @@ CREATE TABLE bridge_ledger_checkpoints (
 CREATE INDEX bridge_ledger_checkpoints_by_size ON bridge_ledger_checkpoints (size);
 "#,
     ),
+    (
+        3,
+        r#"
+CREATE TABLE bridge_tokens (
+    sha256     text COLLATE "C" PRIMARY KEY,
+    id         text COLLATE "C" NOT NULL,
+    role       text NOT NULL,
+    created_at text NOT NULL,
+    ord        bigserial NOT NULL
+);
+CREATE INDEX bridge_tokens_by_id ON bridge_tokens (id);
+CREATE TABLE bridge_token_generation (
+    id         boolean PRIMARY KEY DEFAULT true CHECK (id),
+    generation bigint NOT NULL
+);
+INSERT INTO bridge_token_generation (id, generation) VALUES (true, 0);
+"#,
+    ),
 ];
 
 /// The newest schema version this build knows.

@@ -23,6 +23,7 @@ pub mod log;
 pub mod outcome;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tokens;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,20 +2,27 @@
 //!
 //! - Three roles, each including the one below: `observer` reads, `operator` also runs
 //!   dry-runs and applies and publishes, `admiral` may do everything, the vault included.
-//! - Tokens are `brg_` and 40 hex digits (160 random bits). Only their SHA-256 is stored, in
-//!   `tokens.json` in the state directory (0600): a high-entropy token needs no slow hash, and
-//!   a stolen file gives nothing to present.
+//! - Tokens are `brg_` and 40 hex digits (160 random bits). Only their SHA-256 is stored
+//!   ([`TokenBackend`]): in `tokens.json` in the state directory (0600, [`FileTokens`]) for
+//!   the embedded store, in the store's `bridge_tokens` table for PostgreSQL. A
+//!   high-entropy token needs no slow hash, and a stolen file gives nothing to present.
 //! - A presented token is hashed and compared with every stored hash in constant time, so
 //!   neither a match's position nor a near miss shows in the timing.
-//! - The server re-reads the file when it changes (checked at most once a second), so
-//!   `genesisctl token create` takes effect without a restart.
+//! - The server holds the set in memory and re-reads it when it changes, checked at most
+//!   once a second (the file's identity and time; the store's generation counter, polled
+//!   by a task so no request waits on the network), so `genesisctl token create` and
+//!   `revoke` take effect without a restart, on every server of a shared store.
 
 use std::fmt;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use bridge_operations::host::BoxFuture;
+use bridge_operations::log::Logger;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -97,93 +104,185 @@ pub struct Principal {
     pub role: Role,
 }
 
-/// One stored token: its id, role and hash.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TokenRecord {
-    /// `tok_` and the first 8 hex digits of the hash: names the token in logs and events.
-    pub id: String,
-    pub role: Role,
-    /// SHA-256 of the whole token, hex.
-    pub sha256: String,
-    pub created_at: String,
-}
+pub use bridge_operations::tokens::{TokenBackend, TokenError, TokenRecord};
 
+/// The file's format: `{"tokens": [{id, role, sha256, created_at}, …]}`.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct TokenFile {
-    tokens: Vec<TokenRecord>,
+    tokens: Vec<FileRecord>,
 }
 
-/// Why tokens could not be read or written.
-#[derive(Debug, thiserror::Error)]
-pub enum TokenError {
-    #[error("{op} {path}: {source}")]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        source: io::Error,
-    },
-    #[error("writing {path}: {message}")]
-    Write { path: PathBuf, message: String },
-    #[error("{path} is not a token file Bridge wrote: {message}")]
-    Malformed { path: PathBuf, message: String },
-    #[error("no source of randomness for a new token: {0}")]
-    Random(String),
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct FileRecord {
+    id: String,
+    role: Role,
+    sha256: String,
+    created_at: String,
 }
+
+impl From<FileRecord> for TokenRecord {
+    fn from(r: FileRecord) -> Self {
+        TokenRecord {
+            id: r.id,
+            role: r.role.as_str().to_owned(),
+            sha256: r.sha256,
+            created_at: r.created_at,
+        }
+    }
+}
+
+type Hashes = Vec<([u8; 32], Principal)>;
 
 struct Loaded {
-    hashes: Vec<([u8; 32], Principal)>,
-    modified: Option<SystemTime>,
+    hashes: Hashes,
+    /// The backend's [`TokenBackend::generation`] the set was read at.
+    generation: Option<String>,
     checked: Instant,
 }
 
-/// The token hashes the server accepts, re-read when the file changes.
-pub struct TokenStore {
-    path: PathBuf,
+/// Where a [`TokenStore`] reads its set from.
+enum Source {
+    /// `tokens.json`: a `stat` per second, done inline (a local file answers at once).
+    File(PathBuf),
+    /// A shared store: polled by a task of its own, so no request waits on the network.
+    Backend(Arc<dyn TokenBackend>),
+}
+
+struct Shared {
+    source: Source,
     loaded: RwLock<Loaded>,
+    logger: Logger,
+    /// Set while the store cannot be read: the warning is logged once, not per poll.
+    unreachable: AtomicBool,
+}
+
+/// The token hashes the server accepts, held in memory and refreshed from their store at
+/// most once a second: the file's identity and time, or the store's generation counter, is
+/// compared first, and the whole set read again only when it moved.
+pub struct TokenStore {
+    shared: Arc<Shared>,
+    poller: Option<tokio::task::AbortHandle>,
 }
 
 impl fmt::Debug for TokenStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenStore")
-            .field("path", &self.path)
+            .field("store", &self.describe())
             .finish_non_exhaustive()
     }
 }
+
+impl Drop for TokenStore {
+    fn drop(&mut self) {
+        if let Some(poller) = &self.poller {
+            poller.abort();
+        }
+    }
+}
+
+/// How long one poll of a shared store may take before it counts as unreachable.
+pub const POLL_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl TokenStore {
     /// Reads `path` (a missing file means no token yet: every protected route answers 401).
     pub fn open(path: impl Into<PathBuf>) -> Result<Self, TokenError> {
         let path = path.into();
-        let (hashes, modified) = read_hashes(&path)?;
+        let hashes = principals(
+            read_file(&path)?
+                .unwrap_or_default()
+                .tokens
+                .into_iter()
+                .map(TokenRecord::from),
+        )
+        .map_err(|message| TokenError::Malformed {
+            path: path.clone(),
+            message,
+        })?;
+        let generation = Some(file_generation(&path));
         Ok(Self {
-            path,
-            loaded: RwLock::new(Loaded {
-                hashes,
-                modified,
-                checked: Instant::now(),
+            shared: Arc::new(Shared {
+                source: Source::File(path),
+                loaded: RwLock::new(Loaded {
+                    hashes,
+                    generation,
+                    checked: Instant::now(),
+                }),
+                logger: Logger::off(),
+                unreachable: AtomicBool::new(false),
             }),
+            poller: None,
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Reads the set of a shared store (PostgreSQL) and polls it every second from a task
+    /// of its own: a token created or revoked by any runner counts on this server within
+    /// about a second. While the store cannot be read, the last set stays in force and
+    /// `logger` says so once. Must be called inside a Tokio runtime.
+    pub async fn shared(
+        backend: Arc<dyn TokenBackend>,
+        logger: Logger,
+    ) -> Result<Self, TokenError> {
+        let generation = backend.generation().await?;
+        let hashes = principals(backend.list().await?).map_err(|message| TokenError::Store {
+            store: backend.describe(),
+            message,
+        })?;
+        let shared = Arc::new(Shared {
+            source: Source::Backend(backend),
+            loaded: RwLock::new(Loaded {
+                hashes,
+                generation: Some(generation),
+                checked: Instant::now(),
+            }),
+            logger,
+            unreachable: AtomicBool::new(false),
+        });
+        let weak = Arc::downgrade(&shared);
+        let poller = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(RELOAD_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(shared) = weak.upgrade() else {
+                    return;
+                };
+                shared.poll().await;
+            }
+        });
+        Ok(Self {
+            shared,
+            poller: Some(poller.abort_handle()),
+        })
+    }
+
+    /// The file's path or the store's name.
+    pub fn describe(&self) -> String {
+        match &self.shared.source {
+            Source::File(path) => path.display().to_string(),
+            Source::Backend(backend) => backend.describe(),
+        }
     }
 
     /// How many tokens are accepted now.
     pub fn len(&self) -> usize {
         self.refresh();
-        self.loaded.read().map(|l| l.hashes.len()).unwrap_or(0)
+        self.shared
+            .loaded
+            .read()
+            .map(|l| l.hashes.len())
+            .unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// The principal a presented token stands for, if any.
+    /// The principal a presented token stands for, if any. Never waits on a network.
     pub fn authenticate(&self, presented: &str) -> Option<Principal> {
         self.refresh();
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        let loaded = self.loaded.read().ok()?;
+        let loaded = self.shared.loaded.read().ok()?;
         let mut found = None;
         // Every hash is compared, whatever matched before, in constant time.
         for (hash, principal) in &loaded.hashes {
@@ -194,8 +293,13 @@ impl TokenStore {
         found
     }
 
+    /// The file's inline check; a shared store is refreshed by its poller instead.
     fn refresh(&self) {
+        let Source::File(path) = &self.shared.source else {
+            return;
+        };
         let due = self
+            .shared
             .loaded
             .read()
             .map(|l| l.checked.elapsed() >= RELOAD_EVERY)
@@ -203,45 +307,122 @@ impl TokenStore {
         if !due {
             return;
         }
-        let Ok(mut loaded) = self.loaded.write() else {
+        let Ok(mut loaded) = self.shared.loaded.write() else {
             return;
         };
         loaded.checked = Instant::now();
-        let modified = fs::metadata(&self.path).and_then(|m| m.modified()).ok();
-        if modified == loaded.modified {
+        let generation = file_generation(path);
+        if loaded.generation.as_ref() == Some(&generation) {
             return;
         }
         // A file being rewritten is replaced atomically; a read error keeps the old set.
-        if let Ok((hashes, modified)) = read_hashes(&self.path) {
+        let records = match read_file(path) {
+            Ok(file) => file.unwrap_or_default().tokens,
+            Err(_) => return,
+        };
+        if let Ok(hashes) = principals(records.into_iter().map(TokenRecord::from)) {
             loaded.hashes = hashes;
-            loaded.modified = modified;
+            loaded.generation = Some(generation);
         }
     }
 }
 
-type Hashes = Vec<([u8; 32], Principal)>;
+impl Shared {
+    /// One poll of a shared store: the generation, and the set when it moved.
+    async fn poll(&self) {
+        let Source::Backend(backend) = &self.source else {
+            return;
+        };
+        let known = self.loaded.read().ok().and_then(|l| l.generation.clone());
+        let read = async {
+            let generation = backend.generation().await?;
+            if known.as_ref() == Some(&generation) {
+                return Ok(None);
+            }
+            let records = backend.list().await?;
+            let hashes = principals(records).map_err(|message| TokenError::Store {
+                store: backend.describe(),
+                message,
+            })?;
+            Ok::<_, TokenError>(Some((generation, hashes)))
+        };
+        let result = match tokio::time::timeout(POLL_TIMEOUT, read).await {
+            Ok(result) => result,
+            Err(_) => Err(TokenError::Unavailable {
+                store: backend.describe(),
+                message: format!("no answer within {} s", POLL_TIMEOUT.as_secs()),
+            }),
+        };
+        match result {
+            Ok(fresh) => {
+                if self.unreachable.swap(false, Ordering::Relaxed) {
+                    self.logger.info(
+                        "the token store answers again",
+                        &[("store", &backend.describe())],
+                    );
+                }
+                if let Some((generation, hashes)) = fresh
+                    && let Ok(mut loaded) = self.loaded.write()
+                {
+                    loaded.hashes = hashes;
+                    loaded.generation = Some(generation);
+                    loaded.checked = Instant::now();
+                }
+            }
+            Err(e) => {
+                if !self.unreachable.swap(true, Ordering::Relaxed) {
+                    let kept = self.loaded.read().map(|l| l.hashes.len()).unwrap_or(0);
+                    self.logger.warn(
+                        "cannot read the tokens; the last set stays in force until the store answers",
+                        &[
+                            ("store", &backend.describe()),
+                            ("tokens", &kept.to_string()),
+                            ("error", &e.to_string()),
+                        ],
+                    );
+                }
+            }
+        }
+    }
+}
 
-fn read_hashes(path: &Path) -> Result<(Hashes, Option<SystemTime>), TokenError> {
-    let file = match read_file(path)? {
-        Some(file) => file,
-        None => return Ok((Vec::new(), None)),
-    };
-    let modified = fs::metadata(path).and_then(|m| m.modified()).ok();
-    let mut hashes = Vec::with_capacity(file.tokens.len());
-    for record in file.tokens {
-        let bytes = decode_hex32(&record.sha256).ok_or_else(|| TokenError::Malformed {
-            path: path.to_owned(),
-            message: format!("token {} has a malformed hash", record.id),
-        })?;
+/// The principals of `records`; an unknown role or a malformed hash is an error (naming the
+/// token's id), so a damaged store never quietly drops or grants access.
+fn principals(records: impl IntoIterator<Item = TokenRecord>) -> Result<Hashes, String> {
+    let mut hashes = Vec::new();
+    for record in records {
+        let bytes = decode_hex32(&record.sha256)
+            .ok_or_else(|| format!("token {} has a malformed hash", record.id))?;
+        let role: Role = record
+            .role
+            .parse()
+            .map_err(|e| format!("token {}: {e}", record.id))?;
         hashes.push((
             bytes,
             Principal {
                 token_id: record.id,
-                role: record.role,
+                role,
             },
         ));
     }
-    Ok((hashes, modified))
+    Ok(hashes)
+}
+
+/// What identifies the file's present content: a rename gives a new inode, a rewrite a new
+/// time or length.
+fn file_generation(path: &Path) -> String {
+    use std::os::unix::fs::MetadataExt as _;
+    match fs::metadata(path) {
+        Ok(m) => format!(
+            "{}:{}:{}.{}:{}",
+            m.dev(),
+            m.ino(),
+            m.mtime(),
+            m.mtime_nsec(),
+            m.len()
+        ),
+        Err(_) => "none".to_owned(),
+    }
 }
 
 fn read_file(path: &Path) -> Result<Option<TokenFile>, TokenError> {
@@ -264,6 +445,21 @@ fn read_file(path: &Path) -> Result<Option<TokenFile>, TokenError> {
         })
 }
 
+/// A new token of `role` and its record; the token exists nowhere else.
+fn new_token(role: Role, created_at: &str) -> Result<(String, TokenRecord), TokenError> {
+    let mut random = [0u8; TOKEN_HEX_LEN / 2];
+    getrandom::fill(&mut random).map_err(|e| TokenError::Random(e.to_string()))?;
+    let token = format!("{TOKEN_PREFIX}{}", hex(&random));
+    let digest = hex(&Sha256::digest(token.as_bytes()));
+    let record = TokenRecord {
+        id: format!("tok_{}", &digest[..8]),
+        role: role.as_str().to_owned(),
+        sha256: digest,
+        created_at: created_at.to_owned(),
+    };
+    Ok((token, record))
+}
+
 /// A new token of `role`, its hash appended to the file at `path` (created 0600). Returns the
 /// token, which exists nowhere else: print it once.
 pub fn create_token(
@@ -271,29 +467,35 @@ pub fn create_token(
     role: Role,
     created_at: &str,
 ) -> Result<(String, TokenRecord), TokenError> {
-    let mut random = [0u8; TOKEN_HEX_LEN / 2];
-    getrandom::fill(&mut random).map_err(|e| TokenError::Random(e.to_string()))?;
-    let token = format!("{TOKEN_PREFIX}{}", hex(&random));
-    let digest = hex(&Sha256::digest(token.as_bytes()));
-    let record = TokenRecord {
-        id: format!("tok_{}", &digest[..8]),
-        role,
-        sha256: digest,
-        created_at: created_at.to_owned(),
-    };
-    let mut file = read_file(path)?.unwrap_or_default();
-    file.tokens.push(record.clone());
-    write_atomically(path, &file)?;
+    let (token, record) = new_token(role, created_at)?;
+    file_insert(path, record.clone())?;
+    Ok((token, record))
+}
+
+/// [`create_token`] in any [`TokenBackend`] (the store's table when it is PostgreSQL).
+pub async fn create_token_in(
+    backend: &dyn TokenBackend,
+    role: Role,
+    created_at: &str,
+) -> Result<(String, TokenRecord), TokenError> {
+    let (token, record) = new_token(role, created_at)?;
+    backend.insert(record.clone()).await?;
     Ok((token, record))
 }
 
 /// Every stored token's record (no token can be recovered from them).
 pub fn list_tokens(path: &Path) -> Result<Vec<TokenRecord>, TokenError> {
-    Ok(read_file(path)?.unwrap_or_default().tokens)
+    Ok(read_file(path)?
+        .unwrap_or_default()
+        .tokens
+        .into_iter()
+        .map(TokenRecord::from)
+        .collect())
 }
 
 /// Removes the token with `id`; `false` when there was none.
 pub fn revoke_token(path: &Path, id: &str) -> Result<bool, TokenError> {
+    let _lock = FileLock::take(path)?;
     let mut file = read_file(path)?.unwrap_or_default();
     let before = file.tokens.len();
     file.tokens.retain(|t| t.id != id);
@@ -302,6 +504,94 @@ pub fn revoke_token(path: &Path, id: &str) -> Result<bool, TokenError> {
     }
     write_atomically(path, &file)?;
     Ok(true)
+}
+
+fn file_insert(path: &Path, record: TokenRecord) -> Result<(), TokenError> {
+    let role: Role = record
+        .role
+        .parse()
+        .map_err(|message| TokenError::Malformed {
+            path: path.to_owned(),
+            message,
+        })?;
+    let _lock = FileLock::take(path)?;
+    let mut file = read_file(path)?.unwrap_or_default();
+    if file.tokens.iter().any(|t| t.sha256 == record.sha256) {
+        return Ok(());
+    }
+    file.tokens.push(FileRecord {
+        id: record.id,
+        role,
+        sha256: record.sha256,
+        created_at: record.created_at,
+    });
+    write_atomically(path, &file)
+}
+
+/// An exclusive `flock` on `<file>.lock` beside the token file, held across a
+/// read-modify-write, so that two `token create`s at once both land.
+struct FileLock(#[allow(dead_code)] fs::File);
+
+impl FileLock {
+    fn take(path: &Path) -> Result<Self, TokenError> {
+        let mut lock_path = path.as_os_str().to_owned();
+        lock_path.push(".lock");
+        let lock_path = PathBuf::from(lock_path);
+        let io_err = |op, source| TokenError::Io {
+            op,
+            path: lock_path.clone(),
+            source,
+        };
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(|e| io_err("opening", e))?;
+        file.lock().map_err(|e| io_err("locking", e))?;
+        Ok(Self(file))
+    }
+}
+
+/// `tokens.json` as a [`TokenBackend`]: the embedded store's tokens (0600, replaced
+/// atomically, a `flock` around each change).
+#[derive(Debug, Clone)]
+pub struct FileTokens {
+    path: PathBuf,
+}
+
+impl FileTokens {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl TokenBackend for FileTokens {
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn list(&self) -> BoxFuture<'_, Result<Vec<TokenRecord>, TokenError>> {
+        Box::pin(async move { list_tokens(&self.path) })
+    }
+
+    fn insert(&self, record: TokenRecord) -> BoxFuture<'_, Result<(), TokenError>> {
+        Box::pin(async move { file_insert(&self.path, record) })
+    }
+
+    fn revoke(&self, id: String) -> BoxFuture<'_, Result<bool, TokenError>> {
+        Box::pin(async move { revoke_token(&self.path, &id) })
+    }
+
+    fn generation(&self) -> BoxFuture<'_, Result<String, TokenError>> {
+        Box::pin(async move { Ok(file_generation(&self.path)) })
+    }
 }
 
 fn write_atomically(path: &Path, file: &TokenFile) -> Result<(), TokenError> {
@@ -385,8 +675,8 @@ mod tests {
         assert!(revoke_token(&path, &record.id).unwrap());
         assert!(!revoke_token(&path, &record.id).unwrap());
         // Make the reload due and the mtime surely different.
-        store.loaded.write().unwrap().checked = Instant::now() - RELOAD_EVERY;
-        store.loaded.write().unwrap().modified = None;
+        store.shared.loaded.write().unwrap().checked = Instant::now() - RELOAD_EVERY;
+        store.shared.loaded.write().unwrap().generation = None;
         assert!(store.authenticate(&token).is_none());
     }
 

@@ -117,7 +117,14 @@ then serves until interrupted.\n\nExample:\n  eval \"$(genesisctl emulate --port
     Deploy(DeployCommand),
 
     /// Create, list and revoke the API's bearer tokens
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Tokens are stored hashed where the store keeps its state: tokens.json in the state \
+                      directory by default; with --store postgres://… the store's bridge_tokens table, \
+                      shared by every runner and server of the store (tokens.json is then not used). \
+                      Every server of the store accepts a new token, and refuses a revoked one, within \
+                      about a second."
+    )]
     Token(TokenCommand),
 
     /// Carry vetted commits from sibling repositories into this one
@@ -680,7 +687,7 @@ pub enum LogFormatArg {
 pub enum TokenCommand {
     /// Create a token; prints it alone on stdout (only its hash is stored)
     #[command(
-        after_help = "The token is shown once. A running server accepts it within a second.\n\nExample:\n  TOKEN=$(genesisctl token create --role operator)"
+        after_help = "The token is shown once. A running server accepts it within a second (every server of a --store postgres://… store).\n\nExample:\n  TOKEN=$(genesisctl token create --role operator)"
     )]
     Create {
         /// admiral (everything, the vault included), operator (dry-run, apply, publish) or observer (read-only)

@@ -9,7 +9,9 @@
 //! | `sqlite://PATH`      | `PATH`        | `state.db`           | `locks/*.lock` (flock) | `ledger.db`  |
 //! | `postgres://…`       | PostgreSQL    | PostgreSQL           | PostgreSQL advisory    | PostgreSQL   |
 //!
-//! `--bus nats://…` moves only the events.
+//! The API's token hashes follow the sync state: `tokens.json` in the state directory, or
+//! the store's `bridge_tokens` table (the file is then not read). `--bus nats://…` moves
+//! only the events.
 
 use std::os::unix::fs::DirBuilderExt as _;
 use std::sync::Arc;
@@ -17,6 +19,8 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result};
 use bridge_genesis::ledger::{LedgerAccess, LedgerRows};
 use bridge_operations::locks::{FileLocks, LockService};
+use bridge_operations::tokens::TokenBackend;
+use bridge_server::auth::{FileTokens, TOKENS_FILE};
 use bridge_sync::store::StateStore;
 
 use crate::state::{LEDGER_ORIGIN, StateDir, key_id};
@@ -106,6 +110,19 @@ pub async fn open_state(
     let (key, _) = dir.key()?;
     store.check_keys(&key_id(&key)).await?;
     Ok(Some(store))
+}
+
+/// The token hashes of the store `url` names: `tokens.json` in the state directory, or the
+/// PostgreSQL store's table.
+pub async fn open_tokens(url: &StoreUrl, dir: &StateDir) -> Result<Arc<dyn TokenBackend>> {
+    match url {
+        StoreUrl::Local => Ok(Arc::new(FileTokens::new(dir.path().join(TOKENS_FILE)))),
+        StoreUrl::Postgres(url) => Ok(Arc::new(
+            bridge_genesis_scale::PgTokens::connect(url, None)
+                .await
+                .context("opening the --store PostgreSQL token store")?,
+        )),
+    }
 }
 
 /// The apply locks of the store `url` names.

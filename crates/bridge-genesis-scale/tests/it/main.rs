@@ -10,3 +10,4 @@ mod postgres;
 mod proxy;
 mod services;
 mod state;
+mod tokens;

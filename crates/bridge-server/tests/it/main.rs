@@ -10,4 +10,5 @@ mod roles;
 mod routes;
 mod shutdown;
 mod stream;
+mod tokens;
 mod webhooks;

@@ -196,7 +196,7 @@ async fn dispatch(ctx: &Context<'_>, command: Command) -> CmdResult {
         Command::Deploy(crate::cli::DeployCommand::Publish(args)) => {
             deploy::publish(ctx, &args).await
         }
-        Command::Token(command) => token::run(ctx, &command),
+        Command::Token(command) => token::run(ctx, &command).await,
         Command::State(command) => state::run(ctx, command).await,
         Command::Completions { .. }
         | Command::Emulate(_)

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
 use bridge_autonomy::{WorkerParts, Workers};
-use bridge_server::auth::{TOKENS_FILE, create_token};
+use bridge_server::auth::{TOKENS_FILE, create_token_in};
 use bridge_server::{
     AppState, LogFormat, LogLevel, Logger, Metrics, Parts, Role, ServerOptions, TokenStore,
     VaultLookup,
@@ -21,6 +21,7 @@ use crate::context::{Context, now_rfc3339};
 use crate::exit::{CmdResult, Code};
 use crate::shell::Shell;
 use crate::state::StateDir;
+use crate::store::StoreUrl;
 
 pub async fn run(ctx: Context<'_>, args: &ServeArgs) -> CmdResult {
     let shell = ctx.shell;
@@ -54,17 +55,29 @@ pub async fn run(ctx: Context<'_>, args: &ServeArgs) -> CmdResult {
     bridge_platforms::http::install_tls();
     let bus = server_ctx.open_bus().await?;
     let ledger = server_ctx.ledger_access()?;
-    let tokens_path = server_ctx.state.path().join(TOKENS_FILE);
+    // The token hashes: `tokens.json`, re-read inline when it changes, or the PostgreSQL
+    // store's table, polled by a task of its own (shared by every server of the store).
+    let store_url = server_ctx.store_url()?;
+    let token_backend = crate::store::open_tokens(&store_url, &server_ctx.state).await?;
     let sandbox_token = match &sandbox {
         Some(_) => Some(
-            create_token(&tokens_path, Role::Admiral, &now_rfc3339())
+            create_token_in(&*token_backend, Role::Admiral, &now_rfc3339())
+                .await
                 .context("creating the sandbox's admiral token")?
                 .0,
         ),
         None => None,
     };
-    let tokens = TokenStore::open(&tokens_path)
-        .with_context(|| format!("reading {}", tokens_path.display()))?;
+    let tokens = match &store_url {
+        StoreUrl::Local => {
+            let path = server_ctx.state.path().join(TOKENS_FILE);
+            TokenStore::open(&path).with_context(|| format!("reading {}", path.display()))?
+        }
+        StoreUrl::Postgres(_) => TokenStore::shared(token_backend.clone(), logger.clone())
+            .await
+            .with_context(|| format!("reading the tokens of {}", token_backend.describe()))?,
+    };
+    let no_tokens = tokens.is_empty();
     let vault: VaultLookup = match &sandbox {
         Some(s) => {
             let values = s.vault_values();
@@ -123,7 +136,6 @@ pub async fn run(ctx: Context<'_>, args: &ServeArgs) -> CmdResult {
         webhooks,
         logger: logger.clone(),
     });
-    let no_tokens = state_has_no_tokens(&tokens_path);
 
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
@@ -218,10 +230,6 @@ fn autonomy_options(
         deploy_hooks: hooks,
         ..bridge_autonomy::AutonomyOptions::default()
     }
-}
-
-fn state_has_no_tokens(path: &std::path::Path) -> bool {
-    bridge_server::auth::list_tokens(path).map_or(true, |t| t.is_empty())
 }
 
 fn sandbox_banner(url: &str, sandbox: &crate::sandbox::Sandbox, token: &str) -> String {

@@ -1,23 +1,36 @@
-//! `genesisctl token create|list|revoke`: the API's bearer tokens, stored hashed in the state
-//! directory (`tokens.json`, 0600). A running server picks up changes within a second.
+//! `genesisctl token create|list|revoke`: the API's bearer tokens, stored hashed where the
+//! store keeps them: `tokens.json` in the state directory (0600) for the embedded store, the
+//! store's `bridge_tokens` table for `--store postgres://…` (the file is then not used). A
+//! running server, every server of the store, picks up changes within a second.
 
 use anyhow::{Context as _, anyhow};
 use bridge_server::Role;
-use bridge_server::auth::{TOKENS_FILE, create_token, list_tokens, revoke_token};
+use bridge_server::auth::create_token_in;
 use serde_json::json;
 
 use crate::cli::TokenCommand;
 use crate::context::{Context, now_rfc3339};
 use crate::exit::{CmdResult, Code};
+use crate::store::{StoreUrl, open_tokens};
 
-pub fn run(ctx: &Context<'_>, command: &TokenCommand) -> CmdResult {
-    let path = ctx.state.path().join(TOKENS_FILE);
+pub async fn run(ctx: &Context<'_>, command: &TokenCommand) -> CmdResult {
+    let url = ctx.store_url()?;
+    if let TokenCommand::Create { role } = command {
+        // Checked before anything is opened or created.
+        role.parse::<Role>()
+            .map_err(|e: String| anyhow!("--role: {e}"))?;
+    }
+    if url == StoreUrl::Local && matches!(command, TokenCommand::Create { .. }) {
+        ctx.state.ensure()?;
+    }
+    let backend = open_tokens(&url, &ctx.state).await?;
+    let store = backend.describe();
     match command {
         TokenCommand::Create { role } => {
             let role: Role = role.parse().map_err(|e: String| anyhow!("--role: {e}"))?;
-            ctx.state.ensure()?;
-            let (token, record) = create_token(&path, role, &now_rfc3339())
-                .with_context(|| format!("adding a token to {}", path.display()))?;
+            let (token, record) = create_token_in(&*backend, role, &now_rfc3339())
+                .await
+                .with_context(|| format!("adding a token to {store}"))?;
             if ctx.shell.is_json() {
                 ctx.shell
                     .print_json(&json!({ "token": token, "id": record.id, "role": role }))
@@ -30,17 +43,18 @@ pub fn run(ctx: &Context<'_>, command: &TokenCommand) -> CmdResult {
                 ctx.shell.status(
                     "Created",
                     format!(
-                        "{role} token {} (stored hashed in {}; shown only now)",
-                        record.id,
-                        path.display()
+                        "{role} token {} (stored hashed in {store}; shown only now)",
+                        record.id
                     ),
                 );
             }
             Ok(Code::Ok)
         }
         TokenCommand::List => {
-            let tokens =
-                list_tokens(&path).with_context(|| format!("reading {}", path.display()))?;
+            let tokens = backend
+                .list()
+                .await
+                .with_context(|| format!("reading the tokens of {store}"))?;
             if ctx.shell.is_json() {
                 let list: Vec<_> = tokens
                     .iter()
@@ -64,12 +78,13 @@ pub fn run(ctx: &Context<'_>, command: &TokenCommand) -> CmdResult {
             Ok(Code::Ok)
         }
         TokenCommand::Revoke { id } => {
-            let removed = revoke_token(&path, id)
-                .with_context(|| format!("revoking a token in {}", path.display()))?;
+            let removed = backend
+                .revoke(id.clone())
+                .await
+                .with_context(|| format!("revoking a token in {store}"))?;
             if !removed {
                 return Err(anyhow!(
-                    "no token `{id}` in {}; `genesisctl token list` shows the ids",
-                    path.display()
+                    "no token `{id}` in {store}; `genesisctl token list` shows the ids"
                 )
                 .into());
             }

@@ -628,3 +628,99 @@ async fn a_server_and_a_fresh_runner_share_the_store() {
     emu.shutdown().await;
     pg.drop_schema().await;
 }
+
+/// A directory that starts empty with only the store and the keys.
+fn store_only(store: &str) -> Sandbox {
+    let mut s = Sandbox::bare();
+    s.env("BRIDGE_STORE", store)
+        .env("BRIDGE_FINGERPRINT_KEY", KEY_HEX)
+        .env("BRIDGE_STATE_KEY", STATE_KEY_HEX);
+    s
+}
+
+/// Starts `genesisctl serve` in `dir` on a free port; the child and its URL.
+fn start_server(dir: &Sandbox) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut server = dir
+        .command(&["serve", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = server.stdout.take().unwrap();
+    let url = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("Listening on ").map(|u| u.trim().to_owned()))
+        .expect("a Listening line");
+    (server, url)
+}
+
+fn stop_server(server: &mut std::process::Child) {
+    std::process::Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    let _ = server.wait();
+}
+
+/// A token made from one empty directory works on a server started from another on the
+/// same store, and stops working within about a second of its revocation from a third.
+/// No directory gets a `tokens.json`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_shared_by_every_runner_and_server_of_the_store() {
+    let Some(pg) = PgSchema::create().await else {
+        return;
+    };
+    let maker = store_only(&pg.url());
+    let created = maker.run(&["token", "create", "--role", "observer", "--output", "json"]);
+    ok(&created);
+    let token = created.json()["token"].as_str().unwrap().to_owned();
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+
+    let server_dir = store_only(&pg.url());
+    let (mut server, url) = start_server(&server_dir);
+    let client = reqwest::Client::new();
+    let status_with = |token: String| {
+        let client = client.clone();
+        let url = url.clone();
+        async move {
+            client
+                .get(format!("{url}/webhooks/deployment/status"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(
+        status_with(token.clone()).await,
+        200,
+        "made elsewhere, accepted here"
+    );
+    assert_eq!(status_with("brg_0000".into()).await, 401);
+
+    let revoker = store_only(&pg.url());
+    let listed = revoker.run(&["token", "list", "--output", "json"]);
+    ok(&listed);
+    assert_eq!(listed.json()["tokens"][0]["id"], id.as_str(), "{listed:?}");
+    ok(&revoker.run(&["token", "revoke", &id]));
+    let revoked = Instant::now();
+    while status_with(token.clone()).await != 401 {
+        assert!(
+            revoked.elapsed() < Duration::from_secs(2),
+            "a revoked token still works after 2 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for dir in [&maker, &server_dir, &revoker] {
+        assert!(
+            !dir.path(".bridge/tokens.json").exists(),
+            "tokens.json is not used with a PostgreSQL store"
+        );
+    }
+    stop_server(&mut server);
+    pg.drop_schema().await;
+}
