@@ -30,6 +30,7 @@ use bridge_genesis::bus::{
     BoxFuture, ConsumerState, Event, EventStore, HistoryQuery, NewEvent, Order, Payload,
     StoreError, StoreStats, TopicPattern,
 };
+use bridge_genesis::deliveries::{DeliveryClaim, DeliveryStore};
 use bridge_genesis::schedule::{ScheduleStore, ScheduledRun};
 use time::OffsetDateTime;
 use tokio::sync::{broadcast, mpsc};
@@ -75,6 +76,14 @@ CREATE TABLE IF NOT EXISTS genesis_schedule_runs (
     outcome     text,
     PRIMARY KEY (job, slot_us)
 );
+CREATE TABLE IF NOT EXISTS genesis_webhook_deliveries (
+    id         text COLLATE "C" PRIMARY KEY,
+    owner      text NOT NULL,
+    claimed_us bigint NOT NULL,
+    published  boolean NOT NULL DEFAULT false
+);
+CREATE INDEX IF NOT EXISTS genesis_webhook_deliveries_by_time
+    ON genesis_webhook_deliveries (claimed_us);
 "#;
 
 /// The database's present, in microseconds: claims are stamped by one clock, whichever
@@ -183,6 +192,7 @@ impl PostgresStore {
         let found = client
             .query_typed_one(
                 "SELECT to_regclass('genesis_schedule_runs') IS NOT NULL \
+                 AND to_regclass('genesis_webhook_deliveries') IS NOT NULL \
                  AND to_regclass('genesis_log_head') IS NOT NULL, current_schema()",
                 &[],
             )
@@ -689,6 +699,137 @@ impl EventStore for PostgresStore {
     fn schedules(&self) -> Option<Arc<dyn ScheduleStore>> {
         Some(Arc::new(self.clone()))
     }
+
+    fn deliveries(&self) -> Option<Arc<dyn DeliveryStore>> {
+        Some(Arc::new(self.clone()))
+    }
+}
+
+/// The primary key decides a claim: of concurrent inserts one commits, and the others wait
+/// for it and then find a claim too young (or published) to take over. Stamps are the
+/// database's clock, so replicas with skewed clocks agree on a lease.
+impl DeliveryStore for PostgresStore {
+    fn claim(
+        &self,
+        id: String,
+        owner: String,
+        lease: Duration,
+    ) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let client = self.inner.pool.get().await.map_err(self.err("connect"))?;
+            let lease_us = i64::try_from(lease.as_micros()).unwrap_or(i64::MAX);
+            let claimed = client
+                .execute(
+                    &format!(
+                        "INSERT INTO genesis_webhook_deliveries (id, owner, claimed_us) \
+                         VALUES ($1, $2, {NOW_US}) \
+                         ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, \
+                           claimed_us = excluded.claimed_us \
+                         WHERE NOT genesis_webhook_deliveries.published \
+                           AND genesis_webhook_deliveries.claimed_us < {NOW_US} - $3"
+                    ),
+                    &[&id, &owner, &lease_us],
+                )
+                .await
+                .map_err(self.err("claim a delivery"))?;
+            Ok(claimed > 0)
+        })
+    }
+
+    fn published(&self, id: String) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let client = self.inner.pool.get().await.map_err(self.err("connect"))?;
+            client
+                .execute(
+                    "UPDATE genesis_webhook_deliveries SET published = true WHERE id = $1",
+                    &[&id],
+                )
+                .await
+                .map_err(self.err("mark a delivery published"))?;
+            Ok(())
+        })
+    }
+
+    fn release(&self, id: String, owner: String) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let client = self.inner.pool.get().await.map_err(self.err("connect"))?;
+            client
+                .execute(
+                    "DELETE FROM genesis_webhook_deliveries \
+                     WHERE id = $1 AND owner = $2 AND NOT published",
+                    &[&id, &owner],
+                )
+                .await
+                .map_err(self.err("release a delivery"))?;
+            Ok(())
+        })
+    }
+
+    fn prune(&self, age: Duration) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let client = self.inner.pool.get().await.map_err(self.err("connect"))?;
+            let age_us = i64::try_from(age.as_micros()).unwrap_or(i64::MAX);
+            client
+                .execute(
+                    &format!(
+                        "DELETE FROM genesis_webhook_deliveries WHERE claimed_us < {NOW_US} - $1"
+                    ),
+                    &[&age_us],
+                )
+                .await
+                .map_err(self.err("prune deliveries"))
+        })
+    }
+
+    fn claims(&self) -> BoxFuture<'_, Result<Vec<DeliveryClaim>, StoreError>> {
+        Box::pin(async move {
+            let client = self.inner.pool.get().await.map_err(self.err("connect"))?;
+            let rows = client
+                .query(
+                    "SELECT id, owner, claimed_us, published FROM genesis_webhook_deliveries \
+                     ORDER BY claimed_us, id",
+                    &[],
+                )
+                .await
+                .map_err(self.err("read delivery claims"))?;
+            rows.iter()
+                .map(|row| {
+                    Ok(DeliveryClaim {
+                        id: row.get(0),
+                        owner: row.get(1),
+                        claimed_at: self.stamp(row.get(2))?,
+                        published: row.get(3),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn import(&self, claims: Vec<DeliveryClaim>) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            if claims.is_empty() {
+                return Ok(());
+            }
+            let client = self.inner.pool.get().await.map_err(self.err("connect"))?;
+            let ids: Vec<&str> = claims.iter().map(|c| c.id.as_str()).collect();
+            let owners: Vec<&str> = claims.iter().map(|c| c.owner.as_str()).collect();
+            let at: Vec<i64> = claims
+                .iter()
+                .map(|c| crate::unix_micros(c.claimed_at))
+                .collect();
+            let published: Vec<bool> = claims.iter().map(|c| c.published).collect();
+            client
+                .execute(
+                    "INSERT INTO genesis_webhook_deliveries (id, owner, claimed_us, published) \
+                     SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bool[]) \
+                     ON CONFLICT (id) DO NOTHING",
+                    &[&ids, &owners, &at, &published],
+                )
+                .await
+                .map_err(self.err("import delivery claims"))?;
+            Ok(())
+        })
+    }
 }
 
 /// The primary key `(job, slot_us)` decides a claim: of concurrent inserts, one commits and
@@ -791,7 +932,7 @@ impl PostgresStore {
     fn stamp(&self, micros: i64) -> Result<OffsetDateTime, StoreError> {
         from_unix_micros(micros).ok_or_else(|| StoreError::Corrupt {
             store: self.inner.name.clone(),
-            what: format!("a scheduled run is stamped {micros} µs after 1970"),
+            what: format!("a claim is stamped {micros} µs after 1970"),
         })
     }
 }

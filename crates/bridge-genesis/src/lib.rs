@@ -9,6 +9,7 @@
 //!   processes sharing a store.
 
 pub mod bus;
+pub mod deliveries;
 pub mod feed;
 pub mod ledger;
 pub mod schedule;

@@ -116,6 +116,7 @@ pub struct Parts {
 impl AppState {
     pub fn new(parts: Parts) -> Self {
         let (shutdown_tx, shutdown) = watch::channel(false);
+        let deliveries = routes::deploy::Deliveries::for_store(parts.bus.store().as_ref());
         Self {
             inner: Arc::new(Inner {
                 metrics: parts.metrics,
@@ -130,7 +131,7 @@ impl AppState {
                 tokens: parts.tokens,
                 vault: parts.vault,
                 webhooks: parts.webhooks,
-                deliveries: routes::deploy::Deliveries::default(),
+                deliveries,
                 logger: parts.logger,
                 shutdown,
                 shutdown_tx,

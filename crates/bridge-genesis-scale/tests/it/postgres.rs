@@ -239,6 +239,67 @@ schedule_conformance!(
     jobs_are_independent,
 );
 
+/// The delivery claims' suite: each name a schema, each handle a store with its own pool.
+struct PgDeliveries {
+    url: String,
+    run: String,
+    schemas: std::sync::Mutex<Vec<String>>,
+}
+
+impl bridge_genesis::deliveries::DeliveryBackend for PgDeliveries {
+    fn open(
+        &self,
+        name: &str,
+    ) -> BoxFuture<'_, Result<Arc<dyn bridge_genesis::deliveries::DeliveryStore>, StoreError>> {
+        let schema = format!("{}_{name}", self.run);
+        {
+            let mut schemas = self.schemas.lock().unwrap();
+            if !schemas.contains(&schema) {
+                schemas.push(schema.clone());
+            }
+        }
+        Box::pin(async move {
+            let options = PostgresOptions {
+                schema: Some(schema),
+                ..PostgresOptions::default()
+            };
+            let store = PostgresStore::connect_with(&self.url, options).await?;
+            Ok(store
+                .deliveries()
+                .expect("PostgreSQL keeps a delivery table"))
+        })
+    }
+}
+
+macro_rules! delivery_conformance {
+    ($($case:ident),* $(,)?) => {
+        mod delivery_conformance {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(url) = services::postgres().await else { return };
+                    let backend = PgDeliveries {
+                        url: url.clone(),
+                        run: services::unique("genesis_deliv"),
+                        schemas: std::sync::Mutex::new(Vec::new()),
+                    };
+                    bridge_genesis::deliveries::conformance::$case(&backend).await;
+                    let schemas = backend.schemas.lock().unwrap().clone();
+                    drop_schemas(&url, &schemas).await;
+                }
+            )*
+        }
+    };
+}
+
+delivery_conformance!(
+    claims_are_exclusive,
+    concurrent_claims_have_one_winner,
+    released_and_expired_claims_are_claimed_again,
+    old_claims_are_pruned_and_claims_export,
+);
+
 /// Where the kill -9 child publishes: the schema, set by the parent.
 const KILL9_SCHEMA: &str = "BRIDGE_KILL9_PG_SCHEMA";
 

@@ -103,6 +103,12 @@ pub trait EventStore: Send + Sync {
     fn schedules(&self) -> Option<Arc<dyn crate::schedule::ScheduleStore>> {
         None
     }
+
+    /// The store's table of claimed webhook deliveries ([`crate::deliveries`]), on the same
+    /// database, when it keeps one; `None` (the default) when it cannot (NATS).
+    fn deliveries(&self) -> Option<Arc<dyn crate::deliveries::DeliveryStore>> {
+        None
+    }
 }
 
 /// Which end of the range a history read starts from.

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod bus;
+mod deliveries;
 mod feed;
 mod ledger;
 mod opening;

@@ -3,12 +3,15 @@
 //! and what they add up to (status, history).
 //!
 //! A webhook is verified by `bridge_webhooks::webhook` with the platform's own scheme, then
-//! de-duplicated by its delivery id, then published on `deploy.<platform>` and
+//! de-duplicated by claiming its delivery id in the store (`bridge_genesis::deliveries`:
+//! one winner across every replica sharing the store; released if publishing fails,
+//! claimable again after `CLAIM_LEASE` if its claimant died unpublished), then published on `deploy.<platform>` and
 //! `deploy.platform.<start|success|failure>`. A refused delivery gets its 4xx (or 503 when no
 //! secret is configured) and a `webhook.rejected` event saying why, never with the body.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::sync::Mutex;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::body::Bytes;
@@ -16,6 +19,9 @@ use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use bridge_genesis::bus::{HistoryQuery, Order, Role as BusRole, TopicPattern};
+use bridge_genesis::deliveries::{
+    CLAIM_LEASE, DeliveryClaim, DeliveryStore, MemoryDeliveries, RETENTION,
+};
 use bridge_webhooks::webhook::{Headers, Outcome, Rejection};
 use bridge_webhooks::{DeployEvent, DeployEventRequest, Platform};
 use schemars::JsonSchema;
@@ -220,18 +226,17 @@ pub struct PlatformHistory {
     pub last_outcome_at: Option<String>,
 }
 
-/// Delivery ids seen recently (bounded), and counts for the status route. Seeded from the
-/// bus at start, so a redelivery after a restart is still recognised.
-#[derive(Default)]
+/// Delivery ids claimed in the store (once across every replica sharing it), and counts
+/// for the status route (this process's own).
 pub(crate) struct Deliveries {
-    inner: Mutex<DeliveriesInner>,
-}
-
-#[derive(Default)]
-struct DeliveriesInner {
-    seen: HashSet<String>,
-    order: VecDeque<String>,
-    counts: BTreeMap<&'static str, PlatformCounts>,
+    claims: Arc<dyn DeliveryStore>,
+    /// Whether `claims` is the store's table; otherwise this process's memory, seeded from
+    /// the bus at start so a redelivery after a restart is still recognised.
+    shared: bool,
+    /// Who this process is, as written on its claims.
+    owner: String,
+    last_prune: Mutex<Option<Instant>>,
+    counts: Mutex<BTreeMap<&'static str, PlatformCounts>>,
 }
 
 #[derive(Default, Clone)]
@@ -243,53 +248,118 @@ struct PlatformCounts {
     last_rejection: Option<String>,
 }
 
-/// How many delivery ids are remembered.
+/// How many delivery ids one process remembers when the store keeps none.
 const REMEMBERED: usize = 50_000;
 
+/// How often a server prunes claims older than [`RETENTION`].
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// The answer when a claim cannot be made: the platform retries, and the retry is
+/// de-duplicated once the store answers.
+const CLAIM_FAILED: &str = "claiming the delivery";
+
 impl Deliveries {
-    fn lock(&self) -> std::sync::MutexGuard<'_, DeliveriesInner> {
-        match self.inner.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
+    /// The store's table when `store` keeps one, else this process's memory.
+    pub(crate) fn for_store(store: &dyn bridge_genesis::bus::EventStore) -> Self {
+        let (claims, shared) = match store.deliveries() {
+            Some(claims) => (claims, true),
+            None => (
+                Arc::new(MemoryDeliveries::new(REMEMBERED)) as Arc<dyn DeliveryStore>,
+                false,
+            ),
+        };
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".to_owned());
+        Self {
+            claims,
+            shared,
+            owner: format!("{host}:{}", std::process::id()),
+            last_prune: Mutex::new(None),
+            counts: Mutex::new(BTreeMap::new()),
         }
     }
 
-    /// Records `id`; `false` when it was seen before.
-    pub(crate) fn first_seen(&self, id: &str) -> bool {
-        let mut inner = self.lock();
-        if inner.seen.contains(id) {
-            return false;
-        }
-        inner.seen.insert(id.to_owned());
-        inner.order.push_back(id.to_owned());
-        while inner.order.len() > REMEMBERED {
-            if let Some(old) = inner.order.pop_front() {
-                inner.seen.remove(&old);
-            }
-        }
-        true
-    }
-
-    /// Forgets `id`, so that a retry of a delivery that could not be stored is processed.
-    fn forget(&self, id: &str) {
-        self.lock().seen.remove(id);
+    fn counts_lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<&'static str, PlatformCounts>> {
+        self.counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn count(&self, platform: Platform, f: impl FnOnce(&mut PlatformCounts)) {
-        f(self.lock().counts.entry(platform.as_str()).or_default());
+        f(self.counts_lock().entry(platform.as_str()).or_default());
     }
 
     fn counts(&self, platform: Platform) -> PlatformCounts {
-        self.lock()
-            .counts
+        self.counts_lock()
             .get(platform.as_str())
             .cloned()
             .unwrap_or_default()
     }
+
+    /// Claims `id`: `Ok(false)` when another receipt (here or on another replica) has it.
+    async fn claim(&self, state: &AppState, id: &str) -> Result<bool, ApiError> {
+        self.prune_when_due(state);
+        self.claims
+            .claim(id.to_owned(), self.owner.clone(), CLAIM_LEASE)
+            .await
+            .map_err(|e| ApiError::unavailable(format!("{CLAIM_FAILED}: {e}")))
+    }
+
+    /// After the events are in the log. A failure here leaves the claim unpublished: a
+    /// retry after the lease would publish again, so it is logged.
+    async fn published(&self, state: &AppState, id: &str) {
+        if let Err(e) = self.claims.published(id.to_owned()).await {
+            state.logger().warn(
+                "a published delivery could not be marked so; a retry after the lease may publish it again",
+                &[("delivery_id", id), ("error", &e.to_string())],
+            );
+        }
+    }
+
+    /// Publishing failed: give the claim up so that the platform's retry is processed.
+    async fn release(&self, state: &AppState, id: &str) {
+        if let Err(e) = self.claims.release(id.to_owned(), self.owner.clone()).await {
+            state.logger().warn(
+                "a delivery that could not be published could not be released; its retry is processed after the lease",
+                &[("delivery_id", id), ("error", &e.to_string())],
+            );
+        }
+    }
+
+    /// At most once per [`PRUNE_EVERY`], in a task of its own.
+    fn prune_when_due(&self, state: &AppState) {
+        {
+            let mut last = self
+                .last_prune
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if last.is_some_and(|at| at.elapsed() < PRUNE_EVERY) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        let claims = self.claims.clone();
+        let logger = state.logger().clone();
+        tokio::spawn(async move {
+            if let Err(e) = claims.prune(RETENTION).await {
+                logger.warn(
+                    "old delivery claims could not be pruned",
+                    &[("error", &e.to_string())],
+                );
+            }
+        });
+    }
 }
 
-/// Remembers the delivery ids of the newest deploy events in the store.
+/// Remembers the delivery ids of the newest deploy events in the store, when the claims are
+/// this process's own (the store's table needs no seeding).
 pub(crate) async fn seed_deliveries(state: &AppState) {
+    let deliveries = &state.inner.deliveries;
+    if deliveries.shared {
+        return;
+    }
     let Ok(pattern) = TopicPattern::parse("deploy.>") else {
         return;
     };
@@ -300,11 +370,20 @@ pub(crate) async fn seed_deliveries(state: &AppState) {
         ..HistoryQuery::default()
     };
     if let Ok(events) = state.inner.bus.history(query).await {
-        for e in events.iter().rev() {
-            if let Some(Value::String(id)) = e.payload.get("delivery_id") {
-                state.inner.deliveries.first_seen(id);
-            }
-        }
+        let claims = events
+            .iter()
+            .rev()
+            .filter_map(|e| match e.payload.get("delivery_id") {
+                Some(Value::String(id)) => Some(DeliveryClaim {
+                    id: id.clone(),
+                    owner: deliveries.owner.clone(),
+                    claimed_at: e.timestamp,
+                    published: true,
+                }),
+                _ => None,
+            })
+            .collect();
+        let _ = deliveries.claims.import(claims).await;
     }
 }
 
@@ -364,7 +443,7 @@ async fn webhook(
         Err(rejection) => return Err(reject(&state, platform, &rejection).await),
     };
     let delivery_id = receipt.delivery_id.as_str().to_owned();
-    if !inner.deliveries.first_seen(&delivery_id) {
+    if !inner.deliveries.claim(&state, &delivery_id).await? {
         inner.deliveries.count(platform, |c| c.duplicates += 1);
         return Ok((
             StatusCode::OK,
@@ -378,16 +457,19 @@ async fn webhook(
         ));
     }
     match receipt.outcome {
-        Outcome::Acknowledged { event } => Ok((
-            StatusCode::OK,
-            Json(WebhookReceipt {
-                status: "acknowledged".into(),
-                delivery_id,
-                topics: vec![],
-                seqs: vec![],
-                event: Some(event),
-            }),
-        )),
+        Outcome::Acknowledged { event } => {
+            inner.deliveries.published(&state, &delivery_id).await;
+            Ok((
+                StatusCode::OK,
+                Json(WebhookReceipt {
+                    status: "acknowledged".into(),
+                    delivery_id,
+                    topics: vec![],
+                    seqs: vec![],
+                    event: Some(event),
+                }),
+            ))
+        }
         Outcome::Deploy(event) => {
             let mut extra = Map::new();
             extra.insert("delivery_id".into(), delivery_id.clone().into());
@@ -396,6 +478,7 @@ async fn webhook(
             }
             match publish(&state, &event, extra).await {
                 Ok((topics, seqs)) => {
+                    inner.deliveries.published(&state, &delivery_id).await;
                     let at = event.timestamp.clone();
                     inner.deliveries.count(platform, |c| {
                         c.accepted += 1;
@@ -414,7 +497,7 @@ async fn webhook(
                 }
                 Err(e) => {
                     // Not stored: the platform's retry must be processed.
-                    inner.deliveries.forget(&delivery_id);
+                    inner.deliveries.release(&state, &delivery_id).await;
                     Err(e)
                 }
             }

@@ -90,13 +90,17 @@ fn host_in(dir: &std::path::Path, bus: Bus) -> &'static MemoryHost {
     host
 }
 
-/// The server state over the files in `dir`, and its places.
+/// The server state over the files in `dir` (the events on `bus`, or in `events.db`), and
+/// its places.
 fn state_in(
     dir: &std::path::Path,
     (options, secrets, lock_timeout): &(ServerOptions, WebhookSecrets, Duration),
+    bus: Option<Bus>,
 ) -> (AppState, &'static MemoryHost, Arc<Operations<'static>>) {
-    let store = SqliteStore::open(dir.join("events.db")).unwrap();
-    let bus = Bus::new(Arc::new(store), Policy::new(PolicyMode::Permissive));
+    let bus = bus.unwrap_or_else(|| {
+        let store = SqliteStore::open(dir.join("events.db")).unwrap();
+        Bus::new(Arc::new(store), Policy::new(PolicyMode::Permissive))
+    });
     let host = host_in(dir, bus.clone());
     let mut settings = settings("local:.env", &["render", "netlify"]);
     settings.lock_timeout = *lock_timeout;
@@ -159,10 +163,26 @@ impl Harness {
         Self::build(options, secrets(), LOCK_TIMEOUT).await
     }
 
+    /// A server whose events (and delivery claims) live in `store`, as a replica of a
+    /// shared store would.
+    pub async fn on_store(store: Arc<dyn bridge_genesis::bus::EventStore>) -> Self {
+        let bus = Bus::new(store, Policy::new(PolicyMode::Permissive));
+        Self::build_on(ServerOptions::default(), secrets(), LOCK_TIMEOUT, Some(bus)).await
+    }
+
     async fn build(
         options: ServerOptions,
         secrets: WebhookSecrets,
         lock_timeout: Duration,
+    ) -> Self {
+        Self::build_on(options, secrets, lock_timeout, None).await
+    }
+
+    async fn build_on(
+        options: ServerOptions,
+        secrets: WebhookSecrets,
+        lock_timeout: Duration,
+        bus: Option<Bus>,
     ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let tokens_path = dir.path().join(TOKENS_FILE);
@@ -170,7 +190,7 @@ impl Harness {
         let (operator, _) = create_token(&tokens_path, Role::Operator, "now").unwrap();
         let (admiral, _) = create_token(&tokens_path, Role::Admiral, "now").unwrap();
         let config = (options, secrets, lock_timeout);
-        let (state, host, ops) = state_in(dir.path(), &config);
+        let (state, host, ops) = state_in(dir.path(), &config, bus);
         Self {
             dir,
             state,

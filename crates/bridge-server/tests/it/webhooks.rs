@@ -342,3 +342,92 @@ async fn stated_deploy_events_feed_status_and_history() {
     assert_eq!(r["max_duration_secs"], 240.0);
     assert_eq!(history["platforms"]["github"]["started"], 0);
 }
+
+/// Two replicas on one PostgreSQL store receive the same signed delivery at once, many
+/// times over: it is published once (counted in the store), every other receipt is
+/// `duplicate`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_one_store_publish_a_delivery_once() {
+    let url = std::env::var("BRIDGE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "host=127.0.0.1 user=postgres dbname=test".to_owned());
+    let reachable = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tokio_postgres::connect(&url, tokio_postgres::NoTls),
+    )
+    .await;
+    let client = match reachable {
+        Ok(Ok((client, connection))) => {
+            tokio::spawn(connection);
+            client
+        }
+        other => {
+            assert!(
+                std::env::var("BRIDGE_REQUIRE_SERVICES").as_deref() != Ok("1"),
+                "PostgreSQL is required (BRIDGE_REQUIRE_SERVICES=1) but: {:?}",
+                other.map(|r| r.map(|_| ()))
+            );
+            eprintln!("skipped: no PostgreSQL at {url}");
+            return;
+        }
+    };
+    let schema = format!("server_deliveries_{}", std::process::id());
+    let open = || async {
+        let options = bridge_genesis_scale::PostgresOptions {
+            schema: Some(schema.clone()),
+            ..bridge_genesis_scale::PostgresOptions::default()
+        };
+        std::sync::Arc::new(
+            bridge_genesis_scale::PostgresStore::connect_with(&url, options)
+                .await
+                .unwrap(),
+        ) as std::sync::Arc<dyn bridge_genesis::bus::EventStore>
+    };
+    let a = std::sync::Arc::new(Harness::on_store(open().await).await);
+    let b = std::sync::Arc::new(Harness::on_store(open().await).await);
+    let body = fixture("github", "deployment_status_failure");
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..8usize {
+        let h = if n % 2 == 0 { a.clone() } else { b.clone() };
+        let body = body.clone();
+        tasks.spawn(async move {
+            h.call(github("deployment_status", body, "guid-replicas"))
+                .await
+        });
+    }
+    let mut statuses = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        let (status, receipt) = done.unwrap();
+        statuses.push((
+            status.as_u16(),
+            receipt["status"].as_str().unwrap().to_owned(),
+        ));
+    }
+    statuses.sort();
+    let mut want = vec![(200, "duplicate".to_owned()); 7];
+    want.push((202, "accepted".to_owned()));
+    assert_eq!(statuses, want);
+    // A later redelivery, to either replica, is a duplicate too.
+    let (status, receipt) = b
+        .call(github("deployment_status", body, "guid-replicas"))
+        .await;
+    assert_eq!(
+        (status.as_u16(), receipt["status"].clone()),
+        (200, json!("duplicate"))
+    );
+    let published: i64 = client
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM \"{schema}\".genesis_events WHERE topic = 'deploy.github'"
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(published, 1, "published once across both replicas");
+    drop((a, b));
+    client
+        .batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .await
+        .unwrap();
+}

@@ -27,6 +27,7 @@ use self::writer::{Job, Writer, WriterCounters};
 use super::event::{Event, NewEvent, from_unix_micros, unix_micros};
 use super::store::{BoxFuture, ConsumerState, EventStore, HistoryQuery, StoreError, StoreStats};
 use super::topic::TopicPattern;
+use crate::deliveries::{self, DeliveryClaim, DeliveryStore};
 use crate::schedule::{ScheduleStore, ScheduledRun, slot_micros};
 
 /// Idle read connections kept for reuse; more are opened on demand and closed after use.
@@ -314,6 +315,134 @@ impl EventStore for SqliteStore {
 
     fn schedules(&self) -> Option<Arc<dyn ScheduleStore>> {
         Some(Arc::new(self.clone()))
+    }
+
+    fn deliveries(&self) -> Option<Arc<dyn DeliveryStore>> {
+        Some(Arc::new(self.clone()))
+    }
+}
+
+impl SqliteStore {
+    /// Runs `run` in the writer's transaction: a claim is durable before it is won.
+    fn exec(
+        &self,
+        op: &'static str,
+        run: impl FnMut(&Connection) -> rusqlite::Result<u64> + Send + 'static,
+    ) -> BoxFuture<'_, Result<u64, StoreError>> {
+        self.submit(|reply| Job::Exec {
+            op,
+            run: Box::new(run),
+            reply,
+            result: None,
+        })
+    }
+}
+
+/// Claims are stamped by this process's clock (a SQLite file is one machine's).
+impl DeliveryStore for SqliteStore {
+    fn claim(
+        &self,
+        id: String,
+        owner: String,
+        lease: Duration,
+    ) -> BoxFuture<'_, Result<bool, StoreError>> {
+        let claimed = self.exec("claim a delivery", move |conn| {
+            let now = deliveries::micros(OffsetDateTime::now_utc());
+            let stale = now.saturating_sub(deliveries::duration_micros(lease));
+            conn.prepare_cached(
+                "INSERT INTO genesis_webhook_deliveries (id, owner, claimed_us, published) \
+                 VALUES (?1, ?2, ?3, 0) \
+                 ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, \
+                   claimed_us = excluded.claimed_us \
+                 WHERE genesis_webhook_deliveries.published = 0 \
+                   AND genesis_webhook_deliveries.claimed_us < ?4",
+            )?
+            .execute(rusqlite::params![id.as_str(), owner.as_str(), now, stale])
+            .map(|n| n as u64)
+        });
+        Box::pin(async move { Ok(claimed.await? > 0) })
+    }
+
+    fn published(&self, id: String) -> BoxFuture<'_, Result<(), StoreError>> {
+        let done = self.exec("mark a delivery published", move |conn| {
+            conn.prepare_cached(
+                "UPDATE genesis_webhook_deliveries SET published = 1 WHERE id = ?1",
+            )?
+            .execute([id.as_str()])
+            .map(|n| n as u64)
+        });
+        Box::pin(async move { done.await.map(drop) })
+    }
+
+    fn release(&self, id: String, owner: String) -> BoxFuture<'_, Result<(), StoreError>> {
+        let done = self.exec("release a delivery", move |conn| {
+            conn.prepare_cached(
+                "DELETE FROM genesis_webhook_deliveries \
+                 WHERE id = ?1 AND owner = ?2 AND published = 0",
+            )?
+            .execute([id.as_str(), owner.as_str()])
+            .map(|n| n as u64)
+        });
+        Box::pin(async move { done.await.map(drop) })
+    }
+
+    fn prune(&self, age: Duration) -> BoxFuture<'_, Result<u64, StoreError>> {
+        self.exec("prune deliveries", move |conn| {
+            let cutoff = deliveries::micros(OffsetDateTime::now_utc())
+                .saturating_sub(deliveries::duration_micros(age));
+            conn.prepare_cached("DELETE FROM genesis_webhook_deliveries WHERE claimed_us < ?1")?
+                .execute([cutoff])
+                .map(|n| n as u64)
+        })
+    }
+
+    fn claims(&self) -> BoxFuture<'_, Result<Vec<DeliveryClaim>, StoreError>> {
+        self.read_with("read delivery claims", move |conn, store| {
+            let err = |e| sqlite_error(store, "read delivery claims", e);
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT id, owner, claimed_us, published FROM genesis_webhook_deliveries \
+                     ORDER BY claimed_us, id",
+                )
+                .map_err(err)?;
+            let rows: Vec<(String, String, i64, i64)> = stmt
+                .query_map([], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                })
+                .map_err(err)?
+                .collect::<Result<_, _>>()
+                .map_err(err)?;
+            rows.into_iter()
+                .map(|(id, owner, claimed, published)| {
+                    Ok(DeliveryClaim {
+                        id,
+                        owner,
+                        claimed_at: stamp(store, claimed)?,
+                        published: published != 0,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn import(&self, claims: Vec<DeliveryClaim>) -> BoxFuture<'_, Result<(), StoreError>> {
+        let done = self.exec("import delivery claims", move |conn| {
+            let mut insert = conn.prepare_cached(
+                "INSERT INTO genesis_webhook_deliveries (id, owner, claimed_us, published) \
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO NOTHING",
+            )?;
+            let mut added = 0u64;
+            for c in &claims {
+                added += insert.execute(rusqlite::params![
+                    c.id.as_str(),
+                    c.owner.as_str(),
+                    deliveries::micros(c.claimed_at),
+                    i64::from(c.published)
+                ])? as u64;
+            }
+            Ok(added)
+        });
+        Box::pin(async move { done.await.map(drop) })
     }
 }
 

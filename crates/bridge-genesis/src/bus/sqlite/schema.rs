@@ -4,8 +4,9 @@
 //! `genesis_`. Sequence numbers are the rowid (`seq INTEGER PRIMARY KEY`), assigned by the
 //! writer inside each transaction; per-topic counts are kept up to date by the same
 //! transaction so that `stats` does not scan the log. `genesis_schedule_runs` holds the
-//! claimed slots of scheduled jobs ([`crate::schedule`]); it came without a version bump,
-//! as `CREATE TABLE IF NOT EXISTS` adds it to older files on open.
+//! claimed slots of scheduled jobs ([`crate::schedule`]) and `genesis_webhook_deliveries`
+//! the claimed webhook deliveries ([`crate::deliveries`]); they came without a version
+//! bump, as `CREATE TABLE IF NOT EXISTS` adds them to older files on open.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -50,6 +51,14 @@ CREATE TABLE IF NOT EXISTS genesis_schedule_runs (
     outcome     TEXT,
     PRIMARY KEY (job, slot_us)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS genesis_webhook_deliveries (
+    id         TEXT    PRIMARY KEY,
+    owner      TEXT    NOT NULL,
+    claimed_us INTEGER NOT NULL,
+    published  INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS genesis_webhook_deliveries_by_time
+    ON genesis_webhook_deliveries (claimed_us);
 ";
 
 const SCHEMA_VERSION: &str = "1";

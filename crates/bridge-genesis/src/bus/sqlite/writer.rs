@@ -77,7 +77,18 @@ pub(super) enum Job {
         reply: Reply<()>,
         result: Option<()>,
     },
+    /// A small write of a table beside the log (delivery claims, imports): runs in the
+    /// writer's transaction and answers the rows it changed.
+    Exec {
+        op: &'static str,
+        run: ExecFn,
+        reply: Reply<u64>,
+        result: Option<u64>,
+    },
 }
+
+/// What a [`Job::Exec`] runs.
+pub(super) type ExecFn = Box<dyn FnMut(&Connection) -> rusqlite::Result<u64> + Send>;
 
 impl Job {
     fn event_count(&self) -> usize {
@@ -99,6 +110,7 @@ impl Job {
                 drop(reply.send(Err(error)))
             }
             Job::Finish { reply, .. } => drop(reply.send(Err(error))),
+            Job::Exec { reply, .. } => drop(reply.send(Err(error))),
         }
     }
 }
@@ -426,6 +438,12 @@ impl Writer {
                     .map_err(|e| job_failed("finish a scheduled slot", e))?;
                 *result = Some(());
             }
+            Job::Exec {
+                op, run, result, ..
+            } => {
+                let op: &'static str = op;
+                *result = Some(run(&self.conn).map_err(|e| job_failed(op, e))?);
+            }
         }
         Ok(())
     }
@@ -551,6 +569,9 @@ impl Writer {
                     drop(reply.send(result.ok_or_else(|| self.lost_result())));
                 }
                 Job::Finish { reply, result, .. } => {
+                    drop(reply.send(result.ok_or_else(|| self.lost_result())));
+                }
+                Job::Exec { reply, result, .. } => {
                     drop(reply.send(result.ok_or_else(|| self.lost_result())));
                 }
             }
