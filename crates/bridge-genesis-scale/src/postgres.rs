@@ -926,6 +926,68 @@ impl ScheduleStore for PostgresStore {
                 .collect()
         })
     }
+
+    fn all_runs(&self) -> BoxFuture<'_, Result<Vec<ScheduledRun>, StoreError>> {
+        Box::pin(async move {
+            let client = self.inner.pool.get().await.map_err(self.err("connect"))?;
+            let rows = client
+                .query(
+                    "SELECT job, slot_us, owner, claimed_us, finished_us, outcome \
+                     FROM genesis_schedule_runs ORDER BY job, slot_us",
+                    &[],
+                )
+                .await
+                .map_err(self.err("read scheduled runs"))?;
+            rows.iter()
+                .map(|row| {
+                    Ok(ScheduledRun {
+                        job: row.get(0),
+                        slot: self.stamp(row.get(1))?,
+                        owner: row.get(2),
+                        claimed_at: self.stamp(row.get(3))?,
+                        finished_at: row
+                            .get::<_, Option<i64>>(4)
+                            .map(|us| self.stamp(us))
+                            .transpose()?,
+                        outcome: row.get(5),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn import_runs(&self, runs: Vec<ScheduledRun>) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            if runs.is_empty() {
+                return Ok(());
+            }
+            let client = self.inner.pool.get().await.map_err(self.err("connect"))?;
+            let jobs: Vec<&str> = runs.iter().map(|r| r.job.as_str()).collect();
+            let slots: Vec<i64> = runs.iter().map(|r| crate::unix_micros(r.slot)).collect();
+            let owners: Vec<&str> = runs.iter().map(|r| r.owner.as_str()).collect();
+            let claimed: Vec<i64> = runs
+                .iter()
+                .map(|r| crate::unix_micros(r.claimed_at))
+                .collect();
+            let finished: Vec<Option<i64>> = runs
+                .iter()
+                .map(|r| r.finished_at.map(crate::unix_micros))
+                .collect();
+            let outcomes: Vec<Option<&str>> = runs.iter().map(|r| r.outcome.as_deref()).collect();
+            client
+                .execute(
+                    "INSERT INTO genesis_schedule_runs \
+                       (job, slot_us, owner, claimed_us, finished_us, outcome) \
+                     SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], \
+                                          $5::bigint[], $6::text[]) \
+                     ON CONFLICT DO NOTHING",
+                    &[&jobs, &slots, &owners, &claimed, &finished, &outcomes],
+                )
+                .await
+                .map_err(self.err("import scheduled runs"))?;
+            Ok(())
+        })
+    }
 }
 
 impl PostgresStore {

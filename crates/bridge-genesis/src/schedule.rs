@@ -61,6 +61,13 @@ pub trait ScheduleStore: Send + Sync {
         job: String,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<ScheduledRun>, StoreError>>;
+
+    /// Every claimed slot of every job, by job then slot (`state export`).
+    fn all_runs(&self) -> BoxFuture<'_, Result<Vec<ScheduledRun>, StoreError>>;
+
+    /// Adds `runs` as they are (owner, stamps, outcome), keeping any slot already claimed
+    /// (`state import`, `state migrate`).
+    fn import_runs(&self, runs: Vec<ScheduledRun>) -> BoxFuture<'_, Result<(), StoreError>>;
 }
 
 /// Microseconds since the Unix epoch: the precision slots are stored with.
@@ -91,6 +98,7 @@ pub mod conformance {
         concurrent_claims_have_one_winner(backend).await;
         runs_are_recorded_newest_first(backend).await;
         jobs_are_independent(backend).await;
+        runs_export_and_import(backend).await;
     }
 
     async fn open(backend: &dyn ScheduleBackend, name: &str) -> Arc<dyn ScheduleStore> {
@@ -250,6 +258,38 @@ pub mod conformance {
         assert_eq!(
             store.runs("parity".into(), 10).await.ok().map(|r| r.len()),
             Some(1)
+        );
+    }
+
+    /// `all_runs` lists every job's slots; `import_runs` into another store gives the same
+    /// list back, and keeps a slot already claimed there.
+    pub async fn runs_export_and_import(backend: &dyn ScheduleBackend) {
+        let from = open(backend, "runs_export_from").await;
+        assert!(claim(&*from, "sync", SLOT, "a").await);
+        assert!(claim(&*from, "parity", SLOT, "b").await);
+        let finished = from.finish("sync".into(), SLOT, "ok".into()).await;
+        assert!(finished.is_ok(), "{finished:?}");
+        let runs = match from.all_runs().await {
+            Ok(runs) => runs,
+            Err(e) => panic!("all_runs: {e}"),
+        };
+        let jobs: Vec<&str> = runs.iter().map(|r| r.job.as_str()).collect();
+        assert_eq!(jobs, vec!["parity", "sync"], "by job then slot");
+        let to = open(backend, "runs_export_to").await;
+        let later = SLOT + time::Duration::hours(1);
+        assert!(claim(&*to, "sync", later, "c").await);
+        let imported = to.import_runs(runs.clone()).await;
+        assert!(imported.is_ok(), "{imported:?}");
+        assert!(
+            to.import_runs(runs.clone()).await.is_ok(),
+            "twice is harmless"
+        );
+        let back = to.all_runs().await.ok().unwrap_or_default();
+        assert_eq!(back.len(), 3);
+        assert_eq!(&back[..2], &runs[..], "imported as they were");
+        assert!(
+            !claim(&*to, "sync", SLOT, "d").await,
+            "an imported slot is claimed"
         );
     }
 }

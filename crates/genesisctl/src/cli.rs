@@ -474,7 +474,7 @@ pub enum StateCommand {
         yes: bool,
     },
 
-    /// Write the state (records, journals, events) to a file, for a backup
+    /// Write the state (records, journals, events, token hashes, delivery and schedule claims) to a file, for a backup
     #[command(
         after_help = "Values stay sealed to the state key: the file opens only with the keys of the store it came from.\n\nExample:\n  genesisctl --store \"$BRIDGE_STORE\" state export --out bridge-state.json"
     )]
@@ -493,7 +493,7 @@ pub enum StateCommand {
         file: PathBuf,
     },
 
-    /// Move a state directory's history (records, journals, events) to a PostgreSQL store
+    /// Move a state directory's history (records, journals, events, tokens, claims) to a PostgreSQL store
     #[command(after_help = STATE_MIGRATE_HELP)]
     Migrate {
         /// The state directory to move (its keys stay the keys of the store)
@@ -517,10 +517,11 @@ Example:
 
 const STATE_MIGRATE_HELP: &str = "\
 Copies the sync state (write records, ownership, journals with their sealed pre-images) and \
-the events, keeping every sequence number and time, into a store that holds none yet; then \
+the events, keeping every sequence number and time, into a store that holds none yet, with \
+the API's token hashes (tokens.json), the claimed webhook deliveries and schedule slots; then \
 reads everything back and compares. Every runner of the new store then needs this \
 directory's keys: set BRIDGE_FINGERPRINT_KEY and BRIDGE_STATE_KEY from its fingerprint.key \
-and state.key. The ledger and the tokens stay in the directory.
+and state.key. The ledger stays in the directory.
 
 Example:
   genesisctl state migrate --from .bridge --to postgres://bridge@db.internal/bridge";

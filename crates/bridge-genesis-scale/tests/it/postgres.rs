@@ -237,6 +237,7 @@ schedule_conformance!(
     concurrent_claims_have_one_winner,
     runs_are_recorded_newest_first,
     jobs_are_independent,
+    runs_export_and_import,
 );
 
 /// The delivery claims' suite: each name a schema, each handle a store with its own pool.

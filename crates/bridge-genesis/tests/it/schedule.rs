@@ -37,6 +37,7 @@ conformance!(
     concurrent_claims_have_one_winner,
     runs_are_recorded_newest_first,
     jobs_are_independent,
+    runs_export_and_import,
 );
 
 /// The table survives reopening, next to the events.

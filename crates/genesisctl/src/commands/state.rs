@@ -7,6 +7,9 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, anyhow, bail};
 use bridge_genesis::bus::{Event, EventStore, HistoryQuery};
+use bridge_genesis::deliveries::DeliveryClaim;
+use bridge_genesis::schedule::ScheduledRun;
+use bridge_operations::tokens::{TokenBackend, TokenRecord};
 use bridge_operations::{LockInfo, Origin};
 use bridge_sync::store::{StateDump, StateStore};
 use serde::{Deserialize, Serialize};
@@ -30,6 +33,193 @@ struct ExportFile {
     store: String,
     state: StateDump,
     events: Vec<ExportedEvent>,
+    /// The API's token hashes (added to `bridge-state/1`; absent in older files).
+    #[serde(default)]
+    tokens: Vec<ExportedToken>,
+    /// Claimed webhook deliveries.
+    #[serde(default)]
+    delivery_claims: Vec<ExportedDelivery>,
+    /// Claimed slots of scheduled jobs.
+    #[serde(default)]
+    schedule_claims: Vec<ExportedRun>,
+}
+
+/// A token's record: its hash, never the token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct ExportedToken {
+    id: String,
+    role: String,
+    sha256: String,
+    created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct ExportedDelivery {
+    id: String,
+    owner: String,
+    /// RFC 3339, UTC.
+    claimed_at: String,
+    published: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct ExportedRun {
+    job: String,
+    slot: String,
+    owner: String,
+    claimed_at: String,
+    finished_at: Option<String>,
+    outcome: Option<String>,
+}
+
+/// The token records, delivery claims and schedule claims a store carries beside its state
+/// and events.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Carried {
+    tokens: Vec<ExportedToken>,
+    deliveries: Vec<ExportedDelivery>,
+    runs: Vec<ExportedRun>,
+}
+
+fn rfc3339(at: time::OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| at.to_string())
+}
+
+fn parse_time(what: &str, text: &str) -> anyhow::Result<time::OffsetDateTime> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .with_context(|| format!("{what}: bad time {text}"))
+}
+
+impl Carried {
+    /// What `tokens` and `events` (its claim tables, when it has them) hold.
+    async fn read(
+        tokens: &dyn TokenBackend,
+        events: Option<&Arc<dyn EventStore>>,
+    ) -> anyhow::Result<Self> {
+        let records = tokens
+            .list()
+            .await
+            .with_context(|| format!("reading the tokens of {}", tokens.describe()))?;
+        let (mut deliveries, mut runs) = (Vec::new(), Vec::new());
+        if let Some(events) = events {
+            if let Some(d) = events.deliveries() {
+                deliveries = d.claims().await.with_context(|| {
+                    format!("reading the delivery claims of {}", events.describe())
+                })?;
+            }
+            if let Some(s) = events.schedules() {
+                runs = s.all_runs().await.with_context(|| {
+                    format!("reading the schedule claims of {}", events.describe())
+                })?;
+            }
+        }
+        Ok(Self {
+            tokens: records
+                .into_iter()
+                .map(|t| ExportedToken {
+                    id: t.id,
+                    role: t.role,
+                    sha256: t.sha256,
+                    created_at: t.created_at,
+                })
+                .collect(),
+            deliveries: deliveries
+                .into_iter()
+                .map(|c| ExportedDelivery {
+                    id: c.id,
+                    owner: c.owner,
+                    claimed_at: rfc3339(c.claimed_at),
+                    published: c.published,
+                })
+                .collect(),
+            runs: runs
+                .into_iter()
+                .map(|r| ExportedRun {
+                    job: r.job,
+                    slot: rfc3339(r.slot),
+                    owner: r.owner,
+                    claimed_at: rfc3339(r.claimed_at),
+                    finished_at: r.finished_at.map(rfc3339),
+                    outcome: r.outcome,
+                })
+                .collect(),
+        })
+    }
+
+    /// Adds everything to `tokens` and `events`, keeping what is there.
+    async fn write(
+        &self,
+        tokens: &dyn TokenBackend,
+        events: &Arc<dyn EventStore>,
+    ) -> anyhow::Result<()> {
+        for t in &self.tokens {
+            tokens
+                .insert(TokenRecord {
+                    id: t.id.clone(),
+                    role: t.role.clone(),
+                    sha256: t.sha256.clone(),
+                    created_at: t.created_at.clone(),
+                })
+                .await
+                .with_context(|| format!("adding token {} to {}", t.id, tokens.describe()))?;
+        }
+        let claims_of = |what: &str| {
+            anyhow!(
+                "{} keeps no {what} (NATS): import into the store's own event log",
+                events.describe()
+            )
+        };
+        if !self.deliveries.is_empty() {
+            let store = events
+                .deliveries()
+                .ok_or_else(|| claims_of("delivery claims"))?;
+            let claims = self
+                .deliveries
+                .iter()
+                .map(|c| {
+                    Ok(DeliveryClaim {
+                        id: c.id.clone(),
+                        owner: c.owner.clone(),
+                        claimed_at: parse_time(&c.id, &c.claimed_at)?,
+                        published: c.published,
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            store
+                .import(claims)
+                .await
+                .context("importing the delivery claims")?;
+        }
+        if !self.runs.is_empty() {
+            let store = events
+                .schedules()
+                .ok_or_else(|| claims_of("schedule claims"))?;
+            let runs = self
+                .runs
+                .iter()
+                .map(|r| {
+                    Ok(ScheduledRun {
+                        job: r.job.clone(),
+                        slot: parse_time(&r.job, &r.slot)?,
+                        owner: r.owner.clone(),
+                        claimed_at: parse_time(&r.job, &r.claimed_at)?,
+                        finished_at: r
+                            .finished_at
+                            .as_deref()
+                            .map(|f| parse_time(&r.job, f))
+                            .transpose()?,
+                        outcome: r.outcome.clone(),
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            store
+                .import_runs(runs)
+                .await
+                .context("importing the schedule claims")?;
+        }
+        Ok(())
+    }
 }
 
 /// One event as recorded: sequence, topic, time, publisher, payload.
@@ -218,12 +408,21 @@ async fn export(ctx: &Context<'_>, out: Option<&Path>) -> CmdResult {
     };
     let bus = ctx.open_bus().await.map_err(store_failure)?;
     let events = all_events(bus.store()).await.map_err(store_failure)?;
+    let tokens = crate::store::open_tokens(&ctx.store_url()?, &ctx.state)
+        .await
+        .map_err(store_failure)?;
+    let carried = Carried::read(&*tokens, Some(bus.store()))
+        .await
+        .map_err(store_failure)?;
     let file = ExportFile {
         format: FORMAT.to_owned(),
         exported_at: bridge_sync::now_rfc3339(),
         store: described,
         events: events.iter().map(ExportedEvent::of).collect(),
         state,
+        tokens: carried.tokens,
+        delivery_claims: carried.deliveries,
+        schedule_claims: carried.runs,
     };
     let text = serde_json::to_string_pretty(&file).map_err(anyhow::Error::from)?;
     match out {
@@ -233,10 +432,14 @@ async fn export(ctx: &Context<'_>, out: Option<&Path>) -> CmdResult {
             ctx.shell.status(
                 "Exported",
                 format!(
-                    "{} records, {} journals, {} events to {}",
+                    "{} records, {} journals, {} events, {} tokens, {} delivery and {} \
+                     schedule claims to {}",
                     file.state.records.len(),
                     file.state.journals.len(),
                     file.events.len(),
+                    file.tokens.len(),
+                    file.delivery_claims.len(),
+                    file.schedule_claims.len(),
                     path.display()
                 ),
             );
@@ -296,12 +499,26 @@ async fn import(ctx: &Context<'_>, file: &Path) -> CmdResult {
         }
         (StoreUrl::Local, _) => 0,
     };
+    let carried = Carried {
+        tokens: export.tokens,
+        deliveries: export.delivery_claims,
+        runs: export.schedule_claims,
+    };
+    let tokens = crate::store::open_tokens(&url, &ctx.state)
+        .await
+        .map_err(store_failure)?;
+    let bus = ctx.open_bus().await.map_err(store_failure)?;
+    carried
+        .write(&*tokens, bus.store())
+        .await
+        .map_err(store_failure)?;
     report(
         ctx,
         "Imported",
         records,
         journals,
         events,
+        &carried,
         &store.describe(),
     )
 }
@@ -377,8 +594,14 @@ fn report(
     records: usize,
     journals: usize,
     events: usize,
+    carried: &Carried,
     store: &str,
 ) -> CmdResult {
+    let (tokens, deliveries, runs) = (
+        carried.tokens.len(),
+        carried.deliveries.len(),
+        carried.runs.len(),
+    );
     if ctx.shell.is_json() {
         ctx.shell
             .print_json(&json!({
@@ -386,12 +609,18 @@ fn report(
                 "records": records,
                 "journals": journals,
                 "events": events,
+                "tokens": tokens,
+                "delivery_claims": deliveries,
+                "schedule_claims": runs,
             }))
             .map_err(anyhow::Error::from)?;
     } else {
         ctx.shell.status(
             verb,
-            format!("{records} records, {journals} journals and {events} events into the {store}"),
+            format!(
+                "{records} records, {journals} journals, {events} events, {tokens} tokens, \
+                 {deliveries} delivery and {runs} schedule claims into the {store}"
+            ),
         );
     }
     Ok(Code::Ok)
@@ -430,14 +659,19 @@ async fn migrate(ctx: &Context<'_>, from: &Path, to: &str) -> CmdResult {
         .await
         .map_err(|e| store_failure(e.into()))?;
     let events_path = from.join(crate::genesis::EVENTS_FILE);
-    let events = if events_path.exists() {
+    let local_tokens =
+        bridge_server::auth::FileTokens::new(from.join(bridge_server::auth::TOKENS_FILE));
+    let (events, carried) = if events_path.exists() {
         let store: Arc<dyn EventStore> = Arc::new(
             bridge_genesis::bus::SqliteStore::open(&events_path)
                 .with_context(|| format!("opening {}", events_path.display()))?,
         );
-        all_events(&store).await?
+        (
+            all_events(&store).await?,
+            Carried::read(&local_tokens, Some(&store)).await?,
+        )
     } else {
-        Vec::new()
+        (Vec::new(), Carried::read(&local_tokens, None).await?)
     };
 
     // Both logs are checked empty before anything is written.
@@ -457,6 +691,15 @@ async fn migrate(ctx: &Context<'_>, from: &Path, to: &str) -> CmdResult {
         .await
         .context("importing the events")
         .map_err(store_failure)?;
+    let pg_tokens = bridge_genesis_scale::PgTokens::connect(&url, None)
+        .await
+        .context("opening the --to PostgreSQL token store")
+        .map_err(store_failure)?;
+    let pg_claims: Arc<dyn EventStore> = Arc::new(pg_events.clone());
+    carried
+        .write(&pg_tokens, &pg_claims)
+        .await
+        .map_err(store_failure)?;
 
     // Read everything back: the move is done only when the copy is the original.
     let copied = target
@@ -475,6 +718,29 @@ async fn migrate(ctx: &Context<'_>, from: &Path, to: &str) -> CmdResult {
                 "the copy in {} differs from {}: do not use it; drop its bridge_* tables and \
                  migrate again",
                 target.describe(),
+                from.display()
+            ),
+        });
+    }
+    let carried_back = Carried::read(&pg_tokens, Some(&pg_claims))
+        .await
+        .map_err(store_failure)?;
+    // The copy may hold more (a token made on the store before the move), never less.
+    let kept = carried
+        .tokens
+        .iter()
+        .all(|t| carried_back.tokens.contains(t))
+        && carried
+            .deliveries
+            .iter()
+            .all(|c| carried_back.deliveries.contains(c))
+        && carried.runs.iter().all(|r| carried_back.runs.contains(r));
+    if !kept {
+        return Err(Failure {
+            code: Code::Platform,
+            error: anyhow!(
+                "the tokens or claims in {} differ from those of {}: do not use the copy",
+                pg_claims.describe(),
                 from.display()
             ),
         });
@@ -501,7 +767,7 @@ async fn migrate(ctx: &Context<'_>, from: &Path, to: &str) -> CmdResult {
     if !ctx.shell.is_json() {
         ctx.shell.status(
             "Verified",
-            "every record, journal and event reads back as it was",
+            "every record, journal, event, token and claim reads back as it was",
         );
         ctx.shell.warn(format!(
             "every runner of this store needs the keys of {}: set BRIDGE_FINGERPRINT_KEY and \
@@ -515,6 +781,7 @@ async fn migrate(ctx: &Context<'_>, from: &Path, to: &str) -> CmdResult {
         dump.records.len(),
         dump.journals.len(),
         events.len(),
+        &carried,
         &target.describe(),
     )
 }

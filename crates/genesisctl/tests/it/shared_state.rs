@@ -473,6 +473,37 @@ async fn a_state_directory_migrates_to_postgres_and_exports() {
     }
     local.env("BRIDGE_STATE_KEY", STATE_KEY_HEX);
     ok(&local.run(&["env", "sync", "--target", "github"]));
+    // A token, a claimed webhook delivery and a claimed schedule slot: what a server of the
+    // directory would have left in it.
+    let token = local.run(&["token", "create", "--role", "observer", "--output", "json"]);
+    ok(&token);
+    let token_id = token.json()["id"].as_str().unwrap().to_owned();
+    {
+        use bridge_genesis::bus::EventStore as _;
+        let events =
+            bridge_genesis::bus::SqliteStore::open(local.path(".bridge/events.db")).unwrap();
+        let deliveries = events.deliveries().unwrap();
+        let lease = bridge_genesis::deliveries::CLAIM_LEASE;
+        assert!(
+            deliveries
+                .claim("github:seeded".into(), "server:1".into(), lease)
+                .await
+                .unwrap()
+        );
+        deliveries.published("github:seeded".into()).await.unwrap();
+        let slot = time::OffsetDateTime::from_unix_timestamp(1_772_359_200).unwrap();
+        let schedules = events.schedules().unwrap();
+        assert!(
+            schedules
+                .claim("envsync".into(), slot, "server:1".into())
+                .await
+                .unwrap()
+        );
+        schedules
+            .finish("envsync".into(), slot, "ok".into())
+            .await
+            .unwrap();
+    }
     let events_before = local.run(&["events", "tail", "--output", "json"]);
     ok(&events_before);
 
@@ -492,6 +523,9 @@ async fn a_state_directory_migrates_to_postgres_and_exports() {
     assert_eq!(report["journals"], 1, "{migrated:?}");
     let events = events_before.stdout.lines().count();
     assert_eq!(report["events"], events, "{migrated:?}");
+    assert_eq!(report["tokens"], 1, "{migrated:?}");
+    assert_eq!(report["delivery_claims"], 1, "{migrated:?}");
+    assert_eq!(report["schedule_claims"], 1, "{migrated:?}");
     // A second migration would mix two histories.
     let again = local.run(&["state", "migrate", "--from", ".bridge", "--to", &pg.url()]);
     assert_eq!(again.code, 2, "{again:?}");
@@ -510,15 +544,52 @@ async fn a_state_directory_migrates_to_postgres_and_exports() {
         "the events moved with their sequence numbers and times"
     );
 
+    let listed = fresh.run(&["token", "list", "--output", "json"]);
+    ok(&listed);
+    assert_eq!(
+        listed.json()["tokens"][0]["id"],
+        token_id.as_str(),
+        "the token moved"
+    );
+
     // A backup of the shared store restores into another, empty one.
     let backup = fresh.run(&["state", "export", "--out", "backup.json"]);
     ok(&backup);
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fresh.path("backup.json")).unwrap()).unwrap();
+    assert_eq!(file["tokens"][0]["id"], token_id.as_str());
+    assert_eq!(file["delivery_claims"][0]["id"], "github:seeded");
+    assert_eq!(file["delivery_claims"][0]["published"], true);
+    assert_eq!(file["schedule_claims"][0]["job"], "envsync");
+    assert_eq!(file["schedule_claims"][0]["outcome"], "ok");
     let Some(other) = PgSchema::create().await else {
         return;
     };
     let restore = runner(&emu, &other.url(), "");
     std::fs::copy(fresh.path("backup.json"), restore.path("backup.json")).unwrap();
     ok(&restore.run(&["state", "import", "backup.json"]));
+    let listed = restore.run(&["token", "list", "--output", "json"]);
+    ok(&listed);
+    assert_eq!(
+        listed.json()["tokens"][0]["id"],
+        token_id.as_str(),
+        "the token restored"
+    );
+    for (table, what) in [
+        ("genesis_webhook_deliveries", "delivery claims"),
+        ("genesis_schedule_runs", "schedule claims"),
+    ] {
+        let n: i64 = other
+            .client
+            .query_one(
+                &format!("SELECT count(*) FROM \"{}\".{table}", other.name),
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 1, "the {what} were restored");
+    }
     restore.file(".env", &plain_env(SOURCE));
     ok(&restore.run(&["env", "sync", "--target", "github"]));
     assert!(github.take_write_log().is_empty());

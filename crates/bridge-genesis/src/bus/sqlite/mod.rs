@@ -532,6 +532,79 @@ impl ScheduleStore for SqliteStore {
                 .collect()
         })
     }
+
+    fn all_runs(&self) -> BoxFuture<'_, Result<Vec<ScheduledRun>, StoreError>> {
+        self.all_runs_now()
+    }
+
+    fn import_runs(&self, runs: Vec<ScheduledRun>) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.import_runs_now(runs)
+    }
+}
+
+impl SqliteStore {
+    fn all_runs_now(&self) -> BoxFuture<'_, Result<Vec<ScheduledRun>, StoreError>> {
+        self.read_with("read scheduled runs", move |conn, store| {
+            let err = |e| sqlite_error(store, "read scheduled runs", e);
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT job, slot_us, owner, claimed_us, finished_us, outcome \
+                     FROM genesis_schedule_runs ORDER BY job, slot_us",
+                )
+                .map_err(err)?;
+            let rows: Vec<(String, RunRow)> = stmt
+                .query_map([], |row| {
+                    Ok((
+                        row.get(0)?,
+                        (
+                            row.get(1)?,
+                            row.get(2)?,
+                            row.get(3)?,
+                            row.get(4)?,
+                            row.get(5)?,
+                        ),
+                    ))
+                })
+                .map_err(err)?
+                .collect::<Result<_, _>>()
+                .map_err(err)?;
+            rows.into_iter()
+                .map(|(job, (slot, owner, claimed, finished, outcome))| {
+                    Ok(ScheduledRun {
+                        job,
+                        slot: stamp(store, slot)?,
+                        owner,
+                        claimed_at: stamp(store, claimed)?,
+                        finished_at: finished.map(|us| stamp(store, us)).transpose()?,
+                        outcome,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn import_runs_now(&self, runs: Vec<ScheduledRun>) -> BoxFuture<'_, Result<(), StoreError>> {
+        let done = self.exec("import scheduled runs", move |conn| {
+            let mut insert = conn.prepare_cached(
+                "INSERT INTO genesis_schedule_runs \
+                   (job, slot_us, owner, claimed_us, finished_us, outcome) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+            )?;
+            let mut added = 0u64;
+            for r in &runs {
+                added += insert.execute(rusqlite::params![
+                    r.job.as_str(),
+                    slot_micros(r.slot),
+                    r.owner.as_str(),
+                    slot_micros(r.claimed_at),
+                    r.finished_at.map(slot_micros),
+                    r.outcome.as_deref()
+                ])? as u64;
+            }
+            Ok(added)
+        });
+        Box::pin(async move { done.await.map(drop) })
+    }
 }
 
 /// A row of `genesis_schedule_runs`: slot, owner, claimed, finished (µs), outcome.
