@@ -129,6 +129,9 @@ impl NatsOptions {
 #[derive(Clone)]
 pub struct NatsStore {
     inner: Arc<Inner>,
+    /// Where schedule slots and webhook deliveries are claimed: JetStream keeps no such
+    /// tables, so the deployment's store does (see [`NatsStore::with_claims`]).
+    claims: Option<Arc<dyn EventStore>>,
 }
 
 struct Inner {
@@ -257,7 +260,15 @@ impl NatsStore {
                 runtime: tokio::runtime::Handle::current(),
                 listener: OnceLock::new(),
             }),
+            claims: None,
         })
+    }
+
+    /// Keeps the schedule and delivery claims in `store` (the deployment's `--store`), whose
+    /// events are not used: the events go to JetStream, everything else stays in the store.
+    pub fn with_claims(mut self, store: Arc<dyn EventStore>) -> Self {
+        self.claims = Some(store);
+        self
     }
 
     fn name(&self) -> &str {
@@ -914,6 +925,14 @@ impl NatsStore {
 impl EventStore for NatsStore {
     fn describe(&self) -> String {
         self.inner.name.clone()
+    }
+
+    fn schedules(&self) -> Option<Arc<dyn bridge_genesis::schedule::ScheduleStore>> {
+        self.claims.as_ref()?.schedules()
+    }
+
+    fn deliveries(&self) -> Option<Arc<dyn bridge_genesis::deliveries::DeliveryStore>> {
+        self.claims.as_ref()?.deliveries()
     }
 
     fn append(&self, events: Vec<NewEvent>) -> BoxFuture<'_, Result<Vec<Event>, StoreError>> {

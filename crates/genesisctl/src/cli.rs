@@ -474,7 +474,7 @@ pub enum StateCommand {
         yes: bool,
     },
 
-    /// Write the state (records, journals, events, token hashes, delivery and schedule claims) to a file, for a backup
+    /// Write the state (records, journals, events, token hashes, delivery and schedule claims, the ledger) to a file, for a backup
     #[command(
         after_help = "Values stay sealed to the state key: the file opens only with the keys of the store it came from.\n\nExample:\n  genesisctl --store \"$BRIDGE_STORE\" state export --out bridge-state.json"
     )]
@@ -486,14 +486,14 @@ pub enum StateCommand {
 
     /// Load a `state export` file into an empty store
     #[command(
-        after_help = "Refused when the store already holds journals or records, so two histories are never mixed. Events are imported into a PostgreSQL store only.\n\nExample:\n  genesisctl --store postgres://bridge@db/bridge state import bridge-state.json"
+        after_help = "Refused when the store already holds journals, records, events or ledger entries, so two histories are never mixed. Events and the ledger are imported into a PostgreSQL store only; the imported ledger is verified.\n\nExample:\n  genesisctl --store postgres://bridge@db/bridge state import bridge-state.json"
     )]
     Import {
         /// The file `state export` wrote
         file: PathBuf,
     },
 
-    /// Move a state directory's history (records, journals, events, tokens, claims) to a PostgreSQL store
+    /// Move a state directory's history (records, journals, events, tokens, claims, the ledger) to a PostgreSQL store
     #[command(after_help = STATE_MIGRATE_HELP)]
     Migrate {
         /// The state directory to move (its keys stay the keys of the store)
@@ -518,10 +518,12 @@ Example:
 const STATE_MIGRATE_HELP: &str = "\
 Copies the sync state (write records, ownership, journals with their sealed pre-images) and \
 the events, keeping every sequence number and time, into a store that holds none yet, with \
-the API's token hashes (tokens.json), the claimed webhook deliveries and schedule slots; then \
-reads everything back and compares. Every runner of the new store then needs this \
-directory's keys: set BRIDGE_FINGERPRINT_KEY and BRIDGE_STATE_KEY from its fingerprint.key \
-and state.key. The ledger stays in the directory.
+the API's token hashes (tokens.json), the claimed webhook deliveries and schedule slots, and \
+the Truth ledger row for row (its entries and signed checkpoints as they are; only a ledger \
+that verifies is carried); then reads everything back, compares, and verifies the copied \
+ledger. Every runner of the new store then needs this directory's keys: set \
+BRIDGE_FINGERPRINT_KEY, BRIDGE_STATE_KEY and BRIDGE_LEDGER_KEY from its fingerprint.key, \
+state.key and ledger.key.
 
 Example:
   genesisctl state migrate --from .bridge --to postgres://bridge@db.internal/bridge";

@@ -25,11 +25,12 @@ pub async fn connect_bus(config: &Config, state: &StateDir, connections: usize) 
     let store: Arc<dyn EventStore> = if let Some(server) = bus_url.strip_prefix("nats://") {
         // JetStream is both the bus and the event log: its stream sequence is _genesis_seq.
         let options = bridge_genesis_scale::NatsOptions::new("GENESIS", "genesis");
-        Arc::new(
-            bridge_genesis_scale::NatsStore::connect(server, options)
-                .await
-                .with_context(|| format!("connecting to the --bus NATS server {server}"))?,
-        )
+        let nats = bridge_genesis_scale::NatsStore::connect(server, options)
+            .await
+            .with_context(|| format!("connecting to the --bus NATS server {server}"))?;
+        // The claims (schedule slots, webhook deliveries) stay in the store.
+        let claims = claims_store(url, state, connections).await?;
+        Arc::new(nats.with_claims(claims))
     } else if !bus_url.is_empty() {
         bail!(
             "--bus {}: expected nats://HOST:PORT, or nothing for the store itself",
@@ -67,6 +68,38 @@ pub async fn connect_bus(config: &Config, state: &StateDir, connections: usize) 
     Ok(Bus::new(store, Policy::new(mode)))
 }
 
+/// Where a NATS bus's claims are kept: the `--store` database (its events unused), or
+/// `events.db` in the state directory.
+async fn claims_store(
+    url: &str,
+    state: &StateDir,
+    connections: usize,
+) -> Result<Arc<dyn EventStore>> {
+    Ok(match crate::store::StoreUrl::parse(url)? {
+        crate::store::StoreUrl::Postgres(url) => {
+            let options = bridge_genesis_scale::PostgresOptions {
+                max_connections: connections,
+                ..bridge_genesis_scale::PostgresOptions::default()
+            };
+            Arc::new(
+                bridge_genesis_scale::PostgresStore::connect_with(&url, options)
+                    .await
+                    .context("connecting to the --store PostgreSQL database for the claims")?,
+            )
+        }
+        crate::store::StoreUrl::Local => {
+            state.ensure()?;
+            let path = match url.strip_prefix("sqlite://") {
+                Some(path) => std::path::PathBuf::from(path),
+                None => state.path().join(EVENTS_FILE),
+            };
+            Arc::new(
+                SqliteStore::open(&path).with_context(|| format!("opening {}", path.display()))?,
+            )
+        }
+    })
+}
+
 /// Publishes as the system itself (the sync engine, the ledger); refusals are errors.
 pub async fn publish(bus: &Bus, topic: &str, payload: Value) -> Result<Event> {
     bus.publish(topic, payload, Role::System)
@@ -86,7 +119,7 @@ pub async fn record_in_ledger(ledger: &LedgerAccess, bus: &Bus) -> Result<usize>
 /// The scheduled sync of `genesisctl serve` (`ENVSYNC_ENABLED`, `ENVSYNC_SCHEDULE`,
 /// `ENVSYNC_MODE`), claiming its slots in the bus's store so that it runs once across the
 /// servers sharing it. `None` (with a log line saying why) when it is off, its schedule does
-/// not parse, or the store keeps no schedule table (`--bus nats://`).
+/// not parse, or the store keeps no schedule table.
 pub fn scheduled_sync(
     bus: &Bus,
     config: &crate::config::ScheduleConfig,
@@ -109,7 +142,7 @@ pub fn scheduled_sync(
     let Some(store) = bus.store().schedules() else {
         logger.warn(
             "scheduled sync is off: the store keeps no schedule table to share the runs \
-             across servers (a NATS --bus); use the SQLite or PostgreSQL store",
+             across servers",
             &[("store", &bus.store().describe())],
         );
         return None;

@@ -99,13 +99,15 @@ pub trait EventStore: Send + Sync {
     fn consumers(&self) -> BoxFuture<'_, Result<Vec<ConsumerState>, StoreError>>;
 
     /// The store's table of scheduled slots ([`crate::schedule`]), on the same database, when
-    /// it keeps one; `None` (the default) when it cannot (NATS has no such table).
+    /// it keeps one; `None` (the default) when it cannot (NATS keeps none of its own, and
+    /// delegates to the deployment's store when given one).
     fn schedules(&self) -> Option<Arc<dyn crate::schedule::ScheduleStore>> {
         None
     }
 
     /// The store's table of claimed webhook deliveries ([`crate::deliveries`]), on the same
-    /// database, when it keeps one; `None` (the default) when it cannot (NATS).
+    /// database, when it keeps one; `None` (the default) when it cannot (NATS, unless given
+    /// the deployment's store).
     fn deliveries(&self) -> Option<Arc<dyn crate::deliveries::DeliveryStore>> {
         None
     }

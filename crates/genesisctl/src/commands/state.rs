@@ -8,6 +8,8 @@ use std::sync::Arc;
 use anyhow::{Context as _, anyhow, bail};
 use bridge_genesis::bus::{Event, EventStore, HistoryQuery};
 use bridge_genesis::deliveries::DeliveryClaim;
+use bridge_genesis::ledger::rows::Checkpoints;
+use bridge_genesis::ledger::{LedgerAccess, LedgerDump, LedgerRows};
 use bridge_genesis::schedule::ScheduledRun;
 use bridge_operations::tokens::{TokenBackend, TokenRecord};
 use bridge_operations::{LockInfo, Origin};
@@ -42,6 +44,9 @@ struct ExportFile {
     /// Claimed slots of scheduled jobs.
     #[serde(default)]
     schedule_claims: Vec<ExportedRun>,
+    /// The Truth ledger's rows, verbatim (absent in older files, and when there was none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ledger: Option<LedgerDump>,
 }
 
 /// A token's record: its hash, never the token.
@@ -393,6 +398,72 @@ async fn all_events(store: &Arc<dyn EventStore>) -> anyhow::Result<Vec<Event>> {
     }
 }
 
+/// Runs ledger work (synchronous, possibly on the network) off the runtime.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| anyhow!("the ledger's task ended abnormally: {e}"))?
+}
+
+/// Every row of the ledger `access` opens; `None` when it has none.
+async fn read_ledger(access: &LedgerAccess) -> anyhow::Result<Option<LedgerDump>> {
+    let access = access.clone();
+    blocking(move || {
+        let rows = access.rows()?;
+        let dump = LedgerDump::read(&*rows, access.origin())
+            .with_context(|| format!("reading {}", access.describe()))?;
+        Ok((!dump.entries.is_empty() || !dump.checkpoints.is_empty()).then_some(dump))
+    })
+    .await
+}
+
+/// Refuses a ledger that already holds entries or checkpoints: checked before anything is
+/// written, so that two logs are never mixed.
+async fn empty_ledger(access: &LedgerAccess) -> Result<(), Failure> {
+    let access = access.clone();
+    blocking(move || {
+        let rows = access.rows()?;
+        rows.setup(access.origin())?;
+        let held = rows.stored_len()?;
+        if held > 0 || !rows.checkpoints(Checkpoints::Latest)?.is_empty() {
+            bail!(
+                "{} already holds {held} entries; import only into an empty store, so that \
+                 two ledgers are never mixed",
+                access.describe()
+            );
+        }
+        Ok(())
+    })
+    .await
+    .map_err(store_failure)
+}
+
+/// Loads `dump` into the ledger `access` opens, then verifies the whole ledger there with
+/// its public key: the copy must prove what the original proved.
+async fn load_ledger(access: &LedgerAccess, dump: LedgerDump) -> Result<usize, Failure> {
+    let access = access.clone();
+    blocking(move || {
+        let rows: Box<dyn LedgerRows> = access.rows()?;
+        dump.load(&*rows)
+            .with_context(|| format!("loading the ledger into {}", access.describe()))?;
+        let report = rows.verify(access.origin(), &access.verifying_key())?;
+        if !report.is_ok() || report.entries != dump.entries.len() as u64 {
+            bail!(
+                "the ledger copied into {} does not verify ({report}): do not use it",
+                access.describe()
+            );
+        }
+        Ok(dump.entries.len())
+    })
+    .await
+    .map_err(|error| Failure {
+        code: Code::Platform,
+        error,
+    })
+}
+
 async fn export(ctx: &Context<'_>, out: Option<&Path>) -> CmdResult {
     let store = ctx.open_state_store(false).await.map_err(store_failure)?;
     let (state, described) = match &store {
@@ -414,6 +485,16 @@ async fn export(ctx: &Context<'_>, out: Option<&Path>) -> CmdResult {
     let carried = Carried::read(&*tokens, Some(bus.store()))
         .await
         .map_err(store_failure)?;
+    let has_ledger = match ctx.store_url()? {
+        StoreUrl::Local => ctx.state.ledger_path().exists(),
+        StoreUrl::Postgres(_) => true,
+    };
+    let ledger = match has_ledger {
+        true => read_ledger(&ctx.ledger_access()?)
+            .await
+            .map_err(store_failure)?,
+        false => None,
+    };
     let file = ExportFile {
         format: FORMAT.to_owned(),
         exported_at: bridge_sync::now_rfc3339(),
@@ -423,6 +504,7 @@ async fn export(ctx: &Context<'_>, out: Option<&Path>) -> CmdResult {
         tokens: carried.tokens,
         delivery_claims: carried.deliveries,
         schedule_claims: carried.runs,
+        ledger,
     };
     let text = serde_json::to_string_pretty(&file).map_err(anyhow::Error::from)?;
     match out {
@@ -433,13 +515,14 @@ async fn export(ctx: &Context<'_>, out: Option<&Path>) -> CmdResult {
                 "Exported",
                 format!(
                     "{} records, {} journals, {} events, {} tokens, {} delivery and {} \
-                     schedule claims to {}",
+                     schedule claims, {} ledger entries to {}",
                     file.state.records.len(),
                     file.state.journals.len(),
                     file.events.len(),
                     file.tokens.len(),
                     file.delivery_claims.len(),
                     file.schedule_claims.len(),
+                    file.ledger.as_ref().map_or(0, |l| l.entries.len()),
                     path.display()
                 ),
             );
@@ -475,6 +558,24 @@ async fn import(ctx: &Context<'_>, file: &Path) -> CmdResult {
             Some(empty_event_store(url, "--store").await?)
         }
         _ => None,
+    };
+    // The ledger's entries name the events they record by sequence: they go only where the
+    // events go, or the local feed would take new events for ones already recorded.
+    let ledger = match (&url, export.ledger) {
+        (StoreUrl::Postgres(_), Some(dump)) => {
+            let access = ctx.ledger_access()?;
+            empty_ledger(&access).await?;
+            Some((access, dump))
+        }
+        (StoreUrl::Local, Some(dump)) => {
+            ctx.shell.warn(format!(
+                "{} ledger entries were not imported: a local store keeps its ledger in \
+                 ledger.db, which a backup of the state directory restores",
+                dump.entries.len()
+            ));
+            None
+        }
+        (_, None) => None,
     };
     let store = ctx
         .open_state_store(true)
@@ -512,12 +613,19 @@ async fn import(ctx: &Context<'_>, file: &Path) -> CmdResult {
         .write(&*tokens, bus.store())
         .await
         .map_err(store_failure)?;
+    let entries = match ledger {
+        Some((access, dump)) => load_ledger(&access, dump).await?,
+        None => 0,
+    };
     report(
         ctx,
         "Imported",
-        records,
-        journals,
-        events,
+        Counts {
+            records,
+            journals,
+            events,
+            entries,
+        },
         &carried,
         &store.describe(),
     )
@@ -588,15 +696,28 @@ async fn import_events(
         .map_err(store_failure)
 }
 
-fn report(
-    ctx: &Context<'_>,
-    verb: &str,
+/// What an import or a migration moved, besides the tokens and claims.
+struct Counts {
     records: usize,
     journals: usize,
     events: usize,
+    /// Ledger entries.
+    entries: usize,
+}
+
+fn report(
+    ctx: &Context<'_>,
+    verb: &str,
+    counts: Counts,
     carried: &Carried,
     store: &str,
 ) -> CmdResult {
+    let Counts {
+        records,
+        journals,
+        events,
+        entries,
+    } = counts;
     let (tokens, deliveries, runs) = (
         carried.tokens.len(),
         carried.deliveries.len(),
@@ -612,6 +733,7 @@ fn report(
                 "tokens": tokens,
                 "delivery_claims": deliveries,
                 "schedule_claims": runs,
+                "ledger_entries": entries,
             }))
             .map_err(anyhow::Error::from)?;
     } else {
@@ -619,7 +741,8 @@ fn report(
             verb,
             format!(
                 "{records} records, {journals} journals, {events} events, {tokens} tokens, \
-                 {deliveries} delivery and {runs} schedule claims into the {store}"
+                 {deliveries} delivery and {runs} schedule claims, {entries} ledger entries \
+                 into the {store}"
             ),
         );
     }
@@ -674,8 +797,37 @@ async fn migrate(ctx: &Context<'_>, from: &Path, to: &str) -> CmdResult {
         (Vec::new(), Carried::read(&local_tokens, None).await?)
     };
 
-    // Both logs are checked empty before anything is written.
+    // The ledger moves only as a log that proves itself, signed with the directory's key.
+    let ledger_path = from.join(crate::state::LEDGER_FILE);
+    let ledger = if ledger_path.exists() {
+        let local =
+            LedgerAccess::sqlite(&ledger_path, crate::state::LEDGER_ORIGIN, dir.ledger_key()?);
+        let checked = local.clone();
+        blocking(move || {
+            let report = checked
+                .rows()?
+                .verify(checked.origin(), &checked.verifying_key())?;
+            if !report.is_ok() {
+                bail!(
+                    "the ledger {} does not verify ({report}): migrate carries only a log \
+                     that proves itself; see `genesisctl ledger verify`",
+                    checked.describe()
+                );
+            }
+            Ok(())
+        })
+        .await?;
+        read_ledger(&local).await?
+    } else {
+        None
+    };
+    let pg_ledger = crate::store::ledger_access(&StoreUrl::Postgres(url.clone()), &dir)?;
+
+    // Every log is checked empty before anything is written.
     let pg_events = empty_event_store(&url, "--to").await?;
+    if ledger.is_some() {
+        empty_ledger(&pg_ledger).await?;
+    }
     let backend = bridge_genesis_scale::PostgresState::connect(&url, None)
         .await
         .context("opening the --to PostgreSQL state store")
@@ -700,6 +852,12 @@ async fn migrate(ctx: &Context<'_>, from: &Path, to: &str) -> CmdResult {
         .write(&pg_tokens, &pg_claims)
         .await
         .map_err(store_failure)?;
+
+    // Loaded, then verified there with the key: the copy proves what the original proved.
+    let entries = match ledger {
+        Some(dump) => load_ledger(&pg_ledger, dump).await?,
+        None => 0,
+    };
 
     // Read everything back: the move is done only when the copy is the original.
     let copied = target
@@ -767,20 +925,25 @@ async fn migrate(ctx: &Context<'_>, from: &Path, to: &str) -> CmdResult {
     if !ctx.shell.is_json() {
         ctx.shell.status(
             "Verified",
-            "every record, journal, event, token and claim reads back as it was",
+            "every record, journal, event, token and claim reads back as it was, and the \
+             ledger verifies",
         );
         ctx.shell.warn(format!(
-            "every runner of this store needs the keys of {}: set BRIDGE_FINGERPRINT_KEY and \
-             BRIDGE_STATE_KEY from its fingerprint.key and state.key (or their _FILE forms)",
+            "every runner of this store needs the keys of {}: set BRIDGE_FINGERPRINT_KEY, \
+             BRIDGE_STATE_KEY and BRIDGE_LEDGER_KEY from its fingerprint.key, state.key and \
+             ledger.key (or their _FILE forms)",
             from.display()
         ));
     }
     report(
         ctx,
         "Migrated",
-        dump.records.len(),
-        dump.journals.len(),
-        events.len(),
+        Counts {
+            records: dump.records.len(),
+            journals: dump.journals.len(),
+            events: events.len(),
+            entries,
+        },
         &carried,
         &target.describe(),
     )

@@ -471,8 +471,15 @@ async fn a_state_directory_migrates_to_postgres_and_exports() {
     for (k, v) in emu.exports() {
         local.env(&k, &v);
     }
-    local.env("BRIDGE_STATE_KEY", STATE_KEY_HEX);
+    local
+        .env("BRIDGE_STATE_KEY", STATE_KEY_HEX)
+        .env("BRIDGE_LEDGER_KEY", LEDGER_KEY_HEX);
     ok(&local.run(&["env", "sync", "--target", "github"]));
+    let ledger_before = local.run(&["ledger", "verify", "--output", "json"]);
+    ok(&ledger_before);
+    let entries_before = ledger_before.json()["entries"].as_u64().unwrap();
+    assert!(entries_before > 0, "{ledger_before:?}");
+    let root_before = ledger_before.json()["root"].clone();
     // A token, a claimed webhook delivery and a claimed schedule slot: what a server of the
     // directory would have left in it.
     let token = local.run(&["token", "create", "--role", "observer", "--output", "json"]);
@@ -526,6 +533,7 @@ async fn a_state_directory_migrates_to_postgres_and_exports() {
     assert_eq!(report["tokens"], 1, "{migrated:?}");
     assert_eq!(report["delivery_claims"], 1, "{migrated:?}");
     assert_eq!(report["schedule_claims"], 1, "{migrated:?}");
+    assert_eq!(report["ledger_entries"], entries_before, "{migrated:?}");
     // A second migration would mix two histories.
     let again = local.run(&["state", "migrate", "--from", ".bridge", "--to", &pg.url()]);
     assert_eq!(again.code, 2, "{again:?}");
@@ -534,8 +542,18 @@ async fn a_state_directory_migrates_to_postgres_and_exports() {
     let github = emu.github().unwrap();
     github.take_write_log();
     let fresh = runner(&emu, &pg.url(), &plain_env(SOURCE));
+    // The ledger moved whole: the same entries under the same root, signed as before.
+    let moved = fresh.run(&["ledger", "verify", "--output", "json"]);
+    ok(&moved);
+    assert_eq!(moved.json()["entries"], entries_before, "{moved:?}");
+    assert_eq!(moved.json()["root"], root_before, "{moved:?}");
+    assert_eq!(moved.json()["attested_size"], entries_before, "{moved:?}");
     ok(&fresh.run(&["env", "sync", "--target", "github"]));
     assert!(github.take_write_log().is_empty());
+    // The store's feed starts from the first moved event and records none of them again.
+    let extended = fresh.run(&["ledger", "verify", "--output", "json"]);
+    ok(&extended);
+    assert_eq!(extended.json()["ok"], true, "{extended:?}");
     let tail = fresh.run(&["events", "tail", "--output", "json"]);
     ok(&tail);
     assert_eq!(
@@ -567,7 +585,18 @@ async fn a_state_directory_migrates_to_postgres_and_exports() {
     };
     let restore = runner(&emu, &other.url(), "");
     std::fs::copy(fresh.path("backup.json"), restore.path("backup.json")).unwrap();
-    ok(&restore.run(&["state", "import", "backup.json"]));
+    let imported = restore.run(&["state", "import", "backup.json", "--output", "json"]);
+    ok(&imported);
+    let backed_up = file["ledger"]["entries"].as_array().unwrap().len();
+    assert!(backed_up as u64 >= entries_before, "{file}");
+    assert_eq!(imported.json()["ledger_entries"], backed_up, "{imported:?}");
+    let restored = restore.run(&["ledger", "verify", "--output", "json"]);
+    ok(&restored);
+    assert_eq!(restored.json()["ok"], true, "{restored:?}");
+    assert_eq!(restored.json()["entries"], backed_up, "{restored:?}");
+    // A second import would mix two ledgers, and is refused before anything is written.
+    let twice = restore.run(&["state", "import", "backup.json"]);
+    assert_eq!(twice.code, 2, "{twice:?}");
     let listed = restore.run(&["token", "list", "--output", "json"]);
     ok(&listed);
     assert_eq!(
@@ -793,5 +822,85 @@ async fn tokens_are_shared_by_every_runner_and_server_of_the_store() {
         );
     }
     stop_server(&mut server);
+    pg.drop_schema().await;
+}
+
+/// Two servers with their events on NATS and the rest in one PostgreSQL store: a delivery
+/// sent to both is published by one and acknowledged as a duplicate by the other, because
+/// the claim is in the store, not in JetStream or in either server's memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_on_a_nats_bus_claim_a_delivery_once_in_the_store() {
+    if std::net::TcpStream::connect("127.0.0.1:4222").is_err() {
+        assert!(
+            std::env::var("BRIDGE_REQUIRE_SERVICES").as_deref() != Ok("1"),
+            "NATS is required (BRIDGE_REQUIRE_SERVICES=1) but does not answer"
+        );
+        return;
+    }
+    let Some(pg) = PgSchema::create().await else {
+        return;
+    };
+    bridge_platforms::http::install_tls();
+    const SECRET: &str = "whsec-shared-between-replicas";
+    let replica = || {
+        let mut dir = store_only(&pg.url());
+        dir.env("BRIDGE_BUS", "nats://127.0.0.1:4222")
+            .env("GITHUB_WEBHOOK_SECRET", SECRET);
+        dir
+    };
+    let (a, b) = (replica(), replica());
+    let (mut server_a, url_a) = start_server(&a);
+    let (mut server_b, url_b) = start_server(&b);
+    // A body of its own (its hash is the delivery's id), as the NATS stream outlives tests.
+    let mut body: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../bridge-webhooks/tests/fixtures/github/deployment_status_success.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    body["bridge_test_run"] = pg.name.clone().into();
+    let body = serde_json::to_vec(&body).unwrap();
+    let signature = bridge_webhooks::webhook::sign_github(SECRET, &body);
+    let send = |url: String, guid: &'static str| {
+        let (body, signature) = (body.clone(), signature.clone());
+        async move {
+            let answer = reqwest::Client::new()
+                .post(format!("{url}/webhooks/deployment/github"))
+                .header("x-github-event", "deployment_status")
+                .header("x-github-delivery", guid)
+                .header("x-hub-signature-256", signature)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = answer.status().as_u16();
+            (status, answer.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    // GitHub's redelivery to the other replica: the same body under a new GUID.
+    let (first, second) = tokio::join!(send(url_a, "guid-a"), send(url_b, "guid-b"));
+    let mut statuses = [first.0, second.0];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 202], "{first:?} {second:?}");
+    let duplicate = if first.0 == 200 { &first.1 } else { &second.1 };
+    assert_eq!(duplicate["status"], "duplicate", "{duplicate}");
+    let claims: i64 = pg
+        .client
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM \"{}\".genesis_webhook_deliveries WHERE published",
+                pg.name
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(claims, 1, "the claim is in the store");
+    stop_server(&mut server_a);
+    stop_server(&mut server_b);
     pg.drop_schema().await;
 }
