@@ -111,7 +111,7 @@ pub async fn publish(bus: &Bus, topic: &str, payload: Value) -> Result<Event> {
 /// then signs a checkpoint. Returns how many entries it added.
 pub async fn record_in_ledger(ledger: &LedgerAccess, bus: &Bus) -> Result<usize> {
     let ledger = ledger.clone();
-    bridge_genesis::feed::record_pending(bus, DEFAULT_LEDGER_TOPICS, move || ledger.open())
+    bridge_genesis::feed::record_pending(bus, DEFAULT_LEDGER_TOPICS, move || ledger.take())
         .await
         .map_err(|e| anyhow!("{e}"))
 }

@@ -74,10 +74,23 @@ impl LedgerAccess {
         (self.rows)()
     }
 
-    /// Runs `f` on a handle brought up to date with what others appended: the one kept from
-    /// the last call when it still can be, or a fresh one. Blocks: call it where blocking is
-    /// allowed.
-    pub fn with<T>(&self, f: impl FnOnce(&mut Ledger) -> T) -> Result<T, LedgerError> {
+    /// Starts opening a handle on a blocking thread and keeps it for the next
+    /// [`take`](Self::take) or [`with`](Self::with): a command that will record what it
+    /// publishes connects while it works rather than after. Needs a Tokio runtime.
+    pub fn prepare(&self) {
+        let access = self.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Ok(ledger) = access.open()
+                && let Ok(mut idle) = access.idle.lock()
+                && idle.is_none()
+            {
+                *idle = Some(ledger);
+            }
+        });
+    }
+
+    /// The kept handle, caught up, or a fresh one. Blocks: call it where blocking is allowed.
+    pub fn take(&self) -> Result<Ledger, LedgerError> {
         let kept = self.idle.lock().ok().and_then(|mut idle| idle.take());
         // A handle that cannot catch up (its connection lost, rows removed under it) is
         // replaced by a fresh one, which reads the rows as they are now.
@@ -85,10 +98,17 @@ impl LedgerAccess {
             l.refresh().ok()?;
             Some(l)
         });
-        let mut ledger = match kept {
-            Some(ledger) => ledger,
-            None => self.open()?,
-        };
+        match kept {
+            Some(ledger) => Ok(ledger),
+            None => self.open(),
+        }
+    }
+
+    /// Runs `f` on a handle brought up to date with what others appended: the one kept from
+    /// the last call when it still can be, or a fresh one. Blocks: call it where blocking is
+    /// allowed.
+    pub fn with<T>(&self, f: impl FnOnce(&mut Ledger) -> T) -> Result<T, LedgerError> {
+        let mut ledger = self.take()?;
         let out = f(&mut ledger);
         if let Ok(mut idle) = self.idle.lock() {
             *idle = Some(ledger);

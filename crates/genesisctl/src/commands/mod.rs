@@ -29,6 +29,7 @@ use crate::config::FlagValue;
 use crate::context::{Context, interpolate_flag, scope_flags};
 use crate::exit::CmdResult;
 use crate::shell::Shell;
+use bridge_genesis::ledger::LedgerAccess;
 
 pub async fn run(cli: Cli, shell: &Shell) -> CmdResult {
     if let Command::Completions { shell: target } = &cli.command {
@@ -48,11 +49,37 @@ pub async fn run(cli: Cli, shell: &Shell) -> CmdResult {
         return serve::run(ctx, args).await;
     }
     let publishes = publishes(&cli.command);
+    // An apply on a shared store will record its events: the ledger's connection is opened
+    // while the command works, not after it. (Only then: opening sets up the ledger, and a
+    // read must write nothing.)
+    let ledger = match publishes && applies(&cli.command) {
+        true => ctx
+            .ledger_access()
+            .ok()
+            .filter(|_| matches!(ctx.store_url(), Ok(crate::store::StoreUrl::Postgres(_)))),
+        false => None,
+    };
+    if let Some(ledger) = &ledger {
+        ledger.prepare();
+    }
     let result = dispatch(&ctx, cli.command).await;
     if publishes {
-        record_in_ledger(&ctx).await;
+        record_in_ledger(&ctx, ledger).await;
     }
     result
+}
+
+/// Whether a command writes to places (and so records what it did).
+fn applies(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Env(
+            EnvCommand::Sync { dry_run: false, .. }
+                | EnvCommand::Apply { .. }
+                | EnvCommand::Resume { .. }
+                | EnvCommand::Rollback { .. }
+        )
+    )
 }
 
 /// Whether a command may publish events: only those feed the ledger after them, so a read
@@ -75,11 +102,15 @@ fn publishes(command: &Command) -> bool {
 /// The ledger's one feeder for a command: whatever the command published (an apply's
 /// events, a verify's drift, a deploy event) is recorded once it is done, and whatever an
 /// earlier command left unrecorded (a crash between publishing and recording) with it.
-async fn record_in_ledger(ctx: &Context<'_>) {
+async fn record_in_ledger(ctx: &Context<'_>, prepared: Option<LedgerAccess>) {
     let Some(bus) = ctx.bus.get() else {
         return;
     };
-    let recorded = match ctx.ledger_access() {
+    let ledger = match prepared {
+        Some(ledger) => Ok(ledger),
+        None => ctx.ledger_access(),
+    };
+    let recorded = match ledger {
         Ok(ledger) => crate::genesis::record_in_ledger(&ledger, bus).await,
         Err(e) => Err(e),
     };
