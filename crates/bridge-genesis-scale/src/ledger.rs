@@ -19,7 +19,7 @@ use bridge_genesis::ledger::rows::{
 use bridge_genesis::ledger::{Hash, LedgerError, VerifyImage, VerifyReport};
 use ed25519_dalek::VerifyingKey;
 use tokio::runtime::Runtime;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Config, Row};
 
 use crate::pg::{connect_client, describe};
@@ -170,7 +170,11 @@ impl PostgresLedgerRows {
         while from < end {
             let rows = self.call(move |w| {
                 w.run("read the ledger", async |c| {
-                    c.query(sql, &[&from, &end, &page]).await
+                    c.query_typed(
+                        sql,
+                        &[(&from, Type::INT8), (&end, Type::INT8), (&page, Type::INT8)],
+                    )
+                    .await
                 })
             })?;
             let Some(last) = rows.last() else { break };
@@ -256,14 +260,26 @@ impl LedgerRows for PostgresLedgerRows {
         let origin = origin.to_owned();
         self.call(move |w| {
             w.run("record the origin", async |c| {
-                c.execute(
-                    "INSERT INTO bridge_ledger_meta (key, value) VALUES ('origin', $1)
-                     ON CONFLICT (key) DO NOTHING",
-                    &[&origin],
-                )
-                .await?;
+                // Recorded unless one is, and read back, in one statement.
+                let rows = c
+                    .query_typed(
+                        "WITH put AS (
+                           INSERT INTO bridge_ledger_meta (key, value) VALUES ('origin', $1)
+                           ON CONFLICT (key) DO NOTHING RETURNING value)
+                         SELECT value FROM put
+                         UNION ALL
+                         SELECT value FROM bridge_ledger_meta WHERE key = 'origin'
+                         LIMIT 1",
+                        &[(&origin, Type::TEXT)],
+                    )
+                    .await?;
+                if let Some(row) = rows.first() {
+                    return Ok(row.get::<_, String>(0));
+                }
+                // A first open racing another: theirs committed after this statement's
+                // snapshot was taken; a fresh statement sees it.
                 let row = c
-                    .query_one(
+                    .query_typed_one(
                         "SELECT value FROM bridge_ledger_meta WHERE key = 'origin'",
                         &[],
                     )
@@ -276,14 +292,12 @@ impl LedgerRows for PostgresLedgerRows {
     fn begin_write(&self) -> Result<(), LedgerError> {
         self.call(|w| {
             w.run("begin", async |c| {
-                c.batch_execute("BEGIN").await?;
-                // Every writer of this log, on any machine, waits here for the one before.
-                c.query_opt(
-                    "SELECT 1 FROM bridge_ledger_meta WHERE key = 'origin' FOR UPDATE",
-                    &[],
+                // Every writer of this log, on any machine, waits here for the one before;
+                // one round trip for both.
+                c.batch_execute(
+                    "BEGIN; SELECT 1 FROM bridge_ledger_meta WHERE key = 'origin' FOR UPDATE",
                 )
-                .await?;
-                Ok(())
+                .await
             })
         })
     }
@@ -300,7 +314,7 @@ impl LedgerRows for PostgresLedgerRows {
         let last: Option<i64> = self.call(|w| {
             w.run("read the tail", async |c| {
                 Ok(
-                    c.query_one("SELECT max(idx) FROM bridge_ledger_entries", &[])
+                    c.query_typed_one("SELECT max(idx) FROM bridge_ledger_entries", &[])
                         .await?
                         .get(0),
                 )
@@ -332,9 +346,9 @@ impl LedgerRows for PostgresLedgerRows {
         let (lo, hi) = (to_i64(lo), to_i64(hi));
         let rows = self.call(move |w| {
             w.run("read recorded events", async |c| {
-                c.query(
+                c.query_typed(
                     "SELECT seq FROM bridge_ledger_entries WHERE seq >= $1 AND seq <= $2",
-                    &[&lo, &hi],
+                    &[(&lo, Type::INT8), (&hi, Type::INT8)],
                 )
                 .await
             })
@@ -346,9 +360,9 @@ impl LedgerRows for PostgresLedgerRows {
         let seq = to_i64(seq);
         let idx: Option<i64> = self.call(move |w| {
             w.run("find a recorded event", async |c| {
-                Ok(c.query_one(
+                Ok(c.query_typed_one(
                     "SELECT min(idx) FROM bridge_ledger_entries WHERE seq = $1",
-                    &[&seq],
+                    &[(&seq, Type::INT8)],
                 )
                 .await?
                 .get(0))
@@ -382,12 +396,18 @@ impl LedgerRows for PostgresLedgerRows {
         }
         self.call(move |w| {
             w.run("append", async |c| {
-                let params: [&(dyn ToSql + Sync); 6] = [&idx, &ts, &topic, &seq, &payload, &leaf];
-                c.execute(
+                c.query_typed(
                     "INSERT INTO bridge_ledger_entries (idx, timestamp, topic, seq, payload, leaf_hash)
                      SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[],
                                           $5::text[], $6::bytea[])",
-                    &params,
+                    &[
+                        (&idx, Type::INT8_ARRAY),
+                        (&ts, Type::TEXT_ARRAY),
+                        (&topic, Type::TEXT_ARRAY),
+                        (&seq, Type::INT8_ARRAY),
+                        (&payload, Type::TEXT_ARRAY),
+                        (&leaf, Type::BYTEA_ARRAY),
+                    ],
                 )
                 .await
             })
@@ -434,14 +454,14 @@ impl LedgerRows for PostgresLedgerRows {
         let rows = self.call(move |w| {
             w.run("read checkpoints", async |c| match which {
                 Checkpoints::All => {
-                    c.query(
+                    c.query_typed(
                         "SELECT id, created_at, note FROM bridge_ledger_checkpoints ORDER BY id",
                         &[],
                     )
                     .await
                 }
                 Checkpoints::Latest => {
-                    c.query(
+                    c.query_typed(
                         "SELECT id, created_at, note FROM bridge_ledger_checkpoints
                          ORDER BY id DESC LIMIT 1",
                         &[],
@@ -449,10 +469,10 @@ impl LedgerRows for PostgresLedgerRows {
                     .await
                 }
                 Checkpoints::LatestOfSize(size) => {
-                    c.query(
+                    c.query_typed(
                         "SELECT id, created_at, note FROM bridge_ledger_checkpoints
                          WHERE size = $1 ORDER BY id DESC LIMIT 1",
-                        &[&to_i64(size)],
+                        &[(&to_i64(size), Type::INT8)],
                     )
                     .await
                 }
@@ -483,10 +503,15 @@ impl LedgerRows for PostgresLedgerRows {
         );
         let id: i64 = self.call(move |w| {
             w.run("store a checkpoint", async |c| {
-                Ok(c.query_one(
+                Ok(c.query_typed_one(
                     "INSERT INTO bridge_ledger_checkpoints (size, root, note, created_at)
                      VALUES ($1, $2, $3, $4) RETURNING id",
-                    &[&size, &root, &note, &created_at],
+                    &[
+                        (&size, Type::INT8),
+                        (&root, Type::BYTEA),
+                        (&note, Type::TEXT),
+                        (&created_at, Type::TEXT),
+                    ],
                 )
                 .await?
                 .get(0))
@@ -521,7 +546,7 @@ impl LedgerRows for PostgresLedgerRows {
             })?;
             let checkpoints = self.call(|w| {
                 w.run("read checkpoints", async |c| {
-                    c.query(
+                    c.query_typed(
                         "SELECT id, size, root, note, created_at FROM bridge_ledger_checkpoints
                          ORDER BY id",
                         &[],

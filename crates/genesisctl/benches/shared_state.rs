@@ -50,6 +50,8 @@ fn main() {
     let store = format!("{base}{joiner}options=-csearch_path%3D{schema}");
 
     no_op_sync(&runtime, &store, Duration::ZERO, "a");
+    no_op_sync(&runtime, &store, Duration::from_millis(20), "b");
+    lock_cycles(&runtime, &store);
 
     runtime
         .block_on(admin.batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE")))
