@@ -208,6 +208,12 @@ pub fn a_dump_moves_a_log_whole(from: &Open<'_>, to: &Open<'_>) {
     a.checkpoint(OffsetDateTime::now_utc()).unwrap();
     let dump = LedgerDump::read(&*from(), ORIGIN).unwrap();
     assert_eq!((dump.entries.len(), dump.checkpoints.len()), (45, 2));
+    // A dump proves itself before it is loaded; an edited one does not.
+    let report = dump.verify(&vk).unwrap();
+    assert!(report.is_ok() && report.attested_size == 45, "{report}");
+    let mut edited = dump.clone();
+    edited.entries[3].payload = r#"{"seq":99}"#.to_owned();
+    assert_eq!(edited.verify(&vk).unwrap().first_bad_entry(), Some(3));
     dump.load(&*to()).unwrap();
 
     let mut b = ledger(to);

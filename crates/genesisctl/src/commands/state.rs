@@ -565,6 +565,18 @@ async fn import(ctx: &Context<'_>, file: &Path) -> CmdResult {
         (StoreUrl::Postgres(_), Some(dump)) => {
             let access = ctx.ledger_access()?;
             empty_ledger(&access).await?;
+            // A file from elsewhere proves itself before anything is written.
+            let report = dump
+                .verify(&access.verifying_key())
+                .map_err(anyhow::Error::from)?;
+            if !report.is_ok() {
+                return Err(anyhow!(
+                    "{}: the ledger in it does not verify with this run's ledger key ({report}); \
+                     set BRIDGE_LEDGER_KEY to the key of the store it came from",
+                    file.display()
+                )
+                .into());
+            }
             Some((access, dump))
         }
         (StoreUrl::Local, Some(dump)) => {

@@ -585,6 +585,13 @@ async fn a_state_directory_migrates_to_postgres_and_exports() {
     };
     let restore = runner(&emu, &other.url(), "");
     std::fs::copy(fresh.path("backup.json"), restore.path("backup.json")).unwrap();
+    // A backup whose ledger was edited is refused before anything is written.
+    let mut tampered = file.clone();
+    tampered["ledger"]["entries"][0]["payload"] = r#"{"edited":true}"#.into();
+    std::fs::write(restore.path("tampered.json"), tampered.to_string()).unwrap();
+    let refused = restore.run(&["state", "import", "tampered.json"]);
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(refused.stderr.contains("does not verify"), "{refused:?}");
     let imported = restore.run(&["state", "import", "backup.json", "--output", "json"]);
     ok(&imported);
     let backed_up = file["ledger"]["entries"].as_array().unwrap().len();
