@@ -37,6 +37,10 @@ struct Worker {
     runtime: Runtime,
     client: Client,
     store: String,
+    /// A call went unanswered: what the server did with it is unknown (a transaction may
+    /// stand open, holding the log's lock), so the connection is not used again; the handle
+    /// fails fast and its owner opens another.
+    poisoned: bool,
 }
 
 impl Worker {
@@ -50,16 +54,26 @@ impl Worker {
             runtime,
             client,
             store,
+            poisoned,
         } = self;
+        if *poisoned || client.is_closed() {
+            return Err(LedgerError::Unavailable {
+                store: store.clone(),
+                message: format!("{op}: the connection was lost or timed out earlier"),
+            });
+        }
         let outcome =
             runtime.block_on(async { tokio::time::timeout(CALL_TIMEOUT, call(client)).await });
         match outcome {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(ledger_error(store, op, &e)),
-            Err(_) => Err(LedgerError::Unavailable {
-                store: store.clone(),
-                message: format!("{op}: no answer within {} s", CALL_TIMEOUT.as_secs()),
-            }),
+            Err(_) => {
+                *poisoned = true;
+                Err(LedgerError::Unavailable {
+                    store: store.clone(),
+                    message: format!("{op}: no answer within {} s", CALL_TIMEOUT.as_secs()),
+                })
+            }
         }
     }
 }
@@ -140,6 +154,48 @@ impl PostgresLedgerRows {
             Ok(Ok(())) => Ok(Self { jobs, store }),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(gone(&store)),
+        }
+    }
+
+    /// Records `public_key` (hex) as the key the log is signed with, unless one is recorded,
+    /// and refuses another: every writer of a shared ledger signs with the same key, and
+    /// the first to sign must not lock the others out with a key of its own.
+    pub fn claim_key(&self, public_key: &str) -> Result<(), LedgerError> {
+        let given = public_key.to_owned();
+        let claimed = given.clone();
+        let stored: String = self.call(move |w| {
+            w.run("record the signing key", async |c| {
+                let rows = c
+                    .query_typed(
+                        "WITH put AS (
+                           INSERT INTO bridge_ledger_meta (key, value) VALUES ('public_key', $1)
+                           ON CONFLICT (key) DO NOTHING RETURNING value)
+                         SELECT value FROM put
+                         UNION ALL
+                         SELECT value FROM bridge_ledger_meta WHERE key = 'public_key'
+                         LIMIT 1",
+                        &[(&claimed, Type::TEXT)],
+                    )
+                    .await?;
+                if let Some(row) = rows.first() {
+                    return Ok(row.get::<_, String>(0));
+                }
+                Ok(c.query_typed_one(
+                    "SELECT value FROM bridge_ledger_meta WHERE key = 'public_key'",
+                    &[],
+                )
+                .await?
+                .get(0))
+            })
+        })?;
+        if stored == given {
+            Ok(())
+        } else {
+            Err(LedgerError::KeyMismatch {
+                store: self.store.clone(),
+                stored,
+                given,
+            })
         }
     }
 
@@ -235,6 +291,7 @@ fn start(config: &Config, schema: Option<&str>, store: &str) -> Result<Worker, L
         runtime,
         client: connected,
         store: store.to_owned(),
+        poisoned: false,
     })
 }
 
@@ -293,12 +350,24 @@ impl LedgerRows for PostgresLedgerRows {
         self.call(|w| {
             w.run("begin", async |c| {
                 // Every writer of this log, on any machine, waits here for the one before;
-                // one round trip for both.
-                c.batch_execute(
-                    "BEGIN; SELECT 1 FROM bridge_ledger_meta WHERE key = 'origin' FOR UPDATE",
-                )
-                .await
+                // one round trip for both. The lock is the origin row's: without that row
+                // nothing would be locked, so its absence is refused.
+                let answer = c
+                    .simple_query(
+                        "BEGIN; SELECT 1 FROM bridge_ledger_meta WHERE key = 'origin' FOR UPDATE",
+                    )
+                    .await?;
+                Ok(answer
+                    .iter()
+                    .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_))))
             })
+        })
+        .and_then(|locked| match locked {
+            true => Ok(()),
+            false => Err(LedgerError::Damaged(format!(
+                "{}: the ledger's origin row is missing, so no write can be made exclusive",
+                self.store
+            ))),
         })
     }
 
@@ -524,12 +593,15 @@ impl LedgerRows for PostgresLedgerRows {
         // Everything is copied as stored and checked by the verifier the SQLite ledger uses;
         // one snapshot (REPEATABLE READ) so a writer appending meanwhile changes nothing.
         let image = VerifyImage::new()?;
-        self.call(|w| {
+        if let Err(e) = self.call(|w| {
             w.run("begin", async |c| {
                 c.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                     .await
             })
-        })?;
+        }) {
+            self.rollback();
+            return Err(e);
+        }
         let copied: Result<(), LedgerError> = (|| {
             self.pages(SCAN_ENTRIES, PAGE, 0, u64::MAX, |rows| {
                 for row in rows {

@@ -156,8 +156,12 @@ pub fn ledger_access(url: &StoreUrl, dir: &StateDir) -> Result<LedgerAccess> {
         StoreUrl::Postgres(url) => {
             let describe = format!("the --store ledger {}", redact_url(url));
             let url = url.clone();
+            let public = bridge_core::hex::encode(key.verifying_key().as_bytes());
             let rows = move || {
                 let rows = bridge_genesis_scale::PostgresLedgerRows::connect(&url, None)?;
+                // The first signer's key is the log's (set BRIDGE_LEDGER_KEY alike on every
+                // runner); another is refused before it appends or signs.
+                rows.claim_key(&public)?;
                 Ok(Box::new(rows) as Box<dyn LedgerRows>)
             };
             LedgerAccess::new(describe, LEDGER_ORIGIN, key, Arc::new(rows))

@@ -214,6 +214,13 @@ pub fn a_dump_moves_a_log_whole(from: &Open<'_>, to: &Open<'_>) {
     let mut edited = dump.clone();
     edited.entries[3].payload = r#"{"seq":99}"#.to_owned();
     assert_eq!(edited.verify(&vk).unwrap().first_bad_entry(), Some(3));
+    // Checkpoints out of the order they were made are refused before anything is written,
+    // since a load writes them in the file's order.
+    let mut reordered = dump.clone();
+    reordered.checkpoints.reverse();
+    assert!(reordered.check_loadable().is_err());
+    assert!(reordered.load(&*to()).is_err());
+    assert!(ledger(to).is_empty(), "a refused load wrote nothing");
     dump.load(&*to()).unwrap();
 
     let mut b = ledger(to);

@@ -55,6 +55,17 @@ impl LedgerDump {
     /// as one the ledger wrote refuses the dump: verify the ledger to see what happened.
     pub fn read(rows: &dyn LedgerRows, origin: &str) -> Result<Self, LedgerError> {
         check_origin(rows, origin)?;
+        // Checkpoints first: the log only grows, so every checkpoint read attests entries
+        // the scan that follows still finds, even with a writer appending meanwhile.
+        let checkpoints = rows
+            .checkpoints(Checkpoints::All)?
+            .into_iter()
+            .map(|c: CheckpointRow| DumpCheckpoint {
+                id: c.id,
+                created_at: c.created_at,
+                note: c.note,
+            })
+            .collect();
         let mut entries = Vec::new();
         rows.scan_entries(0, u64::MAX, &mut |row| {
             let r = row.map_err(|(index, why)| {
@@ -78,20 +89,49 @@ impl LedgerDump {
             });
             Ok(())
         })?;
-        let checkpoints = rows
-            .checkpoints(Checkpoints::All)?
-            .into_iter()
-            .map(|c: CheckpointRow| DumpCheckpoint {
-                id: c.id,
-                created_at: c.created_at,
-                note: c.note,
-            })
-            .collect();
         Ok(Self {
             origin: origin.to_owned(),
             entries,
             checkpoints,
         })
+    }
+
+    /// Why the dump cannot be loaded as it is, checked before anything is written: ids out
+    /// of order or repeated (a load writes checkpoints in order), values a store cannot hold.
+    pub fn check_loadable(&self) -> Result<(), LedgerError> {
+        let bad = |why: String| Err(LedgerError::Damaged(why));
+        if !valid_origin(&self.origin) {
+            return Err(LedgerError::InvalidOrigin(self.origin.clone()));
+        }
+        if self.checkpoints.windows(2).any(|w| w[0].id >= w[1].id) {
+            return bad("its checkpoints are not in the order they were made".into());
+        }
+        if self.entries.windows(2).any(|w| w[0].index >= w[1].index) {
+            return bad("its entries are not in index order".into());
+        }
+        let fits = |v: u64| i64::try_from(v).is_ok();
+        for e in &self.entries {
+            if !fits(e.index) || e.seq.is_some_and(|s| !fits(s)) {
+                return bad(format!("entry {}: a number is out of range", e.index));
+            }
+            if [&e.timestamp, &e.topic, &e.payload]
+                .iter()
+                .any(|t| t.contains('\0'))
+            {
+                return bad(format!("entry {}: a text holds a NUL byte", e.index));
+            }
+        }
+        for c in &self.checkpoints {
+            if !fits(c.id) || c.note.contains('\0') || c.created_at.contains('\0') {
+                return bad(format!("checkpoint #{} cannot be stored", c.id));
+            }
+        }
+        Ok(())
+    }
+
+    /// The highest bus sequence an entry records, if any does.
+    pub fn last_seq(&self) -> Option<u64> {
+        self.entries.iter().filter_map(|e| e.seq).max()
     }
 
     /// Verifies the dump as a ledger, as [`LedgerRows::verify`] would once loaded: before
@@ -111,19 +151,14 @@ impl LedgerDump {
                 &leaf,
             )?;
         }
-        for c in &self.checkpoints {
+        // Ids as a load into an empty log gives them: 1, 2, … in the file's order.
+        for (id, c) in (1_i64..).zip(&self.checkpoints) {
             let (size, root) = match checkpoint::parse(&c.note) {
                 Ok((cp, _, _)) => (i64::try_from(cp.size).unwrap_or(i64::MAX), cp.root.to_vec()),
                 // The verifier reports an unreadable note; the columns do not matter then.
                 Err(_) => (-1, Vec::new()),
             };
-            image.checkpoint(
-                i64::try_from(c.id).unwrap_or(i64::MAX),
-                size,
-                &root,
-                &c.note,
-                &c.created_at,
-            )?;
+            image.checkpoint(id, size, &root, &c.note, &c.created_at)?;
         }
         image.verify(&self.origin, key)
     }
@@ -132,6 +167,7 @@ impl LedgerDump {
     /// transaction: all or nothing). Checkpoints keep their order; their ids are the
     /// target's.
     pub fn load(&self, rows: &dyn LedgerRows) -> Result<(), LedgerError> {
+        self.check_loadable()?;
         check_origin(rows, &self.origin)?;
         let mut hashes = Vec::with_capacity(self.entries.len());
         for e in &self.entries {
@@ -150,7 +186,10 @@ impl LedgerDump {
             })?;
             parsed.push((cp.size, cp.root));
         }
-        rows.begin_write()?;
+        if let Err(e) = rows.begin_write() {
+            rows.rollback();
+            return Err(e);
+        }
         let loaded = (|| {
             if rows.stored_len()? > 0 || !rows.checkpoints(Checkpoints::Latest)?.is_empty() {
                 return Err(LedgerError::Refused(format!(

@@ -69,6 +69,20 @@ pub enum LedgerError {
         store: String,
         message: String,
     },
+    /// The shared ledger is signed with another key than this handle's: every writer of one
+    /// log must sign with the same key, or each would refuse the others' checkpoints.
+    #[error(
+        "the ledger in {store} is signed with the key {stored}, not this run's {given}: every \
+         runner of a shared ledger signs with the same key"
+    )]
+    KeyMismatch {
+        /// Where the rows are (never a password).
+        store: String,
+        /// The public key the log was first signed with (hex).
+        stored: String,
+        /// This handle's public key (hex).
+        given: String,
+    },
     /// The database file is not a database, or is truncated or corrupt.
     #[error("ledger database is corrupt or truncated: {0}")]
     Corrupt(String),

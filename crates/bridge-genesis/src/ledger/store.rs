@@ -517,7 +517,12 @@ fn in_write_transaction<T>(
     rows: &dyn LedgerRows,
     f: impl FnOnce() -> Result<T, LedgerError>,
 ) -> Result<T, LedgerError> {
-    rows.begin_write()?;
+    if let Err(e) = rows.begin_write() {
+        // A BEGIN that failed half-way (its lock wait cut short, say) may have left a
+        // transaction open: close it, so it holds nothing.
+        rows.rollback();
+        return Err(e);
+    }
     let result = f().and_then(|value| {
         rows.commit()?;
         Ok(value)

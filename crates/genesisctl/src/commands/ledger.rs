@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, anyhow, bail};
 use bridge_core::hex;
-use bridge_genesis::ledger::{self, Ledger, ProofDocument};
+use bridge_genesis::ledger::{self, Ledger, LedgerRows as _, ProofDocument};
 use ed25519_dalek::VerifyingKey;
 use serde_json::json;
 
@@ -54,12 +54,12 @@ pub fn verify(ctx: &Context<'_>, public_key: Option<&str>) -> anyhow::Result<Cod
             ledger::verify_file(&path, crate::state::LEDGER_ORIGIN, &key)
                 .with_context(|| format!("verifying {}", path.display()))?
         }
-        StoreUrl::Postgres(_) => {
-            let access = ctx.ledger_access()?;
-            access
-                .rows()
-                .and_then(|rows| rows.verify(access.origin(), &key))
-                .with_context(|| format!("verifying {}", access.describe()))?
+        StoreUrl::Postgres(url) => {
+            // Straight to the rows: verifying claims no key and signs nothing.
+            let shown = crate::store::redact_url(&url);
+            bridge_genesis_scale::PostgresLedgerRows::connect(&url, None)
+                .and_then(|rows| rows.verify(crate::state::LEDGER_ORIGIN, &key))
+                .with_context(|| format!("verifying the --store ledger {shown}"))?
         }
     };
     if ctx.shell.is_json() {

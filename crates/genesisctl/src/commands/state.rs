@@ -440,6 +440,49 @@ async fn empty_ledger(access: &LedgerAccess) -> Result<(), Failure> {
     .map_err(store_failure)
 }
 
+/// A ledger from a file made elsewhere must prove all of itself with this run's key before
+/// anything is written: every entry under a signed checkpoint (an unsigned tail could be
+/// anyone's, and the next checkpoint would vouch for it), its origin this store's, its
+/// values storable, and each event it names in the file.
+fn check_imported_ledger(
+    access: &LedgerAccess,
+    dump: &LedgerDump,
+    events: &[ExportedEvent],
+    file: &Path,
+) -> anyhow::Result<()> {
+    let refuse = |why: String| anyhow!("{}: the ledger in it {why}", file.display());
+    if dump.origin != access.origin() {
+        return Err(refuse(format!(
+            "is the log {:?}, not this store's {:?}",
+            dump.origin,
+            access.origin()
+        )));
+    }
+    dump.check_loadable()
+        .map_err(|e| refuse(format!("cannot be loaded: {e}")))?;
+    let report = dump.verify(&access.verifying_key())?;
+    if !report.is_ok() {
+        return Err(refuse(format!(
+            "does not verify with this run's ledger key ({report}); set BRIDGE_LEDGER_KEY to \
+             the key of the store it came from"
+        )));
+    }
+    if report.attested_size != report.entries {
+        return Err(refuse(format!(
+            "does not verify: entries {}..{} are under no signed checkpoint, so nothing proves \
+             them; export again after a checkpoint (`genesisctl ledger checkpoint`)",
+            report.attested_size, report.entries
+        )));
+    }
+    let last_event = events.iter().map(|e| e.seq).max().unwrap_or(0);
+    if let Some(seq) = dump.last_seq().filter(|seq| *seq > last_event) {
+        return Err(refuse(format!(
+            "records event {seq}, which the file does not hold (its events end at {last_event})"
+        )));
+    }
+    Ok(())
+}
+
 /// Loads `dump` into the ledger `access` opens, then verifies the whole ledger there with
 /// its public key: the copy must prove what the original proved.
 async fn load_ledger(access: &LedgerAccess, dump: LedgerDump) -> Result<usize, Failure> {
@@ -477,14 +520,8 @@ async fn export(ctx: &Context<'_>, out: Option<&Path>) -> CmdResult {
         ),
         None => (StateDump::default(), "an empty state directory".to_owned()),
     };
-    let bus = ctx.open_bus().await.map_err(store_failure)?;
-    let events = all_events(bus.store()).await.map_err(store_failure)?;
-    let tokens = crate::store::open_tokens(&ctx.store_url()?, &ctx.state)
-        .await
-        .map_err(store_failure)?;
-    let carried = Carried::read(&*tokens, Some(bus.store()))
-        .await
-        .map_err(store_failure)?;
+    // The ledger before the events: every event an entry records is then in the events
+    // read after it, however much is published meanwhile.
     let has_ledger = match ctx.store_url()? {
         StoreUrl::Local => ctx.state.ledger_path().exists(),
         StoreUrl::Postgres(_) => true,
@@ -495,6 +532,14 @@ async fn export(ctx: &Context<'_>, out: Option<&Path>) -> CmdResult {
             .map_err(store_failure)?,
         false => None,
     };
+    let bus = ctx.open_bus().await.map_err(store_failure)?;
+    let events = all_events(bus.store()).await.map_err(store_failure)?;
+    let tokens = crate::store::open_tokens(&ctx.store_url()?, &ctx.state)
+        .await
+        .map_err(store_failure)?;
+    let carried = Carried::read(&*tokens, Some(bus.store()))
+        .await
+        .map_err(store_failure)?;
     let file = ExportFile {
         format: FORMAT.to_owned(),
         exported_at: bridge_sync::now_rfc3339(),
@@ -551,33 +596,25 @@ async fn import(ctx: &Context<'_>, file: &Path) -> CmdResult {
     let url = ctx.store_url()?;
     let (records, journals) = (export.state.records.len(), export.state.journals.len());
     check_keys(&ctx.state, &export.state)?;
-    // The event log is checked before anything is written, so a refusal leaves the store as
-    // it was (the state import refuses a store with records or journals on its own).
+    // Everything is checked before anything is written, so a refusal leaves the store as it
+    // was (the state import refuses a store with records or journals on its own). Events
+    // and ledger entries name each other by sequence: when the file carries either, both
+    // logs must be empty, and no entry may name an event the file does not hold.
+    let history = !export.events.is_empty() || export.ledger.is_some();
     let events_store = match &url {
-        StoreUrl::Postgres(url) if !export.events.is_empty() => {
-            Some(empty_event_store(url, "--store").await?)
-        }
+        StoreUrl::Postgres(url) if history => Some(empty_event_store(url, "--store").await?),
         _ => None,
     };
-    // The ledger's entries name the events they record by sequence: they go only where the
-    // events go, or the local feed would take new events for ones already recorded.
     let ledger = match (&url, export.ledger) {
         (StoreUrl::Postgres(_), Some(dump)) => {
             let access = ctx.ledger_access()?;
+            check_imported_ledger(&access, &dump, &export.events, file)?;
             empty_ledger(&access).await?;
-            // A file from elsewhere proves itself before anything is written.
-            let report = dump
-                .verify(&access.verifying_key())
-                .map_err(anyhow::Error::from)?;
-            if !report.is_ok() {
-                return Err(anyhow!(
-                    "{}: the ledger in it does not verify with this run's ledger key ({report}); \
-                     set BRIDGE_LEDGER_KEY to the key of the store it came from",
-                    file.display()
-                )
-                .into());
-            }
             Some((access, dump))
+        }
+        (StoreUrl::Postgres(_), None) if history => {
+            empty_ledger(&ctx.ledger_access()?).await?;
+            None
         }
         (StoreUrl::Local, Some(dump)) => {
             ctx.shell.warn(format!(
@@ -587,13 +624,32 @@ async fn import(ctx: &Context<'_>, file: &Path) -> CmdResult {
             ));
             None
         }
-        (_, None) => None,
+        (_, _) => None,
     };
     let store = ctx
         .open_state_store(true)
         .await
         .map_err(store_failure)?
         .ok_or_else(|| anyhow!("no state store to import into"))?;
+    let held = store
+        .backend()
+        .export()
+        .await
+        .map_err(|e| store_failure(e.into()))?;
+    if !held.records.is_empty() || !held.journals.is_empty() {
+        return Err(anyhow!(
+            "{} already holds records or journals; import only into an empty store, so that \
+             two histories are never mixed",
+            store.describe()
+        )
+        .into());
+    }
+    // The ledger first: a feeder running on the store meanwhile then finds the imported
+    // events already recorded, rather than recording them into the empty ledger.
+    let entries = match ledger {
+        Some((access, dump)) => load_ledger(&access, dump).await?,
+        None => 0,
+    };
     store
         .backend()
         .import(export.state)
@@ -625,10 +681,6 @@ async fn import(ctx: &Context<'_>, file: &Path) -> CmdResult {
         .write(&*tokens, bus.store())
         .await
         .map_err(store_failure)?;
-    let entries = match ledger {
-        Some((access, dump)) => load_ledger(&access, dump).await?,
-        None => 0,
-    };
     report(
         ctx,
         "Imported",
@@ -837,9 +889,7 @@ async fn migrate(ctx: &Context<'_>, from: &Path, to: &str) -> CmdResult {
 
     // Every log is checked empty before anything is written.
     let pg_events = empty_event_store(&url, "--to").await?;
-    if ledger.is_some() {
-        empty_ledger(&pg_ledger).await?;
-    }
+    empty_ledger(&pg_ledger).await?;
     let backend = bridge_genesis_scale::PostgresState::connect(&url, None)
         .await
         .context("opening the --to PostgreSQL state store")

@@ -247,6 +247,21 @@ async fn runners_that_start_empty_share_one_history() {
         refused.stderr.contains("BRIDGE_FINGERPRINT_KEY"),
         "{refused:?}"
     );
+    // One with another ledger key neither appends to nor signs the shared ledger.
+    let mut signer = runner(&emu, &pg.url(), &plain_env(&rotated));
+    signer.env(
+        "BRIDGE_LEDGER_KEY",
+        "d0d1d2d3d4d5d6d7d8d9dadbdcdddedfe0e1e2e3e4e5e6e7e8e9eaebecedeeef",
+    );
+    let refused = signer.run(&["ledger", "checkpoint"]);
+    assert_ne!(refused.code, 0, "{refused:?}");
+    assert!(
+        refused.stderr.contains("signed with the key"),
+        "{refused:?}"
+    );
+    let still = third.run(&["ledger", "verify", "--output", "json"]);
+    ok(&still);
+    assert_eq!(still.json()["ok"], true, "{still:?}");
     emu.shutdown().await;
     pg.drop_schema().await;
 }
@@ -592,6 +607,26 @@ async fn a_state_directory_migrates_to_postgres_and_exports() {
     let refused = restore.run(&["state", "import", "tampered.json"]);
     assert_eq!(refused.code, 2, "{refused:?}");
     assert!(refused.stderr.contains("does not verify"), "{refused:?}");
+    // So is one whose newest entries no checkpoint covers (its last checkpoint removed),
+    // and one whose checkpoints were reordered.
+    let mut unsigned = file.clone();
+    unsigned["ledger"]["checkpoints"]
+        .as_array_mut()
+        .unwrap()
+        .pop();
+    std::fs::write(restore.path("unsigned.json"), unsigned.to_string()).unwrap();
+    let refused = restore.run(&["state", "import", "unsigned.json"]);
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(
+        refused.stderr.contains("under no signed checkpoint"),
+        "{refused:?}"
+    );
+    let mut reordered = file.clone();
+    unsigned_reverse(&mut reordered["ledger"]["checkpoints"]);
+    std::fs::write(restore.path("reordered.json"), reordered.to_string()).unwrap();
+    let refused = restore.run(&["state", "import", "reordered.json"]);
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(refused.stderr.contains("not in the order"), "{refused:?}");
     let imported = restore.run(&["state", "import", "backup.json", "--output", "json"]);
     ok(&imported);
     let backed_up = file["ledger"]["entries"].as_array().unwrap().len();
@@ -736,12 +771,17 @@ async fn a_server_and_a_fresh_runner_share_the_store() {
     pg.drop_schema().await;
 }
 
+fn unsigned_reverse(list: &mut serde_json::Value) {
+    list.as_array_mut().unwrap().reverse();
+}
+
 /// A directory that starts empty with only the store and the keys.
 fn store_only(store: &str) -> Sandbox {
     let mut s = Sandbox::bare();
     s.env("BRIDGE_STORE", store)
         .env("BRIDGE_FINGERPRINT_KEY", KEY_HEX)
-        .env("BRIDGE_STATE_KEY", STATE_KEY_HEX);
+        .env("BRIDGE_STATE_KEY", STATE_KEY_HEX)
+        .env("BRIDGE_LEDGER_KEY", LEDGER_KEY_HEX);
     s
 }
 
