@@ -234,7 +234,7 @@ impl PostgresLedgerRows {
                 })
             })?;
             let Some(last) = rows.last() else { break };
-            let last: i64 = last.get(0);
+            let last: i64 = last.try_get(0).map_err(|e| column_error(&self.store, &e))?;
             visit(&rows)?;
             if (rows.len() as i64) < page {
                 break;
@@ -243,6 +243,11 @@ impl PostgresLedgerRows {
         }
         Ok(())
     }
+}
+
+/// A stored value of a type the ledger never writes: the table was altered.
+fn column_error(store: &str, e: &tokio_postgres::Error) -> LedgerError {
+    LedgerError::Damaged(format!("{store}: a ledger column was altered: {e}"))
 }
 
 fn gone(store: &str) -> LedgerError {
@@ -404,8 +409,10 @@ impl LedgerRows for PostgresLedgerRows {
     ) -> Result<(), LedgerError> {
         self.pages(SCAN_LEAVES, LEAF_PAGE, start, end, |rows| {
             for row in rows {
-                let leaf: &[u8] = row.get(1);
-                visit(row.get(0), Hash::try_from(leaf).ok())?;
+                // A column altered to another type is a malformed leaf, not a panic.
+                let idx: i64 = row.try_get(0).map_err(|e| column_error(&self.store, &e))?;
+                let leaf = row.try_get::<_, &[u8]>(1).ok();
+                visit(idx, leaf.and_then(|l| Hash::try_from(l).ok()))?;
             }
             Ok(())
         })
@@ -492,12 +499,21 @@ impl LedgerRows for PostgresLedgerRows {
     ) -> Result<(), LedgerError> {
         self.pages(SCAN_ENTRIES, PAGE, start, end, |rows| {
             for row in rows {
-                let index = to_u64(row.get(0));
-                let timestamp: &str = row.get(1);
-                let topic: &str = row.get(2);
-                let seq: Option<i64> = row.get(3);
-                let payload: &str = row.get(4);
-                let stored: &[u8] = row.get(5);
+                let index: i64 = row.try_get(0).map_err(|e| column_error(&self.store, &e))?;
+                let index = to_u64(index);
+                // A column altered to another type (or to NULL) is a row the ledger did not
+                // write: reported as such, as the SQLite backend reports it.
+                let columns = (
+                    row.try_get::<_, &str>(1),
+                    row.try_get::<_, &str>(2),
+                    row.try_get::<_, Option<i64>>(3),
+                    row.try_get::<_, &str>(4),
+                    row.try_get::<_, &[u8]>(5),
+                );
+                let (Ok(timestamp), Ok(topic), Ok(seq), Ok(payload), Ok(stored)) = columns else {
+                    visit(Err((Some(index), "a column is not what the ledger writes")))?;
+                    continue;
+                };
                 let Ok(stored) = Hash::try_from(stored) else {
                     visit(Err((Some(index), "its stored leaf hash is not 32 bytes")))?;
                     continue;
@@ -604,14 +620,15 @@ impl LedgerRows for PostgresLedgerRows {
         }
         let copied: Result<(), LedgerError> = (|| {
             self.pages(SCAN_ENTRIES, PAGE, 0, u64::MAX, |rows| {
+                let bad = |e: tokio_postgres::Error| column_error(&self.store, &e);
                 for row in rows {
                     image.entry(
-                        row.get(0),
-                        row.get(1),
-                        row.get(2),
-                        row.get(3),
-                        row.get(4),
-                        row.get(5),
+                        row.try_get(0).map_err(bad)?,
+                        row.try_get(1).ok().flatten(),
+                        row.try_get(2).ok().flatten(),
+                        row.try_get(3).ok().flatten(),
+                        row.try_get(4).ok().flatten(),
+                        row.try_get(5).ok().flatten(),
                     )?;
                 }
                 Ok(())
@@ -627,7 +644,14 @@ impl LedgerRows for PostgresLedgerRows {
                 })
             })?;
             for row in &checkpoints {
-                image.checkpoint(row.get(0), row.get(1), row.get(2), row.get(3), row.get(4))?;
+                let bad = |e: tokio_postgres::Error| column_error(&self.store, &e);
+                image.checkpoint(
+                    row.try_get(0).map_err(bad)?,
+                    row.try_get(1).map_err(bad)?,
+                    row.try_get(2).map_err(bad)?,
+                    row.try_get(3).map_err(bad)?,
+                    row.try_get(4).map_err(bad)?,
+                )?;
             }
             Ok(())
         })();

@@ -141,6 +141,22 @@ async fn tampering_with_the_rows_is_found() {
         )),
         "{report}"
     );
+    // A column altered and emptied: reported, never a panic.
+    client
+        .batch_execute(&format!(
+            "ALTER TABLE {table} ALTER COLUMN payload DROP NOT NULL;
+             UPDATE {table} SET payload = NULL WHERE idx = 2"
+        ))
+        .await
+        .unwrap();
+    let report = verify().await;
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| matches!(p, Problem::Changed { index: 2, .. })),
+        "{report}"
+    );
     drop_schemas(&url, std::slice::from_ref(&schema)).await;
 }
 

@@ -2,11 +2,16 @@
 //! checkpoints, so each user (the feed, a request) opens a handle of its own.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 
 use super::{Ledger, LedgerError, LedgerRows, SqliteRows};
+
+/// Handles open at once through one access: each may be a connection to a networked store,
+/// and a full verification holds a copy of the log, so concurrent requests wait their turn
+/// rather than open without bound.
+pub const MAX_HANDLES: usize = 4;
 
 /// Opens a fresh connection to the ledger's rows.
 pub type OpenRows = Arc<dyn Fn() -> Result<Box<dyn LedgerRows>, LedgerError> + Send + Sync>;
@@ -17,8 +22,10 @@ pub struct LedgerAccess {
     key: SigningKey,
     describe: String,
     rows: OpenRows,
-    /// One handle kept between requests: opening costs a connection on a networked store.
-    idle: Arc<Mutex<Option<Ledger>>>,
+    /// Handles kept between requests: opening costs a connection on a networked store.
+    idle: Arc<Mutex<Vec<Ledger>>>,
+    /// How many handles [`with`](Self::with) has out, at most [`MAX_HANDLES`].
+    busy: Arc<(Mutex<usize>, Condvar)>,
 }
 
 impl std::fmt::Debug for LedgerAccess {
@@ -47,7 +54,8 @@ impl LedgerAccess {
             key,
             describe,
             rows,
-            idle: Arc::new(Mutex::new(None)),
+            idle: Arc::new(Mutex::new(Vec::new())),
+            busy: Arc::new((Mutex::new(0), Condvar::new())),
         }
     }
 
@@ -82,16 +90,16 @@ impl LedgerAccess {
         tokio::task::spawn_blocking(move || {
             if let Ok(ledger) = access.open()
                 && let Ok(mut idle) = access.idle.lock()
-                && idle.is_none()
+                && idle.is_empty()
             {
-                *idle = Some(ledger);
+                idle.push(ledger);
             }
         });
     }
 
     /// The kept handle, caught up, or a fresh one. Blocks: call it where blocking is allowed.
     pub fn take(&self) -> Result<Ledger, LedgerError> {
-        let kept = self.idle.lock().ok().and_then(|mut idle| idle.take());
+        let kept = self.idle.lock().ok().and_then(|mut idle| idle.pop());
         // A handle that cannot catch up (its connection lost, rows removed under it) is
         // replaced by a fresh one, which reads the rows as they are now.
         let kept = kept.filter(|l| l.damage().is_none()).and_then(|mut l| {
@@ -108,11 +116,87 @@ impl LedgerAccess {
     /// the last call when it still can be, or a fresh one. Blocks: call it where blocking is
     /// allowed.
     pub fn with<T>(&self, f: impl FnOnce(&mut Ledger) -> T) -> Result<T, LedgerError> {
+        let _turn = Turn::take(&self.busy);
         let mut ledger = self.take()?;
         let out = f(&mut ledger);
-        if let Ok(mut idle) = self.idle.lock() {
-            *idle = Some(ledger);
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < MAX_HANDLES
+        {
+            idle.push(ledger);
         }
         Ok(out)
+    }
+}
+
+/// One of the [`MAX_HANDLES`] turns, given back when dropped.
+struct Turn<'a>(&'a (Mutex<usize>, Condvar));
+
+impl<'a> Turn<'a> {
+    fn take(gate: &'a (Mutex<usize>, Condvar)) -> Self {
+        let (count, freed) = gate;
+        let mut busy = count
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while *busy >= MAX_HANDLES {
+            busy = freed
+                .wait(busy)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        *busy += 1;
+        Turn(gate)
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let (count, freed) = self.0;
+        let mut busy = count
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *busy = busy.saturating_sub(1);
+        freed.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// However many requests arrive at once, at most MAX_HANDLES handles are open, and every
+    /// request is served.
+    #[test]
+    fn concurrent_users_share_a_bounded_number_of_handles() {
+        let dir = tempfile::tempdir().unwrap();
+        let opened = Arc::new(AtomicUsize::new(0));
+        let path = dir.path().join("ledger.db");
+        let counted = opened.clone();
+        let rows: OpenRows = Arc::new(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Ok(Box::new(SqliteRows::open(&path)?) as Box<dyn LedgerRows>)
+        });
+        let access = LedgerAccess::new(
+            "test".into(),
+            "bridge.test/ledger",
+            SigningKey::from_bytes(&[1; 32]),
+            rows,
+        );
+        let (now, most) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        std::thread::scope(|s| {
+            for _ in 0..16 {
+                s.spawn(|| {
+                    access
+                        .with(|_| {
+                            let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                            most.fetch_max(n, Ordering::SeqCst);
+                            std::thread::sleep(std::time::Duration::from_millis(20));
+                            now.fetch_sub(1, Ordering::SeqCst);
+                        })
+                        .unwrap();
+                });
+            }
+        });
+        assert!(most.load(Ordering::SeqCst) <= MAX_HANDLES);
+        assert!(opened.load(Ordering::SeqCst) <= MAX_HANDLES);
     }
 }

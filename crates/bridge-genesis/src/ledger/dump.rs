@@ -144,11 +144,11 @@ impl LedgerDump {
                 .map_or_else(|| e.leaf_hash.as_bytes().to_vec(), |h| h.to_vec());
             image.entry(
                 i64::try_from(e.index).unwrap_or(i64::MAX),
-                &e.timestamp,
-                &e.topic,
+                Some(&e.timestamp),
+                Some(&e.topic),
                 e.seq.map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
-                &e.payload,
-                &leaf,
+                Some(&e.payload),
+                Some(&leaf),
             )?;
         }
         // Ids as a load into an empty log gives them: 1, 2, … in the file's order.

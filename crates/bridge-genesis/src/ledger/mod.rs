@@ -29,7 +29,7 @@ mod sqlite;
 mod store;
 mod verify;
 
-pub use access::{LedgerAccess, OpenRows};
+pub use access::{LedgerAccess, MAX_HANDLES, OpenRows};
 pub use checkpoint::{Checkpoint, CheckpointError, key_id, verify_checkpoint};
 pub use dump::{DumpCheckpoint, DumpEntry, LedgerDump};
 pub use merkle::{

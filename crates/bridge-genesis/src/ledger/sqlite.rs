@@ -355,15 +355,16 @@ impl VerifyImage {
         Ok(Self { conn })
     }
 
-    /// Adds one entry row as the other backend holds it.
+    /// Adds one entry row as the other backend holds it (`None` for a NULL someone put in a
+    /// column the ledger always fills: the verifier names it).
     pub fn entry(
         &self,
         index: i64,
-        timestamp: &str,
-        topic: &str,
+        timestamp: Option<&str>,
+        topic: Option<&str>,
         seq: Option<i64>,
-        payload: &str,
-        leaf_hash: &[u8],
+        payload: Option<&str>,
+        leaf_hash: Option<&[u8]>,
     ) -> Result<(), LedgerError> {
         self.conn
             .prepare_cached(

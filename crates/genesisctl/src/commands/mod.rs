@@ -116,8 +116,8 @@ async fn record_in_ledger(ctx: &Context<'_>, prepared: Option<LedgerAccess>) {
     };
     if let Err(e) = recorded {
         ctx.shell.warn(format!(
-            "the events were published but not yet recorded in the ledger ({e:#}); the next \
-             command records them"
+            "the ledger did not record or sign this command's events ({e:#}); they stay in the \
+             event log, and the next command able to records them"
         ));
     }
 }
