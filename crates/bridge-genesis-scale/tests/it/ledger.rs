@@ -141,6 +141,20 @@ async fn tampering_with_the_rows_is_found() {
         )),
         "{report}"
     );
+    // A row no page reaches (a negative index) is still named.
+    client
+        .batch_execute(&format!(
+            "INSERT INTO {table} SELECT -1, timestamp, topic, NULL, payload, leaf_hash
+             FROM {table} WHERE idx = 0"
+        ))
+        .await
+        .unwrap();
+    let report = verify().await;
+    assert!(report.to_string().contains("negative"), "{report}");
+    client
+        .batch_execute(&format!("DELETE FROM {table} WHERE idx = -1"))
+        .await
+        .unwrap();
     // A column altered and emptied: reported, never a panic.
     client
         .batch_execute(&format!(
