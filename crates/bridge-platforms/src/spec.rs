@@ -77,6 +77,16 @@ pub enum SpecError {
     },
     #[error("`{spec}`: expected `key=value` options after `{name}:`")]
     BadOption { spec: String, name: &'static str },
+    /// `environment=$ENV` with `ENV` unset would otherwise quietly mean "no environment".
+    #[error(
+        "`{spec}`: option `{option}` of {name} is empty (a variable that was not set?); \
+         give it a value, or leave the option out"
+    )]
+    EmptyOption {
+        spec: String,
+        name: &'static str,
+        option: String,
+    },
     #[error("`{spec}`: a label is letters, digits and `_` (it becomes part of report field names)")]
     BadLabel { spec: String },
     #[error("an empty platform spec; expected e.g. local:.env or render")]
@@ -188,6 +198,13 @@ impl FromStr for PlatformSpec {
                             name: kind.name(),
                             option: key.into(),
                             known: kind.options().join(", "),
+                        });
+                    }
+                    if value.trim().is_empty() {
+                        return Err(SpecError::EmptyOption {
+                            spec: text.into(),
+                            name: kind.name(),
+                            option: key.into(),
                         });
                     }
                     spec.options.insert(key.into(), value.into());
@@ -309,6 +326,15 @@ mod tests {
         assert!(err("process:x=1").contains("takes no options"));
         assert!(err("netlify:colour=red").contains("unknown option `colour`"));
         assert!(err("netlify:production").contains("key=value"));
+        // `environment=$ENV` with ENV unset: never the repository's secrets instead.
+        for empty in [
+            "github:environment=",
+            "github:repository=a/b:environment= ",
+            "render:service=",
+            "netlify:site=x:context=",
+        ] {
+            assert!(err(empty).contains("is empty"), "{empty}: {}", err(empty));
+        }
         assert!(err("bad label=local").contains("a label is"));
         assert!(err("  ").contains("empty"));
     }

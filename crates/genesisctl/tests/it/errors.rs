@@ -122,6 +122,17 @@ fn unknown_platforms_and_options() {
         &["env", "diff", "--target", "local:a.env,local:a.env"],
         "two places are labelled",
     );
+    // `environment=$ENV` with ENV unset: exit 2, never the repository's secrets instead.
+    fails(
+        &s,
+        &["env", "diff", "--target", "github:environment="],
+        "option `environment` of github is empty",
+    );
+    fails(
+        &s,
+        &["env", "diff", "--target", "render:service="],
+        "option `service` of render is empty",
+    );
     fails(&s, &["env", "diff"], "no target");
     fails(
         &s,
