@@ -187,6 +187,14 @@ pub(super) fn parse_detailed(
             warnings: Vec::new(),
         },
     };
+    // No environment can hold a NUL (variables are C strings): a platform would cut the
+    // value there or refuse it. One scan up front, so no value carries one on.
+    if let Some(at) = parser.bytes.iter().position(|&b| b == 0) {
+        return Err(parser.error_at(
+            at,
+            "a NUL byte: no environment variable can hold one; remove it".to_owned(),
+        ));
+    }
     parser.run()?;
     parser.find_duplicates()?;
     Ok(parser.out)

@@ -183,6 +183,11 @@ fn table_of_valid_inputs() {
 /// Inputs that must fail, with the 1-based line and char column of the error and a part of
 /// its message.
 const ERRORS: &[(&str, usize, usize, &str)] = &[
+    // NUL bytes, wherever they are: no environment variable can hold one.
+    ("A=x\0y", 1, 4, "NUL byte"),
+    ("A=1\nB=\"two\0\"", 2, 7, "NUL byte"),
+    ("A=1\n# note \0\n", 2, 8, "NUL byte"),
+    ("\u{feff}K=é\0", 1, 4, "NUL byte"),
     ("1A=b", 1, 1, "invalid key"),
     (
         "A B=c",

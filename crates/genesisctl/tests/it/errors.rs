@@ -103,6 +103,21 @@ fn bad_configuration_values() {
     );
 }
 
+/// A NUL byte in a source file is exit 2 at its file, line and column, before any place is
+/// read or written.
+#[test]
+fn a_nul_byte_in_a_source_is_refused_where_it_is() {
+    let s = Sandbox::new();
+    s.file(".env", "A=1\nTOKEN=ab\0cd\n");
+    s.file("t.env", "");
+    fails(
+        &s,
+        &["env", "sync", "--target", "local:t.env", "--yes"],
+        ".env:2:9: a NUL byte",
+    );
+    assert_eq!(s.read("t.env"), "", "nothing was written");
+}
+
 #[test]
 fn unknown_platforms_and_options() {
     let s = Sandbox::new();
