@@ -13,6 +13,7 @@ pub mod envset;
 pub mod filter;
 pub mod hex;
 pub mod parity;
+pub mod redact;
 pub mod schema;
 pub mod secret;
 pub mod time;

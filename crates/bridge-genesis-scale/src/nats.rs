@@ -210,7 +210,12 @@ where
 impl NatsStore {
     /// Connects to `url` (`127.0.0.1:4222`, `nats://…`), creating both streams if needed.
     pub async fn connect(url: &str, options: NatsOptions) -> Result<Self, StoreError> {
-        let name = format!("nats:{url} (stream {})", options.stream);
+        // Named in every error: never with the password a URL may carry.
+        let name = format!(
+            "nats:{} (stream {})",
+            bridge_core::redact::url_password(url),
+            options.stream
+        );
         let client = async_nats::connect(url)
             .await
             .map_err(nats_err(&name, "connect"))?;

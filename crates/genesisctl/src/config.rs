@@ -594,12 +594,19 @@ impl Config {
             .iter()
             .filter_map(|d| {
                 let (value, origin) = typed.get(d.name)?;
-                // A store or bus URL may carry a password: shown without it.
-                let value = match (d.name, value.to_json()) {
-                    ("store" | "bus", serde_json::Value::String(url)) => {
-                        serde_json::Value::String(crate::store::redact_url(&url))
+                // A URL (the store, the bus, the vault, the dashboards) may carry a
+                // password: every text is shown without one.
+                let redact = |v: serde_json::Value| match v {
+                    serde_json::Value::String(text) => {
+                        serde_json::Value::String(crate::store::redact_url(&text))
                     }
-                    (_, json) => json,
+                    other => other,
+                };
+                let value = match value.to_json() {
+                    serde_json::Value::Array(items) => {
+                        serde_json::Value::Array(items.into_iter().map(redact).collect())
+                    }
+                    json => redact(json),
                 };
                 Some(ShownSetting {
                     name: d.name.into(),

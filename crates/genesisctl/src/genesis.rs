@@ -27,7 +27,12 @@ pub async fn connect_bus(config: &Config, state: &StateDir, connections: usize) 
         let options = bridge_genesis_scale::NatsOptions::new("GENESIS", "genesis");
         let nats = bridge_genesis_scale::NatsStore::connect(server, options)
             .await
-            .with_context(|| format!("connecting to the --bus NATS server {server}"))?;
+            .with_context(|| {
+                format!(
+                    "connecting to the --bus NATS server {}",
+                    crate::store::redact_url(server)
+                )
+            })?;
         // The claims (schedule slots, webhook deliveries) stay in the store.
         let claims = claims_store(url, state, connections).await?;
         Arc::new(nats.with_claims(claims))

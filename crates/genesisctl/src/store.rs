@@ -59,28 +59,8 @@ impl StoreUrl {
 }
 
 /// `url` with its password, if any, replaced by `***`: for messages and `config show`.
-/// Covers `scheme://user:password@host…` and `password=…` in query strings and key/value
-/// connection strings.
 pub fn redact_url(url: &str) -> String {
-    let mut out = url.to_owned();
-    if let Some((scheme, rest)) = url.split_once("://") {
-        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-        let authority = &rest[..authority_end];
-        if let Some((userinfo, host)) = authority.rsplit_once('@')
-            && let Some((user, _)) = userinfo.split_once(':')
-        {
-            out = format!("{scheme}://{user}:***@{host}{}", &rest[authority_end..]);
-        }
-    }
-    let lower = out.to_ascii_lowercase();
-    if let Some(at) = lower.find("password=") {
-        let start = at + "password=".len();
-        let end = out[start..]
-            .find(['&', ' '])
-            .map_or(out.len(), |i| start + i);
-        out.replace_range(start..end, "***");
-    }
-    out
+    bridge_core::redact::url_password(url)
 }
 
 /// Opens the state store `url` names, checked against this run's fingerprint and state keys.

@@ -158,3 +158,36 @@ fn keys_come_from_the_environment_and_a_mismatched_key_is_refused() {
         "{r:?}"
     );
 }
+
+/// No password in a URL setting is printed: not by `config show` (text or JSON), and not in
+/// the error of a store or bus that cannot be reached.
+#[test]
+fn passwords_in_urls_never_show() {
+    let mut s = Sandbox::new();
+    s.env("BRIDGE_VAULT_URL", "https://u:pw-vault-1@vault.example/x")
+        .env(
+            "ENVSYNC_DASHBOARD_TOKEN_URLS",
+            "https://u:pw-dash-2@d.example/t",
+        )
+        .env("BRIDGE_STORE", "postgres://u:pw-store-3@127.0.0.1:1/db");
+    for run in [
+        s.run(&["config", "show"]),
+        s.run(&["config", "show", "--output", "json"]),
+    ] {
+        assert_eq!(run.code, 0, "{run:?}");
+        let all = format!("{}{}", run.stdout, run.stderr);
+        for pw in ["pw-vault-1", "pw-dash-2", "pw-store-3"] {
+            assert!(!all.contains(pw), "{pw} shown: {all}");
+        }
+        assert!(
+            all.contains("vault.example") && all.contains("d.example"),
+            "{all}"
+        );
+    }
+    let mut n = Sandbox::new();
+    n.env("BRIDGE_BUS", "nats://u:pw-nats-4@127.0.0.1:1");
+    let tail = n.run(&["events", "tail"]);
+    assert_ne!(tail.code, 0, "{tail:?}");
+    assert!(tail.stderr.contains("127.0.0.1:1"), "{tail:?}");
+    assert!(!tail.stderr.contains("pw-nats-4"), "{tail:?}");
+}
