@@ -343,8 +343,16 @@ impl<'h> Operations<'h> {
                 protect: self.settings.protect.clone(),
             },
         };
-        let bus = async { if dry_run { None } else { self.bus().await } };
+        // An apply needs its bus before its first write: one whose events could not be
+        // published would change places with no record (a dry run publishes nothing).
+        let bus = async {
+            match dry_run {
+                true => Ok(None),
+                false => self.host.bus().await.map(Some),
+            }
+        };
         let (planned, bus) = tokio::join!(bridge_sync::plan(job), bus);
+        let bus = bus?;
         let planned = planned.map_err(sync_error)?;
         if !dry_run
             && planned.has_writes()
@@ -478,6 +486,8 @@ impl<'h> Operations<'h> {
             opened.push((jt.spec.clone(), place));
         }
         let places: Vec<Target> = opened.iter().map(|(_, t)| t.clone()).collect();
+        // The bus before the first write, as for a sync: no change without its record.
+        self.host.bus().await?;
         let _held = self.lock(&places).await?;
         let open = |jt: &JournalTarget| -> Result<Target, PlatformError> {
             opened
@@ -515,6 +525,8 @@ impl<'h> Operations<'h> {
         let _held = if dry_run {
             None
         } else {
+            // The bus before the first write, as for a sync: no change without its record.
+            self.host.bus().await?;
             Some(self.lock(std::slice::from_ref(&place)).await?)
         };
         let key = self.host.fingerprint_key();
@@ -626,8 +638,9 @@ impl<'h> Operations<'h> {
         .await
     }
 
-    /// The bus, or `None` with a warning: an apply goes ahead when its events cannot be
-    /// published, and says so.
+    /// The bus, or `None` with a warning, for what publishes beside an operation (drift, a
+    /// discard, an unlock) or after its writes. An apply checks the bus before its first
+    /// write instead (`Host::bus`), so it never changes a place with no way to record it.
     async fn bus(&self) -> Option<bridge_genesis::bus::Bus> {
         match self.host.bus().await {
             Ok(bus) => Some(bus),

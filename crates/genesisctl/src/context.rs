@@ -385,11 +385,20 @@ impl Host for Context<'_> {
     }
 
     fn state_store(&self, create: bool) -> BoxFuture<'_, Result<Option<StateStore>, OpsError>> {
-        Box::pin(async move { self.open_state_store(create).await.map_err(state_error) })
+        Box::pin(async move {
+            // A malformed URL is the caller's to fix (exit 2); an unreachable store is not.
+            self.store_url()
+                .map_err(|e| OpsError::Input(format!("{e:#}")))?;
+            self.open_state_store(create).await.map_err(state_error)
+        })
     }
 
     fn bus(&self) -> BoxFuture<'_, Result<bridge_genesis::bus::Bus, OpsError>> {
-        Box::pin(async move { self.open_bus().await.map_err(state_error) })
+        Box::pin(async move {
+            crate::genesis::check_bus_urls(&self.config)
+                .map_err(|e| OpsError::Input(format!("{e:#}")))?;
+            self.open_bus().await.map_err(state_error)
+        })
     }
 
     fn classifier(&self) -> SecretClassifier {

@@ -17,6 +17,20 @@ use crate::state::StateDir;
 /// The events file inside the state directory, when `--store` names no other.
 pub const EVENTS_FILE: &str = "events.db";
 
+/// Whether the `--store` and `--bus` URLs are well formed, before connecting to either.
+pub fn check_bus_urls(config: &Config) -> Result<()> {
+    crate::store::StoreUrl::parse(&config.store_url)?;
+    let bus_url = config.bus_url.trim();
+    match bus_url.strip_prefix("nats://") {
+        _ if bus_url.is_empty() => Ok(()),
+        Some(server) if !server.trim().is_empty() => Ok(()),
+        _ => bail!(
+            "--bus {}: expected nats://HOST:PORT, or nothing for the store itself",
+            crate::store::redact_url(bus_url)
+        ),
+    }
+}
+
 /// Connects the bus `config` names (`--store`, `--bus`), SQLite in `state` by default, with
 /// at most `connections` to a PostgreSQL store.
 pub async fn connect_bus(config: &Config, state: &StateDir, connections: usize) -> Result<Bus> {

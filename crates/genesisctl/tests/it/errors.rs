@@ -118,6 +118,31 @@ fn a_nul_byte_in_a_source_is_refused_where_it_is() {
     assert_eq!(s.read("t.env"), "", "nothing was written");
 }
 
+/// A store or bus that is malformed (exit 2) or unreachable (exit 3) stops an apply before
+/// its first write: no place changes without a record of it.
+#[test]
+fn a_bad_or_unreachable_store_or_bus_stops_an_apply_before_it_writes() {
+    for (variable, value, code) in [
+        ("BRIDGE_STORE", "mysql://x", 2),
+        ("BRIDGE_STORE", "bogus", 2),
+        ("BRIDGE_BUS", "nats://", 2),
+        ("BRIDGE_BUS", "redis://127.0.0.1:1", 2),
+        ("BRIDGE_BUS", "nats://127.0.0.1:1", 3),
+    ] {
+        let mut s = Sandbox::new();
+        s.file(".env", "A=1\n");
+        s.file("t.env", "");
+        s.env(variable, value);
+        let run = s.run(&["env", "sync", "--target", "local:t.env", "--yes"]);
+        assert_eq!(run.code, code, "{variable}={value}: {run:?}");
+        assert_eq!(
+            s.read("t.env"),
+            "",
+            "{variable}={value}: the target was written"
+        );
+    }
+}
+
 #[test]
 fn unknown_platforms_and_options() {
     let s = Sandbox::new();
