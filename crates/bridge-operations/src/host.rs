@@ -24,8 +24,8 @@ pub trait Host: Send + Sync {
         specs: &'a [PlatformSpec],
     ) -> BoxFuture<'a, Result<Vec<Target>, OpsError>>;
 
-    /// The fingerprint key, created on first use.
-    fn fingerprint_key(&self) -> FingerprintKey;
+    /// The fingerprint key, created on first use; an error when there is nowhere to keep it.
+    fn fingerprint_key(&self) -> Result<FingerprintKey, OpsError>;
 
     /// The fingerprint key if one exists: a read creates nothing.
     fn existing_fingerprint_key(&self) -> Option<FingerprintKey>;

@@ -301,7 +301,7 @@ impl<'h> Operations<'h> {
         let dry_run = request.mode == Mode::DryRun;
         let source = self.open_one(&request.source).await?.platform;
         let targets = self.host.open(&request.targets).await?;
-        let key = self.host.fingerprint_key();
+        let key = self.host.fingerprint_key()?;
         // A dry run reads the records that judge write-only values but creates no store. On a
         // shared store each of the store, the locks and the bus is a connection to make, so
         // they are opened side by side, the bus while the plan is made.
@@ -499,7 +499,7 @@ impl<'h> Operations<'h> {
                     what: "not opened".into(),
                 })
         };
-        let key = self.host.fingerprint_key();
+        let key = self.host.fingerprint_key()?;
         let outcome = bridge_sync::resume(&store, &open, &key)
             .await
             .map_err(sync_error)?;
@@ -529,7 +529,7 @@ impl<'h> Operations<'h> {
             self.host.bus().await?;
             Some(self.lock(std::slice::from_ref(&place)).await?)
         };
-        let key = self.host.fingerprint_key();
+        let key = self.host.fingerprint_key()?;
         let options = bridge_sync::RollbackOptions {
             to: request.to.map(JournalId),
             mode: request.mode,

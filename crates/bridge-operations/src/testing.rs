@@ -226,12 +226,12 @@ impl Host for MemoryHost {
         })
     }
 
-    fn fingerprint_key(&self) -> FingerprintKey {
-        FingerprintKey::from_bytes([5; FingerprintKey::LEN])
+    fn fingerprint_key(&self) -> Result<FingerprintKey, OpsError> {
+        Ok(FingerprintKey::from_bytes([5; FingerprintKey::LEN]))
     }
 
     fn existing_fingerprint_key(&self) -> Option<FingerprintKey> {
-        Some(self.fingerprint_key())
+        self.fingerprint_key().ok()
     }
 
     fn state_store(&self, _create: bool) -> BoxFuture<'_, Result<Option<StateStore>, OpsError>> {

@@ -82,7 +82,9 @@ impl<'a> Context<'a> {
             env_names,
             flags,
         })?;
-        let state = StateDir::new(config.state_dir.clone()).with_env_keys(&env)?;
+        let state = StateDir::new(config.state_dir.clone())
+            .with_env_keys(&env)?
+            .reporting_to(shell);
         Ok(Self::new(shell, config, state, Vec::new()))
     }
 
@@ -124,31 +126,26 @@ impl<'a> Context<'a> {
         .ignoring(self.config.sync.ignore.clone())
     }
 
-    /// The fingerprint key, created on first use. Where the state directory cannot be
-    /// written (a read-only checkout), a key for this run only keeps the command working:
-    /// redacted values then differ from run to run, which the warning says.
-    pub fn fingerprint_key(&self) -> FingerprintKey {
-        match self.state.key() {
-            Ok((key, Created::Now)) => {
-                self.shell.status(
-                    "Created",
-                    format!(
-                        "fingerprint key in {} (run `genesisctl init` to choose where)",
-                        self.state.path().display()
-                    ),
-                );
-                key
-            }
-            Ok((key, Created::AlreadyThere)) => key,
-            Err(e) => {
-                self.shell.warn(format!(
-                    "{e:#}; using a one-off key, so fingerprints will not match other runs"
-                ));
-                let mut bytes = [0u8; FingerprintKey::LEN];
-                let _ = getrandom::fill(&mut bytes);
-                FingerprintKey::from_bytes(bytes)
-            }
+    /// The fingerprint key, created on first use. A state directory that cannot hold one is
+    /// an error: a key for one run would judge every write-only value as changed.
+    pub fn fingerprint_key(&self) -> Result<FingerprintKey> {
+        let (key, created) = self.state.key().with_context(|| {
+            format!(
+                "the state directory {} cannot be used; choose a writable --state-dir, or give \
+                 BRIDGE_FINGERPRINT_KEY",
+                self.state.path().display()
+            )
+        })?;
+        if created == Created::Now {
+            self.shell.status(
+                "Created",
+                format!(
+                    "fingerprint key in {} (run `genesisctl init` to choose where)",
+                    self.state.path().display()
+                ),
+            );
         }
+        Ok(key)
     }
 
     /// Settings and tokens for the remote platforms among `kinds`; the token discovery
@@ -376,8 +373,8 @@ impl Host for Context<'_> {
         Box::pin(self.places(specs))
     }
 
-    fn fingerprint_key(&self) -> FingerprintKey {
-        Context::fingerprint_key(self)
+    fn fingerprint_key(&self) -> Result<FingerprintKey, OpsError> {
+        Context::fingerprint_key(self).map_err(|e| OpsError::Input(format!("{e:#}")))
     }
 
     fn existing_fingerprint_key(&self) -> Option<FingerprintKey> {

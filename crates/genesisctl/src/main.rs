@@ -34,6 +34,9 @@ use crate::shell::Shell;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // Everything Bridge creates (databases and their journals, keys, tokens, reports, new
+    // `.env` files) may hold secrets: no group or other access, whatever the caller's umask.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = Cli::parse();
     let shell = Shell::new(cli.global.output, cli.global.quiet);
     // The server answers on every core; a command does one thing at a time.

@@ -12,14 +12,18 @@
 
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use anyhow::{Context, Result, bail};
 use bridge_core::FingerprintKey;
 use bridge_core::hex;
 use bridge_sync::sealing::Sealer;
 use bridge_sync::store::StateStore;
+
+use crate::cli::OutputFormat;
+use crate::shell::Shell;
 
 pub const KEY_FILE: &str = "fingerprint.key";
 pub const STATE_KEY_FILE: &str = "state.key";
@@ -42,6 +46,10 @@ pub struct StateDir {
     path: PathBuf,
     /// Keys given in the environment: `(key file name, key)`.
     given: Vec<(&'static str, [u8; 32])>,
+    /// Where a tightened mode is reported.
+    shell: Shell,
+    /// Set once the directory has been found (or made) usable, so later calls cost nothing.
+    checked: OnceLock<()>,
 }
 
 /// The environment variable that may hold each key file's key.
@@ -63,7 +71,15 @@ impl StateDir {
         Self {
             path: path.into(),
             given: Vec::new(),
+            shell: Shell::new(OutputFormat::Text, false),
+            checked: OnceLock::new(),
         }
+    }
+
+    /// Reports through `shell` (a tightened mode is a warning).
+    pub fn reporting_to(mut self, shell: &Shell) -> Self {
+        self.shell = shell.clone();
+        self
     }
 
     /// The directory, with the keys `env` gives (see the module docs). A variable set both
@@ -102,27 +118,103 @@ impl StateDir {
         &self.path
     }
 
-    /// Creates the directory 0700 if it is missing.
+    /// Creates the directory 0700 if it is missing. One that exists must be a directory this
+    /// user owns: another user could replace its keys and `tokens.json`. Group or other
+    /// access to it, or to a file in it, is taken away, with a warning.
     pub fn ensure(&self) -> Result<Created> {
+        if self.inspect()? {
+            return Ok(Created::AlreadyThere);
+        }
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.path)
+            .with_context(|| format!("creating state directory {}", self.path.display()))?;
+        // The umask may have narrowed the mode; the directory holds keys, so be exact.
+        fs::set_permissions(&self.path, fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("setting permissions on {}", self.path.display()))?;
+        let _ = self.checked.set(());
+        Ok(Created::Now)
+    }
+
+    /// Whether the directory exists, checked (owner) and tightened (mode) the first time it
+    /// is found: before anything in it is read or written.
+    fn inspect(&self) -> Result<bool> {
+        if self.checked.get().is_some() {
+            return Ok(true);
+        }
         match fs::metadata(&self.path) {
-            Ok(meta) if meta.is_dir() => Ok(Created::AlreadyThere),
+            Ok(meta) if meta.is_dir() => {
+                self.check_owner(&meta)?;
+                self.tighten(&meta)?;
+                let _ = self.checked.set(());
+                Ok(true)
+            }
             Ok(_) => bail!(
                 "state directory {} exists but is not a directory",
                 self.path.display()
             ),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(&self.path)
-                    .with_context(|| format!("creating state directory {}", self.path.display()))?;
-                // The umask may have narrowed the mode; the directory holds keys, so be exact.
-                fs::set_permissions(&self.path, fs::Permissions::from_mode(0o700))
-                    .with_context(|| format!("setting permissions on {}", self.path.display()))?;
-                Ok(Created::Now)
-            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(e).with_context(|| format!("inspecting {}", self.path.display())),
         }
+    }
+
+    fn check_owner(&self, meta: &fs::Metadata) -> Result<()> {
+        let me = rustix::process::geteuid().as_raw();
+        if meta.uid() != me {
+            bail!(
+                "state directory {} belongs to uid {}, not to this user (uid {me}): whoever owns \
+                 it could replace its keys and tokens; choose another --state-dir",
+                self.path.display(),
+                meta.uid()
+            );
+        }
+        Ok(())
+    }
+
+    /// Takes group and other access away from the directory and the files in it (and in
+    /// its `locks/`), saying what was loosened.
+    fn tighten(&self, meta: &fs::Metadata) -> Result<()> {
+        let mut loosened = Vec::new();
+        let dir_mode = meta.permissions().mode() & 0o7777;
+        if dir_mode & 0o077 != 0 {
+            fs::set_permissions(&self.path, fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("setting permissions on {}", self.path.display()))?;
+            loosened.push(format!("{} was {dir_mode:04o}", self.path.display()));
+        }
+        for dir in [self.path.clone(), self.path.join("locks")] {
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let Ok(meta) = fs::symlink_metadata(entry.path()) else {
+                    continue;
+                };
+                let mode = meta.permissions().mode() & 0o7777;
+                let wanted = if meta.is_dir() {
+                    0o700
+                } else if meta.is_file() {
+                    0o600
+                } else {
+                    continue;
+                };
+                if mode & 0o077 != 0 {
+                    fs::set_permissions(entry.path(), fs::Permissions::from_mode(wanted))
+                        .with_context(|| {
+                            format!("setting permissions on {}", entry.path().display())
+                        })?;
+                    loosened.push(format!("{} was {mode:04o}", entry.path().display()));
+                }
+            }
+        }
+        if !loosened.is_empty() {
+            self.shell.warn(format!(
+                "state directory {}: other users had access; made it private ({})",
+                self.path.display(),
+                loosened.join(", ")
+            ));
+        }
+        Ok(())
     }
 
     /// The fingerprint key, if one exists.
@@ -165,7 +257,14 @@ impl StateDir {
         let given = self.given.iter().any(|(f, _)| *f == LEDGER_KEY_FILE);
         if !given && !public.exists() {
             let text = format!("{}\n", hex::encode(key.verifying_key().as_bytes()));
-            fs::write(&public, text).with_context(|| format!("writing {}", public.display()))?;
+            fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&public)
+                .and_then(|mut f| f.write_all(text.as_bytes()))
+                .with_context(|| format!("writing {}", public.display()))?;
         }
         Ok(key)
     }
@@ -178,6 +277,9 @@ impl StateDir {
     fn load_secret(&self, name: &str, what: &str) -> Result<Option<[u8; 32]>> {
         if let Some((_, bytes)) = self.given.iter().find(|(f, _)| *f == name) {
             return Ok(Some(*bytes));
+        }
+        if !self.inspect()? {
+            return Ok(None);
         }
         let path = self.path.join(name);
         let text = match fs::read_to_string(&path) {

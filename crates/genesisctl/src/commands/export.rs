@@ -38,7 +38,7 @@ pub async fn run(
     let filter = ctx.filter();
     vars.retain(|k| filter.allows(k));
 
-    let key = ctx.fingerprint_key();
+    let key = ctx.fingerprint_key()?;
     let classifier = ctx.classifier();
     let redactor = Redactor {
         classifier: &classifier,

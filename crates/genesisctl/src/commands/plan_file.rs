@@ -104,7 +104,7 @@ pub async fn plan(ctx: &Context<'_>, args: &SyncArgs, out: &Path, detailed: bool
             error: anyhow!("planning {}: {e}; no plan written", t.spec),
         });
     }
-    let key = ctx.fingerprint_key();
+    let key = ctx.fingerprint_key()?;
     let file = describe(&outcome, &scope, &key);
     let mut text = serde_json::to_string_pretty(&file).context("encoding the plan")?;
     text.push('\n');
@@ -161,7 +161,7 @@ pub async fn apply(ctx: &Context<'_>, path: &Path, force: bool, yes: bool) -> Cm
     };
 
     // Plan again, and compare everything but the time.
-    let key = ctx.fingerprint_key();
+    let key = ctx.fingerprint_key()?;
     let now = sync::execute(
         ctx,
         source.clone(),

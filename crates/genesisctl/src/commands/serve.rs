@@ -45,8 +45,9 @@ pub async fn run(ctx: Context<'_>, args: &ServeArgs) -> CmdResult {
     let quiet: &'static Shell = Box::leak(Box::new(Shell::new(OutputFormat::Json, true)));
     // The server's context lives as long as the process: its operations are shared by the
     // routes and the background workers.
-    let state =
-        StateDir::new(config.state_dir.clone()).with_env_keys(&|name| std::env::var(name).ok())?;
+    let state = StateDir::new(config.state_dir.clone())
+        .with_env_keys(&|name| std::env::var(name).ok())?
+        .reporting_to(shell);
     let server_ctx: &'static Context<'static> = Box::leak(Box::new(
         Context::new(quiet, config, state, given_tokens).serving(),
     ));

@@ -821,7 +821,9 @@ async fn migrate(ctx: &Context<'_>, from: &Path, to: &str) -> CmdResult {
         )
         .into());
     };
-    let dir = StateDir::new(from).with_env_keys(&|name| std::env::var(name).ok())?;
+    let dir = StateDir::new(from)
+        .with_env_keys(&|name| std::env::var(name).ok())?
+        .reporting_to(ctx.shell);
     if !from.join(crate::state::STORE_FILE).exists() {
         return Err(anyhow!(
             "{} holds no state store ({}): nothing to migrate",

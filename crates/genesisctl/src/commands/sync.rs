@@ -67,7 +67,10 @@ pub async fn apply(
     scope: &Scope,
     options: Options,
 ) -> CmdResult {
-    let gate = (!options.dry_run).then(|| Arc::new(PlanGate::new(ctx, options.yes)));
+    let gate = match options.dry_run {
+        true => None,
+        false => Some(Arc::new(PlanGate::new(ctx, options.yes)?)),
+    };
     let as_gate = gate.clone().map(|g| g as Arc<dyn ApplyGate>);
     let outcome = execute(ctx, source_spec, target_specs, scope, options, as_gate).await?;
     let Some(gate) = gate else {
@@ -101,15 +104,15 @@ struct PlanGate {
 }
 
 impl PlanGate {
-    fn new(ctx: &Context<'_>, yes: bool) -> Self {
-        Self {
+    fn new(ctx: &Context<'_>, yes: bool) -> anyhow::Result<Self> {
+        Ok(Self {
             shell: ctx.shell.clone(),
-            key: ctx.fingerprint_key(),
+            key: ctx.fingerprint_key()?,
             classifier: ctx.classifier(),
             ask: !yes && ctx.shell.interactive(),
             shown: AtomicBool::new(false),
             declined: AtomicBool::new(false),
-        }
+        })
     }
 }
 
@@ -209,7 +212,7 @@ pub fn report(
         .targets
         .iter()
         .any(|t| t.spec.kind == PlatformKind::Process);
-    let key = ctx.fingerprint_key();
+    let key = ctx.fingerprint_key()?;
     let classifier = ctx.classifier();
     let redactor = Redactor {
         classifier: &classifier,

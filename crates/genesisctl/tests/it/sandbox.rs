@@ -37,8 +37,10 @@ impl Sandbox {
     pub fn new() -> Self {
         let sandbox = Self::bare();
         sandbox.file(".bridge/fingerprint.key", &format!("{KEY_HEX}\n"));
-        fs::set_permissions(sandbox.path(".bridge"), fs::Permissions::from_mode(0o700))
-            .expect("chmod");
+        for (path, mode) in [(".bridge", 0o700), (".bridge/fingerprint.key", 0o600)] {
+            fs::set_permissions(sandbox.path(path), fs::Permissions::from_mode(mode))
+                .expect("chmod");
+        }
         sandbox
     }
 
