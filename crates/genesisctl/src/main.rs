@@ -39,6 +39,7 @@ fn main() -> ExitCode {
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = Cli::parse();
     let shell = Shell::new(cli.global.output, cli.global.quiet);
+    shell.report_retries();
     // The server answers on every core; a command does one thing at a time.
     let mut builder = if matches!(cli.command, cli::Command::Serve(_)) {
         tokio::runtime::Builder::new_multi_thread()
@@ -55,7 +56,15 @@ fn main() -> ExitCode {
     match runtime.block_on(commands::run(cli, &shell)) {
         Ok(code) => ExitCode::from(code as u8),
         Err(failure) => {
-            shell.error(format!("{:#}", failure.error));
+            let message = format!("{:#}", failure.error);
+            // A script reading JSON gets JSON for a failure too; people read stderr.
+            if shell.is_json() {
+                let _ = shell.print_json(&serde_json::json!({
+                    "error": message,
+                    "exit_code": failure.code as u8,
+                }));
+            }
+            shell.error(message);
             ExitCode::from(failure.code as u8)
         }
     }

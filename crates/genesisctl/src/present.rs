@@ -121,16 +121,7 @@ pub fn sync_report(outcome: &SyncOutcome, dry_run: bool, r: &Redactor<'_>) -> Sy
                     Some(*writes),
                 ),
                 TargetStatus::Refused(e) => ("refused", Some(e.to_string()), None),
-                TargetStatus::Rejected(v) => (
-                    "rejected",
-                    Some(
-                        v.iter()
-                            .map(|v| format!("{}: {}", v.key, v.rule))
-                            .collect::<Vec<_>>()
-                            .join("; "),
-                    ),
-                    None,
-                ),
+                TargetStatus::Rejected(v) => ("rejected", Some(violations_text(v)), None),
                 TargetStatus::Failed(e) => ("failed", Some(e.to_string()), None),
             };
             let changes = t
@@ -258,7 +249,7 @@ pub fn results_text(outcome: &SyncOutcome) -> String {
     for t in &outcome.targets {
         let status = match &t.status {
             TargetStatus::Applied { writes } => {
-                format!("{GREEN}applied{GREEN:#} ({writes} writes)")
+                format!("{GREEN}applied{GREEN:#} ({})", writes_text(*writes))
             }
             _ => status_line(t, Stage::Outcome),
         };
@@ -335,8 +326,9 @@ fn status_line(t: &bridge_sync::TargetOutcome, stage: Stage) -> String {
         }
         (TargetStatus::Applied { writes }, Some(plan)) => {
             format!(
-                "{GREEN}applied{GREEN:#}: {} ({writes} writes)",
-                counts(plan)
+                "{GREEN}applied{GREEN:#}: {} ({})",
+                counts(plan),
+                writes_text(*writes)
             )
         }
         (TargetStatus::Unverified { writes, remaining }, _) => format!(
@@ -345,16 +337,10 @@ fn status_line(t: &bridge_sync::TargetOutcome, stage: Stage) -> String {
             remaining.join(", ")
         ),
         (TargetStatus::Refused(e), _) => format!("{RED}refused{RED:#}: {e}"),
-        (TargetStatus::Rejected(violations), _) => {
-            let list: Vec<String> = violations
-                .iter()
-                .map(|v| format!("{}: {}", v.key, v.rule))
-                .collect();
-            format!(
-                "{RED}rejected{RED:#} before any write, the platform would refuse: {}",
-                list.join("; ")
-            )
-        }
+        (TargetStatus::Rejected(violations), _) => format!(
+            "{RED}rejected{RED:#} before any write, the platform would refuse: {}",
+            violations_text(violations)
+        ),
         (TargetStatus::Failed(e), _) => format!("{RED}failed{RED:#}: {e}"),
         (_, None) => String::new(),
     }
@@ -526,4 +512,48 @@ pub fn audit_markdown(m: &ParityMatrix, report: &bridge_core::parity::ParityRepo
         "\nValues are never written here; secret values are compared by keyed fingerprint."
     );
     md
+}
+
+/// `1 write`, `3 writes`.
+pub fn writes_text(writes: usize) -> String {
+    match writes {
+        1 => "1 write".to_string(),
+        n => format!("{n} writes"),
+    }
+}
+
+/// Rule violations, one line per rule: a rule that many keys break (GitHub's 100 secrets)
+/// is said once, with its keys.
+pub fn violations_text(violations: &[bridge_platforms::RuleViolation]) -> String {
+    let mut rules: Vec<(&str, Vec<&str>)> = Vec::new();
+    for v in violations {
+        match rules.iter_mut().find(|(rule, _)| *rule == v.rule) {
+            Some((_, keys)) => keys.push(&v.key),
+            None => rules.push((&v.rule, vec![&v.key])),
+        }
+    }
+    rules
+        .iter()
+        .map(|(rule, keys)| format!("{}: {rule}", keys.join(", ")))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bridge_platforms::RuleViolation;
+
+    #[test]
+    fn a_rule_many_keys_break_is_said_once() {
+        let rule = "GitHub allows at most 100 secrets per repository; this plan would leave 102";
+        let v = |key: &str, rule: &str| RuleViolation {
+            key: key.into(),
+            rule: rule.into(),
+        };
+        let text = violations_text(&[v("K100", rule), v("K101", rule), v("BIG", "too large")]);
+        assert_eq!(text, format!("K100, K101: {rule}; BIG: too large"));
+        assert_eq!(writes_text(1), "1 write");
+        assert_eq!(writes_text(0), "0 writes");
+    }
 }

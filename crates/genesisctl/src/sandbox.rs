@@ -3,10 +3,12 @@
 //! Starts the Render, Netlify and GitHub emulators in this process, writes a realistic `.env`
 //! as the source in a fresh directory, seeds each platform with most of it plus some drift (a
 //! missing key, a stale value, secrets Bridge never wrote), and points the configuration at
-//! all of it. Everything lives in a new temporary directory, so nothing of the user's is read
-//! or touched.
+//! all of it. Everything lives in a new private temporary directory, so nothing of the user's
+//! is read or touched, and the directory (its tokens, keys and `.env`) is removed when the
+//! sandbox stops or fails to start.
 
 use std::fs;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
@@ -40,6 +42,16 @@ const SOURCE: &[(&str, &str)] = &[
 pub struct Sandbox {
     pub emulators: Emulators,
     pub dir: PathBuf,
+    _removed_on_drop: RemovedOnDrop,
+}
+
+/// A directory removed, with everything in it, when this is dropped.
+struct RemovedOnDrop(PathBuf);
+
+impl Drop for RemovedOnDrop {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
 }
 
 impl Sandbox {
@@ -68,12 +80,19 @@ impl Sandbox {
 
 /// Starts the emulators, seeds them, and returns the configuration and tokens to use.
 pub async fn start(base: &Config) -> Result<(Config, Vec<(PlatformKind, String)>, Sandbox)> {
+    // A name nobody can guess, made new and private: another local user cannot plant it.
+    let mut nonce = [0u8; 8];
+    getrandom::fill(&mut nonce).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
     let dir = std::env::temp_dir().join(format!(
         "bridge-sandbox-{}-{}",
         std::process::id(),
-        time::OffsetDateTime::now_utc().unix_timestamp()
+        bridge_core::hex::encode(&nonce)
     ));
-    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let removed_on_drop = RemovedOnDrop(dir.clone());
     let env_file = dir.join(".env");
     let mut text =
         String::from("# The sandbox's canonical source. Edit it and POST /envsync/apply-all.\n");
@@ -123,7 +142,15 @@ pub async fn start(base: &Config) -> Result<(Config, Vec<(PlatformKind, String)>
         (PlatformKind::Netlify, export("NETLIFY_API_TOKEN")),
         (PlatformKind::Github, export("GITHUB_TOKEN")),
     ];
-    Ok((config, tokens, Sandbox { emulators, dir }))
+    Ok((
+        config,
+        tokens,
+        Sandbox {
+            emulators,
+            dir,
+            _removed_on_drop: removed_on_drop,
+        },
+    ))
 }
 
 /// Each platform holds most of the source, with drift a newcomer can see and fix.

@@ -101,12 +101,24 @@ impl Shell {
     }
 
     pub fn warn(&self, message: impl AsRef<str>) {
-        let style = YELLOW.bold();
-        let _ = writeln!(
-            anstream::stderr(),
-            "{style}warning{style:#}: {}",
-            message.as_ref()
-        );
+        warn(message.as_ref());
+    }
+
+    /// Has every HTTP retry said on stderr (unless `--quiet`): what failed, and when the
+    /// next try is.
+    pub fn report_retries(&self) {
+        if !self.quiet {
+            bridge_platforms::http::report_retries(|r| {
+                warn(&format!(
+                    "{}: {}; try {} of {} in {:.1} s",
+                    r.request,
+                    r.reason,
+                    r.next_attempt,
+                    r.max_attempts,
+                    r.wait.as_secs_f64()
+                ))
+            });
+        }
     }
 
     pub fn error(&self, message: impl AsRef<str>) {
@@ -117,6 +129,11 @@ impl Shell {
             message.as_ref()
         );
     }
+}
+
+fn warn(message: &str) {
+    let style = YELLOW.bold();
+    let _ = writeln!(anstream::stderr(), "{style}warning{style:#}: {message}");
 }
 
 /// A closed pipe (`genesisctl … | head`) is the reader's choice, not our failure.

@@ -20,7 +20,7 @@
 
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
-use std::sync::Once;
+use std::sync::{Once, OnceLock};
 use std::task::Poll;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -33,6 +33,44 @@ mod platform;
 mod retry;
 
 pub use client::{Client, HttpError, Request, Response, TransportKind};
+
+/// A retry about to wait: what failed and when the next try is, for whoever tells a person
+/// (a refused connection is otherwise retried for seconds in silence).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retrying {
+    /// `METHOD host/path`: no query, no userinfo.
+    pub request: String,
+    /// What went wrong: `could not connect: …`, `HTTP 503`, `rate limited (HTTP 429)`.
+    pub reason: String,
+    /// How long until the next try.
+    pub wait: Duration,
+    /// The next try's number, and how many there may be at most.
+    pub next_attempt: u32,
+    pub max_attempts: u32,
+}
+
+static RETRY_REPORT: OnceLock<fn(&Retrying)> = OnceLock::new();
+
+/// Calls `report` before every retry's wait, in this process (set once; later calls are
+/// ignored). Without it retries are silent, as a library's should be.
+pub fn report_retries(report: fn(&Retrying)) {
+    let _ = RETRY_REPORT.set(report);
+}
+
+fn report_retry(retrying: impl FnOnce() -> Retrying) {
+    if let Some(report) = RETRY_REPORT.get() {
+        report(&retrying());
+    }
+}
+
+/// `METHOD host[:port]/path` of `url`, for a retry report: the query and userinfo stay out.
+fn request_label(method: &reqwest::Method, url: &reqwest::Url) -> String {
+    let host = url.host_str().unwrap_or("");
+    match url.port() {
+        Some(port) => format!("{method} {host}:{port}{}", url.path()),
+        None => format!("{method} {host}{}", url.path()),
+    }
+}
 pub(crate) use platform::{Call, Endpoint, HttpClient};
 /// The types a caller of [`Client`] names, so that it needs no `reqwest` of its own.
 pub use reqwest::{Method, StatusCode, header::HeaderMap};

@@ -21,7 +21,10 @@ use reqwest::header::{self, HeaderMap};
 use reqwest::{Method, StatusCode, Url};
 use tokio::time::Instant;
 
-use super::{HttpOptions, Verdict, backoff, classify, epoch_now, error_message, rate_limit_wait};
+use super::{
+    HttpOptions, Retrying, Verdict, backoff, classify, epoch_now, error_message, rate_limit_wait,
+    report_retry, request_label, transport_message,
+};
 
 /// One request to send, perhaps several times.
 pub(super) struct Outgoing<'a> {
@@ -86,6 +89,13 @@ pub(super) async fn send(
                 let harmless = out.idempotent || error.is_connect();
                 let wait = backoff(attempt, options);
                 if harmless && !last && fits(started, wait, options) {
+                    report_retry(|| Retrying {
+                        request: request_label(out.method, out.url),
+                        reason: transport_message(&error),
+                        wait: wait.min(options.max_wait),
+                        next_attempt: attempt + 1,
+                        max_attempts,
+                    });
                     pause(wait, options).await;
                     continue;
                 }
@@ -118,7 +128,19 @@ pub(super) async fn send(
             Verdict::Unavailable | Verdict::Fail => (None, None),
         };
         match wait {
-            Some(wait) if !last && fits(started, wait, options) => pause(wait, options).await,
+            Some(wait) if !last && fits(started, wait, options) => {
+                report_retry(|| Retrying {
+                    request: request_label(out.method, out.url),
+                    reason: match rate_limited {
+                        Some(_) => format!("rate limited (HTTP {})", status.as_u16()),
+                        None => format!("HTTP {}", status.as_u16()),
+                    },
+                    wait: wait.min(options.max_wait),
+                    next_attempt: attempt + 1,
+                    max_attempts,
+                });
+                pause(wait, options).await
+            }
             _ => {
                 return Ok(Answer {
                     status,

@@ -256,10 +256,17 @@ pub fn checkpoint(ctx: &Context<'_>) -> anyhow::Result<Code> {
 }
 
 pub fn public_key(ctx: &Context<'_>) -> anyhow::Result<Code> {
-    let key = ctx.state.ledger_key()?.verifying_key();
-    ctx.shell
-        .print(&format!("{}\n", hex::encode(key.as_bytes())))
-        .map_err(anyhow::Error::from)?;
+    let key = hex::encode(ctx.state.ledger_key()?.verifying_key().as_bytes());
+    if ctx.shell.is_json() {
+        ctx.shell.print_json(&serde_json::json!({
+            "public_key": key,
+            "algorithm": "ed25519",
+            "origin": crate::state::LEDGER_ORIGIN,
+        }))
+    } else {
+        ctx.shell.print(&format!("{key}\n"))
+    }
+    .map_err(anyhow::Error::from)?;
     Ok(Code::Ok)
 }
 

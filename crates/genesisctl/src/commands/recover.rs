@@ -20,7 +20,7 @@ pub async fn resume(ctx: &Context<'_>, yes: bool) -> CmdResult {
             None => None,
         };
         let Some(journal) = pending else {
-            return nothing(ctx, "every journalled apply finished; nothing to resume");
+            return nothing(ctx, "to resume: every journalled apply finished");
         };
         let mut text = format!("journal {} left unfinished:\n", journal.id);
         for t in &journal.targets {
@@ -51,7 +51,7 @@ pub async fn resume(ctx: &Context<'_>, yes: bool) -> CmdResult {
     }
     match ops.resume(Origin::Cli).await? {
         Some(outcome) => show(ctx, "resume", &outcome),
-        None => nothing(ctx, "every journalled apply finished; nothing to resume"),
+        None => nothing(ctx, "to resume: every journalled apply finished"),
     }
 }
 
@@ -211,8 +211,11 @@ fn show(ctx: &Context<'_>, what: &str, outcome: &RecoveryOutcome) -> CmdResult {
                 t.spec, outcome.journal
             )),
             (None, None) => text.push_str(&format!(
-                "{GREEN}{what}{GREEN:#} {} (undoing journal {}): {} writes now, {} already done before\n",
-                t.spec, outcome.journal, t.writes, t.already_done
+                "{GREEN}{what}{GREEN:#} {} (undoing journal {}): {} now, {} already done before\n",
+                t.spec,
+                outcome.journal,
+                crate::present::writes_text(t.writes),
+                t.already_done
             )),
         }
         if !t.resent.is_empty() {

@@ -295,7 +295,8 @@ async fn locks(ctx: &Context<'_>) -> CmdResult {
         return Ok(Code::Ok);
     }
     if locks.is_empty() {
-        ctx.shell.status("None", "no apply lock is held");
+        ctx.shell
+            .status("Locks", "none held: no apply is running on this store");
         return Ok(Code::Ok);
     }
     let mut text = String::new();

@@ -195,3 +195,69 @@ fn usage_errors_exit_2() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("yaml"));
 }
+
+/// A refused connection is retried for seconds: each retry says what failed and when the
+/// next try is, rather than leave a terminal silent.
+#[test]
+fn a_retried_connection_says_what_and_when() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let s = Sandbox::new();
+    s.file(".env", "A=1\n");
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let mut child = s
+        .command(&["env", "diff", "--target", "render:service=srv-1"])
+        .env("RENDER_API_TOKEN", "rnd_test")
+        .env("RENDER_API_URL", format!("http://127.0.0.1:{port}/v1"))
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (lines, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let line = seen
+        .recv_timeout(std::time::Duration::from_secs(5))
+        .expect("a retry is reported within 5 s");
+    let _ = child.kill();
+    let _ = child.wait();
+    let expected =
+        format!("warning: GET 127.0.0.1:{port}/v1/services/srv-1/env-vars: could not connect");
+    assert!(line.starts_with(&expected), "{line}");
+    assert!(line.contains("; try 2 of "), "{line}");
+    assert!(line.ends_with(" s"), "{line}");
+}
+
+/// Under `--output json` a failure is a JSON object on stdout too, with the exit code.
+#[test]
+fn a_failure_under_json_output_is_json_on_stdout() {
+    let s = Sandbox::new();
+    let r = s.run(&[
+        "--output",
+        "json",
+        "env",
+        "diff",
+        "--from",
+        "local:missing.env",
+        "--target",
+        "local:t.env",
+    ]);
+    assert_eq!(r.code, 2, "{r:?}");
+    let json = r.json();
+    assert_eq!(json["exit_code"], 2, "{json}");
+    assert!(
+        json["error"]
+            .as_str()
+            .unwrap()
+            .contains("missing.env: no such file"),
+        "{json}"
+    );
+    assert!(r.stderr.contains("error: "), "{}", r.stderr);
+}

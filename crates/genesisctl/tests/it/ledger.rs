@@ -60,6 +60,9 @@ fn proofs_verify_offline_with_the_public_key_only() {
     assert_eq!(proof.code, 0, "{proof:?}");
     s.file("proof.json", &proof.stdout);
     let key = s.run(&["ledger", "public-key"]).stdout.trim().to_string();
+    let json = s.run(&["ledger", "public-key", "--output", "json"]).json();
+    assert_eq!(json["public_key"], key.as_str(), "{json}");
+    assert_eq!(json["algorithm"], "ed25519", "{json}");
     assert_eq!(key.len(), 64);
 
     // Another machine: no state directory, only the proof and the key.

@@ -135,6 +135,13 @@ fn run_passes_variables_and_exit_code() {
     let r = s.run(&["run", "--", "sh", "-c", "echo \"$GREETING, $NAME\"; exit 7"]);
     assert_eq!(r.code, 7, "{r:?}");
     assert_eq!(r.stdout, "hello, bridge user\n");
+    // As a shell: 127 for a command that is not there, 126 for one that cannot run.
+    let r = s.run(&["run", "--", "no-such-command-here"]);
+    assert_eq!(r.code, 127, "{r:?}");
+    assert!(r.stderr.contains("no-such-command-here"), "{}", r.stderr);
+    s.file("not-executable", "#!/bin/sh\n");
+    let r = s.run(&["run", "--", "./not-executable"]);
+    assert_eq!(r.code, 126, "{r:?}");
     let r = s.run(&["run", "--from", "local:missing.env", "--", "true"]);
     assert_eq!(r.code, 2);
     assert!(
@@ -193,4 +200,24 @@ fn interpolation_from_the_host_is_opt_in() {
     let r = s.run(&["env", "export", "--interpolate-env"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(r.json()["variables"]["URL"], "https://example.com/x");
+}
+
+/// Messages read as sentences: "1 write", "Nothing to resume", "Locks none held".
+#[test]
+fn messages_read_as_sentences() {
+    let s = Sandbox::new();
+    s.file(".env", "A=1\n").file("t.env", "");
+    let r = s.run(&["env", "sync", "--target", "local:t.env", "--yes"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("applied (1 write)"), "{}", r.stdout);
+    let r = s.run(&["env", "resume"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("Nothing to resume: every journalled apply finished"),
+        "{}",
+        r.stderr
+    );
+    let r = s.run(&["state", "locks"]);
+    assert!(r.stderr.contains("Locks none held"), "{}", r.stderr);
 }

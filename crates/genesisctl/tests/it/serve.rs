@@ -228,12 +228,47 @@ async fn the_sandbox_shows_drift_fixes_it_and_stops_cleanly() {
     let status: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(status["platforms"]["netlify"]["status"], "ready", "{body}");
 
+    let sandbox_dir = std::path::PathBuf::from(&server.state_dir)
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    assert!(sandbox_dir.exists(), "{}", sandbox_dir.display());
     let (code, stderr) = server.stop();
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("shutdown"), "{stderr}");
     for secret in SECRETS {
         assert!(!stderr.contains(secret), "{secret} leaked into the log");
     }
+    // Its tokens, keys and `.env` go with it.
+    assert!(
+        !sandbox_dir.exists(),
+        "{} left behind",
+        sandbox_dir.display()
+    );
+}
+
+/// A sandbox that cannot start (its address is taken) leaves no directory behind.
+#[test]
+fn a_sandbox_that_fails_to_start_leaves_nothing_behind() {
+    let sandbox = Sandbox::bare();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_genesisctl"))
+        .args(["serve", "--sandbox", "--listen", &address])
+        .current_dir(sandbox.path("."))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("TMPDIR", sandbox.path("."))
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0), "{out:?}");
+    let left: Vec<String> = std::fs::read_dir(sandbox.path("."))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("bridge-sandbox-"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }
 
 #[test]
@@ -538,7 +573,8 @@ async fn shutdown_with_a_backlog_is_bounded_and_the_backlog_survives() {
 }
 
 /// Each bus event is recorded once: three apply-alls on the sandbox, then the server's own
-/// feed and the CLI's, leave one ledger entry per event, and the ledger verifies.
+/// feed and the CLI's side by side, leave one ledger entry per event, and the ledger
+/// verifies. (While the server runs: a stopped sandbox takes its directory with it.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_apply_all_records_each_event_once_in_the_ledger() {
     bridge_platforms::http::install_tls();
@@ -556,8 +592,6 @@ async fn repeated_apply_all_records_each_event_once_in_the_ledger() {
         assert_eq!(status, 200, "{body}");
     }
     let state_dir = server.state_dir.clone();
-    let (code, stderr) = server.stop();
-    assert_eq!(code, 0, "{stderr}");
     let export = sandbox.run(&["--state-dir", &state_dir, "ledger", "export"]);
     assert_eq!(export.code, 0, "{}", export.stderr);
     let mut seqs: Vec<u64> = export
@@ -578,4 +612,6 @@ async fn repeated_apply_all_records_each_event_once_in_the_ledger() {
     );
     let verify = sandbox.run(&["--state-dir", &state_dir, "ledger", "verify"]);
     assert_eq!(verify.code, 0, "{}{}", verify.stdout, verify.stderr);
+    let (code, stderr) = server.stop();
+    assert_eq!(code, 0, "{stderr}");
 }
