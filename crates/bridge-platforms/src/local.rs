@@ -175,7 +175,30 @@ impl Platform for LocalFile {
 
 /// Replaces `path` with `contents` so that a reader sees the old file or the new one, never
 /// a mix, and a crash leaves at worst a stray temporary file (named after the target).
+///
+/// What is not a regular file — `/dev/stdout`, a pipe, a terminal, anything under `/dev` or
+/// `/proc` — is written through, appending, as a shell's `>` would: renaming over it would
+/// replace the file behind the caller's stdout, or a device node.
 pub fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), PlatformError> {
+    if writes_through(path) {
+        let written = match own_stream(path) {
+            // Through this process's own descriptor, so the caller's offset moves on with
+            // what is written (a fresh open of `/dev/stdout` would start at its beginning).
+            Some(1) => {
+                let mut out = io::stdout().lock();
+                out.write_all(contents).and_then(|()| out.flush())
+            }
+            Some(_) => {
+                let mut err = io::stderr().lock();
+                err.write_all(contents).and_then(|()| err.flush())
+            }
+            None => fs::OpenOptions::new()
+                .append(true)
+                .open(path)
+                .and_then(|mut f| f.write_all(contents).and_then(|()| f.flush())),
+        };
+        return written.map_err(|e| PlatformError::io("writing", path, e));
+    }
     // Write through a symlink rather than replacing the link with a file.
     let path = match fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_symlink() => {
@@ -224,6 +247,25 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), PlatformErro
     result
 }
 
+/// 1 or 2 when `path` names this process's stdout or stderr.
+fn own_stream(path: &Path) -> Option<u8> {
+    match path.to_str()? {
+        "/dev/stdout" | "/dev/fd/1" | "/proc/self/fd/1" => Some(1),
+        "/dev/stderr" | "/dev/fd/2" | "/proc/self/fd/2" => Some(2),
+        _ => None,
+    }
+}
+
+/// Whether `path` is a stream or device to write into rather than a file to replace.
+fn writes_through(path: &Path) -> bool {
+    let special = ["/dev/", "/proc/"].iter().any(|p| path.starts_with(p));
+    match fs::metadata(path) {
+        Ok(meta) => special || !meta.is_file(),
+        // A dangling `/dev/fd/N` is an error to report, not a file to create.
+        Err(_) => special,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use bridge_core::EnvSet;
@@ -259,6 +301,16 @@ mod tests {
 
     fn local(path: &Path) -> LocalFile {
         LocalFile::new(PlatformSpec::local(path), false)
+    }
+
+    #[test]
+    fn a_device_is_written_into_not_replaced() {
+        use std::os::unix::fs::FileTypeExt;
+        write_atomically(Path::new("/dev/null"), b"A=1\n").expect("writes into /dev/null");
+        let meta = fs::metadata("/dev/null").expect("still there");
+        assert!(meta.file_type().is_char_device());
+        assert!(writes_through(Path::new("/dev/stdout")));
+        assert!(!writes_through(Path::new("Cargo.toml")));
     }
 
     #[tokio::test]

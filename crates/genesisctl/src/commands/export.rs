@@ -81,8 +81,11 @@ pub async fn run(
         ctx.shell.status(
             "Exported",
             format!(
-                "{} variables from {spec} to {}{}",
-                vars.len(),
+                "{} from {spec} to {}{}",
+                match vars.len() {
+                    1 => "1 variable".to_string(),
+                    n => format!("{n} variables"),
+                },
                 path.display(),
                 if reveal { " (secrets in clear)" } else { "" }
             ),

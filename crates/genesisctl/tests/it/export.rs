@@ -55,3 +55,28 @@ fn fingerprints_are_stable_across_runs_and_keyed() {
     let c = other.run(&["env", "export"]).json()["variables"]["API_TOKEN"].clone();
     assert_ne!(a, c, "another state dir has another key");
 }
+
+/// `--out /dev/stdout` writes into the caller's stdout, a pipe or a file, instead of
+/// renaming a new file over whatever stands behind it.
+#[test]
+fn out_to_dev_stdout_writes_through() {
+    let s = Sandbox::new();
+    s.file(".env", "A=1\n");
+    let r = s.run(&["env", "export", "--out", "/dev/stdout"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("\"provider\": \"local\""), "{r:?}");
+
+    let script = format!(
+        "exec > out.txt; echo before; {} env export --out /dev/stdout; echo after",
+        env!("CARGO_BIN_EXE_genesisctl")
+    );
+    let status = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .current_dir(s.path("."))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let text = s.read("out.txt");
+    assert!(text.starts_with("before\n{"), "{text}");
+    assert!(text.trim_end().ends_with("}\nafter"), "{text}");
+}
