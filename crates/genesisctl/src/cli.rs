@@ -530,14 +530,28 @@ Example:
 
 #[derive(Debug, Subcommand)]
 pub enum LedgerCommand {
-    /// Recompute every hash and check every signature; exits 1 naming the first bad entry
+    /// Recompute every hash and check every signature; exits 1 naming the first bad entry,
+    /// or when the ledger does not extend the checkpoint a witness holds
     #[command(
-        after_help = "Example:\n  genesisctl ledger verify\n  genesisctl ledger verify --public-key .bridge/ledger.pub --output json"
+        after_help = "Signatures alone cannot show a cut tail: whoever deletes the last entries can delete \
+the checkpoints above them too. With --witness, the ledger must also extend the signed \
+checkpoint kept there (see `ledger checkpoint --publish`); a shorter or rewritten ledger is \
+exit 1.
+
+Examples:
+  genesisctl ledger verify
+  genesisctl ledger verify --public-key .bridge/ledger.pub --output json
+  genesisctl ledger verify --witness /mnt/audit/bridge-checkpoint.json
+  genesisctl ledger verify --witness github"
     )]
     Verify {
         /// The public key to check signatures with (hex or a file) [default: this state dir's]
         #[arg(long, value_name = "KEY")]
         public_key: Option<String>,
+        /// Also prove the ledger extends the checkpoint this witness holds: a file, an
+        /// https:// URL (GET), or `github` (the Actions variable BRIDGE_LEDGER_CHECKPOINT)
+        #[arg(long, value_name = "SOURCE")]
+        witness: Option<String>,
     },
     /// Print entries
     #[command(after_help = "Example:\n  genesisctl ledger show --from 100 --limit 20")]
@@ -580,9 +594,24 @@ pub enum LedgerCommand {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
-    /// Sign a checkpoint of the current tree now
-    #[command(after_help = "Example:\n  genesisctl ledger checkpoint")]
-    Checkpoint,
+    /// Sign a checkpoint of the current tree now, and perhaps publish it to a witness
+    #[command(
+        after_help = "A witness keeps the latest signed checkpoint where whoever can rewrite the state \
+cannot: another machine's file, an https:// endpoint taking a PUT, or `github` (the Actions \
+variable BRIDGE_LEDGER_CHECKPOINT of GITHUB_REPOSITORY, with the github platform's token). A \
+witness never moves backwards: publishing is refused (exit 1) when it holds a checkpoint this \
+ledger does not extend. `ledger.witness` in bridge.toml makes `serve` publish each checkpoint.
+
+Examples:
+  genesisctl ledger checkpoint
+  genesisctl ledger checkpoint --publish /mnt/audit/bridge-checkpoint.json
+  genesisctl ledger checkpoint --publish github"
+    )]
+    Checkpoint {
+        /// Publish the checkpoint to this witness: a file, an https:// URL (PUT), or `github`
+        #[arg(long, value_name = "DEST")]
+        publish: Option<String>,
+    },
     /// Print the ledger's public key (hex), for offline verification
     #[command(after_help = "Example:\n  genesisctl ledger public-key > ledger.pub")]
     PublicKey,

@@ -305,6 +305,13 @@ const SETTINGS: &[SettingDef] = &[
         "keys never treated as secret",
     ),
     def(
+        "ledger.witness",
+        Some("BRIDGE_LEDGER_WITNESS"),
+        Kind::Text,
+        "",
+        "where serve publishes each signed checkpoint: a file, an https:// URL (PUT), or github",
+    ),
+    def(
         "genesis.mode",
         Some("GENESIS_MODE"),
         Kind::Text,
@@ -398,6 +405,8 @@ pub struct Config {
     pub bus_url: String,
     /// `GENESIS_STRICT_POLICY`: refuse events on unknown topics.
     pub strict_policy: bool,
+    /// `ledger.witness`: where `serve` publishes each signed checkpoint; empty for nowhere.
+    pub ledger_witness: String,
     /// `--lock-timeout`: how long an apply waits for a place's lock.
     pub lock_timeout: std::time::Duration,
     pub server: ServerConfig,
@@ -644,6 +653,7 @@ impl Config {
         let bus_url = take("bus")?.0.text()?;
         let lock_timeout = take("lock_timeout")?.0.duration()?;
         let strict_policy = take("genesis.strict_policy")?.0.bool()?;
+        let ledger_witness = take("ledger.witness")?.0.text()?;
         let server = ServerConfig {
             listen: take("listen")?.0.text()?,
             vault_keys: take("server.vault_keys")?.0.list()?,
@@ -709,6 +719,7 @@ impl Config {
             store_url,
             bus_url,
             strict_policy,
+            ledger_witness,
             lock_timeout,
             server,
             autonomy,

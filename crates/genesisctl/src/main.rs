@@ -19,6 +19,7 @@ mod sandbox;
 mod shell;
 mod state;
 mod store;
+mod witness;
 
 use std::process::ExitCode;
 

@@ -28,6 +28,7 @@ pub mod rows;
 mod sqlite;
 mod store;
 mod verify;
+mod witness;
 
 pub use access::{LedgerAccess, MAX_HANDLES, OpenRows};
 pub use checkpoint::{Checkpoint, CheckpointError, key_id, verify_checkpoint};
@@ -45,6 +46,9 @@ pub use rows::LedgerRows;
 pub use sqlite::{SqliteRows, VerifyImage};
 pub use store::{Ledger, StoredCheckpoint};
 pub use verify::{Problem, VerifyReport, verify_file};
+pub use witness::{
+    WitnessDocument, WitnessError, Witnessed, compare as compare_with_witness, read_witnessed,
+};
 
 /// Everything that can go wrong in the ledger.
 ///

@@ -72,6 +72,19 @@ impl SqliteRows {
             path: path.display().to_string(),
         })
     }
+
+    /// Opens the file at `path` for reading only: what checks a ledger must not change it.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self, LedgerError> {
+        let path = path.as_ref();
+        let flags =
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        Ok(Self {
+            conn,
+            path: path.display().to_string(),
+        })
+    }
 }
 
 /// SQLite integers are signed; refuse what does not fit rather than wrap.

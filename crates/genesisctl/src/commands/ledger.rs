@@ -14,6 +14,7 @@ use crate::context::Context;
 use crate::exit::Code;
 use crate::shell::{GREEN, RED};
 use crate::store::StoreUrl;
+use crate::witness::{Published, Witness};
 
 /// A public key given as 64 hex digits, or a file holding them.
 pub fn parse_public_key(text: &str) -> anyhow::Result<VerifyingKey> {
@@ -39,9 +40,15 @@ fn own_key(ctx: &Context<'_>, flag: Option<&str>) -> anyhow::Result<VerifyingKey
     }
 }
 
-pub fn verify(ctx: &Context<'_>, public_key: Option<&str>) -> anyhow::Result<Code> {
+pub async fn verify(
+    ctx: &Context<'_>,
+    public_key: Option<&str>,
+    witness: Option<&str>,
+) -> anyhow::Result<Code> {
     let key = own_key(ctx, public_key)?;
-    let report = match ctx.store_url()? {
+    let witness = witness.map(Witness::parse).transpose()?;
+    let url = ctx.store_url()?;
+    let report = match &url {
         StoreUrl::Local => {
             let path = ctx.state.ledger_path();
             if !path.exists() {
@@ -56,50 +63,106 @@ pub fn verify(ctx: &Context<'_>, public_key: Option<&str>) -> anyhow::Result<Cod
         }
         StoreUrl::Postgres(url) => {
             // Straight to the rows: verifying claims no key and signs nothing.
-            let shown = crate::store::redact_url(&url);
-            bridge_genesis_scale::PostgresLedgerRows::connect(&url, None)
+            let shown = crate::store::redact_url(url);
+            bridge_genesis_scale::PostgresLedgerRows::connect(url, None)
                 .and_then(|rows| rows.verify(crate::state::LEDGER_ORIGIN, &key))
                 .with_context(|| format!("verifying the --store ledger {shown}"))?
         }
     };
+    let witnessed = match &witness {
+        None => None,
+        Some(witness) => Some(against_witness(ctx, witness, &url, &key).await?),
+    };
+    let witness_ok = witnessed.as_ref().is_none_or(|(ok, _)| *ok);
     if ctx.shell.is_json() {
         let problems: Vec<String> = report.problems.iter().map(|p| p.to_string()).collect();
         ctx.shell
             .print_json(&json!({
-                "ok": report.is_ok(),
+                "ok": report.is_ok() && witness_ok,
                 "entries": report.entries,
                 "checkpoints": report.checkpoints,
                 "attested_size": report.attested_size,
                 "root": hex::encode(&report.root),
                 "first_bad_entry": report.first_bad_entry(),
                 "problems": problems,
+                "witness": witness.as_ref().zip(witnessed.as_ref()).map(|(w, (ok, detail))| json!({
+                    "source": w.to_string(),
+                    "extends": ok,
+                    "detail": detail,
+                })),
             }))
             .map_err(anyhow::Error::from)?;
     } else if report.is_ok() {
-        ctx.shell
-            .print(&format!(
-                "{GREEN}ok{GREEN:#}: {} entries, {} checkpoints; signed coverage up to entry {}; root {}\n",
-                report.entries,
-                report.checkpoints,
-                report.attested_size,
-                hex::encode(&report.root)
-            ))
-            .map_err(anyhow::Error::from)?;
+        let mut text = format!(
+            "{GREEN}ok{GREEN:#}: {} entries, {} checkpoints; signed coverage up to entry {}; root {}\n",
+            report.entries,
+            report.checkpoints,
+            report.attested_size,
+            hex::encode(&report.root)
+        );
+        if let (Some(w), Some((ok, detail))) = (&witness, &witnessed) {
+            if *ok {
+                let _ = writeln!(text, "{GREEN}witnessed{GREEN:#}: {detail} ({w})");
+            } else {
+                let _ = writeln!(
+                    text,
+                    "{RED}tampered{RED:#}: the ledger {detail} (witness {w})"
+                );
+            }
+        }
+        ctx.shell.print(&text).map_err(anyhow::Error::from)?;
     } else {
         let mut text = String::new();
         for p in &report.problems {
             let _ = writeln!(text, "  {RED}✗{RED:#} {p}");
+        }
+        if let Some((false, detail)) = &witnessed {
+            let _ = writeln!(text, "  {RED}✗{RED:#} the ledger {detail}");
         }
         if let Some(first) = report.first() {
             let _ = writeln!(text, "{RED}tampered{RED:#}: {first}");
         }
         ctx.shell.print(&text).map_err(anyhow::Error::from)?;
     }
-    Ok(if report.is_ok() {
+    Ok(if report.is_ok() && witness_ok {
         Code::Ok
     } else {
         Code::Drift
     })
+}
+
+/// Whether the ledger extends what `witness` holds, and the words for it. A witness that
+/// holds nothing is an error (nothing to prove against); one that holds what this key did
+/// not sign is a failed proof.
+async fn against_witness(
+    ctx: &Context<'_>,
+    witness: &Witness,
+    url: &StoreUrl,
+    key: &VerifyingKey,
+) -> anyhow::Result<(bool, String)> {
+    let held = witness.read(ctx).await?.ok_or_else(|| {
+        anyhow!(
+            "the witness {witness} holds no checkpoint yet: publish one with `genesisctl ledger \
+             checkpoint --publish`"
+        )
+    })?;
+    let seen = match ledger::read_witnessed(&held, crate::state::LEDGER_ORIGIN, key) {
+        Ok(seen) => seen,
+        Err(e) => return Ok((false, format!("cannot be checked against it: {e}"))),
+    };
+    let rows: Box<dyn ledger::LedgerRows> = match url {
+        StoreUrl::Local => Box::new(ledger::SqliteRows::open_read_only(ctx.state.ledger_path())?),
+        StoreUrl::Postgres(url) => Box::new(
+            bridge_genesis_scale::PostgresLedgerRows::connect(url, None).with_context(|| {
+                format!(
+                    "reading the --store ledger {}",
+                    crate::store::redact_url(url)
+                )
+            })?,
+        ),
+    };
+    let verdict = ledger::compare_with_witness(&*rows, &seen)?;
+    Ok((verdict.extends(), verdict.to_string()))
 }
 
 pub fn show(ctx: &Context<'_>, from: u64, limit: u64) -> anyhow::Result<Code> {
@@ -240,17 +303,49 @@ pub fn export(ctx: &Context<'_>, out: Option<&PathBuf>) -> anyhow::Result<Code> 
     Ok(Code::Ok)
 }
 
-pub fn checkpoint(ctx: &Context<'_>) -> anyhow::Result<Code> {
-    let mut ledger = open(ctx)?;
+pub async fn checkpoint(ctx: &Context<'_>, publish: Option<&str>) -> anyhow::Result<Code> {
+    let witness = publish.map(Witness::parse).transpose()?;
+    let access = ctx.ledger_access()?;
+    let mut ledger = access.open()?;
     let c = ledger.checkpoint(time::OffsetDateTime::now_utc())?;
+    drop(ledger);
+    let published = match &witness {
+        None => None,
+        Some(witness) => {
+            let key = access.verifying_key();
+            let rows = move || access.rows().map_err(anyhow::Error::from);
+            match crate::witness::publish(ctx, witness, &c.checkpoint, &key, rows).await {
+                Ok(done) => Some(done),
+                // A witness this ledger does not extend is the finding verify reports.
+                Err(e) => {
+                    ctx.shell.error(format!("{e:#}"));
+                    return Ok(Code::Drift);
+                }
+            }
+        }
+    };
     if ctx.shell.is_json() {
         ctx.shell
-            .print_json(&json!({"id": c.id, "size": c.checkpoint.size, "note": c.checkpoint.note}))
+            .print_json(&json!({
+                "id": c.id,
+                "size": c.checkpoint.size,
+                "note": c.checkpoint.note,
+                "published": witness.as_ref().map(|w| w.to_string()),
+            }))
             .map_err(anyhow::Error::from)?;
     } else {
         ctx.shell
             .print(&c.checkpoint.note)
             .map_err(anyhow::Error::from)?;
+        if let (Some(w), Some(done)) = (&witness, &published) {
+            let what = match done {
+                Published::Now { size } => format!("checkpoint of {size} entries to {w}"),
+                Published::Already { size } => {
+                    format!("checkpoint of {size} entries: {w} already holds it")
+                }
+            };
+            ctx.shell.status("Published", what);
+        }
     }
     Ok(Code::Ok)
 }

@@ -205,7 +205,10 @@ async fn dispatch(ctx: &Context<'_>, command: Command) -> CmdResult {
             }
         }),
         Command::Ledger(command) => Ok(match command {
-            LedgerCommand::Verify { public_key } => ledger::verify(ctx, public_key.as_deref())?,
+            LedgerCommand::Verify {
+                public_key,
+                witness,
+            } => ledger::verify(ctx, public_key.as_deref(), witness.as_deref()).await?,
             LedgerCommand::Show { from, limit } => ledger::show(ctx, from, limit)?,
             // clap requires an index or --from, and refuses both.
             LedgerCommand::Proof { index, from, to } => match (index, from) {
@@ -217,7 +220,9 @@ async fn dispatch(ctx: &Context<'_>, command: Command) -> CmdResult {
                 ledger::verify_proof(ctx, &file, &public_key)?
             }
             LedgerCommand::Export { out } => ledger::export(ctx, out.as_ref())?,
-            LedgerCommand::Checkpoint => ledger::checkpoint(ctx)?,
+            LedgerCommand::Checkpoint { publish } => {
+                ledger::checkpoint(ctx, publish.as_deref()).await?
+            }
             LedgerCommand::PublicKey => ledger::public_key(ctx)?,
         }),
         Command::Platforms(PlatformsCommand::Doctor { platforms }) => {

@@ -54,6 +54,11 @@ pub async fn run(ctx: Context<'_>, args: &ServeArgs) -> CmdResult {
     server_ctx.state.ensure()?;
     // rustls on `ring` for every client the server builds (platform adapters, deploy hooks).
     bridge_platforms::http::install_tls();
+    // A witness that cannot be named is a configuration error, before anything starts.
+    let witness = match server_ctx.config.ledger_witness.trim() {
+        "" => None,
+        text => Some(crate::witness::Witness::parse(text).context("ledger.witness")?),
+    };
     let bus = server_ctx.open_bus().await?;
     let ledger = server_ctx.ledger_access()?;
     // The token hashes: `tokens.json`, re-read inline when it changes, or the PostgreSQL
@@ -125,6 +130,18 @@ pub async fn run(ctx: Context<'_>, args: &ServeArgs) -> CmdResult {
         scheduler,
         logger: logger.clone(),
     });
+    // Each checkpoint the feed signs goes to the witness; stopped after the workers, so the
+    // one signed at shutdown is published too.
+    let (stop_witness, witness_stop) = tokio::sync::watch::channel(false);
+    let witness_task = witness.map(|witness| {
+        tokio::spawn(crate::witness::publish_checkpoints(
+            server_ctx,
+            witness,
+            ledger.clone(),
+            logger.clone(),
+            witness_stop,
+        ))
+    });
     let state = AppState::new(Parts {
         options,
         bus,
@@ -195,6 +212,14 @@ pub async fn run(ctx: Context<'_>, args: &ServeArgs) -> CmdResult {
         .unwrap_or_else(|_| tokio::time::Instant::now());
     let left = (began + grace).saturating_duration_since(tokio::time::Instant::now());
     workers.finish(left).await;
+    let _ = stop_witness.send(true);
+    if let Some(task) = witness_task
+        && tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .is_err()
+    {
+        logger.warn("shutdown: the ledger witness was not reached in time", &[]);
+    }
     logger.info("shutdown", &[("phase", "done")]);
     served.with_context(|| format!("serving on {url}"))?;
     if let Some(s) = sandbox {

@@ -181,3 +181,133 @@ fn no_ledger_yet_is_a_clear_error() {
         r.stderr
     );
 }
+
+/// Cut the tail: delete the last entry and every checkpoint above what is left. The
+/// signatures still add up, so plain `verify` passes; the witnessed checkpoint does not.
+fn cut_the_tail(s: &Sandbox) {
+    let conn = rusqlite::Connection::open(s.path(".bridge/ledger.db")).unwrap();
+    let last: i64 = conn
+        .query_row("SELECT max(idx) FROM ledger_entries", [], |r| r.get(0))
+        .unwrap();
+    conn.execute("DELETE FROM ledger_entries WHERE idx = ?1", [last])
+        .unwrap();
+    conn.execute("DELETE FROM ledger_checkpoints WHERE size > ?1", [last])
+        .unwrap();
+}
+
+#[test]
+fn a_witness_catches_a_cut_tail() {
+    let s = synced_twice();
+    let published = s.run(&["ledger", "checkpoint", "--publish", "audit/witness.json"]);
+    assert_eq!(published.code, 0, "{published:?}");
+    assert!(published.stderr.contains("Published"), "{published:?}");
+    let held: serde_json::Value = serde_json::from_str(&s.read("audit/witness.json")).unwrap();
+    assert_eq!(held["size"], 7, "{held}");
+    let ok = s.run(&["ledger", "verify", "--witness", "audit/witness.json"]);
+    assert_eq!(ok.code, 0, "{ok:?}");
+    assert!(ok.stdout.contains("witnessed: extends"), "{}", ok.stdout);
+
+    cut_the_tail(&s);
+    let plain = s.run(&["ledger", "verify"]);
+    assert_eq!(plain.code, 0, "signatures alone cannot see it: {plain:?}");
+    let caught = s.run(&["ledger", "verify", "--witness", "audit/witness.json"]);
+    assert_eq!(caught.code, 1, "{caught:?}");
+    assert!(
+        caught.stdout.contains("its tail was removed"),
+        "{}",
+        caught.stdout
+    );
+    let json = s.run(&[
+        "ledger",
+        "verify",
+        "--witness",
+        "audit/witness.json",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(json.code, 1);
+    assert_eq!(json.json()["ok"], false);
+    assert_eq!(json.json()["witness"]["extends"], false);
+    // Nor does the witness move back to the shorter tree.
+    let refused = s.run(&["ledger", "checkpoint", "--publish", "audit/witness.json"]);
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(
+        refused.stderr.contains("lost entries"),
+        "{}",
+        refused.stderr
+    );
+    let still: serde_json::Value = serde_json::from_str(&s.read("audit/witness.json")).unwrap();
+    assert_eq!(still["size"], 7);
+
+    // A witness that holds nothing, or another log's note, proves nothing.
+    let none = s.run(&["ledger", "verify", "--witness", "nowhere.json"]);
+    assert_eq!(none.code, 2, "{none:?}");
+    s.file("forged.json", "bridge.local/ledger\n3\nAAAA\n\n— x y\n");
+    let forged = s.run(&["ledger", "verify", "--witness", "forged.json"]);
+    assert_eq!(forged.code, 1, "{forged:?}");
+}
+
+/// `github` keeps the checkpoint in the Actions variable BRIDGE_LEDGER_CHECKPOINT; an
+/// https:// (here loopback http://) witness takes a PUT and answers a GET.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_and_url_witnesses_keep_the_checkpoint() {
+    use std::sync::{Arc, Mutex};
+    let s = synced_twice();
+    let emu = bridge_emulators::start(bridge_emulators::EmulatorConfig::default())
+        .await
+        .unwrap();
+    let mut s = s;
+    for (k, v) in emu.exports() {
+        if k.starts_with("GITHUB_") {
+            s.env(&k, &v);
+        }
+    }
+    // The binary blocks; the emulators and the witness service run on the other worker.
+    let run = |s: &Sandbox, args: &[&str]| {
+        let mut command = s.command(args);
+        tokio::task::block_in_place(move || command.output().unwrap())
+    };
+    let out = run(&s, &["ledger", "checkpoint", "--publish", "github"]);
+    assert!(out.status.success(), "{out:?}");
+    let held = emu.github().unwrap().variables(None);
+    let held = held.get("BRIDGE_LEDGER_CHECKPOINT").expect("the variable");
+    assert!(held.contains("\"size\": 7"), "{held}");
+    let out = run(&s, &["ledger", "verify", "--witness", "github"]);
+    assert!(out.status.success(), "{out:?}");
+
+    // A minimal witness service: PUT stores the body, GET returns it.
+    let kept: Arc<Mutex<Option<String>>> = Arc::default();
+    let app = {
+        let put = kept.clone();
+        let get = kept.clone();
+        axum::Router::new().route(
+            "/witness",
+            axum::routing::put(move |body: String| async move {
+                *put.lock().unwrap() = Some(body);
+                axum::http::StatusCode::NO_CONTENT
+            })
+            .get(move || async move {
+                match get.lock().unwrap().clone() {
+                    Some(body) => (axum::http::StatusCode::OK, body),
+                    None => (axum::http::StatusCode::NOT_FOUND, String::new()),
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/witness", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let out = run(&s, &["ledger", "checkpoint", "--publish", &url]);
+    assert!(out.status.success(), "{out:?}");
+    let body: serde_json::Value =
+        serde_json::from_str(kept.lock().unwrap().as_deref().unwrap()).unwrap();
+    assert_eq!(body["size"], 7, "{body}");
+    cut_the_tail(&s);
+    let out = run(&s, &["ledger", "verify", "--witness", &url]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let out = run(
+        &s,
+        &["ledger", "verify", "--witness", "http://example.com/w"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}

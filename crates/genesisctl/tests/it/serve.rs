@@ -615,3 +615,48 @@ async fn repeated_apply_all_records_each_event_once_in_the_ledger() {
     let (code, stderr) = server.stop();
     assert_eq!(code, 0, "{stderr}");
 }
+
+/// `ledger.witness`: the server publishes each checkpoint its feed signs, the one signed at
+/// shutdown included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_publishes_each_checkpoint_to_its_witness() {
+    bridge_platforms::http::install_tls();
+    let sandbox = Sandbox::bare();
+    let witness = sandbox.path("witness.json");
+    let witness_env = witness.display().to_string();
+    let server = Server::start_with(&sandbox, &[("BRIDGE_LEDGER_WITNESS", &witness_env)]);
+    let client = reqwest::Client::new();
+    let (status, body) = call(
+        &client,
+        reqwest::Method::POST,
+        format!("{}/envsync/apply-all", server.url),
+        Some(&server.token),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let size = |path: &std::path::Path| -> u64 {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .and_then(|v| v["size"].as_u64())
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while size(&witness) == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let seen = size(&witness);
+    assert!(seen > 0, "no checkpoint was witnessed within 10 s");
+    let (code, stderr) = server.stop();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("ledger checkpoint witnessed"), "{stderr}");
+    let held: Value = serde_json::from_str(&std::fs::read_to_string(&witness).unwrap()).unwrap();
+    assert!(
+        held["note"]
+            .as_str()
+            .unwrap()
+            .starts_with("bridge.local/ledger\n"),
+        "{held}"
+    );
+    assert!(size(&witness) >= seen);
+}
