@@ -10,6 +10,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use async_trait::async_trait;
 use bridge_core::EnvSet;
@@ -20,6 +21,15 @@ use crate::{
     ApplyProgress, ApplyReport, Capabilities, Platform, PlatformError, PlatformSpec, RemoteSet,
     WriteRequest, readable,
 };
+
+static WARNINGS: OnceLock<fn(&str)> = OnceLock::new();
+
+/// Calls `report` with each warning a `.env` file's parse raises (a key defined twice), as
+/// `path:line:column: message`, in this process (set once). A file read twice in one run
+/// warns twice: the caller may say each once.
+pub fn report_warnings(report: fn(&str)) {
+    let _ = WARNINGS.set(report);
+}
 
 /// The mode of a `.env` file Bridge creates.
 pub const NEW_FILE_MODE: u32 = 0o600;
@@ -70,9 +80,19 @@ impl LocalFile {
     fn parse(&self, text: &str) -> Result<EnvSet, PlatformError> {
         let fallback = |name: &str| std::env::var(name).ok();
         let options = self.parse_options(&fallback);
-        dotenv::parse(text, &options)
-            .map(|parsed| parsed.vars)
-            .map_err(|e| self.parse_error(e))
+        let parsed = dotenv::parse(text, &options).map_err(|e| self.parse_error(e))?;
+        if let Some(report) = WARNINGS.get() {
+            for w in &parsed.warnings {
+                report(&format!(
+                    "{}:{}:{}: {}",
+                    self.path.display(),
+                    w.line,
+                    w.column,
+                    w.message
+                ));
+            }
+        }
+        Ok(parsed.vars)
     }
 
     fn parse_options<'a>(&self, fallback: &'a dyn Fn(&str) -> Option<String>) -> ParseOptions<'a> {

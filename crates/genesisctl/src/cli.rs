@@ -104,7 +104,7 @@ pub enum Command {
     /// Serve local emulators of the Render, Netlify and GitHub APIs
     #[command(
         after_help = "Prints one `export NAME=VALUE` line per variable a client needs, then `ready`, \
-then serves until interrupted.\n\nExample:\n  eval \"$(genesisctl emulate --port 7700 | sed '/^ready$/q')\"   # in one shell\n  genesisctl emulate --platforms github --latency 20ms --rate-limit 50/s --page-size 2"
+then serves until interrupted.\n\nExample:\n  genesisctl emulate --port 7700 > emu.env &   # in the background: it serves until killed\n  until grep -qx ready emu.env; do sleep 0.1; done; eval \"$(grep '^export' emu.env)\"\n  genesisctl emulate --platforms github --latency 20ms --rate-limit 50/s --page-size 2"
     )]
     Emulate(EmulateArgs),
 
@@ -309,7 +309,9 @@ and Bridge never wrote cannot be restored; they are listed.\n\nExample:\n  genes
 
     /// Check that every place holds the same keys and values; exits 1 on drift or unproven parity
     #[command(
-        after_help = "The first place is the source the others are judged against. Each key is, at \
+        after_help = "The first place is the reference: each key's value there is what the other places \
+are judged against (a key the first place lacks is judged against the first place that has \
+it). Each key is, at \
 each place: equal, different, missing (in the source, absent here), extra (here, absent from \
 the source), unknown (write-only, never written by Bridge), changed_outside (write-only, \
 changed since Bridge wrote it) or protected (on sync.protect: never written, so not judged). \

@@ -40,7 +40,7 @@ fn main() -> ExitCode {
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = Cli::parse();
     let shell = Shell::new(cli.global.output, cli.global.quiet);
-    shell.report_retries();
+    shell.report_platform_notices();
     // The server answers on every core; a command does one thing at a time.
     let mut builder = if matches!(cli.command, cli::Command::Serve(_)) {
         tokio::runtime::Builder::new_multi_thread()

@@ -2,7 +2,7 @@
 //! JSON for machines (`--output json`: stdout carries nothing else), status and warnings on
 //! stderr (silenced by `--quiet`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, IsTerminal, Write};
 use std::sync::{Arc, Mutex};
 
@@ -104,9 +104,20 @@ impl Shell {
         warn(message.as_ref());
     }
 
-    /// Has every HTTP retry said on stderr (unless `--quiet`): what failed, and when the
-    /// next try is.
-    pub fn report_retries(&self) {
+    /// Has the platforms' notices said on stderr: every `.env` warning (a duplicate key),
+    /// once each, and (unless `--quiet`) every HTTP retry: what failed, and when the next
+    /// try is.
+    pub fn report_platform_notices(&self) {
+        bridge_platforms::local::report_warnings(|message| {
+            static SAID: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+            let first = SAID
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(message.to_string());
+            if first {
+                warn(message);
+            }
+        });
         if !self.quiet {
             bridge_platforms::http::report_retries(|r| {
                 warn(&format!(

@@ -221,3 +221,17 @@ fn messages_read_as_sentences() {
     let r = s.run(&["state", "locks"]);
     assert!(r.stderr.contains("Locks none held"), "{}", r.stderr);
 }
+
+/// A key defined twice in a `.env` takes its last value, with a warning naming where (once,
+/// however often the file is read in the run), as docs/dotenv.md says.
+#[test]
+fn a_duplicate_key_warns_once_where_it_is() {
+    let s = Sandbox::new();
+    s.file(".env", "A=1\nB=2\nA=3\n").file("t.env", "");
+    let r = s.run(&["env", "sync", "--target", "local:t.env", "--yes"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let warning =
+        "warning: .env:3:1: duplicate key `A`: this definition overrides the one on line 1";
+    assert_eq!(r.stderr.matches(warning).count(), 1, "{}", r.stderr);
+    assert!(s.read("t.env").contains("A=3"));
+}
