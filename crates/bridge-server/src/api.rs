@@ -90,9 +90,33 @@ impl RouteGuard {
         let route = &routes()[self.index];
         let inner = &self.state.inner;
         let mut token_id = None;
-        let response = match authorize(&self.state, route.access, req.headers()) {
-            Err(e) => e.into_response(),
+        let authorized = match authorize(&self.state, route.access, req.headers()) {
             Ok(principal) => {
+                let limit = inner.options.max_body_bytes;
+                match tokio::time::timeout(
+                    inner.options.request_timeout,
+                    bound_body(route, req, limit),
+                )
+                .await
+                {
+                    Ok(Ok(bounded)) => Ok((principal, bounded)),
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => Err(ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "timeout",
+                        format!(
+                            "the body did not arrive within {:?}",
+                            inner.options.request_timeout
+                        ),
+                    )),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        let response = match authorized {
+            Err(e) => e.into_response(),
+            Ok((principal, bounded)) => {
+                req = bounded;
                 if let Some(p) = principal {
                     token_id = Some(p.token_id.clone());
                     req.extensions_mut().insert(p);
@@ -141,6 +165,40 @@ impl RouteGuard {
             );
         }
         response
+    }
+}
+
+/// A body over `limit` is refused (413) before the handler runs: at once when its
+/// `Content-Length` says so, and, for a route that takes no body (an apply, which would
+/// otherwise run and ignore it), also when reading it passes the limit. A route with a body
+/// is held to the limit by its extractor; the webhooks check theirs in their handler.
+async fn bound_body(route: &Route, req: Request, limit: usize) -> Result<Request, ApiError> {
+    if route.access == Access::Signature {
+        // The webhooks' own limit (`server.webhook_max_body_bytes`), checked in their
+        // handler so that the refusal is published (`webhook.rejected`) like every other.
+        return Ok(req);
+    }
+    let stated = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if stated.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::payload_too_large(limit));
+    }
+    if route.body.is_some() || stated == Some(0) {
+        return Ok(req);
+    }
+    let (parts, body) = req.into_parts();
+    match http_body_util::BodyExt::collect(http_body_util::Limited::new(body, limit)).await {
+        Ok(collected) => Ok(Request::from_parts(
+            parts,
+            axum::body::Body::from(collected.to_bytes()),
+        )),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(ApiError::payload_too_large(limit))
+        }
+        Err(e) => Err(ApiError::bad_request(format!("reading the body: {e}"))),
     }
 }
 

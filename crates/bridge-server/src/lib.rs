@@ -44,8 +44,12 @@ pub use crate::metrics::Metrics;
 /// How the server behaves; the binary fills it from flags and configuration.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
-    /// Bodies larger than this are refused with 413.
+    /// Bodies larger than this are refused with 413, on every route but the webhooks',
+    /// including those that take no body (an apply), before they run.
     pub max_body_bytes: usize,
+    /// The same for the deploy webhooks (`POST /webhooks/deployment/{platform}`), whose
+    /// refusal is also published as `webhook.rejected`.
+    pub webhook_max_body_bytes: usize,
     /// A request (other than the live stream) that takes longer is answered 503.
     pub request_timeout: Duration,
     /// Keys `GET /vault/secret` may hand out; any other key is refused.
@@ -57,6 +61,7 @@ impl Default for ServerOptions {
     fn default() -> Self {
         Self {
             max_body_bytes: 256 * 1024,
+            webhook_max_body_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             vault_keys: Vec::new(),
             version: env!("CARGO_PKG_VERSION").to_owned(),

@@ -150,7 +150,9 @@ fn error_description(code: u16) -> &'static str {
         401 => "No valid bearer token",
         403 => "The token's role is not enough, or the gate or allow-list refused",
         404 => "Not found",
-        413 => "The body is too large",
+        413 => {
+            "The body is over the server's limit: `server.max_body_bytes` (256 KiB by default), for the deploy webhooks `server.webhook_max_body_bytes` (1 MiB); a route that takes no body refuses one over the limit too, before it runs"
+        }
         415 => "The body is not JSON",
         422 => "The body is JSON of the wrong shape",
         502 => "A platform failed",

@@ -129,6 +129,14 @@ const SETTINGS: &[SettingDef] = &[
         "largest request body `genesisctl serve` accepts",
     ),
     def(
+        "server.webhook_max_body_bytes",
+        Some("BRIDGE_WEBHOOK_MAX_BODY_BYTES"),
+        Kind::Count,
+        "1048576",
+        "largest deploy webhook body `genesisctl serve` accepts; a larger one is 413 and \
+         a `webhook.rejected` event",
+    ),
+    def(
         "server.request_timeout_secs",
         Some("BRIDGE_REQUEST_TIMEOUT_SECS"),
         Kind::Count,
@@ -430,6 +438,7 @@ pub struct ServerConfig {
     pub listen: String,
     pub vault_keys: Vec<String>,
     pub max_body_bytes: usize,
+    pub webhook_max_body_bytes: usize,
     pub request_timeout_secs: u64,
     pub shutdown_timeout_secs: u64,
 }
@@ -649,6 +658,10 @@ impl Config {
             vault_keys: take("server.vault_keys")?.0.list()?,
             max_body_bytes: usize::try_from(take("server.max_body_bytes")?.0.count()?)
                 .unwrap_or(usize::MAX),
+            webhook_max_body_bytes: usize::try_from(
+                take("server.webhook_max_body_bytes")?.0.count()?,
+            )
+            .unwrap_or(usize::MAX),
             request_timeout_secs: take("server.request_timeout_secs")?.0.count()?,
             shutdown_timeout_secs: take("server.shutdown_timeout_secs")?.0.count()?,
         };

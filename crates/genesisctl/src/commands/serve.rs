@@ -93,6 +93,7 @@ pub async fn run(ctx: Context<'_>, args: &ServeArgs) -> CmdResult {
     let server = &server_ctx.config.server;
     let options = ServerOptions {
         max_body_bytes: server.max_body_bytes,
+        webhook_max_body_bytes: server.webhook_max_body_bytes,
         request_timeout: Duration::from_secs(server.request_timeout_secs),
         vault_keys: server.vault_keys.clone(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -100,7 +101,10 @@ pub async fn run(ctx: Context<'_>, args: &ServeArgs) -> CmdResult {
     let webhooks = bridge_webhooks::webhook::WebhookVerifier::new(
         bridge_webhooks::webhook::WebhookSecrets::from_env()
             .context("reading the deploy webhook secrets")?,
-        bridge_webhooks::webhook::VerifyOptions::default(),
+        bridge_webhooks::webhook::VerifyOptions {
+            max_body_bytes: server.webhook_max_body_bytes,
+            ..bridge_webhooks::webhook::VerifyOptions::default()
+        },
     );
     let autonomy = autonomy_options(&server_ctx.config, sandbox.as_ref());
     // ENVSYNC_SCHEDULE: runs once across the servers sharing the store (a lock in it).
