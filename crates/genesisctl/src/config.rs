@@ -144,6 +144,30 @@ const SETTINGS: &[SettingDef] = &[
         "seconds before `genesisctl serve` answers 503 (an apply still runs to its end)",
     ),
     def(
+        "server.header_timeout_secs",
+        Some("BRIDGE_HEADER_TIMEOUT_SECS"),
+        Kind::Count,
+        "10",
+        "seconds a request's head may take to arrive (from the connection's start, or the \
+         request's first byte); then the connection is closed",
+    ),
+    def(
+        "server.idle_timeout_secs",
+        Some("BRIDGE_IDLE_TIMEOUT_SECS"),
+        Kind::Count,
+        "60",
+        "seconds a keep-alive connection may wait for its next request; a request in flight \
+         (a live stream too) is never cut by it",
+    ),
+    def(
+        "server.max_connections",
+        Some("BRIDGE_MAX_CONNECTIONS"),
+        Kind::Count,
+        "4096",
+        "connections `genesisctl serve` serves at once; one above it is answered 503 and \
+         closed at once",
+    ),
+    def(
         "server.shutdown_timeout_secs",
         Some("BRIDGE_SHUTDOWN_TIMEOUT_SECS"),
         Kind::Count,
@@ -440,6 +464,9 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     pub webhook_max_body_bytes: usize,
     pub request_timeout_secs: u64,
+    pub header_timeout_secs: u64,
+    pub idle_timeout_secs: u64,
+    pub max_connections: usize,
     pub shutdown_timeout_secs: u64,
 }
 
@@ -663,6 +690,10 @@ impl Config {
             )
             .unwrap_or(usize::MAX),
             request_timeout_secs: take("server.request_timeout_secs")?.0.count()?,
+            header_timeout_secs: take("server.header_timeout_secs")?.0.count()?,
+            idle_timeout_secs: take("server.idle_timeout_secs")?.0.count()?,
+            max_connections: usize::try_from(take("server.max_connections")?.0.count()?)
+                .unwrap_or(usize::MAX),
             shutdown_timeout_secs: take("server.shutdown_timeout_secs")?.0.count()?,
         };
         let autonomy = AutonomyConfig {

@@ -96,6 +96,9 @@ pub async fn run(ctx: Context<'_>, args: &ServeArgs) -> CmdResult {
         webhook_max_body_bytes: server.webhook_max_body_bytes,
         request_timeout: Duration::from_secs(server.request_timeout_secs),
         vault_keys: server.vault_keys.clone(),
+        header_timeout: Duration::from_secs(server.header_timeout_secs),
+        idle_timeout: Duration::from_secs(server.idle_timeout_secs),
+        max_connections: server.max_connections,
         version: env!("CARGO_PKG_VERSION").to_owned(),
     };
     let webhooks = bridge_webhooks::webhook::WebhookVerifier::new(
