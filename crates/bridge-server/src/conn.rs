@@ -11,6 +11,12 @@
 //!   live stream too, which keeps itself alive with comments) is never cut by it;
 //! - **the connection limit** (`server.max_connections`): a connection above it is answered
 //!   `503 {error, detail}` and closed at once, never served.
+//!
+//! It also keeps the one error shape: hyper answers a request it cannot parse (a URI over
+//! 64 KiB: 414, a head over its buffer: 431, a malformed request line or header: 400)
+//! itself, with an empty body. The connection's writer sees that answer (written while a
+//! head is being read and no handler has been called for it) and sends the same status with
+//! a JSON `{error, detail}` body instead.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -144,6 +150,7 @@ async fn connection(
     let io = TokioIo::new(Watched {
         inner: stream,
         activity: activity.clone(),
+        rewrite: Rewrite::Watching,
     });
     let service = Tracked {
         app,
@@ -223,6 +230,13 @@ impl Activity {
         drop(phase);
         self.changed.notify_one();
         InFlight(self.clone())
+    }
+
+    /// Whether a write now is hyper's own answer to a head it could not parse: a head is
+    /// being read and no handler has been given it.
+    fn answering_head(&self) -> bool {
+        let phase = self.phase();
+        phase.active == 0 && phase.head_since.is_some()
     }
 
     /// Resolves when the connection has been idle, or reading one head, for too long.
@@ -318,10 +332,68 @@ impl HttpBody for TrackedBody {
     }
 }
 
-/// The socket, telling [`Activity`] of bytes read.
+/// What the writer does with hyper's own answers.
+enum Rewrite {
+    Watching,
+    /// Sending the JSON answer in place of hyper's; `claimed` is what hyper handed over.
+    Sending {
+        answer: Vec<u8>,
+        sent: usize,
+        claimed: usize,
+    },
+    /// The JSON answer is out; hyper's rest (and anything after: it closes) is dropped.
+    Done,
+}
+
+/// The socket, telling [`Activity`] of bytes read and replacing hyper's empty error
+/// answers with JSON ones.
 struct Watched {
     inner: TcpStream,
     activity: Arc<Activity>,
+    rewrite: Rewrite,
+}
+
+impl Watched {
+    /// Writes `bufs` (what hyper hands over), or the JSON answer in place of hyper's own.
+    fn write_through(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if let Rewrite::Watching = self.rewrite
+            && self.activity.answering_head()
+            && let Some(first) = bufs.iter().find(|b| !b.is_empty())
+            && let Some(status) = hyper_status(first)
+        {
+            let (code, detail) = describe(status);
+            self.rewrite = Rewrite::Sending {
+                answer: json_answer(status, code, detail),
+                sent: 0,
+                claimed: total,
+            };
+        }
+        match &mut self.rewrite {
+            Rewrite::Watching => Pin::new(&mut self.inner).poll_write_vectored(cx, bufs),
+            Rewrite::Sending {
+                answer,
+                sent,
+                claimed,
+            } => {
+                while *sent < answer.len() {
+                    let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &answer[*sent..]))?;
+                    if n == 0 {
+                        return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                    }
+                    *sent += n;
+                }
+                let claimed = *claimed;
+                self.rewrite = Rewrite::Done;
+                Poll::Ready(Ok(claimed))
+            }
+            Rewrite::Done => Poll::Ready(Ok(total)),
+        }
+    }
 }
 
 impl AsyncRead for Watched {
@@ -345,7 +417,7 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        self.write_through(cx, &[io::IoSlice::new(buf)])
     }
 
     fn poll_write_vectored(
@@ -353,7 +425,7 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        self.write_through(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -366,6 +438,43 @@ impl AsyncWrite for Watched {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// The status of an answer hyper writes on its own, if `bytes` begin one: an error status
+/// line (`HTTP/1.1 414 …`) whose head says `content-length: 0` and has no content type.
+/// Every answer of the app has a JSON body, so none is taken for one of these.
+fn hyper_status(bytes: &[u8]) -> Option<u16> {
+    let rest = bytes.strip_prefix(b"HTTP/1.1 ")?;
+    let digits = rest.get(..3)?;
+    if rest.get(3) != Some(&b' ') || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let status = std::str::from_utf8(digits).ok()?.parse::<u16>().ok()?;
+    let end = bytes.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = bytes[..end + 2].to_ascii_lowercase();
+    let has = |needle: &[u8]| head.windows(needle.len()).any(|w| w == needle);
+    ((400..=599).contains(&status)
+        && has(b"\r\ncontent-length: 0\r\n")
+        && !has(b"\r\ncontent-type:"))
+    .then_some(status)
+}
+
+/// The code and detail of an answer hyper gives a request it could not parse.
+fn describe(status: u16) -> (&'static str, &'static str) {
+    match status {
+        414 => (
+            "uri_too_long",
+            "the request's URI is longer than the server reads (64 KiB)",
+        ),
+        431 => (
+            "headers_too_large",
+            "the request's head (request line and headers) is larger than the server reads",
+        ),
+        _ => (
+            "bad_request",
+            "the request is not well-formed HTTP/1.1 (request line or a header)",
+        ),
     }
 }
 
@@ -393,6 +502,29 @@ fn json_answer(status: u16, code: &str, detail: &str) -> Vec<u8> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn only_a_status_line_is_taken_for_hyper_s_answer() {
+        let empty = |line: &str| format!("{line}\r\ncontent-length: 0\r\ndate: now\r\n\r\n");
+        assert_eq!(
+            hyper_status(empty("HTTP/1.1 414 URI Too Long").as_bytes()),
+            Some(414)
+        );
+        assert_eq!(
+            hyper_status(empty("HTTP/1.1 400 Bad Request").as_bytes()),
+            Some(400)
+        );
+        assert_eq!(hyper_status(empty("HTTP/1.1 200 OK").as_bytes()), None);
+        assert_eq!(hyper_status(empty("HTTP/1.1 4x4 Odd").as_bytes()), None);
+        assert_eq!(hyper_status(b"HTTP/1.1 "), None);
+        // The app's own error answers carry a JSON body.
+        let app =
+            "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: 0\r\n\r\n";
+        assert_eq!(hyper_status(app.as_bytes()), None);
+        let app = "HTTP/1.1 404 Not Found\r\ncontent-length: 40\r\n\r\n{";
+        assert_eq!(hyper_status(app.as_bytes()), None);
+        assert_eq!(hyper_status(b"{\"HTTP/1.1 400 \"}"), None);
+    }
 
     #[test]
     fn the_json_answer_is_a_whole_response() {

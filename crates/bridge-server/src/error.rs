@@ -18,8 +18,9 @@ use serde::de::DeserializeOwned;
 #[derive(Debug, Clone, Serialize, serde::Deserialize, JsonSchema)]
 pub struct ErrorBody {
     /// A stable, machine-readable code: `unauthorized`, `forbidden`, `not_found`,
-    /// `bad_request`, `unsupported_media_type`, `payload_too_large`, `unprocessable`,
-    /// `conflict`, `timeout`, `upstream`, `unavailable`, `internal`.
+    /// `method_not_allowed`, `bad_request`, `unsupported_media_type`, `payload_too_large`,
+    /// `uri_too_long`, `headers_too_large`, `unprocessable`, `busy`, `conflict`, `timeout`,
+    /// `upstream`, `unavailable`, `internal`; the webhooks' own codes for a refused delivery.
     pub error: String,
     /// What went wrong and what to do about it, for people. Never a secret.
     pub detail: String,

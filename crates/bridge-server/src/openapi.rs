@@ -32,7 +32,10 @@ pub fn document(routes: &[Route], version: &str) -> Value {
             "version": version,
             "description": "Keep environment variables and secrets identical across Render, \
                             Netlify, GitHub Actions and .env files: plan, apply, prove. Errors \
-                            are `{error, detail}`. Authenticate with `Authorization: Bearer` and \
+                            are `{error, detail}`, on every route and for what the HTTP layer \
+                            answers itself: 400 (a request it cannot parse), 414 (a URI over \
+                            64 KiB), 431 (a head too large), 503 (a connection over \
+                            `server.max_connections`). Authenticate with `Authorization: Bearer` and \
                             a token from `genesisctl token create --role ROLE`; each operation's \
                             `x-bridge-role` names the least role it needs.",
             "license": { "name": "Apache-2.0", "identifier": "Apache-2.0" }

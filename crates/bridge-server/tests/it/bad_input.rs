@@ -206,3 +206,38 @@ async fn bad_queries_paths_and_methods_are_4xx_json() {
         .unwrap();
     assert_eq!(h.call(req).await.0, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn every_error_the_framework_makes_is_json_too() {
+    let h = Harness::new().await;
+    let op = Some(h.operator.as_str());
+    for (method, uri) in [
+        ("POST", "/envsync/apply/%FF"),
+        ("POST", "/envsync/dry-run/%C3%28"),
+        ("GET", "/ledger/proof/not-a-number"),
+        ("GET", "/ledger/proof/%FF"),
+        ("POST", "/webhooks/deployment/%FF"),
+    ] {
+        let response = h.send(request(method, uri, op, None)).await;
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let bytes = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        assert!(status.is_client_error(), "{uri}: {status}");
+        assert_eq!(
+            content_type.as_deref(),
+            Some("application/json"),
+            "{uri}: {status} {bytes:?}"
+        );
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert!(
+            body["error"].is_string() && body["detail"].is_string(),
+            "{uri}: {body}"
+        );
+    }
+}

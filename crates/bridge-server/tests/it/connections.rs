@@ -1,5 +1,6 @@
 //! What bounds a connection, over real sockets: a head that does not arrive in time, a
-//! keep-alive connection left idle, and connections over the limit.
+//! keep-alive connection left idle, connections over the limit, and the answers hyper gives
+//! on its own to requests it cannot parse (JSON like every other error).
 
 use std::time::{Duration, Instant};
 
@@ -223,5 +224,40 @@ async fn connections_above_the_limit_are_answered_503_and_not_served() {
     next.write_all(request).await.unwrap();
     assert_eq!(read_answer(&mut next).await.0, 200);
     drop((held, next));
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_hyper_cannot_parse_are_answered_with_the_json_error_shape() {
+    let (_h, running, addr) = server(ServerOptions::default()).await;
+    let long_uri = format!(
+        "GET /genesis/events?topic={} HTTP/1.1\r\nhost: x\r\n\r\n",
+        "a".repeat(70 * 1024)
+    );
+    let cases: Vec<(Vec<u8>, u16, &str)> = vec![
+        (long_uri.into_bytes(), 414, "uri_too_long"),
+        (
+            b"GET /envsync/health HTTP/1.1\r\nbad header\r\n\r\n".to_vec(),
+            400,
+            "bad_request",
+        ),
+        (b"NOT HTTP AT ALL\r\n\r\n".to_vec(), 400, "bad_request"),
+    ];
+    for (request, want, code) in cases {
+        let mut conn = TcpStream::connect(&addr).await.unwrap();
+        conn.write_all(&request).await.unwrap();
+        let (answer, closed) = read_until_closed(&mut conn, Duration::from_secs(5)).await;
+        assert!(closed.is_some());
+        let text = String::from_utf8_lossy(&answer);
+        let (status, body) = status_and_json(&answer);
+        assert_eq!(status, want, "{text}");
+        assert!(
+            text.to_lowercase()
+                .contains("content-type: application/json"),
+            "{text}"
+        );
+        assert_eq!(body["error"], code, "{text}");
+        assert!(!body["detail"].as_str().unwrap().is_empty());
+    }
     running.stop().await;
 }
