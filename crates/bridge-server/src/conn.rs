@@ -142,7 +142,7 @@ async fn connection(
     stream: TcpStream,
     app: axum::Router,
     limits: Limits,
-    _permit: OwnedSemaphorePermit,
+    permit: OwnedSemaphorePermit,
     mut stop: watch::Receiver<bool>,
     _open: watch::Receiver<()>,
 ) {
@@ -156,8 +156,8 @@ async fn connection(
         app,
         activity: activity.clone(),
     };
-    let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
-    tokio::pin!(conn);
+    let mut conn =
+        Box::pin(hyper::server::conn::http1::Builder::new().serve_connection(io, service));
     let mut stopping = *stop.borrow();
     if stopping {
         conn.as_mut().graceful_shutdown();
@@ -177,6 +177,10 @@ async fn connection(
             }
         }
     }
+    // The place is free before the socket closes, so a client that sees the close and
+    // connects again finds it.
+    drop(permit);
+    drop(conn);
 }
 
 /// Where a connection is between requests.
