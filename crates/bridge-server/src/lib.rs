@@ -157,6 +157,11 @@ impl AppState {
         }
     }
 
+    /// The token set the server accepts.
+    pub fn tokens(&self) -> &TokenStore {
+        &self.inner.tokens
+    }
+
     pub fn bus(&self) -> &Bus {
         &self.inner.bus
     }

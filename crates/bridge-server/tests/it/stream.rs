@@ -268,13 +268,30 @@ async fn cached_history_pages_never_hide_a_new_event() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_stream_of_a_revoked_token_ends_within_a_second_or_two() {
+    streams_end_on_revocation(Harness::new().await).await;
+}
+
+/// The same through a shared store's poller (as on PostgreSQL), revoked through another
+/// handle on the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_end_on_a_revocation_made_elsewhere_in_a_shared_store() {
+    streams_end_on_revocation(Harness::with_polled_tokens().await).await;
+}
+
+async fn streams_end_on_revocation(h: Harness) {
     use bridge_server::auth::{TOKENS_FILE, create_token, revoke_token};
-    let h = Harness::new().await;
     let server = start(&h).await;
     let tokens = h.dir.path().join(TOKENS_FILE);
     let (token, record) = create_token(&tokens, bridge_server::Role::Observer, "now").unwrap();
-    // Let the server read the file with the new token in it.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Let the server read the set with the new token in it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while h.state.tokens().authenticate(&token).is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new token is never seen"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let url = format!("{}/genesis/stream", server.url);
     let mut first = Client::connect(&url, &token, None).await;
     let mut second = Client::connect(&url, &token, None).await;
