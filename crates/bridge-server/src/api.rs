@@ -61,7 +61,67 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::map_response(json_errors))
         .with_state(state)
+}
+
+/// The one error shape for answers the framework makes: an error answer that is not JSON
+/// (an extractor's plain-text rejection, such as a path segment that is not UTF-8) gets
+/// `{error, detail}` with the same status, its text as the detail.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if status.as_u16() < 400 || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 1024)
+        .await
+        .ok()
+        .and_then(|b| String::from_utf8(b.to_vec()).ok())
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty());
+    let detail = text.unwrap_or_else(|| {
+        status
+            .canonical_reason()
+            .unwrap_or("the request was refused")
+            .to_owned()
+    });
+    let mut answer = ApiError::new(status, status_code_name(status), detail).into_response();
+    // Keep what the framework said besides the body (`Allow`, `WWW-Authenticate`, …).
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            answer.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    answer
+}
+
+/// The `error` code of an answer by its status alone.
+pub(crate) fn status_code_name(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "bad_request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        408 => "timeout",
+        409 => "conflict",
+        413 => "payload_too_large",
+        414 => "uri_too_long",
+        415 => "unsupported_media_type",
+        422 => "unprocessable",
+        431 => "headers_too_large",
+        502 => "upstream",
+        503 => "unavailable",
+        504 => "timeout",
+        500..=599 => "internal",
+        _ => "bad_request",
+    }
 }
 
 // Answers no route's guard saw are counted here, as `route="unmatched"`. (A known path with
@@ -90,9 +150,33 @@ impl RouteGuard {
         let route = &routes()[self.index];
         let inner = &self.state.inner;
         let mut token_id = None;
-        let response = match authorize(&self.state, route.access, req.headers()) {
-            Err(e) => e.into_response(),
+        let authorized = match authorize(&self.state, route.access, req.headers()) {
             Ok(principal) => {
+                let limit = inner.options.max_body_bytes;
+                match tokio::time::timeout(
+                    inner.options.request_timeout,
+                    bound_body(route, req, limit),
+                )
+                .await
+                {
+                    Ok(Ok(bounded)) => Ok((principal, bounded)),
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => Err(ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "timeout",
+                        format!(
+                            "the body did not arrive within {:?}",
+                            inner.options.request_timeout
+                        ),
+                    )),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        let response = match authorized {
+            Err(e) => e.into_response(),
+            Ok((principal, bounded)) => {
+                req = bounded;
                 if let Some(p) = principal {
                     token_id = Some(p.token_id.clone());
                     req.extensions_mut().insert(p);
@@ -141,6 +225,40 @@ impl RouteGuard {
             );
         }
         response
+    }
+}
+
+/// A body over `limit` is refused (413) before the handler runs: at once when its
+/// `Content-Length` says so, and, for a route that takes no body (an apply, which would
+/// otherwise run and ignore it), also when reading it passes the limit. A route with a body
+/// is held to the limit by its extractor; the webhooks check theirs in their handler.
+async fn bound_body(route: &Route, req: Request, limit: usize) -> Result<Request, ApiError> {
+    if route.access == Access::Signature {
+        // The webhooks' own limit (`server.webhook_max_body_bytes`), checked in their
+        // handler so that the refusal is published (`webhook.rejected`) like every other.
+        return Ok(req);
+    }
+    let stated = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if stated.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::payload_too_large(limit));
+    }
+    if route.body.is_some() || stated == Some(0) {
+        return Ok(req);
+    }
+    let (parts, body) = req.into_parts();
+    match http_body_util::BodyExt::collect(http_body_util::Limited::new(body, limit)).await {
+        Ok(collected) => Ok(Request::from_parts(
+            parts,
+            axum::body::Body::from(collected.to_bytes()),
+        )),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(ApiError::payload_too_large(limit))
+        }
+        Err(e) => Err(ApiError::bad_request(format!("reading the body: {e}"))),
     }
 }
 

@@ -293,6 +293,21 @@ impl TokenStore {
         found
     }
 
+    /// Whether `principal` (a token authenticated earlier) is still accepted with its role:
+    /// what a long request, the live stream, asks again while it runs, so that a revoked
+    /// token loses what it holds open as well as what it asks next. Never waits on a
+    /// network.
+    pub fn is_current(&self, principal: &Principal) -> bool {
+        self.refresh();
+        let Ok(loaded) = self.shared.loaded.read() else {
+            return false;
+        };
+        loaded
+            .hashes
+            .iter()
+            .any(|(_, p)| p.token_id == principal.token_id && p.role == principal.role)
+    }
+
     /// The file's inline check; a shared store is refreshed by its poller instead.
     fn refresh(&self) {
         let Source::File(path) = &self.shared.source else {

@@ -18,8 +18,9 @@ use serde::de::DeserializeOwned;
 #[derive(Debug, Clone, Serialize, serde::Deserialize, JsonSchema)]
 pub struct ErrorBody {
     /// A stable, machine-readable code: `unauthorized`, `forbidden`, `not_found`,
-    /// `bad_request`, `unsupported_media_type`, `payload_too_large`, `unprocessable`,
-    /// `conflict`, `timeout`, `upstream`, `unavailable`, `internal`.
+    /// `method_not_allowed`, `bad_request`, `unsupported_media_type`, `payload_too_large`,
+    /// `uri_too_long`, `headers_too_large`, `unprocessable`, `busy`, `conflict`, `timeout`,
+    /// `upstream`, `unavailable`, `internal`; the webhooks' own codes for a refused delivery.
     pub error: String,
     /// What went wrong and what to do about it, for people. Never a secret.
     pub detail: String,
@@ -68,6 +69,17 @@ impl ApiError {
 
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
+    }
+
+    /// 413: a body over `limit` bytes (`server.max_body_bytes`).
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!(
+                "the body is over the {limit} bytes this server accepts (server.max_body_bytes)"
+            ),
+        )
     }
 
     pub fn internal(detail: impl Into<String>) -> Self {

@@ -18,6 +18,7 @@ pub mod answers;
 pub mod api;
 pub mod auth;
 mod cache;
+mod conn;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
@@ -25,7 +26,7 @@ pub mod route;
 pub mod routes;
 pub mod stream;
 
-use std::future::{Future, IntoFuture as _};
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -44,12 +45,25 @@ pub use crate::metrics::Metrics;
 /// How the server behaves; the binary fills it from flags and configuration.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
-    /// Bodies larger than this are refused with 413.
+    /// Bodies larger than this are refused with 413, on every route but the webhooks',
+    /// including those that take no body (an apply), before they run.
     pub max_body_bytes: usize,
+    /// The same for the deploy webhooks (`POST /webhooks/deployment/{platform}`), whose
+    /// refusal is also published as `webhook.rejected`.
+    pub webhook_max_body_bytes: usize,
     /// A request (other than the live stream) that takes longer is answered 503.
     pub request_timeout: Duration,
     /// Keys `GET /vault/secret` may hand out; any other key is refused.
     pub vault_keys: Vec<String>,
+    /// A request's head must be complete within this, counted from the connection's start
+    /// (its first request) or from the request's first byte; otherwise the connection is
+    /// closed.
+    pub header_timeout: Duration,
+    /// A connection with no request in flight and no byte of a new one is closed after
+    /// this. A request in flight, a live stream included, is never cut by it.
+    pub idle_timeout: Duration,
+    /// Connections served at once; one above it is answered 503 and closed at once.
+    pub max_connections: usize,
     pub version: String,
 }
 
@@ -57,8 +71,12 @@ impl Default for ServerOptions {
     fn default() -> Self {
         Self {
             max_body_bytes: 256 * 1024,
+            webhook_max_body_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             vault_keys: Vec::new(),
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 4096,
             version: env!("CARGO_PKG_VERSION").to_owned(),
         }
     }
@@ -139,6 +157,11 @@ impl AppState {
         }
     }
 
+    /// The token set the server accepts.
+    pub fn tokens(&self) -> &TokenStore {
+        &self.inner.tokens
+    }
+
     pub fn bus(&self) -> &Bus {
         &self.inner.bus
     }
@@ -175,7 +198,13 @@ pub async fn serve(
     let app = app(state.clone());
     let signal_state = state.clone();
     let (signalled_tx, mut signalled) = watch::channel(false);
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let options = &state.inner.options;
+    let limits = conn::Limits {
+        header_timeout: options.header_timeout,
+        idle_timeout: options.idle_timeout,
+        max_connections: options.max_connections,
+    };
+    let server = conn::run(listener, app, limits, async move {
         shutdown.await;
         signal_state
             .logger()
@@ -183,10 +212,9 @@ pub async fn serve(
         signal_state.begin_shutdown();
         let _ = signalled_tx.send(true);
     });
-    let server = server.into_future();
     tokio::pin!(server);
     let drained = tokio::select! {
-        result = &mut server => { result?; Drained::All }
+        () = &mut server => Drained::All,
         () = async {
             let _ = signalled.wait_for(|s| *s).await;
             tokio::time::sleep(drain).await;

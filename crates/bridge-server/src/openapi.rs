@@ -32,7 +32,10 @@ pub fn document(routes: &[Route], version: &str) -> Value {
             "version": version,
             "description": "Keep environment variables and secrets identical across Render, \
                             Netlify, GitHub Actions and .env files: plan, apply, prove. Errors \
-                            are `{error, detail}`. Authenticate with `Authorization: Bearer` and \
+                            are `{error, detail}`, on every route and for what the HTTP layer \
+                            answers itself: 400 (a request it cannot parse), 414 (a URI over \
+                            64 KiB), 431 (a head too large), 503 (a connection over \
+                            `server.max_connections`). Authenticate with `Authorization: Bearer` and \
                             a token from `genesisctl token create --role ROLE`; each operation's \
                             `x-bridge-role` names the least role it needs.",
             "license": { "name": "Apache-2.0", "identifier": "Apache-2.0" }
@@ -150,7 +153,9 @@ fn error_description(code: u16) -> &'static str {
         401 => "No valid bearer token",
         403 => "The token's role is not enough, or the gate or allow-list refused",
         404 => "Not found",
-        413 => "The body is too large",
+        413 => {
+            "The body is over the server's limit: `server.max_body_bytes` (256 KiB by default), for the deploy webhooks `server.webhook_max_body_bytes` (1 MiB); a route that takes no body refuses one over the limit too, before it runs"
+        }
         415 => "The body is not JSON",
         422 => "The body is JSON of the wrong shape",
         502 => "A platform failed",

@@ -88,8 +88,10 @@ pub fn common_errors(route: &Route) -> Vec<u16> {
     if matches!(route.access, Access::Role(_)) {
         codes.extend([401, 403]);
     }
+    // Any body over the limit, even to a route that takes none.
+    codes.push(413);
     if route.body.is_some() {
-        codes.extend([400, 413, 415, 422]);
+        codes.extend([400, 415, 422]);
     }
     if !route.params.is_empty() {
         codes.push(400);

@@ -5,6 +5,10 @@
 //! the event came from this process, another one sharing the store (polled every second), or
 //! was published while the client was away. A client that reconnects with `Last-Event-ID`
 //! (which browsers' `EventSource` does by itself) resumes exactly after the last event it got.
+//!
+//! A stream is authorised when it opens and again while it runs: every [`AUTH_CHECK`] (and
+//! before each event it sends) it asks the token store whether its token still stands, and
+//! ends when it was revoked, so a revoked token keeps no stream open.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -20,12 +24,17 @@ use serde::Deserialize;
 use tokio::sync::{broadcast, watch};
 
 use crate::AppState;
+use crate::auth::Principal;
 use crate::error::{ApiError, ApiQuery};
 
 const PAGE: usize = 256;
 /// How often a quiet stream looks at the store for events of other processes.
 const POLL: Duration = Duration::from_secs(1);
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// How often an open stream asks whether its token still stands. The token store itself
+/// re-reads its source at most once a second, so a stream ends within about a second of
+/// its token's revocation.
+pub const AUTH_CHECK: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct StreamParams {
@@ -35,6 +44,7 @@ pub(crate) struct StreamParams {
 
 pub(crate) async fn stream(
     State(state): State<AppState>,
+    principal: Option<axum::Extension<Principal>>,
     headers: HeaderMap,
     ApiQuery(params): ApiQuery<StreamParams>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
@@ -71,6 +81,8 @@ pub(crate) async fn stream(
         ready: VecDeque::new(),
         live,
         shutdown: state.inner.shutdown.clone(),
+        principal: principal.map(|p| p.0),
+        state,
     };
     let events = futures_util::stream::unfold(cursor, |mut cursor| async move {
         let event = cursor.next().await?;
@@ -94,13 +106,21 @@ struct Cursor {
     ready: VecDeque<Event>,
     live: broadcast::Receiver<Arc<Event>>,
     shutdown: watch::Receiver<bool>,
+    /// Whose stream it is (the route's guard put it there); `None` only for a route
+    /// without a role, which this one is not.
+    principal: Option<Principal>,
+    state: AppState,
 }
 
 impl Cursor {
-    /// The next matching event; `None` when the server shuts down or the store fails (the
-    /// client reconnects with `Last-Event-ID` and loses nothing).
+    /// The next matching event; `None` when the server shuts down, the store fails (the
+    /// client reconnects with `Last-Event-ID` and loses nothing) or the token is revoked
+    /// (a reconnect is refused 401).
     async fn next(&mut self) -> Option<Event> {
         loop {
+            if !authorised(self.principal.as_ref(), &self.state) {
+                return None;
+            }
             if let Some(event) = self.ready.pop_front() {
                 return Some(event);
             }
@@ -138,8 +158,21 @@ impl Cursor {
                         return None;
                     }
                 }
+                () = revoked(self.principal.as_ref(), &self.state) => return None,
             }
         }
+    }
+}
+
+/// Whether the stream's token still stands.
+fn authorised(principal: Option<&Principal>, state: &AppState) -> bool {
+    principal.is_none_or(|p| state.inner.tokens.is_current(p))
+}
+
+/// Resolves once the stream's token no longer stands.
+async fn revoked(principal: Option<&Principal>, state: &AppState) {
+    while authorised(principal, state) {
+        tokio::time::sleep(AUTH_CHECK).await;
     }
 }
 

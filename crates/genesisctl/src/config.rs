@@ -129,11 +129,43 @@ const SETTINGS: &[SettingDef] = &[
         "largest request body `genesisctl serve` accepts",
     ),
     def(
+        "server.webhook_max_body_bytes",
+        Some("BRIDGE_WEBHOOK_MAX_BODY_BYTES"),
+        Kind::Count,
+        "1048576",
+        "largest deploy webhook body `genesisctl serve` accepts; a larger one is 413 and \
+         a `webhook.rejected` event",
+    ),
+    def(
         "server.request_timeout_secs",
         Some("BRIDGE_REQUEST_TIMEOUT_SECS"),
         Kind::Count,
         "30",
         "seconds before `genesisctl serve` answers 503 (an apply still runs to its end)",
+    ),
+    def(
+        "server.header_timeout_secs",
+        Some("BRIDGE_HEADER_TIMEOUT_SECS"),
+        Kind::Count,
+        "10",
+        "seconds a request's head may take to arrive (from the connection's start, or the \
+         request's first byte); then the connection is closed",
+    ),
+    def(
+        "server.idle_timeout_secs",
+        Some("BRIDGE_IDLE_TIMEOUT_SECS"),
+        Kind::Count,
+        "60",
+        "seconds a keep-alive connection may wait for its next request; a request in flight \
+         (a live stream too) is never cut by it",
+    ),
+    def(
+        "server.max_connections",
+        Some("BRIDGE_MAX_CONNECTIONS"),
+        Kind::Count,
+        "4096",
+        "connections `genesisctl serve` serves at once; one above it is answered 503 and \
+         closed at once",
     ),
     def(
         "server.shutdown_timeout_secs",
@@ -439,7 +471,11 @@ pub struct ServerConfig {
     pub listen: String,
     pub vault_keys: Vec<String>,
     pub max_body_bytes: usize,
+    pub webhook_max_body_bytes: usize,
     pub request_timeout_secs: u64,
+    pub header_timeout_secs: u64,
+    pub idle_timeout_secs: u64,
+    pub max_connections: usize,
     pub shutdown_timeout_secs: u64,
 }
 
@@ -659,7 +695,15 @@ impl Config {
             vault_keys: take("server.vault_keys")?.0.list()?,
             max_body_bytes: usize::try_from(take("server.max_body_bytes")?.0.count()?)
                 .unwrap_or(usize::MAX),
+            webhook_max_body_bytes: usize::try_from(
+                take("server.webhook_max_body_bytes")?.0.count()?,
+            )
+            .unwrap_or(usize::MAX),
             request_timeout_secs: take("server.request_timeout_secs")?.0.count()?,
+            header_timeout_secs: take("server.header_timeout_secs")?.0.count()?,
+            idle_timeout_secs: take("server.idle_timeout_secs")?.0.count()?,
+            max_connections: usize::try_from(take("server.max_connections")?.0.count()?)
+                .unwrap_or(usize::MAX),
             shutdown_timeout_secs: take("server.shutdown_timeout_secs")?.0.count()?,
         };
         let autonomy = AutonomyConfig {

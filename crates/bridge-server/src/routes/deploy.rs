@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Path, Request, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use bridge_genesis::bus::{HistoryQuery, Order, Role as BusRole, TopicPattern};
@@ -396,27 +396,30 @@ impl Headers for HeaderView<'_> {
     }
 }
 
-/// The raw body, whose rejections (too large) are JSON errors.
-struct RawBody(Bytes);
-
-impl<S: Send + Sync> FromRequest<S> for RawBody {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        Bytes::from_request(req, state)
-            .await
-            .map(RawBody)
-            .map_err(|e| {
-                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "body_too_large",
-                        "the body is larger than the server accepts",
-                    )
-                } else {
-                    ApiError::bad_request(format!("reading the body: {}", e.body_text()))
-                }
-            })
+/// The raw body of a delivery, at most `limit` bytes: a larger one is a rejection like
+/// every other (answered and published as `webhook.rejected`), known at once from its
+/// `Content-Length` or when reading passes the limit.
+async fn read_body(
+    headers: &HeaderMap,
+    body: axum::body::Body,
+    limit: usize,
+) -> Result<Bytes, Result<Rejection, ApiError>> {
+    let stated = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if let Some(size) = stated.filter(|n| *n > limit as u64) {
+        return Err(Ok(Rejection::BodyTooLarge {
+            size: usize::try_from(size).unwrap_or(usize::MAX),
+            limit,
+        }));
+    }
+    match http_body_util::BodyExt::collect(http_body_util::Limited::new(body, limit)).await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(Ok(Rejection::BodyOverLimit { limit }))
+        }
+        Err(e) => Err(Err(ApiError::bad_request(format!("reading the body: {e}")))),
     }
 }
 
@@ -429,10 +432,15 @@ async fn webhook(
     State(state): State<AppState>,
     Path(platform): Path<String>,
     headers: HeaderMap,
-    RawBody(body): RawBody,
+    body: axum::body::Body,
 ) -> Result<(StatusCode, Json<WebhookReceipt>), ApiError> {
     let platform = parse_platform(&platform)?;
     let inner = &state.inner;
+    let body = match read_body(&headers, body, inner.options.webhook_max_body_bytes).await {
+        Ok(body) => body,
+        Err(Ok(rejection)) => return Err(reject(&state, platform, &rejection).await),
+        Err(Err(e)) => return Err(e),
+    };
     let receipt = match inner.webhooks.receive(
         platform,
         &HeaderView(&headers),

@@ -114,6 +114,52 @@ async fn oversized_bodies_are_413() {
 }
 
 #[tokio::test]
+async fn an_oversized_body_to_a_route_that_takes_none_is_413_and_nothing_runs() {
+    let h = Harness::new().await;
+    let before = h.place("render").keys();
+    let ten_mb = 10 * 1024 * 1024;
+    let apply = |body: Body, length: Option<usize>| {
+        let mut b = Request::builder()
+            .method("POST")
+            .uri("/envsync/apply/render")
+            .header("authorization", format!("Bearer {}", h.operator));
+        if let Some(n) = length {
+            b = b.header("content-length", n.to_string());
+        }
+        b.body(body).unwrap()
+    };
+    let chunks = (0..160).map(|_| Ok::<_, std::io::Error>(vec![b'x'; 64 * 1024]));
+    for (what, req) in [
+        (
+            "stated",
+            apply(Body::from(vec![b'x'; ten_mb]), Some(ten_mb)),
+        ),
+        (
+            "streamed",
+            apply(Body::from_stream(futures_util::stream::iter(chunks)), None),
+        ),
+    ] {
+        let (status, body) = h.call(req).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{what}: {body}");
+        assert_eq!(body["error"], "payload_too_large", "{what}");
+    }
+    assert_eq!(h.place("render").keys(), before, "an apply ran");
+    let (_, page) = h
+        .call(request(
+            "GET",
+            "/genesis/events?topic=envsync.%3E",
+            Some(&h.observer),
+            None,
+        ))
+        .await;
+    assert_eq!(page["count"], 0, "{page}");
+    // A small body (or none) is still ignored and the apply runs.
+    let (status, body) = h.call(apply(Body::from("{}"), Some(2))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(h.place("render").keys().contains(&"API_KEY".to_owned()));
+}
+
+#[tokio::test]
 async fn bad_queries_paths_and_methods_are_4xx_json() {
     let h = Harness::new().await;
     let obs = Some(h.observer.as_str());
@@ -159,4 +205,39 @@ async fn bad_queries_paths_and_methods_are_4xx_json() {
         .body(Body::empty())
         .unwrap();
     assert_eq!(h.call(req).await.0, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn every_error_the_framework_makes_is_json_too() {
+    let h = Harness::new().await;
+    let op = Some(h.operator.as_str());
+    for (method, uri) in [
+        ("POST", "/envsync/apply/%FF"),
+        ("POST", "/envsync/dry-run/%C3%28"),
+        ("GET", "/ledger/proof/not-a-number"),
+        ("GET", "/ledger/proof/%FF"),
+        ("POST", "/webhooks/deployment/%FF"),
+    ] {
+        let response = h.send(request(method, uri, op, None)).await;
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let bytes = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        assert!(status.is_client_error(), "{uri}: {status}");
+        assert_eq!(
+            content_type.as_deref(),
+            Some("application/json"),
+            "{uri}: {status} {bytes:?}"
+        );
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert!(
+            body["error"].is_string() && body["detail"].is_string(),
+            "{uri}: {body}"
+        );
+    }
 }

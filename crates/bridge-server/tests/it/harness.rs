@@ -96,6 +96,7 @@ fn state_in(
     dir: &std::path::Path,
     (options, secrets, lock_timeout): &(ServerOptions, WebhookSecrets, Duration),
     bus: Option<Bus>,
+    tokens: TokenStore,
 ) -> (AppState, &'static MemoryHost, Arc<Operations<'static>>) {
     let bus = bus.unwrap_or_else(|| {
         let store = SqliteStore::open(dir.join("events.db")).unwrap();
@@ -122,7 +123,7 @@ fn state_in(
         ops: ops.clone(),
         health: health(),
         metrics,
-        tokens: TokenStore::open(dir.join(TOKENS_FILE)).unwrap(),
+        tokens,
         vault: Arc::new(|key: &str| (key == VAULT_KEY).then(|| VAULT_VALUE.to_owned())),
         webhooks: WebhookVerifier::new(secrets.clone(), VerifyOptions::default()),
         logger: Logger::off(),
@@ -178,11 +179,34 @@ impl Harness {
         Self::build_on(options, secrets, lock_timeout, None).await
     }
 
+    /// A server whose token set is a shared store's (as PostgreSQL's): the token file read
+    /// through its `TokenBackend` and polled by a task, not re-read inline.
+    pub async fn with_polled_tokens() -> Self {
+        Self::build_with(
+            ServerOptions::default(),
+            secrets(),
+            LOCK_TIMEOUT,
+            None,
+            true,
+        )
+        .await
+    }
+
     async fn build_on(
         options: ServerOptions,
         secrets: WebhookSecrets,
         lock_timeout: Duration,
         bus: Option<Bus>,
+    ) -> Self {
+        Self::build_with(options, secrets, lock_timeout, bus, false).await
+    }
+
+    async fn build_with(
+        options: ServerOptions,
+        secrets: WebhookSecrets,
+        lock_timeout: Duration,
+        bus: Option<Bus>,
+        polled_tokens: bool,
     ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let tokens_path = dir.path().join(TOKENS_FILE);
@@ -190,7 +214,13 @@ impl Harness {
         let (operator, _) = create_token(&tokens_path, Role::Operator, "now").unwrap();
         let (admiral, _) = create_token(&tokens_path, Role::Admiral, "now").unwrap();
         let config = (options, secrets, lock_timeout);
-        let (state, host, ops) = state_in(dir.path(), &config, bus);
+        let tokens = if polled_tokens {
+            let backend = Arc::new(bridge_server::auth::FileTokens::new(&tokens_path));
+            TokenStore::shared(backend, Logger::off()).await.unwrap()
+        } else {
+            TokenStore::open(&tokens_path).unwrap()
+        };
+        let (state, host, ops) = state_in(dir.path(), &config, bus, tokens);
         Self {
             dir,
             state,

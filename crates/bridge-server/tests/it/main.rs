@@ -3,6 +3,7 @@
 #![allow(unreachable_pub, clippy::unwrap_used)]
 
 mod bad_input;
+mod connections;
 mod harness;
 mod openapi;
 mod reads;

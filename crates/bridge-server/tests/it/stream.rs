@@ -265,3 +265,75 @@ async fn cached_history_pages_never_hide_a_new_event() {
     assert_eq!(seen, 6);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_stream_of_a_revoked_token_ends_within_a_second_or_two() {
+    streams_end_on_revocation(Harness::new().await).await;
+}
+
+/// The same through a shared store's poller (as on PostgreSQL), revoked through another
+/// handle on the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_end_on_a_revocation_made_elsewhere_in_a_shared_store() {
+    streams_end_on_revocation(Harness::with_polled_tokens().await).await;
+}
+
+async fn streams_end_on_revocation(h: Harness) {
+    use bridge_server::auth::{TOKENS_FILE, create_token, revoke_token};
+    let server = start(&h).await;
+    let tokens = h.dir.path().join(TOKENS_FILE);
+    let (token, record) = create_token(&tokens, bridge_server::Role::Observer, "now").unwrap();
+    // Let the server read the set with the new token in it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while h.state.tokens().authenticate(&token).is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new token is never seen"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let url = format!("{}/genesis/stream", server.url);
+    let mut first = Client::connect(&url, &token, None).await;
+    let mut second = Client::connect(&url, &token, None).await;
+    let mut other = Client::connect(&url, &h.observer, None).await;
+    let seq = publish(&h, "deploy.render", 1).await;
+    assert_eq!(first.next().await.0, seq);
+    assert_eq!(second.next().await.0, seq);
+    assert_eq!(other.next().await.0, seq);
+
+    assert!(revoke_token(&tokens, &record.id).unwrap());
+    let revoked = std::time::Instant::now();
+    for (name, client) in [("first", &mut first), ("second", &mut second)] {
+        let ended = tokio::time::timeout(Duration::from_millis(2500), async {
+            loop {
+                match client.response.chunk().await {
+                    Ok(Some(_)) => continue,
+                    Ok(None) | Err(_) => return,
+                }
+            }
+        })
+        .await;
+        assert!(
+            ended.is_ok(),
+            "the {name} stream of a revoked token is still open after {:?}",
+            revoked.elapsed()
+        );
+    }
+    assert!(
+        revoked.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        revoked.elapsed()
+    );
+    // A token that stands keeps its stream; the revoked one cannot open another.
+    let seq = publish(&h, "deploy.render", 2).await;
+    assert_eq!(other.next().await.0, seq);
+    let again = crate::harness::http_client()
+        .get(&url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 401);
+    drop((first, second, other));
+    server.stop().await;
+}

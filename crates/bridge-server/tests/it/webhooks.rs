@@ -266,15 +266,54 @@ async fn a_platform_without_a_secret_refuses_and_says_so() {
 }
 
 #[tokio::test]
-async fn oversized_deliveries_are_413() {
-    let h = Harness::with_options(bridge_server::ServerOptions {
-        max_body_bytes: 512,
+async fn deliveries_up_to_a_mebibyte_are_taken_and_larger_ones_refused_and_published() {
+    const MIB: usize = 1024 * 1024;
+    let h = Harness::new().await;
+    // Over the API's 256 KiB, within the webhooks' 1 MiB: a signed delivery is accepted.
+    let mut big = fixture("github", "deployment_status_success");
+    big.resize(700 * 1024, b' ');
+    let (status, body) = h.call(github("deployment_status", big, "g-big")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+
+    // Over 1 MiB: refused, whether the length is stated or found while reading, and
+    // each refusal is a `webhook.rejected` event like every other.
+    let mut stated = github("deployment_status", vec![b' '; MIB + 1], "g-stated");
+    stated
+        .headers_mut()
+        .insert("content-length", (MIB + 1).to_string().parse().unwrap());
+    let chunks = (0..17).map(|_| Ok::<_, std::io::Error>(vec![b' '; 64 * 1024]));
+    let mut streamed = delivery("render", &[], Vec::new());
+    *streamed.body_mut() = Body::from_stream(futures_util::stream::iter(chunks));
+    for (what, req) in [("stated", stated), ("streamed", streamed)] {
+        let (status, body) = h.call(req).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{what}: {body}");
+        assert_eq!(body["error"], "body_too_large", "{what}");
+        assert!(
+            body["detail"].as_str().unwrap().contains("1048576"),
+            "{what}: {body}"
+        );
+    }
+    let rejected = events(&h, "webhook.rejected").await;
+    assert_eq!(rejected.len(), 2, "{rejected:?}");
+    assert_eq!(rejected[0]["platform"], "github");
+    assert_eq!(rejected[1]["platform"], "render");
+    for event in &rejected {
+        assert_eq!(event["reason"], "body_too_large");
+        assert_eq!(event["status"], 413);
+        assert!(!event["detail"].as_str().unwrap().is_empty());
+    }
+
+    // The limit is the webhooks' own setting.
+    let small = Harness::with_options(bridge_server::ServerOptions {
+        webhook_max_body_bytes: 512,
         ..bridge_server::ServerOptions::default()
     })
     .await;
-    let big = vec![b' '; 4096];
-    let (status, body) = h.call(github("deployment", big, "g")).await;
+    let (status, body) = small
+        .call(github("deployment", vec![b' '; 4096], "g"))
+        .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(events(&small, "webhook.rejected").await.len(), 1);
 }
 
 #[tokio::test]

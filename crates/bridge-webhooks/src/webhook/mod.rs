@@ -295,6 +295,10 @@ pub enum Rejection {
     /// 413.
     #[error("the body is {size} bytes; at most {limit} are accepted")]
     BodyTooLarge { size: usize, limit: usize },
+    /// 413: a body of no stated length that went past the limit while it was read (the
+    /// receiver stops reading there, so its size is not known).
+    #[error("the body is over the {limit} bytes accepted")]
+    BodyOverLimit { limit: usize },
     /// 503: the request may be fine, this server cannot check it. Platforms retry a 5xx, so
     /// deliveries made before the secret is set still arrive once it is.
     #[error("{platform} webhooks are not configured on this server: set {env_var}")]
@@ -354,7 +358,7 @@ impl Rejection {
     /// The HTTP status the server answers.
     pub fn status(&self) -> u16 {
         match self {
-            Rejection::BodyTooLarge { .. } => 413,
+            Rejection::BodyTooLarge { .. } | Rejection::BodyOverLimit { .. } => 413,
             Rejection::NotConfigured { .. } => 503,
             Rejection::MissingHeader { name } | Rejection::MalformedHeader { name, .. } => {
                 if SIGNATURE_HEADERS.contains(name) {
@@ -373,7 +377,7 @@ impl Rejection {
     /// and a metric label).
     pub fn code(&self) -> &'static str {
         match self {
-            Rejection::BodyTooLarge { .. } => "body_too_large",
+            Rejection::BodyTooLarge { .. } | Rejection::BodyOverLimit { .. } => "body_too_large",
             Rejection::NotConfigured { .. } => "not_configured",
             Rejection::MissingHeader { .. } => "missing_header",
             Rejection::MalformedHeader { .. } => "malformed_header",

@@ -99,14 +99,21 @@ pub async fn run(ctx: Context<'_>, args: &ServeArgs) -> CmdResult {
     let server = &server_ctx.config.server;
     let options = ServerOptions {
         max_body_bytes: server.max_body_bytes,
+        webhook_max_body_bytes: server.webhook_max_body_bytes,
         request_timeout: Duration::from_secs(server.request_timeout_secs),
         vault_keys: server.vault_keys.clone(),
+        header_timeout: Duration::from_secs(server.header_timeout_secs),
+        idle_timeout: Duration::from_secs(server.idle_timeout_secs),
+        max_connections: server.max_connections,
         version: env!("CARGO_PKG_VERSION").to_owned(),
     };
     let webhooks = bridge_webhooks::webhook::WebhookVerifier::new(
         bridge_webhooks::webhook::WebhookSecrets::from_env()
             .context("reading the deploy webhook secrets")?,
-        bridge_webhooks::webhook::VerifyOptions::default(),
+        bridge_webhooks::webhook::VerifyOptions {
+            max_body_bytes: server.webhook_max_body_bytes,
+            ..bridge_webhooks::webhook::VerifyOptions::default()
+        },
     );
     let autonomy = autonomy_options(&server_ctx.config, sandbox.as_ref());
     // ENVSYNC_SCHEDULE: runs once across the servers sharing the store (a lock in it).

@@ -660,3 +660,90 @@ async fn serve_publishes_each_checkpoint_to_its_witness() {
     );
     assert!(size(&witness) >= seen);
 }
+
+/// The connection settings reach the server: `server.header_timeout_secs`,
+/// `server.idle_timeout_secs`, `server.max_connections` and
+/// `server.webhook_max_body_bytes`, here from their environment variables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_takes_its_connection_and_body_limits_from_the_configuration() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    bridge_platforms::http::install_tls();
+    let sandbox = Sandbox::bare();
+    let server = Server::start_with(
+        &sandbox,
+        &[
+            ("BRIDGE_HEADER_TIMEOUT_SECS", "1"),
+            ("BRIDGE_IDLE_TIMEOUT_SECS", "2"),
+            ("BRIDGE_MAX_CONNECTIONS", "1"),
+            ("BRIDGE_WEBHOOK_MAX_BODY_BYTES", "100"),
+        ],
+    );
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    let closed_after = |mut conn: tokio::net::TcpStream| async move {
+        let began = std::time::Instant::now();
+        let mut read = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf)).await {
+                Err(_) => return (read, None),
+                Ok(Ok(0)) | Ok(Err(_)) => return (read, Some(began.elapsed())),
+                Ok(Ok(n)) => read.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    // Silent: closed after the header timeout.
+    let silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (_, closed) = closed_after(silent).await;
+    let closed = closed.expect("a silent connection is closed");
+    assert!(
+        closed < Duration::from_millis(2500),
+        "closed after {closed:?}"
+    );
+
+    // One connection held: the next is answered 503 and closed. (The silent one's place is
+    // given back just after its socket closes.)
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut held = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    held.write_all(b"GET /envsync/health HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = held.read(&mut buf).await.unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    let mut over = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let _ = over
+        .write_all(b"GET /envsync/health HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await;
+    let (answer, closed) = closed_after(over).await;
+    assert!(closed.is_some());
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("server.max_connections"), "{answer}");
+    // The held connection, idle, is closed after the idle timeout, which frees its place.
+    let (_, closed) = closed_after(held).await;
+    let closed = closed.expect("an idle connection is closed");
+    assert!(
+        closed < Duration::from_millis(3500),
+        "closed after {closed:?}"
+    );
+
+    // A webhook over its own limit is refused.
+    let client = reqwest::Client::new();
+    let response = client
+        .post(format!("{}/webhooks/deployment/render", server.url))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 200])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "body_too_large", "{body}");
+    drop(client);
+    let (code, stderr) = server.stop();
+    assert_eq!(code, 0, "{stderr}");
+}
