@@ -21,6 +21,14 @@ use crate::{
     WriteRequest, readable,
 };
 
+/// The rule a value breaks when no `.env` form carries it alike for every parser.
+fn unwritable_rule(reason: &str) -> String {
+    format!(
+        "this value cannot be written to a .env file so that Bridge, python-dotenv and Node's \
+         dotenv read it alike ({reason}); change it, or leave the key out of this target"
+    )
+}
+
 /// The mode of a `.env` file Bridge creates.
 pub const NEW_FILE_MODE: u32 = 0o600;
 
@@ -154,8 +162,16 @@ impl Platform for LocalFile {
         let edited = {
             let fallback = |name: &str| std::env::var(name).ok();
             let options = self.parse_options(&fallback);
-            dotenv::apply_edits(original.as_deref().unwrap_or(""), &edits, &options)
-                .map_err(|e| self.parse_error(e))?
+            dotenv::apply_edits(original.as_deref().unwrap_or(""), &edits, &options).map_err(
+                |e| match e {
+                    dotenv::EditError::Parse(e) => self.parse_error(e),
+                    dotenv::EditError::Unwritable(e) => PlatformError::Rule {
+                        platform: self.identity(),
+                        key: e.key.clone(),
+                        rule: unwritable_rule(e.reason),
+                    },
+                },
+            )?
         };
         write_atomically(&self.path, edited.as_bytes())?;
         // One atomic rename makes every edit visible at once.
