@@ -13,12 +13,12 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use bridge_core::EnvSet;
-use bridge_core::diff::Change;
+use bridge_core::diff::{Change, SyncPlan};
 use bridge_core::dotenv::{self, Edit, ParseOptions};
 
 use crate::{
     ApplyProgress, ApplyReport, Capabilities, Platform, PlatformError, PlatformSpec, RemoteSet,
-    WriteRequest, readable,
+    RuleViolation, WriteRequest, readable,
 };
 
 /// The rule a value breaks when no `.env` form carries it alike for every parser.
@@ -135,6 +135,22 @@ impl Platform for LocalFile {
             path: self.path.clone(),
         })?;
         self.parse(&text)
+    }
+
+    /// A value no `.env` form carries alike for Bridge, python-dotenv and Node's dotenv is
+    /// refused at plan time, before anything is written.
+    fn check_rules(&self, plan: &SyncPlan) -> Vec<RuleViolation> {
+        plan.writes()
+            .filter(|op| matches!(op.change, Change::Create | Change::Update))
+            .filter_map(|op| {
+                let reason = dotenv::check_value(op.after.as_ref()?.expose()).err()?;
+                Some(RuleViolation {
+                    key: op.key.clone(),
+                    rule: unwritable_rule(reason),
+                    unwritable: true,
+                })
+            })
+            .collect()
     }
 
     async fn apply(
