@@ -16,6 +16,7 @@ pub mod parity;
 pub mod redact;
 pub mod schema;
 pub mod secret;
+pub mod suggest;
 pub mod time;
 
 pub use envset::EnvSet;

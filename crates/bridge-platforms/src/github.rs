@@ -497,12 +497,14 @@ impl Platform for Github {
                     for rule in name_violations(&op.key) {
                         violations.push(RuleViolation {
                             key: op.key.clone(),
+                            unwritable: false,
                             rule,
                         });
                     }
                     if value.len() > MAX_VALUE_BYTES {
                         violations.push(RuleViolation {
                             key: op.key.clone(),
+                            unwritable: false,
                             rule: format!(
                                 "GitHub stores values of at most 48 KB; this one is {} bytes",
                                 value.len()
@@ -533,6 +535,7 @@ impl Platform for Github {
             for key in added.iter().rev().take(over).rev() {
                 violations.push(RuleViolation {
                     key: (*key).to_string(),
+                    unwritable: false,
                     rule: format!(
                         "GitHub allows at most {MAX_SECRETS} secrets per {place}; this plan would leave {}",
                         secrets.len()

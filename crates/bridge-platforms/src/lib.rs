@@ -136,6 +136,11 @@ pub struct StampMove {
 pub struct RuleViolation {
     pub key: String,
     pub rule: String,
+    /// The value itself cannot be written to this place in any form that its readers agree
+    /// on (a `.env` value that Bridge, python-dotenv and Node's dotenv would read
+    /// differently): an input error (exit 2), where other rules leave the plan not applied
+    /// (exit 1).
+    pub unwritable: bool,
 }
 
 #[async_trait]

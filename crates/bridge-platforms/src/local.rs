@@ -14,12 +14,12 @@ use std::sync::OnceLock;
 
 use async_trait::async_trait;
 use bridge_core::EnvSet;
-use bridge_core::diff::Change;
+use bridge_core::diff::{Change, SyncPlan};
 use bridge_core::dotenv::{self, Edit, ParseOptions};
 
 use crate::{
     ApplyProgress, ApplyReport, Capabilities, Platform, PlatformError, PlatformSpec, RemoteSet,
-    WriteRequest, readable,
+    RuleViolation, WriteRequest, readable,
 };
 
 static WARNINGS: OnceLock<fn(&str)> = OnceLock::new();
@@ -29,6 +29,14 @@ static WARNINGS: OnceLock<fn(&str)> = OnceLock::new();
 /// warns twice: the caller may say each once.
 pub fn report_warnings(report: fn(&str)) {
     let _ = WARNINGS.set(report);
+}
+
+/// The rule a value breaks when no `.env` form carries it alike for every parser.
+fn unwritable_rule(reason: &str) -> String {
+    format!(
+        "this value cannot be written to a .env file so that Bridge, python-dotenv and Node's \
+         dotenv read it alike ({reason}); change it, or leave the key out of this target"
+    )
 }
 
 /// The mode of a `.env` file Bridge creates.
@@ -149,6 +157,22 @@ impl Platform for LocalFile {
         self.parse(&text)
     }
 
+    /// A value no `.env` form carries alike for Bridge, python-dotenv and Node's dotenv is
+    /// refused at plan time, before anything is written.
+    fn check_rules(&self, plan: &SyncPlan) -> Vec<RuleViolation> {
+        plan.writes()
+            .filter(|op| matches!(op.change, Change::Create | Change::Update))
+            .filter_map(|op| {
+                let reason = dotenv::check_value(op.after.as_ref()?.expose()).err()?;
+                Some(RuleViolation {
+                    key: op.key.clone(),
+                    rule: unwritable_rule(reason),
+                    unwritable: true,
+                })
+            })
+            .collect()
+    }
+
     async fn apply(
         &self,
         request: WriteRequest<'_>,
@@ -174,8 +198,16 @@ impl Platform for LocalFile {
         let edited = {
             let fallback = |name: &str| std::env::var(name).ok();
             let options = self.parse_options(&fallback);
-            dotenv::apply_edits(original.as_deref().unwrap_or(""), &edits, &options)
-                .map_err(|e| self.parse_error(e))?
+            dotenv::apply_edits(original.as_deref().unwrap_or(""), &edits, &options).map_err(
+                |e| match e {
+                    dotenv::EditError::Parse(e) => self.parse_error(e),
+                    dotenv::EditError::Unwritable(e) => PlatformError::Rule {
+                        platform: self.identity(),
+                        key: e.key.clone(),
+                        rule: unwritable_rule(e.reason),
+                    },
+                },
+            )?
         };
         write_atomically(&self.path, edited.as_bytes())?;
         // One atomic rename makes every edit visible at once.

@@ -623,6 +623,7 @@ impl Platform for Netlify {
                 };
                 secret.then(|| RuleViolation {
                     key: op.key.clone(),
+                    unwritable: false,
                     rule: "Netlify keeps secret values out of the dev context; sync this key to a deploy context (e.g. netlify:context=production) or classify it as public".into(),
                 })
             })

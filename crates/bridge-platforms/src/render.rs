@@ -244,6 +244,7 @@ impl Platform for Render {
             .filter(|op| op.after.as_ref().is_some_and(SecretValue::is_empty))
             .map(|op| RuleViolation {
                 key: op.key.clone(),
+                unwritable: false,
                 rule: "Render does not accept empty values; give it a value or leave it out of the sync".into(),
             })
             .collect()

@@ -63,17 +63,27 @@ pub struct PlatformSpec {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
     #[error(
-        "unknown platform `{name}` in `{spec}`; known platforms: local[:PATH], process, render, netlify, github"
+        "unknown platform `{name}` in `{spec}`{}; known platforms: local[:PATH], process, render, netlify, github",
+        did_you_mean(*suggestion)
     )]
-    UnknownPlatform { spec: String, name: String },
+    UnknownPlatform {
+        spec: String,
+        name: String,
+        /// The known platform the name is a typo of, if one is close.
+        suggestion: Option<&'static str>,
+    },
     #[error("`{spec}`: {name} takes no options")]
     NoOptions { spec: String, name: &'static str },
-    #[error("`{spec}`: unknown option `{option}` for {name} (it takes: {known})")]
+    #[error(
+        "`{spec}`: unknown option `{option}` for {name}{} (it takes: {known})",
+        did_you_mean(*suggestion)
+    )]
     UnknownOption {
         spec: String,
         name: &'static str,
         option: String,
         known: String,
+        suggestion: Option<&'static str>,
     },
     #[error("`{spec}`: expected `key=value` options after `{name}:`")]
     BadOption { spec: String, name: &'static str },
@@ -93,6 +103,10 @@ pub enum SpecError {
     Empty,
     #[error("two places are labelled `{label}`; give them distinct labels with LABEL=SPEC")]
     DuplicateLabel { label: String },
+}
+
+fn did_you_mean(suggestion: Option<&str>) -> String {
+    suggestion.map_or_else(String::new, |s| format!("; did you mean `{s}`?"))
 }
 
 impl PlatformSpec {
@@ -167,6 +181,10 @@ impl FromStr for PlatformSpec {
             .ok_or_else(|| SpecError::UnknownPlatform {
                 spec: text.into(),
                 name: name.into(),
+                suggestion: bridge_core::suggest::closest(
+                    name,
+                    PlatformKind::ALL.map(PlatformKind::name),
+                ),
             })?;
         let mut spec = PlatformSpec {
             kind,
@@ -198,6 +216,10 @@ impl FromStr for PlatformSpec {
                             name: kind.name(),
                             option: key.into(),
                             known: kind.options().join(", "),
+                            suggestion: bridge_core::suggest::closest(
+                                key,
+                                kind.options().iter().copied(),
+                            ),
                         });
                     }
                     if value.trim().is_empty() {
@@ -323,6 +345,20 @@ mod tests {
     fn errors_name_the_problem() {
         let err = |s: &str| s.parse::<PlatformSpec>().unwrap_err().to_string();
         assert!(err("heroku").contains("unknown platform `heroku`"));
+        assert!(!err("heroku").contains("did you mean"));
+        assert!(
+            err("rendr:svc")
+                .contains("unknown platform `rendr` in `rendr:svc`; did you mean `render`?"),
+            "{}",
+            err("rendr:svc")
+        );
+        assert!(err("Netlfy").contains("did you mean `netlify`?"));
+        assert!(
+            err("render:servise=x")
+                .contains("unknown option `servise` for render; did you mean `service`?"),
+            "{}",
+            err("render:servise=x")
+        );
         assert!(err("process:x=1").contains("takes no options"));
         assert!(err("netlify:colour=red").contains("unknown option `colour`"));
         assert!(err("netlify:production").contains("key=value"));

@@ -38,7 +38,11 @@ impl fmt::Display for Origin {
 enum Kind {
     Bool,
     Text,
+    /// A path: text that must not be empty.
+    Path,
     List,
+    /// A list of variable names: each must be a valid `.env` key.
+    Keys,
     /// A number in 0..=1.
     Share,
     Mode,
@@ -82,7 +86,7 @@ const SETTINGS: &[SettingDef] = &[
     def(
         "state_dir",
         Some("BRIDGE_STATE_DIR"),
-        Kind::Text,
+        Kind::Path,
         ".bridge",
         "state directory (keys, store, journals)",
     ),
@@ -117,7 +121,7 @@ const SETTINGS: &[SettingDef] = &[
     def(
         "server.vault_keys",
         Some("BRIDGE_VAULT_KEYS"),
-        Kind::List,
+        Kind::Keys,
         "",
         "keys `GET /vault/secret` may hand out (admiral only); empty = none",
     ),
@@ -276,7 +280,7 @@ const SETTINGS: &[SettingDef] = &[
     def(
         "discovery.vault_token_keys",
         Some("ENVSYNC_VAULT_TOKEN_KEYS"),
-        Kind::List,
+        Kind::Keys,
         "",
         "keys asked of a Bridge server's vault",
     ),
@@ -304,14 +308,14 @@ const SETTINGS: &[SettingDef] = &[
     def(
         "sync.ignore",
         Some("ENVSYNC_IGNORE"),
-        Kind::List,
+        Kind::Keys,
         "",
         "keys left out of every sync, diff and parity check",
     ),
     def(
         "sync.protect",
         Some("ENVSYNC_PROTECT"),
-        Kind::List,
+        Kind::Keys,
         "",
         "keys a sync never writes or deletes on any target",
     ),
@@ -332,7 +336,7 @@ const SETTINGS: &[SettingDef] = &[
     def(
         "secrets.public",
         Some("BRIDGE_PUBLIC_KEYS"),
-        Kind::List,
+        Kind::Keys,
         "",
         "keys never treated as secret",
     ),
@@ -562,13 +566,17 @@ impl Config {
         // bridge.toml
         let mut schema = Schema::default();
         let mut file_used = None;
+        // Where each setting read from the file stands in it (line, column), for errors.
+        let mut positions: BTreeMap<&'static str, (usize, usize)> = BTreeMap::new();
         if let Some(path) = sources.config_file {
-            match std::fs::read_to_string(path) {
-                Ok(text) => {
-                    let table: toml::Table = toml::from_str(&text)
-                        .map_err(|e| anyhow!("{}: {}", path.display(), e.message().trim()))
-                        .with_context(|| format!("{} is not valid TOML", path.display()))?;
-                    schema = read_file(path, table, &mut raw)?;
+            match std::fs::read(path) {
+                Ok(bytes) => {
+                    let text = String::from_utf8(bytes).map_err(|e| {
+                        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+                        let (line, column) = line_col(&String::from_utf8_lossy(valid), valid.len());
+                        anyhow!("{}:{line}:{column}: not valid UTF-8", path.display())
+                    })?;
+                    schema = read_file(path, &text, &mut raw, &mut positions)?;
                     file_used = Some(path.to_path_buf());
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound && !sources.config_explicit => {}
@@ -587,10 +595,15 @@ impl Config {
                     .filter_map(|d| d.env)
                     .filter(|e| e.starts_with("ENVSYNC_"))
                     .collect();
-                bail!(
-                    "unknown environment variable {name}; Bridge reads {}",
-                    known.join(", ")
-                );
+                match bridge_core::suggest::closest(name, known.iter().copied()) {
+                    Some(close) => {
+                        bail!("unknown environment variable {name}; did you mean {close}?")
+                    }
+                    None => bail!(
+                        "unknown environment variable {name}; Bridge reads {}",
+                        known.join(", ")
+                    ),
+                }
             }
         }
         for d in SETTINGS {
@@ -619,7 +632,12 @@ impl Config {
                 let at = match &origin {
                     Origin::Env(var) => format!("environment variable {var}"),
                     Origin::Flag(flag) => format!("flag {flag}"),
-                    Origin::File(path) => format!("{}: {}", path.display(), d.name),
+                    Origin::File(path) => match positions.get(d.name) {
+                        Some((line, column)) => {
+                            format!("{}:{line}:{column}: {}", path.display(), d.name)
+                        }
+                        None => format!("{}: {}", path.display(), d.name),
+                    },
                     Origin::Default => format!("default of {}", d.name),
                 };
                 anyhow!("{at}: {problem}")
@@ -777,19 +795,106 @@ impl Config {
     }
 }
 
-/// Reads `bridge.toml`'s settings into `raw`, and returns its `[schema]`.
+/// 1-based line and column (in chars) of byte `offset` of `text`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let head = &text[..offset];
+    let line = 1 + head.matches('\n').count();
+    let line_start = head.rfind('\n').map_or(0, |i| i + 1);
+    (line, 1 + head[line_start..].chars().count())
+}
+
+/// `path:line:column: message` for an error of the TOML parser or deserializer.
+fn toml_error(path: &Path, text: &str, error: &toml::de::Error, what: &str) -> anyhow::Error {
+    // Without a span (the parser gives one for every syntax error) the end of the file is
+    // where the parser gave up.
+    let offset = error.span().map_or(text.len(), |span| span.start);
+    let (line, column) = line_col(text, offset);
+    let message = error
+        .message()
+        .trim()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    anyhow!("{}:{line}:{column}: {what}: {message}", path.display())
+}
+
+/// The names `bridge.toml` may hold: every setting, its sections, and `schema`.
+fn known_names() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = SETTINGS.iter().map(|d| d.name).collect();
+    for d in SETTINGS {
+        if let Some((section, _)) = d.name.split_once('.')
+            && !names.contains(&section)
+        {
+            names.push(section);
+        }
+    }
+    names.push("schema");
+    names
+}
+
+/// Reads `bridge.toml`'s settings into `raw` (and where each one stands into `positions`),
+/// and returns its `[schema]`.
 fn read_file(
     path: &Path,
-    table: toml::Table,
+    text: &str,
     raw: &mut BTreeMap<&'static str, (Raw, Origin)>,
+    positions: &mut BTreeMap<&'static str, (usize, usize)>,
 ) -> Result<Schema> {
+    // The spanned document says where each key and value is; the plain table is what the
+    // values are read from.
+    let document =
+        toml::de::DeTable::parse(text).map_err(|e| toml_error(path, text, &e, "not valid TOML"))?;
+    let table: toml::Table =
+        toml::from_str(text).map_err(|e| toml_error(path, text, &e, "not valid TOML"))?;
+    // Dotted name -> byte offsets of its key and of its value.
+    let mut spans: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for (key, value) in document.get_ref() {
+        let name = key.get_ref().to_string();
+        if let toml::de::DeValue::Table(inner) = value.get_ref() {
+            for (k, v) in inner {
+                spans.insert(
+                    format!("{name}.{}", k.get_ref()),
+                    (k.span().start, v.span().start),
+                );
+            }
+        }
+        spans.insert(name, (key.span().start, value.span().start));
+    }
+    let at = |name: &str, value: bool| {
+        let (key_at, value_at) = spans.get(name).copied().unwrap_or((0, 0));
+        line_col(text, if value { value_at } else { key_at })
+    };
+
     let mut schema = Schema::default();
     let mut flat: Vec<(String, toml::Value)> = Vec::new();
     for (key, value) in table {
         if key == "schema" {
-            schema = value.try_into().map_err(|e: toml::de::Error| {
-                anyhow!("{}: [schema]: {}", path.display(), e.message().trim())
-            })?;
+            // Read from the text rather than the table, so that an error has its position.
+            #[derive(serde::Deserialize)]
+            struct SchemaOnly {
+                #[serde(default)]
+                schema: Schema,
+            }
+            schema = toml::from_str::<SchemaOnly>(text)
+                .map_err(|e| {
+                    if e.span().is_some() {
+                        toml_error(path, text, &e, "[schema]")
+                    } else {
+                        let (line, column) = at("schema", false);
+                        anyhow!(
+                            "{}:{line}:{column}: [schema]: {}",
+                            path.display(),
+                            e.message().trim()
+                        )
+                    }
+                })?
+                .schema;
             continue;
         }
         match value {
@@ -807,22 +912,25 @@ fn read_file(
     }
     for (name, value) in flat {
         let Some(d) = SETTINGS.iter().find(|d| d.name == name) else {
-            let section = name.split_once('.').map(|(s, _)| s);
-            let known: Vec<&str> = SETTINGS
-                .iter()
-                .filter(|d| d.name.split_once('.').map(|(s, _)| s) == section)
-                .map(|d| d.name)
-                .collect();
+            let (line, column) = at(&name, false);
+            let known = known_names();
+            let hint = match bridge_core::suggest::closest(&name, known.iter().copied()) {
+                Some(close) => format!("; did you mean `{close}`?"),
+                None => format!(
+                    "; the keys bridge.toml may hold are {} and the [schema] table",
+                    SETTINGS
+                        .iter()
+                        .map(|d| format!("`{}`", d.name))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
             bail!(
-                "{}: unknown key `{name}`{}",
-                path.display(),
-                if known.is_empty() {
-                    String::from("; see `genesisctl config show` for the known keys")
-                } else {
-                    format!("; known keys here: {}", known.join(", "))
-                }
+                "{}:{line}:{column}: unknown key `{name}`{hint}",
+                path.display()
             );
         };
+        positions.insert(d.name, at(&name, true));
         raw.insert(d.name, (Raw::Toml(value), Origin::File(path.to_path_buf())));
     }
     Ok(schema)
@@ -926,18 +1034,50 @@ fn parse_value(d: &SettingDef, raw: &Raw) -> Result<Typed, String> {
     };
     match d.kind {
         Kind::Bool => {
+            // In bridge.toml a boolean is a TOML boolean: a string (`""`, `"false"`, a typo)
+            // must never quietly turn a setting off.
             let value = match raw {
                 Raw::Toml(toml::Value::Boolean(b)) => return Ok(Typed::Bool(*b)),
-                _ => text("true or false")?,
+                Raw::Toml(toml::Value::String(_)) => {
+                    return Err("expected true or false, got a string; write the boolean \
+                                without quotes (`true` or `false`)"
+                        .to_owned());
+                }
+                Raw::Toml(other) => {
+                    return Err(format!(
+                        "expected true or false, got a {}",
+                        other.type_str()
+                    ));
+                }
+                Raw::Text(t) => t.trim().to_ascii_lowercase(),
             };
-            match value.to_ascii_lowercase().as_str() {
+            match value.as_str() {
                 "true" | "1" | "yes" | "on" => Ok(Typed::Bool(true)),
-                "false" | "0" | "no" | "off" | "" => Ok(Typed::Bool(false)),
+                "false" | "0" | "no" | "off" => Ok(Typed::Bool(false)),
+                "" => Err("expected true or false, got an empty value".to_owned()),
                 _ => Err(format!("expected true or false, got `{value}`")),
             }
         }
         Kind::Text => Ok(Typed::Text(text("a string")?)),
+        Kind::Path => {
+            let t = text("a path")?;
+            if t.is_empty() {
+                Err("expected a path, got an empty string".to_owned())
+            } else {
+                Ok(Typed::Text(t))
+            }
+        }
         Kind::List => Ok(Typed::List(list()?)),
+        Kind::Keys => {
+            let keys = list()?;
+            match keys.iter().find(|k| !bridge_core::dotenv::is_valid_key(k)) {
+                Some(bad) => Err(format!(
+                    "`{bad}` is not a variable name (a letter or `_`, then letters, digits, \
+                     `_`, `.` or `-`)"
+                )),
+                None => Ok(Typed::List(keys)),
+            }
+        }
         Kind::Share => {
             let n = match raw {
                 Raw::Toml(toml::Value::Float(f)) => *f,
@@ -1176,6 +1316,256 @@ mod tests {
         assert!(
             err(Some("[sync]\nallow_deletions = \"perhaps\"\n"), &[])
                 .contains("expected true or false")
+        );
+    }
+
+    fn load_err(file: &str, env: &[(&str, &str)]) -> String {
+        match load(Some(file), env, vec![]) {
+            Ok(_) => panic!("{file:?} loaded"),
+            Err(e) => format!("{e:#}"),
+        }
+    }
+
+    #[test]
+    fn syntax_errors_name_their_line_and_column() {
+        for (file, at) in [
+            ("[sync\n", "bridge.toml:1:6: not valid TOML"),
+            (
+                "state_dir = \"x\"\n[sync]\nmode = \n",
+                "bridge.toml:3:8: not valid TOML",
+            ),
+            ("[sync]\nmode = \"dry-run\nlisten = 1\n", "bridge.toml:2:"),
+            ("[sync]\n[sync]\n", "bridge.toml:2:"),
+            ("a = [1,\n", "bridge.toml:"),
+            ("x = 1 2\n", "bridge.toml:1:"),
+        ] {
+            let err = load_err(file, &[]);
+            assert!(err.contains(at), "{file:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_boolean_given_as_a_string_is_refused() {
+        for (file, at) in [
+            ("[sync]\nenabled = \"\"\n", "bridge.toml:2:11: sync.enabled"),
+            (
+                "[sync]\nallow_deletions = \"\"\n",
+                "bridge.toml:2:19: sync.allow_deletions",
+            ),
+            ("[sync]\nallow_deletions = \"false\"\n", "bridge.toml:2:19"),
+            (
+                "sync.interpolate_env = \"true\"\n",
+                "bridge.toml:1:24: sync.interpolate_env",
+            ),
+            (
+                "[genesis]\nstrict_policy = 0\n",
+                "bridge.toml:2:17: genesis.strict_policy",
+            ),
+        ] {
+            let err = load_err(file, &[]);
+            assert!(err.contains(at), "{file:?}: {err}");
+            assert!(err.contains("expected true or false"), "{err}");
+        }
+        let err = load_err("", &[("ENVSYNC_ENABLED", "")]);
+        assert!(
+            err.contains("ENVSYNC_ENABLED: expected true or false, got an empty value"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn protect_and_other_key_lists_take_only_variable_names() {
+        let err = load_err("[sync]\nprotect = [\"OK\", \"bad key!\"]\n", &[]);
+        assert!(
+            err.contains("bridge.toml:2:11: sync.protect: `bad key!` is not a variable name"),
+            "{err}"
+        );
+        for (file, at) in [
+            ("[sync]\nignore = [\"1X\"]\n", "sync.ignore"),
+            ("[secrets]\npublic = [\"A B\"]\n", "secrets.public"),
+            ("[server]\nvault_keys = [\"$X\"]\n", "server.vault_keys"),
+        ] {
+            let err = load_err(file, &[]);
+            assert!(
+                err.contains(at) && err.contains("not a variable name"),
+                "{err}"
+            );
+        }
+        let err = load_err("", &[("ENVSYNC_PROTECT", "GOOD,no good")]);
+        assert!(err.contains("ENVSYNC_PROTECT: `no good`"), "{err}");
+        let c = load(
+            Some("[sync]\nprotect = [\"DATABASE_URL\", \"a.b-c\"]\n"),
+            &[],
+            vec![],
+        )
+        .expect("valid names load");
+        assert_eq!(c.sync.protect, ["DATABASE_URL", "a.b-c"]);
+    }
+
+    #[test]
+    fn an_empty_state_dir_is_refused() {
+        let err = load_err("state_dir = \"\"\n", &[]);
+        assert!(
+            err.contains("bridge.toml:1:13: state_dir: expected a path, got an empty string"),
+            "{err}"
+        );
+        let err = load_err("", &[("BRIDGE_STATE_DIR", " ")]);
+        assert!(err.contains("BRIDGE_STATE_DIR: expected a path"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_suggest_the_close_name_or_list_every_name() {
+        let err = load_err("[sync]\nmdoe = \"x\"\n", &[]);
+        assert!(
+            err.contains("bridge.toml:2:1: unknown key `sync.mdoe`; did you mean `sync.mode`?"),
+            "{err}"
+        );
+        let err = load_err("[snyc]\nmode = \"enforce\"\n", &[]);
+        assert!(
+            err.contains("bridge.toml:1:2: unknown key `snyc`; did you mean `sync`?"),
+            "{err}"
+        );
+        let err = load_err("\nstate_dri = \"x\"\n", &[]);
+        assert!(
+            err.contains("bridge.toml:2:1: unknown key `state_dri`; did you mean `state_dir`?")
+        );
+        let err = load_err("colour = 1\n", &[]);
+        assert!(
+            err.contains("bridge.toml:1:1: unknown key `colour`"),
+            "{err}"
+        );
+        for d in SETTINGS {
+            assert!(
+                err.contains(&format!("`{}`", d.name)),
+                "{} not listed: {err}",
+                d.name
+            );
+        }
+        assert!(err.contains("[schema]"), "{err}");
+        let err = load_err("", &[("ENVSYNC_TARGTES", "x")]);
+        assert!(err.contains("did you mean ENVSYNC_TARGETS?"), "{err}");
+    }
+
+    #[test]
+    fn value_errors_name_the_key_line_and_column() {
+        let err = load_err("\n[sync]\n  mode = \"apply\"\n", &[]);
+        assert!(
+            err.contains("bridge.toml:3:10: sync.mode: expected dry-run or enforce"),
+            "{err}"
+        );
+        let err = load_err("[sync]\ntargets = [\"rendr:svc\"]\n", &[]);
+        assert!(err.contains("bridge.toml:2:11: sync.targets"), "{err}");
+        assert!(err.contains("did you mean `render`?"), "{err}");
+        let err = load_err("[schema]\nmin_key = 1\n", &[]);
+        assert!(err.contains("bridge.toml:2:1: [schema]"), "{err}");
+    }
+
+    /// A tiny deterministic generator, so the fuzz test needs no dependency and a failure
+    /// reproduces from its printed case number.
+    struct Xorshift(u64);
+
+    impl Xorshift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    const FUZZ_BASE: &str = "state_dir = \".bridge\"\nlock_timeout = \"5m\"\nlisten = \"127.0.0.1:8080\"\n\n\
+        [sync]\nenabled = true\nmode = \"dry-run\"\nschedule = \"@hourly\"\nsource = \"local:.env\"\n\
+        targets = [\"local:prod.env\", \"render:service=srv\"]\nallow_deletions = false\n\
+        max_delete_share = 0.25\nprotect = [\"DATABASE_URL\"]\ninclude_prefixes = [\"APP_\"]\n\n\
+        [server]\nmax_body_bytes = 262144\nvault_keys = [\"RENDER_API_TOKEN\"]\n\n\
+        [discovery]\norder = [\"env\", \"vault\"]\n\n[schema]\nmin_keys = 1\n\
+        [schema.keys.PORT]\nformat = \"port\"\nrequired = true\n";
+
+    /// `base` with a few random edits: characters deleted, inserted or replaced, lines
+    /// dropped or doubled.
+    fn mangle(rng: &mut Xorshift, base: &str) -> String {
+        const ALPHABET: &[char] = &[
+            '[', ']', '{', '}', '"', '\'', '=', '.', ',', '#', '\n', ' ', '\\', 'a', 'Z', '_', '1',
+            '-', ':', 't', 'é', '\t', '\r',
+        ];
+        let mut chars: Vec<char> = base.chars().collect();
+        for _ in 0..1 + rng.below(4) {
+            let at = rng.below(chars.len() + 1);
+            let c = ALPHABET[rng.below(ALPHABET.len())];
+            match rng.below(5) {
+                0 if at < chars.len() => {
+                    chars.remove(at);
+                }
+                1 if at < chars.len() => chars[at] = c,
+                2 | 3 => chars.insert(at, c),
+                _ => {
+                    let text: String = chars.iter().collect();
+                    let mut lines: Vec<&str> = text.split('\n').collect();
+                    let i = rng.below(lines.len());
+                    if rng.below(2) == 0 {
+                        lines.remove(i);
+                    } else {
+                        let line = lines[i];
+                        lines.insert(i, line);
+                    }
+                    chars = lines.join("\n").chars().collect();
+                }
+            }
+        }
+        chars.into_iter().collect()
+    }
+
+    /// Whether `message` holds `bridge.toml:LINE:COLUMN:`.
+    fn has_position(message: &str) -> bool {
+        message.match_indices("bridge.toml:").any(|(i, m)| {
+            let mut parts = message[i + m.len()..].splitn(3, ':');
+            let number = |p: Option<&str>| {
+                p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            };
+            number(parts.next()) && number(parts.next()) && parts.next().is_some()
+        })
+    }
+
+    #[test]
+    fn mangled_files_are_loaded_or_refused_at_a_line_and_column() {
+        assert!(
+            load(Some(FUZZ_BASE), &[], vec![]).is_ok(),
+            "the base file loads"
+        );
+        let cases: usize = std::env::var("BRIDGE_FUZZ_CASES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(2_000);
+        let (mut valid, mut refused, mut panics, mut unplaced) = (0, 0, 0, Vec::new());
+        for case in 0..cases {
+            let mut rng = Xorshift(0x9E37_79B9_7F4A_7C15 ^ (case as u64 + 1));
+            let text = mangle(&mut rng, FUZZ_BASE);
+            let outcome = std::panic::catch_unwind(|| load(Some(&text), &[], vec![]));
+            match outcome {
+                Err(_) => panics += 1,
+                Ok(Ok(_)) => valid += 1,
+                Ok(Err(e)) => {
+                    refused += 1;
+                    let message = format!("{e:#}");
+                    if !has_position(&message) {
+                        unplaced.push((case, text, message));
+                    }
+                }
+            }
+        }
+        eprintln!(
+            "bridge.toml fuzz: {cases} cases, {valid} valid, {refused} refused, {panics} panics, \
+             {} refused without a line and column",
+            unplaced.len()
+        );
+        assert_eq!(panics, 0);
+        assert!(
+            unplaced.is_empty(),
+            "no line and column: {:?}",
+            &unplaced[..unplaced.len().min(5)]
         );
     }
 

@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 
 use super::parse::{Detailed, Entry, ParseError, ParseOptions, parse_detailed};
-use super::render::render_line;
+use super::render::{RenderError, check_value, render_line, render_line_with};
 use crate::envset::EnvSet;
 use crate::secret::SecretValue;
 
@@ -29,6 +29,18 @@ pub enum Edit<'a> {
     },
     /// Delete every definition of `key`.
     Remove { key: &'a str },
+}
+
+/// Why a file could not be edited.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EditError {
+    /// The original does not parse (or, a bug, the result would not).
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    /// A value to write, or one that must be rewritten literally, has no form that Bridge,
+    /// python-dotenv and Node's dotenv read alike. Nothing was changed.
+    #[error(transparent)]
+    Unwritable(#[from] RenderError),
 }
 
 /// How many rounds of re-parse-and-repair to allow. The first round should already match;
@@ -48,13 +60,14 @@ const MAX_ROUNDS: usize = 4;
 ///
 /// # Errors
 ///
-/// Those of [`parse`](fn@super::parse) on `original`; or, which should not happen, a result that
-/// does not parse back to the intended variables.
+/// [`EditError::Parse`] for those of [`parse`](fn@super::parse) on `original` (or, which should
+/// not happen, a result that does not parse back to the intended variables);
+/// [`EditError::Unwritable`] for a value that cannot be written alike for every parser.
 pub fn apply_edits(
     original: &str,
     edits: &[Edit<'_>],
     options: &ParseOptions<'_>,
-) -> Result<String, ParseError> {
+) -> Result<String, EditError> {
     let before = parse_detailed(original, options)?;
     let vars = before.vars();
 
@@ -71,6 +84,18 @@ pub fn apply_edits(
             new_keys.push(key);
         }
     }
+    // Refuse a value that cannot be written alike before anything is worked out.
+    let mut sets: Vec<(&str, &SecretValue)> = ops
+        .iter()
+        .filter_map(|(&key, op)| Some((key, (*op)?)))
+        .collect();
+    sets.sort_unstable_by_key(|&(key, _)| key);
+    for (key, value) in sets {
+        check_value(value.expose()).map_err(|reason| RenderError {
+            key: key.to_owned(),
+            reason,
+        })?;
+    }
     let mut intended = vars.clone();
     for (&key, op) in &ops {
         match op {
@@ -80,10 +105,10 @@ pub fn apply_edits(
     }
 
     let eol = line_ending(original);
-    let mut text = splice(original, &edits_in_place(original, &before, &vars, &ops));
+    let mut text = splice(original, &edits_in_place(original, &before, &vars, &ops)?);
     for key in new_keys {
         if let Some(Some(value)) = ops.get(key) {
-            append(&mut text, &render_line(key, value.expose()), eol);
+            append(&mut text, &render_line(key, value.expose())?, eol);
         }
     }
 
@@ -96,7 +121,7 @@ pub fn apply_edits(
             ),
             ..e
         })?;
-        let (repairs, missing) = repairs(&text, &after, &intended);
+        let (repairs, missing) = repairs(&text, &after, &intended)?;
         if repairs.is_empty() && missing.is_empty() {
             return Ok(text);
         }
@@ -104,11 +129,11 @@ pub fn apply_edits(
         text = splice(&text, &repairs);
         for key in missing {
             if let Some(value) = intended.get(key) {
-                append(&mut text, &render_line(key, value.expose()), eol);
+                append(&mut text, &render_line(key, value.expose())?, eol);
             }
         }
     }
-    Err(ParseError {
+    Err(EditError::Parse(ParseError {
         line: 1,
         column: 1,
         message: format!(
@@ -116,7 +141,7 @@ pub fn apply_edits(
              this is a bug in Bridge",
             mismatch.join(", ")
         ),
-    })
+    }))
 }
 
 /// The replacements that carry out `ops` on `original`, and keep the values of lines that
@@ -126,7 +151,7 @@ fn edits_in_place(
     before: &Detailed,
     vars: &EnvSet,
     ops: &HashMap<&str, Option<&SecretValue>>,
-) -> Vec<(Range<usize>, String)> {
+) -> Result<Vec<(Range<usize>, String)>, RenderError> {
     let count = before.entries.len();
     // `changed[i]`: entry `i` is removed or gets a new value; `removed[i]`: the former.
     let mut changed = vec![false; count];
@@ -141,7 +166,7 @@ fn edits_in_place(
             }
             Some(Some(value)) if !before.superseded[i] && vars.get(&entry.key) != Some(*value) => {
                 changed[i] = true;
-                let line = assignment(original, before, i, value.expose());
+                let line = assignment(original, before, i, value.expose())?;
                 replacements.push((entry.span.clone(), line));
             }
             _ => {}
@@ -160,26 +185,28 @@ fn edits_in_place(
         let unobserved = before.superseded[i] && !referenced[i] && !removed[j];
         if changed[j] && !changed[i] && !literal[i] && !unobserved {
             literal[i] = true;
-            let line = assignment(original, before, i, before.values[i].expose());
+            let line = assignment(original, before, i, before.values[i].expose())?;
             replacements.push((before.entries[i].span.clone(), line));
         }
     }
-    replacements
+    Ok(replacements)
 }
 
 /// Replacements that make `text` (parsed as `after`) define exactly `intended`, and the
 /// intended keys it lacks altogether.
+type Repairs<'i> = (Vec<(Range<usize>, String)>, Vec<&'i str>);
+
 fn repairs<'i>(
     text: &str,
     after: &Detailed,
     intended: &'i EnvSet,
-) -> (Vec<(Range<usize>, String)>, Vec<&'i str>) {
+) -> Result<Repairs<'i>, RenderError> {
     let mut replacements = Vec::new();
     for (i, entry) in after.entries.iter().enumerate() {
         match intended.get(&entry.key) {
             None => replacements.push((whole_lines(text, &entry.span), String::new())),
             Some(value) if !after.superseded[i] && after.values[i] != *value => {
-                let line = assignment(text, after, i, value.expose());
+                let line = assignment(text, after, i, value.expose())?;
                 replacements.push((entry.span.clone(), line));
             }
             Some(_) => {}
@@ -190,7 +217,7 @@ fn repairs<'i>(
         .keys()
         .filter(|key| !present.contains(key))
         .collect();
-    (replacements, missing)
+    Ok((replacements, missing))
 }
 
 fn mismatched_keys(after: &Detailed, intended: &EnvSet) -> Vec<String> {
@@ -210,22 +237,24 @@ fn mismatched_keys(after: &Detailed, intended: &EnvSet) -> Vec<String> {
 
 /// Entry `i` of `parsed` (a parse of `text`) rewritten to define `value` literally, keeping
 /// its `export ` and a trailing comment.
-fn assignment(text: &str, parsed: &Detailed, i: usize, value: &str) -> String {
+fn assignment(text: &str, parsed: &Detailed, i: usize, value: &str) -> Result<String, RenderError> {
     let entry: &Entry = &parsed.entries[i];
     let mut line = String::new();
     if entry.exported {
         line.push_str("export ");
     }
-    line.push_str(&render_line(&entry.key, value));
     let tail = &text[parsed.value_ends[i]..entry.span.end];
-    if tail.contains('#') {
+    let comment = tail.contains('#');
+    // An empty value before a comment is written `''`: python-dotenv reads `K= # c` as `# c`.
+    line.push_str(&render_line_with(&entry.key, value, comment)?);
+    if comment {
         // A `#` only starts a comment after a blank, and a bare value may now precede it.
         if !tail.starts_with([' ', '\t']) {
             line.push(' ');
         }
         line.push_str(tail);
     }
-    line
+    Ok(line)
 }
 
 /// The whole lines `span` covers, with the line terminator after them.

@@ -24,7 +24,8 @@
 //!   is the hot path, so it scans bytes (a word at a time where it can), allocates little more
 //!   than each key and value, and only works out columns when it has to report something.
 //! - `render.rs`: [`render_line`] and [`render`](fn@render), which pick the least surprising
-//!   quoting that [`parse`](fn@parse) reads back exactly.
+//!   quoting that [`parse`](fn@parse), python-dotenv and Node's dotenv all read back exactly,
+//!   and refuse a value no quoting carries alike ([`RenderError`]).
 //! - `edit.rs`: [`apply_edits`], which changes only the lines it must, so comments, order and
 //!   formatting of a hand-written file survive a sync.
 //! - `tests.rs`: tables of tricky inputs and errors, the editor on concrete files, and property
@@ -42,6 +43,6 @@ mod render;
 #[cfg(test)]
 mod tests;
 
-pub use edit::{Edit, apply_edits};
+pub use edit::{Edit, EditError, apply_edits};
 pub use parse::{Entry, ParseError, ParseOptions, Parsed, Warning, is_valid_key, parse};
-pub use render::{render, render_line};
+pub use render::{RenderError, check_value, render, render_line};

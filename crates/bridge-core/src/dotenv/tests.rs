@@ -413,17 +413,95 @@ fn render_line_picks_the_plainest_quoting() {
         ("$HOME", "K='$HOME'"),
         ("a\nb", "K='a\nb'"),
         ("it's", "K=\"it's\""),
-        ("it's \"$x\" \\ \n\r", "K=\"it's \\\"\\$x\\\" \\\\ \\n\\r\""),
         ("a\r\nb", "K=\"a\\r\\nb\""),
         ("#x", "K='#x'"),
+        // A lone carriage return: only `\r` in double quotes reads as one everywhere.
+        ("a\rb", "K=\"a\\rb\""),
+        // `\$` and `\\` would read differently in python-dotenv or Node: kept literal.
+        ("\\$", "K='\\$'"),
+        ("a\\b", "K='a\\b'"),
+        ("it's $5 \\o/", "K=\"it's $5 \\o/\""),
+        ("price: $5\n", "K='price: $5\n'"),
+        ("it's \"x\"", "K=it's \"x\""),
+        ("${not closed", "K='${not closed'"),
+        ("a\tb", "K='a\tb'"),
+        // Quotes cannot carry `\\` alike; unquoted, every parser keeps backslashes.
+        ("C:\\\\dir", "K=C:\\\\dir"),
+        ("x\\", "K=x\\"),
+        ("it's \\n", "K=it's \\n"),
     ];
     for (value, line) in cases {
-        assert_eq!(render_line("K", value), line, "value {value:?}");
+        assert_eq!(
+            render_line("K", value).as_deref(),
+            Ok(line),
+            "value {value:?}"
+        );
         assert_eq!(exposed(&vars(line)), [("K".to_owned(), value.to_owned())]);
     }
     let s = set(&[("B", "two words"), ("A", "1")]);
-    assert_eq!(render(&s), "A=1\nB='two words'\n");
-    assert_eq!(render(&EnvSet::new()), "");
+    assert_eq!(render(&s).as_deref(), Ok("A=1\nB='two words'\n"));
+    assert_eq!(render(&EnvSet::new()).as_deref(), Ok(""));
+}
+
+/// Values no form carries alike for Bridge, python-dotenv and Node's dotenv are refused by
+/// key, and the message never holds the value.
+#[test]
+fn render_line_refuses_what_no_form_reads_alike() {
+    for value in [
+        "it's \"$x\" \\ \n\r",
+        "${HOME}",
+        "a${X:-y}b",
+        "${}",
+        "'\"\r",
+        "\"\n'",
+        "a\0b",
+        " 'quoted\" ",
+        "'\"$HOME",
+        "it's \"\\$\"",
+    ] {
+        let err = render_line("SECRET_K", value).expect_err(value);
+        assert_eq!(err.key, "SECRET_K");
+        let message = err.to_string();
+        assert!(message.contains("`SECRET_K`"), "{message}");
+        assert!(!message.contains(value), "{message} shows {value:?}");
+        assert!(check_value(value).is_err());
+        assert!(render(&set(&[("SECRET_K", value)])).is_err());
+        let v = SecretValue::new(value);
+        let result = apply_edits(
+            "A=1\n",
+            &[Edit::Set {
+                key: "SECRET_K",
+                value: &v,
+            }],
+            &no_env(),
+        );
+        assert!(
+            matches!(result, Err(EditError::Unwritable(ref e)) if e.key == "SECRET_K"),
+            "{result:?}"
+        );
+    }
+}
+
+/// python-dotenv takes `K=  # comment` as the value `# comment`: an emptied value keeps its
+/// comment as `K='' # comment`.
+#[test]
+fn an_emptied_value_keeps_its_comment_behind_quotes() {
+    let empty = SecretValue::new("");
+    for (original, expected) in [
+        ("K=abc  # the comment\n", "K=''  # the comment\n"),
+        ("export K='x'# c\n", "export K='' # c\n"),
+        ("K=abc\n", "K=\n"),
+    ] {
+        let text = edit(
+            original,
+            &[Edit::Set {
+                key: "K",
+                value: &empty,
+            }],
+        );
+        assert_eq!(text, expected);
+        assert_eq!(exposed(&vars(&text)), [("K".to_owned(), String::new())]);
+    }
 }
 
 fn edit(original: &str, edits: &[Edit<'_>]) -> String {
@@ -660,7 +738,7 @@ fn overridden_definitions_change_only_when_they_must() {
 #[test]
 fn edit_of_an_unparsable_file_is_an_error() {
     let v = SecretValue::new("v");
-    let Err(e) = apply_edits(
+    let Err(EditError::Parse(e)) = apply_edits(
         "A=$X\n",
         &[Edit::Set {
             key: "A",
@@ -766,10 +844,14 @@ fn render_lines(lines: &[Line], crlf: bool) -> (String, Vec<String>) {
                 c
             }
             Line::Blank => String::new(),
-            Line::Assign(k, v) => {
-                defined[*k] = true;
-                render_line(POOL[*k], v)
-            }
+            Line::Assign(k, v) => match render_line(POOL[*k], v) {
+                Ok(line) => {
+                    defined[*k] = true;
+                    line
+                }
+                // A value no form carries alike is not in a file Bridge wrote.
+                Err(_) => continue,
+            },
             Line::Refer(k, r) if defined[*r] => {
                 defined[*k] = true;
                 format!("{}=${{{}}}-x", POOL[*k], POOL[*r])
@@ -785,7 +867,9 @@ fn render_lines(lines: &[Line], crlf: bool) -> (String, Vec<String>) {
 proptest! {
     #[test]
     fn render_line_round_trips(key in key_strategy(), value in value_strategy()) {
-        let line = render_line(&key, &value);
+        let Ok(line) = render_line(&key, &value) else {
+            return Ok(());
+        };
         let parsed = parse(&line, &no_env());
         prop_assert!(parsed.is_ok(), "{:?} failed: {:?}", line, parsed.err());
         if let Ok(parsed) = parsed {
@@ -797,8 +881,11 @@ proptest! {
     fn render_round_trips(
         pairs in prop::collection::vec((key_strategy(), value_strategy()), 0..12)
     ) {
-        let original: EnvSet = pairs.into_iter().collect();
-        let text = render(&original);
+        let original: EnvSet = pairs
+            .into_iter()
+            .filter(|(_, value)| check_value(value).is_ok())
+            .collect();
+        let text = render(&original).unwrap_or_default();
         prop_assert!(text.is_empty() || text.ends_with('\n'));
         let parsed = parse(&text, &no_env());
         prop_assert!(parsed.is_ok(), "{:?} failed: {:?}", text, parsed.err());
@@ -833,6 +920,12 @@ proptest! {
             }
         }
         let result = apply_edits(&original, &edits, &no_env());
+        if let Err(EditError::Unwritable(e)) = &result {
+            // Refused only for a value that truly has no form.
+            let value = intended.get(&e.key).map(|v| v.expose().to_owned()).unwrap_or_default();
+            prop_assert!(check_value(&value).is_err(), "{} refused but writable", e.key);
+            return Ok(());
+        }
         prop_assert!(result.is_ok(), "{:?}", result.err());
         let text = result.unwrap_or_default();
         let parsed = parse(&text, &no_env());
@@ -860,7 +953,7 @@ proptest! {
         let mut text = String::new();
         let mut model = std::collections::BTreeMap::new();
         for (key, value) in &pairs {
-            text.push_str(&render_line(key, value));
+            text.push_str(&render_line(key, value).unwrap_or_default());
             text.push('\n');
             model.insert(key.clone(), value.clone());
         }
@@ -884,5 +977,201 @@ proptest! {
     #[test]
     fn parse_never_panics_on_any_string(text in any::<String>()) {
         let _ = parse(&text, &no_env());
+    }
+}
+
+/// The other parsers that read what Bridge writes, run on real files: python-dotenv
+/// (required in CI) and Node's dotenv (checked too where `require('dotenv')` resolves).
+mod other_parsers {
+    use std::collections::BTreeMap;
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Prints each file's variables as one JSON object per line.
+    const PYTHON: &str = "import json, sys\n\
+        from dotenv import dotenv_values\n\
+        for path in sys.argv[1:]:\n    print(json.dumps(dotenv_values(path)))\n";
+    const NODE: &str = "const fs = require('fs'); const dotenv = require('dotenv');\n\
+        for (const path of process.argv.slice(1)) \
+        console.log(JSON.stringify(dotenv.parse(fs.readFileSync(path))));";
+
+    pub(super) type Vars = BTreeMap<String, Option<String>>;
+
+    fn runs(program: &str, args: &[&str]) -> bool {
+        Command::new(program)
+            .args(args)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    /// Whether python-dotenv is there; absent, a test skips, unless CI requires it.
+    pub(super) fn python() -> bool {
+        static HAVE: OnceLock<bool> = OnceLock::new();
+        *HAVE.get_or_init(|| {
+            let have = runs("python3", &["-c", "import dotenv"]);
+            if !have {
+                assert!(
+                    std::env::var("BRIDGE_REQUIRE_SERVICES").as_deref() != Ok("1"),
+                    "python-dotenv is required (BRIDGE_REQUIRE_SERVICES=1) but `python3 -c \
+                     'import dotenv'` fails: python3 -m pip install python-dotenv"
+                );
+                eprintln!(
+                    "skipping the python-dotenv round trip: python-dotenv is not installed \
+                     (python3 -m pip install python-dotenv)"
+                );
+            }
+            have
+        })
+    }
+
+    pub(super) fn node() -> bool {
+        static HAVE: OnceLock<bool> = OnceLock::new();
+        *HAVE.get_or_init(|| {
+            let have = runs("node", &["-e", "require('dotenv')"]);
+            if !have {
+                eprintln!("not checking Node's dotenv: `node -e \"require('dotenv')\"` fails");
+            }
+            have
+        })
+    }
+
+    /// A fresh file in the temporary directory holding `text`.
+    pub(super) fn file(text: &str) -> PathBuf {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("bridge-dotenv-{}-{n}.env", std::process::id()));
+        std::fs::write(&path, text).expect("write the .env file");
+        path
+    }
+
+    fn read_with(program: &str, args: &[&str], paths: &[&Path]) -> Vec<Vars> {
+        let output = Command::new(program)
+            .args(args)
+            .args(paths)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(std::env::var_os("NODE_PATH").map(|p| ("NODE_PATH", p)))
+            .output()
+            .unwrap_or_else(|e| panic!("running {program}: {e}"));
+        assert!(
+            output.status.success(),
+            "{program} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("a JSON object of variables"))
+            .collect()
+    }
+
+    pub(super) fn python_reads(paths: &[&Path]) -> Vec<Vars> {
+        read_with("python3", &["-c", PYTHON], paths)
+    }
+
+    pub(super) fn node_reads(paths: &[&Path]) -> Vec<Vars> {
+        read_with("node", &["-e", NODE], paths)
+    }
+}
+
+use other_parsers::Vars;
+
+/// Values chosen to hit every rule of every parser: quotes, backslashes before the letters
+/// each one decodes, `$` and `${…}`, `#`, blanks at the ends and line breaks of every kind.
+fn hostile_value_strategy() -> impl Strategy<Value = String> {
+    prop_oneof![
+        value_strategy(),
+        "[\\\\$'\"`{}\r\n#: a-]{0,8}",
+        "[ \t]?[\\\\abfnrtv$'\"]{0,6}[ \t]?",
+        prop::collection::vec(
+            prop_oneof![
+                Just("\\$".to_owned()),
+                Just("\\\\".to_owned()),
+                Just("\r".to_owned()),
+                Just("\r\n".to_owned()),
+                Just("${A}".to_owned()),
+                Just("${".to_owned()),
+                Just(" # ".to_owned()),
+                Just("'".to_owned()),
+                Just("\"".to_owned()),
+                Just("\\n".to_owned()),
+                Just("x".to_owned()),
+                Just("\u{2028}".to_owned()),
+                Just("\u{a0}".to_owned()),
+            ],
+            0..6
+        )
+        .prop_map(|parts| parts.concat()),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(128)
+    ))]
+
+    /// Every value Bridge writes — into a new file, or in place of a commented line of an
+    /// existing (LF or CRLF) file — reads back the same in Bridge's parser and in
+    /// python-dotenv (and Node's dotenv where it is installed).
+    #[test]
+    fn written_values_read_the_same_in_python_dotenv_and_node(
+        values in prop::collection::vec(hostile_value_strategy(), 1..24),
+        crlf in any::<bool>(),
+    ) {
+        if !other_parsers::python() {
+            return Ok(());
+        }
+        let keys: Vec<String> = (0..values.len()).map(|i| format!("K{i}")).collect();
+        let expected: std::collections::BTreeMap<String, String> = keys
+            .iter()
+            .zip(&values)
+            .filter(|(_, value)| check_value(value).is_ok())
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect();
+        let set: EnvSet = expected.clone().into_iter().collect();
+        let rendered = render(&set);
+        prop_assert!(rendered.is_ok(), "{:?}", rendered.err());
+        let rendered = rendered.unwrap_or_default();
+
+        // An existing file with a comment on every line: the edit rewrites each value.
+        let eol = if crlf { "\r\n" } else { "\n" };
+        let original: String = keys
+            .iter()
+            .map(|key| format!("{key}=old  # keep {key}{eol}"))
+            .collect();
+        let secrets: Vec<SecretValue> = values.iter().map(|v| SecretValue::new(v.as_str())).collect();
+        let edits: Vec<Edit<'_>> = keys
+            .iter()
+            .zip(&secrets)
+            .filter(|(_, value)| check_value(value.expose()).is_ok())
+            .map(|(key, value)| Edit::Set { key, value })
+            .collect();
+        let edited = apply_edits(&original, &edits, &no_env());
+        prop_assert!(edited.is_ok(), "{:?}", edited.err());
+        let edited = edited.unwrap_or_default();
+        let mut expected_edited: Vars = keys.iter().map(|k| (k.clone(), Some("old".to_owned()))).collect();
+        for (key, value) in &expected {
+            expected_edited.insert(key.clone(), Some(value.clone()));
+        }
+
+        prop_assert_eq!(exposed(&vars(&rendered)), expected.clone().into_iter().collect::<Vec<_>>());
+        let bridge_edited: Vars = exposed(&vars(&edited)).into_iter().map(|(k, v)| (k, Some(v))).collect();
+        prop_assert_eq!(&bridge_edited, &expected_edited);
+
+        let expected_new: Vars = expected.into_iter().map(|(k, v)| (k, Some(v))).collect();
+        let (new_file, edited_file) = (other_parsers::file(&rendered), other_parsers::file(&edited));
+        let paths = [new_file.as_path(), edited_file.as_path()];
+        let python = other_parsers::python_reads(&paths);
+        let node = other_parsers::node().then(|| other_parsers::node_reads(&paths));
+        let _ = std::fs::remove_file(&new_file);
+        let _ = std::fs::remove_file(&edited_file);
+        prop_assert_eq!(&python[0], &expected_new, "python-dotenv, new file {:?}", rendered);
+        prop_assert_eq!(&python[1], &expected_edited, "python-dotenv, edited file {:?}", edited);
+        if let Some(node) = node {
+            prop_assert_eq!(&node[0], &expected_new, "Node's dotenv, new file {:?}", rendered);
+            prop_assert_eq!(&node[1], &expected_edited, "Node's dotenv, edited file {:?}", edited);
+        }
     }
 }

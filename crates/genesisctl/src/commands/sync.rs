@@ -243,6 +243,9 @@ pub fn exit_code(outcome: &bridge_sync::SyncOutcome) -> Code {
             TargetStatus::InSync | TargetStatus::Applied { .. } => Code::Ok,
             // Not applied, whether a guard refused the plan or the platform's rules would:
             // the output names the guard or the rule.
+            // A value no form can write (a `.env` value its readers would read differently)
+            // is the input's fault: exit 2.
+            TargetStatus::Rejected(v) if v.iter().any(|v| v.unwritable) => Code::Input,
             TargetStatus::Planned
             | TargetStatus::Refused(_)
             | TargetStatus::Rejected(_)

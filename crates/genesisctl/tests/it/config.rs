@@ -41,3 +41,168 @@ fn show_names_the_origin_of_every_value() {
     assert!(text.stdout.contains("sync.schedule"), "{}", text.stdout);
     assert!(text.stdout.contains("(env ENVSYNC_SCHEDULE)"));
 }
+
+/// `bridge.toml` mistakes are exit 2 with the key, line and column, never a silent default.
+#[test]
+fn bad_settings_in_the_file_are_exit_2_at_their_line_and_column() {
+    for (file, expected) in [
+        ("[sync\n", "bridge.toml:1:6: not valid TOML"),
+        (
+            "[sync]\nenabled = \"\"\n",
+            "bridge.toml:2:11: sync.enabled: expected true or false",
+        ),
+        (
+            "[sync]\nallow_deletions = \"\"\n",
+            "bridge.toml:2:19: sync.allow_deletions: expected true or false",
+        ),
+        (
+            "[sync]\nprotect = [\"bad key!\"]\n",
+            "bridge.toml:2:11: sync.protect: `bad key!` is not a variable name",
+        ),
+        (
+            "state_dir = \"\"\n",
+            "bridge.toml:1:13: state_dir: expected a path",
+        ),
+        (
+            "[sync]\nmdoe = \"enforce\"\n",
+            "bridge.toml:2:1: unknown key `sync.mdoe`; did you mean `sync.mode`?",
+        ),
+        (
+            "[sync]\ntargets = [\"rendr:svc\"]\n",
+            "bridge.toml:2:11: sync.targets: unknown platform `rendr` in `rendr:svc`; did you mean `render`?",
+        ),
+    ] {
+        let s = Sandbox::new();
+        s.file("bridge.toml", file);
+        let r = s.run(&["config", "show"]);
+        assert_eq!(r.code, 2, "{file:?}: {r:?}");
+        assert!(r.stderr.contains(expected), "{file:?}: {}", r.stderr);
+    }
+
+    // An unknown key far from every name lists all of them.
+    let s = Sandbox::new();
+    s.file("bridge.toml", "colour = \"blue\"\n");
+    let r = s.run(&["config", "show"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    for name in [
+        "state_dir",
+        "sync.protect",
+        "github.api_url",
+        "server.vault_keys",
+        "[schema]",
+    ] {
+        assert!(r.stderr.contains(name), "{name} not listed: {}", r.stderr);
+    }
+}
+
+/// Typos on the command line get the close name: clap's suggestions for commands and flags,
+/// Bridge's for platform names.
+#[test]
+fn typos_on_the_command_line_suggest_the_close_name() {
+    let s = Sandbox::new();
+    let r = s.run(&["confg", "show"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("unrecognized subcommand 'confg'"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("similar subcommand exists: 'config'"),
+        "{}",
+        r.stderr
+    );
+
+    let r = s.run(&["env", "sync", "--dry-rn"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("similar argument exists: '--dry-run'"),
+        "{}",
+        r.stderr
+    );
+
+    s.file(".env", "A=1\n");
+    let r = s.run(&[
+        "env",
+        "diff",
+        "--from",
+        "local:.env",
+        "--target",
+        "rendr:svc",
+    ]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("unknown platform `rendr` in `rendr:svc`; did you mean `render`?"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("known platforms: local[:PATH], process"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// Randomly mangled files through the real binary: each one runs (exit 0) or is refused
+/// with exit 2 at a line and column; none panics (exit 101) or fails otherwise.
+#[test]
+fn mangled_files_through_the_binary_are_exit_0_or_2_at_a_position() {
+    const BASE: &str = "state_dir = \".bridge\"\n[sync]\nenabled = true\nmode = \"dry-run\"\n\
+        targets = [\"local:prod.env\"]\nprotect = [\"DATABASE_URL\"]\nallow_deletions = false\n\
+        [server]\nmax_body_bytes = 1024\n";
+    const ALPHABET: &[u8] = b"[]\"'=.,#\n \\aZ_1-:{}";
+    let cases: u64 = std::env::var("BRIDGE_FUZZ_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .map_or(60, |n: u64| n / 20);
+    let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    let s = Sandbox::new();
+    let (mut ok, mut refused) = (0, 0);
+    for case in 0..cases {
+        let mut bytes = BASE.as_bytes().to_vec();
+        for _ in 0..1 + next(3) {
+            let at = next(bytes.len());
+            let c = ALPHABET[next(ALPHABET.len())];
+            match next(3) {
+                0 => {
+                    bytes.remove(at);
+                }
+                1 => bytes[at] = c,
+                _ => bytes.insert(at, c),
+            }
+        }
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        s.file("bridge.toml", &text);
+        let r = s.run(&["config", "show"]);
+        match r.code {
+            0 => ok += 1,
+            2 => {
+                refused += 1;
+                let placed = r.stderr.contains("bridge.toml:")
+                    && r.stderr.split("bridge.toml:").skip(1).any(|rest| {
+                        let mut parts = rest.splitn(3, ':');
+                        let n = |p: Option<&str>| {
+                            p.is_some_and(|p| {
+                                !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())
+                            })
+                        };
+                        n(parts.next()) && n(parts.next())
+                    });
+                assert!(
+                    placed,
+                    "case {case}: no line and column for {text:?}: {}",
+                    r.stderr
+                );
+            }
+            code => panic!("case {case}: exit {code} for {text:?}: {r:?}"),
+        }
+    }
+    eprintln!("bridge.toml binary fuzz: {cases} cases, {ok} exit 0, {refused} exit 2");
+}

@@ -353,3 +353,39 @@ fn on_a_terminal_sync_shows_the_plan_and_asks_first() {
     assert!(!screen.contains("[y/N]"), "--yes asked anyway: {screen}");
     assert!(s.read("prod.env").contains("B=3"));
 }
+
+/// A value no `.env` form carries alike for Bridge, python-dotenv and Node's dotenv (here a
+/// `'`, a `"` and a line break together) is refused before anything is written: exit 2,
+/// naming the key, never the value.
+#[test]
+fn a_value_no_dotenv_form_carries_alike_is_refused_by_key() {
+    let s = Sandbox::new();
+    s.file(
+        ".env",
+        "OK=1\nMIXED_TOKEN=\"it's \\\"quoted\\\"\\nsecond line\"\n",
+    );
+    s.file("out.env", "OK=0\n");
+    let r = s.run(&["env", "sync", "--target", "local:out.env", "--yes"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.all().contains("MIXED_TOKEN"), "{r:?}");
+    assert!(r.all().contains("python-dotenv"), "{r:?}");
+    assert!(!r.all().contains("quoted"), "the value leaked: {r:?}");
+    assert_eq!(s.read("out.env"), "OK=0\n", "nothing is written");
+}
+
+/// Values that Bridge used to write with escapes the other parsers read differently (`\$`,
+/// `\\`, a lone carriage return) are written in forms they all read alike.
+#[test]
+fn values_with_dollars_backslashes_and_carriage_returns_are_written_plainly() {
+    let s = Sandbox::new();
+    s.file(
+        ".env",
+        "PRICE='\\$5'\nPATHS='C:\\\\dir'\nCR=\"a\\rb\"\nIT=\"it's $5\"\n",
+    );
+    let r = s.run(&["env", "sync", "--target", "local:out.env", "--yes"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        s.read("out.env"),
+        "CR=\"a\\rb\"\nIT=\"it's $5\"\nPATHS=C:\\\\dir\nPRICE='\\$5'\n"
+    );
+}
