@@ -550,6 +550,7 @@ mod tests {
         let v = |key: &str, rule: &str| RuleViolation {
             key: key.into(),
             rule: rule.into(),
+            unwritable: false,
         };
         let text = violations_text(&[v("K100", rule), v("K101", rule), v("BIG", "too large")]);
         assert_eq!(text, format!("K100, K101: {rule}; BIG: too large"));
