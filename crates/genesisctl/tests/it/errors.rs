@@ -261,3 +261,72 @@ fn a_failure_under_json_output_is_json_on_stdout() {
     );
     assert!(r.stderr.contains("error: "), "{}", r.stderr);
 }
+
+/// Mangled `.env` sources through the binary: each is read (exit 0 or 1: in sync or drift)
+/// or refused with exit 2 at `.env:LINE:COLUMN`; never a panic, never another code.
+/// `BRIDGE_FUZZ_CASES` sets the number of cases (default 80).
+#[test]
+fn mangled_env_files_are_read_or_refused_at_a_position() {
+    const BASE: &str = "# app\nexport APP=web\nDB_URL=\"postgres://u:p@h/db\"\nEMPTY=\nQ='single # not a comment'\n\
+        MULTI=\"line1\nline2\"\nREF=${APP}-x\nSPACED = value  # comment\n";
+    const ALPHABET: &[u8] = b"\"'=#$\\{}\n\r \t\0aZ_1-.`";
+    let cases: u64 = std::env::var("BRIDGE_FUZZ_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(80);
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    let s = Sandbox::new();
+    s.file("t.env", "APP=web\n");
+    let (mut read, mut refused, mut unwritable) = (0, 0, 0);
+    for case in 0..cases {
+        let mut bytes = BASE.as_bytes().to_vec();
+        for _ in 0..1 + next(4) {
+            let at = next(bytes.len());
+            let c = ALPHABET[next(ALPHABET.len())];
+            match next(3) {
+                0 => {
+                    bytes.remove(at);
+                }
+                1 => bytes[at] = c,
+                _ => bytes.insert(at, c),
+            }
+        }
+        std::fs::write(s.path(".env"), &bytes).unwrap();
+        let r = s.run(&["env", "diff", "--target", "local:t.env"]);
+        match r.code {
+            0 | 1 => read += 1,
+            // A value read fine but that no `.env` form writes alike is refused by key.
+            2 if r.stdout.contains("cannot be written to a .env file") => unwritable += 1,
+            2 => {
+                refused += 1;
+                let placed = r.stderr.split(".env:").skip(1).any(|rest| {
+                    let mut parts = rest.splitn(3, ':');
+                    let n = |p: Option<&str>| {
+                        p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+                    };
+                    n(parts.next()) && n(parts.next())
+                });
+                assert!(
+                    placed,
+                    "case {case}: no line and column for {:?}: {}",
+                    String::from_utf8_lossy(&bytes),
+                    r.stderr
+                );
+            }
+            code => panic!(
+                "case {case}: exit {code} for {:?}: {r:?}",
+                String::from_utf8_lossy(&bytes)
+            ),
+        }
+    }
+    eprintln!(
+        ".env binary fuzz: {cases} cases, {read} read (exit 0/1), {refused} refused at a \
+         position (exit 2), {unwritable} values refused as unwritable (exit 2)"
+    );
+}
