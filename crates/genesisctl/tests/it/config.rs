@@ -152,32 +152,12 @@ fn mangled_files_through_the_binary_are_exit_0_or_2_at_a_position() {
         targets = [\"local:prod.env\"]\nprotect = [\"DATABASE_URL\"]\nallow_deletions = false\n\
         [server]\nmax_body_bytes = 1024\n";
     const ALPHABET: &[u8] = b"[]\"'=.,#\n \\aZ_1-:{}";
-    let cases: u64 = std::env::var("BRIDGE_FUZZ_CASES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .map_or(60, |n: u64| n / 20);
-    let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
-    let mut next = move |n: usize| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        (seed % n as u64) as usize
-    };
+    let cases = crate::sandbox::fuzz_cases(1_200) / 20;
+    let mut mangler = crate::sandbox::Mangler::new(0x2545_F491_4F6C_DD1D);
     let s = Sandbox::new();
     let (mut ok, mut refused) = (0, 0);
     for case in 0..cases {
-        let mut bytes = BASE.as_bytes().to_vec();
-        for _ in 0..1 + next(3) {
-            let at = next(bytes.len());
-            let c = ALPHABET[next(ALPHABET.len())];
-            match next(3) {
-                0 => {
-                    bytes.remove(at);
-                }
-                1 => bytes[at] = c,
-                _ => bytes.insert(at, c),
-            }
-        }
+        let bytes = mangler.mangle(BASE, ALPHABET, 3);
         let text = String::from_utf8_lossy(&bytes).into_owned();
         s.file("bridge.toml", &text);
         let r = s.run(&["config", "show"]);
@@ -185,16 +165,7 @@ fn mangled_files_through_the_binary_are_exit_0_or_2_at_a_position() {
             0 => ok += 1,
             2 => {
                 refused += 1;
-                let placed = r.stderr.contains("bridge.toml:")
-                    && r.stderr.split("bridge.toml:").skip(1).any(|rest| {
-                        let mut parts = rest.splitn(3, ':');
-                        let n = |p: Option<&str>| {
-                            p.is_some_and(|p| {
-                                !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())
-                            })
-                        };
-                        n(parts.next()) && n(parts.next())
-                    });
+                let placed = crate::sandbox::names_a_position(&r.stderr, "bridge.toml");
                 assert!(
                     placed,
                     "case {case}: no line and column for {text:?}: {}",

@@ -270,33 +270,13 @@ fn mangled_env_files_are_read_or_refused_at_a_position() {
     const BASE: &str = "# app\nexport APP=web\nDB_URL=\"postgres://u:p@h/db\"\nEMPTY=\nQ='single # not a comment'\n\
         MULTI=\"line1\nline2\"\nREF=${APP}-x\nSPACED = value  # comment\n";
     const ALPHABET: &[u8] = b"\"'=#$\\{}\n\r \t\0aZ_1-.`";
-    let cases: u64 = std::env::var("BRIDGE_FUZZ_CASES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(80);
-    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut next = move |n: usize| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        (seed % n as u64) as usize
-    };
+    let cases = crate::sandbox::fuzz_cases(80);
+    let mut mangler = crate::sandbox::Mangler::new(0x9E37_79B9_7F4A_7C15);
     let s = Sandbox::new();
     s.file("t.env", "APP=web\n");
     let (mut read, mut refused, mut unwritable) = (0, 0, 0);
     for case in 0..cases {
-        let mut bytes = BASE.as_bytes().to_vec();
-        for _ in 0..1 + next(4) {
-            let at = next(bytes.len());
-            let c = ALPHABET[next(ALPHABET.len())];
-            match next(3) {
-                0 => {
-                    bytes.remove(at);
-                }
-                1 => bytes[at] = c,
-                _ => bytes.insert(at, c),
-            }
-        }
+        let bytes = mangler.mangle(BASE, ALPHABET, 4);
         std::fs::write(s.path(".env"), &bytes).unwrap();
         let r = s.run(&["env", "diff", "--target", "local:t.env"]);
         match r.code {
@@ -305,13 +285,7 @@ fn mangled_env_files_are_read_or_refused_at_a_position() {
             2 if r.stdout.contains("cannot be written to a .env file") => unwritable += 1,
             2 => {
                 refused += 1;
-                let placed = r.stderr.split(".env:").skip(1).any(|rest| {
-                    let mut parts = rest.splitn(3, ':');
-                    let n = |p: Option<&str>| {
-                        p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-                    };
-                    n(parts.next()) && n(parts.next())
-                });
+                let placed = crate::sandbox::names_a_position(&r.stderr, ".env");
                 assert!(
                     placed,
                     "case {case}: no line and column for {:?}: {}",

@@ -110,3 +110,58 @@ pub fn with_examples() -> Sandbox {
 pub fn mode(path: &Path) -> u32 {
     fs::metadata(path).expect("metadata").permissions().mode() & 0o777
 }
+
+/// Seeded random edits of a text, for the fuzz tests of the parsers through the binary.
+pub struct Mangler {
+    seed: u64,
+}
+
+impl Mangler {
+    pub fn new(seed: u64) -> Self {
+        Self { seed }
+    }
+
+    /// xorshift64: the same cases on every run.
+    fn next(&mut self, n: usize) -> usize {
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        (self.seed % n as u64) as usize
+    }
+
+    /// `base` with 1 to `max_edits` bytes removed, replaced or inserted from `alphabet`.
+    pub fn mangle(&mut self, base: &str, alphabet: &[u8], max_edits: usize) -> Vec<u8> {
+        let mut bytes = base.as_bytes().to_vec();
+        for _ in 0..1 + self.next(max_edits) {
+            let at = self.next(bytes.len());
+            let c = alphabet[self.next(alphabet.len())];
+            match self.next(3) {
+                0 => {
+                    bytes.remove(at);
+                }
+                1 => bytes[at] = c,
+                _ => bytes.insert(at, c),
+            }
+        }
+        bytes
+    }
+}
+
+/// Whether `text` names a position in `file`: `FILE:LINE:COLUMN`.
+pub fn names_a_position(text: &str, file: &str) -> bool {
+    text.split(&format!("{file}:")).skip(1).any(|rest| {
+        let mut parts = rest.splitn(3, ':');
+        let digits = |p: Option<&str>| {
+            p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        };
+        digits(parts.next()) && digits(parts.next())
+    })
+}
+
+/// The number of fuzz cases: `BRIDGE_FUZZ_CASES`, else `default`.
+pub fn fuzz_cases(default: u64) -> u64 {
+    std::env::var("BRIDGE_FUZZ_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}
