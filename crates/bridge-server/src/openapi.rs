@@ -7,8 +7,15 @@ use serde_json::{Map, Value, json};
 
 use crate::route::{Access, Answer, In, ParamType, Route, common_errors, error_schema};
 
-/// The whole document.
+/// The whole document, for any server: a provider is any name (the server answers 404 for
+/// one it does not have).
 pub fn document(routes: &[Route], version: &str) -> Value {
+    document_for(routes, version, &[])
+}
+
+/// The document a server with these configured `providers` serves: its `{provider}`
+/// parameters list them as an `enum`.
+pub fn document_for(routes: &[Route], version: &str, providers: &[String]) -> Value {
     let mut settings = SchemaSettings::draft2020_12();
     settings.definitions_path = "/components/schemas".into();
     let mut generator = settings.into_generator();
@@ -16,7 +23,7 @@ pub fn document(routes: &[Route], version: &str) -> Value {
 
     let mut paths = Map::new();
     for route in routes {
-        let operation = operation(route, &mut generator, &error_schema);
+        let operation = operation(route, &mut generator, &error_schema, providers);
         let item = paths
             .entry(route.path.to_owned())
             .or_insert_with(|| Value::Object(Map::new()));
@@ -63,7 +70,12 @@ pub fn document(routes: &[Route], version: &str) -> Value {
     })
 }
 
-fn operation(route: &Route, generator: &mut schemars::SchemaGenerator, error: &Value) -> Value {
+fn operation(
+    route: &Route,
+    generator: &mut schemars::SchemaGenerator,
+    error: &Value,
+    providers: &[String],
+) -> Value {
     let mut op = Map::new();
     op.insert("operationId".into(), route.operation_id.into());
     op.insert("summary".into(), route.summary.into());
@@ -95,10 +107,7 @@ fn operation(route: &Route, generator: &mut schemars::SchemaGenerator, error: &V
                     "in": match p.location { In::Path => "path", In::Query => "query", In::Header => "header" },
                     "required": p.required,
                     "description": p.description,
-                    "schema": match p.kind {
-                        ParamType::String => json!({ "type": "string" }),
-                        ParamType::Integer => json!({ "type": "integer", "minimum": 0 }),
-                    },
+                    "schema": param_schema(p.kind, providers),
                 })
             })
             .collect();
@@ -125,7 +134,20 @@ fn operation(route: &Route, generator: &mut schemars::SchemaGenerator, error: &V
         }),
         Answer::EventStream => json!({
             "description": "A stream of server-sent events: `id` = _genesis_seq, `event` = topic, `data` = the envelope as JSON.",
-            "content": { "text/event-stream": { "schema": { "type": "string" } } }
+            // OpenAPI 3.1 has the schema of an event stream describe each event.
+            "content": { "text/event-stream": { "schema": {
+                "type": "object",
+                "required": ["id", "event", "data"],
+                "properties": {
+                    "id": { "type": "string", "pattern": "^[0-9]+$", "description": "_genesis_seq" },
+                    "event": { "type": "string", "description": "the topic" },
+                    "data": {
+                        "type": "string",
+                        "contentMediaType": "application/json",
+                        "description": "the envelope"
+                    }
+                }
+            } } }
         }),
     };
     responses.insert(route.success.to_string(), success.clone());
@@ -147,19 +169,42 @@ fn operation(route: &Route, generator: &mut schemars::SchemaGenerator, error: &V
     Value::Object(op)
 }
 
+/// What the server checks of a parameter of this type, as a schema.
+fn param_schema(kind: ParamType, providers: &[String]) -> Value {
+    match kind {
+        ParamType::String { min_len: 0 } => json!({ "type": "string" }),
+        ParamType::String { min_len } => json!({ "type": "string", "minLength": min_len }),
+        ParamType::Integer { min, max } => {
+            json!({ "type": "integer", "minimum": min, "maximum": max })
+        }
+        ParamType::Enum(words) => json!({ "type": "string", "enum": words }),
+        ParamType::TopicPattern => json!({
+            "type": "string",
+            "maxLength": bridge_genesis::bus::topic::MAX_TOPIC_LEN,
+            "pattern": crate::routes::genesis::TOPIC_PATTERN_PATTERN,
+        }),
+        ParamType::DateTime => json!({ "type": "string", "format": "date-time" }),
+        ParamType::Provider if providers.is_empty() => json!({ "type": "string", "minLength": 1 }),
+        ParamType::Provider => json!({ "type": "string", "enum": providers }),
+    }
+}
+
 fn error_description(code: u16) -> &'static str {
     match code {
         400 => "Bad request: a malformed parameter or body",
         401 => "No valid bearer token",
         403 => "The token's role is not enough, or the gate or allow-list refused",
-        404 => "Not found",
+        404 => "Not found: no such provider, platform, entry or key",
+        409 => "Busy: another apply holds the place's lock past the lock timeout",
         413 => {
             "The body is over the server's limit: `server.max_body_bytes` (256 KiB by default), for the deploy webhooks `server.webhook_max_body_bytes` (1 MiB); a route that takes no body refuses one over the limit too, before it runs"
         }
         415 => "The body is not JSON",
         422 => "The body is JSON of the wrong shape",
         502 => "A platform failed",
-        503 => "Timed out, or the store is unavailable",
+        503 => {
+            "Timed out (`server.request_timeout`), the store is unavailable, a webhook's secret is not set, or the server is at `server.max_connections`"
+        }
         _ => "Error",
     }
 }

@@ -27,11 +27,34 @@ pub enum In {
     Header,
 }
 
-/// The JSON type of a parameter.
+/// The type of a parameter and what the server checks of it: the document states exactly
+/// this ([`crate::openapi`]), and the handler refuses anything else (400, or 404 for a path
+/// segment that names nothing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParamType {
-    String,
-    Integer,
+    /// Any string of at least `min_len` characters.
+    String { min_len: u64 },
+    /// A whole number in `min..=max` (the handler parses it as `u64`).
+    Integer { min: u64, max: u64 },
+    /// One of these words.
+    Enum(&'static [&'static str]),
+    /// A topic pattern (`bridge_genesis::bus::TopicPattern`); empty means none given.
+    TopicPattern,
+    /// An RFC 3339 date-time.
+    DateTime,
+    /// A provider configured on this server: the served document lists them
+    /// ([`crate::openapi::document_for`]); any other name is answered 404.
+    Provider,
+}
+
+impl ParamType {
+    /// Any string.
+    pub const STRING: ParamType = ParamType::String { min_len: 0 };
+    /// A whole number from 0 (a `_genesis_seq`, an index).
+    pub const SEQ: ParamType = ParamType::Integer {
+        min: 0,
+        max: u64::MAX,
+    };
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -75,7 +98,8 @@ pub struct Route {
     pub body: Option<SchemaFn>,
     pub answer: Answer,
     pub success: u16,
-    /// Error statuses besides the ones every route may answer (400, 401/403, 413, 503).
+    /// Error statuses besides the ones [`common_errors`] adds (400 for a parameter or body,
+    /// 401/403 for a role, 413, 415/422 for a JSON body, 503).
     pub errors: &'static [u16],
     /// A live stream: no request timeout.
     pub streaming: bool,
@@ -91,14 +115,17 @@ pub fn common_errors(route: &Route) -> Vec<u16> {
     // Any body over the limit, even to a route that takes none.
     codes.push(413);
     if route.body.is_some() {
-        codes.extend([400, 415, 422]);
+        codes.extend([400, 422]);
+        // The webhooks read the raw body, whatever its type; every other body is JSON.
+        if route.access != Access::Signature {
+            codes.push(415);
+        }
     }
     if !route.params.is_empty() {
         codes.push(400);
     }
-    if !route.streaming {
-        codes.push(503);
-    }
+    // A timeout, an unavailable store, or the server at `server.max_connections`.
+    codes.push(503);
     codes.sort_unstable();
     codes.dedup();
     codes

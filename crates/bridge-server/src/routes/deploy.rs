@@ -32,11 +32,18 @@ use time::OffsetDateTime;
 use crate::AppState;
 use crate::auth::Role;
 use crate::error::{ApiError, ApiJson};
-use crate::route::{Access, Answer, Param, Route, schema_of};
+use crate::route::{Access, Answer, Param, ParamType, Route, schema_of};
 use crate::routes::path_param;
 
+/// The platforms' names ([`Platform::ALL`]), as the document lists them.
+const PLATFORMS: &[&str] = &["github", "netlify", "render"];
+
 pub(crate) fn routes() -> Vec<Route> {
-    const PLATFORM: &[Param] = &[path_param("platform", "github, netlify or render")];
+    const PLATFORM: &[Param] = &[path_param(
+        "platform",
+        ParamType::Enum(PLATFORMS),
+        "github, netlify or render (404 for any other)",
+    )];
     vec![
         Route {
             method: "POST",
@@ -169,13 +176,16 @@ pub struct PlatformWebhook {
 #[serde(deny_unknown_fields)]
 pub struct DeployEventBody {
     /// `github`, `netlify` or `render`.
+    #[schemars(extend("enum" = ["github", "netlify", "render"]))]
     pub platform: String,
     /// `start`, `success`, `failure` or `progress`.
+    #[schemars(extend("enum" = ["start", "success", "failure", "progress"]))]
     pub event_type: String,
     /// The platform's own word: `building`, `live`, `failed`, ...
     pub status: String,
     /// RFC 3339; now when left out.
     #[serde(default)]
+    #[schemars(extend("format" = "date-time"))]
     pub timestamp: Option<String>,
     #[serde(default)]
     pub metadata: Option<DeployMetadataBody>,
@@ -737,4 +747,20 @@ fn summarise(events: &[Map<String, Value>]) -> PlatformHistory {
         h.per_day = Some(outcomes as f64 / days);
     }
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_names_are_the_parsed_ones() {
+        let names: Vec<&str> = Platform::ALL.iter().map(|p| p.as_str()).collect();
+        assert_eq!(names, PLATFORMS);
+        let kinds: Vec<&str> = bridge_webhooks::DeployEventType::ALL
+            .iter()
+            .map(|k| k.as_str())
+            .collect();
+        assert_eq!(kinds, ["start", "success", "failure", "progress"]);
+    }
 }

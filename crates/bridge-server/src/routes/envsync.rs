@@ -22,7 +22,8 @@ use bridge_operations::{DriftNotice, Mode, Origin};
 pub(crate) fn routes() -> Vec<Route> {
     const PROVIDER: &[crate::route::Param] = &[path_param(
         "provider",
-        "a configured provider, as `GET /envsync/health` lists them (e.g. `render`)",
+        crate::route::ParamType::Provider,
+        "a configured provider, as `GET /envsync/health` lists them (e.g. `render`); 404 for any other",
     )];
     vec![
         Route {

@@ -29,43 +29,46 @@ pub(crate) fn routes() -> Vec<Route> {
     const HISTORY: &[Param] = &[
         query(
             "topic",
-            ParamType::String,
+            ParamType::TopicPattern,
             false,
             "topic pattern: `envsync.*` (one segment), `deploy.>` (one or more), or a topic",
         ),
         query(
             "since",
-            ParamType::Integer,
+            ParamType::SEQ,
             false,
             "only events after this _genesis_seq",
         ),
         query(
             "until",
-            ParamType::Integer,
+            ParamType::SEQ,
             false,
             "only events up to this _genesis_seq",
         ),
         query(
             "from",
-            ParamType::String,
+            ParamType::DateTime,
             false,
             "only events stamped at or after this RFC 3339 time",
         ),
         query(
             "to",
-            ParamType::String,
+            ParamType::DateTime,
             false,
             "only events stamped before this RFC 3339 time",
         ),
         query(
             "limit",
-            ParamType::Integer,
+            ParamType::Integer {
+                min: 1,
+                max: MAX_HISTORY_LIMIT as u64,
+            },
             false,
             "at most this many (default 100, at most 10000)",
         ),
         query(
             "order",
-            ParamType::String,
+            ParamType::Enum(&["asc", "desc"]),
             false,
             "`asc` (oldest first, default) or `desc` (newest first)",
         ),
@@ -73,13 +76,13 @@ pub(crate) fn routes() -> Vec<Route> {
     const STREAM: &[Param] = &[
         query(
             "topic",
-            ParamType::String,
+            ParamType::TopicPattern,
             false,
             "topic pattern to follow (default `>`: everything)",
         ),
         query(
             "since",
-            ParamType::Integer,
+            ParamType::SEQ,
             false,
             "start after this _genesis_seq (default: from now on)",
         ),
@@ -87,7 +90,7 @@ pub(crate) fn routes() -> Vec<Route> {
             name: "Last-Event-ID",
             location: In::Header,
             required: false,
-            kind: ParamType::Integer,
+            kind: ParamType::SEQ,
             description: "resume after this _genesis_seq; wins over `since`",
         },
     ];
@@ -217,9 +220,22 @@ pub struct EventsPage {
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PublishRequest {
+    /// A topic: dot-separated segments of `a-z`, `0-9` and `_`, at most 255 bytes (422
+    /// otherwise).
+    #[schemars(length(min = 1, max = 255), regex(pattern = TOPIC_PATTERN))]
     pub topic: String,
+    /// Any JSON object whose keys do not start with `_genesis_` (the bus's own), at most
+    /// 256 KiB as JSON (422 otherwise).
+    #[schemars(extend("propertyNames" = { "not": { "pattern": "^_genesis_" } }))]
     pub payload: Map<String, Value>,
 }
+
+/// A topic, as `bridge_genesis::bus::Topic` checks it.
+pub const TOPIC_PATTERN: &str = r"^[a-z0-9_]+(\.[a-z0-9_]+)*$";
+
+/// A topic pattern, as `bridge_genesis::bus::TopicPattern` checks it: literal segments, `*`
+/// for one segment, `>` as the last for one or more; empty stands for no pattern.
+pub const TOPIC_PATTERN_PATTERN: &str = r"^(((\*|[a-z0-9_]+)\.)*(\*|>|[a-z0-9_]+))?$";
 
 /// `GET /genesis/stats`.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]

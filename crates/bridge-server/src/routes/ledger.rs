@@ -20,18 +20,33 @@ use crate::routes::{path_param, query};
 
 pub(crate) fn routes() -> Vec<Route> {
     const ENTRIES: &[Param] = &[
-        query("from", ParamType::Integer, false, "first index (default 0)"),
+        query("from", ParamType::SEQ, false, "first index (default 0)"),
         query(
             "limit",
-            ParamType::Integer,
+            ParamType::Integer { min: 1, max: 1000 },
             false,
             "at most this many (default 100, at most 1000)",
         ),
     ];
-    const PROOF: &[Param] = &[path_param("index", "the entry's index, from 0")];
+    const PROOF: &[Param] = &[path_param(
+        "index",
+        ParamType::SEQ,
+        "the entry's index, from 0 (404 past the last entry)",
+    )];
+    // 0 < from <= to, and `to` at most the ledger's size (404 otherwise).
+    const SIZE: ParamType = ParamType::Integer {
+        min: 1,
+        max: u64::MAX,
+    };
     const CONSISTENCY: &[Param] = &[
-        query("from", ParamType::Integer, true, "the older tree size"),
-        query("to", ParamType::Integer, true, "the newer tree size"),
+        query("from", SIZE, true, "the older tree size, at least 1"),
+        query(
+            "to",
+            SIZE,
+            true,
+            "the newer tree size, at least `from` (400 otherwise) and at most the ledger's \
+             size (404 otherwise)",
+        ),
     ];
     let observer = Access::Role(Role::Observer);
     vec![

@@ -9,12 +9,16 @@ pub mod vault;
 
 use crate::route::{In, Param, ParamType};
 
-pub(crate) const fn path_param(name: &'static str, description: &'static str) -> Param {
+pub(crate) const fn path_param(
+    name: &'static str,
+    kind: ParamType,
+    description: &'static str,
+) -> Param {
     Param {
         name,
         location: In::Path,
         required: true,
-        kind: ParamType::String,
+        kind,
         description,
     }
 }

@@ -67,9 +67,17 @@ pub(crate) fn routes() -> Vec<Route> {
 }
 
 async fn openapi(State(state): State<AppState>) -> Json<serde_json::Value> {
-    Json(crate::openapi::document(
+    let providers: Vec<String> = state
+        .inner
+        .ops
+        .providers()
+        .iter()
+        .map(|p| p.name.clone())
+        .collect();
+    Json(crate::openapi::document_for(
         state.inner.routes,
         &state.inner.options.version,
+        &providers,
     ))
 }
 

@@ -20,7 +20,7 @@ use crate::routes::query;
 pub(crate) fn routes() -> Vec<Route> {
     const KEY: &[crate::route::Param] = &[query(
         "key",
-        ParamType::String,
+        ParamType::String { min_len: 1 },
         true,
         "the variable to read, e.g. RENDER_API_TOKEN",
     )];

@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod connections;
+mod contract;
 mod harness;
 mod openapi;
 mod reads;
