@@ -468,3 +468,81 @@ async fn the_wal_is_checkpointed_off_the_commit_path() {
     assert!(sizes[0] > 1_000_000, "{sizes:?}");
     assert!(sizes[3] < sizes[0] * 2, "the WAL keeps growing: {sizes:?}");
 }
+
+/// How many descriptors this process holds on the store's files (the database, its WAL and
+/// its shared-memory index).
+#[cfg(target_os = "linux")]
+fn descriptors_on(path: &Path) -> usize {
+    let prefix = path.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with(&prefix))
+        .count()
+}
+
+/// A burst of readers (2,000 live streams catching up at once) shares a bounded set of read
+/// connections, during the burst and after it, while the writer commits: the store does not
+/// open the file once per waiting reader.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_readers_keeps_a_bounded_number_of_connections() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = populated(dir.path(), 1_000).await;
+    let (store, bus) = open_bus(&path);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let sampler = {
+        let (stop, peak, path) = (stop.clone(), peak.clone(), path.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                peak.fetch_max(descriptors_on(&path), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    let publisher = tokio::spawn(async move {
+        for n in 0..200 {
+            bus.publish("envsync.drift", json!({"n": n}), Role::System)
+                .await
+                .unwrap();
+        }
+    });
+    let readers: Vec<_> = (0..2_000u64)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let query = HistoryQuery {
+                    after_seq: Some(i % 1_000),
+                    limit: 256,
+                    ..HistoryQuery::default()
+                };
+                store.read(query).await.unwrap().len()
+            })
+        })
+        .collect();
+    for reader in readers {
+        assert!(reader.await.unwrap() > 0);
+    }
+    publisher.await.unwrap();
+    stop.store(true, Ordering::Relaxed);
+    sampler.join().unwrap();
+
+    // Each connection holds the database and its WAL; the shared-memory index is one
+    // descriptor per process. The writer, the checkpointer and at most MAX_READERS (8) readers.
+    let bound = 2 * (8 + 2) + 1;
+    let peak = peak.load(Ordering::Relaxed);
+    let after = descriptors_on(&path);
+    eprintln!("descriptors on the store: peak {peak} during the burst, {after} after it");
+    assert!(
+        peak <= bound,
+        "{peak} descriptors during the burst (bound {bound})"
+    );
+    assert!(
+        after <= bound,
+        "{after} descriptors after the burst (bound {bound})"
+    );
+}

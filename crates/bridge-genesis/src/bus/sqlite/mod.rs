@@ -2,7 +2,8 @@
 //!
 //! Writes go through one thread that owns the write connection and commits in groups
 //! ([`writer`]); reads run on a small pool of read-only connections on tokio's blocking
-//! threads, so readers never wait for the writer (WAL). Opening the file checks it
+//! threads, so readers never wait for the writer (WAL). At most [`MAX_READERS`] reads run at
+//! once; the rest queue for a connection rather than each opening the file. Opening the file checks it
 //! ([`IntegrityCheck`]) and refuses a damaged one with an error that says what is wrong.
 
 mod checkpointer;
@@ -17,7 +18,7 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 use time::OffsetDateTime;
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::{Semaphore, broadcast, oneshot};
 
 use self::checkpointer::Checkpointer;
 use self::history::read_events;
@@ -30,8 +31,12 @@ use super::topic::TopicPattern;
 use crate::deliveries::{self, DeliveryClaim, DeliveryStore};
 use crate::schedule::{ScheduleStore, ScheduledRun, slot_micros};
 
-/// Idle read connections kept for reuse; more are opened on demand and closed after use.
-const IDLE_READERS: usize = 4;
+/// Read connections open at once, all kept for reuse. A burst of readers (thousands of live
+/// streams catching up) queues for one of these instead of opening the file once per blocking
+/// thread: each connection costs two descriptors and its page cache, and SQLite's unix VFS
+/// keeps a closed connection's descriptors until no connection in the process holds a lock,
+/// so opening and closing under load leaks descriptors for as long as the writer is busy.
+const MAX_READERS: usize = 8;
 
 /// Tuning for [`SqliteStore::open_with`].
 #[derive(Debug, Clone)]
@@ -83,6 +88,8 @@ struct Inner {
     jobs: Option<mpsc::Sender<Job>>,
     writer: Option<std::thread::JoinHandle<()>>,
     readers: Mutex<Vec<Connection>>,
+    /// One permit per read connection ([`MAX_READERS`]).
+    read_permits: Arc<Semaphore>,
     live: broadcast::Sender<Arc<Event>>,
     counters: Arc<WriterCounters>,
     checkpointer: Option<Checkpointer>,
@@ -150,6 +157,7 @@ impl SqliteStore {
                 jobs: Some(jobs),
                 writer: Some(handle),
                 readers: Mutex::new(Vec::new()),
+                read_permits: Arc::new(Semaphore::new(MAX_READERS)),
                 live,
                 counters,
                 checkpointer: Some(checkpointer),
@@ -203,7 +211,19 @@ impl SqliteStore {
     ) -> BoxFuture<'_, Result<T, StoreError>> {
         let inner = self.inner.clone();
         Box::pin(async move {
+            // The semaphore is never closed, so acquiring only waits.
+            let permit = inner
+                .read_permits
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|e| StoreError::Task {
+                    store: self.inner.name.clone(),
+                    op,
+                    message: e.to_string(),
+                })?;
             tokio::task::spawn_blocking(move || {
+                let _permit = permit;
                 let conn = inner.take_reader()?;
                 let result = read(&conn, &inner.name);
                 inner.return_reader(conn);
@@ -230,7 +250,7 @@ impl Inner {
 
     fn return_reader(&self, conn: Connection) {
         if let Ok(mut idle) = self.readers.lock()
-            && idle.len() < IDLE_READERS
+            && idle.len() < MAX_READERS
         {
             idle.push(conn);
         }
