@@ -16,6 +16,7 @@ mod crash;
 mod deploy;
 mod docs_fake;
 mod docs_semantics;
+mod documented;
 mod errors;
 mod events;
 mod examples;

@@ -25,13 +25,13 @@ fn base_url() -> String {
 }
 
 /// A schema of this test's own in the test database, dropped when the test passes.
-struct PgSchema {
+pub struct PgSchema {
     name: String,
     client: tokio_postgres::Client,
 }
 
 impl PgSchema {
-    async fn create() -> Option<Self> {
+    pub async fn create() -> Option<Self> {
         let connected = tokio::time::timeout(
             Duration::from_secs(5),
             tokio_postgres::connect(&base_url(), tokio_postgres::NoTls),
@@ -70,11 +70,11 @@ impl PgSchema {
         format!("{base}{joiner}options=-csearch_path%3D{}", self.name)
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         self.url_via(POSTGRES)
     }
 
-    async fn drop_schema(self) {
+    pub async fn drop_schema(self) {
         self.client
             .batch_execute(&format!("DROP SCHEMA \"{}\" CASCADE", self.name))
             .await
