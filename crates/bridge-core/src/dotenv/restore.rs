@@ -24,9 +24,9 @@ use super::parse::{Detailed, ParseOptions, parse_detailed};
 /// before it. When the file holds exactly what the edit wrote, the result is `before`.
 ///
 /// A key changed since the edit (its lines are not the edit's) is undone by value, and the
-/// result always defines what `apply_edits(current, edits)` would; should the restored lines
-/// define anything else (a `${REF}` put back whose target was changed since), the result is
-/// that text instead.
+/// result always defines what `apply_edits(current, edits)` would: a key whose restored
+/// lines would define anything else (a `${REF}` put back whose target was changed since) is
+/// undone by value too, and should that not settle it, the result is that text.
 ///
 /// # Errors
 ///
@@ -39,25 +39,54 @@ pub fn restore_edits(
     options: &ParseOptions<'_>,
 ) -> Result<String, EditError> {
     let by_value = apply_edits(current, edits, options)?;
-    let merged = if current == written {
-        Some(before.to_owned())
-    } else {
-        merge(before, written, current, options)
-    };
-    let Some(merged) = merged else {
-        return Ok(by_value);
-    };
-    // Keys changed since the edit get their values; restored lines already have theirs, and
-    // `apply_edits` leaves a line alone whose value is already the one to set.
-    let Ok(candidate) = apply_edits(&merged, edits, options) else {
-        return Ok(by_value);
-    };
     let defines = |text: &str| parse_detailed(text, options).map(|p| p.vars()).ok();
-    match (defines(&candidate), defines(&by_value)) {
-        (Some(got), Some(intended)) if got == intended => Ok(candidate),
-        _ => Ok(by_value),
+    let Some(intended) = defines(&by_value) else {
+        return Ok(by_value);
+    };
+    // Keys whose lines are not put back, though the edit changed them.
+    let mut by_value_only: BTreeSet<String> = BTreeSet::new();
+    for _ in 0..MAX_ROUNDS {
+        let merged = if current == written && by_value_only.is_empty() {
+            Some(before.to_owned())
+        } else {
+            merge(before, written, current, &by_value_only, options)
+        };
+        let Some(merged) = merged else {
+            break;
+        };
+        // Keys changed since the edit get their values; restored lines already have theirs,
+        // and `apply_edits` leaves a line alone whose value is already the one to set.
+        let Some(candidate) = apply_edits(&merged, edits, options).ok() else {
+            break;
+        };
+        let Some(got) = defines(&candidate) else {
+            break;
+        };
+        let wrong: Vec<String> = intended
+            .iter()
+            .filter(|(key, value)| got.get(key) != Some(*value))
+            .map(|(key, _)| key.clone())
+            .chain(
+                got.keys()
+                    .filter(|key| !intended.contains_key(key))
+                    .map(str::to_owned),
+            )
+            .collect();
+        if wrong.is_empty() {
+            return Ok(candidate);
+        }
+        let known = by_value_only.len();
+        by_value_only.extend(wrong);
+        if by_value_only.len() == known {
+            break;
+        }
     }
+    Ok(by_value)
 }
+
+/// How many times a merge is tried, each time leaving to be undone by value the keys whose
+/// restored lines defined the wrong value. Most need one.
+const MAX_ROUNDS: usize = 4;
 
 /// Whole-line ranges of each key's definitions, in file order.
 fn blocks<'t>(text: &str, parsed: &'t Detailed) -> HashMap<&'t str, Vec<Range<usize>>> {
@@ -79,9 +108,16 @@ fn block_text(text: &str, ranges: Option<&Vec<Range<usize>>>) -> String {
 }
 
 /// `current` with the lines of `before` put back for every key whose lines read in
-/// `current` as in `written` and differ from `before`. `None` when a text does not parse or
-/// the pieces would not fit together; the caller then undoes by value.
-fn merge(before: &str, written: &str, current: &str, options: &ParseOptions<'_>) -> Option<String> {
+/// `current` as in `written` and differ from `before`, but those in `by_value_only`. `None`
+/// when a text does not parse or the pieces would not fit together; the caller then undoes
+/// by value.
+fn merge(
+    before: &str,
+    written: &str,
+    current: &str,
+    by_value_only: &BTreeSet<String>,
+    options: &ParseOptions<'_>,
+) -> Option<String> {
     let (b, w, c) = (
         parse_detailed(before, options).ok()?,
         parse_detailed(written, options).ok()?,
@@ -96,8 +132,12 @@ fn merge(before: &str, written: &str, current: &str, options: &ParseOptions<'_>)
         let (old, new, now) = (bb.get(key), wb.get(key), cb.get(key));
         let old_text = block_text(before, old);
         let new_text = block_text(written, new);
-        if old_text == new_text || block_text(current, now) != new_text {
-            // Untouched by the edit, or changed since: not ours to put back.
+        if old_text == new_text
+            || block_text(current, now) != new_text
+            || by_value_only.contains(key)
+        {
+            // Untouched by the edit, changed since, or found to define the wrong value: not
+            // ours to put back.
             continue;
         }
         let old = old.map_or(&[][..], Vec::as_slice);
@@ -290,6 +330,19 @@ mod tests {
         let by_value = apply_edits(current, &edits(&undo), &opts()).expect("by value");
         assert_eq!(got, by_value);
         assert_eq!(got, "A=1\nC=1/p\n");
+    }
+
+    #[test]
+    fn only_the_key_whose_reference_would_change_value_is_undone_by_value() {
+        let before = "A=1\nB='b'\nC=${A}/p\n";
+        let forward = [("A", v("2")), ("B", v("x"))];
+        let written = apply_edits(before, &edits(&forward), &opts()).expect("apply");
+        assert_eq!(written, "A=2\nB=x\nC=1/p\n");
+        let current = written.replace("A=2", "A=3");
+        let undo = [("A", v("1")), ("B", v("b"))];
+        let got = restore_edits(before, &written, &current, &edits(&undo), &opts()).expect("ok");
+        // B has its bytes back; A (changed since) its value; C stays literal, keeping its.
+        assert_eq!(got, "A=1\nB='b'\nC=1/p\n");
     }
 
     #[test]
