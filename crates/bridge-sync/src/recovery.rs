@@ -7,10 +7,10 @@
 //! or deleted key gets its old value back. A `.env` file gets its old lines back, byte for
 //! byte, from the image the journal keeps of it, wherever it still holds what the apply
 //! wrote (what was changed since is restored by value). A write-only value Bridge never
-//! wrote cannot be restored; it is reported, not guessed. A rollback is itself an apply: it is journalled
-//! (with its own pre-images) before its first write, so a crash mid-way can be resumed, and
-//! the next rollback undoes it — rolling back twice returns to where you started, never
-//! further back than the caller asks with `to`.
+//! wrote cannot be restored; it is reported, not guessed. A rollback is itself an apply: it
+//! is journalled (with its own pre-images) before its first write, so a crash mid-way can be
+//! resumed, and the next rollback undoes it — rolling back twice returns to where you
+//! started, never further back than the caller asks with `to`.
 
 use std::collections::BTreeMap;
 
