@@ -131,6 +131,12 @@ CREATE TABLE bridge_token_generation (
 INSERT INTO bridge_token_generation (id, generation) VALUES (true, 0);
 "#,
     ),
+    (
+        4,
+        r#"
+ALTER TABLE bridge_journal_targets ADD COLUMN image_before bytea, ADD COLUMN image_after bytea;
+"#,
+    ),
 ];
 
 /// The newest schema version this build knows.
@@ -321,8 +327,8 @@ impl PostgresState {
         };
         let mut targets: Vec<TargetRow> = client
             .query(
-                "SELECT target, spec, label, state, error, untouched FROM bridge_journal_targets
-                 WHERE journal_id = $1 ORDER BY ord",
+                "SELECT target, spec, label, state, error, untouched, image_before, image_after
+                 FROM bridge_journal_targets WHERE journal_id = $1 ORDER BY ord",
                 &[&id],
             )
             .await
@@ -335,6 +341,8 @@ impl PostgresState {
                 state: r.get(3),
                 error: r.get(4),
                 untouched: r.get(5),
+                image_before: r.get(6),
+                image_after: r.get(7),
                 ops: Vec::new(),
             })
             .collect();
@@ -398,8 +406,9 @@ impl PostgresState {
         for (ord, t) in j.targets.iter().enumerate() {
             tx.execute(
                 "INSERT INTO bridge_journal_targets
-                   (journal_id, ord, target, spec, label, state, error, untouched)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                   (journal_id, ord, target, spec, label, state, error, untouched,
+                    image_before, image_after)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 &[
                     &id,
                     &(ord as i32),
@@ -409,6 +418,8 @@ impl PostgresState {
                     &t.state,
                     &t.error,
                     &t.untouched,
+                    &t.image_before,
+                    &t.image_after,
                 ],
             )
             .await

@@ -82,6 +82,19 @@ pub struct Capabilities {
 pub struct WriteRequest<'a> {
     pub ops: &'a [PlanOp],
     pub current: &'a RemoteSet,
+    /// For a rollback: the image journalled by the apply it undoes. A place that keeps bytes
+    /// of its own (a `.env` file) puts back its lines from it, where it still holds what
+    /// that apply wrote, instead of writing `ops`' values in its own form.
+    pub restore: Option<&'a Image>,
+}
+
+/// What a place that keeps bytes of its own (a `.env` file) held before an apply, and what
+/// the apply writes there: journalled, sealed like values (the text holds them), so that a
+/// rollback can restore the bytes and not only the values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    pub before: SecretValue,
+    pub after: SecretValue,
 }
 
 /// Told about every op as soon as the platform has confirmed it, so that a journal can
@@ -197,6 +210,13 @@ pub trait Platform: Send + Sync {
     /// The platform's own rules (names, sizes, empty values) that the plan would break.
     fn check_rules(&self, _plan: &SyncPlan) -> Vec<RuleViolation> {
         Vec::new()
+    }
+
+    /// For a place that keeps bytes of its own (a `.env` file): what it holds now and what
+    /// [`Platform::apply`] of `request` would leave, for the journal. `None` elsewhere, and
+    /// when there is nothing to write.
+    async fn image(&self, _request: WriteRequest<'_>) -> Result<Option<Image>, PlatformError> {
+        Ok(None)
     }
 
     /// Writes the ops, reporting each to `progress` once the platform has confirmed it.

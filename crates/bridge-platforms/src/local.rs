@@ -13,13 +13,13 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use async_trait::async_trait;
-use bridge_core::EnvSet;
-use bridge_core::diff::{Change, SyncPlan};
+use bridge_core::diff::{Change, PlanOp, SyncPlan};
 use bridge_core::dotenv::{self, Edit, ParseOptions};
+use bridge_core::{EnvSet, SecretValue};
 
 use crate::{
-    ApplyProgress, ApplyReport, Capabilities, Platform, PlatformError, PlatformSpec, RemoteSet,
-    RuleViolation, WriteRequest, readable,
+    ApplyProgress, ApplyReport, Capabilities, Image, Platform, PlatformError, PlatformSpec,
+    RemoteSet, RuleViolation, WriteRequest, readable,
 };
 
 static WARNINGS: OnceLock<fn(&str)> = OnceLock::new();
@@ -173,42 +173,30 @@ impl Platform for LocalFile {
             .collect()
     }
 
+    async fn image(&self, request: WriteRequest<'_>) -> Result<Option<Image>, PlatformError> {
+        let edits = edits_of(request.ops);
+        if edits.is_empty() {
+            return Ok(None);
+        }
+        let original = self.read_text()?.unwrap_or_default();
+        let edited = self.edited(&original, &edits, request.restore)?;
+        Ok(Some(Image {
+            before: SecretValue::new(original),
+            after: SecretValue::new(edited),
+        }))
+    }
+
     async fn apply(
         &self,
         request: WriteRequest<'_>,
         progress: &dyn ApplyProgress,
     ) -> Result<ApplyReport, PlatformError> {
-        let edits: Vec<Edit<'_>> = request
-            .ops
-            .iter()
-            .filter(|op| op.change.writes())
-            .filter_map(|op| match (op.change, &op.after) {
-                (Change::Delete, _) => Some(Edit::Remove { key: &op.key }),
-                (_, Some(value)) => Some(Edit::Set {
-                    key: &op.key,
-                    value,
-                }),
-                (_, None) => None,
-            })
-            .collect();
+        let edits = edits_of(request.ops);
         if edits.is_empty() {
             return Ok(ApplyReport::default());
         }
-        let original = self.read_text()?;
-        let edited = {
-            let fallback = |name: &str| std::env::var(name).ok();
-            let options = self.parse_options(&fallback);
-            dotenv::apply_edits(original.as_deref().unwrap_or(""), &edits, &options).map_err(
-                |e| match e {
-                    dotenv::EditError::Parse(e) => self.parse_error(e),
-                    dotenv::EditError::Unwritable(e) => PlatformError::Rule {
-                        platform: self.identity(),
-                        key: e.key.clone(),
-                        rule: unwritable_rule(e.reason),
-                    },
-                },
-            )?
-        };
+        let original = self.read_text()?.unwrap_or_default();
+        let edited = self.edited(&original, &edits, request.restore)?;
         write_atomically(&self.path, edited.as_bytes())?;
         // One atomic rename makes every edit visible at once.
         let keys: Vec<&str> = edits
@@ -221,6 +209,53 @@ impl Platform for LocalFile {
         Ok(ApplyReport {
             writes: edits.len(),
             ..ApplyReport::default()
+        })
+    }
+}
+
+/// The edits that carry out `ops`.
+fn edits_of(ops: &[PlanOp]) -> Vec<Edit<'_>> {
+    ops.iter()
+        .filter(|op| op.change.writes())
+        .filter_map(|op| match (op.change, &op.after) {
+            (Change::Delete, _) => Some(Edit::Remove { key: &op.key }),
+            (_, Some(value)) => Some(Edit::Set {
+                key: &op.key,
+                value,
+            }),
+            (_, None) => None,
+        })
+        .collect()
+}
+
+impl LocalFile {
+    /// `original` with `edits` made; for a rollback (`restore`), with the lines the undone
+    /// apply changed put back as they were, where the file still holds what it wrote.
+    fn edited(
+        &self,
+        original: &str,
+        edits: &[Edit<'_>],
+        restore: Option<&Image>,
+    ) -> Result<String, PlatformError> {
+        let fallback = |name: &str| std::env::var(name).ok();
+        let options = self.parse_options(&fallback);
+        match restore {
+            Some(image) => dotenv::restore_edits(
+                image.before.expose(),
+                image.after.expose(),
+                original,
+                edits,
+                &options,
+            ),
+            None => dotenv::apply_edits(original, edits, &options),
+        }
+        .map_err(|e| match e {
+            dotenv::EditError::Parse(e) => self.parse_error(e),
+            dotenv::EditError::Unwritable(e) => PlatformError::Rule {
+                platform: self.identity(),
+                key: e.key.clone(),
+                rule: unwritable_rule(e.reason),
+            },
         })
     }
 }
@@ -344,6 +379,7 @@ mod tests {
                 WriteRequest {
                     ops: &plan.ops,
                     current: &current,
+                    restore: None,
                 },
                 &NoProgress,
             )
@@ -398,6 +434,69 @@ mod tests {
             .map(|e| e.expect("entry").file_name())
             .collect();
         assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[tokio::test]
+    async fn an_apply_undone_with_its_image_leaves_the_original_bytes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(".env");
+        let original = "export A=\"x y\"  # keep\nB='single'\nC=${A}/path\nGONE=1\n";
+        fs::write(&path, original).expect("write");
+        let target = local(&path);
+        let source: EnvSet = [("A", "z"), ("B", "b"), ("C", "x y/path"), ("NEW", "n")]
+            .into_iter()
+            .collect();
+        let options = DiffOptions {
+            deletions: Deletions::Allow,
+            ..DiffOptions::default()
+        };
+        let current = target.read().await.expect("read");
+        let plan = diff(&source, &observed(&current), &options, None);
+        let request = WriteRequest {
+            ops: &plan.ops,
+            current: &current,
+            restore: None,
+        };
+        let image = target.image(request).await.expect("image").expect("writes");
+        assert_eq!(image.before.expose(), original);
+        apply(&target, &plan).await;
+        assert_eq!(
+            fs::read_to_string(&path).expect("read"),
+            image.after.expose()
+        );
+
+        // The undo by value, as a rollback plans it, with the image to restore the bytes.
+        let now = target.read().await.expect("read");
+        let before: EnvSet = [
+            ("A", "x y"),
+            ("B", "single"),
+            ("C", "x y/path"),
+            ("GONE", "1"),
+        ]
+        .into_iter()
+        .collect();
+        let undo = diff(&before, &observed(&now), &options, None);
+        let mut request = WriteRequest {
+            ops: &undo.ops,
+            current: &now,
+            restore: Some(&image),
+        };
+        let undone = target.image(request).await.expect("image").expect("writes");
+        assert_eq!(
+            undone.after.expose(),
+            original,
+            "the image says what it will write"
+        );
+        target.apply(request, &NoProgress).await.expect("rollback");
+        assert_eq!(fs::read_to_string(&path).expect("read"), original);
+
+        // Without the image, the values come back in Bridge's own form.
+        fs::write(&path, image.after.expose()).expect("write");
+        request.restore = None;
+        target.apply(request, &NoProgress).await.expect("by value");
+        let by_value = fs::read_to_string(&path).expect("read");
+        assert_ne!(by_value, original);
+        assert_eq!(target.load().await.expect("load"), before);
     }
 
     #[tokio::test]

@@ -7,13 +7,13 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use bridge_core::diff::{
-    Change, DeletionGuard, DeletionRefused, DiffOptions, Observed, ObservedSet, SkipReason,
+    Change, DeletionGuard, DeletionRefused, DiffOptions, Observed, ObservedSet, PlanOp, SkipReason,
     SyncPlan, WriteOnlyState, diff,
 };
 use bridge_core::{EnvSet, Fingerprint, FingerprintKey, SecretValue};
 use bridge_platforms::{
-    ApplyProgress, Platform, PlatformError, PlatformSpec, RemoteSet, RemoteValue, RuleViolation,
-    WriteRequest,
+    ApplyProgress, Image, Platform, PlatformError, PlatformSpec, RemoteSet, RemoteValue,
+    RuleViolation, WriteRequest,
 };
 use tokio::task::JoinSet;
 
@@ -673,6 +673,19 @@ async fn journal_entry(
             key,
         )
     });
+    let image = match remote {
+        Some(current) => {
+            let writes: Vec<PlanOp> = p
+                .outcome
+                .plan
+                .iter()
+                .flat_map(|plan| plan.writes())
+                .cloned()
+                .collect();
+            image_of(&p.target, &writes, current, None).await
+        }
+        None => None,
+    };
     Ok(JournalTarget {
         identity: p.outcome.identity.clone(),
         spec: p.target.platform.spec().to_string(),
@@ -680,8 +693,26 @@ async fn journal_entry(
         state: JournalState::Applying,
         error: None,
         untouched,
+        image,
         ops,
     })
+}
+
+/// What a place that keeps bytes (a `.env` file) holds and will hold after `ops`, for the
+/// journal. A place that cannot tell is still applied to: the apply reports the same
+/// failure itself, and a rollback without an image restores the values.
+pub(crate) async fn image_of(
+    target: &Target,
+    ops: &[PlanOp],
+    current: &RemoteSet,
+    restore: Option<&Image>,
+) -> Option<Image> {
+    let request = WriteRequest {
+        ops,
+        current,
+        restore,
+    };
+    target.platform.image(request).await.ok().flatten()
 }
 
 /// Marks ops done in the journal as the platform confirms them, remembers which, and tells
@@ -740,8 +771,9 @@ impl ApplyProgress for JournalProgress<'_> {
 pub(crate) async fn apply_ops(
     target: &Target,
     identity: &str,
-    ops: &[bridge_core::diff::PlanOp],
+    ops: &[PlanOp],
     remote: &RemoteSet,
+    restore: Option<&Image>,
     sinks: Sinks<'_>,
     key: &FingerprintKey,
 ) -> Result<Result<usize, PlatformError>, StoreError> {
@@ -762,6 +794,7 @@ pub(crate) async fn apply_ops(
             WriteRequest {
                 ops,
                 current: remote,
+                restore,
             },
             &progress,
         )
@@ -810,7 +843,7 @@ async fn apply_target(
     let key = &options.fingerprints;
     let (store, journal) = (sinks.store, sinks.journal);
     let writes: Vec<_> = plan.writes().cloned().collect();
-    let result = apply_ops(target, identity, &writes, remote, sinks, key).await?;
+    let result = apply_ops(target, identity, &writes, remote, None, sinks, key).await?;
     let status = match result {
         Ok(writes) => verify_applied(target, identity, source, options, store, writes).await?,
         Err(e) => TargetStatus::Failed(e),

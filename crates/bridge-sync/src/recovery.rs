@@ -4,19 +4,21 @@
 //! not yet marked done — never one that was — against what the target holds now.
 //! [`rollback`] takes the newest journal that wrote to a target (or a given one) and
 //! restores every op that was done to its pre-image: a created key is deleted, an updated
-//! or deleted key gets its old value back. A write-only value Bridge never wrote cannot be
-//! restored; it is reported, not guessed. A rollback is itself an apply: it is journalled
-//! (with its own pre-images) before its first write, so a crash mid-way can be resumed, and
-//! the next rollback undoes it — rolling back twice returns to where you started, never
-//! further back than the caller asks with `to`.
+//! or deleted key gets its old value back. A `.env` file gets its old lines back, byte for
+//! byte, from the image the journal keeps of it, wherever it still holds what the apply
+//! wrote (what was changed since is restored by value). A write-only value Bridge never
+//! wrote cannot be restored; it is reported, not guessed. A rollback is itself an apply: it
+//! is journalled (with its own pre-images) before its first write, so a crash mid-way can be
+//! resumed, and the next rollback undoes it — rolling back twice returns to where you
+//! started, never further back than the caller asks with `to`.
 
 use std::collections::BTreeMap;
 
 use bridge_core::FingerprintKey;
 use bridge_core::diff::{Change, DeletionGuard, DeletionRefused, PlanOp, SyncPlan};
-use bridge_platforms::{PlatformError, RemoteSet, RemoteValue};
+use bridge_platforms::{Image, PlatformError, RemoteSet, RemoteValue};
 
-use crate::engine::{Sinks, apply_ops, untouched_digest};
+use crate::engine::{Sinks, apply_ops, image_of, untouched_digest};
 use crate::store::{
     Journal, JournalId, JournalOp, JournalState, JournalTarget, Landed, PreImage, StateStore,
     StoreError,
@@ -274,7 +276,22 @@ async fn finish_pending(
         journal: Some(journal.id),
         observer: None,
     };
-    Ok(apply_ops(target, &jt.identity, &ops, current, sinks, key).await?)
+    // A file that still holds what the journal found gets the very bytes the apply meant to
+    // write: its image read backwards, "undoing" the text before into the text after.
+    let forward = jt.image.as_ref().map(|i| Image {
+        before: i.after.clone(),
+        after: i.before.clone(),
+    });
+    Ok(apply_ops(
+        target,
+        &jt.identity,
+        &ops,
+        current,
+        forward.as_ref(),
+        sinks,
+        key,
+    )
+    .await?)
 }
 
 fn pending_op(o: &JournalOp, change: Change) -> PlanOp {
@@ -386,6 +403,10 @@ pub async fn rollback_with(
             targets: vec![report],
         }));
     }
+    // A file gets its own lines back from the image of the apply undone, where it still
+    // holds what that apply wrote; without an image (another platform, an older journal),
+    // the values.
+    let restore = jt.image.as_ref();
     // Journal the rollback like any apply: its ops and what they overwrite, before the first
     // write.
     let written_as = if ops.is_empty() {
@@ -402,6 +423,7 @@ pub async fn rollback_with(
                 &|k: &str| ops.iter().any(|o| o.key == k),
                 key,
             )),
+            image: image_of(target, &ops, &current, restore).await,
             ops: {
                 let mut entries = Vec::with_capacity(ops.len());
                 for op in &ops {
@@ -432,7 +454,7 @@ pub async fn rollback_with(
         journal: written_as,
         ..Sinks::default()
     };
-    let applied = apply_ops(target, &identity, &ops, &current, sinks, key).await?;
+    let applied = apply_ops(target, &identity, &ops, &current, restore, sinks, key).await?;
     let state = match applied {
         Ok(writes) => {
             report.writes = writes;

@@ -256,8 +256,9 @@ published and recorded in the ledger. So a second rollback undoes the first, ret
 where you started; --to goes further back, explicitly. It lists what it writes and the journal \
 it undoes; --dry-run stops there. It passes the deletion guard like a sync: undoing the first \
 apply to a place deletes what it created, which needs --force. On a terminal it asks before \
-writing; without one it needs --yes. Values the platform never returned \
-and Bridge never wrote cannot be restored; they are listed.\n\nExample:\n  genesisctl env rollback --target render\n  genesisctl env rollback --target local:.env.production --to 12"
+writing; without one it needs --yes. A .env file gets its own lines back, byte for byte, \
+wherever it still holds what the apply wrote; a line changed since gets its old value. Values \
+the platform never returned and Bridge never wrote cannot be restored; they are listed.\n\nExample:\n  genesisctl env rollback --target render\n  genesisctl env rollback --target local:.env.production --to 12"
     )]
     Rollback {
         /// The target to restore

@@ -258,7 +258,7 @@ fn assignment(text: &str, parsed: &Detailed, i: usize, value: &str) -> Result<St
 }
 
 /// The whole lines `span` covers, with the line terminator after them.
-fn whole_lines(text: &str, span: &Range<usize>) -> Range<usize> {
+pub(super) fn whole_lines(text: &str, span: &Range<usize>) -> Range<usize> {
     let body_start = bom_len(text);
     let bytes = text.as_bytes();
     let start = bytes[body_start..span.start]
@@ -308,6 +308,6 @@ fn line_ending(text: &str) -> &'static str {
     }
 }
 
-fn bom_len(text: &str) -> usize {
+pub(super) fn bom_len(text: &str) -> usize {
     if text.starts_with('\u{feff}') { 3 } else { 0 }
 }

@@ -28,6 +28,8 @@
 //!   and refuse a value no quoting carries alike ([`RenderError`]).
 //! - `edit.rs`: [`apply_edits`], which changes only the lines it must, so comments, order and
 //!   formatting of a hand-written file survive a sync.
+//! - `restore.rs`: [`restore_edits`], which undoes an edit by putting the file's own lines
+//!   back, so a rollback returns the bytes, not only the values.
 //! - `tests.rs`: tables of tricky inputs and errors, the editor on concrete files, and property
 //!   tests that rendering, editing and parsing agree.
 //!
@@ -39,6 +41,7 @@
 mod edit;
 mod parse;
 mod render;
+mod restore;
 
 #[cfg(test)]
 mod tests;
@@ -46,3 +49,4 @@ mod tests;
 pub use edit::{Edit, EditError, apply_edits};
 pub use parse::{Entry, ParseError, ParseOptions, Parsed, Warning, is_valid_key, parse};
 pub use render::{RenderError, check_value, render, render_line};
+pub use restore::restore_edits;

@@ -946,6 +946,49 @@ proptest! {
         }
     }
 
+    /// Undoing an edit with `restore_edits` gives back the original bytes, with what was
+    /// added since (a line at the end) kept; undoing it by value gives the same values.
+    #[test]
+    fn restore_edits_gives_back_the_original_bytes(
+        lines in prop::collection::vec(line_strategy(), 0..16),
+        edits in prop::collection::vec(edit_strategy(), 0..6),
+        crlf in any::<bool>(),
+        outside in any::<bool>(),
+    ) {
+        let (original, _) = render_lines(&lines, crlf);
+        let before = vars(&original);
+        let keys: Vec<String> = edits.iter().map(|(k, _)| pool_key(*k)).collect();
+        let values: Vec<Option<SecretValue>> =
+            edits.iter().map(|(_, v)| v.as_deref().map(SecretValue::new)).collect();
+        let forward: Vec<Edit<'_>> = keys
+            .iter()
+            .zip(&values)
+            .map(|(key, value)| match value {
+                Some(value) => Edit::Set { key, value },
+                None => Edit::Remove { key },
+            })
+            .collect();
+        let Ok(written) = apply_edits(&original, &forward, &no_env()) else {
+            return Ok(());
+        };
+        // The undo by value, as a rollback plans it: the old value, or no key.
+        let undo: Vec<Edit<'_>> = keys
+            .iter()
+            .map(|key| match before.get(key) {
+                Some(value) => Edit::Set { key, value },
+                None => Edit::Remove { key },
+            })
+            .collect();
+        let eol = if crlf { "\r\n" } else { "\n" };
+        let added = if outside { format!("# added since{eol}") } else { String::new() };
+        let current = format!("{written}{added}");
+        let got = restore_edits(&original, &written, &current, &undo, &no_env());
+        prop_assert!(got.is_ok(), "{:?}", got.err());
+        let got = got.unwrap_or_default();
+        prop_assert_eq!(&got, &format!("{original}{added}"), "written: {:?}", written);
+        prop_assert_eq!(exposed(&vars(&got)), exposed(&before));
+    }
+
     #[test]
     fn duplicates_resolve_like_a_map_and_warn_once_each(
         pairs in prop::collection::vec((key_strategy(), "[a-z]{0,3}"), 0..24)

@@ -83,6 +83,64 @@ async fn migrations_run_once_and_a_newer_schema_is_refused() {
     drop_schemas(&url, &[schema]).await;
 }
 
+/// A schema at version 3 keeps no images of `.env` targets: after the migration its
+/// journals read as without one (a rollback of them restores values, as before), and new
+/// journals keep theirs.
+#[tokio::test]
+async fn journals_from_before_images_read_after_the_migration() {
+    let Some(url) = services::postgres().await else {
+        return;
+    };
+    let schema = services::unique("state_images");
+    PostgresState::connect(&url, Some(&schema)).await.unwrap();
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    // Back to version 3, with a journal written then.
+    client
+        .batch_execute(&format!(
+            r#"SET search_path TO "{schema}";
+               ALTER TABLE bridge_journal_targets DROP COLUMN image_before, DROP COLUMN image_after;
+               UPDATE bridge_state_meta SET value = '3' WHERE key = 'schema_version';
+               INSERT INTO bridge_journals (id, created_at, source, state)
+                   VALUES (7, 't0', 'local:.env', 'done');
+               INSERT INTO bridge_journal_targets
+                   (journal_id, ord, target, spec, label, state, untouched)
+                   VALUES (7, 0, 'local:/x/.env', 'local:/x/.env', 'x', 'done', 'digest');
+               INSERT INTO bridge_journal_ops
+                   (journal_id, target, seq, key, change, before_kind, done)
+                   VALUES (7, 'local:/x/.env', 0, 'K', 'delete', 'absent', true);"#
+        ))
+        .await
+        .unwrap();
+    let backend = PostgresState::connect(&url, Some(&schema)).await.unwrap();
+    let store = bridge_sync::store::StateStore::new(
+        Arc::new(backend),
+        bridge_sync::sealing::Sealer::from_secret_bytes([7; 32]),
+    );
+    let j = store
+        .journal(bridge_sync::store::JournalId(7))
+        .await
+        .unwrap();
+    assert_eq!(j.targets[0].image, None);
+    assert_eq!(j.targets[0].ops[0].key, "K");
+    let image = bridge_platforms::Image {
+        before: bridge_core::SecretValue::new("K=1\n"),
+        after: bridge_core::SecretValue::new(""),
+    };
+    let entry = bridge_sync::store::JournalTarget {
+        image: Some(image.clone()),
+        ..j.targets[0].clone()
+    };
+    let id = store.begin("src", "t1", &[entry]).await.unwrap();
+    assert_eq!(
+        store.journal(id).await.unwrap().targets[0].image,
+        Some(image)
+    );
+    drop_schemas(&url, &[schema]).await;
+}
+
 /// First starts at once record one pair of key ids: every runner with the same keys is let
 /// in, and none sees a missing row (a claim that lost the race still answers the winner's).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

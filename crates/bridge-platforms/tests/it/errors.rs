@@ -39,6 +39,7 @@ async fn wrong_token(which: Which) {
             bridge_platforms::WriteRequest {
                 ops: &creates(&[("API_TOKEN", "value-never-shown")]),
                 current: &Default::default(),
+                restore: None,
             },
             &Recorder::default(),
         )

@@ -247,7 +247,14 @@ pub(crate) async fn apply_on(
     progress: &dyn ApplyProgress,
 ) -> Result<ApplyReport, PlatformError> {
     platform
-        .apply(WriteRequest { ops, current }, progress)
+        .apply(
+            WriteRequest {
+                ops,
+                current,
+                restore: None,
+            },
+            progress,
+        )
         .await
 }
 

@@ -25,6 +25,7 @@ fn target(identity: &str, ops: Vec<JournalOp>) -> JournalTarget {
         state: JournalState::Applying,
         error: None,
         untouched: Some("digest".into()),
+        image: None,
         ops,
     }
 }
@@ -50,6 +51,7 @@ where
     let store = |b| StateStore::new(b, sealer.clone());
     records_round_trip_and_deletions_forget(&store(fresh().await)).await;
     journals_keep_ops_values_and_progress(&store(fresh().await)).await;
+    a_targets_image_round_trips_sealed(&store(fresh().await)).await;
     a_shared_stamp_advances_only_where_nothing_else_moved_it(&store(fresh().await)).await;
     the_first_fingerprint_key_is_kept(&store(fresh().await)).await;
     finished_and_rolled_back_journals_are_found_as_such(&store(fresh().await)).await;
@@ -90,6 +92,39 @@ pub async fn records_round_trip_and_deletions_forget(s: &StateStore) {
     s.record("gh", &[], &["A"], "now").await.unwrap();
     assert!(s.records("gh").await.unwrap().is_empty());
     assert_eq!(s.recorded_value("gh", "A").await.unwrap(), None);
+}
+
+/// A `.env` target's image (its text before and after) comes back as it went in, sealed in
+/// the backend's rows; a target without one reads as without.
+pub async fn a_targets_image_round_trips_sealed(s: &StateStore) {
+    let image = Image {
+        before: SecretValue::new("export A=\"image-secret\"  # keep\r\n"),
+        after: SecretValue::new("export A=z  # keep\r\n"),
+    };
+    let local = JournalTarget {
+        image: Some(image.clone()),
+        ..target(
+            "local:/tmp/.env",
+            vec![op(
+                "A",
+                Change::Update,
+                Some("z"),
+                PreImage::Value(SecretValue::new("image-secret")),
+            )],
+        )
+    };
+    let id = s
+        .begin("src", "t0", &[local, target("render:srv-1", Vec::new())])
+        .await
+        .unwrap();
+    let j = s.journal(id).await.unwrap();
+    assert_eq!(j.targets[0].image.as_ref(), Some(&image));
+    assert_eq!(j.targets[1].image, None);
+    let row = s.backend().journal(id.0).await.unwrap().unwrap();
+    let sealed = row.targets[0].image_before.as_deref().unwrap();
+    assert!(!sealed.windows(12).any(|w| w == b"image-secret"));
+    // Debug output of the journal never shows the text.
+    assert!(!format!("{j:?}").contains("image-secret"));
 }
 
 pub async fn journals_keep_ops_values_and_progress(s: &StateStore) {
@@ -303,10 +338,16 @@ pub async fn an_export_imports_whole_and_only_into_an_empty_store(
         .begin(
             "src",
             "t0",
-            &[target(
-                "gh",
-                vec![op("K", Change::Create, Some("kept"), PreImage::Absent)],
-            )],
+            &[JournalTarget {
+                image: Some(Image {
+                    before: SecretValue::new(""),
+                    after: SecretValue::new("K=kept\n"),
+                }),
+                ..target(
+                    "gh",
+                    vec![op("K", Change::Create, Some("kept"), PreImage::Absent)],
+                )
+            }],
         )
         .await
         .unwrap();
@@ -315,7 +356,10 @@ pub async fn an_export_imports_whole_and_only_into_an_empty_store(
     assert_eq!(dump.journals.len(), 1);
     to.backend().import(dump.clone()).await.unwrap();
     assert_eq!(to.recorded_value("gh", "K").await.unwrap(), Some(v));
-    assert_eq!(to.journal(id).await.unwrap().targets[0].ops[0].key, "K");
+    let imported = to.journal(id).await.unwrap();
+    assert_eq!(imported.targets[0].ops[0].key, "K");
+    let image = imported.targets[0].image.as_ref().unwrap();
+    assert_eq!(image.after.expose(), "K=kept\n");
     assert_eq!(to.unfinished_on("gh").await.unwrap(), Some(id));
     to.check_fingerprint_key("abcd").await.unwrap();
     // A new journal after an import follows the imported ids.

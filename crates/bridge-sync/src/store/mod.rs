@@ -24,6 +24,7 @@ use std::sync::Arc;
 
 use bridge_core::diff::Change;
 use bridge_core::{Fingerprint, SecretValue};
+use bridge_platforms::Image;
 
 use crate::sealing::{SealError, Sealer};
 
@@ -31,7 +32,7 @@ pub use sqlite::SqliteState;
 
 /// The schema version this build writes. A store whose version is higher was written by a
 /// newer Bridge and is refused: an older binary would misread what it does not know.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -208,6 +209,10 @@ pub struct JournalTarget {
     /// A digest of what the target held when planned, outside the keys of `ops`: a resume
     /// refuses when it changed (someone wrote there since), as an apply refuses a stale plan.
     pub untouched: Option<String>,
+    /// For a place that keeps bytes of its own (a `.env` file): its text before the apply
+    /// and the text the apply writes, so that a rollback restores the lines themselves.
+    /// `None` elsewhere, and in journals an older Bridge wrote.
+    pub image: Option<Image>,
     pub ops: Vec<JournalOp>,
 }
 
@@ -269,6 +274,12 @@ pub struct TargetRow {
     pub state: String,
     pub error: Option<String>,
     pub untouched: Option<String>,
+    /// [`JournalTarget::image`], both texts sealed. Missing from dumps and rows an older
+    /// Bridge wrote, which read as no image.
+    #[serde(default, with = "hex_opt", skip_serializing_if = "Option::is_none")]
+    pub image_before: Option<Vec<u8>>,
+    #[serde(default, with = "hex_opt", skip_serializing_if = "Option::is_none")]
+    pub image_after: Option<Vec<u8>>,
     pub ops: Vec<OpRow>,
 }
 
@@ -547,6 +558,16 @@ impl StateStore {
                 state: JournalState::Applying.as_str().to_owned(),
                 error: None,
                 untouched: t.untouched.clone(),
+                image_before: t
+                    .image
+                    .as_ref()
+                    .map(|i| self.sealer.seal(&i.before))
+                    .transpose()?,
+                image_after: t
+                    .image
+                    .as_ref()
+                    .map(|i| self.sealer.seal(&i.after))
+                    .transpose()?,
                 ops,
             });
         }
@@ -746,6 +767,14 @@ impl StateStore {
                     done: op.done,
                 });
             }
+            let image = match (t.image_before, t.image_after) {
+                (Some(before), Some(after)) => Some(Image {
+                    before: self.sealer.open(&before)?,
+                    after: self.sealer.open(&after)?,
+                }),
+                (None, None) => None,
+                _ => return Err(StoreError::Corrupt("half an image of a target".into())),
+            };
             targets.push(JournalTarget {
                 identity: t.identity,
                 spec: t.spec,
@@ -753,6 +782,7 @@ impl StateStore {
                 state: JournalState::parse(&t.state)?,
                 error: t.error,
                 untouched: t.untouched,
+                image,
                 ops,
             });
         }

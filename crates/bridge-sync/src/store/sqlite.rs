@@ -58,11 +58,13 @@ CREATE TABLE IF NOT EXISTS state_meta (
 );
 ";
 
-/// Columns added by schema version 2, for files written before versions were kept:
-/// `(table, column, type)`.
+/// Columns added since the first schema, `(table, column, type)`: by version 2, for files
+/// written before versions were kept, and by version 3 (a `.env` target's image, sealed).
 const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("journal_ops", "before_stamp", "TEXT"),
     ("journal_targets", "untouched", "TEXT"),
+    ("journal_targets", "image_before", "BLOB"),
+    ("journal_targets", "image_after", "BLOB"),
 ];
 
 /// Adds the columns an older file lacks (inside the caller's transaction).
@@ -116,7 +118,7 @@ fn prepare(conn: &Connection) -> rusqlite::Result<Prepared> {
                 if let Some(found) = found.filter(|v| *v > SCHEMA_VERSION) {
                     return Ok(Prepared::TooNew(found));
                 }
-                // Version 1 (or a file from before versions were kept) lacks these.
+                // Older versions (or a file from before versions were kept) lack these.
                 add_missing_columns(&tx)?;
                 tx.execute(
                     "INSERT INTO state_meta (key, value) VALUES ('schema_version', ?1)
@@ -242,8 +244,8 @@ impl SqliteState {
             return Ok(None);
         };
         let mut stmt = conn.prepare_cached(
-            "SELECT target, spec, label, state, error, untouched FROM journal_targets
-             WHERE journal_id = ?1 ORDER BY rowid",
+            "SELECT target, spec, label, state, error, untouched, image_before, image_after
+             FROM journal_targets WHERE journal_id = ?1 ORDER BY rowid",
         )?;
         let mut targets: Vec<TargetRow> = stmt
             .query_map([id], |row| {
@@ -254,6 +256,8 @@ impl SqliteState {
                     state: row.get(3)?,
                     error: row.get(4)?,
                     untouched: row.get(5)?,
+                    image_before: row.get(6)?,
+                    image_after: row.get(7)?,
                     ops: Vec::new(),
                 })
             })?
@@ -299,9 +303,20 @@ impl SqliteState {
         let id = tx.last_insert_rowid();
         for t in &j.targets {
             tx.execute(
-                "INSERT INTO journal_targets (journal_id, target, spec, label, state, error, untouched)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![id, t.identity, t.spec, t.label, t.state, t.error, t.untouched],
+                "INSERT INTO journal_targets
+                   (journal_id, target, spec, label, state, error, untouched, image_before, image_after)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    id,
+                    t.identity,
+                    t.spec,
+                    t.label,
+                    t.state,
+                    t.error,
+                    t.untouched,
+                    t.image_before,
+                    t.image_after
+                ],
             )?;
             let mut insert = tx.prepare_cached(
                 "INSERT INTO journal_ops (journal_id, target, seq, key, change, after, before_kind, before, done, before_stamp)
@@ -672,7 +687,9 @@ mod tests {
 
     use super::*;
     use crate::sealing::Sealer;
-    use crate::store::{JournalOp, JournalTarget, Landed, PreImage, StateStore, conformance};
+    use crate::store::{
+        JournalId, JournalOp, JournalTarget, Landed, PreImage, StateStore, conformance,
+    };
 
     fn runtime() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread()
@@ -706,6 +723,7 @@ mod tests {
             state: JournalState::Applying,
             error: None,
             untouched: None,
+            image: None,
             ops: vec![JournalOp {
                 key: "A".into(),
                 change: Change::Create,
@@ -784,6 +802,60 @@ mod tests {
         for bytes in [raw, wal] {
             assert!(!bytes.windows(10).any(|w| w == b"old-secret"));
         }
+    }
+
+    /// A version-2 file, which keeps no images, opens and its journals read as without one:
+    /// a rollback of them restores values, as the Bridge that wrote them did.
+    #[test]
+    fn a_version_2_file_keeps_its_journals_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
+            conn.execute_batch(
+                "ALTER TABLE journal_ops ADD COLUMN before_stamp TEXT;
+                 ALTER TABLE journal_targets ADD COLUMN untouched TEXT;
+                 INSERT INTO state_meta (key, value) VALUES ('schema_version', '2');
+                 INSERT INTO journals (id, created_at, source, state)
+                     VALUES (7, 't0', 'local:.env', 'done');
+                 INSERT INTO journal_targets (journal_id, target, spec, label, state, untouched)
+                     VALUES (7, 'local:/x/.env', 'local:/x/.env', 'x', 'done', 'digest');
+                 INSERT INTO journal_ops
+                     (journal_id, target, seq, key, change, before_kind, done, before_stamp)
+                     VALUES (7, 'local:/x/.env', 0, 'K', 'delete', 'absent', 1, NULL);",
+            )
+            .unwrap();
+        }
+        let s = StateStore::open_sqlite(&path, Sealer::generate().1).unwrap();
+        let j = runtime().block_on(s.journal(JournalId(7))).unwrap();
+        let t = &j.targets[0];
+        assert_eq!(t.image, None);
+        assert_eq!(t.untouched.as_deref(), Some("digest"));
+        assert_eq!((t.ops[0].key.as_str(), t.ops[0].done), ("K", true));
+        // New journals there keep their images.
+        let image = bridge_platforms::Image {
+            before: SecretValue::new("K=1\n"),
+            after: SecretValue::new(""),
+        };
+        let entry = JournalTarget {
+            image: Some(image.clone()),
+            ..journal_target("local:/x/.env")
+        };
+        let id = runtime().block_on(s.begin("src", "t1", &[entry])).unwrap();
+        let j = runtime().block_on(s.journal(id)).unwrap();
+        assert_eq!(j.targets[0].image, Some(image));
+    }
+
+    /// A dump written before images were journalled imports, as journals without one.
+    #[test]
+    fn a_dump_without_images_reads() {
+        let old = r#"{"identity":"local:/x/.env","spec":"local:.env","label":"x",
+            "state":"done","error":null,"untouched":null,"ops":[]}"#;
+        let row: crate::store::TargetRow = serde_json::from_str(old).unwrap();
+        assert_eq!((&row.image_before, &row.image_after), (&None, &None));
+        let text = serde_json::to_string(&row).unwrap();
+        assert!(!text.contains("image"), "{text}");
     }
 
     /// A file written by a newer Bridge is refused, naming both versions; one from before

@@ -423,3 +423,81 @@ async fn resume_refuses_a_journal_whose_target_changed_since() {
         assert_eq!(f.fake.writes(), writes, "{change}: a stale resume wrote");
     }
 }
+
+/// A rollback of a `.env` file cut short before its rename (its journal written, the file
+/// untouched) is resumed to the very bytes the rollback meant to write: the file's own.
+#[tokio::test]
+async fn a_file_rollback_cut_short_resumes_to_the_files_own_bytes() {
+    use bridge_core::SecretValue;
+    use bridge_core::diff::{Change, PlanOp};
+    use bridge_platforms::WriteRequest;
+    use bridge_sync::store::{JournalOp, JournalState, JournalTarget, PreImage};
+
+    let f = fixture(false, "A=changed\nB=b\n");
+    let path = f._dir.path().join("t.env");
+    let original = "export A=\"x y\"  # keep\nB=b\n";
+    std::fs::write(&path, original).unwrap();
+    let spec = PlatformSpec::local(&path);
+    let target = Target {
+        label: "t".into(),
+        platform: bridge_platforms::open(&spec, &Default::default()).unwrap(),
+    };
+    let job = SyncJob {
+        targets: vec![target.clone()],
+        ..f.job(Deletions::Keep)
+    };
+    run(job).await.unwrap();
+    let synced = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(synced, "export A=changed  # keep\nB=b\n");
+    let identity = target.platform.identity();
+    let sync = f.store.latest_for_target(&identity).await.unwrap().unwrap();
+    let sync_image = sync.targets[0]
+        .image
+        .clone()
+        .expect("a file's journal keeps its image");
+    assert_eq!(sync_image.before.expose(), original);
+    assert_eq!(sync_image.after.expose(), synced);
+
+    // The rollback's journal, as `rollback` writes it before its one write, and no write.
+    let undo = [PlanOp {
+        key: "A".into(),
+        change: Change::Update,
+        before: None,
+        after: Some(SecretValue::new("x y")),
+        reason: None,
+    }];
+    let current = target.platform.read().await.unwrap();
+    let request = WriteRequest {
+        ops: &undo,
+        current: &current,
+        restore: Some(&sync_image),
+    };
+    let image = target.platform.image(request).await.unwrap();
+    assert_eq!(image.as_ref().unwrap().after.expose(), original);
+    let entry = JournalTarget {
+        identity: identity.clone(),
+        spec: spec.to_string(),
+        label: "t".into(),
+        state: JournalState::Applying,
+        error: None,
+        untouched: None,
+        image,
+        ops: vec![JournalOp {
+            key: "A".into(),
+            change: Change::Update,
+            after: Some(SecretValue::new("x y")),
+            before: PreImage::Value(SecretValue::new("changed")),
+            before_stamp: None,
+            done: false,
+        }],
+    };
+    f.store.begin("rollback", "now", &[entry]).await.unwrap();
+
+    let open = |_: &JournalTarget| -> Result<Target, PlatformError> { Ok(target.clone()) };
+    let resumed = resume(&f.store, &open, &FingerprintKey::from_bytes(KEY))
+        .await
+        .unwrap()
+        .expect("something to resume");
+    assert!(resumed.is_ok(), "{resumed:?}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), original);
+}

@@ -24,6 +24,7 @@ mod export;
 mod ledger;
 mod misc;
 mod platforms;
+mod rollback;
 mod secrets;
 mod serve;
 mod shared_state;
