@@ -184,10 +184,12 @@ pub struct DeployEventBody {
     /// The platform's own word: `building`, `live`, `failed`, ...
     pub status: String,
     /// RFC 3339; now when left out.
-    #[serde(default)]
+    // Left out, not null, when the body is re-read as a deploy event: that reading takes
+    // an absent field for the default and refuses null.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("format" = "date-time"))]
     pub timestamp: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<DeployMetadataBody>,
 }
 

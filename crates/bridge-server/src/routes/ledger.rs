@@ -111,7 +111,8 @@ pub(crate) fn routes() -> Vec<Route> {
             body: None,
             answer: Answer::Json(schema_of::<ConsistencyBody>),
             success: 200,
-            errors: &[404],
+            // 400 for `from > to`: a rule between two parameters, which a schema cannot state.
+            errors: &[400, 404],
             streaming: false,
             handler: || get(consistency),
         },

@@ -470,3 +470,23 @@ async fn two_replicas_on_one_store_publish_a_delivery_once() {
         .await
         .unwrap();
 }
+
+/// The document lets `metadata` and `timestamp` be null (they are optional): null is read as
+/// left out, not refused (schemathesis found `"metadata": null` answered 422).
+#[tokio::test]
+async fn a_stated_deploy_event_takes_null_for_what_it_may_leave_out() {
+    let h = Harness::new().await;
+    let (status, body) = h
+        .call(request(
+            "POST",
+            "/engines/autonomy/deployment/event",
+            Some(h.operator.as_str()),
+            Some(json!({
+                "platform": "github", "event_type": "start", "status": "queued",
+                "timestamp": null, "metadata": null
+            })),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["event"]["platform"], "github");
+}
