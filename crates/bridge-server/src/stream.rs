@@ -27,7 +27,12 @@ use crate::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiQuery};
 
-const PAGE: usize = 256;
+/// Events a stream reads from the store at once. What a stream holds is about this many
+/// events while it replays, so this bounds the memory of thousands of streams catching up at
+/// once (each read is one of the store's few pooled connections, so small pages cost little).
+const PAGE: usize = 32;
+/// The most events' room an idle stream keeps.
+const IDLE_CAPACITY: usize = 8;
 /// How often a quiet stream looks at the store for events of other processes.
 const POLL: Duration = Duration::from_secs(1);
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -126,6 +131,11 @@ impl Cursor {
             }
             if *self.shutdown.borrow() {
                 return None;
+            }
+            // A caught-up stream gives back the page it replayed: thousands of idle streams
+            // would otherwise each keep room for PAGE events.
+            if self.ready.capacity() > IDLE_CAPACITY {
+                self.ready = VecDeque::new();
             }
             let head = self.store.last_seq().await.ok()?;
             if head > self.after {
