@@ -27,6 +27,7 @@ mod record;
 pub mod rows;
 mod sqlite;
 mod store;
+mod structure;
 mod verify;
 mod witness;
 

@@ -183,7 +183,8 @@ fn no_ledger_yet_is_a_clear_error() {
 }
 
 /// Cut the tail: delete the last entry and every checkpoint above what is left. The
-/// signatures still add up, so plain `verify` passes; the witnessed checkpoint does not.
+/// signatures still add up; only the checkpoint id counter (unless set back too) and the
+/// witnessed checkpoint tell.
 fn cut_the_tail(s: &Sandbox) {
     let conn = rusqlite::Connection::open(s.path(".bridge/ledger.db")).unwrap();
     let last: i64 = conn
@@ -208,6 +209,22 @@ fn a_witness_catches_a_cut_tail() {
     assert!(ok.stdout.contains("witnessed: extends"), "{}", ok.stdout);
 
     cut_the_tail(&s);
+    let careless = s.run(&["ledger", "verify"]);
+    assert_eq!(careless.code, 1, "{careless:?}");
+    assert!(
+        careless.stdout.contains("checkpoint id counter"),
+        "{}",
+        careless.stdout
+    );
+    // A careful forger sets the AUTOINCREMENT counter back as well.
+    rusqlite::Connection::open(s.path(".bridge/ledger.db"))
+        .unwrap()
+        .execute(
+            "UPDATE sqlite_sequence SET seq = (SELECT max(id) FROM ledger_checkpoints)
+             WHERE name = 'ledger_checkpoints'",
+            [],
+        )
+        .unwrap();
     let plain = s.run(&["ledger", "verify"]);
     assert_eq!(plain.code, 0, "signatures alone cannot see it: {plain:?}");
     let caught = s.run(&["ledger", "verify", "--witness", "audit/witness.json"]);
