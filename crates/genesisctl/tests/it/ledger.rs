@@ -170,6 +170,24 @@ fn an_edited_entry_is_named() {
     );
 }
 
+/// Damage no row shows is still a damaged ledger: exit 1, named.
+#[test]
+fn a_damaged_file_is_named() {
+    let s = synced_twice();
+    let path = s.path(".bridge/ledger.db");
+    let mut bytes = std::fs::read(&path).unwrap();
+    // The write version: past 2, SQLite would open the file read-only.
+    bytes[18] = 3;
+    std::fs::write(&path, bytes).unwrap();
+    let r = s.run(&["ledger", "verify"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stdout.contains("tampered: the database file is damaged"),
+        "{}",
+        r.stdout
+    );
+}
+
 #[test]
 fn no_ledger_yet_is_a_clear_error() {
     let s = Sandbox::new();
