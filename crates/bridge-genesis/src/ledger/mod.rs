@@ -12,8 +12,9 @@
 //!   [`verify_consistency`], [`verify_checkpoint`], [`verify_proof_json`]), need only hashes and
 //!   the public key, so anyone can check them offline.
 //! - [`Ledger::verify`] / [`verify_file`] recompute everything from the stored rows and name
-//!   the first entry or checkpoint that does not add up; another backend's rows are checked
-//!   by the same verifier through a [`VerifyImage`].
+//!   the first entry or checkpoint that does not add up; in an SQLite file they also check
+//!   what no hash covers (SQLite's integrity, header fields, schema, bookkeeping rows).
+//!   Another backend's rows are checked by the same verifier through a [`VerifyImage`].
 //!
 //! Payloads must arrive redacted: whatever is appended is kept, in clear, forever.
 
@@ -27,6 +28,7 @@ mod record;
 pub mod rows;
 mod sqlite;
 mod store;
+mod structure;
 mod verify;
 mod witness;
 

@@ -16,11 +16,11 @@ use super::merkle::Hash;
 use super::rows::{
     CheckpointRow, Checkpoints, EntryRow, LeafVisitor, LedgerRows, RawRow, RowError, RowVisitor,
 };
-use super::verify::{self, VerifyReport};
+use super::verify::{self, Scope, VerifyReport};
 
 // Table names carry a prefix because the ledger may share one SQLite file with the bus and
 // the other stores. STRICT makes SQLite refuse values of the wrong type.
-const SCHEMA: &str = "
+pub(crate) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS ledger_meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -290,7 +290,7 @@ impl LedgerRows for SqliteRows {
     }
 
     fn verify(&self, origin: &str, key: &VerifyingKey) -> Result<VerifyReport, LedgerError> {
-        verify::run(&self.conn, origin, key)
+        verify::run(&self.conn, origin, key, Scope::File)
     }
 }
 
@@ -409,6 +409,6 @@ impl VerifyImage {
     /// Verifies what was copied.
     pub fn verify(self, origin: &str, key: &VerifyingKey) -> Result<VerifyReport, LedgerError> {
         self.conn.execute_batch("COMMIT")?;
-        verify::run(&self.conn, origin, key)
+        verify::run(&self.conn, origin, key, Scope::Image)
     }
 }

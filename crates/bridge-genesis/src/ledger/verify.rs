@@ -14,7 +14,12 @@
 //!   [`Problem::RootMismatch`]. A root is one hash, so the culprit can only be narrowed to the
 //!   entries between the last matching checkpoint and this one; checkpoint often to narrow it;
 //! - a checkpoint whose signature was replaced or altered → [`Problem::BadSignature`];
-//! - a damaged file → [`Problem::Corrupt`]; the scan never skips what it cannot read.
+//! - a damaged file → [`Problem::Corrupt`]; the scan never skips what it cannot read;
+//! - in an SQLite file, damage the rows do not show (a b-tree page, an index out of step with
+//!   its table, a header byte that makes the file read-only, the schema) →
+//!   [`Problem::Structure`], and an edited bookkeeping row no signature covers (the origin,
+//!   checkpoint ids and their counter, `created_at`) → [`Problem::Unsigned`]; see
+//!   [`structure`](super::structure).
 //!
 //! Entries after the last checkpoint are only as trustworthy as their rows: nothing signed
 //! covers them yet (see [`VerifyReport::attested_size`]).
@@ -25,12 +30,16 @@ use std::path::Path;
 use ed25519_dalek::VerifyingKey;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use super::LedgerError;
 use super::checkpoint::{CheckpointError, verify_checkpoint};
 use super::merkle::{Frontier, Hash, leaf_hash};
+use super::record::format_timestamp;
 use super::record::write_entry;
 use super::sqlite::{ROW_COLUMNS, read_row};
+use super::structure;
 
 /// Entry-level problems kept in a report; a wholesale rewrite must not exhaust memory.
 const MAX_ENTRY_PROBLEMS: usize = 100;
@@ -101,6 +110,18 @@ pub enum Problem {
         /// SQLite's message.
         detail: String,
     },
+    /// The file is damaged where no row shows it: SQLite's integrity check fails, a header
+    /// byte is not what the ledger writes, or the schema of the ledger's objects differs.
+    Structure {
+        /// What is wrong.
+        detail: String,
+    },
+    /// A column no signature covers, but the ledger relies on, is malformed: the origin the
+    /// file records, checkpoint ids and their counter, a checkpoint's `created_at`.
+    Unsigned {
+        /// What is wrong.
+        what: String,
+    },
 }
 
 impl Problem {
@@ -118,7 +139,8 @@ impl Problem {
 
     fn sort_key(&self) -> (u8, u64) {
         match self {
-            Problem::Corrupt { .. } => (0, 0),
+            Problem::Corrupt { .. } | Problem::Structure { .. } => (0, 0),
+            Problem::Unsigned { .. } => (3, 0),
             Problem::BadSignature { checkpoint } | Problem::BadCheckpoint { checkpoint, .. } => {
                 (2, *checkpoint)
             }
@@ -161,6 +183,13 @@ impl fmt::Display for Problem {
             ),
             Problem::Corrupt { detail } => {
                 write!(f, "the database file is corrupt or truncated: {detail}")
+            }
+            Problem::Structure { detail } => write!(f, "the database file is damaged: {detail}"),
+            Problem::Unsigned { what } => {
+                write!(
+                    f,
+                    "a bookkeeping row no signature covers was altered: {what}"
+                )
             }
         }
     }
@@ -235,7 +264,17 @@ pub fn verify_file(
 ) -> Result<VerifyReport, LedgerError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)?;
-    run(&conn, origin, key)
+    run(&conn, origin, key, Scope::File)
+}
+
+/// What the connection holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// The ledger's own SQLite file: its structure and bookkeeping rows are checked too.
+    File,
+    /// Another backend's rows copied into memory ([`VerifyImage`](super::VerifyImage)):
+    /// only what every backend stores alike.
+    Image,
 }
 
 /// Runs the full verification over an open connection.
@@ -243,14 +282,31 @@ pub(crate) fn run(
     conn: &Connection,
     origin: &str,
     key: &VerifyingKey,
+    scope: Scope,
 ) -> Result<VerifyReport, LedgerError> {
     let mut v = Verifier::default();
-    match v.scan(conn, origin, key) {
-        Ok(()) => {}
-        Err(LedgerError::Corrupt(detail)) => v.problems.push(Problem::Corrupt { detail }),
-        Err(e) => return Err(e),
+    if scope == Scope::File {
+        let checked = structure::check(conn, origin, &mut v.problems);
+        v.absorb(checked)?;
     }
+    // Even in a damaged file, the rows that can be read are checked and named.
+    let scanned = v.scan(conn, origin, key);
+    v.absorb(scanned)?;
     Ok(v.finish())
+}
+
+/// True for a timestamp exactly as the ledger writes one (RFC 3339, UTC, the fraction only as
+/// long as it needs to be). Nothing signs a checkpoint's time, so its form is all there is to
+/// check; its order is not, since a clock may step back between two checkpoints.
+fn well_formed_time(v: ValueRef<'_>) -> bool {
+    let ValueRef::Text(text) = v else {
+        return false;
+    };
+    std::str::from_utf8(text)
+        .ok()
+        .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok().map(|at| (t, at)))
+        .and_then(|(t, at)| Some(format_timestamp(at).ok()? == t))
+        .unwrap_or(false)
 }
 
 /// A checkpoint that verified: what the scan must reproduce.
@@ -318,6 +374,23 @@ impl Verifier {
         Ok(())
     }
 
+    /// Turns a failure that is itself a finding into a problem: a corrupt file, or any query
+    /// failing in a file already found damaged (a table renamed in its schema, say).
+    fn absorb(&mut self, result: Result<(), LedgerError>) -> Result<(), LedgerError> {
+        let found = |v: &Self, f: fn(&Problem) -> bool| v.problems.iter().any(f);
+        match result {
+            Ok(()) => Ok(()),
+            Err(LedgerError::Corrupt(detail)) => {
+                if !found(self, |p| matches!(p, Problem::Corrupt { .. })) {
+                    self.problems.push(Problem::Corrupt { detail });
+                }
+                Ok(())
+            }
+            Err(_) if found(self, |p| matches!(p, Problem::Structure { .. })) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     fn entry_problem(&mut self, p: Problem) {
         if self.entry_problems < MAX_ENTRY_PROBLEMS {
             self.entry_problems += 1;
@@ -333,8 +406,9 @@ impl Verifier {
         origin: &str,
         key: &VerifyingKey,
     ) -> Result<Vec<Attestation>, LedgerError> {
-        let mut stmt =
-            conn.prepare("SELECT id, size, root, note FROM ledger_checkpoints ORDER BY id")?;
+        let mut stmt = conn.prepare(
+            "SELECT id, size, root, note, created_at FROM ledger_checkpoints ORDER BY id",
+        )?;
         let mut rows = stmt.query([])?;
         let mut out: Vec<Attestation> = Vec::new();
         let mut largest = 0;
@@ -348,6 +422,14 @@ impl Verifier {
                 checkpoint: id,
                 reason: reason.to_owned(),
             };
+            if !well_formed_time(row.get_ref(4)?) {
+                self.problems.push(Problem::Unsigned {
+                    what: format!(
+                        "checkpoint #{id} has a created_at that is not a timestamp the ledger \
+                         writes"
+                    ),
+                });
+            }
             let ValueRef::Text(note) = row.get_ref(3)? else {
                 self.problems.push(bad("the note is not text"));
                 continue;

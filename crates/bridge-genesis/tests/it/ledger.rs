@@ -1202,6 +1202,87 @@ fn garbage_is_not_a_ledger() {
     assert!(matches!(r.first(), Some(Problem::Corrupt { .. })), "{r}");
 }
 
+/// Rows no signature covers, but the ledger relies on, are checked for what they must be.
+#[test]
+fn edited_bookkeeping_rows_are_named() {
+    let cases = [
+        (
+            "UPDATE ledger_meta SET value = 'other.example/ledger'",
+            "records origin \"other.example/ledger\"",
+        ),
+        (
+            "DELETE FROM ledger_checkpoints WHERE id = 2",
+            "ids of the 3 checkpoints run from 1 to 4",
+        ),
+        (
+            "UPDATE sqlite_sequence SET seq = 7 WHERE name = 'ledger_checkpoints'",
+            "counter in sqlite_sequence is [7], not the last id 4",
+        ),
+        (
+            "UPDATE ledger_checkpoints SET created_at = '2026-03-01 12:00:00' WHERE id = 3",
+            "checkpoint #3 has a created_at",
+        ),
+    ];
+    for (sql, want) in cases {
+        let f = Fixture::standard();
+        f.raw().execute(sql, []).unwrap();
+        let r = f.report();
+        assert!(
+            matches!(r.first(), Some(Problem::Unsigned { .. })),
+            "{sql}: {r}"
+        );
+        assert_eq!(r.problems.len(), 1, "{sql}: {r:?}");
+        assert!(r.to_string().contains(want), "{sql}: {r}");
+    }
+}
+
+/// Damage no row shows: the schema, a header byte that makes the file read-only.
+#[test]
+fn structural_damage_is_named() {
+    let cases = [
+        (
+            "DROP INDEX ledger_checkpoints_by_size",
+            "ledger_checkpoints_by_size is missing",
+        ),
+        (
+            "CREATE TABLE ledger_notes (x)",
+            "holds table \"ledger_notes\", which the ledger does not create",
+        ),
+    ];
+    for (sql, want) in cases {
+        let f = Fixture::standard();
+        f.raw().execute(sql, []).unwrap();
+        let r = f.report();
+        assert!(
+            matches!(r.first(), Some(Problem::Structure { .. })),
+            "{sql}: {r}"
+        );
+        assert!(r.to_string().contains(want), "{sql}: {r}");
+    }
+    // A write version past 2: SQLite would open the file read-only, so no append could land.
+    let f = Fixture::standard();
+    let mut bytes = std::fs::read(&f.path).unwrap();
+    assert_eq!(bytes[18], 2, "the ledger is in WAL mode");
+    bytes[18] = 3;
+    std::fs::write(&f.path, bytes).unwrap();
+    let r = f.report();
+    assert!(
+        r.to_string().contains("file-format versions 3 (write)"),
+        "{r}"
+    );
+    // An event missing from the bus-sequence index could be recorded twice.
+    let f = Fixture::standard();
+    f.raw()
+        .execute_batch(
+            "PRAGMA writable_schema = ON;
+             UPDATE sqlite_schema SET sql = replace(sql, 'IS NOT NULL', 'IS NOT NULL AND seq < 1010')
+                 WHERE name = 'ledger_entries_by_seq';",
+        )
+        .unwrap();
+    let r = f.report();
+    assert!(matches!(r.first(), Some(Problem::Structure { .. })), "{r}");
+}
+
 #[test]
 fn a_checkpoint_for_another_origin_is_named() {
     let f = Fixture::standard();

@@ -3,6 +3,7 @@
 #![allow(unreachable_pub)]
 #![allow(clippy::unwrap_used)]
 
+mod bitflips;
 mod bus;
 mod deliveries;
 mod feed;

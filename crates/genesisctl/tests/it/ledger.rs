@@ -170,6 +170,24 @@ fn an_edited_entry_is_named() {
     );
 }
 
+/// Damage no row shows is still a damaged ledger: exit 1, named.
+#[test]
+fn a_damaged_file_is_named() {
+    let s = synced_twice();
+    let path = s.path(".bridge/ledger.db");
+    let mut bytes = std::fs::read(&path).unwrap();
+    // The write version: past 2, SQLite would open the file read-only.
+    bytes[18] = 3;
+    std::fs::write(&path, bytes).unwrap();
+    let r = s.run(&["ledger", "verify"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stdout.contains("tampered: the database file is damaged"),
+        "{}",
+        r.stdout
+    );
+}
+
 #[test]
 fn no_ledger_yet_is_a_clear_error() {
     let s = Sandbox::new();
@@ -183,7 +201,8 @@ fn no_ledger_yet_is_a_clear_error() {
 }
 
 /// Cut the tail: delete the last entry and every checkpoint above what is left. The
-/// signatures still add up, so plain `verify` passes; the witnessed checkpoint does not.
+/// signatures still add up; only the checkpoint id counter (unless set back too) and the
+/// witnessed checkpoint tell.
 fn cut_the_tail(s: &Sandbox) {
     let conn = rusqlite::Connection::open(s.path(".bridge/ledger.db")).unwrap();
     let last: i64 = conn
@@ -208,6 +227,22 @@ fn a_witness_catches_a_cut_tail() {
     assert!(ok.stdout.contains("witnessed: extends"), "{}", ok.stdout);
 
     cut_the_tail(&s);
+    let careless = s.run(&["ledger", "verify"]);
+    assert_eq!(careless.code, 1, "{careless:?}");
+    assert!(
+        careless.stdout.contains("checkpoint id counter"),
+        "{}",
+        careless.stdout
+    );
+    // A careful forger sets the AUTOINCREMENT counter back as well.
+    rusqlite::Connection::open(s.path(".bridge/ledger.db"))
+        .unwrap()
+        .execute(
+            "UPDATE sqlite_sequence SET seq = (SELECT max(id) FROM ledger_checkpoints)
+             WHERE name = 'ledger_checkpoints'",
+            [],
+        )
+        .unwrap();
     let plain = s.run(&["ledger", "verify"]);
     assert_eq!(plain.code, 0, "signatures alone cannot see it: {plain:?}");
     let caught = s.run(&["ledger", "verify", "--witness", "audit/witness.json"]);
