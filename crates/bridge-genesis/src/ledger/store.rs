@@ -785,6 +785,76 @@ mod tests {
     use super::*;
     use crate::ledger::Problem;
 
+    /// A checkpoint committed by a writer while a verify runs, at every point of the verify
+    /// in turn (between any two of its SQLite steps): the verify sees one snapshot and finds
+    /// nothing wrong. Run as separate statements, it once read the checkpoint rows before the
+    /// commit and the id counter after it, and called the ledger altered.
+    #[test]
+    fn a_checkpoint_committed_during_a_verify_is_not_an_alteration() {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::{Arc, Mutex};
+
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::from_bytes(&[5; 32]);
+        let origin = "bridge.local/ledger";
+        let entry = |n: u64| NewEntry {
+            timestamp: OffsetDateTime::UNIX_EPOCH,
+            topic: "envsync.commit".into(),
+            seq: None,
+            payload: serde_json::json!({"n": n}),
+        };
+        let mut points = 0;
+        let mut k = 1;
+        loop {
+            let path = dir.path().join(format!("ledger-{k}.db"));
+            let mut writer = Ledger::open(&path, origin, Some(key.clone())).unwrap();
+            for n in 0..3 {
+                writer.append(entry(n)).unwrap();
+                writer.checkpoint(OffsetDateTime::UNIX_EPOCH).unwrap();
+            }
+            let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+            let conn = rusqlite::Connection::open_with_flags(&path, flags).unwrap();
+            // Every 10 virtual-machine steps of the verify's statements; the k-th time, the
+            // writer commits an entry and a checkpoint.
+            let calls = Arc::new(AtomicUsize::new(0));
+            let committed = Arc::new(AtomicBool::new(false));
+            let (seen, done) = (calls.clone(), committed.clone());
+            let writer = Mutex::new(writer);
+            conn.progress_handler(
+                10,
+                Some(move || {
+                    if seen.fetch_add(1, Ordering::Relaxed) + 1 == k
+                        && !done.swap(true, Ordering::Relaxed)
+                    {
+                        let mut w = writer.lock().unwrap();
+                        w.append(entry(99)).unwrap();
+                        w.checkpoint(OffsetDateTime::UNIX_EPOCH).unwrap();
+                    }
+                    false
+                }),
+            )
+            .unwrap();
+            let report = super::super::verify::run(
+                &conn,
+                origin,
+                &key.verifying_key(),
+                super::super::verify::Scope::File,
+            )
+            .unwrap();
+            assert!(
+                report.is_ok(),
+                "a commit at step {k} of the verify: {report}"
+            );
+            if !committed.load(Ordering::Relaxed) {
+                // The verify ended before its k-th step: every point was tried.
+                points = k - 1;
+                break;
+            }
+            k += 1;
+        }
+        assert!(points > 20, "the verify took only {points} steps");
+    }
+
     /// What feeds before each event was recorded once did: the same event appended twice.
     /// `verify` names the second entry.
     #[test]

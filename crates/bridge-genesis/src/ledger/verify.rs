@@ -284,6 +284,28 @@ pub(crate) fn run(
     key: &VerifyingKey,
     scope: Scope,
 ) -> Result<VerifyReport, LedgerError> {
+    // One read transaction, so every check sees one snapshot: a checkpoint committed by a
+    // writer between two of the checks (its row read by one, the id counter by the next)
+    // would otherwise look like an altered bookkeeping row. A connection already inside a
+    // transaction has its snapshot.
+    let own_snapshot = conn.is_autocommit();
+    if own_snapshot {
+        conn.execute_batch("BEGIN DEFERRED")?;
+    }
+    let verified = run_in_snapshot(conn, origin, key, scope);
+    if own_snapshot {
+        // A read-only transaction: ending it cannot lose anything.
+        let _ = conn.execute_batch("COMMIT");
+    }
+    verified
+}
+
+fn run_in_snapshot(
+    conn: &Connection,
+    origin: &str,
+    key: &VerifyingKey,
+    scope: Scope,
+) -> Result<VerifyReport, LedgerError> {
     let mut v = Verifier::default();
     if scope == Scope::File {
         let checked = structure::check(conn, origin, &mut v.problems);
