@@ -803,9 +803,8 @@ mod tests {
             seq: None,
             payload: serde_json::json!({"n": n}),
         };
-        let mut points = 0;
         let mut k = 1;
-        loop {
+        let points = loop {
             let path = dir.path().join(format!("ledger-{k}.db"));
             let mut writer = Ledger::open(&path, origin, Some(key.clone())).unwrap();
             for n in 0..3 {
@@ -847,11 +846,10 @@ mod tests {
             );
             if !committed.load(Ordering::Relaxed) {
                 // The verify ended before its k-th step: every point was tried.
-                points = k - 1;
-                break;
+                break k - 1;
             }
             k += 1;
-        }
+        };
         assert!(points > 20, "the verify took only {points} steps");
     }
 
