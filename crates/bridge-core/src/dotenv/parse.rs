@@ -195,9 +195,33 @@ pub(super) fn parse_detailed(
             "a NUL byte: no environment variable can hold one; remove it".to_owned(),
         ));
     }
+    // A carriage return not followed by a line feed ends the line for python-dotenv and
+    // Node's dotenv (and for an editor showing old Mac line endings), while a line feed is
+    // what ends one here: the same file would define other keys. Refused rather than guessed.
+    if let Some(at) = lone_carriage_return(parser.bytes) {
+        return Err(parser.error_at(
+            at,
+            "a carriage return without a line feed: other dotenv parsers end the line here; \
+             use LF or CRLF line endings, or write `\\r` inside double quotes"
+                .to_owned(),
+        ));
+    }
     parser.run()?;
     parser.find_duplicates()?;
     Ok(parser.out)
+}
+
+/// Offset of the first `\r` that is not the start of a `\r\n`.
+fn lone_carriage_return(bytes: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(at) = bytes[from..].iter().position(|&b| b == b'\r') {
+        let at = from + at;
+        if bytes.get(at + 1) != Some(&b'\n') {
+            return Some(at);
+        }
+        from = at + 2;
+    }
+    None
 }
 
 pub(super) fn is_key_start(b: u8) -> bool {

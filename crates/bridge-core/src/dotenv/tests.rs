@@ -188,6 +188,22 @@ const ERRORS: &[(&str, usize, usize, &str)] = &[
     ("A=1\nB=\"two\0\"", 2, 7, "NUL byte"),
     ("A=1\n# note \0\n", 2, 8, "NUL byte"),
     ("\u{feff}K=é\0", 1, 4, "NUL byte"),
+    // A lone carriage return, wherever it is: python-dotenv and Node's dotenv end the line
+    // there (old Mac line endings would otherwise read as one long value).
+    ("A=x\ry\nB=2\n", 1, 4, "carriage return without a line feed"),
+    ("A=1\rB=2\rC=3", 1, 4, "carriage return without a line feed"),
+    (
+        "A=1\r\nB=\"p\rq\"\r\n",
+        2,
+        5,
+        "carriage return without a line feed",
+    ),
+    (
+        "A=1\n# note\r\n\r",
+        3,
+        1,
+        "carriage return without a line feed",
+    ),
     ("1A=b", 1, 1, "invalid key"),
     (
         "A B=c",
