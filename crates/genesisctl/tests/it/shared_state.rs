@@ -359,6 +359,73 @@ async fn a_killed_holder_frees_its_lock_and_another_directory_resumes() {
     pg.drop_schema().await;
 }
 
+/// `state unlock ID --yes` breaks a live holder's lock: the lock is gone for every runner and
+/// the break is on the bus. As docs/shared-state.md says, the holder itself is not stopped
+/// (it finishes its apply); nothing is written twice, and a resume from another directory
+/// then finds nothing left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_unlock_breaks_a_live_holders_lock() {
+    let Some(pg) = PgSchema::create().await else {
+        return;
+    };
+    let emu = bridge_emulators::start(github_only(Duration::from_millis(250)))
+        .await
+        .unwrap();
+    let a = runner(&emu, &pg.url(), &plain_env(PLAIN));
+    let b = runner(&emu, &pg.url(), &plain_env(PLAIN));
+    let holder = a
+        .command(&["env", "sync", "--target", "github"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(|| emu.github().unwrap().write_log().len() >= 2).await;
+    let held = b.run(&["state", "locks", "--output", "json"]);
+    ok(&held);
+    let locks = held.json()["locks"].as_array().unwrap().clone();
+    assert_eq!(locks.len(), 1, "{held:?}");
+    let id = locks[0]["id"].as_str().unwrap().to_owned();
+
+    let broken = b.run(&["state", "unlock", &id, "--yes"]);
+    ok(&broken);
+    assert!(broken.all().contains(&id), "{broken:?}");
+    let freed_at_once = b.run(&["state", "locks", "--output", "json"]);
+    ok(&freed_at_once);
+    assert_eq!(
+        freed_at_once.json()["locks"],
+        serde_json::json!([]),
+        "{freed_at_once:?}"
+    );
+    let out = holder.wait_with_output().unwrap();
+    assert!(out.status.code().is_some(), "{out:?}");
+    let freed = b.run(&["state", "locks", "--output", "json"]);
+    ok(&freed);
+    assert_eq!(freed.json()["locks"], serde_json::json!([]), "{freed:?}");
+    let events = b.run(&[
+        "events",
+        "tail",
+        "--topic",
+        "envsync.complete",
+        "--limit",
+        "20",
+        "--output",
+        "json",
+    ]);
+    ok(&events);
+    assert!(events.stdout.contains("\"unlock\""), "{events:?}");
+
+    let resumed = b.run(&["env", "resume", "--yes"]);
+    ok(&resumed);
+    let writes = writes_by_key(&emu);
+    assert_eq!(writes.len(), PLAIN.len(), "{writes:?}");
+    assert!(
+        writes.values().all(|n| *n == 1),
+        "a write was repeated: {writes:?}"
+    );
+    emu.shutdown().await;
+    pg.drop_schema().await;
+}
+
 /// A TCP proxy before PostgreSQL that can cut every connection and refuse new ones, as a
 /// network partition would, without touching the shared server.
 struct Partition {
