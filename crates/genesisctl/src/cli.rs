@@ -104,7 +104,13 @@ pub enum Command {
     /// Serve local emulators of the Render, Netlify and GitHub APIs
     #[command(
         after_help = "Prints one `export NAME=VALUE` line per variable a client needs, then `ready`, \
-then serves until interrupted.\n\nExample:\n  genesisctl emulate --port 7700 > emu.env &   # in the background: it serves until killed\n  until grep -qx ready emu.env; do sleep 0.1; done; eval \"$(grep '^export' emu.env)\"\n  genesisctl emulate --platforms github --latency 20ms --rate-limit 50/s --page-size 2"
+then serves until interrupted.\n\nEach emulator holds one Render service (srv-emulator), one Netlify site \
+(site-emulator, in account acct-emulator) and one GitHub repository (bridge/emulated), the ones \
+exported. --render-services, --netlify-sites and --github-repositories add more at start, each with \
+its own variables (a repository also its own environments and keys), to try two environments \
+locally, e.g. with --target prod=render:service=srv-prod,stg=render:service=srv-stg. Any other id \
+answers the platform's real 404, as a mistyped or deleted one does, so name every one you use. \
+Stats, faults and the write log are one per emulator, shared by its instances.\n\nExample:\n  genesisctl emulate --port 7700 > emu.env &   # in the background: it serves until killed\n  until grep -qx ready emu.env; do sleep 0.1; done; eval \"$(grep '^export' emu.env)\"\n  genesisctl emulate --platforms github --latency 20ms --rate-limit 50/s --page-size 2\n  genesisctl emulate --platforms render,github --render-services srv-prod,srv-stg --github-repositories org/app,org/api"
     )]
     Emulate(EmulateArgs),
 
@@ -662,6 +668,18 @@ pub struct EmulateArgs {
     /// Fail every write after the first N
     #[arg(long, value_name = "N")]
     pub fail_after_writes: Option<u64>,
+
+    /// Render services to hold besides srv-emulator
+    #[arg(long, value_delimiter = ',', value_name = "ID,...")]
+    pub render_services: Vec<String>,
+
+    /// Netlify sites to hold besides site-emulator
+    #[arg(long, value_delimiter = ',', value_name = "ID,...")]
+    pub netlify_sites: Vec<String>,
+
+    /// GitHub repositories to hold besides bridge/emulated
+    #[arg(long, value_delimiter = ',', value_name = "OWNER/REPO,...")]
+    pub github_repositories: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
