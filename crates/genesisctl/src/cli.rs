@@ -703,10 +703,14 @@ drift found by `env verify`, the scheduler or a post-deploy check does, in ENVSY
 
 --sandbox starts emulated Render, Netlify and GitHub APIs in the same process, seeded with \
 variables and some drift, in a fresh state directory, and prints an admiral token: the whole \
-product with one command and no credentials.
+product with one command and no credentials. It holds one Render service, Netlify site and \
+GitHub repository; --render-services, --netlify-sites and --github-repositories (as for \
+`emulate`) add more, empty, each a further target labelled after its id (srv-stg: srv_stg), to \
+try two environments.
 
 Examples:
   genesisctl serve --sandbox
+  genesisctl serve --sandbox --render-services srv-stg --github-repositories org/app
   genesisctl token create --role operator
   genesisctl serve --listen 0.0.0.0:8080 --log-format json
   curl -H \"Authorization: Bearer $TOKEN\" -X POST http://127.0.0.1:8080/envsync/dry-run/render";
@@ -720,6 +724,33 @@ pub struct ServeArgs {
     /// Start emulated platforms in-process, seeded with variables and drift; no credentials needed
     #[arg(long)]
     pub sandbox: bool,
+
+    /// With --sandbox: Render services to hold and target besides the seeded one
+    #[arg(
+        long,
+        requires = "sandbox",
+        value_delimiter = ',',
+        value_name = "ID,..."
+    )]
+    pub render_services: Vec<String>,
+
+    /// With --sandbox: Netlify sites to hold and target besides the seeded one
+    #[arg(
+        long,
+        requires = "sandbox",
+        value_delimiter = ',',
+        value_name = "ID,..."
+    )]
+    pub netlify_sites: Vec<String>,
+
+    /// With --sandbox: GitHub repositories to hold and target besides the seeded one
+    #[arg(
+        long,
+        requires = "sandbox",
+        value_delimiter = ',',
+        value_name = "OWNER/REPO,..."
+    )]
+    pub github_repositories: Vec<String>,
 
     /// Log lines as text for people or JSON lines for collectors
     #[arg(long, value_enum, default_value_t = LogFormatArg::Text)]
