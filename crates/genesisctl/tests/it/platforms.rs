@@ -717,13 +717,13 @@ async fn a_wait_past_the_lock_timeout_exits_3_naming_the_holder() {
     emu.shutdown().await;
 }
 
-/// One source to two Render services and to two environments of each of two GitHub
-/// repositories, all held by the same emulators: each place ends up with every key, and
-/// nothing written to one shows up in another.
+/// One source to two Render services, two Netlify sites and two environments of each of
+/// two GitHub repositories, all held by the same emulators: each place ends up with every
+/// key, and nothing written to one shows up in another.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_source_to_two_services_and_two_repositories_environments() {
     let emu = emulators(EmulatorConfig {
-        netlify: false,
+        netlify_sites: vec!["site-prod".into(), "site-stg".into()],
         render_services: vec!["srv-prod".into(), "srv-stg".into()],
         github_repositories: vec!["org/app".into(), "org/api".into()],
         ..EmulatorConfig::default()
@@ -731,6 +731,7 @@ async fn one_source_to_two_services_and_two_repositories_environments() {
     .await;
     let s = sandbox(&emu);
     let targets = "prod=render:service=srv-prod,stg=render:service=srv-stg,\
+        web_prod=netlify:site=site-prod,web_stg=netlify:site=site-stg,\
         app_prod=github:repository=org/app:environment=production,\
         app_stg=github:repository=org/app:environment=staging,\
         api_prod=github:repository=org/api:environment=production,\
@@ -740,7 +741,7 @@ async fn one_source_to_two_services_and_two_repositories_environments() {
     no_secret_in(&sync);
     let json = sync.json();
     let reported = json["targets"].as_array().unwrap();
-    assert_eq!(reported.len(), 6, "{json}");
+    assert_eq!(reported.len(), 8, "{json}");
     for t in reported {
         assert_eq!(t["status"], "applied", "{t}");
     }
@@ -753,6 +754,15 @@ async fn one_source_to_two_services_and_two_repositories_environments() {
         render.vars().is_empty(),
         "the default service was not a target"
     );
+    let netlify = emu.netlify().unwrap();
+    for id in ["site-prod", "site-stg"] {
+        assert_eq!(
+            netlify.site(id).unwrap().vars("production"),
+            expected(),
+            "{id}"
+        );
+    }
+    assert!(netlify.vars("production").is_empty());
     for repo in ["org/app", "org/api"] {
         let repo = github.repository(repo).unwrap();
         for env in ["production", "staging"] {
