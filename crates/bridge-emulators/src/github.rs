@@ -1,6 +1,9 @@
 //! GitHub emulator: Actions secrets (sealed with libsodium boxes and unsealed
-//! here with the emulator's own X25519 keys) and Actions variables of
-//! repository `bridge/emulated`, at repository level and per environment.
+//! here with the emulator's own X25519 keys) and Actions variables of its
+//! repositories, at repository level and per environment, plus the pull
+//! request endpoints a bot uses. It holds `bridge/emulated` and any repository
+//! created at start or with [`GithubHandle::add_repository`]; another one
+//! answers GitHub's 404, as a repository the token cannot see does.
 //!
 //! Choices for the points the reference leaves open:
 //! - Names follow the documented rules (`[A-Za-z0-9_]`, no leading digit, no
@@ -9,6 +12,7 @@
 //! - Secret values are limited to 48 KiB (422 above that); the 100-secret
 //!   cap is not enforced so benchmarks can use large sets.
 //! - Creating a variable that exists answers 409.
+//! - Owner and repository names match case-insensitively, as on GitHub.
 //! - Environments spring into existence on first use, including reads: an
 //!   unknown environment lists as empty instead of 404, and has its own key
 //!   pair (so a repository key id is rejected for an environment secret).
@@ -36,9 +40,9 @@ use crate::layer::{Core, RouteKind, fault_controls, finish, route};
 use crate::platform::{GITHUB_DOCS, Platform};
 use crate::write_log::BodyKey;
 
-/// The emulated repository's owner.
+/// The owner of the repository every emulator holds from the start.
 pub(crate) const OWNER: &str = "bridge";
-/// The emulated repository's name.
+/// That repository's name.
 pub(crate) const REPO: &str = "emulated";
 
 const SECRETS_PER_PAGE: (usize, usize) = (30, 100);
@@ -80,40 +84,83 @@ impl std::fmt::Debug for Scope {
 }
 
 #[derive(Debug)]
-struct GithubState {
+struct Repository {
+    /// `owner` and `repo` as first given, for the URLs in answers.
+    owner: String,
+    name: String,
     repo: Scope,
     envs: BTreeMap<String, Scope>,
-    next_key: u64,
     /// Pull requests (and so issue numbers), in the order they were opened.
     pulls: Vec<PullRequest>,
+}
+
+impl Repository {
+    /// The scope of the repository (`None`) or of an environment, creating the
+    /// environment on first use with the next key id.
+    fn scope(&mut self, env: Option<&str>, next_key: &mut u64) -> &mut Scope {
+        match env {
+            None => &mut self.repo,
+            Some(name) => self.envs.entry(name.to_owned()).or_insert_with(|| {
+                *next_key += 1;
+                new_scope(*next_key - 1)
+            }),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct GithubState {
+    /// By lower-cased `owner/repo`.
+    repos: BTreeMap<String, Repository>,
+    /// Key ids count across repositories, so no two scopes share one.
+    next_key: u64,
+}
+
+/// The map key of `owner/repo`: GitHub matches both case-insensitively.
+fn repo_key(owner: &str, repo: &str) -> String {
+    format!("{owner}/{repo}").to_ascii_lowercase()
 }
 
 impl GithubState {
     fn new() -> Self {
         Self {
-            repo: new_scope(FIRST_KEY_ID),
-            envs: BTreeMap::new(),
-            next_key: FIRST_KEY_ID + 1,
-            pulls: Vec::new(),
+            repos: BTreeMap::new(),
+            next_key: FIRST_KEY_ID,
         }
     }
 
-    /// The scope of the repository (`None`) or of an environment, creating the
-    /// environment on first use.
-    fn scope(&mut self, env: Option<&str>) -> &mut Scope {
-        match env {
-            None => &mut self.repo,
-            Some(name) => {
-                if !self.envs.contains_key(name) {
-                    let scope = new_scope(self.next_key);
-                    self.next_key += 1;
-                    self.envs.insert(name.to_owned(), scope);
-                }
-                // Just inserted if it was missing, so the fallback never runs;
-                // it only avoids an unwrap.
-                self.envs.get_mut(name).unwrap_or(&mut self.repo)
-            }
+    /// Adds `owner/repo` unless held; returns its map key.
+    fn add(&mut self, owner: &str, name: &str) -> String {
+        let key = repo_key(owner, name);
+        if !self.repos.contains_key(&key) {
+            let repo = new_scope(self.next_key);
+            self.next_key += 1;
+            self.repos.insert(
+                key.clone(),
+                Repository {
+                    owner: owner.to_owned(),
+                    name: name.to_owned(),
+                    repo,
+                    envs: BTreeMap::new(),
+                    pulls: Vec::new(),
+                },
+            );
         }
+        key
+    }
+
+    /// The scope of a held repository (`None` if not held) or one of its
+    /// environments, creating the environment on first use.
+    fn scope(&mut self, repo: &str, env: Option<&str>) -> Option<&mut Scope> {
+        let next_key = &mut self.next_key;
+        self.repos.get_mut(repo).map(|r| r.scope(env, next_key))
+    }
+
+    /// [`Self::scope`] for handlers, whose repository was checked to exist
+    /// (repositories are never removed): the 404 only keeps an impossible case
+    /// from panicking.
+    fn found(&mut self, repo: &str, env: Option<&str>) -> Result<&mut Scope, Reject> {
+        self.scope(repo, env).ok_or_else(not_found)
     }
 }
 
@@ -127,9 +174,19 @@ fn new_scope(key_id: u64) -> Scope {
 }
 
 /// Test-side view of the GitHub emulator; also the axum state of its routes.
+/// The secret, variable and pull request methods act on `bridge/emulated`;
+/// [`GithubHandle::repository`] reaches the others.
 #[derive(Clone, Debug)]
 pub struct GithubHandle {
     core: Arc<Core>,
+    state: Arc<Mutex<GithubState>>,
+}
+
+/// Test-side view of one repository of the GitHub emulator.
+#[derive(Clone, Debug)]
+pub struct GithubRepository {
+    key: String,
+    full_name: String,
     state: Arc<Mutex<GithubState>>,
 }
 
@@ -141,109 +198,215 @@ impl GithubHandle {
         self.core.root_url.clone()
     }
 
+    /// Creates a repository (no secrets, variables or environments, a key
+    /// pair of its own) if the emulator does not hold it yet, and returns it.
+    /// `None` if `full_name` is not `owner/repo`.
+    pub fn add_repository(&self, full_name: &str) -> Option<GithubRepository> {
+        let (owner, name) = full_name.split_once('/')?;
+        if owner.is_empty() || name.is_empty() || name.contains('/') {
+            return None;
+        }
+        let key = lock(&self.state).add(owner, name);
+        self.repository(&key)
+    }
+
+    /// The repository `owner/repo` (case-insensitive), if the emulator holds it.
+    pub fn repository(&self, full_name: &str) -> Option<GithubRepository> {
+        let key = full_name.to_ascii_lowercase();
+        let state = lock(&self.state);
+        let repo = state.repos.get(&key)?;
+        Some(GithubRepository {
+            full_name: format!("{}/{}", repo.owner, repo.name),
+            key,
+            state: Arc::clone(&self.state),
+        })
+    }
+
+    /// `owner/repo` of every repository the emulator holds, sorted.
+    pub fn repositories(&self) -> Vec<String> {
+        lock(&self.state)
+            .repos
+            .values()
+            .map(|r| format!("{}/{}", r.owner, r.name))
+            .collect()
+    }
+
+    /// `bridge/emulated`, which exists from the start and is never removed.
+    fn default_repo(&self) -> GithubRepository {
+        GithubRepository {
+            key: repo_key(OWNER, REPO),
+            full_name: format!("{OWNER}/{REPO}"),
+            state: Arc::clone(&self.state),
+        }
+    }
+
+    /// Decrypted plaintext of every secret of `bridge/emulated` (`None`) or one
+    /// of its environments; see [`GithubRepository::secrets`].
+    pub fn secrets(&self, environment: Option<&str>) -> BTreeMap<String, String> {
+        self.default_repo().secrets(environment)
+    }
+
+    /// Every variable of `bridge/emulated` or one of its environments.
+    pub fn variables(&self, environment: Option<&str>) -> BTreeMap<String, String> {
+        self.default_repo().variables(environment)
+    }
+
+    /// Sets a secret of `bridge/emulated` out of band; see
+    /// [`GithubRepository::set_secret`].
+    pub fn set_secret(&self, environment: Option<&str>, name: &str, plaintext: &str) {
+        self.default_repo().set_secret(environment, name, plaintext);
+    }
+
+    /// Sets a variable of `bridge/emulated` out of band.
+    pub fn set_variable(&self, environment: Option<&str>, name: &str, value: &str) {
+        self.default_repo().set_variable(environment, name, value);
+    }
+
+    /// Removes a secret of `bridge/emulated` out of band.
+    pub fn remove_secret(&self, environment: Option<&str>, name: &str) {
+        self.default_repo().remove_secret(environment, name);
+    }
+
+    /// Removes a variable of `bridge/emulated` out of band.
+    pub fn remove_variable(&self, environment: Option<&str>, name: &str) {
+        self.default_repo().remove_variable(environment, name);
+    }
+
+    /// `updated_at` of a secret of `bridge/emulated`, `YYYY-MM-DDTHH:MM:SSZ`.
+    pub fn secret_updated_at(&self, environment: Option<&str>, name: &str) -> Option<String> {
+        self.default_repo().secret_updated_at(environment, name)
+    }
+
+    /// `(key_id, base64 public key)` of `bridge/emulated` or one of its
+    /// environments, as the public-key endpoint returns them.
+    pub fn public_key(&self, environment: Option<&str>) -> (String, String) {
+        self.default_repo().public_key(environment)
+    }
+
+    /// Every pull request opened on `bridge/emulated` so far, oldest first,
+    /// with its labels.
+    pub fn pulls(&self) -> Vec<PullRequest> {
+        self.default_repo().pulls()
+    }
+}
+
+impl GithubRepository {
+    /// `owner/repo`, as first given.
+    pub fn full_name(&self) -> &str {
+        &self.full_name
+    }
+
+    /// Runs `f` on a scope of this repository; repositories are never removed,
+    /// so the default is never used, it only avoids a panic path.
+    fn with_scope<T: Default>(&self, env: Option<&str>, f: impl FnOnce(&mut Scope) -> T) -> T {
+        let mut state = lock(&self.state);
+        state.scope(&self.key, env).map(f).unwrap_or_default()
+    }
+
     /// Decrypted plaintext of every secret of the repository (`None`) or an
     /// environment. Non-UTF-8 plaintext is shown lossily.
     pub fn secrets(&self, environment: Option<&str>) -> BTreeMap<String, String> {
-        let mut state = lock(&self.state);
-        state
-            .scope(environment)
-            .secrets
-            .iter()
-            .map(|(k, s)| {
-                (
-                    k.clone(),
-                    String::from_utf8_lossy(&s.plaintext).into_owned(),
-                )
-            })
-            .collect()
+        self.with_scope(environment, |scope| {
+            scope
+                .secrets
+                .iter()
+                .map(|(k, s)| {
+                    (
+                        k.clone(),
+                        String::from_utf8_lossy(&s.plaintext).into_owned(),
+                    )
+                })
+                .collect()
+        })
     }
 
     /// Every variable of the repository or an environment.
     pub fn variables(&self, environment: Option<&str>) -> BTreeMap<String, String> {
-        let mut state = lock(&self.state);
-        state
-            .scope(environment)
-            .variables
-            .iter()
-            .map(|(k, v)| (k.clone(), v.value.clone()))
-            .collect()
+        self.with_scope(environment, |scope| {
+            scope
+                .variables
+                .iter()
+                .map(|(k, v)| (k.clone(), v.value.clone()))
+                .collect()
+        })
     }
 
     /// Sets a secret out of band (as if changed in the UI): the name is
     /// upper-cased and `updated_at` is stamped with the current second.
     pub fn set_secret(&self, environment: Option<&str>, name: &str, plaintext: &str) {
-        let mut state = lock(&self.state);
-        upsert_secret(
-            state.scope(environment),
-            &name.to_ascii_uppercase(),
-            plaintext.as_bytes().to_vec(),
-        );
+        self.with_scope(environment, |scope| {
+            upsert_secret(
+                scope,
+                &name.to_ascii_uppercase(),
+                plaintext.as_bytes().to_vec(),
+            );
+        });
     }
 
     /// Sets a variable out of band.
     pub fn set_variable(&self, environment: Option<&str>, name: &str, value: &str) {
-        let mut state = lock(&self.state);
         let now = now_seconds();
-        let scope = state.scope(environment);
-        scope
-            .variables
-            .entry(name.to_ascii_uppercase())
-            .and_modify(|v| {
-                v.value = value.to_owned();
-                v.updated_at = now.clone();
-            })
-            .or_insert_with(|| Variable {
-                value: value.to_owned(),
-                created_at: now.clone(),
-                updated_at: now.clone(),
-            });
+        self.with_scope(environment, |scope| {
+            scope
+                .variables
+                .entry(name.to_ascii_uppercase())
+                .and_modify(|v| {
+                    v.value = value.to_owned();
+                    v.updated_at = now.clone();
+                })
+                .or_insert_with(|| Variable {
+                    value: value.to_owned(),
+                    created_at: now.clone(),
+                    updated_at: now.clone(),
+                });
+        });
     }
 
     /// Removes a secret out of band.
     pub fn remove_secret(&self, environment: Option<&str>, name: &str) {
-        let mut state = lock(&self.state);
-        state
-            .scope(environment)
-            .secrets
-            .remove(&name.to_ascii_uppercase());
+        self.with_scope(environment, |scope| {
+            scope.secrets.remove(&name.to_ascii_uppercase());
+        });
     }
 
     /// Removes a variable out of band.
     pub fn remove_variable(&self, environment: Option<&str>, name: &str) {
-        let mut state = lock(&self.state);
-        state
-            .scope(environment)
-            .variables
-            .remove(&name.to_ascii_uppercase());
+        self.with_scope(environment, |scope| {
+            scope.variables.remove(&name.to_ascii_uppercase());
+        });
     }
 
     /// `updated_at` of a secret, `YYYY-MM-DDTHH:MM:SSZ`.
     pub fn secret_updated_at(&self, environment: Option<&str>, name: &str) -> Option<String> {
-        let mut state = lock(&self.state);
-        state
-            .scope(environment)
-            .secrets
-            .get(&name.to_ascii_uppercase())
-            .map(|s| s.updated_at.clone())
+        self.with_scope(environment, |scope| {
+            scope
+                .secrets
+                .get(&name.to_ascii_uppercase())
+                .map(|s| s.updated_at.clone())
+        })
     }
 
     /// `(key_id, base64 public key)` of the repository or an environment, as
     /// the public-key endpoint returns them.
     pub fn public_key(&self, environment: Option<&str>) -> (String, String) {
-        let mut state = lock(&self.state);
-        let scope = state.scope(environment);
-        (
-            scope.key_id.clone(),
-            STANDARD.encode(scope.key.public_key().as_bytes()),
-        )
+        self.with_scope(environment, |scope| public_key_of(scope))
+    }
+
+    /// Every pull request opened so far, oldest first, with its labels.
+    pub fn pulls(&self) -> Vec<PullRequest> {
+        lock(&self.state)
+            .repos
+            .get(&self.key)
+            .map(|r| r.pulls.clone())
+            .unwrap_or_default()
     }
 }
 
-impl GithubHandle {
-    /// Every pull request opened so far, oldest first, with its labels.
-    pub fn pulls(&self) -> Vec<PullRequest> {
-        lock(&self.state).pulls.clone()
-    }
+fn public_key_of(scope: &Scope) -> (String, String) {
+    (
+        scope.key_id.clone(),
+        STANDARD.encode(scope.key.public_key().as_bytes()),
+    )
 }
 
 /// A pull request the emulator holds. The emulator has no git: `head` and `base` are
@@ -293,11 +456,18 @@ fn upsert_secret(scope: &mut Scope, name: &str, plaintext: Vec<u8>) -> bool {
     }
 }
 
-pub(crate) fn router(core: Arc<Core>) -> (Router, GithubHandle) {
+/// The emulator, holding `bridge/emulated` and the `extra` repositories
+/// (`owner/repo`; `start` checked their shape).
+pub(crate) fn router(core: Arc<Core>, extra: &[String]) -> (Router, GithubHandle) {
     let handle = GithubHandle {
         core: Arc::clone(&core),
         state: Arc::new(Mutex::new(GithubState::new())),
     };
+    for full_name in
+        std::iter::once(crate::GITHUB_REPOSITORY).chain(extra.iter().map(String::as_str))
+    {
+        handle.add_repository(full_name);
+    }
     let mut r: Router<GithubHandle> = Router::new();
     // Both levels share handlers: they differ only in the optional
     // `environment_name` path parameter.
@@ -409,19 +579,20 @@ fn validation(resource: &str, field: &str, code: &str, message: &str) -> Reject 
         .into()
 }
 
-/// Checks owner/repo (case-insensitively, like GitHub) and returns the
-/// environment name, already URL-decoded by the router.
-fn target(p: &Params) -> Result<Option<String>, Reject> {
-    let owner_ok = p
-        .get("owner")
-        .is_some_and(|o| o.eq_ignore_ascii_case(OWNER));
-    let repo_ok = p.get("repo").is_some_and(|r| r.eq_ignore_ascii_case(REPO));
-    if !(owner_ok && repo_ok) {
+/// Checks that the emulator holds owner/repo (case-insensitively, like
+/// GitHub) and returns its map key and the environment name, already
+/// URL-decoded by the router.
+fn target(h: &GithubHandle, p: &Params) -> Result<(String, Option<String>), Reject> {
+    let (Some(owner), Some(repo)) = (p.get("owner"), p.get("repo")) else {
+        return Err(not_found());
+    };
+    let key = repo_key(owner, repo);
+    if !lock(&h.state).repos.contains_key(&key) {
         return Err(not_found());
     }
     match p.get("environment_name") {
         Some(e) if e.is_empty() => Err(not_found()),
-        other => Ok(other.cloned()),
+        other => Ok((key, other.cloned())),
     }
 }
 
@@ -533,8 +704,8 @@ fn paged_list(
 }
 
 async fn public_key_handler(State(h): State<GithubHandle>, Path(p): Path<Params>) -> Reply {
-    let env = target(&p)?;
-    let (key_id, key) = h.public_key(env.as_deref());
+    let (repo, env) = target(&h, &p)?;
+    let (key_id, key) = public_key_of(lock(&h.state).found(&repo, env.as_deref())?);
     Ok(Json(json!({ "key_id": key_id, "key": key })).into_response())
 }
 
@@ -548,10 +719,10 @@ async fn list_secrets(
     uri: Uri,
     query: QueryResult,
 ) -> Reply {
-    let env = target(&p)?;
+    let (repo, env) = target(&h, &p)?;
     let all: Vec<Value> = {
         let mut state = lock(&h.state);
-        let scope = state.scope(env.as_deref());
+        let scope = state.found(&repo, env.as_deref())?;
         scope
             .secrets
             .iter()
@@ -562,11 +733,11 @@ async fn list_secrets(
 }
 
 async fn get_secret(State(h): State<GithubHandle>, Path(p): Path<Params>) -> Reply {
-    let env = target(&p)?;
+    let (repo, env) = target(&h, &p)?;
     let name = path_name(&p, "secret_name");
     let mut state = lock(&h.state);
     let secret = state
-        .scope(env.as_deref())
+        .found(&repo, env.as_deref())?
         .secrets
         .get(&name)
         .ok_or_else(not_found)?;
@@ -582,7 +753,7 @@ struct SecretInput {
 }
 
 async fn put_secret(State(h): State<GithubHandle>, Path(p): Path<Params>, body: Bytes) -> Reply {
-    let env = target(&p)?;
+    let (repo, env) = target(&h, &p)?;
     let raw_name = p.get("secret_name").cloned().unwrap_or_default();
     let name = check_name(&raw_name).map_err(|m| validation("Secret", "name", "invalid", &m))?;
     let input: SecretInput = parse_json(&body).map_err(|e| bad_json(&e))?;
@@ -615,7 +786,7 @@ async fn put_secret(State(h): State<GithubHandle>, Path(p): Path<Params>, body: 
         )
     })?;
     let mut state = lock(&h.state);
-    let scope = state.scope(env.as_deref());
+    let scope = state.found(&repo, env.as_deref())?;
     if key_id != scope.key_id {
         return Err(validation(
             "Secret",
@@ -648,11 +819,11 @@ async fn put_secret(State(h): State<GithubHandle>, Path(p): Path<Params>, body: 
 }
 
 async fn delete_secret(State(h): State<GithubHandle>, Path(p): Path<Params>) -> Reply {
-    let env = target(&p)?;
+    let (repo, env) = target(&h, &p)?;
     let name = path_name(&p, "secret_name");
     let mut state = lock(&h.state);
     state
-        .scope(env.as_deref())
+        .found(&repo, env.as_deref())?
         .secrets
         .remove(&name)
         .ok_or_else(not_found)?;
@@ -669,10 +840,10 @@ async fn list_variables(
     uri: Uri,
     query: QueryResult,
 ) -> Reply {
-    let env = target(&p)?;
+    let (repo, env) = target(&h, &p)?;
     let all: Vec<Value> = {
         let mut state = lock(&h.state);
-        let scope = state.scope(env.as_deref());
+        let scope = state.found(&repo, env.as_deref())?;
         scope
             .variables
             .iter()
@@ -693,7 +864,7 @@ async fn create_variable(
     Path(p): Path<Params>,
     body: Bytes,
 ) -> Reply {
-    let env = target(&p)?;
+    let (repo, env) = target(&h, &p)?;
     let input: VariableInput = parse_json(&body).map_err(|e| bad_json(&e))?;
     let (Some(raw_name), Some(value)) = (input.name, input.value) else {
         return Err(validation(
@@ -705,7 +876,7 @@ async fn create_variable(
     };
     let name = check_name(&raw_name).map_err(|m| validation("Variable", "name", "invalid", &m))?;
     let mut state = lock(&h.state);
-    let scope = state.scope(env.as_deref());
+    let scope = state.found(&repo, env.as_deref())?;
     if scope.variables.contains_key(&name) {
         return Err(already_exists());
     }
@@ -728,11 +899,11 @@ async fn create_variable(
 }
 
 async fn get_variable(State(h): State<GithubHandle>, Path(p): Path<Params>) -> Reply {
-    let env = target(&p)?;
+    let (repo, env) = target(&h, &p)?;
     let name = path_name(&p, "name");
     let mut state = lock(&h.state);
     let var = state
-        .scope(env.as_deref())
+        .found(&repo, env.as_deref())?
         .variables
         .get(&name)
         .ok_or_else(not_found)?;
@@ -744,7 +915,7 @@ async fn update_variable(
     Path(p): Path<Params>,
     body: Bytes,
 ) -> Reply {
-    let env = target(&p)?;
+    let (repo, env) = target(&h, &p)?;
     let name = path_name(&p, "name");
     let input: VariableInput = parse_json(&body).map_err(|e| bad_json(&e))?;
     let new_name = match input.name.as_deref() {
@@ -752,7 +923,7 @@ async fn update_variable(
         Some(n) => check_name(n).map_err(|m| validation("Variable", "name", "invalid", &m))?,
     };
     let mut state = lock(&h.state);
-    let scope = state.scope(env.as_deref());
+    let scope = state.found(&repo, env.as_deref())?;
     let mut var = scope.variables.get(&name).cloned().ok_or_else(not_found)?;
     if new_name != name && scope.variables.contains_key(&new_name) {
         return Err(already_exists());
@@ -767,11 +938,11 @@ async fn update_variable(
 }
 
 async fn delete_variable(State(h): State<GithubHandle>, Path(p): Path<Params>) -> Reply {
-    let env = target(&p)?;
+    let (repo, env) = target(&h, &p)?;
     let name = path_name(&p, "name");
     let mut state = lock(&h.state);
     state
-        .scope(env.as_deref())
+        .found(&repo, env.as_deref())?
         .variables
         .remove(&name)
         .ok_or_else(not_found)?;
@@ -779,14 +950,14 @@ async fn delete_variable(State(h): State<GithubHandle>, Path(p): Path<Params>) -
 }
 
 /// A label as GitHub returns it; ids are derived from the name, so they are stable.
-fn label_json(root: &str, name: &str) -> Value {
+fn label_json(root: &str, full_name: &str, name: &str) -> Value {
     let id = name.bytes().fold(1_469_598_103_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(1_099_511_628_211)
     }) % 10_000_000_000;
     json!({
         "id": id,
         "node_id": format!("LA_{id}"),
-        "url": format!("{root}/repos/{OWNER}/{REPO}/labels/{name}"),
+        "url": format!("{root}/repos/{full_name}/labels/{name}"),
         "name": name,
         "color": "ededed",
         "default": false,
@@ -795,39 +966,40 @@ fn label_json(root: &str, name: &str) -> Value {
 }
 
 /// The head's label: `owner:branch`, with the repository owner when none was given.
-fn head_parts(head: &str) -> (String, String) {
+fn head_parts(repo_owner: &str, head: &str) -> (String, String) {
     match head.split_once(':') {
         Some((owner, branch)) => (owner.to_owned(), branch.to_owned()),
-        None => (OWNER.to_owned(), head.to_owned()),
+        None => (repo_owner.to_owned(), head.to_owned()),
     }
 }
 
-fn pull_json(root: &str, p: &PullRequest) -> Value {
-    let (head_owner, head_ref) = head_parts(&p.head);
-    let api = format!("{root}/repos/{OWNER}/{REPO}/pulls/{}", p.number);
+fn pull_json(root: &str, r: &Repository, p: &PullRequest) -> Value {
+    let (owner, full_name) = (&r.owner, format!("{}/{}", r.owner, r.name));
+    let (head_owner, head_ref) = head_parts(owner, &p.head);
+    let api = format!("{root}/repos/{full_name}/pulls/{}", p.number);
     json!({
         "id": 1_000_000 + p.number,
         "node_id": format!("PR_emulated{}", p.number),
         "number": p.number,
         "url": api,
-        "html_url": format!("{root}/{OWNER}/{REPO}/pull/{}", p.number),
-        "issue_url": format!("{root}/repos/{OWNER}/{REPO}/issues/{}", p.number),
+        "html_url": format!("{root}/{full_name}/pull/{}", p.number),
+        "issue_url": format!("{root}/repos/{full_name}/issues/{}", p.number),
         "state": p.state,
         "locked": false,
         "title": p.title,
         "body": p.body,
         "draft": p.draft,
         "user": { "login": "bridge-emulator", "type": "User" },
-        "labels": p.labels.iter().map(|l| label_json(root, l)).collect::<Vec<_>>(),
+        "labels": p.labels.iter().map(|l| label_json(root, &full_name, l)).collect::<Vec<_>>(),
         "head": {
             "label": format!("{head_owner}:{head_ref}"),
             "ref": head_ref,
-            "repo": { "full_name": format!("{OWNER}/{REPO}") },
+            "repo": { "full_name": full_name },
         },
         "base": {
-            "label": format!("{OWNER}:{}", p.base),
+            "label": format!("{owner}:{}", p.base),
             "ref": p.base,
-            "repo": { "full_name": format!("{OWNER}/{REPO}") },
+            "repo": { "full_name": full_name },
         },
         "created_at": p.created_at,
         "updated_at": p.created_at,
@@ -849,7 +1021,7 @@ struct PullInput {
 }
 
 async fn create_pull(State(h): State<GithubHandle>, Path(p): Path<Params>, body: Bytes) -> Reply {
-    target(&p)?;
+    let (repo, _) = target(&h, &p)?;
     let input: PullInput = parse_json(&body).map_err(|e| bad_json(&e))?;
     let required = |value: Option<String>, field: &str| {
         value.filter(|v| !v.trim().is_empty()).ok_or_else(|| {
@@ -865,21 +1037,21 @@ async fn create_pull(State(h): State<GithubHandle>, Path(p): Path<Params>, body:
     let head = required(input.head, "head")?;
     let base = required(input.base, "base")?;
     let mut state = lock(&h.state);
-    let (_, head_ref) = head_parts(&head);
-    let duplicate = state
-        .pulls
-        .iter()
-        .any(|o| o.state == "open" && head_parts(&o.head).1 == head_ref && o.base == base);
+    let r = state.repos.get_mut(&repo).ok_or_else(not_found)?;
+    let (_, head_ref) = head_parts(&r.owner, &head);
+    let duplicate = r.pulls.iter().any(|o| {
+        o.state == "open" && head_parts(&r.owner, &o.head).1 == head_ref && o.base == base
+    });
     if duplicate {
         return Err(validation(
             "PullRequest",
             "head",
             "custom",
-            &format!("A pull request already exists for {OWNER}:{head_ref}."),
+            &format!("A pull request already exists for {}:{head_ref}.", r.owner),
         ));
     }
     let pull = PullRequest {
-        number: state.pulls.len() as u64 + 1,
+        number: r.pulls.len() as u64 + 1,
         title,
         head,
         base,
@@ -889,8 +1061,8 @@ async fn create_pull(State(h): State<GithubHandle>, Path(p): Path<Params>, body:
         labels: Vec::new(),
         created_at: now_seconds(),
     };
-    let json = pull_json(&h.core.root_url, &pull);
-    state.pulls.push(pull);
+    let json = pull_json(&h.core.root_url, r, &pull);
+    r.pulls.push(pull);
     Ok((StatusCode::CREATED, Json(json)).into_response())
 }
 
@@ -900,7 +1072,7 @@ async fn list_pulls(
     uri: Uri,
     query: QueryResult,
 ) -> Reply {
-    target(&p)?;
+    let (repo, _) = target(&h, &p)?;
     let Query(q) = query.map_err(|_| err(StatusCode::BAD_REQUEST, "invalid query string"))?;
     let wanted_state = q.get("state").map_or("open", String::as_str);
     if !matches!(wanted_state, "open" | "closed" | "all") {
@@ -911,21 +1083,21 @@ async fn list_pulls(
             "state must be open, closed or all",
         ));
     }
-    let head = q.get("head").map(|h| head_parts(h));
     let all: Vec<Value> = {
         let state = lock(&h.state);
-        state
-            .pulls
+        let r = state.repos.get(&repo).ok_or_else(not_found)?;
+        let head = q.get("head").map(|h| head_parts(&r.owner, h));
+        r.pulls
             .iter()
             .filter(|pr| wanted_state == "all" || pr.state == wanted_state)
             .filter(|pr| {
                 head.as_ref()
-                    .is_none_or(|want| &head_parts(&pr.head) == want)
+                    .is_none_or(|want| &head_parts(&r.owner, &pr.head) == want)
             })
             .filter(|pr| q.get("base").is_none_or(|b| &pr.base == b))
             // GitHub lists the newest first by default.
             .rev()
-            .map(|pr| pull_json(&h.core.root_url, pr))
+            .map(|pr| pull_json(&h.core.root_url, r, pr))
             .collect()
     };
     let paging = Paging::from_query(&q, h.core.page_size().unwrap_or(30), 100);
@@ -941,7 +1113,7 @@ async fn list_pulls(
 }
 
 async fn add_labels(State(h): State<GithubHandle>, Path(p): Path<Params>, body: Bytes) -> Reply {
-    target(&p)?;
+    let (repo, _) = target(&h, &p)?;
     let number: u64 = p
         .get("issue_number")
         .and_then(|n| n.parse().ok())
@@ -979,7 +1151,9 @@ async fn add_labels(State(h): State<GithubHandle>, Path(p): Path<Params>, body: 
         names.push(name.to_owned());
     }
     let mut state = lock(&h.state);
-    let pull = state
+    let r = state.repos.get_mut(&repo).ok_or_else(not_found)?;
+    let full_name = format!("{}/{}", r.owner, r.name);
+    let pull = r
         .pulls
         .iter_mut()
         .find(|pr| pr.number == number)
@@ -992,7 +1166,7 @@ async fn add_labels(State(h): State<GithubHandle>, Path(p): Path<Params>, body: 
     let labels: Vec<Value> = pull
         .labels
         .iter()
-        .map(|l| label_json(&h.core.root_url, l))
+        .map(|l| label_json(&h.core.root_url, &full_name, l))
         .collect();
     Ok(Json(Value::Array(labels)).into_response())
 }
@@ -1042,10 +1216,21 @@ mod tests {
     #[test]
     fn environments_get_their_own_keys() {
         let mut s = GithubState::new();
-        let repo_id = s.scope(None).key_id.clone();
-        let env_id = s.scope(Some("prod")).key_id.clone();
+        let a = s.add("bridge", "emulated");
+        let b = s.add("Org", "App");
+        assert_eq!(
+            s.add("org", "app"),
+            b,
+            "owner/repo match case-insensitively"
+        );
+        let mut id = |repo: &str, env| s.scope(repo, env).map(|sc| sc.key_id.clone());
+        let repo_id = id(&a, None);
+        let env_id = id(&a, Some("prod"));
         assert_ne!(repo_id, env_id);
-        assert_eq!(s.scope(Some("prod")).key_id, env_id);
+        assert_eq!(id(&a, Some("prod")), env_id);
+        assert_ne!(id(&b, None), repo_id);
+        assert_ne!(id(&b, Some("prod")), env_id);
+        assert_eq!(id("nobody/else", None), None);
     }
 
     #[tokio::test]

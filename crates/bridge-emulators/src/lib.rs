@@ -5,6 +5,15 @@
 //! budgets, and counts its traffic for tests (`GET /_emulator/stats`); each handle also
 //! logs the write requests it answered (`write_log`), method, path and key.
 //!
+//! Each emulator holds several instances: Render services, Netlify sites and
+//! GitHub repositories, each with its own variables. One of each (the ids
+//! [`RENDER_SERVICE_ID`], [`NETLIFY_SITE_ID`], [`GITHUB_REPOSITORY`]) exists
+//! from the start; [`EmulatorConfig`] lists more to create at start, and the
+//! handles' `add_*` methods create more later. An id the emulator does not hold
+//! answers the platform's real 404, as a mistyped or deleted one does. The
+//! fault settings, the stats and the write log stay one per emulator, shared
+//! by its instances (the write log's paths tell them apart).
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), bridge_emulators::EmulatorError> {
 //! let emulators = bridge_emulators::start(Default::default()).await?;
@@ -32,9 +41,9 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use github::{GithubHandle, PullRequest};
-pub use netlify::{NetlifyHandle, SecretValueMode};
-pub use render::RenderHandle;
+pub use github::{GithubHandle, GithubRepository, PullRequest};
+pub use netlify::{NetlifyHandle, NetlifySite, SecretValueMode};
+pub use render::{RenderHandle, RenderService};
 pub use stats::Stats;
 pub use write_log::WriteRecord;
 
@@ -86,6 +95,12 @@ pub struct EmulatorConfig {
     pub fail_after_writes: Option<u64>,
     /// Seed of the fault-injection random sequence.
     pub seed: u64,
+    /// Render services to hold besides [`RENDER_SERVICE_ID`], e.g. `srv-prod`.
+    pub render_services: Vec<String>,
+    /// Netlify sites to hold besides [`NETLIFY_SITE_ID`], in the one account.
+    pub netlify_sites: Vec<String>,
+    /// GitHub repositories (`owner/repo`) to hold besides [`GITHUB_REPOSITORY`].
+    pub github_repositories: Vec<String>,
 }
 
 impl Default for EmulatorConfig {
@@ -101,6 +116,9 @@ impl Default for EmulatorConfig {
             page_size: None,
             fail_after_writes: None,
             seed: 0,
+            render_services: Vec::new(),
+            netlify_sites: Vec::new(),
+            github_repositories: Vec::new(),
         }
     }
 }
@@ -121,6 +139,48 @@ pub enum EmulatorError {
     /// `port + 2` does not fit in a port number.
     #[error("port {0} is too high: the emulators need port, port+1 and port+2")]
     PortOverflow(u16),
+    /// An id in [`EmulatorConfig`]'s instance lists that cannot appear in a URL path.
+    #[error("invalid {platform} id `{id}`: {reason}")]
+    InvalidId {
+        /// `render`, `netlify` or `github`.
+        platform: &'static str,
+        /// The id as given.
+        id: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+}
+
+/// An instance id becomes one path segment (`owner/repo` two), so it must not
+/// need escaping: ASCII letters, digits, `-`, `_` and `.`.
+fn check_ids(platform: &'static str, ids: &[String]) -> Result<(), EmulatorError> {
+    let segment_ok = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            && s != "."
+            && s != ".."
+    };
+    for id in ids {
+        let ok = if platform == "github" {
+            id.split_once('/')
+                .is_some_and(|(owner, repo)| segment_ok(owner) && segment_ok(repo))
+        } else {
+            segment_ok(id)
+        };
+        if !ok {
+            return Err(EmulatorError::InvalidId {
+                platform,
+                id: id.clone(),
+                reason: if platform == "github" {
+                    "expected owner/repo, each letters, digits, `-`, `_` or `.`"
+                } else {
+                    "expected letters, digits, `-`, `_` or `.`"
+                },
+            });
+        }
+    }
+    Ok(())
 }
 
 struct Server {
@@ -155,6 +215,9 @@ pub async fn start(config: EmulatorConfig) -> Result<Emulators, EmulatorError> {
     if config.port != 0 && config.port > u16::MAX - 2 {
         return Err(EmulatorError::PortOverflow(config.port));
     }
+    check_ids("render", &config.render_services)?;
+    check_ids("netlify", &config.netlify_sites)?;
+    check_ids("github", &config.github_repositories)?;
     let port_for = |offset: u16| {
         if config.port == 0 {
             0
@@ -180,19 +243,19 @@ pub async fn start(config: EmulatorConfig) -> Result<Emulators, EmulatorError> {
     let seed_for = |i: u64| config.seed ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     if config.render {
         let (listener, core) = bind(Platform::Render, port_for(0), &settings, seed_for(1)).await?;
-        let (router, handle) = render::router(core);
+        let (router, handle) = render::router(core, &config.render_services);
         emulators.servers.push(serve(listener, router));
         emulators.render = Some(handle);
     }
     if config.netlify {
         let (listener, core) = bind(Platform::Netlify, port_for(1), &settings, seed_for(2)).await?;
-        let (router, handle) = netlify::router(core);
+        let (router, handle) = netlify::router(core, &config.netlify_sites);
         emulators.servers.push(serve(listener, router));
         emulators.netlify = Some(handle);
     }
     if config.github {
         let (listener, core) = bind(Platform::Github, port_for(2), &settings, seed_for(3)).await?;
-        let (router, handle) = github::router(core);
+        let (router, handle) = github::router(core, &config.github_repositories);
         emulators.servers.push(serve(listener, router));
         emulators.github = Some(handle);
     }

@@ -1,6 +1,8 @@
 //! Netlify emulator: the "Envelope" env-var API of account `acct-emulator`
-//! and its site `site-emulator` (site-level vars when `site_id` is given,
-//! account-level vars otherwise), plus build hooks `/build_hooks/{id}`.
+//! and its sites (site-level vars when `site_id` is given, account-level vars
+//! otherwise), plus build hooks `/build_hooks/{id}`. The account holds
+//! `site-emulator` and any site created at start or with
+//! [`NetlifyHandle::add_site`]; another `site_id` answers Netlify's 404.
 //!
 //! Choices for the points the reference leaves open:
 //! - Values of `is_secret` vars are hidden in every API response except for
@@ -34,7 +36,7 @@ use crate::common::{Reject, Reply, lock, now_millis, parse_json};
 use crate::layer::{Core, RouteKind, fault_controls, finish, route};
 use crate::platform::Platform;
 
-/// The emulated site.
+/// The site every emulator holds from the start.
 pub(crate) const SITE_ID: &str = "site-emulator";
 /// The emulated team's account id, which is also its slug.
 pub(crate) const ACCOUNT_ID: &str = "acct-emulator";
@@ -96,10 +98,13 @@ struct EnvVar {
     updated_at: String,
 }
 
+type Vars = BTreeMap<String, EnvVar>;
+
 #[derive(Debug, Default)]
 struct NetlifyState {
-    site: BTreeMap<String, EnvVar>,
-    account: BTreeMap<String, EnvVar>,
+    /// Site-level vars, by site id.
+    sites: BTreeMap<String, Vars>,
+    account: Vars,
     builds: Vec<String>,
     next_id: u64,
     options: Options,
@@ -113,19 +118,30 @@ impl NetlifyState {
         format!("00000000-0000-4000-8000-{:012x}", self.next_id)
     }
 
-    fn scope_mut(&mut self, site: bool) -> &mut BTreeMap<String, EnvVar> {
-        if site {
-            &mut self.site
-        } else {
-            &mut self.account
+    /// The account's vars (`None`) or a held site's. Handlers checked the site
+    /// exists (sites are never removed), so the 404 only keeps an impossible
+    /// case from panicking.
+    fn scope(&mut self, site: Option<&str>) -> Result<&mut Vars, Reject> {
+        match site {
+            None => Ok(&mut self.account),
+            Some(id) => self.sites.get_mut(id).ok_or_else(not_found),
         }
     }
 }
 
 /// Test-side view of the Netlify emulator; also the axum state of its routes.
+/// The var methods act on `site-emulator`; [`NetlifyHandle::site`] reaches the
+/// others.
 #[derive(Clone, Debug)]
 pub struct NetlifyHandle {
     core: Arc<Core>,
+    state: Arc<Mutex<NetlifyState>>,
+}
+
+/// Test-side view of one site of the Netlify emulator.
+#[derive(Clone, Debug)]
+pub struct NetlifySite {
+    id: String,
     state: Arc<Mutex<NetlifyState>>,
 }
 
@@ -142,55 +158,50 @@ impl NetlifyHandle {
         format!("{}/build_hooks/{id}", self.core.root_url)
     }
 
-    /// Site-level vars as they apply to `context`: the value set for exactly
-    /// that context, else the `all` value; vars with neither are left out.
-    /// Secret values are returned in clear (this bypasses the API).
-    pub fn vars(&self, context: &str) -> BTreeMap<String, String> {
-        let state = lock(&self.state);
-        state
-            .site
-            .values()
-            .filter_map(|var| {
-                let exact = var.values.iter().find(|v| v.context == context);
-                let all = var.values.iter().find(|v| v.context == "all");
-                exact.or(all).map(|v| (var.key.clone(), v.value.clone()))
-            })
-            .collect()
+    /// Creates a site (no vars) in the account if the emulator does not hold
+    /// it yet, and returns it.
+    pub fn add_site(&self, id: &str) -> NetlifySite {
+        lock(&self.state).sites.entry(id.to_owned()).or_default();
+        self.view(id)
     }
 
-    /// Sets one context's value of a site-level var out of band, creating the
-    /// var (with all scopes allowed for its kind) if needed.
-    pub fn set_var(&self, key: &str, context: &str, value: &str, is_secret: bool) {
-        let mut state = lock(&self.state);
-        let id = state.new_value_id();
-        let var = state.site.entry(key.to_owned()).or_insert_with(|| EnvVar {
-            key: key.to_owned(),
-            scopes: default_scopes(is_secret),
-            values: Vec::new(),
-            is_secret,
-            updated_at: String::new(),
-        });
-        var.is_secret = is_secret;
-        var.updated_at = now_millis();
-        match var.values.iter_mut().find(|v| v.context == context) {
-            Some(v) => v.value = value.to_owned(),
-            None => var.values.push(EnvValue {
-                id,
-                value: value.to_owned(),
-                context: context.to_owned(),
-                context_parameter: None,
-            }),
+    /// The site `id`, if the emulator holds it.
+    pub fn site(&self, id: &str) -> Option<NetlifySite> {
+        let held = lock(&self.state).sites.contains_key(id);
+        held.then(|| self.view(id))
+    }
+
+    /// Ids of the sites the emulator holds, sorted.
+    pub fn site_ids(&self) -> Vec<String> {
+        lock(&self.state).sites.keys().cloned().collect()
+    }
+
+    fn view(&self, id: &str) -> NetlifySite {
+        NetlifySite {
+            id: id.to_owned(),
+            state: Arc::clone(&self.state),
         }
     }
 
-    /// Removes a site-level var out of band.
-    pub fn remove_var(&self, key: &str) {
-        lock(&self.state).site.remove(key);
+    /// Site-level vars of `site-emulator`; see [`NetlifySite::vars`].
+    pub fn vars(&self, context: &str) -> BTreeMap<String, String> {
+        self.view(SITE_ID).vars(context)
     }
 
-    /// Whether the site-level var is secret; `None` if it does not exist.
+    /// Sets a var of `site-emulator` out of band; see [`NetlifySite::set_var`].
+    pub fn set_var(&self, key: &str, context: &str, value: &str, is_secret: bool) {
+        self.view(SITE_ID).set_var(key, context, value, is_secret);
+    }
+
+    /// Removes a site-level var of `site-emulator` out of band.
+    pub fn remove_var(&self, key: &str) {
+        self.view(SITE_ID).remove_var(key);
+    }
+
+    /// Whether the site-level var of `site-emulator` is secret; `None` if it
+    /// does not exist.
     pub fn is_secret(&self, key: &str) -> Option<bool> {
-        lock(&self.state).site.get(key).map(|v| v.is_secret)
+        self.view(SITE_ID).is_secret(key)
     }
 
     /// Ids of the build hooks triggered, oldest first.
@@ -216,11 +227,81 @@ impl NetlifyHandle {
     }
 }
 
-pub(crate) fn router(core: Arc<Core>) -> (Router, NetlifyHandle) {
+impl NetlifySite {
+    /// The site's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Site-level vars as they apply to `context`: the value set for exactly
+    /// that context, else the `all` value; vars with neither are left out.
+    /// Secret values are returned in clear (this bypasses the API).
+    pub fn vars(&self, context: &str) -> BTreeMap<String, String> {
+        let state = lock(&self.state);
+        let Some(vars) = state.sites.get(&self.id) else {
+            return BTreeMap::new();
+        };
+        vars.values()
+            .filter_map(|var| {
+                let exact = var.values.iter().find(|v| v.context == context);
+                let all = var.values.iter().find(|v| v.context == "all");
+                exact.or(all).map(|v| (var.key.clone(), v.value.clone()))
+            })
+            .collect()
+    }
+
+    /// Sets one context's value of a site-level var out of band, creating the
+    /// var (with all scopes allowed for its kind) if needed.
+    pub fn set_var(&self, key: &str, context: &str, value: &str, is_secret: bool) {
+        let mut state = lock(&self.state);
+        let id = state.new_value_id();
+        let site = state.sites.entry(self.id.clone()).or_default();
+        let var = site.entry(key.to_owned()).or_insert_with(|| EnvVar {
+            key: key.to_owned(),
+            scopes: default_scopes(is_secret),
+            values: Vec::new(),
+            is_secret,
+            updated_at: String::new(),
+        });
+        var.is_secret = is_secret;
+        var.updated_at = now_millis();
+        match var.values.iter_mut().find(|v| v.context == context) {
+            Some(v) => v.value = value.to_owned(),
+            None => var.values.push(EnvValue {
+                id,
+                value: value.to_owned(),
+                context: context.to_owned(),
+                context_parameter: None,
+            }),
+        }
+    }
+
+    /// Removes a site-level var out of band.
+    pub fn remove_var(&self, key: &str) {
+        if let Some(vars) = lock(&self.state).sites.get_mut(&self.id) {
+            vars.remove(key);
+        }
+    }
+
+    /// Whether the site-level var is secret; `None` if it does not exist.
+    pub fn is_secret(&self, key: &str) -> Option<bool> {
+        lock(&self.state)
+            .sites
+            .get(&self.id)
+            .and_then(|vars| vars.get(key))
+            .map(|v| v.is_secret)
+    }
+}
+
+/// The emulator, holding `site-emulator` and the `extra` sites.
+pub(crate) fn router(core: Arc<Core>, extra: &[String]) -> (Router, NetlifyHandle) {
     let handle = NetlifyHandle {
         core: Arc::clone(&core),
         state: Arc::new(Mutex::new(NetlifyState::default())),
     };
+    for id in std::iter::once(SITE_ID).chain(extra.iter().map(String::as_str)) {
+        handle.add_site(id);
+    }
     let mut r: Router<NetlifyHandle> = Router::new();
     r = route(
         r,
@@ -286,15 +367,20 @@ fn default_scopes(is_secret: bool) -> Vec<String> {
 type Params = HashMap<String, String>;
 type QueryResult = Result<Query<HashMap<String, String>>, QueryRejection>;
 
-/// Resolves the account path segment and the `site_id` query into "site
-/// level?" — `true` for the emulated site, `false` for account level.
-fn resolve_scope(p: &Params, q: &HashMap<String, String>) -> Result<bool, Reject> {
+/// Resolves the account path segment and the `site_id` query into the site
+/// (`None` for account level), answering 404 for a site the account does not
+/// hold before anything else is looked at.
+fn resolve_scope(
+    h: &NetlifyHandle,
+    p: &Params,
+    q: &HashMap<String, String>,
+) -> Result<Option<String>, Reject> {
     if p.get("account_id").map(String::as_str) != Some(ACCOUNT_ID) {
         return Err(not_found());
     }
     match q.get("site_id").map(String::as_str) {
-        None | Some("") => Ok(false),
-        Some(SITE_ID) => Ok(true),
+        None | Some("") => Ok(None),
+        Some(id) if lock(&h.state).sites.contains_key(id) => Ok(Some(id.to_owned())),
         Some(_) => Err(not_found()),
     }
 }
@@ -382,10 +468,10 @@ async fn list_vars(
     query: QueryResult,
 ) -> Reply {
     let q = query_map(query)?;
-    let site = resolve_scope(&p, &q)?;
+    let site = resolve_scope(&h, &p, &q)?;
     let mut state = lock(&h.state);
     let mode = state.options.secret_value_mode;
-    Ok(Json(render_list(state.scope_mut(site), &q, mode)).into_response())
+    Ok(Json(render_list(state.scope(site.as_deref())?, &q, mode)).into_response())
 }
 
 async fn list_site_vars(
@@ -394,16 +480,12 @@ async fn list_site_vars(
     query: QueryResult,
 ) -> Reply {
     let q = query_map(query)?;
-    if p.get("site_id").map(String::as_str) != Some(SITE_ID) {
-        return Err(not_found());
-    }
     let state = lock(&h.state);
-    Ok(Json(render_list(
-        &state.site,
-        &q,
-        state.options.secret_value_mode,
-    ))
-    .into_response())
+    let vars = p
+        .get("site_id")
+        .and_then(|id| state.sites.get(id))
+        .ok_or_else(not_found)?;
+    Ok(Json(render_list(vars, &q, state.options.secret_value_mode)).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -514,7 +596,7 @@ async fn create_vars(
     body: Bytes,
 ) -> Reply {
     let q = query_map(query)?;
-    let site = resolve_scope(&p, &q)?;
+    let site = resolve_scope(&h, &p, &q)?;
     let inputs: Vec<CreateInput> = parse_json(&body).map_err(|e| bad_request(&e))?;
     let mut state = lock(&h.state);
     let opts = state.options.clone();
@@ -526,7 +608,9 @@ async fn create_vars(
             .clone()
             .unwrap_or_else(|| default_scopes(input.is_secret));
         check_var(&input.key, &scopes, &input.values, input.is_secret, &opts)?;
-        if keys.contains(&input.key.as_str()) || state.scope_mut(site).contains_key(&input.key) {
+        if keys.contains(&input.key.as_str())
+            || state.scope(site.as_deref())?.contains_key(&input.key)
+        {
             return Err(duplicate(&opts, &input.key));
         }
         keys.push(&input.key);
@@ -554,15 +638,19 @@ async fn create_vars(
             updated_at: now.clone(),
         };
         created.push(render_var(&var, opts.secret_value_mode));
-        state.scope_mut(site).insert(var.key.clone(), var);
+        state.scope(site.as_deref())?.insert(var.key.clone(), var);
     }
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
 /// Common prologue of the single-var routes: the scope and the var's key.
-fn single(p: &Params, query: QueryResult) -> Result<(bool, String), Reject> {
+fn single(
+    h: &NetlifyHandle,
+    p: &Params,
+    query: QueryResult,
+) -> Result<(Option<String>, String), Reject> {
     let q = query_map(query)?;
-    let site = resolve_scope(p, &q)?;
+    let site = resolve_scope(h, p, &q)?;
     Ok((site, p.get("key").cloned().unwrap_or_default()))
 }
 
@@ -571,10 +659,13 @@ async fn get_var(
     Path(p): Path<Params>,
     query: QueryResult,
 ) -> Reply {
-    let (site, key) = single(&p, query)?;
+    let (site, key) = single(&h, &p, query)?;
     let mut state = lock(&h.state);
     let mode = state.options.secret_value_mode;
-    let var = state.scope_mut(site).get(&key).ok_or_else(not_found)?;
+    let var = state
+        .scope(site.as_deref())?
+        .get(&key)
+        .ok_or_else(not_found)?;
     Ok(Json(render_var(var, mode)).into_response())
 }
 
@@ -584,12 +675,12 @@ async fn update_var(
     query: QueryResult,
     body: Bytes,
 ) -> Reply {
-    let (site, key) = single(&p, query)?;
+    let (site, key) = single(&h, &p, query)?;
     let input: UpdateInput = parse_json(&body).map_err(|e| bad_request(&e))?;
     let mut state = lock(&h.state);
     let opts = state.options.clone();
     let old = state
-        .scope_mut(site)
+        .scope(site.as_deref())?
         .get(&key)
         .cloned()
         .ok_or_else(not_found)?;
@@ -608,7 +699,7 @@ async fn update_var(
             .collect()
     });
     check_var(&new_key, &scopes, &input.values, is_secret, &opts)?;
-    if new_key != key && state.scope_mut(site).contains_key(&new_key) {
+    if new_key != key && state.scope(site.as_deref())?.contains_key(&new_key) {
         return Err(duplicate(&opts, &new_key));
     }
     let mut values = Vec::new();
@@ -635,7 +726,7 @@ async fn update_var(
         updated_at: now_millis(),
     };
     let body = render_var(&var, opts.secret_value_mode);
-    let map = state.scope_mut(site);
+    let map = state.scope(site.as_deref())?;
     map.remove(&key);
     map.insert(new_key, var);
     Ok(Json(body).into_response())
@@ -647,12 +738,15 @@ async fn set_value(
     query: QueryResult,
     body: Bytes,
 ) -> Reply {
-    let (site, key) = single(&p, query)?;
+    let (site, key) = single(&h, &p, query)?;
     let input: PatchInput = parse_json(&body).map_err(|e| bad_request(&e))?;
     let mut state = lock(&h.state);
     let opts = state.options.clone();
     let new_id = state.new_value_id();
-    let var = state.scope_mut(site).get_mut(&key).ok_or_else(not_found)?;
+    let var = state
+        .scope(site.as_deref())?
+        .get_mut(&key)
+        .ok_or_else(not_found)?;
     check_value(
         &input.context,
         input.context_parameter.as_deref(),
@@ -685,8 +779,8 @@ async fn delete_var(
     Path(p): Path<Params>,
     query: QueryResult,
 ) -> Reply {
-    let (site, key) = single(&p, query)?;
-    match lock(&h.state).scope_mut(site).remove(&key) {
+    let (site, key) = single(&h, &p, query)?;
+    match lock(&h.state).scope(site.as_deref())?.remove(&key) {
         Some(_) => Ok(StatusCode::NO_CONTENT.into_response()),
         None => Err(not_found()),
     }
@@ -697,10 +791,13 @@ async fn delete_value(
     Path(p): Path<Params>,
     query: QueryResult,
 ) -> Reply {
-    let (site, key) = single(&p, query)?;
+    let (site, key) = single(&h, &p, query)?;
     let id = p.get("id").cloned().unwrap_or_default();
     let mut state = lock(&h.state);
-    let var = state.scope_mut(site).get_mut(&key).ok_or_else(not_found)?;
+    let var = state
+        .scope(site.as_deref())?
+        .get_mut(&key)
+        .ok_or_else(not_found)?;
     let before = var.values.len();
     var.values.retain(|v| v.id != id);
     if var.values.len() == before {

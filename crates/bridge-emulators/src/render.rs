@@ -1,9 +1,12 @@
-//! Render emulator: the env vars of one service (`srv-emulator`) under
+//! Render emulator: the env vars of its services under
 //! `/v1/services/{serviceId}/env-vars`, with cursor pagination, plus the
-//! deploy hook `/deploy/{serviceId}?key=…`.
+//! deploy hook `/deploy/{serviceId}?key=…`. It holds `srv-emulator` and any
+//! service created at start or with [`RenderHandle::add_service`]; another id
+//! answers Render's 404, as a deleted or mistyped service does for real.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
@@ -22,24 +25,40 @@ use crate::common::{Reject, Reply, lock, parse_json, random_bytes};
 use crate::layer::{Core, RouteKind, fault_controls, finish, route};
 use crate::platform::Platform;
 
-/// The one service the emulator knows.
+/// The service every emulator holds from the start.
 pub(crate) const SERVICE_ID: &str = "srv-emulator";
 
 const DEFAULT_LIMIT: usize = 20;
 const MAX_LIMIT: usize = 100;
 
+/// One service's state.
 #[derive(Debug, Default)]
-struct RenderState {
+struct ServiceState {
     vars: BTreeMap<String, String>,
     deploys: Vec<String>,
-    next_deploy: u64,
 }
 
+/// Each service behind its own lock, so a request holds the map's lock only
+/// to find its service.
+type Services = BTreeMap<String, Arc<Mutex<ServiceState>>>;
+
 /// Test-side view of the Render emulator; also the axum state of its routes.
+/// The var and deploy methods act on `srv-emulator`; [`RenderHandle::service`]
+/// reaches the others.
 #[derive(Clone, Debug)]
 pub struct RenderHandle {
     core: Arc<Core>,
-    state: Arc<Mutex<RenderState>>,
+    services: Arc<Mutex<Services>>,
+    /// Deploy ids count across services, so no two services share one.
+    next_deploy: Arc<AtomicU64>,
+}
+
+/// Test-side view of one service of the Render emulator.
+#[derive(Clone, Debug)]
+pub struct RenderService {
+    id: String,
+    root_url: String,
+    state: Arc<Mutex<ServiceState>>,
 }
 
 fault_controls!(RenderHandle);
@@ -50,12 +69,82 @@ impl RenderHandle {
         format!("{}/v1", self.core.root_url)
     }
 
-    /// The emulated service's deploy-hook URL. Any non-empty `key` is
-    /// accepted; this one is just a convenient, stable value.
+    /// Creates a service (no vars) if the emulator does not hold it yet, and
+    /// returns it.
+    pub fn add_service(&self, id: &str) -> RenderService {
+        let state = Arc::clone(lock(&self.services).entry(id.to_owned()).or_default());
+        self.view(id, state)
+    }
+
+    /// The service `id`, if the emulator holds it.
+    pub fn service(&self, id: &str) -> Option<RenderService> {
+        let state = lock(&self.services).get(id).cloned()?;
+        Some(self.view(id, state))
+    }
+
+    /// Ids of the services the emulator holds, sorted.
+    pub fn service_ids(&self) -> Vec<String> {
+        lock(&self.services).keys().cloned().collect()
+    }
+
+    fn view(&self, id: &str, state: Arc<Mutex<ServiceState>>) -> RenderService {
+        RenderService {
+            id: id.to_owned(),
+            root_url: self.core.root_url.clone(),
+            state,
+        }
+    }
+
+    /// `srv-emulator`, which exists from the start and is never removed.
+    fn default_service(&self) -> RenderService {
+        self.add_service(SERVICE_ID)
+    }
+
+    /// `srv-emulator`'s deploy-hook URL; see [`RenderService::deploy_hook_url`].
+    pub fn deploy_hook_url(&self) -> String {
+        self.default_service().deploy_hook_url()
+    }
+
+    /// Current env vars of `srv-emulator`.
+    pub fn vars(&self) -> BTreeMap<String, String> {
+        self.default_service().vars()
+    }
+
+    /// Sets a var of `srv-emulator` out of band (as if changed in the dashboard).
+    pub fn set_var(&self, key: &str, value: &str) {
+        self.default_service().set_var(key, value);
+    }
+
+    /// Removes a var of `srv-emulator` out of band.
+    pub fn remove_var(&self, key: &str) {
+        self.default_service().remove_var(key);
+    }
+
+    /// Ids (`dep-…`) of the deploys of `srv-emulator` triggered through the
+    /// deploy hook, oldest first.
+    pub fn deploys(&self) -> Vec<String> {
+        self.default_service().deploys()
+    }
+
+    /// `Ratelimit-Reset` is relative seconds by default (what Render was
+    /// observed to send); `true` switches to the documented epoch seconds.
+    pub fn set_ratelimit_reset_epoch(&self, epoch: bool) {
+        self.core.set_render_reset_epoch(epoch);
+    }
+}
+
+impl RenderService {
+    /// The service's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The service's deploy-hook URL. Any non-empty `key` is accepted; this
+    /// one is just a convenient, stable value.
     pub fn deploy_hook_url(&self) -> String {
         format!(
-            "{}/deploy/{SERVICE_ID}?key=emulator-deploy-key",
-            self.core.root_url
+            "{}/deploy/{}?key=emulator-deploy-key",
+            self.root_url, self.id
         )
     }
 
@@ -81,19 +170,18 @@ impl RenderHandle {
     pub fn deploys(&self) -> Vec<String> {
         lock(&self.state).deploys.clone()
     }
-
-    /// `Ratelimit-Reset` is relative seconds by default (what Render was
-    /// observed to send); `true` switches to the documented epoch seconds.
-    pub fn set_ratelimit_reset_epoch(&self, epoch: bool) {
-        self.core.set_render_reset_epoch(epoch);
-    }
 }
 
-pub(crate) fn router(core: Arc<Core>) -> (Router, RenderHandle) {
+/// The emulator, holding `srv-emulator` and the `extra` services.
+pub(crate) fn router(core: Arc<Core>, extra: &[String]) -> (Router, RenderHandle) {
     let handle = RenderHandle {
         core: Arc::clone(&core),
-        state: Arc::new(Mutex::new(RenderState::default())),
+        services: Arc::new(Mutex::new(Services::new())),
+        next_deploy: Arc::new(AtomicU64::new(0)),
     };
+    for id in std::iter::once(SERVICE_ID).chain(extra.iter().map(String::as_str)) {
+        handle.add_service(id);
+    }
     let mut r: Router<RenderHandle> = Router::new();
     r = route(
         r,
@@ -127,13 +215,16 @@ fn param<'a>(p: &'a HashMap<String, String>, name: &str) -> &'a str {
     p.get(name).map(String::as_str).unwrap_or_default()
 }
 
-fn check_service(p: &HashMap<String, String>) -> Result<(), Reject> {
+/// The service the path names, or Render's 404 for an id it does not hold.
+fn service(
+    h: &RenderHandle,
+    p: &HashMap<String, String>,
+) -> Result<Arc<Mutex<ServiceState>>, Reject> {
     let id = param(p, "serviceId");
-    if id == SERVICE_ID {
-        Ok(())
-    } else {
-        Err(err(StatusCode::NOT_FOUND, &format!("not found: {id}")))
-    }
+    lock(&h.services)
+        .get(id)
+        .cloned()
+        .ok_or_else(|| err(StatusCode::NOT_FOUND, &format!("not found: {id}")))
 }
 
 /// The cursor is the base64 of the item's key: opaque to clients, trivially
@@ -161,7 +252,7 @@ async fn list_vars(
     Path(p): Path<HashMap<String, String>>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Reply {
-    check_service(&p)?;
+    let svc = service(&h, &p)?;
     let Query(q) = query.map_err(|_| bad_request("invalid query string"))?;
     let limit = match q.get("limit") {
         None => h.core.page_size().unwrap_or(DEFAULT_LIMIT).max(1),
@@ -181,7 +272,7 @@ async fn list_vars(
                 .ok_or_else(|| bad_request("invalid cursor"))?,
         ),
     };
-    let state = lock(&h.state);
+    let state = lock(&svc);
     let lower = match &after {
         Some(k) => Bound::Excluded(k.as_str()),
         None => Bound::Unbounded,
@@ -227,7 +318,7 @@ async fn replace_vars(
     Path(p): Path<HashMap<String, String>>,
     body: Bytes,
 ) -> Reply {
-    check_service(&p)?;
+    let svc = service(&h, &p)?;
     let items: Vec<VarInput> = parse_json(&body).map_err(|e| bad_request(&e))?;
     let mut next = BTreeMap::new();
     for item in items {
@@ -239,16 +330,16 @@ async fn replace_vars(
             return Err(bad_request(&format!("duplicate key: {}", item.key)));
         }
     }
-    let mut state = lock(&h.state);
+    let mut state = lock(&svc);
     state.vars = next;
     let all: Vec<Value> = state.vars.iter().map(|(k, v)| wrap(k, v)).collect();
     Ok(Json(all).into_response())
 }
 
 async fn get_var(State(h): State<RenderHandle>, Path(p): Path<HashMap<String, String>>) -> Reply {
-    check_service(&p)?;
+    let svc = service(&h, &p)?;
     let key = param(&p, "envVarKey");
-    match lock(&h.state).vars.get(key) {
+    match lock(&svc).vars.get(key) {
         Some(v) => Ok(Json(json!({ "key": key, "value": v })).into_response()),
         None => Err(err(StatusCode::NOT_FOUND, &format!("not found: {key}"))),
     }
@@ -259,11 +350,11 @@ async fn put_var(
     Path(p): Path<HashMap<String, String>>,
     body: Bytes,
 ) -> Reply {
-    check_service(&p)?;
+    let svc = service(&h, &p)?;
     let key = param(&p, "envVarKey");
     let input: ValueInput = parse_json(&body).map_err(|e| bad_request(&e))?;
     let value = resolve_value(input.value, input.generate_value).map_err(bad_request)?;
-    lock(&h.state).vars.insert(key.to_owned(), value.clone());
+    lock(&svc).vars.insert(key.to_owned(), value.clone());
     Ok(Json(json!({ "key": key, "value": value })).into_response())
 }
 
@@ -271,9 +362,9 @@ async fn delete_var(
     State(h): State<RenderHandle>,
     Path(p): Path<HashMap<String, String>>,
 ) -> Reply {
-    check_service(&p)?;
+    let svc = service(&h, &p)?;
     let key = param(&p, "envVarKey");
-    match lock(&h.state).vars.remove(key) {
+    match lock(&svc).vars.remove(key) {
         Some(_) => Ok(StatusCode::NO_CONTENT.into_response()),
         None => Err(err(StatusCode::NOT_FOUND, &format!("not found: {key}"))),
     }
@@ -284,7 +375,7 @@ async fn deploy_hook(
     Path(p): Path<HashMap<String, String>>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Reply {
-    check_service(&p)?;
+    let svc = service(&h, &p)?;
     // The URL is the credential; without a key there is nothing to check.
     let has_key = query
         .ok()
@@ -293,10 +384,9 @@ async fn deploy_hook(
     if !has_key {
         return Err(err(StatusCode::UNAUTHORIZED, "missing deploy hook key"));
     }
-    let mut state = lock(&h.state);
-    state.next_deploy += 1;
-    let id = format!("dep-emulator{:08}", state.next_deploy);
-    state.deploys.push(id.clone());
+    let n = h.next_deploy.fetch_add(1, Ordering::Relaxed) + 1;
+    let id = format!("dep-emulator{n:08}");
+    lock(&svc).deploys.push(id.clone());
     Ok(Json(json!({ "deploy": { "id": id } })).into_response())
 }
 

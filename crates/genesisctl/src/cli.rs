@@ -104,7 +104,13 @@ pub enum Command {
     /// Serve local emulators of the Render, Netlify and GitHub APIs
     #[command(
         after_help = "Prints one `export NAME=VALUE` line per variable a client needs, then `ready`, \
-then serves until interrupted.\n\nExample:\n  genesisctl emulate --port 7700 > emu.env &   # in the background: it serves until killed\n  until grep -qx ready emu.env; do sleep 0.1; done; eval \"$(grep '^export' emu.env)\"\n  genesisctl emulate --platforms github --latency 20ms --rate-limit 50/s --page-size 2"
+then serves until interrupted.\n\nEach emulator holds one Render service (srv-emulator), one Netlify site \
+(site-emulator, in account acct-emulator) and one GitHub repository (bridge/emulated), the ones \
+exported. --render-services, --netlify-sites and --github-repositories add more at start, each with \
+its own variables (a repository also its own environments and keys), to try two environments \
+locally, e.g. with --target prod=render:service=srv-prod,stg=render:service=srv-stg. Any other id \
+answers the platform's real 404, as a mistyped or deleted one does, so name every one you use. \
+Stats, faults and the write log are one per emulator, shared by its instances.\n\nExample:\n  genesisctl emulate --port 7700 > emu.env &   # in the background: it serves until killed\n  until grep -qx ready emu.env; do sleep 0.1; done; eval \"$(grep '^export' emu.env)\"\n  genesisctl emulate --platforms github --latency 20ms --rate-limit 50/s --page-size 2\n  genesisctl emulate --platforms render,github --render-services srv-prod,srv-stg --github-repositories org/app,org/api"
     )]
     Emulate(EmulateArgs),
 
@@ -662,6 +668,18 @@ pub struct EmulateArgs {
     /// Fail every write after the first N
     #[arg(long, value_name = "N")]
     pub fail_after_writes: Option<u64>,
+
+    /// Render services to hold besides srv-emulator
+    #[arg(long, value_delimiter = ',', value_name = "ID,...")]
+    pub render_services: Vec<String>,
+
+    /// Netlify sites to hold besides site-emulator
+    #[arg(long, value_delimiter = ',', value_name = "ID,...")]
+    pub netlify_sites: Vec<String>,
+
+    /// GitHub repositories to hold besides bridge/emulated
+    #[arg(long, value_delimiter = ',', value_name = "OWNER/REPO,...")]
+    pub github_repositories: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -685,10 +703,14 @@ drift found by `env verify`, the scheduler or a post-deploy check does, in ENVSY
 
 --sandbox starts emulated Render, Netlify and GitHub APIs in the same process, seeded with \
 variables and some drift, in a fresh state directory, and prints an admiral token: the whole \
-product with one command and no credentials.
+product with one command and no credentials. It holds one Render service, Netlify site and \
+GitHub repository; --render-services, --netlify-sites and --github-repositories (as for \
+`emulate`) add more, empty, each a further target labelled after its id (srv-stg: srv_stg), to \
+try two environments.
 
 Examples:
   genesisctl serve --sandbox
+  genesisctl serve --sandbox --render-services srv-stg --github-repositories org/app
   genesisctl token create --role operator
   genesisctl serve --listen 0.0.0.0:8080 --log-format json
   curl -H \"Authorization: Bearer $TOKEN\" -X POST http://127.0.0.1:8080/envsync/dry-run/render";
@@ -702,6 +724,33 @@ pub struct ServeArgs {
     /// Start emulated platforms in-process, seeded with variables and drift; no credentials needed
     #[arg(long)]
     pub sandbox: bool,
+
+    /// With --sandbox: Render services to hold and target besides the seeded one
+    #[arg(
+        long,
+        requires = "sandbox",
+        value_delimiter = ',',
+        value_name = "ID,..."
+    )]
+    pub render_services: Vec<String>,
+
+    /// With --sandbox: Netlify sites to hold and target besides the seeded one
+    #[arg(
+        long,
+        requires = "sandbox",
+        value_delimiter = ',',
+        value_name = "ID,..."
+    )]
+    pub netlify_sites: Vec<String>,
+
+    /// With --sandbox: GitHub repositories to hold and target besides the seeded one
+    #[arg(
+        long,
+        requires = "sandbox",
+        value_delimiter = ',',
+        value_name = "OWNER/REPO,..."
+    )]
+    pub github_repositories: Vec<String>,
 
     /// Log lines as text for people or JSON lines for collectors
     #[arg(long, value_enum, default_value_t = LogFormatArg::Text)]

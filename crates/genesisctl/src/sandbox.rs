@@ -38,6 +38,37 @@ const SOURCE: &[(&str, &str)] = &[
     ("SESSION_TTL_SECONDS", "3600"),
 ];
 
+/// Instances the emulators hold besides the seeded ones, each also a target; empty, so the
+/// first apply-all fills them.
+#[derive(Debug, Default)]
+pub struct Extra {
+    pub render_services: Vec<String>,
+    pub netlify_sites: Vec<String>,
+    pub github_repositories: Vec<String>,
+}
+
+impl Extra {
+    /// `LABEL=SPEC` per instance, the label its id with `_` for what a label cannot hold.
+    fn targets(&self) -> String {
+        let label = |id: &str| -> String {
+            id.chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect()
+        };
+        let mut out = String::new();
+        for (ids, spec) in [
+            (&self.render_services, "render:service="),
+            (&self.netlify_sites, "netlify:site="),
+            (&self.github_repositories, "github:repository="),
+        ] {
+            for id in ids.iter().map(|id| id.trim()).filter(|id| !id.is_empty()) {
+                out.push_str(&format!(",{}={spec}{id}", label(id)));
+            }
+        }
+        out
+    }
+}
+
 /// A running sandbox: keep it alive as long as the server.
 pub struct Sandbox {
     pub emulators: Emulators,
@@ -79,7 +110,10 @@ impl Sandbox {
 }
 
 /// Starts the emulators, seeds them, and returns the configuration and tokens to use.
-pub async fn start(base: &Config) -> Result<(Config, Vec<(PlatformKind, String)>, Sandbox)> {
+pub async fn start(
+    base: &Config,
+    extra: &Extra,
+) -> Result<(Config, Vec<(PlatformKind, String)>, Sandbox)> {
     // A name nobody can guess, made new and private: another local user cannot plant it.
     let mut nonce = [0u8; 8];
     getrandom::fill(&mut nonce).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
@@ -101,9 +135,20 @@ pub async fn start(base: &Config) -> Result<(Config, Vec<(PlatformKind, String)>
     }
     fs::write(&env_file, text).with_context(|| format!("writing {}", env_file.display()))?;
 
-    let emulators = bridge_emulators::start(EmulatorConfig::default())
-        .await
-        .context("starting the sandbox's emulators")?;
+    let trimmed = |ids: &[String]| -> Vec<String> {
+        ids.iter()
+            .map(|id| id.trim().to_owned())
+            .filter(|id| !id.is_empty())
+            .collect()
+    };
+    let emulators = bridge_emulators::start(EmulatorConfig {
+        render_services: trimmed(&extra.render_services),
+        netlify_sites: trimmed(&extra.netlify_sites),
+        github_repositories: trimmed(&extra.github_repositories),
+        ..EmulatorConfig::default()
+    })
+    .await
+    .context("starting the sandbox's emulators")?;
     seed(&emulators);
 
     let mut config = base.clone();
@@ -121,8 +166,9 @@ pub async fn start(base: &Config) -> Result<(Config, Vec<(PlatformKind, String)>
     config.sync.source = format!("local:{}", env_file.display())
         .parse::<PlatformSpec>()
         .map_err(|e| anyhow::anyhow!("the sandbox source: {e}"))?;
-    config.sync.targets = PlatformSpec::parse_list("render,netlify,github")
-        .map_err(|e| anyhow::anyhow!("the sandbox targets: {e}"))?;
+    config.sync.targets =
+        PlatformSpec::parse_list(&format!("render,netlify,github{}", extra.targets()))
+            .map_err(|e| anyhow::anyhow!("the sandbox targets: {e}"))?;
     config.sync.allow_deletions = false;
     let r = &mut config.remote;
     r.render_api_url = export("RENDER_API_URL");

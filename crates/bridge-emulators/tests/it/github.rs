@@ -22,7 +22,7 @@ fn repo_url(emu: &bridge_emulators::Emulators) -> String {
 
 /// Fetches the public key at `key_url` and seals `plaintext` with it, as a
 /// real client would.
-async fn seal(c: &reqwest::Client, key_url: &str, plaintext: &str) -> Value {
+pub(crate) async fn seal(c: &reqwest::Client, key_url: &str, plaintext: &str) -> Value {
     let key: Value = c
         .get(key_url)
         .bearer_auth(TOKEN)

@@ -4,6 +4,7 @@
 
 mod faults;
 mod github;
+mod instances;
 mod netlify;
 mod render;
 mod write_log;

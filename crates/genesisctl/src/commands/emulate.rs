@@ -25,6 +25,20 @@ pub async fn run(args: &EmulateArgs, shell: &Shell) -> CmdResult {
     }
     out.push_str("ready\n");
     shell.print(&out).map_err(anyhow::Error::from)?;
+    let mut held = Vec::new();
+    if let Some(r) = emulators.render() {
+        held.push(format!("render services {}", r.service_ids().join(", ")));
+    }
+    if let Some(n) = emulators.netlify() {
+        held.push(format!("netlify sites {}", n.site_ids().join(", ")));
+    }
+    if let Some(g) = emulators.github() {
+        held.push(format!(
+            "github repositories {}",
+            g.repositories().join(", ")
+        ));
+    }
+    shell.status("Holding", held.join("; "));
     shell.status("Serving", "until interrupted (Ctrl-C)");
     wait_for_shutdown().await;
     emulators.shutdown().await;
@@ -71,6 +85,9 @@ fn config(args: &EmulateArgs) -> anyhow::Result<EmulatorConfig> {
             .context("--rate-limit")?,
         page_size: args.page_size,
         fail_after_writes: args.fail_after_writes,
+        render_services: instances(&args.render_services),
+        netlify_sites: instances(&args.netlify_sites),
+        github_repositories: instances(&args.github_repositories),
         ..EmulatorConfig::default()
     };
     if !(0.0..=1.0).contains(&args.error_rate) {
@@ -100,7 +117,29 @@ fn config(args: &EmulateArgs) -> anyhow::Result<EmulatorConfig> {
     if !(config.render || config.netlify || config.github) {
         bail!("--platforms: name at least one of render, netlify, github");
     }
+    // Instances of an emulator that is not started would be silently ignored.
+    for (flag, given, started) in [
+        ("--render-services", &config.render_services, config.render),
+        ("--netlify-sites", &config.netlify_sites, config.netlify),
+        (
+            "--github-repositories",
+            &config.github_repositories,
+            config.github,
+        ),
+    ] {
+        if !given.is_empty() && !started {
+            bail!("{flag}: that emulator is not started; add it to --platforms");
+        }
+    }
     Ok(config)
+}
+
+/// The ids of an instance flag, trimmed, without empty entries (`a, b,`).
+fn instances(ids: &[String]) -> Vec<String> {
+    ids.iter()
+        .map(|id| id.trim().to_owned())
+        .filter(|id| !id.is_empty())
+        .collect()
 }
 
 /// `20ms`, `1.5s`, `0`.

@@ -36,7 +36,15 @@ pub async fn run(ctx: Context<'_>, args: &ServeArgs) -> CmdResult {
     let logger = Logger::new(format, level);
 
     let (config, given_tokens, sandbox) = if args.sandbox {
-        let (config, tokens, sandbox) = crate::sandbox::start(&ctx.config).await?;
+        let (config, tokens, sandbox) = crate::sandbox::start(
+            &ctx.config,
+            &crate::sandbox::Extra {
+                render_services: args.render_services.clone(),
+                netlify_sites: args.netlify_sites.clone(),
+                github_repositories: args.github_repositories.clone(),
+            },
+        )
+        .await?;
         (config, tokens, Some(sandbox))
     } else {
         (ctx.config.clone(), Vec::new(), None)

@@ -716,3 +716,109 @@ async fn a_wait_past_the_lock_timeout_exits_3_naming_the_holder() {
     assert!(bad.stderr.contains("expected a duration"), "{bad:?}");
     emu.shutdown().await;
 }
+
+/// One source to two Render services, two Netlify sites and two environments of each of
+/// two GitHub repositories, all held by the same emulators: each place ends up with every
+/// key, and nothing written to one shows up in another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_source_to_two_services_and_two_repositories_environments() {
+    let emu = emulators(EmulatorConfig {
+        netlify_sites: vec!["site-prod".into(), "site-stg".into()],
+        render_services: vec!["srv-prod".into(), "srv-stg".into()],
+        github_repositories: vec!["org/app".into(), "org/api".into()],
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let s = sandbox(&emu);
+    let targets = "prod=render:service=srv-prod,stg=render:service=srv-stg,\
+        web_prod=netlify:site=site-prod,web_stg=netlify:site=site-stg,\
+        app_prod=github:repository=org/app:environment=production,\
+        app_stg=github:repository=org/app:environment=staging,\
+        api_prod=github:repository=org/api:environment=production,\
+        api_stg=github:repository=org/api:environment=staging";
+    let sync = s.run(&["env", "sync", "--target", targets, "--output", "json"]);
+    assert_eq!(sync.code, 0, "{sync:?}");
+    no_secret_in(&sync);
+    let json = sync.json();
+    let reported = json["targets"].as_array().unwrap();
+    assert_eq!(reported.len(), 8, "{json}");
+    for t in reported {
+        assert_eq!(t["status"], "applied", "{t}");
+    }
+
+    let (render, github) = (emu.render().unwrap(), emu.github().unwrap());
+    for id in ["srv-prod", "srv-stg"] {
+        assert_eq!(render.service(id).unwrap().vars(), expected(), "{id}");
+    }
+    assert!(
+        render.vars().is_empty(),
+        "the default service was not a target"
+    );
+    let netlify = emu.netlify().unwrap();
+    for id in ["site-prod", "site-stg"] {
+        assert_eq!(
+            netlify.site(id).unwrap().vars("production"),
+            expected(),
+            "{id}"
+        );
+    }
+    assert!(netlify.vars("production").is_empty());
+    for repo in ["org/app", "org/api"] {
+        let repo = github.repository(repo).unwrap();
+        for env in ["production", "staging"] {
+            let mut held = repo.secrets(Some(env));
+            held.extend(repo.variables(Some(env)));
+            assert_eq!(held, expected(), "{} {env}", repo.full_name());
+            assert!(repo.secrets(Some(env)).contains_key("STRIPE_SECRET_KEY"));
+        }
+        assert!(repo.secrets(None).is_empty() && repo.variables(None).is_empty());
+    }
+    assert!(github.secrets(None).is_empty() && github.variables(None).is_empty());
+    let written: Vec<String> = render.write_log().into_iter().map(|w| w.path).collect();
+    assert!(
+        written.iter().any(|p| p.contains("/srv-prod/"))
+            && written.iter().any(|p| p.contains("/srv-stg/")),
+        "{written:?}"
+    );
+
+    // A value changed on one service only is drift there only.
+    render
+        .service("srv-stg")
+        .unwrap()
+        .set_var("LOG_LEVEL", "debug");
+    render.reset_stats();
+    github.reset_stats();
+    let again = s.run(&["env", "sync", "--target", targets, "--output", "json"]);
+    assert_eq!(again.code, 0, "{again:?}");
+    let json = again.json();
+    for t in json["targets"].as_array().unwrap() {
+        let want = if t["label"] == "stg" {
+            "applied"
+        } else {
+            "in_sync"
+        };
+        assert_eq!(t["status"], want, "{t}");
+    }
+    assert_eq!(render.service("srv-stg").unwrap().vars(), expected());
+    assert_eq!(render.stats().writes, 1);
+    assert_eq!(github.stats().writes, 0);
+    emu.shutdown().await;
+}
+
+/// `emulate`'s instance flags: an emulator that is not started cannot hold instances, and
+/// an id that cannot be a path segment is refused before anything is served.
+#[test]
+fn emulate_refuses_instances_it_cannot_serve() {
+    let s = Sandbox::new();
+    let not_started = s.run(&["emulate", "--platforms", "render", "--netlify-sites", "s"]);
+    assert_eq!(not_started.code, 2, "{not_started:?}");
+    assert!(
+        not_started.stderr.contains("--netlify-sites")
+            && not_started.stderr.contains("--platforms"),
+        "{not_started:?}"
+    );
+    let bad = s.run(&["emulate", "--github-repositories", "no-slash"]);
+    assert_eq!(bad.code, 2, "{bad:?}");
+    assert!(bad.stderr.contains("owner/repo"), "{bad:?}");
+    assert!(!bad.stdout.contains("ready"), "{bad:?}");
+}

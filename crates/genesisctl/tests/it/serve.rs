@@ -32,8 +32,14 @@ impl Server {
     }
 
     fn start_with(sandbox: &Sandbox, env: &[(&str, &str)]) -> Self {
+        Self::start_args(sandbox, env, &[])
+    }
+
+    /// The sandbox server with `args` after `serve --sandbox`.
+    fn start_args(sandbox: &Sandbox, env: &[(&str, &str)], args: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_genesisctl"))
             .args(["serve", "--sandbox", "--listen", "127.0.0.1:0"])
+            .args(args)
             .current_dir(sandbox.path("."))
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -746,4 +752,81 @@ async fn serve_takes_its_connection_and_body_limits_from_the_configuration() {
     drop(client);
     let (code, stderr) = server.stop();
     assert_eq!(code, 0, "{stderr}");
+}
+
+/// `serve --sandbox --render-services … --github-repositories …`: the extra instances are
+/// held empty and are targets of their own, labelled after their ids, so parity shows them
+/// missing everything and one apply-all fills them with the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sandbox_holds_and_targets_extra_instances() {
+    bridge_platforms::http::install_tls();
+    let sandbox = Sandbox::bare();
+    let server = Server::start_args(
+        &sandbox,
+        &[],
+        &[
+            "--render-services",
+            "srv-stg",
+            "--github-repositories",
+            "org/app",
+        ],
+    );
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let url = |path: &str| format!("{}{path}", server.url);
+    let token = Some(server.token.as_str());
+    let (status, body) = call(&client, reqwest::Method::GET, url("/envsync/health"), None).await;
+    assert_eq!(status, 200, "{body}");
+    let health: Value = serde_json::from_str(&body).unwrap();
+    let names: Vec<&str> = health["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(names, ["render", "netlify", "github", "srv_stg", "org_app"]);
+
+    let (_, body) = call(&client, reqwest::Method::GET, url("/parity"), token).await;
+    let parity: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        parity["missing_in_srv_stg"].as_array().unwrap().len(),
+        14,
+        "{body}"
+    );
+    assert_eq!(
+        parity["missing_in_org_app"].as_array().unwrap().len(),
+        14,
+        "{body}"
+    );
+    assert_eq!(
+        parity["missing_in_render"],
+        serde_json::json!(["FEATURE_NEW_CHECKOUT"])
+    );
+
+    let (status, body) = call(
+        &client,
+        reqwest::Method::POST,
+        url("/envsync/apply-all"),
+        token,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let all: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(all["applied"], 5, "{body}");
+    let (_, body) = call(&client, reqwest::Method::GET, url("/parity"), token).await;
+    let parity: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(parity["has_drift"], false, "{body}");
+    let (code, _) = server.stop();
+    assert_eq!(code, 0);
+}
+
+/// The instance flags only mean something with `--sandbox`.
+#[test]
+fn instance_flags_need_the_sandbox() {
+    let sandbox = Sandbox::new();
+    let run = sandbox.run(&["serve", "--render-services", "srv-stg"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("--sandbox"), "{run:?}");
 }
