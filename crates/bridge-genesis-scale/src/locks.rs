@@ -11,8 +11,8 @@
 //! lock, not the row, is what excludes, so a row whose lock is no longer held is stale.
 //!
 //! `state unlock` ends the holder's lock session with `pg_terminate_backend`, which releases
-//! every lock that process held (and says which). The process itself is not stopped: break a
-//! lock only for a holder that is gone or hung.
+//! every lock that process held (and says which). A holder still applying finds its session
+//! gone at the check after each confirmed write ([`LeaseFence`]) and stops before the next.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -188,6 +188,8 @@ struct PgLease {
     scope: String,
     generation: u64,
     session: Arc<Session>,
+    /// The store as errors name it.
+    store: String,
 }
 
 impl std::fmt::Debug for PgLease {
@@ -198,7 +200,50 @@ impl std::fmt::Debug for PgLease {
     }
 }
 
+/// Whether a [`PgLease`] still stands: its lock session is the one it was taken on, and
+/// open. `state unlock` ends the session (`pg_terminate_backend`), and so does a dropped
+/// connection; either way the advisory lock is gone and another runner may hold it.
+#[derive(Debug)]
+struct LeaseFence {
+    scope: String,
+    generation: u64,
+    session: Arc<Session>,
+    store: String,
+}
+
+#[async_trait::async_trait]
+impl bridge_sync::Fence for LeaseFence {
+    async fn check(&self) -> Result<(), String> {
+        let session = self.session.current.lock().await;
+        match session.as_ref() {
+            Some((generation, client)) if *generation == self.generation && !client.is_closed() => {
+                Ok(())
+            }
+            _ => Err(format!(
+                "the apply lock on {} in the {} was broken (`state unlock`, or its lock \
+                 session ended)",
+                self.scope, self.store
+            )),
+        }
+    }
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").finish_non_exhaustive()
+    }
+}
+
 impl Lease for PgLease {
+    fn fence(&self) -> Option<Arc<dyn bridge_sync::Fence>> {
+        Some(Arc::new(LeaseFence {
+            scope: self.scope.clone(),
+            generation: self.generation,
+            session: self.session.clone(),
+            store: self.store.clone(),
+        }))
+    }
+
     fn release(self: Box<Self>, after: Box<dyn Send>) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             // No runtime to unlock on: the session closes with the process, and the server
@@ -302,6 +347,7 @@ impl LockService for PgLocks {
                 scope: scope.to_owned(),
                 generation,
                 session: self.session.clone(),
+                store: self.name.clone(),
             })))
         })
     }

@@ -313,13 +313,15 @@ impl<'h> Operations<'h> {
             }
         };
         let (store, held) = tokio::join!(self.host.state_store(!dry_run), lock);
-        let (store, _held) = (store?, held?);
+        let (store, held) = (store?, held?);
         let scope = &request.scope;
         let job = SyncJob {
             observer: request.progress.clone(),
             source,
             targets,
             store: store.map(Arc::new),
+            // Held until this function returns; the apply stops if one is broken meanwhile.
+            fence: held.as_ref().and_then(ApplyGuard::fence),
             options: SyncOptions {
                 mode: request.mode,
                 diff: DiffOptions {
@@ -488,7 +490,7 @@ impl<'h> Operations<'h> {
         let places: Vec<Target> = opened.iter().map(|(_, t)| t.clone()).collect();
         // The bus before the first write, as for a sync: no change without its record.
         self.host.bus().await?;
-        let _held = self.lock(&places).await?;
+        let held = self.lock(&places).await?;
         let open = |jt: &JournalTarget| -> Result<Target, PlatformError> {
             opened
                 .iter()
@@ -500,7 +502,8 @@ impl<'h> Operations<'h> {
                 })
         };
         let key = self.host.fingerprint_key()?;
-        let outcome = bridge_sync::resume(&store, &open, &key)
+        let fence = held.fence();
+        let outcome = bridge_sync::resume(&store, &open, &key, fence.as_deref())
             .await
             .map_err(sync_error)?;
         self.announce_recovery(&origin, "resume", outcome.as_ref())
@@ -522,7 +525,7 @@ impl<'h> Operations<'h> {
         let place = self.open_one(target).await?;
         let dry_run = request.mode == Mode::DryRun;
         // A dry run reads and plans only: no lock, no events.
-        let _held = if dry_run {
+        let held = if dry_run {
             None
         } else {
             // The bus before the first write, as for a sync: no change without its record.
@@ -536,6 +539,7 @@ impl<'h> Operations<'h> {
             guard: (!request.force).then_some(DeletionGuard {
                 max_share: self.settings.max_delete_share,
             }),
+            fence: held.as_ref().and_then(ApplyGuard::fence),
         };
         let outcome = bridge_sync::rollback_with(&store, &place, options, &key)
             .await

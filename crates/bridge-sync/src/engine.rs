@@ -69,6 +69,14 @@ pub struct SyncOptions {
     pub protect: Vec<String>,
 }
 
+/// What keeps an apply the only writer of its places (its locks), asked each time the
+/// platform confirms an op: an apply whose fence no longer stands stops before its next write.
+#[async_trait::async_trait]
+pub trait Fence: Send + Sync + std::fmt::Debug {
+    /// `Err` says what was lost.
+    async fn check(&self) -> Result<(), String>;
+}
+
 /// Told how far each target's apply has got (label, ops done, ops planned); the CLI draws a
 /// progress line from it.
 pub type ProgressObserver = Arc<dyn Fn(&str, usize, usize) + Send + Sync>;
@@ -81,6 +89,8 @@ pub struct SyncJob {
     /// Where fingerprints, ownership and journals live. Without one (tests, a read-only
     /// checkout) nothing is journalled and write-only values stay unknown.
     pub store: Option<Arc<StateStore>>,
+    /// The apply's locks; `None` where nothing else can write (tests).
+    pub fence: Option<Arc<dyn Fence>>,
 }
 
 pub struct SyncOutcome {
@@ -477,6 +487,7 @@ async fn apply_planned(
         let options = job.options.clone();
         let source = Arc::clone(source);
         let observer = job.observer.clone();
+        let fence = job.fence.clone();
         tasks.spawn(async move {
             let mut statuses = Vec::with_capacity(work.len());
             for (i, target, identity, plan, remote) in work {
@@ -484,6 +495,7 @@ async fn apply_planned(
                     store: store.as_deref(),
                     journal,
                     observer: observer.clone(),
+                    fence: fence.as_deref(),
                 };
                 let status =
                     apply_target(&target, &identity, &plan, &remote, sinks, &options, &source)
@@ -758,6 +770,15 @@ impl ApplyProgress for JournalProgress<'_> {
             slot.get_or_insert(e);
             return Err(stop);
         }
+        // What landed is recorded; with its lock lost, nothing more may be written.
+        if let Some(fence) = self.sinks.fence
+            && let Err(lost) = fence.check().await
+        {
+            let stop = bridge_platforms::Interrupted(lost.clone());
+            let mut slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
+            slot.get_or_insert(StoreError::LockLost(lost));
+            return Err(stop);
+        }
         let mut done = self.done.lock().unwrap_or_else(|p| p.into_inner());
         done.extend(keys.iter().map(|k| k.to_string()));
         if let Some(observer) = &self.sinks.observer {
@@ -829,6 +850,7 @@ pub(crate) struct Sinks<'a> {
     pub(crate) store: Option<&'a StateStore>,
     pub(crate) journal: Option<JournalId>,
     pub(crate) observer: Option<ProgressObserver>,
+    pub(crate) fence: Option<&'a dyn Fence>,
 }
 
 async fn apply_target(

@@ -14,8 +14,9 @@ pub mod store;
 mod verify;
 
 pub use engine::{
-    Mode, PlannedSync, ProgressObserver, SyncError, SyncJob, SyncOptions, SyncOutcome, Target,
-    TargetOutcome, TargetStatus, digest_remote, digest_set, now_rfc3339, observe, plan, run,
+    Fence, Mode, PlannedSync, ProgressObserver, SyncError, SyncJob, SyncOptions, SyncOutcome,
+    Target, TargetOutcome, TargetStatus, digest_remote, digest_set, now_rfc3339, observe, plan,
+    run,
 };
 pub use recovery::{
     RecoveryOutcome, RecoveryTarget, RollbackOptions, resume, rollback, rollback_with,

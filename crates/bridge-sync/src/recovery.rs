@@ -13,6 +13,7 @@
 //! started, never further back than the caller asks with `to`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use bridge_core::FingerprintKey;
 use bridge_core::diff::{Change, DeletionGuard, DeletionRefused, PlanOp, SyncPlan};
@@ -23,7 +24,7 @@ use crate::store::{
     Journal, JournalId, JournalOp, JournalState, JournalTarget, Landed, PreImage, StateStore,
     StoreError,
 };
-use crate::{Mode, SyncError, Target};
+use crate::{Fence, Mode, SyncError, Target};
 
 /// What a resume or rollback did.
 #[derive(Debug)]
@@ -64,7 +65,7 @@ impl RecoveryOutcome {
 }
 
 /// How a rollback runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RollbackOptions {
     /// The journal to undo; `None`: the newest that wrote to the target.
     pub to: Option<JournalId>,
@@ -73,6 +74,8 @@ pub struct RollbackOptions {
     /// `None` when `--force` lifts it: a rollback deletes keys like a sync, within the same
     /// bound.
     pub guard: Option<DeletionGuard>,
+    /// The rollback's lock on the target ([`Fence`]).
+    pub fence: Option<Arc<dyn Fence>>,
 }
 
 /// Finishes the newest unfinished journal, or says there is none (`Ok(None)`).
@@ -88,6 +91,7 @@ pub async fn resume(
     store: &StateStore,
     open: &(dyn Fn(&JournalTarget) -> Result<Target, PlatformError> + Sync),
     key: &FingerprintKey,
+    fence: Option<&dyn Fence>,
 ) -> Result<Option<RecoveryOutcome>, SyncError> {
     let Some(journal) = store.latest_unfinished().await? else {
         return Ok(None);
@@ -142,7 +146,16 @@ pub async fn resume(
             None => Ok(0),
             Some(Err(e)) => Err(e),
             Some(Ok((target, current))) => {
-                finish_pending(store, &journal, jt, &target, &current, key, &mut report).await?
+                finish_pending(
+                    store,
+                    &journal,
+                    jt,
+                    (&target, &current),
+                    key,
+                    fence,
+                    &mut report,
+                )
+                .await?
             }
         };
         match result {
@@ -213,15 +226,15 @@ fn staleness(jt: &JournalTarget, current: &RemoteSet, key: &FingerprintKey) -> O
     None
 }
 
-/// Records the ops whose effect `current` already shows, fills in the stamps of write-only
-/// values written before the crash, and writes the rest.
+/// Records the ops whose effect `current` (what the target holds now) already shows, fills
+/// in the stamps of write-only values written before the crash, and writes the rest.
 async fn finish_pending(
     store: &StateStore,
     journal: &Journal,
     jt: &JournalTarget,
-    target: &Target,
-    current: &RemoteSet,
+    (target, current): (&Target, &RemoteSet),
     key: &FingerprintKey,
+    fence: Option<&dyn Fence>,
     report: &mut RecoveryTarget,
 ) -> Result<Result<usize, PlatformError>, SyncError> {
     // Records of writes confirmed before the crash have no stamp yet: the platform told it
@@ -275,6 +288,7 @@ async fn finish_pending(
         store: Some(store),
         journal: Some(journal.id),
         observer: None,
+        fence,
     };
     // A file that still holds what the journal found gets the very bytes the apply meant to
     // write: its image read backwards, "undoing" the text before into the text after.
@@ -315,6 +329,7 @@ pub async fn rollback(
         to,
         mode: Mode::Apply,
         guard: None,
+        fence: None,
     };
     rollback_with(store, target, options, key).await
 }
@@ -452,6 +467,7 @@ pub async fn rollback_with(
     let sinks = Sinks {
         store: Some(store),
         journal: written_as,
+        fence: options.fence.as_deref(),
         ..Sinks::default()
     };
     let applied = apply_ops(target, &identity, &ops, &current, restore, sinks, key).await?;

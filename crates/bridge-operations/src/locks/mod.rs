@@ -24,6 +24,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
+use bridge_sync::Fence;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::OwnedMutexGuard;
 
@@ -106,6 +107,11 @@ pub trait Lease: Send + Sync + std::fmt::Debug {
     /// Gives the lock up, then drops `after` (the in-process turn), so that the next task
     /// of this process tries only once the lock is free. May finish in the background.
     fn release(self: Box<Self>, after: Box<dyn Send>);
+    /// A check that the lock is still held, for a lock that can be lost while its holder
+    /// lives (broken by `state unlock`, its session ended); `None` for one that cannot.
+    fn fence(&self) -> Option<Arc<dyn Fence>> {
+        None
+    }
 }
 
 /// What one try at a lock found.
@@ -146,6 +152,27 @@ impl ApplyGuard {
     /// The scopes held, sorted.
     pub fn scopes(&self) -> &[String] {
         &self.scopes
+    }
+
+    /// What an apply under these locks checks after each write: that every lock still
+    /// stands. `None` when none can be lost.
+    pub fn fence(&self) -> Option<Arc<dyn Fence>> {
+        let fences: Vec<_> = self.held.iter().filter_map(|(l, _)| l.fence()).collect();
+        (!fences.is_empty()).then(|| Arc::new(AllOf(fences)) as Arc<dyn Fence>)
+    }
+}
+
+/// Every one of several locks' fences.
+#[derive(Debug)]
+struct AllOf(Vec<Arc<dyn Fence>>);
+
+#[async_trait::async_trait]
+impl Fence for AllOf {
+    async fn check(&self) -> Result<(), String> {
+        for fence in &self.0 {
+            fence.check().await?;
+        }
+        Ok(())
     }
 }
 

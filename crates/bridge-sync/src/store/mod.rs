@@ -97,13 +97,20 @@ pub enum StoreError {
     NotEmpty { store: String },
     #[error("state store: {0}")]
     Corrupt(String),
+    /// The apply's lock on its place was broken while it ran (`genesisctl state unlock`, or
+    /// its lock session ended): it stopped before its next write.
+    #[error("{0}: the apply stopped before its next write; `genesisctl env resume` finishes it")]
+    LockLost(String),
 }
 
 impl StoreError {
     /// Whether the store could not be reached (exit 3, naming the store), rather than
     /// answered with an error.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, StoreError::Unavailable { .. })
+        matches!(
+            self,
+            StoreError::Unavailable { .. } | StoreError::LockLost(_)
+        )
     }
 }
 

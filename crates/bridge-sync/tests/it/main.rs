@@ -49,6 +49,7 @@ fn job(source: &Path, targets: &[&Path], options: SyncOptions) -> SyncJob {
             .collect(),
         options,
         store: None,
+        fence: None,
         observer: None,
     }
 }

@@ -59,6 +59,7 @@ impl Fixture {
                 protect: vec!["PLATFORM_MANAGED".into()],
             },
             store: Some(self.store.clone()),
+            fence: None,
             observer: None,
         }
     }
@@ -191,7 +192,7 @@ async fn a_failure_after_k_writes_resumes_without_repeating_and_rolls_back_exact
     f.fake.fail_after(None);
     let open =
         |_: &bridge_sync::store::JournalTarget| -> Result<Target, PlatformError> { Ok(f.target()) };
-    let resumed = resume(&f.store, &open, &FingerprintKey::from_bytes(KEY))
+    let resumed = resume(&f.store, &open, &FingerprintKey::from_bytes(KEY), None)
         .await
         .unwrap()
         .expect("something to resume");
@@ -211,7 +212,7 @@ async fn a_failure_after_k_writes_resumes_without_repeating_and_rolls_back_exact
     );
     // Nothing left to resume, and a repeat sync writes nothing.
     assert!(
-        resume(&f.store, &open, &FingerprintKey::from_bytes(KEY))
+        resume(&f.store, &open, &FingerprintKey::from_bytes(KEY), None)
             .await
             .unwrap()
             .is_none()
@@ -307,7 +308,7 @@ async fn a_crash_leaves_a_record_for_every_confirmed_write_and_resume_repeats_no
     let key = FingerprintKey::from_bytes(KEY);
     let open =
         |_: &bridge_sync::store::JournalTarget| -> Result<Target, PlatformError> { Ok(f.target()) };
-    let outcome = resume(&f.store, &open, &key).await.unwrap().unwrap();
+    let outcome = resume(&f.store, &open, &key, None).await.unwrap().unwrap();
     // D landed before the crash: recorded, not written again; only E is written.
     assert_eq!(f.fake.writes(), 5, "a write was repeated");
     assert_eq!(outcome.targets[0].writes, 1);
@@ -342,7 +343,7 @@ async fn a_write_only_value_in_flight_at_the_crash_is_the_one_write_resume_may_r
     let key = FingerprintKey::from_bytes(KEY);
     let open =
         |_: &bridge_sync::store::JournalTarget| -> Result<Target, PlatformError> { Ok(f.target()) };
-    let outcome = resume(&f.store, &open, &key).await.unwrap().unwrap();
+    let outcome = resume(&f.store, &open, &key, None).await.unwrap().unwrap();
     // D cannot be read back, so it is sent again (same value); E for the first time.
     assert_eq!(outcome.targets[0].resent, ["D"]);
     assert_eq!(f.fake.writes(), 6);
@@ -414,7 +415,9 @@ async fn resume_refuses_a_journal_whose_target_changed_since() {
         let open = |_: &bridge_sync::store::JournalTarget| -> Result<Target, PlatformError> {
             Ok(f.target())
         };
-        let err = resume(&f.store, &open, &key).await.expect_err("refused");
+        let err = resume(&f.store, &open, &key, None)
+            .await
+            .expect_err("refused");
         assert!(
             matches!(err, bridge_sync::SyncError::StaleJournal { .. }),
             "{change}: {err}"
@@ -494,7 +497,7 @@ async fn a_file_rollback_cut_short_resumes_to_the_files_own_bytes() {
     f.store.begin("rollback", "now", &[entry]).await.unwrap();
 
     let open = |_: &JournalTarget| -> Result<Target, PlatformError> { Ok(target.clone()) };
-    let resumed = resume(&f.store, &open, &FingerprintKey::from_bytes(KEY))
+    let resumed = resume(&f.store, &open, &FingerprintKey::from_bytes(KEY), None)
         .await
         .unwrap()
         .expect("something to resume");

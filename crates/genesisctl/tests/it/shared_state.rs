@@ -359,10 +359,10 @@ async fn a_killed_holder_frees_its_lock_and_another_directory_resumes() {
     pg.drop_schema().await;
 }
 
-/// `state unlock ID --yes` breaks a live holder's lock: the lock is gone for every runner and
-/// the break is on the bus. As docs/shared-state.md says, the holder itself is not stopped
-/// (it finishes its apply); nothing is written twice, and a resume from another directory
-/// then finds nothing left.
+/// `state unlock ID --yes` breaks a live holder's lock: the lock is gone for every runner, the
+/// break is on the bus, and the holder stops before its next write (exit 3, its journal left
+/// for a resume) instead of writing on beside whoever takes the lock next. Another directory
+/// then finishes the journal with no write repeated.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_unlock_breaks_a_live_holders_lock() {
     let Some(pg) = PgSchema::create().await else {
@@ -397,7 +397,14 @@ async fn state_unlock_breaks_a_live_holders_lock() {
         "{freed_at_once:?}"
     );
     let out = holder.wait_with_output().unwrap();
-    assert!(out.status.code().is_some(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "the holder went on: {stderr}");
+    assert!(stderr.contains("was broken"), "{stderr}");
+    let left = writes_by_key(&emu);
+    assert!(
+        left.len() < PLAIN.len(),
+        "the holder wrote everything: {left:?}"
+    );
     let freed = b.run(&["state", "locks", "--output", "json"]);
     ok(&freed);
     assert_eq!(freed.json()["locks"], serde_json::json!([]), "{freed:?}");
