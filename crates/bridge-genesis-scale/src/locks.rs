@@ -16,6 +16,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use bridge_operations::OpsError;
 use bridge_operations::locks::{Attempt, BoxFuture, Holder, Lease, LockInfo, LockService, lock_id};
@@ -209,22 +210,58 @@ struct LeaseFence {
     generation: u64,
     session: Arc<Session>,
     store: String,
+    /// When the server last answered on the session: a connection the network dropped
+    /// silently looks open here, so the session is asked again at most every
+    /// [`CONFIRM_EVERY`].
+    confirmed: std::sync::Mutex<Option<Instant>>,
 }
+
+/// How often a fence asks the server whether its lock session still stands.
+const CONFIRM_EVERY: Duration = Duration::from_secs(1);
+/// How long a fence waits for the session (another task may be using it) and its answer.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[async_trait::async_trait]
 impl bridge_sync::Fence for LeaseFence {
     async fn check(&self) -> Result<(), String> {
-        let session = self.session.current.lock().await;
-        match session.as_ref() {
-            Some((generation, client)) if *generation == self.generation && !client.is_closed() => {
-                Ok(())
-            }
-            _ => Err(format!(
+        let broken = || {
+            format!(
                 "the apply lock on {} in the {} was broken (`state unlock`, or its lock \
                  session ended)",
                 self.scope, self.store
-            )),
-        }
+            )
+        };
+        let checked = tokio::time::timeout(CONFIRM_TIMEOUT, async {
+            let session = self.session.current.lock().await;
+            let Some((generation, client)) = session.as_ref() else {
+                return Err(broken());
+            };
+            if *generation != self.generation || client.is_closed() {
+                return Err(broken());
+            }
+            let recent = self
+                .confirmed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some_and(|at| at.elapsed() < CONFIRM_EVERY);
+            if !recent {
+                client
+                    .simple_query("SELECT 1")
+                    .await
+                    .map_err(|_| broken())?;
+                *self.confirmed.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+            }
+            Ok(())
+        })
+        .await;
+        checked.unwrap_or_else(|_| {
+            Err(format!(
+                "the apply lock on {} in the {} could not be confirmed within {} s",
+                self.scope,
+                self.store,
+                CONFIRM_TIMEOUT.as_secs()
+            ))
+        })
     }
 }
 
@@ -241,6 +278,7 @@ impl Lease for PgLease {
             generation: self.generation,
             session: self.session.clone(),
             store: self.store.clone(),
+            confirmed: std::sync::Mutex::new(None),
         }))
     }
 

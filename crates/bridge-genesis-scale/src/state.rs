@@ -505,6 +505,10 @@ pub(crate) fn parse_config(url: &str) -> Result<Config, StoreError> {
     // ends its session (and releases the apply locks it held).
     config.keepalives(true);
     config.keepalives_idle(Duration::from_secs(30));
+    // And this side notices a connection the network dropped as fast: a lock session that
+    // died silently must not look alive to its holder for the kernel's default ten minutes.
+    config.keepalives_interval(Duration::from_secs(10));
+    config.keepalives_retries(3);
     Ok(config)
 }
 

@@ -19,7 +19,8 @@ pub enum OpsError {
     /// No such provider, journal or target.
     #[error("{0}")]
     NotFound(String),
-    /// Another apply holds the lock of a place this one needs, past the lock timeout.
+    /// Another apply holds the lock of a place this one needs, past the lock timeout; or the
+    /// lock this apply held was broken while it ran.
     #[error("{0}")]
     Busy(String),
     /// Nothing was written, on purpose: an unfinished journal stands in the way, or a

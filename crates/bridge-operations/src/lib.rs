@@ -665,6 +665,8 @@ fn sync_error(e: SyncError) -> OpsError {
         SyncError::Source { source, spec } => {
             OpsError::platform(source, format!("reading the source {spec}"))
         }
+        // Another runner may hold the place now: as for a lock that could not be had.
+        SyncError::Store(e @ StoreError::LockLost(_)) => OpsError::Busy(e.to_string()),
         SyncError::Store(e) => OpsError::State(e.to_string()),
         e @ (SyncError::Unfinished { .. } | SyncError::StaleJournal { .. }) => {
             OpsError::NotApplied(e.to_string())

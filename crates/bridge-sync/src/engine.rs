@@ -799,6 +799,13 @@ pub(crate) async fn apply_ops(
     key: &FingerprintKey,
 ) -> Result<Result<usize, PlatformError>, StoreError> {
     let store = sinks.store;
+    // The lock may have been lost since it was taken (a prompt answered late, a session that
+    // died while the plan was made): nothing is written without it.
+    if let Some(fence) = sinks.fence
+        && let Err(lost) = fence.check().await
+    {
+        return Err(StoreError::LockLost(lost));
+    }
     let progress = JournalProgress {
         sinks,
         label: &target.label,

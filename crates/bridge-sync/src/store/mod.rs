@@ -107,10 +107,7 @@ impl StoreError {
     /// Whether the store could not be reached (exit 3, naming the store), rather than
     /// answered with an error.
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Unavailable { .. } | StoreError::LockLost(_)
-        )
+        matches!(self, StoreError::Unavailable { .. })
     }
 }
 

@@ -249,3 +249,36 @@ async fn verify_lines_up_every_place() {
     assert_eq!(err.label, "c");
     assert!(err.to_string().contains("c.env:1:1"), "{err}");
 }
+
+/// A fence that no longer stands: the lock was broken before the apply began.
+#[derive(Debug)]
+struct Broken;
+
+#[async_trait::async_trait]
+impl bridge_sync::Fence for Broken {
+    async fn check(&self) -> Result<(), String> {
+        Err("the apply lock on t0 was broken".into())
+    }
+}
+
+/// An apply whose lock was broken before its first write (its holder sat at the prompt)
+/// writes nothing and says why.
+#[tokio::test]
+async fn an_apply_whose_lock_was_broken_before_it_began_writes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src.env");
+    let a = dir.path().join("a.env");
+    fs::write(&src, "A=1\nB=2\n").expect("write");
+    fs::write(&a, "A=old\n").expect("write");
+    let fenced = SyncJob {
+        fence: Some(std::sync::Arc::new(Broken)),
+        ..job(&src, &[&a], options(Mode::Apply, Deletions::Keep))
+    };
+    let outcome = run(fenced).await;
+    assert_eq!(fs::read_to_string(&a).expect("read"), "A=old\n");
+    let text = match outcome {
+        Err(e) => e.to_string(),
+        Ok(o) => format!("{:?}", o.targets[0].status),
+    };
+    assert!(text.contains("was broken"), "{text}");
+}
