@@ -17,6 +17,9 @@ use std::time::Duration;
 
 use bridge_genesis::bus::{Bus, Policy, PolicyMode, Role, SqliteStore};
 
+mod support;
+use support::{rss_kb, run};
+
 const EVENTS: u64 = 500;
 const DURATION: &str = "3s";
 /// Alternating rounds per route; medians are reported.
@@ -98,20 +101,6 @@ fn main() {
             peak_kb as f64 / 1024.0
         );
     }
-}
-
-fn run(bin: &str, dir: &std::path::Path, args: &[&str]) -> String {
-    let out = Command::new(bin)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("runs genesisctl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 fn seed_events(path: &std::path::Path) {
@@ -242,17 +231,6 @@ fn wrk(url: &str, token: &str) -> f64 {
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
-}
-
-fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 /// Samples a process's resident memory every 50 ms and keeps the peak.

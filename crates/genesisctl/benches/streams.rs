@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 use bridge_genesis::bus::{Bus, Policy, PolicyMode, Role, SqliteStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+mod support;
+use support::{rss_kb, run};
+
 const EVENTS: u64 = 500;
 const STREAMS: usize = 2_000;
 /// How long after the clients leave the server is measured again.
@@ -131,20 +134,6 @@ async fn open_and_catch_up(addr: String, token: String) -> tokio::net::TcpStream
     }
 }
 
-fn run(bin: &str, dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(bin)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("runs genesisctl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 fn seed_events(path: &Path) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -205,17 +194,6 @@ impl Server {
             .status();
         let _ = self.child.wait();
     }
-}
-
-fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 /// Sockets `pid` holds (its listener and its connections).

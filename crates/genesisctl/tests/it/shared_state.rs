@@ -315,6 +315,30 @@ async fn wait_for(mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Two runners of one store, the first syncing PLAIN to the slow GitHub emulator in the
+/// background: answered once it has written twice, with the one lock it holds (as `state
+/// locks --output json` lists it from the second).
+async fn mid_apply(
+    emu: &Emulators,
+    pg: &PgSchema,
+) -> (Sandbox, std::process::Child, serde_json::Value) {
+    let a = runner(emu, &pg.url(), &plain_env(PLAIN));
+    let b = runner(emu, &pg.url(), &plain_env(PLAIN));
+    let holder = a
+        .command(&["env", "sync", "--target", "github"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(|| emu.github().unwrap().write_log().len() >= 2).await;
+    let held = b.run(&["state", "locks", "--output", "json"]);
+    ok(&held);
+    let locks = held.json()["locks"].as_array().unwrap().clone();
+    assert_eq!(locks.len(), 1, "{held:?}");
+    assert_eq!(locks[0]["pid"], holder.id(), "{held:?}");
+    (b, holder, locks[0].clone())
+}
+
 /// kill -9 of a runner mid-apply: PostgreSQL ends its session and the lock with it, and a
 /// runner in another directory resumes the journal without repeating a write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -325,20 +349,7 @@ async fn a_killed_holder_frees_its_lock_and_another_directory_resumes() {
     let emu = bridge_emulators::start(github_only(Duration::from_millis(250)))
         .await
         .unwrap();
-    let a = runner(&emu, &pg.url(), &plain_env(PLAIN));
-    let b = runner(&emu, &pg.url(), &plain_env(PLAIN));
-    let mut killed = a
-        .command(&["env", "sync", "--target", "github"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for(|| emu.github().unwrap().write_log().len() >= 2).await;
-    let held = b.run(&["state", "locks", "--output", "json"]);
-    ok(&held);
-    let locks = held.json()["locks"].as_array().unwrap().clone();
-    assert_eq!(locks.len(), 1, "{held:?}");
-    assert_eq!(locks[0]["pid"], killed.id(), "{held:?}");
+    let (b, mut killed, _) = mid_apply(&emu, &pg).await;
     killed.kill().unwrap(); // SIGKILL
     killed.wait().unwrap();
     // What the dead process had in flight lands or not; either way it settles.
@@ -371,20 +382,8 @@ async fn state_unlock_breaks_a_live_holders_lock() {
     let emu = bridge_emulators::start(github_only(Duration::from_millis(250)))
         .await
         .unwrap();
-    let a = runner(&emu, &pg.url(), &plain_env(PLAIN));
-    let b = runner(&emu, &pg.url(), &plain_env(PLAIN));
-    let holder = a
-        .command(&["env", "sync", "--target", "github"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for(|| emu.github().unwrap().write_log().len() >= 2).await;
-    let held = b.run(&["state", "locks", "--output", "json"]);
-    ok(&held);
-    let locks = held.json()["locks"].as_array().unwrap().clone();
-    assert_eq!(locks.len(), 1, "{held:?}");
-    let id = locks[0]["id"].as_str().unwrap().to_owned();
+    let (b, holder, lock) = mid_apply(&emu, &pg).await;
+    let id = lock["id"].as_str().unwrap().to_owned();
 
     let broken = b.run(&["state", "unlock", &id, "--yes"]);
     ok(&broken);
