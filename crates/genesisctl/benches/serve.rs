@@ -8,9 +8,7 @@
 //!
 //! Needs `wrk` (Debian: `apt-get install wrk`).
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener as StdListener;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -18,7 +16,7 @@ use std::time::Duration;
 use bridge_genesis::bus::{Bus, Policy, PolicyMode, Role, SqliteStore};
 
 mod support;
-use support::{rss_kb, run};
+use support::{Server, rss_kb, run};
 
 const EVENTS: u64 = 500;
 const DURATION: &str = "3s";
@@ -121,49 +119,6 @@ fn seed_events(path: &std::path::Path) {
             .expect("publish");
         }
     });
-}
-
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    fn start(bin: &str, dir: &std::path::Path, log_level: &str) -> Self {
-        let port = StdListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let mut child = Command::new(bin)
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--log-level",
-                log_level,
-            ])
-            .current_dir(dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starts genesisctl serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("a line");
-        let url = line
-            .trim()
-            .strip_prefix("Listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-            .to_owned();
-        Self { child, url }
-    }
-
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
 }
 
 fn fetch(base: &str, path: &str, token: &str) -> String {

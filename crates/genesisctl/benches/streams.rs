@@ -7,10 +7,7 @@
 //! 35 s after they end (past two 15 s keep-alives: a stream finds its client gone when a
 //! write fails).
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener as StdListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -19,7 +16,7 @@ use bridge_genesis::bus::{Bus, Policy, PolicyMode, Role, SqliteStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod support;
-use support::{rss_kb, run};
+use support::{Server, rss_kb, run};
 
 const EVENTS: u64 = 500;
 const STREAMS: usize = 2_000;
@@ -42,7 +39,7 @@ fn main() {
     let events_db = dir.path().join(".bridge/events.db");
     seed_events(&events_db);
 
-    let server = Server::start(bin, dir.path());
+    let server = Server::start(bin, dir.path(), "warn");
     std::thread::sleep(Duration::from_millis(500));
     let pid = server.child.id();
     let idle = (rss_kb(pid), descriptors_on(pid, &events_db), sockets(pid));
@@ -64,7 +61,7 @@ fn main() {
     for burst in 1..=BURSTS {
         let before = rss_kb(pid);
         let started = Instant::now();
-        let addr = server.addr.clone();
+        let addr = server.url.trim_start_matches("http://").to_owned();
         let streams = runtime.block_on(async {
             let opened: Vec<_> = (0..STREAMS)
                 .map(|_| tokio::spawn(open_and_catch_up(addr.clone(), token.clone())))
@@ -152,48 +149,6 @@ fn seed_events(path: &Path) {
             .expect("publish");
         }
     });
-}
-
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Server {
-    fn start(bin: &str, dir: &Path) -> Self {
-        let port = StdListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let mut child = Command::new(bin)
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--log-level",
-                "warn",
-            ])
-            .current_dir(dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starts genesisctl serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("a line");
-        assert!(line.starts_with("Listening on "), "{line}");
-        Self {
-            child,
-            addr: format!("127.0.0.1:{port}"),
-        }
-    }
-
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
 }
 
 /// Sockets `pid` holds (its listener and its connections).

@@ -39,7 +39,7 @@ const SOURCE: &[(&str, &str)] = &[
 ];
 
 /// Instances the emulators hold besides the seeded ones, each also a target; empty, so the
-/// first apply-all fills them.
+/// first apply-all fills them. Ids as the flags gave them, trimmed.
 #[derive(Debug, Default)]
 pub struct Extra {
     pub render_services: Vec<String>,
@@ -61,7 +61,7 @@ impl Extra {
             (&self.netlify_sites, "netlify:site="),
             (&self.github_repositories, "github:repository="),
         ] {
-            for id in ids.iter().map(|id| id.trim()).filter(|id| !id.is_empty()) {
+            for id in ids {
                 out.push_str(&format!(",{}={spec}{id}", label(id)));
             }
         }
@@ -135,16 +135,10 @@ pub async fn start(
     }
     fs::write(&env_file, text).with_context(|| format!("writing {}", env_file.display()))?;
 
-    let trimmed = |ids: &[String]| -> Vec<String> {
-        ids.iter()
-            .map(|id| id.trim().to_owned())
-            .filter(|id| !id.is_empty())
-            .collect()
-    };
     let emulators = bridge_emulators::start(EmulatorConfig {
-        render_services: trimmed(&extra.render_services),
-        netlify_sites: trimmed(&extra.netlify_sites),
-        github_repositories: trimmed(&extra.github_repositories),
+        render_services: extra.render_services.clone(),
+        netlify_sites: extra.netlify_sites.clone(),
+        github_repositories: extra.github_repositories.clone(),
         ..EmulatorConfig::default()
     })
     .await

@@ -135,7 +135,8 @@ fn config(args: &EmulateArgs) -> anyhow::Result<EmulatorConfig> {
 }
 
 /// The ids of an instance flag, trimmed, without empty entries (`a, b,`).
-fn instances(ids: &[String]) -> Vec<String> {
+/// The ids of an instance flag (`--render-services a, b`), trimmed, empty ones dropped.
+pub(crate) fn instances(ids: &[String]) -> Vec<String> {
     ids.iter()
         .map(|id| id.trim().to_owned())
         .filter(|id| !id.is_empty())

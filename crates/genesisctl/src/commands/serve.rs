@@ -16,7 +16,7 @@ use bridge_server::{
 use serde_json::json;
 
 use crate::cli::{LogFormatArg, OutputFormat, ServeArgs};
-use crate::commands::emulate::wait_for_shutdown;
+use crate::commands::emulate::{instances, wait_for_shutdown};
 use crate::context::{Context, now_rfc3339};
 use crate::exit::{CmdResult, Code};
 use crate::shell::Shell;
@@ -39,9 +39,9 @@ pub async fn run(ctx: Context<'_>, args: &ServeArgs) -> CmdResult {
         let (config, tokens, sandbox) = crate::sandbox::start(
             &ctx.config,
             &crate::sandbox::Extra {
-                render_services: args.render_services.clone(),
-                netlify_sites: args.netlify_sites.clone(),
-                github_repositories: args.github_repositories.clone(),
+                render_services: instances(&args.render_services),
+                netlify_sites: instances(&args.netlify_sites),
+                github_repositories: instances(&args.github_repositories),
             },
         )
         .await?;
